@@ -1,0 +1,54 @@
+# wwserver / wwclient — see README.md. Two entry points for a new user:
+#   make lab    a QEMU node PXE-boots from wwserver in a private network namespace
+#   make test   unit tests (-race) and the QEMU PXE integration cases
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+IMAGE := $(CURDIR)/build/image
+# Debian packages the build, the tests and the lab need.
+APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file
+
+.PHONY: all deps build image lab test unit integration vet fmt-check clean
+
+all: build
+
+# Installs missing Debian packages (apt-get update first, once).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+build:
+	mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wwclient ./wwclient
+	$(GO) build -trimpath -o $(BIN)/wwserver ./server/cmd/wwserver
+
+# The lab node image (Debian kernel + busybox), cached under build/.
+image: deps
+	./initramfs/build.sh $(IMAGE)
+
+lab: deps build image
+	$(GO) run ./tools/lab/cmd/lab --bin $(BIN) --image $(IMAGE)
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit: deps build
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+integration: deps build image
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 30m -v ./integration/
+
+test: fmt-check vet unit integration
+
+clean:
+	rm -rf $(BIN) build/image

@@ -1,0 +1,353 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// NetDev is one network device of a node.
+type NetDev struct {
+	Name    string `json:"name"`
+	HWAddr  string `json:"hwaddr"` // lower-case, colon-separated
+	IPAddr  string `json:"ipaddr,omitempty"`
+	Netmask string `json:"netmask,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	Primary bool   `json:"primary"`
+}
+
+// Node is a node with its profiles merged in; resolved once per config load.
+type Node struct {
+	Name            string            `json:"name"`
+	Profiles        []string          `json:"profiles,omitempty"`
+	Image           string            `json:"image"`
+	Kernel          string            `json:"kernel,omitempty"`
+	KernelArgs      []string          `json:"kernel_args,omitempty"`
+	SystemOverlays  []string          `json:"system_overlays"`
+	RuntimeOverlays []string          `json:"runtime_overlays"`
+	Root            string            `json:"root"`
+	AssetKey        string            `json:"-"`
+	IPXETemplate    string            `json:"ipxe_template,omitempty"`
+	Tags            map[string]string `json:"tags,omitempty"`
+	Network         []NetDev          `json:"network"` // primary first, then by name
+}
+
+// Primary returns the node's primary network device (zero value if none).
+func (n *Node) Primary() NetDev {
+	if len(n.Network) == 0 {
+		return NetDev{}
+	}
+	return n.Network[0]
+}
+
+// HasAssetKey reports whether the node requires an asset key.
+func (n *Node) HasAssetKey() bool { return n.AssetKey != "" }
+
+// Nodes is the resolved node database of one config generation.
+type Nodes struct {
+	List   []*Node          // sorted by name
+	ByName map[string]*Node // name → node
+	ByMAC  map[string]*Node // normalised MAC → node
+	ByIP   map[string]*Node // any configured address → node
+	// Hash identifies this generation's content (nodes and profiles).
+	Hash string
+}
+
+// rawEntry is one [nodes.X] or [profiles.X] table as written.
+type rawEntry struct {
+	Profiles        []string              `toml:"profiles"`
+	Image           *string               `toml:"image"`
+	Kernel          *string               `toml:"kernel"`
+	KernelArgs      []string              `toml:"kernel_args"`
+	SystemOverlays  []string              `toml:"system_overlays"`
+	RuntimeOverlays []string              `toml:"runtime_overlays"`
+	Root            *string               `toml:"root"`
+	AssetKey        *string               `toml:"asset_key"`
+	IPXETemplate    *string               `toml:"ipxe_template"`
+	Tags            map[string]string     `toml:"tags"`
+	Network         map[string]*rawNetDev `toml:"network"`
+}
+
+type rawNetDev struct {
+	HWAddr  *string `toml:"hwaddr"`
+	IPAddr  *string `toml:"ipaddr"`
+	Netmask *string `toml:"netmask"`
+	Gateway *string `toml:"gateway"`
+	Primary *bool   `toml:"primary"`
+}
+
+type rawNodes struct {
+	Profiles map[string]*rawEntry `toml:"profiles"`
+	Nodes    map[string]*rawEntry `toml:"nodes"`
+}
+
+// Root modes for the node's root filesystem.
+const (
+	RootTmpfs     = "tmpfs"
+	RootInitramfs = "initramfs"
+)
+
+// LoadNodes reads and resolves nodes.toml at path.
+func LoadNodes(path string) (*Nodes, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read nodes config: %w", err)
+	}
+	return ParseNodes(path, data)
+}
+
+// ParseNodes parses nodes.toml content; path is used in error messages.
+func ParseNodes(path string, data []byte) (*Nodes, error) {
+	var raw rawNodes
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
+	if err != nil {
+		return nil, tomlError(path, err)
+	}
+	loc := newLocator(data)
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return nil, &Error{File: path, Line: loc.line(k), Key: k, Msg: "unknown key"}
+	}
+	fail := func(key, format string, a ...any) error {
+		return &Error{File: path, Line: loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+	}
+	for name := range raw.Profiles {
+		if err := checkName(name); err != nil {
+			return nil, fail("profiles."+name, "%v", err)
+		}
+	}
+	names := make([]string, 0, len(raw.Nodes))
+	for name := range raw.Nodes {
+		if err := checkName(name); err != nil {
+			return nil, fail("nodes."+name, "%v", err)
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	ns := &Nodes{ByName: map[string]*Node{}, ByMAC: map[string]*Node{}, ByIP: map[string]*Node{}}
+	macOwner := map[string]string{} // mac → key that set it
+	ipOwner := map[string]string{}
+	for _, name := range names {
+		r := raw.Nodes[name]
+		if r == nil {
+			r = &rawEntry{}
+		}
+		key := "nodes." + name
+		n := &Node{Name: name, Profiles: r.Profiles, Tags: map[string]string{}}
+		devs := map[string]*rawNetDev{}
+		// Profiles merge in order; the node's own values are applied last and win.
+		for _, p := range r.Profiles {
+			pr, ok := raw.Profiles[p]
+			if !ok || pr == nil {
+				return nil, fail(key+".profiles", "profile %q is not defined", p)
+			}
+			if len(pr.Profiles) > 0 {
+				return nil, fail("profiles."+p+".profiles", "profiles cannot include other profiles")
+			}
+			n.merge(pr, devs)
+		}
+		n.merge(r, devs)
+		if n.Root == "" {
+			n.Root = RootTmpfs
+		}
+		if n.Root != RootTmpfs && n.Root != RootInitramfs {
+			return nil, fail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
+		}
+		if n.Image == "" {
+			return nil, fail(key+".image", "no image set (on the node or its profiles)")
+		}
+		for _, field := range []struct{ k, v string }{{"image", n.Image}, {"ipxe_template", n.IPXETemplate}} {
+			if field.v != "" && checkName(field.v) != nil {
+				return nil, fail(key+"."+field.k, "%q is not a plain name", field.v)
+			}
+		}
+		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
+			if checkName(o) != nil {
+				return nil, fail(key, "overlay %q is not a plain name", o)
+			}
+		}
+		if n.Kernel != "" && (strings.HasPrefix(n.Kernel, "/") || strings.Contains("/"+n.Kernel+"/", "/../")) {
+			return nil, fail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
+		}
+		devNames := make([]string, 0, len(devs))
+		for d := range devs {
+			devNames = append(devNames, d)
+		}
+		sort.Strings(devNames)
+		primaries := 0
+		for _, d := range devNames {
+			rd := devs[d]
+			dk := key + ".network." + d
+			dev := NetDev{Name: d}
+			if rd.HWAddr != nil {
+				mac, err := NormalizeMAC(*rd.HWAddr)
+				if err != nil {
+					return nil, fail(dk+".hwaddr", "%v", err)
+				}
+				dev.HWAddr = mac
+			}
+			for _, f := range []struct {
+				k   string
+				src *string
+				dst *string
+			}{{"ipaddr", rd.IPAddr, &dev.IPAddr}, {"netmask", rd.Netmask, &dev.Netmask}, {"gateway", rd.Gateway, &dev.Gateway}} {
+				if f.src == nil || *f.src == "" {
+					continue
+				}
+				if parseIPv4(*f.src) == nil {
+					return nil, fail(dk+"."+f.k, "%q is not an IPv4 address", *f.src)
+				}
+				*f.dst = *f.src
+			}
+			if dev.Netmask != "" && !isMask(dev.Netmask) {
+				return nil, fail(dk+".netmask", "%q is not a netmask", dev.Netmask)
+			}
+			if rd.Primary != nil && *rd.Primary {
+				dev.Primary = true
+				primaries++
+			}
+			if dev.HWAddr != "" {
+				if other, dup := macOwner[dev.HWAddr]; dup {
+					return nil, fail(dk+".hwaddr", "MAC %s is also used by %s", dev.HWAddr, other)
+				}
+				macOwner[dev.HWAddr] = dk
+				ns.ByMAC[dev.HWAddr] = n
+			}
+			if dev.IPAddr != "" {
+				if other, dup := ipOwner[dev.IPAddr]; dup {
+					return nil, fail(dk+".ipaddr", "address %s is also used by %s", dev.IPAddr, other)
+				}
+				ipOwner[dev.IPAddr] = dk
+				ns.ByIP[dev.IPAddr] = n
+			}
+			n.Network = append(n.Network, dev)
+		}
+		if primaries > 1 {
+			return nil, fail(key+".network", "%d devices are marked primary; at most one may be", primaries)
+		}
+		if primaries == 0 && len(n.Network) > 0 {
+			n.Network[0].Primary = true // a single or first device is primary by default
+		}
+		sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
+		ns.List = append(ns.List, n)
+		ns.ByName[name] = n
+	}
+	sum := sha256.New()
+	enc := json.NewEncoder(sum)
+	for _, n := range ns.List {
+		_ = enc.Encode(n)
+		sum.Write([]byte(n.AssetKey))
+	}
+	ns.Hash = hex.EncodeToString(sum.Sum(nil))
+	return ns, nil
+}
+
+// merge applies the set fields of r over n. Network devices merge per device and field.
+func (n *Node) merge(r *rawEntry, devs map[string]*rawNetDev) {
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&n.Image, r.Image)
+	set(&n.Kernel, r.Kernel)
+	set(&n.Root, r.Root)
+	set(&n.AssetKey, r.AssetKey)
+	set(&n.IPXETemplate, r.IPXETemplate)
+	if r.KernelArgs != nil {
+		n.KernelArgs = append([]string(nil), r.KernelArgs...)
+	}
+	if r.SystemOverlays != nil {
+		n.SystemOverlays = append([]string(nil), r.SystemOverlays...)
+	}
+	if r.RuntimeOverlays != nil {
+		n.RuntimeOverlays = append([]string(nil), r.RuntimeOverlays...)
+	}
+	for k, v := range r.Tags {
+		n.Tags[k] = v
+	}
+	for name, d := range r.Network {
+		if d == nil {
+			continue
+		}
+		cur, ok := devs[name]
+		if !ok {
+			cur = &rawNetDev{}
+			devs[name] = cur
+		}
+		if d.HWAddr != nil {
+			cur.HWAddr = d.HWAddr
+		}
+		if d.IPAddr != nil {
+			cur.IPAddr = d.IPAddr
+		}
+		if d.Netmask != nil {
+			cur.Netmask = d.Netmask
+		}
+		if d.Gateway != nil {
+			cur.Gateway = d.Gateway
+		}
+		if d.Primary != nil {
+			cur.Primary = d.Primary
+		}
+	}
+}
+
+// NormalizeMAC accepts a 6-byte MAC with ':' or '-' in any case and returns
+// it lower-case with colons.
+func NormalizeMAC(s string) (string, error) {
+	if len(s) != 17 {
+		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
+	}
+	hw, err := net.ParseMAC(strings.ReplaceAll(s, "-", ":"))
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
+	}
+	return hw.String(), nil
+}
+
+func checkName(s string) error {
+	if s == "" || len(s) > 63 {
+		return fmt.Errorf("name %q must be 1-63 characters", s)
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("name %q may hold only letters, digits, '-', '_' and '.'", s)
+		}
+	}
+	if s == "." || s == ".." {
+		return fmt.Errorf("name %q is not allowed", s)
+	}
+	return nil
+}
+
+func isMask(s string) bool {
+	ip := parseIPv4(s)
+	if ip == nil {
+		return false
+	}
+	ones, bits := net.IPMask(ip).Size()
+	return bits == 32 && ones >= 0
+}
+
+// PrefixLen returns the prefix length of a dotted netmask, or -1.
+func PrefixLen(mask string) int {
+	ip := parseIPv4(mask)
+	if ip == nil {
+		return -1
+	}
+	ones, bits := net.IPMask(ip).Size()
+	if bits != 32 {
+		return -1
+	}
+	return ones
+}

@@ -1,0 +1,229 @@
+// Package config reads the served tree's wwserver.toml and nodes.toml,
+// validates them (errors name file, line and key), merges profiles into
+// nodes and indexes nodes by MAC so the hot path never re-merges.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPort is the HTTP port nodes use when wwserver.toml names none.
+const DefaultPort = 9873
+
+// Duration is a time.Duration written in TOML as a string ("60s", "1h").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler for TOML strings.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Server is wwserver.toml.
+type Server struct {
+	// Address is the IP nodes use to reach the server.
+	Address string `toml:"address"`
+	// Listen is the HTTP listen address (default ":9873").
+	Listen string `toml:"listen"`
+	// UpdateInterval is how often wwclient heartbeats and pulls the runtime overlay.
+	UpdateInterval Duration `toml:"update_interval"`
+	// Secure serves the runtime overlay only to privileged source ports (and asset keys).
+	Secure *bool `toml:"secure"`
+
+	DHCP DHCP `toml:"dhcp"`
+	TFTP TFTP `toml:"tftp"`
+
+	// Port is the HTTP port nodes connect to, derived from Listen.
+	Port int `toml:"-"`
+}
+
+// IsSecure reports whether secure mode is on (the default).
+func (s *Server) IsSecure() bool { return s.Secure == nil || *s.Secure }
+
+// URL is the base URL nodes use, e.g. http://10.0.2.1:9873.
+func (s *Server) URL() string {
+	return "http://" + net.JoinHostPort(s.Address, strconv.Itoa(s.Port))
+}
+
+// DHCP is the [dhcp] section of wwserver.toml.
+type DHCP struct {
+	Enabled      bool     `toml:"enabled"`
+	Mode         string   `toml:"mode"` // "reservation" or "proxy"
+	Interface    string   `toml:"interface"`
+	Listen       string   `toml:"listen"` // default ":67"
+	RangeStart   string   `toml:"range_start"`
+	RangeEnd     string   `toml:"range_end"`
+	Netmask      string   `toml:"netmask"`
+	Router       string   `toml:"router"`
+	DNS          []string `toml:"dns"`
+	Domain       string   `toml:"domain"`
+	LeaseTime    Duration `toml:"lease_time"`
+	BIOSFile     string   `toml:"bios_file"`
+	EFIFile      string   `toml:"efi_file"`
+	ARM64File    string   `toml:"arm64_file"`
+	HTTPBootFile string   `toml:"http_boot_file"`
+	Workers      int      `toml:"workers"` // fixed packet-handling pool size
+}
+
+// TFTP is the [tftp] section of wwserver.toml.
+type TFTP struct {
+	Enabled    bool   `toml:"enabled"`
+	Listen     string `toml:"listen"` // default ":69"
+	Dir        string `toml:"dir"`    // default /usr/lib/ipxe
+	Anticipate int    `toml:"anticipate"`
+}
+
+// DHCP modes.
+const (
+	ModeReservation = "reservation"
+	ModeProxy       = "proxy"
+)
+
+// LoadServer reads and validates wwserver.toml at path.
+func LoadServer(path string) (*Server, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read server config: %w", err)
+	}
+	return ParseServer(path, data)
+}
+
+// ParseServer parses wwserver.toml content; path is used in error messages.
+func ParseServer(path string, data []byte) (*Server, error) {
+	var s Server
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&s)
+	if err != nil {
+		return nil, tomlError(path, err)
+	}
+	loc := newLocator(data)
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return nil, &Error{File: path, Line: loc.line(k), Key: k, Msg: "unknown key"}
+	}
+	fail := func(key, format string, a ...any) error {
+		return &Error{File: path, Line: loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+	}
+	s.applyDefaults()
+	if s.Address == "" {
+		return nil, fail("address", "required: the IP address nodes use to reach this server")
+	}
+	if ip := net.ParseIP(s.Address); ip == nil || ip.To4() == nil {
+		return nil, fail("address", "%q is not an IPv4 address", s.Address)
+	}
+	_, port, err := net.SplitHostPort(s.Listen)
+	if err != nil {
+		return nil, fail("listen", "%q: %v", s.Listen, err)
+	}
+	if s.Port, err = strconv.Atoi(port); err != nil || s.Port <= 0 || s.Port > 65535 {
+		return nil, fail("listen", "bad port %q", port)
+	}
+	if s.UpdateInterval.Duration < time.Second {
+		return nil, fail("update_interval", "must be at least 1s, got %s", s.UpdateInterval)
+	}
+	d := &s.DHCP
+	if d.Mode != ModeReservation && d.Mode != ModeProxy {
+		return nil, fail("dhcp.mode", "must be %q or %q, got %q", ModeReservation, ModeProxy, d.Mode)
+	}
+	if d.Enabled && d.Interface == "" {
+		return nil, fail("dhcp.interface", "required when dhcp is enabled")
+	}
+	for _, f := range []struct{ key, val string }{
+		{"dhcp.range_start", d.RangeStart}, {"dhcp.range_end", d.RangeEnd},
+		{"dhcp.netmask", d.Netmask}, {"dhcp.router", d.Router},
+	} {
+		if f.val != "" && parseIPv4(f.val) == nil {
+			return nil, fail(f.key, "%q is not an IPv4 address", f.val)
+		}
+	}
+	for _, v := range d.DNS {
+		if parseIPv4(v) == nil {
+			return nil, fail("dhcp.dns", "%q is not an IPv4 address", v)
+		}
+	}
+	if (d.RangeStart == "") != (d.RangeEnd == "") {
+		return nil, fail("dhcp.range_end", "range_start and range_end go together")
+	}
+	if d.RangeStart != "" && ipToU32(parseIPv4(d.RangeStart)) > ipToU32(parseIPv4(d.RangeEnd)) {
+		return nil, fail("dhcp.range_end", "range_end %s is before range_start %s", d.RangeEnd, d.RangeStart)
+	}
+	if d.Workers < 1 || d.Workers > 1024 {
+		return nil, fail("dhcp.workers", "must be 1..1024, got %d", d.Workers)
+	}
+	if s.TFTP.Anticipate < 0 || s.TFTP.Anticipate > 64 {
+		return nil, fail("tftp.anticipate", "must be 0..64, got %d", s.TFTP.Anticipate)
+	}
+	return &s, nil
+}
+
+func (s *Server) applyDefaults() {
+	if s.Listen == "" {
+		s.Listen = ":" + strconv.Itoa(DefaultPort)
+	}
+	if s.UpdateInterval.Duration == 0 {
+		s.UpdateInterval.Duration = 60 * time.Second
+	}
+	d := &s.DHCP
+	if d.Mode == "" {
+		d.Mode = ModeReservation
+	}
+	if d.Listen == "" {
+		d.Listen = ":67"
+	}
+	if d.Netmask == "" {
+		d.Netmask = "255.255.255.0"
+	}
+	if d.LeaseTime.Duration == 0 {
+		d.LeaseTime.Duration = time.Hour
+	}
+	if d.BIOSFile == "" {
+		d.BIOSFile = "undionly.kpxe"
+	}
+	if d.EFIFile == "" {
+		d.EFIFile = "snponly.efi"
+	}
+	if d.HTTPBootFile == "" {
+		d.HTTPBootFile = "ipxe.efi"
+	}
+	if d.Workers == 0 {
+		d.Workers = 8
+	}
+	t := &s.TFTP
+	if t.Listen == "" {
+		t.Listen = ":69"
+	}
+	if t.Dir == "" {
+		t.Dir = "/usr/lib/ipxe"
+	}
+	if t.Anticipate == 0 {
+		t.Anticipate = 8
+	}
+}
+
+func parseIPv4(s string) net.IP {
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil
+	}
+	return ip.To4()
+}
+
+func ipToU32(ip net.IP) uint32 {
+	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+}

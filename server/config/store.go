@@ -1,0 +1,166 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// File names inside the served tree.
+const (
+	ServerFile = "wwserver.toml"
+	NodesFile  = "nodes.toml"
+)
+
+// Snapshot is one consistent, immutable generation of the configuration.
+type Snapshot struct {
+	Server *Server
+	Nodes  *Nodes
+	// Gen increases by one for every successful load.
+	Gen uint64
+	// LoadedAt is when this generation was loaded.
+	LoadedAt time.Time
+}
+
+// Store holds the current configuration of a served tree and reloads it
+// when its files change. A bad file never replaces the last good config.
+type Store struct {
+	root string
+	log  *slog.Logger
+	cur  atomic.Pointer[Snapshot]
+
+	mu      sync.Mutex // serialises reloads
+	stamp   atomic.Value
+	lastErr atomic.Pointer[error]
+	// OnReload, when set, is called after each successful reload.
+	OnReload func(*Snapshot)
+}
+
+type fileStamp struct{ server, nodes string }
+
+// NewStore loads the tree at root. It fails when the initial config is bad.
+func NewStore(root string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Store{root: root, log: log}
+	s.stamp.Store(fileStamp{})
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Root is the served tree's directory.
+func (s *Store) Root() string { return s.root }
+
+// Current returns the current snapshot without touching the disk.
+func (s *Store) Current() *Snapshot { return s.cur.Load() }
+
+// LastError is the error of the last failed reload, nil after a good one.
+func (s *Store) LastError() error {
+	if p := s.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Fresh returns the current snapshot after reloading if either config file
+// changed on disk since the last load (a stat of each, cheap enough for every
+// request). This makes edits visible on the very next request even before
+// the file watcher fires.
+func (s *Store) Fresh() *Snapshot {
+	if s.readStamp() != s.stamp.Load().(fileStamp) {
+		_ = s.Reload()
+	}
+	return s.cur.Load()
+}
+
+func (s *Store) readStamp() fileStamp {
+	st := func(name string) string {
+		fi, err := os.Stat(filepath.Join(s.root, name))
+		if err != nil {
+			return "missing"
+		}
+		return fmt.Sprintf("%d/%d/%v", fi.Size(), fi.ModTime().UnixNano(), fi.Sys())
+	}
+	return fileStamp{server: st(ServerFile), nodes: st(NodesFile)}
+}
+
+// Reload reads both files; on error the last good config stays and the error
+// is logged and returned.
+func (s *Store) Reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stamp := s.readStamp()
+	if stamp == s.stamp.Load().(fileStamp) && s.cur.Load() != nil {
+		return nil
+	}
+	srv, err := LoadServer(filepath.Join(s.root, ServerFile))
+	var nodes *Nodes
+	if err == nil {
+		nodes, err = LoadNodes(filepath.Join(s.root, NodesFile))
+	}
+	// Remember the stamp even on failure so a bad file is reported once, not per request.
+	s.stamp.Store(stamp)
+	if err != nil {
+		s.lastErr.Store(&err)
+		if s.cur.Load() != nil {
+			s.log.Error("config reload failed; keeping last good config", "err", err)
+		}
+		return err
+	}
+	s.lastErr.Store(nil)
+	prev := s.cur.Load()
+	snap := &Snapshot{Server: srv, Nodes: nodes, LoadedAt: time.Now()}
+	if prev != nil {
+		snap.Gen = prev.Gen + 1
+		s.log.Info("config reloaded", "gen", snap.Gen, "nodes", len(nodes.List))
+	}
+	s.cur.Store(snap)
+	if s.OnReload != nil {
+		s.OnReload(snap)
+	}
+	return nil
+}
+
+// Watch reloads on file changes until done is closed. Editors replace files
+// by rename, so the directory is watched, not the files.
+func (s *Store) Watch(done <-chan struct{}) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch config: %w", err)
+	}
+	if err := w.Add(s.root); err != nil {
+		w.Close()
+		return fmt.Errorf("watch config dir %s: %w", s.root, err)
+	}
+	go func() {
+		defer w.Close()
+		for {
+			select {
+			case <-done:
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if base := filepath.Base(ev.Name); base == ServerFile || base == NodesFile {
+					_ = s.Reload()
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				s.log.Warn("config watcher", "err", err)
+			}
+		}
+	}()
+	return nil
+}

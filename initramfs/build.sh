@@ -203,12 +203,13 @@ cat >"$root/etc/init.d/rcS" <<'EOF'
 # wwlab node image: runs once from /etc/inittab (sysinit).
 PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export PATH
-mountpoint -q /proc || mount -t proc proc /proc
-mountpoint -q /sys || mount -t sysfs sysfs /sys
+[ -e /proc/self ] || mount -t proc proc /proc
+mounted() { grep -q "^[^ ]* $1 " /proc/mounts; }
+mounted /sys || mount -t sysfs sysfs /sys
 [ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
-mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
-mountpoint -q /run || mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mounted /dev/pts || mount -t devpts devpts /dev/pts
+mounted /run || mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 # NIC drivers for the devices present (virtio_pci first creates the virtio
 # devices that virtio_net binds to)
 for bus in pci virtio pci virtio; do
@@ -218,6 +219,7 @@ for bus in pci virtio pci virtio; do
 done
 ip link set lo up 2>/dev/null
 echo "booted: node $(hostname)"
+echo "nics: $(cd /sys/class/net && echo *) modules: $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
 EOF
 chmod 0755 "$root/etc/init.d/rcS"
 

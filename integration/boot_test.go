@@ -1,0 +1,161 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wwcluster/ww/tools/lab"
+)
+
+// TestImageDirectBoot boots the lab image with QEMU -kernel/-initrd and a
+// check-only /init: the image itself (kernel, busybox init, rcS, NIC modules)
+// works, independently of wwserver and wwclient.
+func TestImageDirectBoot(t *testing.T) {
+	t.Parallel()
+	p := paths(t, false)
+	ctx, cancel := context.WithTimeout(rootCtx, 3*time.Minute)
+	defer cancel()
+	l, err := lab.New(ctx, lab.Options{Paths: p, Logger: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, ctx: ctx, lab: l}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, vm := range e.vms {
+				t.Logf("---- %s serial console (tail) ----\n%s", vm.Name, vm.SerialTail(40))
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	})
+	initrd := filepath.Join(l.Dir, "direct.initrd.gz")
+	if err := lab.WriteInitrd(initrd, p.Image, map[string][]byte{"init": lab.CheckInit("direct")}); err != nil {
+		t.Fatal(err)
+	}
+	vm := e.startVM(lab.VMOptions{Name: "direct", MAC: "52:54:00:99:dd:01", Kernel: p.Kernel, Initrd: initrd,
+		Append: "console=ttyS0 panic=-1", NoTap: true, MemoryMB: 512})
+	e.waitBooted(vm, "direct")
+	line, err := vm.WaitForLine(ctx, "nics:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, "eth0") || !strings.Contains(line, "virtio_net") {
+		t.Fatalf("the virtio NIC driver did not come up: %q", line)
+	}
+}
+
+// TestBIOSBoot: SeaBIOS + QEMU's iPXE ROM -> DHCP -> iPXE script -> kernel,
+// image, overlays over HTTP -> wwclient bootstrap -> /sbin/init. The node
+// reaches RUNTIME_OVERLAY and keeps heartbeating.
+func TestBIOSBoot(t *testing.T) {
+	t.Parallel()
+	n := lab.LabNode(1)
+	e := newEnv(t, 5*time.Minute, []lab.Node{n})
+	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.BIOS})
+	e.waitBooted(vm, n.Name)
+	e.waitRuntime(n.Name)
+}
+
+// TestUEFIBoot: OVMF's own PXE (no option ROM) -> DHCP arch 7 -> TFTP
+// snponly.efi -> iPXE -> the same path as BIOS.
+func TestUEFIBoot(t *testing.T) {
+	t.Parallel()
+	n := lab.LabNode(1)
+	e := newEnv(t, 6*time.Minute, []lab.Node{n})
+	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.UEFI})
+	e.waitBooted(vm, n.Name)
+	e.waitRuntime(n.Name)
+	// The firmware fetched snponly.efi over TFTP: the server logs it.
+	if log, err := os.ReadFile(e.lab.ServerLog()); err == nil && !strings.Contains(string(log), "snponly.efi") {
+		t.Errorf("server log does not mention snponly.efi: was the firmware's PXE used?")
+	}
+}
+
+// TestTwoNodesAndUnknown: two nodes boot at once, and a VM with a MAC in no
+// node gets the unknown-node script and shows as unknown in status.
+func TestTwoNodesAndUnknown(t *testing.T) {
+	t.Parallel()
+	n1, n2 := lab.LabNode(1), lab.LabNode(2)
+	e := newEnv(t, 7*time.Minute, []lab.Node{n1, n2})
+	vm1 := e.startVM(lab.VMOptions{Name: n1.Name, MAC: n1.MAC, Firmware: lab.BIOS})
+	vm2 := e.startVM(lab.VMOptions{Name: n2.Name, MAC: n2.MAC, Firmware: lab.BIOS})
+	unk := e.startVM(lab.VMOptions{Name: "unknown", MAC: lab.UnknownMAC, Firmware: lab.BIOS, MemoryMB: 256})
+
+	// The unknown VM never gets a kernel; it shows up in status as unknown.
+	st, err := e.lab.WaitStatus(e.ctx, "unknown MAC "+lab.UnknownMAC, func(s *lab.Status) bool {
+		u, ok := s.UnknownMAC(lab.UnknownMAC)
+		return ok && u.Stage != ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := st.UnknownMAC(lab.UnknownMAC)
+	t.Logf("unknown: %+v", u)
+
+	e.waitBooted(vm1, n1.Name)
+	e.waitBooted(vm2, n2.Name)
+	e.waitRuntime(n1.Name)
+	e.waitRuntime(n2.Name)
+
+	st, err = e.lab.Status(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.UnknownMAC(n1.MAC); ok {
+		t.Errorf("known node %s listed as unknown", n1.MAC)
+	}
+	u, _ = st.UnknownMAC(lab.UnknownMAC)
+	for _, bad := range []string{"KERNEL", "IMAGE", "SYSTEM_OVERLAY", "RUNTIME_OVERLAY"} {
+		if u.Stage == bad {
+			t.Errorf("unknown MAC reached stage %s", bad)
+		}
+	}
+	if strings.Contains(lab.Tail(unk.SerialLog, 1000), "booted: node") {
+		t.Errorf("unknown VM booted an image")
+	}
+}
+
+// TestRuntimeOverlayUpdate: adding a node to nodes.toml changes the generic
+// runtime overlay (/etc/hosts) and the running node applies it within one
+// interval: its heartbeat's runtime_etag changes.
+func TestRuntimeOverlayUpdate(t *testing.T) {
+	t.Parallel()
+	n1 := lab.LabNode(1)
+	e := newEnv(t, 5*time.Minute, []lab.Node{n1})
+	vm := e.startVM(lab.VMOptions{Name: n1.Name, MAC: n1.MAC, Firmware: lab.BIOS})
+	e.waitBooted(vm, n1.Name)
+	before := e.waitRuntime(n1.Name)
+	if before.Heartbeat.RuntimeETag == "" {
+		t.Fatalf("heartbeat has no runtime_etag: %+v", before.Heartbeat)
+	}
+
+	added := lab.LabNode(7)
+	changed := time.Now()
+	if err := e.lab.SetNodes([]lab.Node{n1, added}); err != nil {
+		t.Fatal(err)
+	}
+	// Reload + one interval (5s) + jitter + the heartbeat after applying.
+	wctx, cancel := context.WithTimeout(e.ctx, 45*time.Second)
+	defer cancel()
+	st, err := e.lab.WaitStatus(wctx, n1.Name+" runtime_etag changes", func(s *lab.Status) bool {
+		n, ok := s.Node(n1.Name)
+		return ok && n.Heartbeat != nil && n.Heartbeat.RuntimeETag != "" && n.Heartbeat.RuntimeETag != before.Heartbeat.RuntimeETag
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := st.Node(n1.Name)
+	t.Logf("runtime_etag %s -> %s after %s", before.Heartbeat.RuntimeETag, after.Heartbeat.RuntimeETag, time.Since(changed).Round(time.Second))
+	if _, ok := st.Node(added.Name); !ok {
+		t.Errorf("status does not list the added node %s", added.Name)
+	}
+	if after.Heartbeat.BootID != before.Heartbeat.BootID {
+		t.Errorf("node rebooted (boot_id %s -> %s)", before.Heartbeat.BootID, after.Heartbeat.BootID)
+	}
+}

@@ -1,0 +1,307 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// kind is a kind of cache file.
+type kind struct {
+	name string // metrics label
+	dir  string // below the state directory
+	// durable files are fsynced before they are renamed into place, so after
+	// a crash a file under its final name is complete and a new process may
+	// use it. Per-node files are cheap to make: a new process rebuilds them
+	// rather than trusting them, and they skip the fsync.
+	durable bool
+}
+
+var (
+	kindImage   = kind{"image", "images", true}
+	kindShared  = kind{"system_shared", filepath.Join("overlays", "shared"), true}
+	kindNode    = kind{"system_node", filepath.Join("overlays", "node"), false}
+	kindRuntime = kind{"runtime", filepath.Join("overlays", "runtime"), false}
+	kinds       = []kind{kindImage, kindShared, kindNode, kindRuntime}
+)
+
+// maxBuildTries bounds the builds of one key when sources keep changing.
+const maxBuildTries = 5
+
+// part is one immutable cache file.
+type part struct {
+	key  string
+	path string
+	size int64
+	mod  time.Time
+	used atomic.Int64 // unix ns of the last lookup
+}
+
+type partResult struct {
+	p     *part
+	built bool
+}
+
+// lookup returns the part for key if this process has it.
+func (b *Builder) lookup(key string) *part {
+	b.mu.Lock()
+	p := b.parts[key]
+	if p != nil {
+		p.used.Store(time.Now().UnixNano())
+	}
+	b.mu.Unlock()
+	return p
+}
+
+// forget drops keys from memory (their files went missing), so the next call
+// rebuilds them.
+func (b *Builder) forget(keys ...string) {
+	b.mu.Lock()
+	for _, k := range keys {
+		delete(b.parts, k)
+	}
+	b.mu.Unlock()
+}
+
+// get returns the cache part for key, building it with fill (which writes
+// the uncompressed content; it becomes one gzip member) when it is neither
+// in memory nor, for durable kinds, on disk. One build per key runs at a
+// time; concurrent callers share it.
+func (b *Builder) get(ctx context.Context, k kind, key string, fill func(io.Writer) error) (*part, error) {
+	if p := b.lookup(key); p != nil {
+		b.m.hits.WithLabelValues(k.name).Inc()
+		b.reused.Add(1)
+		return p, nil
+	}
+	r, err := b.builds.Do(ctx, key, func() (partResult, error) {
+		if p := b.lookup(key); p != nil { // finished just before we came
+			return partResult{p: p}, nil
+		}
+		path := filepath.Join(b.state, k.dir, key+cacheSuffix)
+		if k.durable {
+			// Adopt a file an earlier process built. Prune must not remove
+			// it between the stat and the store.
+			b.pruneMu.RLock()
+			fi, err := os.Stat(path)
+			if err == nil && fi.Mode().IsRegular() {
+				p := b.store(key, path, fi)
+				b.pruneMu.RUnlock()
+				return partResult{p: p}, nil
+			}
+			b.pruneMu.RUnlock()
+		}
+		start := time.Now()
+		fi, err := b.write(k, path, fill)
+		// A file written while we read it: try again (it reads the new
+		// state, which is at least as fresh as the caller needs).
+		for try := 1; errors.Is(err, errChanged) && try < maxBuildTries; try++ {
+			b.log.Debug("source changed during build; again", "kind", k.name, "err", err)
+			time.Sleep(time.Duration(try) * 10 * time.Millisecond)
+			fi, err = b.write(k, path, fill)
+		}
+		if err != nil {
+			return partResult{}, err
+		}
+		d := time.Since(start)
+		b.m.builds.WithLabelValues(k.name).Inc()
+		b.m.seconds.WithLabelValues(k.name).Observe(d.Seconds())
+		b.built.Add(1)
+		lvl := slog.LevelDebug
+		if k.durable {
+			lvl = slog.LevelInfo
+		}
+		b.log.Log(context.Background(), lvl, "built", "kind", k.name, "key", key[:16], "bytes", fi.Size(), "took", d.Round(time.Millisecond))
+		return partResult{p: b.store(key, path, fi), built: true}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.built {
+		b.m.misses.WithLabelValues(k.name).Inc()
+	} else {
+		b.m.hits.WithLabelValues(k.name).Inc()
+		b.reused.Add(1)
+	}
+	return r.p, nil
+}
+
+func (b *Builder) store(key, path string, fi fs.FileInfo) *part {
+	p := &part{key: key, path: path, size: fi.Size(), mod: fi.ModTime()}
+	p.used.Store(time.Now().UnixNano())
+	b.mu.Lock()
+	b.parts[key] = p
+	b.mu.Unlock()
+	return p
+}
+
+// write builds a cache file atomically: a temporary file in the same
+// directory, renamed into place when complete.
+func (b *Builder) write(k kind, path string, fill func(io.Writer) error) (fs.FileInfo, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+filepath.Base(path)+"-*")
+	if err != nil {
+		return nil, fmt.Errorf("create cache file: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	cw := &countWriter{w: f}
+	err = writeGzip(cw, fill)
+	b.written.Add(cw.n)
+	b.m.bytes.Add(float64(cw.n))
+	if err != nil {
+		return nil, err
+	}
+	if k.durable {
+		if err := f.Sync(); err != nil {
+			return nil, fmt.Errorf("write cache file: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("write cache file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("write cache file: %w", err)
+	}
+	ok = true
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("write cache file: %w", err)
+	}
+	return fi, nil
+}
+
+// artifact assembles an Artifact from cache parts.
+func (b *Builder) artifact(name string, parts ...*part) *Artifact {
+	a := &Artifact{Name: name}
+	keys := make([]string, len(parts))
+	for i, p := range parts {
+		keys[i] = p.key
+		a.Parts = append(a.Parts, p.path)
+		a.sizes = append(a.sizes, p.size)
+		a.Size += p.size
+		if p.mod.After(a.ModTime) {
+			a.ModTime = p.mod
+		}
+	}
+	a.ETag = etag(keys...)
+	a.forget = func() { b.forget(keys...) }
+	return a
+}
+
+// DefaultPruneAge is a sensible age for Prune.
+const DefaultPruneAge = 30 * time.Minute
+
+// Prune removes cache files no longer in use: it forgets parts not looked up
+// for maxAge, then removes every cache file that is not remembered and is
+// older than maxAge (stale temporary files included). Files of the current
+// generation are looked up on every request, so they stay; a file being
+// served when it is removed stays readable through the open descriptor.
+// It returns the number of files removed.
+func (b *Builder) Prune(maxAge time.Duration) (int, error) {
+	if maxAge < time.Minute {
+		maxAge = time.Minute
+	}
+	b.pruneMu.Lock()
+	defer b.pruneMu.Unlock()
+	cutoff := time.Now().Add(-maxAge)
+	live := map[string]bool{}
+	b.mu.Lock()
+	for key, p := range b.parts {
+		if time.Unix(0, p.used.Load()).Before(cutoff) {
+			delete(b.parts, key)
+			continue
+		}
+		live[p.path] = true
+	}
+	b.mu.Unlock()
+	removed := 0
+	var errs []error
+	for _, k := range kinds {
+		dir := filepath.Join(b.state, k.dir)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, de := range ents {
+			name := de.Name()
+			path := filepath.Join(dir, name)
+			if !de.Type().IsRegular() || live[path] ||
+				!(strings.HasSuffix(name, cacheSuffix) || strings.HasPrefix(name, tmpPrefix)) {
+				continue
+			}
+			fi, err := de.Info()
+			if err != nil || fi.ModTime().After(cutoff) {
+				continue
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			removed++
+		}
+	}
+	b.m.pruned.Add(float64(removed))
+	if removed > 0 {
+		b.log.Info("pruned build cache", "removed", removed)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// fingerprints memoises tree fingerprints for one request (or one BuildAll
+// run): every tree is walked once, by a walk that started after the request
+// arrived.
+type fingerprints struct {
+	b  *Builder
+	mu sync.Mutex
+	m  map[string]*fpOnce
+}
+
+type fpOnce struct {
+	once sync.Once
+	fp   fingerprint
+	err  error
+}
+
+func (b *Builder) newFingerprints() *fingerprints {
+	return &fingerprints{b: b, m: map[string]*fpOnce{}}
+}
+
+// get returns the fingerprint of the tree at dir.
+func (f *fingerprints) get(ctx context.Context, dir string, kind treeKind) (fingerprint, error) {
+	f.mu.Lock()
+	o := f.m[dir]
+	if o == nil {
+		o = &fpOnce{}
+		f.m[dir] = o
+	}
+	f.mu.Unlock()
+	o.once.Do(func() {
+		label := "overlay"
+		if kind == treeImage {
+			label = "image"
+		}
+		o.fp, o.err = f.b.walks.Do(ctx, dir, func() (fingerprint, error) {
+			start := time.Now()
+			fp, err := fingerprintTree(dir, kind)
+			f.b.m.walks.WithLabelValues(label).Inc()
+			f.b.m.walkSecs.WithLabelValues(label).Observe(time.Since(start).Seconds())
+			return fp, err
+		})
+	})
+	return o.fp, o.err
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wwcluster/ww/server/build"
+)
+
+func newBuildCmd() *cobra.Command {
+	var (
+		root    string
+		workers int
+		logs    logFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Prebuild every node's image and overlays into the cache",
+		Long: `build builds what every node will be served (image, system and runtime
+overlays; the kernel is checked) into state/, so the first boots after a change
+do not wait for builds. A running server picks the results up: the cache is
+content-addressed. Unchanged parts are reused.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logs.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			snap, err := loadSnapshot(root)
+			if err != nil {
+				return err
+			}
+			b, err := build.New(build.Options{Root: root, Log: log})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			st, err := b.BuildAll(ctx, snap, workers)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "built %d node(s) in %s: %d file(s) written (%s), %d reused, %d failed\n",
+				st.Nodes, st.Elapsed.Round(time.Millisecond), st.Built, humanBytes(st.BytesWritten), st.Reused, st.Failed)
+			if err != nil {
+				return fmt.Errorf("build: %w", err)
+			}
+			return nil
+		},
+	}
+	addRootFlag(cmd, &root)
+	cmd.Flags().IntVar(&workers, "workers", 0, "nodes built in parallel (0: number of CPUs)")
+	logs.add(cmd)
+	return cmd
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,395 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The end-to-end test builds the real binaries, writes a tree with
+// `wwserver init`, runs `wwserver serve` on 127.0.0.1 and walks a node
+// through its boot over HTTP.
+
+const fakeKernel = "MZ fake kernel for the e2e test \x00\x01\x02 0123456789abcdefghijklmnopqrstuvwxyz"
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func goTool(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	p := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(p); err != nil {
+		t.Skip("no go tool to build the binaries")
+	}
+	return p
+}
+
+// buildBinaries builds wwserver (and wwclient when it has a main package)
+// into dir; without a real wwclient a stand-in file is used.
+func buildBinaries(t *testing.T, dir string) (wwserver, wwclient string) {
+	t.Helper()
+	goBin := goTool(t)
+	wwserver = filepath.Join(dir, "wwserver")
+	out, err := exec.Command(goBin, "build", "-o", wwserver, "github.com/wwcluster/ww/server/cmd/wwserver").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build wwserver: %v\n%s", err, out)
+	}
+	wwclient = filepath.Join(dir, "wwclient")
+	if out, err := exec.Command(goBin, "build", "-o", wwclient, "github.com/wwcluster/ww/wwclient").CombinedOutput(); err != nil {
+		t.Logf("no wwclient binary (%v: %s); using a stand-in", err, bytes.TrimSpace(out))
+		if err := os.WriteFile(wwclient, []byte("#!/bin/sh\n# stand-in wwclient\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return wwserver, wwclient
+}
+
+// fakeImage is a tiny root filesystem with a kernel.
+func fakeImage(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	files := map[string]string{
+		"boot/vmlinuz-6.1.0-1-amd64": fakeKernel,
+		"etc/hostname":               "e2e-image\n",
+		"etc/os-release":             "PRETTY_NAME=\"e2e\"\n",
+		"bin/busybox":                "not really busybox\n",
+	}
+	for p, data := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("busybox", filepath.Join(dir, "bin/sh")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type server struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	done chan error
+}
+
+func startServer(t *testing.T, bin, root, base string) *server {
+	t.Helper()
+	s := &server{t: t, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(bin, "serve", "--root", root, "--log-format", "json", "--log-level", "debug")
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.logs.String())
+		}
+	})
+	// Poll /healthz until it answers, the server dies or the deadline passes.
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			t.Fatalf("server exited before it was healthy: %v\n%s", err, s.logs.String())
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not healthy after 30s:\n%s", s.logs.String())
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *server) stop() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		s.t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Fatalf("server exit: %v\n%s", err, s.logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		s.t.Fatalf("server did not stop on SIGTERM\n%s", s.logs.String())
+	}
+}
+
+type fetched struct {
+	code int
+	hdr  http.Header
+	body []byte
+}
+
+func fetch(t *testing.T, client *http.Client, method, url string, hdr ...string) fetched {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fetched{resp.StatusCode, resp.Header, body}
+}
+
+func gunzip(t *testing.T, data []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("not gzip: %v", err)
+	}
+	out, err := io.ReadAll(zr) // concatenated members too
+	if err != nil {
+		t.Fatalf("gunzip: %v", err)
+	}
+	return out
+}
+
+// rootClient dials from a privileged source port; nil when not root.
+func rootClient() *http.Client {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var last error
+		for p := 1023; p >= 600; p-- {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}}
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				return c, nil
+			}
+			last = err
+			if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return nil, err
+			}
+		}
+		return nil, fmt.Errorf("no free privileged port: %w", last)
+	}
+	return &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+}
+
+func runCLI(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("wwserver %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs a server")
+	}
+	bins := t.TempDir()
+	wwserver, wwclient := buildBinaries(t, bins)
+	root := filepath.Join(t.TempDir(), "tree")
+	port := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	out := runCLI(t, wwserver, "init", root, "--wwclient", wwclient, "--image-from", fakeImage(t),
+		"--address", "127.0.0.1", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if !strings.Contains(out, "wrote a served tree") {
+		t.Errorf("init output:\n%s", out)
+	}
+	// A runtime-overlay file and a template, edited later while serving.
+	marker := filepath.Join(root, "overlays", "generic", "etc", "e2e-marker")
+	writeTestFile(t, marker, "marker-one\n")
+	writeTestFile(t, filepath.Join(root, "overlays", "generic", "etc", "e2e-node.ww"), "node={{.Node.Name}} ip={{.Node.Primary.IPAddr}}\n")
+
+	if out := runCLI(t, wwserver, "check", "--root", root); !strings.Contains(out, "ok") {
+		t.Errorf("check: %s", out)
+	}
+	if out := runCLI(t, wwserver, "nodes", "--root", root); !strings.Contains(out, "n001") || !strings.Contains(out, "52:54:00:00:00:01") {
+		t.Errorf("nodes:\n%s", out)
+	}
+	if out := runCLI(t, wwserver, "build", "--root", root, "--workers", "2"); !strings.Contains(out, "built 2 node(s)") {
+		t.Errorf("build:\n%s", out)
+	}
+	rendered := runCLI(t, wwserver, "render", "ipxe", "n001", "--root", root)
+	if out := runCLI(t, wwserver, "render", "overlay", "n001", "generic", "--root", root); !strings.Contains(out, "node=n001") {
+		t.Errorf("render overlay:\n%s", out)
+	}
+
+	srv := startServer(t, wwserver, root, base)
+	client := &http.Client{}
+	const mac = "52:54:00:00:00:01"
+
+	// iPXE script, as render printed it.
+	script := fetch(t, client, "GET", base+"/ipxe/52-54-00-00-00-01")
+	if script.code != 200 || string(script.body) != rendered {
+		t.Fatalf("ipxe: %d\n%s\n--- render printed\n%s", script.code, script.body, rendered)
+	}
+	if !strings.Contains(string(script.body), base+"/kernel/"+mac) {
+		t.Errorf("script does not point at this server:\n%s", script.body)
+	}
+	if u := fetch(t, client, "GET", base+"/ipxe/52:54:00:00:00:77"); u.code != 200 || !strings.Contains(string(u.body), "not a known node") {
+		t.Errorf("unknown MAC: %d %s", u.code, u.body)
+	}
+
+	// Every file stage: full, Range, If-None-Match.
+	for _, st := range []struct {
+		path  string
+		check func([]byte) bool
+	}{
+		{"/kernel/" + mac, func(b []byte) bool { return string(b) == fakeKernel }},
+		{"/image/" + mac, func(b []byte) bool { return bytes.Contains(gunzip(t, b), []byte("e2e-image")) }},
+		{"/overlay/system/" + mac, func(b []byte) bool { return bytes.Contains(gunzip(t, b), []byte("usr/sbin/wwclient")) }},
+		{"/provision/" + mac + "?stage=kernel", func(b []byte) bool { return string(b) == fakeKernel }},
+	} {
+		full := fetch(t, client, "GET", base+st.path)
+		if full.code != 200 || !st.check(full.body) {
+			t.Fatalf("%s: %d, %d bytes", st.path, full.code, len(full.body))
+		}
+		if full.hdr.Get("Content-Length") != fmt.Sprint(len(full.body)) || full.hdr.Get("ETag") == "" {
+			t.Errorf("%s: headers %v", st.path, full.hdr)
+		}
+		part := fetch(t, client, "GET", base+st.path, "Range", "bytes=2-11")
+		if part.code != 206 || !bytes.Equal(part.body, full.body[2:12]) {
+			t.Errorf("%s: range: %d %q", st.path, part.code, part.body)
+		}
+		same := fetch(t, client, "GET", base+st.path, "If-None-Match", full.hdr.Get("ETag"))
+		if same.code != 304 || len(same.body) != 0 {
+			t.Errorf("%s: If-None-Match: %d", st.path, same.code)
+		}
+	}
+
+	// Runtime overlay: secure mode refuses an unprivileged port whatever it claims.
+	ipxeUA := fetch(t, client, "GET", base+"/overlay/runtime/"+mac, "User-Agent", "iPXE/1.21.1")
+	if ipxeUA.code != http.StatusForbidden {
+		t.Errorf("runtime overlay to an unprivileged port: %d", ipxeUA.code)
+	}
+	rtClient := rootClient()
+	if rtClient == nil {
+		// Not root: turn secure mode off (also exercises reload while serving).
+		cfg := filepath.Join(root, "wwserver.toml")
+		data, _ := os.ReadFile(cfg)
+		writeTestFile(t, cfg, strings.Replace(string(data), "secure = true", "secure = false", 1))
+		rtClient = client
+	}
+	rt := fetch(t, rtClient, "GET", base+"/overlay/runtime/"+mac)
+	if rt.code != 200 {
+		t.Fatalf("runtime overlay: %d %s", rt.code, rt.body)
+	}
+	content := gunzip(t, rt.body)
+	if !bytes.Contains(content, []byte("marker-one")) || !bytes.Contains(content, []byte("node=n001 ip=127.0.0.11")) {
+		t.Errorf("runtime overlay lacks the marker or the rendered template")
+	}
+	part := fetch(t, rtClient, "GET", base+"/overlay/runtime/"+mac, "Range", "bytes=0-3")
+	if part.code != 206 || !bytes.Equal(part.body, rt.body[:4]) {
+		t.Errorf("runtime range: %d", part.code)
+	}
+	if same := fetch(t, rtClient, "GET", base+"/overlay/runtime/"+mac, "If-None-Match", rt.hdr.Get("ETag")); same.code != 304 {
+		t.Errorf("runtime If-None-Match: %d", same.code)
+	}
+
+	// Edit the overlay source while serving: the next fetch has it.
+	writeTestFile(t, marker, "marker-two, longer\n")
+	rt2 := fetch(t, rtClient, "GET", base+"/overlay/runtime/"+mac, "If-None-Match", rt.hdr.Get("ETag"))
+	if rt2.code != 200 || rt2.hdr.Get("ETag") == rt.hdr.Get("ETag") {
+		t.Fatalf("edited overlay: %d, ETag %q", rt2.code, rt2.hdr.Get("ETag"))
+	}
+	if c := gunzip(t, rt2.body); !bytes.Contains(c, []byte("marker-two, longer")) || bytes.Contains(c, []byte("marker-one")) {
+		t.Errorf("edited overlay not served")
+	}
+
+	// Status, live.
+	st := fetch(t, client, "GET", base+"/status")
+	if st.code != 200 || !strings.Contains(string(st.body), "n001") || !strings.Contains(string(st.body), "RUNTIME_OVERLAY") {
+		t.Errorf("status: %d %s", st.code, st.body)
+	}
+	if m := fetch(t, client, "GET", base+"/metrics"); !strings.Contains(string(m.body), `wwserver_http_requests_total{code="206",stage="kernel"}`) ||
+		!strings.Contains(string(m.body), "go_goroutines") {
+		t.Errorf("metrics lack request counts or Go collectors")
+	}
+
+	// Restart: the status survives.
+	srv.stop()
+	startServer(t, wwserver, root, base)
+	out = runCLI(t, wwserver, "status", "--json", "--root", root)
+	if !strings.Contains(out, "n001") || !strings.Contains(out, "RUNTIME_OVERLAY") {
+		t.Errorf("status after restart:\n%s", out)
+	}
+	if !strings.Contains(out, "52:54:00:00:00:77") {
+		t.Errorf("status after restart lacks the unknown MAC:\n%s", out)
+	}
+}
+
+func writeTestFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,253 @@
+package main
+
+// render, nodes and check look at what would be served, without booting a
+// node or starting the server.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/provision"
+)
+
+// loadSnapshot reads the served tree's configuration once.
+func loadSnapshot(root string) (*config.Snapshot, error) {
+	srv, err := config.LoadServer(filepath.Join(root, config.ServerFile))
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := config.LoadNodes(filepath.Join(root, config.NodesFile))
+	if err != nil {
+		return nil, err
+	}
+	return &config.Snapshot{Server: srv, Nodes: nodes}, nil
+}
+
+// findNode resolves NODE|MAC. For a MAC it returns the normalised MAC and
+// the node (nil when no node has it); for a name, the node and its primary MAC.
+func findNode(snap *config.Snapshot, arg string) (n *config.Node, mac string, err error) {
+	if m, err := config.NormalizeMAC(arg); err == nil {
+		return snap.Nodes.ByMAC[m], m, nil
+	}
+	n = snap.Nodes.ByName[arg]
+	if n == nil {
+		return nil, "", fmt.Errorf("no node named %q (and it is not a MAC address)", arg)
+	}
+	return n, n.Primary().HWAddr, nil
+}
+
+func newRenderCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Print what a node will be served (iPXE script, overlay)",
+		Long:  "render prints what wwserver would serve a node, from the files on disk, without booting it.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(newRenderIPXECmd(), newRenderOverlayCmd())
+	return cmd
+}
+
+func newRenderIPXECmd() *cobra.Command {
+	var root string
+	cmd := &cobra.Command{
+		Use:   "ipxe NODE|MAC",
+		Short: "Print the iPXE script of a node (or the unknown-node script of a MAC)",
+		Example: `  wwserver render ipxe n001 --root /var/lib/wwserver
+  wwserver render ipxe 52-54-00-00-00-01`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			snap, err := loadSnapshot(root)
+			if err != nil {
+				return err
+			}
+			n, mac, err := findNode(snap, args[0])
+			if err != nil {
+				return err
+			}
+			t, err := provision.NewTemplates(root)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if n == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
+				return t.RenderUnknown(out, snap, mac)
+			}
+			if mac == "" {
+				return fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
+			}
+			_, err = t.Render(out, snap, n, mac)
+			return err
+		},
+	}
+	addRootFlag(cmd, &root)
+	return cmd
+}
+
+func newRenderOverlayCmd() *cobra.Command {
+	var root string
+	cmd := &cobra.Command{
+		Use:   "overlay NODE|MAC OVERLAY",
+		Short: "List one overlay as a node gets it, with rendered templates",
+		Long: `overlay lists every entry of OVERLAY (overlays/OVERLAY) as NODE gets it: mode,
+owner, size and path, and the rendered content of each *.ww template.`,
+		Example: "  wwserver render overlay n001 wwinit --root /var/lib/wwserver",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			snap, err := loadSnapshot(root)
+			if err != nil {
+				return err
+			}
+			n, mac, err := findNode(snap, args[0])
+			if err != nil {
+				return err
+			}
+			if n == nil {
+				return fmt.Errorf("no node has MAC %s", mac)
+			}
+			b, err := newCLIBuilder(root)
+			if err != nil {
+				return err
+			}
+			return b.RenderOverlay(snap, n, args[1], cmd.OutOrStdout())
+		},
+	}
+	addRootFlag(cmd, &root)
+	return cmd
+}
+
+// newCLIBuilder is a builder for one-off commands (logs to stderr, warn+).
+func newCLIBuilder(root string) (*build.Builder, error) {
+	log, _ := (&logFlags{format: "text", level: "warn"}).logger(os.Stderr)
+	return build.New(build.Options{Root: root, Log: log})
+}
+
+func newNodesCmd() *cobra.Command {
+	var root string
+	cmd := &cobra.Command{
+		Use:   "nodes",
+		Short: "List the nodes as resolved from nodes.toml (profiles merged)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			snap, err := loadSnapshot(root)
+			if err != nil {
+				return err
+			}
+			printNodes(cmd.OutOrStdout(), snap.Nodes)
+			return nil
+		},
+	}
+	addRootFlag(cmd, &root)
+	return cmd
+}
+
+func printNodes(w io.Writer, nodes *config.Nodes) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMAC\tIP\tIMAGE\tSYSTEM OVERLAYS\tRUNTIME OVERLAYS\tROOT")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, n := range nodes.List {
+		p := n.Primary()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, dash(p.HWAddr), dash(p.IPAddr), n.Image,
+			dash(strings.Join(n.SystemOverlays, ",")), dash(strings.Join(n.RuntimeOverlays, ",")), n.Root)
+	}
+	_ = tw.Flush()
+}
+
+func newCheckCmd() *cobra.Command {
+	var root string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the served tree: config files, and what they refer to",
+		Long: `check validates wwserver.toml and nodes.toml (errors read file:line: key: reason)
+and that every image, overlay and iPXE template a node names exists. It exits 1
+when anything is wrong.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			problems := checkTree(root)
+			for _, p := range problems {
+				fmt.Fprintln(cmd.ErrOrStderr(), p)
+			}
+			if len(problems) > 0 {
+				return errReported
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "ok")
+			return nil
+		},
+	}
+	addRootFlag(cmd, &root)
+	return cmd
+}
+
+// checkTree returns every problem found, one line each.
+func checkTree(root string) []string {
+	var problems []string
+	srvPath := filepath.Join(root, config.ServerFile)
+	nodesPath := filepath.Join(root, config.NodesFile)
+	srv, err := config.LoadServer(srvPath)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	nodes, err := config.LoadNodes(nodesPath)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if srv == nil || nodes == nil {
+		return problems
+	}
+	t, err := provision.NewTemplates(root)
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	seen := map[string]bool{}
+	once := func(msg string) {
+		if !seen[msg] {
+			seen[msg] = true
+			problems = append(problems, msg)
+		}
+	}
+	snap := &config.Snapshot{Server: srv, Nodes: nodes}
+	for _, n := range nodes.List {
+		key := nodesPath + ": nodes." + n.Name
+		if fi, err := os.Stat(filepath.Join(root, "images", n.Image, "rootfs")); err != nil || !fi.IsDir() {
+			once(fmt.Sprintf("%s.image: image %q: no directory images/%s/rootfs", key, n.Image, n.Image))
+		}
+		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
+			if fi, err := os.Stat(filepath.Join(root, "overlays", o)); err != nil || !fi.IsDir() {
+				once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
+			}
+		}
+		if n.Primary().HWAddr == "" {
+			once(fmt.Sprintf("%s.network: no device has a hwaddr, so the node cannot PXE boot", key))
+		}
+		if n.IPXETemplate != "" {
+			if _, err := t.Render(io.Discard, snap, n, n.Primary().HWAddr); err != nil {
+				msg := err.Error()
+				if errors.Is(err, provision.ErrNotFound) {
+					msg = fmt.Sprintf("iPXE template %q: no file ipxe/%s.ipxe", n.IPXETemplate, n.IPXETemplate)
+				}
+				once(fmt.Sprintf("%s.ipxe_template: %s", key, msg))
+			}
+		}
+	}
+	if fi, err := os.Stat(srv.TFTP.Dir); (srv.TFTP.Enabled) && (err != nil || !fi.IsDir()) {
+		once(fmt.Sprintf("%s: tftp.dir: %q is not a directory", srvPath, srv.TFTP.Dir))
+	}
+	return problems
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/dhcp"
+	"github.com/wwcluster/ww/server/provision"
+	"github.com/wwcluster/ww/server/status"
+	"github.com/wwcluster/ww/server/tftp"
+)
+
+// shutdownGrace is how long in-flight downloads may finish on SIGTERM.
+const shutdownGrace = 20 * time.Second
+
+// pruneEvery is how often serve prunes the build cache.
+const pruneEvery = 10 * time.Minute
+
+type serveOptions struct {
+	root   string
+	listen string
+	logs   logFlags
+}
+
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve nodes: HTTP provisioning, plus DHCP and TFTP when enabled",
+		Long: `serve provisions nodes from the served tree until SIGTERM or SIGINT.
+
+It reloads wwserver.toml and nodes.toml when they change (and on SIGHUP); a
+bad file is logged and the last good configuration stays in use (/healthz
+then answers 503 "degraded"). Images and overlays are built on demand and
+cached under state/. Node status is kept in state/status.json.
+
+DHCP and TFTP start when enabled in wwserver.toml; enabling or disabling
+them, or changing listen addresses, needs a restart.
+
+Under systemd (Type=notify) it reports READY once listening.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := o.logs.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return serve(ctx, o, log)
+		},
+	}
+	addRootFlag(cmd, &o.root)
+	cmd.Flags().StringVar(&o.listen, "listen", "", "HTTP listen address, overriding wwserver.toml's listen (nodes are still told its port)")
+	o.logs.add(cmd)
+	return cmd
+}
+
+// serve runs the server until ctx is done.
+func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
+	root, err := filepath.Abs(o.root)
+	if err != nil {
+		return err
+	}
+	store, err := config.NewStore(root, log)
+	if err != nil {
+		return fmt.Errorf("load config: %w", err)
+	}
+	snap := store.Current()
+	stateDir := filepath.Join(root, "state")
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	st, err := status.Open(filepath.Join(stateDir, status.FileName), log)
+	if err != nil {
+		return fmt.Errorf("node status: %w", err)
+	}
+	st.SetUpdateInterval(snap.Server.UpdateInterval.Duration)
+
+	b, err := build.New(build.Options{Root: root, StateDir: stateDir, Log: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	h, err := provision.New(provision.Options{
+		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	store.OnReload = func(next *config.Snapshot) {
+		st.SetUpdateInterval(next.Server.UpdateInterval.Duration)
+		warnRestartNeeded(log, snap.Server, next.Server, o.listen != "")
+	}
+	done := make(chan struct{})
+	defer close(done)
+	if err := store.Watch(done); err != nil {
+		// Fresh() still stat-checks the files on every request.
+		log.Warn("config file watching unavailable; changes are seen on the next request", "err", err)
+	}
+
+	listen := snap.Server.Listen
+	if o.listen != "" {
+		listen = o.listen
+		if _, p, err := net.SplitHostPort(listen); err == nil && p != strconv.Itoa(snap.Server.Port) {
+			log.Warn("--listen port differs from wwserver.toml; nodes are told the wwserver.toml port",
+				"listen", listen, "nodes_use", snap.Server.Port)
+		}
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// Request contexts are not tied to ctx: on SIGTERM in-flight downloads
+	// get shutdownGrace to finish.
+	srv := provision.NewHTTPServer(h, log)
+
+	// Status flushes after HTTP has stopped, so late events are kept.
+	statusCtx, stopStatus := context.WithCancel(context.Background())
+	defer stopStatus()
+	var wg sync.WaitGroup
+	statusDone := make(chan error, 1)
+	go func() { statusDone <- st.Run(statusCtx) }()
+
+	errc := make(chan error, 4)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	svcCtx, stopSvc := context.WithCancel(ctx)
+	defer stopSvc()
+	if snap.Server.DHCP.Enabled {
+		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg})
+		if err != nil {
+			return fmt.Errorf("dhcp: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Run(svcCtx); err != nil && svcCtx.Err() == nil {
+				errc <- fmt.Errorf("dhcp: %w", err)
+			}
+		}()
+	}
+	if snap.Server.TFTP.Enabled {
+		t, err := tftp.New(tftp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "tftp"), Registerer: reg})
+		if err != nil {
+			return fmt.Errorf("tftp: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := t.Run(svcCtx); err != nil && svcCtx.Err() == nil {
+				errc <- fmt.Errorf("tftp: %w", err)
+			}
+		}()
+	}
+	go pruneLoop(svcCtx, b, log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	log.Info("wwserver serving", "root", root, "listen", ln.Addr().String(), "nodes", len(snap.Nodes.List),
+		"url", snap.Server.URL(), "secure", snap.Server.IsSecure(),
+		"dhcp", snap.Server.DHCP.Enabled, "tftp", snap.Server.TFTP.Enabled)
+	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("systemd notify failed", "err", err)
+	} else if ok {
+		log.Debug("systemd notified: ready")
+	}
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break loop
+		case <-hup:
+			log.Info("SIGHUP: reloading config")
+			if err := store.Reload(); err != nil {
+				log.Error("reload failed; keeping the last good config", "err", err)
+			}
+		case runErr = <-errc:
+			log.Error("service failed; shutting down", "err", runErr)
+			break loop
+		}
+	}
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	stopSvc()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests cut off at shutdown", "err", err)
+		_ = srv.Close()
+	}
+	wg.Wait()
+	stopStatus()
+	if err := <-statusDone; err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("final status flush: %w", err))
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+// warnRestartNeeded logs settings that changed on reload but only take
+// effect on restart.
+func warnRestartNeeded(log *slog.Logger, was, now *config.Server, listenOverridden bool) {
+	if was.Listen != now.Listen && !listenOverridden {
+		log.Warn("listen changed in wwserver.toml; restart wwserver to apply", "was", was.Listen, "now", now.Listen)
+	}
+	if was.DHCP.Enabled != now.DHCP.Enabled {
+		log.Warn("dhcp.enabled changed; restart wwserver to apply", "now", now.DHCP.Enabled)
+	}
+	if was.TFTP.Enabled != now.TFTP.Enabled {
+		log.Warn("tftp.enabled changed; restart wwserver to apply", "now", now.TFTP.Enabled)
+	}
+}
+
+// pruneLoop removes unused build cache files now and then.
+func pruneLoop(ctx context.Context, b *build.Builder, log *slog.Logger) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := b.Prune(build.DefaultPruneAge); err != nil {
+				log.Warn("prune build cache", "err", err)
+			}
+		}
+	}
+}
+
+// builderAdapter gives provision the builder; build's not-found errors
+// become provision's (404 instead of 500).
+type builderAdapter struct{ b *build.Builder }
+
+func (a builderAdapter) Kernel(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
+	return artifact(a.b.Kernel(ctx, s, n))
+}
+
+func (a builderAdapter) Image(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
+	return artifact(a.b.Image(ctx, s, n))
+}
+
+func (a builderAdapter) SystemOverlay(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
+	return artifact(a.b.SystemOverlay(ctx, s, n))
+}
+
+func (a builderAdapter) RuntimeOverlay(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
+	return artifact(a.b.RuntimeOverlay(ctx, s, n))
+}
+
+func artifact(a *build.Artifact, err error) (*provision.Artifact, error) {
+	if err != nil {
+		if errors.Is(err, build.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %w", provision.ErrNotFound, err)
+		}
+		return nil, err
+	}
+	return &provision.Artifact{Name: a.Name, ETag: a.ETag, Size: a.Size, ModTime: a.ModTime, Open: a.Open}, nil
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wwcluster/ww/server/hostlist"
+	"github.com/wwcluster/ww/server/status"
+)
+
+// newStatusCmd is `wwserver status [NODES…]`: a thin wrapper around
+// status.Show, which holds the logic (and its tests).
+func newStatusCmd() *cobra.Command {
+	var (
+		root, server, sortBy string
+		asJSON, watch        bool
+		interval, timeout    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status [NODES...]",
+		Short: "Show where each node is in its boot, from the running server",
+		Long: `Ask the running wwserver (GET /status) where each node is in its boot:
+the last stage it reached, the file it was sent and how many seconds ago it
+was last seen. Nodes never seen show "--". MAC addresses that asked but
+belong to no node are listed after the nodes, under "UNKNOWN MAC".
+
+NODES are node names or hostlist patterns such as c[001-010],gpu01,
+n[1-3,7] or r[1-2]n[01-02]; an unknown MAC can be named too.
+
+The server is --server, or the one this host runs for --root (its
+wwserver.toml gives the port). On a terminal, with NO_COLOR unset, nodes not
+seen for over two update intervals are shown in red.
+
+--sort lastseen puts the longest-unseen nodes first (never seen, then the
+oldest last contact).`,
+		Example: `  wwserver status
+  wwserver status 'c[001-010],gpu01' --sort lastseen
+  wwserver status --watch --interval 2s
+  wwserver status --json --server http://10.0.2.1:9873`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := status.CheckSort(sortBy); err != nil {
+				return fmt.Errorf("--sort: %w", err)
+			}
+			if watch && interval <= 0 {
+				return fmt.Errorf("--interval must be positive, got %s", interval)
+			}
+			var names []string
+			if len(args) > 0 {
+				var err error
+				if names, err = hostlist.ExpandAll(args); err != nil {
+					return err
+				}
+			}
+			if server == "" {
+				u, err := status.DefaultServerURL(root)
+				if err != nil {
+					return fmt.Errorf("cannot find the server (use --server URL or --root DIR): %w", err)
+				}
+				server = u
+			}
+			tty := status.IsTerminal(os.Stdout) && cmd.OutOrStdout() == os.Stdout
+			_, noColor := os.LookupEnv("NO_COLOR")
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return status.Show(ctx, cmd.OutOrStdout(), status.ShowOptions{
+				Server:   server,
+				Names:    names,
+				JSON:     asJSON,
+				Render:   status.RenderOptions{Sort: sortBy, Color: tty && !noColor},
+				Watch:    watch,
+				Interval: interval,
+				Clear:    tty,
+				Timeout:  timeout,
+				Stderr:   cmd.ErrOrStderr(),
+			})
+		},
+	}
+	addRootFlag(cmd, &root)
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "", "server URL, e.g. http://10.0.2.1:9873 (default: this host's server for --root)")
+	f.BoolVar(&asJSON, "json", false, "print the JSON report instead of the table")
+	f.StringVar(&sortBy, "sort", status.SortName, `order: "name" or "lastseen" (longest unseen first)`)
+	f.BoolVarP(&watch, "watch", "w", false, "refresh every --interval until interrupted (Ctrl-C)")
+	f.DurationVar(&interval, "interval", 2*time.Second, "refresh interval for --watch")
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server's answer")
+	return cmd
+}

@@ -1,0 +1,412 @@
+package dhcp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/status"
+)
+
+// Lease timing not taken from the config.
+const (
+	// offerHold is how long an offered address is kept for the client's REQUEST.
+	offerHold = time.Minute
+	// declineHold is how long a declined address is not handed out.
+	declineHold = 10 * time.Minute
+)
+
+// exchange is one request with everything the handlers need to answer it.
+type exchange struct {
+	req      *dhcpv4.DHCPv4
+	typ      dhcpv4.MessageType
+	mac      string // normalised chaddr
+	client   client
+	snap     *config.Snapshot
+	cfg      *config.Server
+	serverIP netip.Addr // wwserver.toml address: server identifier, siaddr
+	node     *config.Node
+	dev      config.NetDev // the node's device with this MAC
+	now      time.Time
+	src      *net.UDPAddr
+	pxePort  bool // arrived on port 4011
+}
+
+// relayed reports whether a relay agent forwarded the request.
+func (x *exchange) relayed() bool {
+	gi := x.req.GatewayIPAddr
+	return gi != nil && gi.To4() != nil && !gi.IsUnspecified()
+}
+
+// result is a handler's answer: a reply, or the reason for silence.
+type result struct {
+	reply  *dhcpv4.DHCPv4
+	ignore string        // reason label when reply is nil
+	event  *status.Event // recorded when set
+	// note is logged with the outcome (e.g. why a NAK was sent).
+	note string
+}
+
+func ignored(reason string) result { return result{ignore: reason} }
+
+// handler answers requests in one mode of operation.
+type handler interface {
+	handle(x *exchange) result
+}
+
+// bootEvent is the status event for a reply that carries a boot file.
+func bootEvent(x *exchange, r *dhcpv4.DHCPv4, file string) *status.Event {
+	ip := ""
+	if y := r.YourIPAddr; y != nil && !y.IsUnspecified() {
+		ip = y.String()
+	} else if c := x.req.ClientIPAddr; c != nil && !c.IsUnspecified() {
+		ip = c.String()
+	}
+	ev := &status.Event{MAC: x.mac, IP: ip, Stage: status.StageDHCP, Sent: file, Time: x.now}
+	if x.node != nil {
+		ev.Node = x.node.Name
+	}
+	return ev
+}
+
+// unknownEvent records that an unknown netboot client asked and was ignored,
+// so an admin can see its MAC and add it to nodes.toml.
+func unknownEvent(x *exchange) *status.Event {
+	if x.typ != dhcpv4.MessageTypeDiscover || !x.client.netboot() {
+		return nil
+	}
+	return &status.Event{MAC: x.mac, Stage: status.StageDHCP, Sent: "UNKNOWN_MAC", Time: x.now}
+}
+
+// withBoot adds the boot decision to p for netboot clients.
+func withBoot(x *exchange, p *params) {
+	if x.client.netboot() {
+		p.boot = decideBoot(x.cfg, x.client)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Reservation mode: addresses from nodes.toml, and an optional pool.
+
+type reservationHandler struct {
+	leases *leaseTable
+}
+
+func (h *reservationHandler) handle(x *exchange) result {
+	if x.pxePort {
+		return ignored("pxe_port_not_proxy")
+	}
+	switch x.typ {
+	case dhcpv4.MessageTypeDiscover:
+		return h.discover(x)
+	case dhcpv4.MessageTypeRequest:
+		return h.request(x)
+	case dhcpv4.MessageTypeDecline:
+		return h.decline(x)
+	case dhcpv4.MessageTypeRelease:
+		return h.release(x)
+	case dhcpv4.MessageTypeInform:
+		return h.inform(x)
+	default:
+		return ignored("unsupported_type")
+	}
+}
+
+// errNotTheirs means the requested address is not the client's.
+var errNotTheirs = errors.New("requested address is not the client's")
+
+// silence is an assignment failure that is answered with silence, not a NAK.
+type silence struct{ reason string }
+
+func (s *silence) Error() string { return s.reason }
+
+// assign finds and claims the client's address. want is the address the
+// client asks for (zero: none): with strict (REQUEST) it must be granted
+// exactly or errNotTheirs is returned (NAK); otherwise (DISCOVER) it is only
+// a preference for pool addresses. A *silence error means the server must
+// not answer at all.
+func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, state string, expires time.Time) (*params, error) {
+	cfg := &x.cfg.DHCP
+	p := &params{lease: cfg.LeaseTime.Duration}
+	p.dns = parseAddrs(cfg.DNS)
+	p.domain = cfg.Domain
+	p.router = parseAddr(cfg.Router)
+	p.netmask = parseAddr(cfg.Netmask)
+	node := ""
+	if x.node != nil {
+		node = x.node.Name
+		p.hostname = x.node.Name
+	}
+	if x.node != nil && x.dev.IPAddr != "" {
+		// Reservation.
+		ip := parseAddr(x.dev.IPAddr)
+		if m := parseAddr(x.dev.Netmask); m.IsValid() {
+			p.netmask = m
+		}
+		if gw := parseAddr(x.dev.Gateway); gw.IsValid() {
+			p.router = gw
+		}
+		if x.relayed() && !sameSubnet(ip, x.giaddr(), p.netmask) {
+			return nil, &silence{"reservation_not_in_relay_subnet"}
+		}
+		if strict && want != ip {
+			return nil, errNotTheirs
+		}
+		if _, err := h.leases.claim(ip, x.mac, node, state, expires, x.now); err != nil {
+			return nil, &silence{"reserved_address_in_use"}
+		}
+		p.yiaddr = ip
+		return p, nil
+	}
+	pl := x.pool()
+	if pl == nil {
+		if x.node != nil {
+			return nil, &silence{"node_without_address"}
+		}
+		return nil, &silence{"unknown_mac"}
+	}
+	if x.relayed() {
+		gi := x.giaddr()
+		if !sameSubnet(addrFrom(pl.start), gi, p.netmask) || !sameSubnet(addrFrom(pl.end), gi, p.netmask) {
+			return nil, &silence{"pool_not_in_relay_subnet"}
+		}
+	}
+	if strict {
+		// REQUEST: exactly the asked address or NAK.
+		if !pl.contains(want) {
+			return nil, errNotTheirs
+		}
+		if _, err := h.leases.claim(want, x.mac, node, state, expires, x.now); err != nil {
+			return nil, errNotTheirs
+		}
+		p.yiaddr = want
+		return p, nil
+	}
+	l, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
+	if err != nil {
+		return nil, &silence{"pool_exhausted"}
+	}
+	p.yiaddr = l.IP
+	return p, nil
+}
+
+func (h *reservationHandler) discover(x *exchange) result {
+	hint := addrOf(x.req.RequestedIPAddress())
+	p, err := h.assign(x, hint, false, StateOffered, x.now.Add(offerHold))
+	if err != nil {
+		return h.silent(x, err)
+	}
+	return h.answer(x, dhcpv4.MessageTypeOffer, p)
+}
+
+// silent turns an assignment error into an ignore result.
+func (h *reservationHandler) silent(x *exchange, err error) result {
+	var s *silence
+	if !errors.As(err, &s) {
+		return ignored("no_address")
+	}
+	r := ignored(s.reason)
+	if s.reason == "unknown_mac" {
+		r.event = unknownEvent(x)
+	}
+	return r
+}
+
+// answer builds an OFFER or ACK with the boot file for netboot clients.
+func (h *reservationHandler) answer(x *exchange, typ dhcpv4.MessageType, p *params) result {
+	withBoot(x, p)
+	r := buildReply(x, typ, p)
+	res := result{reply: r}
+	if p.boot.File != "" {
+		res.event = bootEvent(x, r, p.boot.File)
+	}
+	return res
+}
+
+func (h *reservationHandler) request(x *exchange) result {
+	sid := addrOf(x.req.ServerIdentifier())
+	if sid.IsValid() && sid != x.serverIP {
+		// SELECTING another server's offer: drop ours (RFC 2131 4.3.2).
+		h.leases.forgetOffer(x.mac)
+		return ignored("other_server")
+	}
+	want := addrOf(x.req.RequestedIPAddress())
+	if !want.IsValid() {
+		want = addrOf(x.req.ClientIPAddr) // RENEWING / REBINDING
+	}
+	if !want.IsValid() {
+		return ignored("no_requested_address")
+	}
+	p, err := h.assign(x, want, true, StateBound, x.now.Add(x.cfg.DHCP.LeaseTime.Duration))
+	if errors.Is(err, errNotTheirs) {
+		return result{reply: buildNAK(x, "requested address not available"),
+			note: fmt.Sprintf("requested %s is not this client's", want)}
+	}
+	if err != nil {
+		return h.silent(x, err)
+	}
+	return h.answer(x, dhcpv4.MessageTypeAck, p)
+}
+
+func (h *reservationHandler) decline(x *exchange) result {
+	if sid := addrOf(x.req.ServerIdentifier()); sid.IsValid() && sid != x.serverIP {
+		return ignored("other_server")
+	}
+	ip := addrOf(x.req.RequestedIPAddress())
+	if !ip.IsValid() || !h.leases.decline(ip, x.mac, x.now.Add(declineHold)) {
+		return ignored("decline_unknown_lease")
+	}
+	return result{ignore: "declined", note: fmt.Sprintf("address %s declined; held back for %s", ip, declineHold)}
+}
+
+func (h *reservationHandler) release(x *exchange) result {
+	if sid := addrOf(x.req.ServerIdentifier()); sid.IsValid() && sid != x.serverIP {
+		return ignored("other_server")
+	}
+	ip := addrOf(x.req.ClientIPAddr)
+	if !ip.IsValid() || !h.leases.release(ip, x.mac) {
+		return ignored("release_unknown_lease")
+	}
+	return result{ignore: "released"}
+}
+
+// inform answers DHCPINFORM: configuration only, no address, no lease.
+func (h *reservationHandler) inform(x *exchange) result {
+	if x.node == nil && x.pool() == nil {
+		return ignored("unknown_mac")
+	}
+	if !addrOf(x.req.ClientIPAddr).IsValid() {
+		return ignored("inform_without_ciaddr")
+	}
+	cfg := &x.cfg.DHCP
+	p := &params{dns: parseAddrs(cfg.DNS), domain: cfg.Domain, router: parseAddr(cfg.Router), netmask: parseAddr(cfg.Netmask)}
+	if x.node != nil {
+		p.hostname = x.node.Name
+		if m := parseAddr(x.dev.Netmask); m.IsValid() {
+			p.netmask = m
+		}
+		if gw := parseAddr(x.dev.Gateway); gw.IsValid() {
+			p.router = gw
+		}
+	}
+	return h.answer(x, dhcpv4.MessageTypeAck, p)
+}
+
+// ---------------------------------------------------------------------------
+// Proxy mode: another server hands out addresses; we add boot information
+// for PXE and HTTP-boot clients of known nodes.
+
+type proxyHandler struct{}
+
+func (proxyHandler) handle(x *exchange) result {
+	if !x.client.pxe && !x.client.http {
+		return ignored("proxy_not_pxe")
+	}
+	if x.node == nil {
+		// On a shared segment, only the nodes in nodes.toml are ours to boot.
+		r := ignored("unknown_mac")
+		r.event = unknownEvent(x)
+		return r
+	}
+	var typ dhcpv4.MessageType
+	switch {
+	case x.typ == dhcpv4.MessageTypeDiscover && !x.pxePort:
+		typ = dhcpv4.MessageTypeOffer
+	case x.pxePort && (x.typ == dhcpv4.MessageTypeRequest || x.typ == dhcpv4.MessageTypeInform):
+		// ProxyDHCP request to the boot server port (PXE spec, iPXE).
+		typ = dhcpv4.MessageTypeAck
+	case x.typ == dhcpv4.MessageTypeRequest:
+		return ignored("proxy_request_for_dhcp_server")
+	default:
+		return ignored("unsupported_type")
+	}
+	p := &params{proxy: true, boot: decideBoot(x.cfg, x.client)}
+	if p.boot.File == "" {
+		return ignored("no_boot_file")
+	}
+	r := buildReply(x, typ, p)
+	return result{reply: r, event: bootEvent(x, r, p.boot.File)}
+}
+
+// ---------------------------------------------------------------------------
+// Address helpers.
+
+func (x *exchange) giaddr() netip.Addr { return addrOf(x.req.GatewayIPAddr) }
+
+// pool returns the configured pool, or nil.
+func (x *exchange) pool() *pool {
+	d := &x.cfg.DHCP
+	if d.RangeStart == "" || d.RangeEnd == "" {
+		return nil
+	}
+	start, end := parseAddr(d.RangeStart), parseAddr(d.RangeEnd)
+	if !start.IsValid() || !end.IsValid() || u32(start) > u32(end) {
+		return nil
+	}
+	mask := parseAddr(d.Netmask)
+	server := x.serverIP
+	nodes := x.snap.Nodes
+	return &pool{start: u32(start), end: u32(end), skip: func(ip netip.Addr) bool {
+		if ip == server {
+			return true
+		}
+		if mask.IsValid() {
+			m := u32(mask)
+			if v := u32(ip); m != 0xffffffff && m != 0xfffffffe && (v&^m == 0 || v&^m == ^m) {
+				return true // network or broadcast address
+			}
+		}
+		_, reserved := nodes.ByIP[ip.String()]
+		return reserved
+	}}
+}
+
+func sameSubnet(a, b, mask netip.Addr) bool {
+	if !a.Is4() || !b.Is4() {
+		return false
+	}
+	m := uint32(0xffffff00)
+	if mask.Is4() {
+		m = u32(mask)
+	}
+	return u32(a)&m == u32(b)&m
+}
+
+// addrOf converts a packet address; zero and invalid give the zero Addr.
+func addrOf(ip net.IP) netip.Addr {
+	v4 := ip.To4()
+	if v4 == nil {
+		return netip.Addr{}
+	}
+	a := netip.AddrFrom4([4]byte(v4))
+	if a.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return a
+}
+
+func parseAddr(s string) netip.Addr {
+	if s == "" {
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}
+	}
+	return a
+}
+
+func parseAddrs(ss []string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		if a := parseAddr(s); a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,208 @@
+package dhcp
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+)
+
+// The namespace tests re-execute this test binary inside the client
+// namespace as a DHCP client (insomniacslk's nclient4, or a plain UDP
+// socket for relay and PXE-port requests). helperEnv carries the
+// JSON-encoded helperArgs; the result is printed as JSON on stdout.
+const helperEnv = "WWT_DHCP_CLIENT"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(helperEnv); args != "" {
+		os.Exit(runClientHelper(args))
+	}
+	os.Exit(m.Run())
+}
+
+type helperArgs struct {
+	Mode    string // "dora", "discover", "relay", "pxeport"
+	Iface   string
+	MAC     string // chaddr
+	Arch    int    // option 93; -1: none
+	Vendor  string // option 60
+	IPXE    bool   // user class "iPXE"
+	Server  string // relay/pxeport: server address
+	Local   string // relay: giaddr and source address; pxeport: ciaddr and source
+	Port    int    // relay/pxeport: server port
+	Timeout time.Duration
+}
+
+type helperResult struct {
+	Offer *pktSummary `json:",omitempty"`
+	Ack   *pktSummary `json:",omitempty"`
+	Err   string      `json:",omitempty"`
+}
+
+type pktSummary struct {
+	Type       string
+	YourIP     string
+	ServerIP   string // siaddr
+	GatewayIP  string
+	File       string // header file field
+	BootOpt    string // option 67
+	TFTPServer string // option 66
+	Vendor     string // option 60
+	VendorOpts string // option 43, hex
+	ServerID   string
+	Hostname   string
+	Netmask    string
+	Router     []string
+	DNS        []string
+	Domain     string
+	LeaseSec   int
+	From       string
+}
+
+func summarize(p *dhcpv4.DHCPv4) *pktSummary {
+	if p == nil {
+		return nil
+	}
+	s := &pktSummary{
+		Type: p.MessageType().String(), YourIP: p.YourIPAddr.String(), ServerIP: p.ServerIPAddr.String(),
+		GatewayIP: p.GatewayIPAddr.String(), File: p.BootFileName, BootOpt: p.BootFileNameOption(),
+		TFTPServer: p.TFTPServerName(), Vendor: p.ClassIdentifier(),
+		VendorOpts: hex.EncodeToString(p.Options.Get(dhcpv4.OptionVendorSpecificInformation)),
+		Hostname:   p.HostName(), Domain: p.DomainName(),
+		LeaseSec: int(p.IPAddressLeaseTime(0).Seconds()),
+	}
+	if id := p.ServerIdentifier(); id != nil {
+		s.ServerID = id.String()
+	}
+	if m := p.SubnetMask(); m != nil {
+		s.Netmask = net.IP(m).String()
+	}
+	for _, r := range p.Router() {
+		s.Router = append(s.Router, r.String())
+	}
+	for _, d := range p.DNS() {
+		s.DNS = append(s.DNS, d.String())
+	}
+	return s
+}
+
+func (a helperArgs) modifiers(hw net.HardwareAddr) []dhcpv4.Modifier {
+	mods := []dhcpv4.Modifier{dhcpv4.WithHwAddr(hw)}
+	if a.Arch >= 0 {
+		mods = append(mods, withArch(uint16(a.Arch)))
+	}
+	if a.Vendor != "" {
+		mods = append(mods, withVendor(a.Vendor))
+	}
+	if a.IPXE {
+		mods = append(mods, withIPXE())
+	}
+	return mods
+}
+
+func runClientHelper(raw string) int {
+	var a helperArgs
+	res := helperResult{}
+	defer func() { _ = json.NewEncoder(os.Stdout).Encode(res) }()
+	if err := json.Unmarshal([]byte(raw), &a); err != nil {
+		res.Err = err.Error()
+		return 0
+	}
+	if err := clientHelper(a, &res); err != nil {
+		res.Err = err.Error()
+	}
+	return 0
+}
+
+func clientHelper(a helperArgs, res *helperResult) error {
+	hw, err := net.ParseMAC(a.MAC)
+	if err != nil {
+		return err
+	}
+	if a.Timeout == 0 {
+		a.Timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.Timeout)
+	defer cancel()
+	switch a.Mode {
+	case "dora", "discover":
+		c, err := nclient4.New(a.Iface, nclient4.WithHWAddr(hw), nclient4.WithTimeout(a.Timeout/3), nclient4.WithRetry(2))
+		if err != nil {
+			return fmt.Errorf("nclient4: %w", err)
+		}
+		defer c.Close()
+		if a.Mode == "discover" {
+			offer, err := c.DiscoverOffer(ctx, a.modifiers(hw)...)
+			res.Offer = summarize(offer)
+			return err
+		}
+		lease, err := c.Request(ctx, a.modifiers(hw)...)
+		if lease != nil {
+			res.Offer, res.Ack = summarize(lease.Offer), summarize(lease.ACK)
+		}
+		var nak *nclient4.ErrNak
+		if errors.As(err, &nak) {
+			res.Offer, res.Ack = summarize(nak.Offer), summarize(nak.Nak)
+		}
+		return err
+	case "relay", "pxeport":
+		// A plain UDP exchange: as a relay agent (giaddr = Local, from
+		// Local:67) or as a PXE client asking the boot server port (ciaddr = Local).
+		local := net.ParseIP(a.Local)
+		lport := 67
+		mods := a.modifiers(hw)
+		typ := dhcpv4.MessageTypeDiscover
+		if a.Mode == "relay" {
+			mods = append(mods, dhcpv4.WithGatewayIP(local), func(d *dhcpv4.DHCPv4) { d.HopCount = 1 })
+		} else {
+			lport = 68
+			typ = dhcpv4.MessageTypeRequest
+			mods = append(mods, dhcpv4.WithClientIP(local))
+		}
+		mods = append(mods, dhcpv4.WithMessageType(typ))
+		req, err := dhcpv4.New(mods...)
+		if err != nil {
+			return err
+		}
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: local, Port: lport})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.WriteTo(req.ToBytes(), &net.UDPAddr{IP: net.ParseIP(a.Server), Port: a.Port}); err != nil {
+			return err
+		}
+		if err := conn.SetReadDeadline(time.Now().Add(a.Timeout)); err != nil {
+			return err
+		}
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				return err
+			}
+			r, err := dhcpv4.FromBytes(buf[:n])
+			if err != nil || r.TransactionID != req.TransactionID {
+				continue
+			}
+			s := summarize(r)
+			s.From = from.String()
+			if r.MessageType() == dhcpv4.MessageTypeOffer {
+				res.Offer = s
+			} else {
+				res.Ack = s
+			}
+			return nil
+		}
+	default:
+		return fmt.Errorf("unknown helper mode %q", a.Mode)
+	}
+}

@@ -1,0 +1,46 @@
+package dhcp
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	received      *prometheus.CounterVec // by message type
+	sent          *prometheus.CounterVec // by message type
+	dropped       *prometheus.CounterVec // by reason
+	persistErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, leases *leaseTable) (*metrics, error) {
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wwserver_dhcp_packets_received_total",
+			Help: "DHCP requests received and parsed, by message type.",
+		}, []string{"type"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wwserver_dhcp_replies_sent_total",
+			Help: "DHCP replies sent, by message type.",
+		}, []string{"type"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wwserver_dhcp_dropped_total",
+			Help: "DHCP packets not answered, by reason (malformed, queue_full, panic, unknown_mac, ...).",
+		}, []string{"reason"}),
+		persistErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wwserver_dhcp_lease_persist_errors_total",
+			Help: "Failed writes of leases.json.",
+		}),
+	}
+	inUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wwserver_dhcp_leases_in_use",
+		Help: "Active (offered or bound) DHCP leases.",
+	}, func() float64 { return float64(leases.inUse(time.Now())) })
+	for _, c := range []prometheus.Collector{m.received, m.sent, m.dropped, m.persistErrors, inUse} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("dhcp: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,157 @@
+package dhcp
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// Ports (RFC 2131; PXE boot server discovery).
+const (
+	serverPort = 67
+	clientPort = 68
+	// PXEPort is where PXE clients send ProxyDHCP requests (boot server discovery).
+	PXEPort = 4011
+)
+
+// pxeVendorOptions is option 43 for PXE clients: PXE_DISCOVERY_CONTROL
+// (sub-option 6) = 8, "boot from the file name in this packet, no boot
+// server discovery or menu". With it EDK2 (OVMF) treats the offer as
+// "PXE10" and, because the offer carries a boot file, skips the prompt and
+// discovery (PxeBcSelectBootPrompt) and boots the file; without option 43,
+// EDK2 would classify a PXEClient offer as "BINL" and ask port 4011 again.
+var pxeVendorOptions = []byte{6, 1, 8, 255}
+
+// params is everything a reply may carry besides the header fields taken
+// from the request. The zero value means "no such option".
+type params struct {
+	yiaddr   netip.Addr
+	netmask  netip.Addr
+	router   netip.Addr
+	dns      []netip.Addr
+	domain   string
+	hostname string
+	lease    time.Duration // 0: no lease time options (INFORM, proxy)
+	boot     bootDecision
+	// proxy marks a ProxyDHCP reply: boot information only.
+	proxy bool
+}
+
+// newReply starts a reply to req (RFC 2131 table 3): xid, flags, chaddr
+// and giaddr from the request; relay agent information (82) and client
+// identifier (61, RFC 6842) copied. It does not draw a random transaction
+// id the way dhcpv4.New does.
+func newReply(x *exchange, typ dhcpv4.MessageType) *dhcpv4.DHCPv4 {
+	req := x.req
+	r := &dhcpv4.DHCPv4{
+		OpCode:        dhcpv4.OpcodeBootReply,
+		HWType:        req.HWType,
+		TransactionID: req.TransactionID,
+		Flags:         req.Flags,
+		ClientIPAddr:  net.IPv4zero,
+		YourIPAddr:    net.IPv4zero,
+		ServerIPAddr:  net.IPv4zero,
+		GatewayIPAddr: net.IPv4zero,
+		ClientHWAddr:  req.ClientHWAddr,
+		Options:       make(dhcpv4.Options),
+	}
+	if gi := req.GatewayIPAddr; gi != nil && gi.To4() != nil {
+		r.GatewayIPAddr = gi
+	}
+	if typ == dhcpv4.MessageTypeAck {
+		if ci := req.ClientIPAddr; ci != nil && ci.To4() != nil {
+			r.ClientIPAddr = ci
+		}
+	}
+	r.UpdateOption(dhcpv4.OptMessageType(typ))
+	r.UpdateOption(dhcpv4.OptServerIdentifier(x.serverIP.AsSlice()))
+	for _, code := range []dhcpv4.OptionCode{dhcpv4.OptionRelayAgentInformation, dhcpv4.OptionClientIdentifier} {
+		if v := req.Options.Get(code); v != nil {
+			r.UpdateOption(dhcpv4.OptGeneric(code, v))
+		}
+	}
+	return r
+}
+
+// buildReply makes an OFFER or ACK. All reply options are set here.
+func buildReply(x *exchange, typ dhcpv4.MessageType, p *params) *dhcpv4.DHCPv4 {
+	r := newReply(x, typ)
+	if p.yiaddr.IsValid() {
+		r.YourIPAddr = p.yiaddr.AsSlice()
+	}
+	if !p.proxy {
+		if p.netmask.IsValid() {
+			r.UpdateOption(dhcpv4.OptSubnetMask(net.IPMask(p.netmask.AsSlice())))
+		}
+		if p.router.IsValid() {
+			r.UpdateOption(dhcpv4.OptRouter(p.router.AsSlice()))
+		}
+		if len(p.dns) > 0 {
+			ips := make([]net.IP, len(p.dns))
+			for i, a := range p.dns {
+				ips[i] = a.AsSlice()
+			}
+			r.UpdateOption(dhcpv4.OptDNS(ips...))
+		}
+		if p.domain != "" {
+			r.UpdateOption(dhcpv4.OptDomainName(p.domain))
+		}
+		if p.hostname != "" {
+			r.UpdateOption(dhcpv4.OptHostName(p.hostname))
+		}
+		if p.lease > 0 {
+			r.UpdateOption(dhcpv4.OptIPAddressLeaseTime(p.lease))
+			r.UpdateOption(dhcpv4.OptRenewTimeValue(p.lease / 2))
+			r.UpdateOption(dhcpv4.OptRebindingTimeValue(p.lease * 7 / 8))
+		}
+	}
+	if p.boot.File != "" {
+		r.ServerIPAddr = x.serverIP.AsSlice() // siaddr / next-server
+		r.BootFileName = p.boot.File
+		r.UpdateOption(dhcpv4.OptTFTPServerName(x.serverIP.String()))
+		r.UpdateOption(dhcpv4.OptBootFileName(p.boot.File))
+		switch p.boot.Vendor {
+		case vendorPXE:
+			r.UpdateOption(dhcpv4.OptClassIdentifier(vendorPXE))
+			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions))
+		case vendorHTTP:
+			r.UpdateOption(dhcpv4.OptClassIdentifier(vendorHTTP))
+		}
+	}
+	return r
+}
+
+// buildNAK makes a DHCPNAK.
+func buildNAK(x *exchange, msg string) *dhcpv4.DHCPv4 {
+	r := newReply(x, dhcpv4.MessageTypeNak)
+	r.UpdateOption(dhcpv4.OptMessage(msg))
+	return r
+}
+
+// replyDest is where a reply goes (RFC 2131 section 4.1):
+//   - giaddr set: the relay agent, port 67 (a NAK with the broadcast bit);
+//   - a request on the PXE port: back to its source;
+//   - NAK: broadcast;
+//   - ciaddr set (renewing, INFORM): unicast to ciaddr:68;
+//   - otherwise broadcast. (Unicasting to yiaddr before the client has its
+//     address would need a static ARP entry; every client accepts a
+//     broadcast, which is what smee and many relays do.)
+func replyDest(x *exchange, r *dhcpv4.DHCPv4) *net.UDPAddr {
+	if gi := x.req.GatewayIPAddr; gi != nil && !gi.IsUnspecified() {
+		if r.MessageType() == dhcpv4.MessageTypeNak {
+			r.SetBroadcast()
+		}
+		return &net.UDPAddr{IP: gi, Port: serverPort}
+	}
+	if x.pxePort && x.src != nil {
+		return &net.UDPAddr{IP: x.src.IP, Port: x.src.Port}
+	}
+	if r.MessageType() != dhcpv4.MessageTypeNak {
+		if ci := x.req.ClientIPAddr; ci != nil && !ci.IsUnspecified() {
+			return &net.UDPAddr{IP: ci, Port: clientPort}
+		}
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: clientPort}
+}

@@ -1,0 +1,449 @@
+// Package dhcp is wwserver's built-in DHCPv4 server.
+//
+// Two modes share one packet path: "reservation" hands out the addresses of
+// nodes.toml (and, optionally, pool addresses to unknown MACs); "proxy"
+// only adds boot information for PXE clients beside another DHCP server.
+// Each mode is a handler behind one small interface; reply options are
+// built in one place (reply.go) and the boot file comes from a decision
+// table (boot.go).
+//
+// One goroutine per socket reads packets into a bounded queue served by a
+// fixed pool of workers (dhcp.workers); when the queue is full packets are
+// dropped and counted, never queued without bound. Malformed packets are
+// dropped and counted; a panic in a worker is recovered and counted.
+//
+// Leases live in memory and are written to StateDir/leases.json
+// atomically, debounced, in the background; they are loaded at start.
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/status"
+)
+
+// Options configure a Server.
+type Options struct {
+	Store *config.Store
+	// StateDir holds leases.json; "" keeps leases in memory only.
+	StateDir string
+	Status   status.Recorder // may be nil
+	Log      *slog.Logger    // nil: slog.Default()
+	// Registerer receives the metrics; nil: a private registry.
+	Registerer prometheus.Registerer
+	// QueueSize bounds the packets waiting for a worker; 0: 64 per worker.
+	QueueSize int
+	// PXEPort is the ProxyDHCP boot-server port opened in proxy mode;
+	// 0 means 4011, negative disables it.
+	PXEPort int
+	// PersistDelay debounces lease writes; 0 means 500ms.
+	PersistDelay time.Duration
+}
+
+// Server is the DHCP server. Create it with New and start it with Run.
+type Server struct {
+	store     *config.Store
+	status    status.Recorder
+	log       *slog.Logger
+	leases    *leaseTable
+	leasePath string
+	m         *metrics
+	handlers  map[string]handler
+	queueSize int
+	pxePort   int
+	debounce  time.Duration
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	addrMu    sync.Mutex
+	addrs     []net.Addr
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Record(status.Event) {}
+
+// New creates a server and loads StateDir/leases.json.
+func New(o Options) (*Server, error) {
+	if o.Store == nil {
+		return nil, errors.New("dhcp: no config store")
+	}
+	s := &Server{
+		store:     o.Store,
+		status:    o.Status,
+		log:       o.Log,
+		leases:    newLeaseTable(),
+		queueSize: o.QueueSize,
+		pxePort:   o.PXEPort,
+		debounce:  o.PersistDelay,
+		ready:     make(chan struct{}),
+	}
+	if s.status == nil {
+		s.status = nopRecorder{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.pxePort == 0 {
+		s.pxePort = PXEPort
+	}
+	if s.debounce <= 0 {
+		s.debounce = 500 * time.Millisecond
+	}
+	reg := o.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg, s.leases)
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	s.handlers = map[string]handler{
+		config.ModeReservation: &reservationHandler{leases: s.leases},
+		config.ModeProxy:       proxyHandler{},
+	}
+	if o.StateDir != "" {
+		s.leasePath = filepath.Join(o.StateDir, LeasesFile)
+		ls, err := loadLeases(s.leasePath)
+		if err != nil {
+			// state/ is deletable; a damaged file must not stop DHCP.
+			s.log.Error("dhcp: ignoring unreadable lease file", "err", err)
+		}
+		s.leases.load(ls)
+		if len(ls) > 0 {
+			s.log.Info("dhcp: leases loaded", "path", s.leasePath, "count", len(ls))
+		}
+	}
+	return s, nil
+}
+
+// Ready is closed once Run has bound its sockets.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addrs returns the bound socket addresses (after Ready).
+func (s *Server) Addrs() []net.Addr {
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	return append([]net.Addr(nil), s.addrs...)
+}
+
+// LeaseByIP returns the MAC and node name holding ip (an active offered or
+// bound lease). The TFTP server uses it to name the client of a transfer.
+func (s *Server) LeaseByIP(ip string) (mac, node string, ok bool) {
+	a := parseAddr(ip)
+	if !a.IsValid() {
+		return "", "", false
+	}
+	l, found := s.leases.lookupIP(a)
+	if !found || l.State == StateDeclined || !l.Active(time.Now()) {
+		return "", "", false
+	}
+	return l.MAC, l.Node, true
+}
+
+// Leases returns a copy of all leases, sorted by address.
+func (s *Server) Leases() []Lease {
+	ls, _ := s.leases.snapshot()
+	return ls
+}
+
+// Run binds dhcp.listen on dhcp.interface (and, in proxy mode, the PXE
+// port) and serves until ctx is done; then it closes the sockets, lets the
+// workers finish and writes the leases. Listen address, interface and the
+// worker count are read once here; everything else per packet.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.store.Current().Server.DHCP
+	conn, err := listenUDP(cfg.Interface, cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("dhcp: %w", err)
+	}
+	conns := []servedConn{{conn: conn}}
+	if cfg.Mode == config.ModeProxy && s.pxePort > 0 {
+		host, _, err := net.SplitHostPort(cfg.Listen)
+		if err == nil {
+			pc, err := listenUDP(cfg.Interface, net.JoinHostPort(host, strconv.Itoa(s.pxePort)))
+			if err != nil {
+				s.log.Warn("dhcp: PXE boot server port not available; ProxyDHCP answers on port 67 only", "err", err)
+			} else {
+				conns = append(conns, servedConn{conn: pc, pxePort: true})
+			}
+		}
+	}
+	s.addrMu.Lock()
+	for _, c := range conns {
+		s.addrs = append(s.addrs, c.conn.LocalAddr())
+	}
+	s.addrMu.Unlock()
+	s.log.Info("dhcp: serving", "interface", cfg.Interface, "listen", cfg.Listen, "mode", cfg.Mode,
+		"workers", cfg.Workers, "pxe_port", len(conns) > 1)
+	return s.serve(ctx, conns, cfg.Workers)
+}
+
+// servedConn is a socket and whether it is the PXE boot-server port.
+type servedConn struct {
+	conn    net.PacketConn
+	pxePort bool
+}
+
+// packet is one datagram queued for a worker.
+type packet struct {
+	data    []byte
+	src     *net.UDPAddr
+	conn    net.PacketConn
+	pxePort bool
+}
+
+// serve runs the read loops, the worker pool and the lease writer on conns
+// until ctx is done. It closes conns.
+func (s *Server) serve(ctx context.Context, conns []servedConn, workers int) error {
+	if workers < 1 {
+		workers = 1
+	}
+	qs := s.queueSize
+	if qs <= 0 {
+		qs = 64 * workers
+	}
+	jobs := make(chan packet, qs)
+	s.readyOnce.Do(func() { close(s.ready) })
+
+	var persistWG sync.WaitGroup
+	pctx, stopPersist := context.WithCancel(context.Background())
+	if s.leasePath != "" {
+		persistWG.Add(1)
+		go func() {
+			defer persistWG.Done()
+			s.leases.persist(pctx, s.leasePath, s.debounce, s.log, s.m.persistErrors.Inc)
+		}()
+	}
+
+	var workWG sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		workWG.Add(1)
+		go func() {
+			defer workWG.Done()
+			for p := range jobs {
+				s.handlePacket(p)
+			}
+		}()
+	}
+
+	var readWG sync.WaitGroup
+	for _, c := range conns {
+		readWG.Add(1)
+		go func(c servedConn) {
+			defer readWG.Done()
+			s.readLoop(ctx, c, jobs)
+		}(c)
+	}
+
+	<-ctx.Done()
+	for _, c := range conns {
+		c.conn.Close()
+	}
+	readWG.Wait()
+	close(jobs)
+	workWG.Wait()
+	stopPersist() // final write happens in persist
+	persistWG.Wait()
+	s.log.Info("dhcp: stopped")
+	return nil
+}
+
+// maxPacket bounds a DHCP datagram; larger ones are dropped as oversize.
+const maxPacket = 4096
+
+func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet) {
+	buf := make([]byte, maxPacket+1)
+	for {
+		n, addr, err := c.conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.m.dropped.WithLabelValues("read_error").Inc()
+			s.log.Warn("dhcp: read", "err", err)
+			select { // don't spin on a persistent error
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		if n > maxPacket {
+			s.m.dropped.WithLabelValues("oversize").Inc()
+			continue
+		}
+		src, _ := addr.(*net.UDPAddr)
+		p := packet{data: append([]byte(nil), buf[:n]...), src: src, conn: c.conn, pxePort: c.pxePort}
+		select {
+		case jobs <- p:
+		default:
+			s.m.dropped.WithLabelValues("queue_full").Inc()
+		}
+	}
+}
+
+// handlePacket runs in a worker: decide, send, record. It never panics.
+func (s *Server) handlePacket(p packet) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.m.dropped.WithLabelValues("panic").Inc()
+			s.log.Error("dhcp: panic while handling a packet", "panic", r, "src", p.src, "stack", string(debug.Stack()))
+		}
+	}()
+	snap := s.store.Current()
+	o := s.decide(p.data, p.src, p.pxePort, snap, time.Now())
+	if o.reqType != "" {
+		s.m.received.WithLabelValues(o.reqType).Inc()
+	}
+	if o.reply == nil {
+		s.m.dropped.WithLabelValues(o.drop).Inc()
+		if o.x != nil {
+			s.log.Debug("dhcp: no reply", "type", o.reqType, "mac", o.x.mac, "reason", o.drop, "note", o.note)
+		} else {
+			s.log.Debug("dhcp: dropped packet", "src", p.src, "reason", o.drop, "err", o.err)
+		}
+	} else {
+		typ := o.reply.MessageType()
+		if _, err := p.conn.WriteTo(o.reply.ToBytes(), o.dst); err != nil {
+			s.m.dropped.WithLabelValues("send_error").Inc()
+			s.log.Warn("dhcp: send reply", "type", typ.String(), "dst", o.dst, "err", err)
+		} else {
+			s.m.sent.WithLabelValues(typeLabel(typ)).Inc()
+			lvl := slog.LevelDebug
+			if typ == dhcpv4.MessageTypeAck || typ == dhcpv4.MessageTypeNak {
+				lvl = slog.LevelInfo
+			}
+			s.log.Log(context.Background(), lvl, "dhcp: reply", "type", typ.String(), "mac", o.x.mac,
+				"node", nodeName(o.x), "yiaddr", o.reply.YourIPAddr, "file", o.reply.BootFileName, "dst", o.dst, "note", o.note)
+		}
+	}
+	if o.event != nil {
+		s.status.Record(*o.event)
+	}
+}
+
+// outcome is the decision for one datagram.
+type outcome struct {
+	reqType string // request message type label ("" when unparsable)
+	x       *exchange
+	reply   *dhcpv4.DHCPv4
+	dst     *net.UDPAddr
+	drop    string // reason when reply is nil
+	note    string
+	err     error
+	event   *status.Event
+}
+
+// maxHops drops requests that looped through too many relays.
+const maxHops = 16
+
+// decide turns a datagram into a reply (or a reason for silence). It has no
+// I/O besides the lease table, so tests and the fuzzer call it directly.
+func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *config.Snapshot, now time.Time) outcome {
+	req, err := dhcpv4.FromBytes(data)
+	if err != nil {
+		return outcome{drop: "malformed", err: err}
+	}
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return outcome{drop: "not_request"}
+	}
+	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
+		return outcome{drop: "bad_hwaddr"}
+	}
+	if req.HopCount > maxHops {
+		return outcome{drop: "too_many_hops"}
+	}
+	typ := req.MessageType()
+	if typ == dhcpv4.MessageTypeNone {
+		return outcome{drop: "bootp"}
+	}
+	o := outcome{reqType: typeLabel(typ)}
+	cfg := snap.Server
+	if !cfg.DHCP.Enabled {
+		o.drop = "disabled"
+		return o
+	}
+	h, ok := s.handlers[cfg.DHCP.Mode]
+	if !ok {
+		o.drop = "bad_mode"
+		return o
+	}
+	serverIP := parseAddr(cfg.Address)
+	if !serverIP.IsValid() {
+		o.drop = "bad_server_address"
+		return o
+	}
+	mac := req.ClientHWAddr.String()
+	x := &exchange{
+		req: req, typ: typ, mac: mac, client: classify(req, mac),
+		snap: snap, cfg: cfg, serverIP: serverIP, now: now, src: src, pxePort: pxePort,
+	}
+	if n := snap.Nodes.ByMAC[mac]; n != nil {
+		x.node = n
+		for _, d := range n.Network {
+			if d.HWAddr == mac {
+				x.dev = d
+				break
+			}
+		}
+	}
+	o.x = x
+	res := h.handle(x)
+	o.event, o.note = res.event, res.note
+	if res.reply == nil {
+		o.drop = res.ignore
+		if o.drop == "" {
+			o.drop = "ignored"
+		}
+		return o
+	}
+	o.reply = res.reply
+	o.dst = replyDest(x, res.reply)
+	return o
+}
+
+func typeLabel(t dhcpv4.MessageType) string {
+	if t >= dhcpv4.MessageTypeDiscover && t <= dhcpv4.MessageTypeInform {
+		return t.String()
+	}
+	return "OTHER"
+}
+
+func nodeName(x *exchange) string {
+	if x == nil || x.node == nil {
+		return ""
+	}
+	return x.node.Name
+}
+
+// listenUDP opens an IPv4 UDP socket on addr, bound to iface with
+// SO_BINDTODEVICE when iface is set, with SO_BROADCAST so replies can go to
+// 255.255.255.255. No SO_REUSEADDR/SO_REUSEPORT: a second DHCP server on
+// the same port must fail loudly, not share packets.
+func listenUDP(iface, addr string) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: socketControl(iface)}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	if err != nil {
+		if iface != "" {
+			return nil, fmt.Errorf("listen %s on interface %s: %w", addr, iface, err)
+		}
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return pc.(*net.UDPConn), nil
+}

@@ -1,0 +1,30 @@
+package dhcp
+
+import (
+	"fmt"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// socketControl sets SO_BROADCAST and, for a named interface, SO_BINDTODEVICE.
+func socketControl(iface string) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
+				serr = fmt.Errorf("set SO_BROADCAST: %w", serr)
+				return
+			}
+			if iface != "" {
+				if serr = unix.BindToDevice(int(fd), iface); serr != nil {
+					serr = fmt.Errorf("bind to device %s: %w", iface, serr)
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}

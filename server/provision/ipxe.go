@@ -1,0 +1,86 @@
+package provision
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/wwcluster/ww/server/status"
+)
+
+// serveIPXE answers GET /ipxe/{mac}: the node's iPXE script, which fetches
+// the kernel, image and overlays and boots. An unknown MAC gets a script
+// that says so, waits and reboots (recorded with no node name, so /status
+// lists unknown MACs).
+func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.begin(w, r, status.StageIPXE)
+	if !ok {
+		return
+	}
+	var buf bytes.Buffer
+	sent := ReasonNotFound
+	if c.node == nil {
+		if err := h.tmpl.RenderUnknown(&buf, c.snap, c.mac); err != nil {
+			h.fail(c, "template", err)
+			return
+		}
+		h.metrics.refusals.WithLabelValues(ReasonNotFound).Inc()
+		h.log.Info("unknown MAC asked for an iPXE script", "mac", c.mac, "remote", r.RemoteAddr)
+	} else {
+		var err error
+		if sent, err = h.tmpl.Render(&buf, c.snap, c.node, c.mac); err != nil {
+			h.fail(c, "template", err)
+			return
+		}
+	}
+	c.record(sent)
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// fail answers 500 for a server-side error (logged with its detail, which
+// the client does not get) and counts it by kind. Missing things (wrapping
+// ErrNotFound) answer 404 instead.
+func (h *Handler) fail(c *call, kind string, err error) {
+	if errors.Is(err, ErrNotFound) {
+		h.log.Warn("not found", "stage", c.stage, "mac", c.mac, "node", nodeName(c), "err", err)
+		c.refuse(http.StatusNotFound, ReasonNotFound, "not found: "+stageNoun(c.stage)+" of this node")
+		return
+	}
+	h.metrics.errors.WithLabelValues(kind).Inc()
+	h.log.Error("provisioning failed", "stage", c.stage, "mac", c.mac, "node", nodeName(c), "err", err)
+	c.record("ERROR")
+	http.Error(c.w, "internal server error: "+stageNoun(c.stage)+" (see the server log)", http.StatusInternalServerError)
+}
+
+func nodeName(c *call) string {
+	if c.node == nil {
+		return ""
+	}
+	return c.node.Name
+}
+
+func stageNoun(stage string) string {
+	switch stage {
+	case status.StageIPXE:
+		return "iPXE script"
+	case status.StageKernel:
+		return "kernel"
+	case status.StageImage:
+		return "image"
+	case status.StageSystemOverlay:
+		return "system overlay"
+	case status.StageRuntimeOverlay:
+		return "runtime overlay"
+	case status.StageHeartbeat:
+		return "heartbeat"
+	}
+	return stage
+}

@@ -1,0 +1,190 @@
+package provision
+
+import (
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wwcluster/ww/server/status"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from %s (go test -update rewrites it)\n--- got\n%s\n--- want\n%s", name, path, got, want)
+	}
+}
+
+func TestIPXEDefaultGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		secure bool
+		mac    string
+	}{
+		{"ipxe_secure", true, macN002},
+		{"ipxe_insecure", false, macN002},
+		{"ipxe_insecure_assetkey", false, macN001},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.secure)
+			resp, body := e.get("/ipxe/" + tc.mac)
+			wantCode(t, resp, body, http.StatusOK)
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			if resp.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control = %q", resp.Header.Get("Cache-Control"))
+			}
+			golden(t, tc.name, body)
+			ev := e.status.last(t)
+			if ev.Stage != status.StageIPXE || ev.Sent != "ipxe" || ev.MAC != tc.mac || ev.Node == "" || ev.IP != "127.0.0.1" {
+				t.Errorf("event = %+v", ev)
+			}
+		})
+	}
+}
+
+func TestIPXEScriptShape(t *testing.T) {
+	e := newEnv(t, false)
+	_, body := e.get("/ipxe/" + macN002)
+	s := string(body)
+	if !strings.HasPrefix(s, "#!ipxe\n") {
+		t.Fatalf("script does not start with #!ipxe:\n%s", s)
+	}
+	for _, want := range []string{
+		"kernel --name kernel http://10.0.2.1:9873/kernel/" + macN002,
+		"initrd --name image.img.gz http://10.0.2.1:9873/image/" + macN002,
+		"initrd --name system.img.gz http://10.0.2.1:9873/overlay/system/" + macN002,
+		"initrd --name runtime.img.gz http://10.0.2.1:9873/overlay/runtime/" + macN002,
+		"boot kernel initrd=image.img.gz initrd=system.img.gz initrd=runtime.img.gz wwid=" + macN002 +
+			" wwserver=10.0.2.1:9873 wwroot=tmpfs console=ttyS0 quiet || goto boot_failed",
+		"sleep 2", "sleep 30", "exit 1", "inc wwtry",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("script lacks %q:\n%s", want, s)
+		}
+	}
+	// Every label that is jumped to exists.
+	for _, line := range strings.Split(s, "\n") {
+		if i := strings.Index(line, "goto "); i >= 0 {
+			label := strings.Fields(line[i+5:])[0]
+			if !strings.Contains(s, "\n:"+label+"\n") {
+				t.Errorf("goto %s has no label", label)
+			}
+		}
+	}
+	// Secure mode: no runtime download and no initrd for it.
+	e = newEnv(t, true)
+	_, body = e.get("/ipxe/" + macN002)
+	if strings.Contains(string(body), "runtime.img.gz") || strings.Contains(string(body), "/overlay/runtime/") {
+		t.Errorf("secure-mode script fetches the runtime overlay:\n%s", body)
+	}
+	// The asset key never appears in a script.
+	e = newEnv(t, false)
+	_, body = e.get("/ipxe/" + macN001)
+	if strings.Contains(string(body), "s3cret") || strings.Contains(string(body), "/overlay/runtime/") {
+		t.Errorf("script leaks the asset key or fetches the runtime overlay:\n%s", body)
+	}
+}
+
+func TestIPXEMACForms(t *testing.T) {
+	e := newEnv(t, true)
+	_, want := e.get("/ipxe/" + macN002)
+	for _, m := range []string{"52-54-00-00-00-02", "52:54:00:00:00:02", "52:54-00:00-00:02"} {
+		for _, form := range []string{m, strings.ToUpper(m)} {
+			resp, body := e.get("/ipxe/" + form)
+			wantCode(t, resp, body, http.StatusOK)
+			if string(body) != string(want) {
+				t.Errorf("%s: script differs from the canonical MAC's", form)
+			}
+		}
+	}
+}
+
+func TestIPXEUnknownGolden(t *testing.T) {
+	e := newEnv(t, true)
+	resp, body := e.get("/ipxe/52-54-00-00-00-99")
+	wantCode(t, resp, body, http.StatusOK)
+	golden(t, "ipxe_unknown", body)
+	ev := e.status.last(t)
+	if ev.Node != "" || ev.MAC != macNone || ev.Stage != status.StageIPXE || ev.Sent != ReasonNotFound {
+		t.Errorf("event = %+v", ev)
+	}
+	if !strings.Contains(string(body), "reboot") || !strings.Contains(string(body), macNone) {
+		t.Errorf("unknown script:\n%s", body)
+	}
+}
+
+func TestIPXECustomTemplate(t *testing.T) {
+	e := newEnv(t, true)
+	path := filepath.Join(e.cfg.root, "ipxe", "custom.ipxe")
+
+	// Missing template: 404 (configured but absent), recorded.
+	resp, body := e.get("/ipxe/" + macN003)
+	wantCode(t, resp, body, http.StatusNotFound)
+	if ev := e.status.last(t); ev.Sent != ReasonNotFound || ev.Node != "n003" {
+		t.Errorf("event = %+v", ev)
+	}
+
+	writeFile(t, path, "#!ipxe\necho custom {{.Node.Name}} {{.MAC}} {{.Node.Root}} {{join .Node.KernelArgs \",\"}}\nchain {{.KernelURL}}\n")
+	resp, body = e.get("/ipxe/" + macN003)
+	wantCode(t, resp, body, http.StatusOK)
+	want := "#!ipxe\necho custom n003 52:54:00:00:00:03 initramfs console=ttyS0,quiet\nchain http://10.0.2.1:9873/kernel/52:54:00:00:00:03\n"
+	if string(body) != want {
+		t.Errorf("got %q, want %q", body, want)
+	}
+	if ev := e.status.last(t); ev.Sent != "custom" || ev.Stage != status.StageIPXE {
+		t.Errorf("event = %+v", ev)
+	}
+
+	// Unchanged file: the parsed template is reused.
+	t1, err := e.h.tmpl.lookup("custom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, _ := e.h.tmpl.lookup("custom")
+	if t1 != t2 {
+		t.Error("template reparsed although the file did not change")
+	}
+
+	// Edited file (same size, even): served on the next request.
+	writeFile(t, path, strings.Replace(want, "chain", "CHAIN", 1))
+	future := time.Now().Add(time.Second)
+	_ = os.Chtimes(path, future, future)
+	_, body = e.get("/ipxe/" + macN003)
+	if !strings.Contains(string(body), "CHAIN") {
+		t.Errorf("edited template not used: %q", body)
+	}
+
+	// Broken template: 500, logged, counted; fixed again: served.
+	writeFile(t, path, "#!ipxe\n{{.Nope")
+	resp, body = e.get("/ipxe/" + macN003)
+	wantCode(t, resp, body, http.StatusInternalServerError)
+	if !strings.Contains(e.logs.String(), "custom.ipxe") {
+		t.Errorf("log does not name the template:\n%s", e.logs.String())
+	}
+	// Execution error (unknown field).
+	writeFile(t, path, "#!ipxe\n{{.Nope}}\n")
+	resp, body = e.get("/ipxe/" + macN003)
+	wantCode(t, resp, body, http.StatusInternalServerError)
+	if strings.Contains(string(body), "#!ipxe") {
+		t.Errorf("half-rendered script sent: %q", body)
+	}
+}

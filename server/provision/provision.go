@@ -1,0 +1,144 @@
+// Package provision is wwserver's HTTP side: the boot stages a node walks
+// through (iPXE script, kernel, image, system overlay, runtime overlay), the
+// agent's heartbeat, and /status, /metrics, /healthz.
+//
+// Handlers only look up and render: the config store has already resolved
+// nodes, the builder owns images and overlays (and its cache), and the status
+// store owns persistence. Each stage lives in its own file; routes.go lists
+// them in boot order.
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/status"
+)
+
+// Config is the part of *config.Store the handlers use.
+type Config interface {
+	// Fresh returns the current snapshot, reloading first when a file changed.
+	Fresh() *config.Snapshot
+	// LastError is the error of the last failed reload (nil when healthy).
+	LastError() error
+	// Root is the served tree.
+	Root() string
+}
+
+// Artifact is one file the builder made for a node.
+type Artifact struct {
+	Name    string // file name recorded as sent, e.g. "vmlinuz-6.1.0-28-amd64"
+	ETag    string // strong validator of the content; quoted or not
+	Size    int64
+	ModTime time.Time
+	// Open returns the content from its start. The handler closes it.
+	Open func() (io.ReadSeekCloser, error)
+}
+
+// ErrNotFound marks builder errors for things that do not exist (no image,
+// no kernel in the image, unknown overlay): they answer 404, not 500.
+var ErrNotFound = errors.New("not found")
+
+// Builder produces a node's boot files. Implementations build on demand and
+// cache; errors for missing inputs wrap ErrNotFound.
+type Builder interface {
+	Kernel(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error)
+	Image(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error)
+	SystemOverlay(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error)
+	RuntimeOverlay(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error)
+}
+
+// Status is the part of *status.Store the handlers use.
+type Status interface {
+	status.Recorder
+	RecordHeartbeat(node, mac, ip string, hb status.Heartbeat)
+	JSON(nodes *config.Nodes) ([]byte, error)
+	// SetUpdateInterval tells the store how often nodes check in (for
+	// "overdue" in reports).
+	SetUpdateInterval(d time.Duration)
+}
+
+// Registry is where metrics go and /metrics reads from; a
+// *prometheus.Registry is one. Never the global default registry.
+type Registry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+// Options configure a Handler.
+type Options struct {
+	Config  Config
+	Builder Builder
+	Status  Status
+	Log     *slog.Logger
+	// Registry receives the HTTP metrics and is served on /metrics; nil makes
+	// a private one.
+	Registry Registry
+	// MinThroughput sizes the write deadline of file stages:
+	// deadline = BaseWriteTimeout + size/MinThroughput. Zero means 1 MiB/s.
+	MinThroughput int64
+}
+
+// Handler is the provisioning HTTP handler.
+type Handler struct {
+	cfg     Config
+	builder Builder
+	status  Status
+	log     *slog.Logger
+	reg     Registry
+	metrics *metrics
+	tmpl    *Templates
+	minRate int64
+	mux     http.Handler
+	stages  map[string]http.Handler // /provision?stage= → stage handler
+}
+
+// New returns the provisioning handler.
+func New(opts Options) (*Handler, error) {
+	if opts.Config == nil || opts.Builder == nil || opts.Status == nil {
+		return nil, errors.New("provision: Config, Builder and Status are required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.MinThroughput <= 0 {
+		opts.MinThroughput = 1 << 20
+	}
+	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("provision metrics: %w", err)
+	}
+	t, err := NewTemplates(opts.Config.Root())
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		cfg:     opts.Config,
+		builder: opts.Builder,
+		status:  opts.Status,
+		log:     opts.Log,
+		reg:     opts.Registry,
+		metrics: m,
+		tmpl:    t,
+		minRate: opts.MinThroughput,
+	}
+	h.mux = h.routes()
+	return h, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Templates returns the iPXE templates the handler renders with.
+func (h *Handler) Templates() *Templates { return h.tmpl }

@@ -1,0 +1,103 @@
+package provision
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/status"
+)
+
+// Reasons recorded as Event.Sent (and counted) when a request is refused.
+const (
+	ReasonNotFound     = "NOT_FOUND"
+	ReasonBadAsset     = "BAD_ASSET"
+	ReasonInsecurePort = "INSECURE_PORT"
+	reasonBadRequest   = "BAD_REQUEST"
+)
+
+// call is one request to a per-node route, after its MAC was parsed and its
+// node looked up in the current config snapshot.
+type call struct {
+	h     *Handler
+	w     http.ResponseWriter
+	r     *http.Request
+	stage string // status stage, e.g. status.StageKernel
+	mac   string // normalised
+	ip    string // source address
+	snap  *config.Snapshot
+	node  *config.Node // nil for an unknown MAC
+}
+
+// begin parses {mac} and looks the node up. A bad MAC is answered with 400
+// and ok is false; an unknown MAC is not an error here (node is nil).
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c *call, ok bool) {
+	raw := r.PathValue("mac")
+	mac, err := config.NormalizeMAC(raw)
+	if err != nil {
+		h.metrics.refusals.WithLabelValues(reasonBadRequest).Inc()
+		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	snap := h.cfg.Fresh()
+	return &call{
+		h: h, w: w, r: r, stage: stage, mac: mac,
+		ip:   remoteIP(r.RemoteAddr),
+		snap: snap,
+		node: snap.Nodes.ByMAC[mac],
+	}, true
+}
+
+// record notes what was sent (or why not) in the status store. HEAD
+// requests only probe, so they are not recorded.
+func (c *call) record(sent string) {
+	if c.r.Method == http.MethodHead {
+		return
+	}
+	name := ""
+	if c.node != nil {
+		name = c.node.Name
+	}
+	c.h.status.Record(status.Event{MAC: c.mac, Node: name, IP: c.ip, Stage: c.stage, Sent: sent})
+}
+
+// refuse answers code with msg, counts and records reason and logs it.
+func (c *call) refuse(code int, reason, msg string) {
+	c.h.metrics.refusals.WithLabelValues(reason).Inc()
+	c.record(reason)
+	node := ""
+	if c.node != nil {
+		node = c.node.Name
+	}
+	c.h.log.Info("refused", "stage", c.stage, "mac", c.mac, "node", node, "remote", c.r.RemoteAddr,
+		"code", code, "reason", reason, "msg", msg)
+	if code == http.StatusUnauthorized {
+		c.w.Header().Set("WWW-Authenticate", `AssetKey realm="wwserver"`)
+	}
+	http.Error(c.w, msg, code)
+}
+
+// unknownNode answers 404 for a MAC no node has, and records it with an
+// empty node name so /status lists unknown MACs.
+func (c *call) unknownNode() {
+	c.refuse(http.StatusNotFound, ReasonNotFound, fmt.Sprintf("no node has MAC %s", c.mac))
+}
+
+// remoteIP is the address part of a RemoteAddr ("1.2.3.4:5678").
+func remoteIP(remote string) string {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return remote
+	}
+	return ap.Addr().Unmap().String()
+}
+
+// sourcePort is the port part of a RemoteAddr, 0 when there is none.
+func sourcePort(remote string) uint16 {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return 0
+	}
+	return ap.Port()
+}

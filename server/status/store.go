@@ -1,0 +1,596 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wwcluster/ww/server/config"
+)
+
+// FileName is the status file's name under the state directory.
+const FileName = "status.json"
+
+// MaxUnknown caps how many unknown MACs are remembered; past it the one seen
+// longest ago is forgotten, so a flood of random MACs cannot grow memory.
+const MaxUnknown = 4096
+
+// DefaultFlushInterval is how often Run writes the store to disk when a
+// stage, file sent or address changed.
+const DefaultFlushInterval = time.Second
+
+// DefaultSeenFlushInterval is how often Run writes the store when only last
+// seen times (heartbeats) changed: at most this much of them is lost in a
+// crash, and steady heartbeats of many nodes do not rewrite the file each second.
+const DefaultSeenFlushInterval = 30 * time.Second
+
+// DefaultCacheAge is how long JSON may serve cached bytes while the status changes.
+const DefaultCacheAge = 250 * time.Millisecond
+
+// fileVersion is the status.json format version.
+const fileVersion = 1
+
+// Heartbeat is what wwclient reports in POST /heartbeat/{mac}.
+type Heartbeat struct {
+	Version       string `json:"version"`
+	UptimeSeconds int64  `json:"uptime_seconds"`
+	BootID        string `json:"boot_id"`
+	RuntimeETag   string `json:"runtime_etag"`
+}
+
+// record is one node's or unknown MAC's status. It is stored by value; its
+// Heartbeat pointer is never mutated once stored, so copies may share it.
+type record struct {
+	MAC       string     `json:"mac,omitempty"`
+	IPAddr    string     `json:"ipaddr,omitempty"`
+	Stage     string     `json:"stage,omitempty"`
+	Sent      string     `json:"sent,omitempty"`
+	LastSeen  int64      `json:"last_seen"` // unix seconds
+	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
+}
+
+// fileData is the on-disk form of status.json.
+type fileData struct {
+	Version int               `json:"version"`
+	Nodes   map[string]record `json:"nodes"`
+	Unknown map[string]record `json:"unknown"`
+}
+
+// Store is the in-memory node status, persisted to a JSON file by Run.
+// Record and RecordHeartbeat only take a mutex for a map update; all disk
+// I/O and encoding happen outside it.
+type Store struct {
+	path string // "" keeps the store in memory only
+	log  *slog.Logger
+	now  func() time.Time
+
+	// FlushInterval, SeenFlushInterval and CacheAge may be changed before
+	// Run/JSON are first used.
+	FlushInterval     time.Duration
+	SeenFlushInterval time.Duration
+	CacheAge          time.Duration
+
+	seed   maphash.Seed
+	shards [shardCount]shard // node name → record, spread over shards
+
+	unknownMu sync.Mutex
+	unknown   map[string]record // by MAC (or IP when the MAC is not known)
+
+	version atomic.Uint64 // bumped, under a shard's or unknownMu, on every change
+	major   atomic.Uint64 // bumped likewise on changes of more than last seen/heartbeat
+
+	interval atomic.Int64 // update interval in seconds, for Report
+
+	flushMu   sync.Mutex // serialises Flush
+	flushed   uint64     // version last written; under flushMu
+	flushedM  uint64     // major version last written; under flushMu
+	lastWrite time.Time  // when last written; under flushMu
+	flushErr  string     // last flush error logged; under flushMu
+
+	encMu sync.Mutex // one JSON encoding at a time
+	cache atomic.Pointer[jsonCache]
+}
+
+// shardCount spreads nodes over this many locks, so Report and Flush hold
+// any one lock for only 1/shardCount of the nodes and concurrent Records
+// rarely meet.
+const shardCount = 64
+
+type shard struct {
+	mu sync.Mutex
+	m  map[string]record
+	_  [64 - 16]byte // one cache line per shard (mutex 8 + map 8 bytes)
+}
+
+func (s *Store) shard(node string) *shard {
+	return &s.shards[maphash.String(s.seed, node)%shardCount]
+}
+
+type jsonCache struct {
+	nodes    *config.Nodes
+	version  uint64
+	interval int64
+	at       time.Time // when encoded
+	unix     int64     // the report's Now
+	data     []byte
+}
+
+// New returns an empty in-memory store that is never written to disk.
+func New(log *slog.Logger) *Store {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Store{
+		log:               log,
+		now:               time.Now,
+		FlushInterval:     DefaultFlushInterval,
+		SeenFlushInterval: DefaultSeenFlushInterval,
+		CacheAge:          DefaultCacheAge,
+		seed:              maphash.MakeSeed(),
+		unknown:           map[string]record{},
+	}
+	for i := range s.shards {
+		s.shards[i].m = map[string]record{}
+	}
+	s.interval.Store(60)
+	return s
+}
+
+// Open returns a store persisted at path (normally state/status.json),
+// loading it when present. A corrupt file is logged and renamed aside
+// (path.corrupt-TIMESTAMP) and the store starts empty; other read errors
+// are returned. An empty path gives an in-memory store.
+func Open(path string, log *slog.Logger) (*Store, error) {
+	s := New(log)
+	s.path = path
+	if path == "" {
+		return s, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read node status: %w", err)
+	}
+	fd, err := decodeFile(data)
+	if err != nil {
+		aside := fmt.Sprintf("%s.corrupt-%s", path, s.now().UTC().Format("20060102T150405.000000000"))
+		if rerr := os.Rename(path, aside); rerr != nil {
+			s.log.Error("node status file is corrupt and could not be moved aside; starting empty",
+				"file", path, "err", err, "rename_err", rerr)
+		} else {
+			s.log.Error("node status file is corrupt; moved aside, starting empty",
+				"file", path, "moved_to", aside, "err", err)
+		}
+		return s, nil
+	}
+	for k, r := range fd.Nodes {
+		s.shard(k).m[k] = r
+	}
+	for k, r := range fd.Unknown {
+		s.unknown[k] = r
+	}
+	return s, nil
+}
+
+func decodeFile(data []byte) (*fileData, error) {
+	var fd fileData
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fd); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after JSON object")
+	}
+	if fd.Version != fileVersion {
+		return nil, fmt.Errorf("unsupported status file version %d", fd.Version)
+	}
+	return &fd, nil
+}
+
+// Path is the status file, "" for an in-memory store.
+func (s *Store) Path() string { return s.path }
+
+// SetUpdateInterval sets the wwclient update interval reported as
+// update_interval_seconds (default 60 s). Cheap; call it with each config
+// snapshot.
+func (s *Store) SetUpdateInterval(d time.Duration) {
+	s.interval.Store(int64(d / time.Second))
+}
+
+// Record implements Recorder. HEARTBEAT events only refresh last seen (and
+// the addresses); other stages, including refusals, set stage and sent.
+// Events without a node name are kept per MAC (or IP when the MAC is empty);
+// events with neither are ignored.
+func (s *Store) Record(ev Event) {
+	s.record(ev, nil)
+}
+
+// RecordHeartbeat records a heartbeat of node (empty for an unknown MAC) and
+// keeps what wwclient reported.
+func (s *Store) RecordHeartbeat(node, mac, ip string, hb Heartbeat) {
+	s.record(Event{Node: node, MAC: mac, IP: ip, Stage: StageHeartbeat}, &hb)
+}
+
+func (s *Store) record(ev Event, hb *Heartbeat) {
+	t := ev.Time
+	if t.IsZero() {
+		t = s.now()
+	}
+	seen := t.Unix()
+	var m map[string]record
+	key := ev.Node
+	if key != "" {
+		sh := s.shard(key)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		m = sh.m
+	} else {
+		key = ev.MAC
+		if key == "" {
+			key = ev.IP
+		}
+		if key == "" {
+			return
+		}
+		s.unknownMu.Lock()
+		defer s.unknownMu.Unlock()
+		m = s.unknown
+		if _, ok := m[key]; !ok && len(m) >= MaxUnknown {
+			s.evictOldestUnknown()
+		}
+	}
+	r, existed := m[key]
+	old := r
+	if ev.MAC != "" {
+		r.MAC = ev.MAC
+	}
+	if ev.IP != "" {
+		r.IPAddr = ev.IP
+	}
+	if ev.Stage != StageHeartbeat {
+		r.Stage, r.Sent = ev.Stage, ev.Sent
+	}
+	if hb != nil {
+		r.Heartbeat = hb
+	}
+	if seen > r.LastSeen {
+		r.LastSeen = seen
+	}
+	m[key] = r
+	s.version.Add(1)
+	if !existed || r.Stage != old.Stage || r.Sent != old.Sent || r.MAC != old.MAC || r.IPAddr != old.IPAddr {
+		s.major.Add(1)
+	}
+}
+
+// Prune forgets the status of nodes that are not in nodes and of unknown
+// MACs that now belong to a node. Call it after a config reload; Report
+// leaves such entries out anyway, this only bounds memory and the file.
+func (s *Store) Prune(nodes *config.Nodes) {
+	if nodes == nil {
+		return
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for name := range sh.m {
+			if nodes.ByName[name] == nil {
+				delete(sh.m, name)
+				s.version.Add(1)
+				s.major.Add(1)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	s.unknownMu.Lock()
+	for key, r := range s.unknown {
+		if r.MAC != "" && nodes.ByMAC[r.MAC] != nil {
+			delete(s.unknown, key)
+			s.version.Add(1)
+			s.major.Add(1)
+		}
+	}
+	s.unknownMu.Unlock()
+}
+
+// evictOldestUnknown drops the unknown entry seen longest ago. Caller holds unknownMu.
+func (s *Store) evictOldestUnknown() {
+	var oldest string
+	var at int64
+	for k, r := range s.unknown {
+		if oldest == "" || r.LastSeen < at || r.LastSeen == at && k < oldest {
+			oldest, at = k, r.LastSeen
+		}
+	}
+	delete(s.unknown, oldest)
+}
+
+// Report is the answer of GET /status.
+type Report struct {
+	// Now is the server's time (unix seconds) when the report was made;
+	// ages are computed against it so client clock skew does not matter.
+	Now int64 `json:"now"`
+	// UpdateIntervalSeconds is wwclient's heartbeat interval.
+	UpdateIntervalSeconds int64 `json:"update_interval_seconds"`
+	// Nodes holds every configured node, sorted by name.
+	Nodes []NodeStatus `json:"nodes"`
+	// Unknown holds MACs that asked but belong to no node, sorted by MAC.
+	Unknown []NodeStatus `json:"unknown"`
+}
+
+// NodeStatus is one row of the report. For unknown MACs Name is the MAC
+// (or the IP address when no MAC is known).
+type NodeStatus struct {
+	Name      string     `json:"name"`
+	MAC       string     `json:"mac"`
+	IPAddr    string     `json:"ipaddr"`
+	Stage     string     `json:"stage"`
+	Sent      string     `json:"sent"`
+	LastSeen  int64      `json:"last_seen"` // unix seconds, 0 = never
+	Heartbeat *Heartbeat `json:"heartbeat"`
+}
+
+// Report lists every node of nodes (never seen: empty stage, last_seen 0)
+// and then the unknown MACs that are not (now) configured. Status kept for
+// nodes no longer in nodes is left out.
+func (s *Store) Report(nodes *config.Nodes) Report {
+	r := Report{
+		Now:                   s.now().Unix(),
+		UpdateIntervalSeconds: s.interval.Load(),
+	}
+	var list []*config.Node
+	if nodes != nil {
+		list = nodes.List
+	}
+	r.Nodes = make([]NodeStatus, len(list))
+	// Group the nodes by shard outside any lock, then visit each shard once.
+	var count [shardCount]int32
+	which := make([]uint8, len(list))
+	for i, n := range list {
+		sh := uint8(maphash.String(s.seed, n.Name) % shardCount)
+		which[i] = sh
+		count[sh]++
+	}
+	var start [shardCount + 1]int32
+	for i := range count {
+		start[i+1] = start[i] + count[i]
+	}
+	order := make([]int32, len(list))
+	next := start
+	for i, sh := range which {
+		order[next[sh]] = int32(i)
+		next[sh]++
+	}
+	for si := range s.shards {
+		sh := &s.shards[si]
+		sh.mu.Lock()
+		for _, i := range order[start[si]:start[si+1]] {
+			name := list[i].Name
+			rec := sh.m[name]
+			r.Nodes[i] = NodeStatus{Name: name, MAC: rec.MAC, IPAddr: rec.IPAddr, Stage: rec.Stage,
+				Sent: rec.Sent, LastSeen: rec.LastSeen, Heartbeat: rec.Heartbeat}
+		}
+		sh.mu.Unlock()
+	}
+	s.unknownMu.Lock()
+	r.Unknown = make([]NodeStatus, 0, len(s.unknown))
+	for key, rec := range s.unknown {
+		r.Unknown = append(r.Unknown, NodeStatus{Name: key, MAC: rec.MAC, IPAddr: rec.IPAddr, Stage: rec.Stage,
+			Sent: rec.Sent, LastSeen: rec.LastSeen, Heartbeat: rec.Heartbeat})
+	}
+	s.unknownMu.Unlock()
+	// Fill in configured addresses where none was seen, outside the lock.
+	for i, n := range list {
+		ns := &r.Nodes[i]
+		if ns.MAC == "" || ns.IPAddr == "" {
+			p := n.Primary()
+			if ns.MAC == "" {
+				ns.MAC = p.HWAddr
+			}
+			if ns.IPAddr == "" {
+				ns.IPAddr = p.IPAddr
+			}
+		}
+	}
+	if nodes != nil {
+		kept := r.Unknown[:0]
+		for _, u := range r.Unknown {
+			if u.MAC == "" || nodes.ByMAC[u.MAC] == nil {
+				kept = append(kept, u)
+			}
+		}
+		r.Unknown = kept
+	}
+	sort.Slice(r.Unknown, func(i, j int) bool { return r.Unknown[i].Name < r.Unknown[j].Name })
+	return r
+}
+
+// JSON returns Report(nodes) encoded as JSON. The bytes are cached and
+// re-encoded only when something changed (status, node set, update interval,
+// or the second of the report's "now"), and while the status keeps changing
+// at most every CacheAge; during a re-encode other callers get the previous
+// bytes. The result is shared and must not be modified.
+func (s *Store) JSON(nodes *config.Nodes) ([]byte, error) { // the error is kept for handlers; encoding cannot fail today
+	iv := s.interval.Load()
+	c := s.cache.Load()
+	if c != nil && c.nodes == nodes && c.interval == iv {
+		if s.fresh(c) {
+			return c.data, nil
+		}
+		// Stale: one caller re-encodes, the others keep getting the old bytes.
+		if !s.encMu.TryLock() {
+			return c.data, nil
+		}
+	} else {
+		s.encMu.Lock()
+	}
+	defer s.encMu.Unlock()
+	// Someone may have encoded while we waited.
+	if c := s.cache.Load(); c != nil && c.nodes == nodes && c.interval == iv && s.fresh(c) {
+		return c.data, nil
+	}
+	v := s.version.Load() // read before Report: a racing change makes a later call re-encode
+	rep := s.Report(nodes)
+	size := 64
+	if c := s.cache.Load(); c != nil {
+		size = len(c.data) + len(c.data)/8
+	}
+	data := appendReport(make([]byte, 0, size), &rep)
+	s.cache.Store(&jsonCache{nodes: nodes, version: v, interval: iv, at: s.now(), unix: rep.Now, data: data})
+	return data, nil
+}
+
+// fresh reports whether cached bytes may still be served.
+func (s *Store) fresh(c *jsonCache) bool {
+	now := s.now()
+	if c.version == s.version.Load() && now.Unix() == c.unix {
+		return true // identical to what an encode would give now
+	}
+	return now.Sub(c.at) < s.CacheAge
+}
+
+// Flush writes the store to its file if it changed since the last flush:
+// to a temporary file in the same directory, fsynced, then renamed over the
+// old one, so readers see the old or the new file, never a partial one.
+func (s *Store) Flush() error {
+	return s.flush(false)
+}
+
+// flush writes the store if it changed; with onlyDue, only when a major
+// change is pending or last-seen changes have waited SeenFlushInterval.
+func (s *Store) flush(onlyDue bool) error {
+	if s.path == "" {
+		return nil
+	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	// Read the versions first: a change racing with the copy below is
+	// either copied or leaves the store dirty for the next flush.
+	v, mv := s.version.Load(), s.major.Load()
+	if v == s.flushed {
+		return nil
+	}
+	if onlyDue && mv == s.flushedM && s.now().Sub(s.lastWrite) < s.SeenFlushInterval {
+		return nil
+	}
+	fd := fileData{Version: fileVersion, Nodes: map[string]record{}}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, r := range sh.m {
+			fd.Nodes[k] = r
+		}
+		sh.mu.Unlock()
+	}
+	s.unknownMu.Lock()
+	fd.Unknown = make(map[string]record, len(s.unknown))
+	for k, r := range s.unknown {
+		fd.Unknown[k] = r
+	}
+	s.unknownMu.Unlock()
+	data, err := json.Marshal(&fd)
+	if err != nil {
+		return fmt.Errorf("encode node status: %w", err)
+	}
+	if err := writeAtomic(s.path, append(data, '\n')); err != nil {
+		return err
+	}
+	s.flushed, s.flushedM, s.lastWrite = v, mv, s.now()
+	return nil
+}
+
+// writeAtomic replaces path with data via a temporary file and rename.
+func writeAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write node status: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write node status: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+			err = fmt.Errorf("write node status %s: %w", path, err)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	// Make the rename itself durable.
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Run writes the store every FlushInterval when a stage, file sent or
+// address changed, every SeenFlushInterval when only last-seen times did,
+// and once more when ctx is done; it returns that last flush's error. Flush
+// errors before that are logged (once per distinct error) and retried.
+func (s *Store) Run(ctx context.Context) error {
+	every := s.FlushInterval
+	if every <= 0 {
+		every = DefaultFlushInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			err := s.Flush()
+			if err != nil {
+				s.log.Error("final node status flush failed", "err", err)
+			}
+			return err
+		case <-t.C:
+			s.flushLogged()
+		}
+	}
+}
+
+func (s *Store) flushLogged() {
+	err := s.flush(true)
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	switch {
+	case err != nil && err.Error() != s.flushErr:
+		s.flushErr = err.Error()
+		s.log.Error("node status flush failed; will retry", "err", err)
+	case err == nil && s.flushErr != "":
+		s.flushErr = ""
+		s.log.Info("node status flush works again", "file", s.path)
+	}
+}

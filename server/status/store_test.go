@@ -1,0 +1,665 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wwcluster/ww/server/config"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func testNodes(t testing.TB, n int) *config.Nodes {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("[profiles.default]\nimage = \"debian\"\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "[nodes.c%05d]\nprofiles = [\"default\"]\n[nodes.c%05d.network.eth0]\nhwaddr = \"52:54:00:%02x:%02x:%02x\"\nipaddr = \"10.%d.%d.%d\"\n",
+			i, i, i>>16&0xff, i>>8&0xff, i&0xff, i>>16&0xff, i>>8&0xff, i&0xff)
+	}
+	ns, err := config.ParseNodes("nodes.toml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func mac(i int) string { return fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff) }
+
+func newTestStore(t testing.TB, path string) (*Store, *clock, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	st, err := Open(path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: t0}
+	st.now = c.Now
+	return st, c, &logs
+}
+
+func TestRecordAndReport(t *testing.T) {
+	st, clk, _ := newTestStore(t, "")
+	nodes := testNodes(t, 3)
+	st.Record(Event{Node: "c00001", MAC: mac(1), IP: "10.0.0.1", Stage: StageIPXE, Sent: "ipxe"})
+	clk.Add(5 * time.Second)
+	st.Record(Event{Node: "c00001", MAC: mac(1), IP: "10.0.0.1", Stage: StageRuntimeOverlay, Sent: "__RUNTIME__.img.gz"})
+	clk.Add(5 * time.Second)
+	st.RecordHeartbeat("c00001", mac(1), "10.0.0.1", Heartbeat{Version: "1.2", UptimeSeconds: 42, BootID: "b", RuntimeETag: "e"})
+	st.Record(Event{Node: "c00002", MAC: mac(2), Stage: StageKernel, Sent: "vmlinuz-6.1", Time: t0.Add(-time.Hour)})
+	st.Record(Event{Node: "c00002", MAC: mac(2), Stage: StageRuntimeOverlay, Sent: "BAD_ASSET", Time: t0.Add(-2 * time.Hour)})
+	st.Record(Event{MAC: "52:54:00:ff:ff:01", IP: "10.9.9.9", Stage: StageDHCP})
+	st.Record(Event{Node: "gone", Stage: StageIPXE, Sent: "ipxe"})
+	st.Record(Event{}) // nothing to key on: ignored
+
+	rep := st.Report(nodes)
+	if rep.Now != t0.Add(10*time.Second).Unix() || rep.UpdateIntervalSeconds != 60 {
+		t.Errorf("now %d interval %d", rep.Now, rep.UpdateIntervalSeconds)
+	}
+	if len(rep.Nodes) != 3 {
+		t.Fatalf("want 3 configured nodes (removed node dropped), got %+v", rep.Nodes)
+	}
+	n1, n2, n3 := rep.Nodes[0], rep.Nodes[1], rep.Nodes[2]
+	if n1.Name != "c00001" || n1.Stage != StageRuntimeOverlay || n1.Sent != "__RUNTIME__.img.gz" {
+		t.Errorf("heartbeat changed the stage: %+v", n1)
+	}
+	if n1.LastSeen != t0.Add(10*time.Second).Unix() {
+		t.Errorf("heartbeat did not refresh last seen: %d", n1.LastSeen)
+	}
+	if n1.Heartbeat == nil || *n1.Heartbeat != (Heartbeat{"1.2", 42, "b", "e"}) {
+		t.Errorf("heartbeat = %+v", n1.Heartbeat)
+	}
+	if n2.Stage != StageRuntimeOverlay || n2.Sent != "BAD_ASSET" {
+		t.Errorf("refusal not recorded: %+v", n2)
+	}
+	if n2.LastSeen != t0.Add(-time.Hour).Unix() {
+		t.Errorf("an older event moved last seen back: %d", n2.LastSeen)
+	}
+	if n3.Stage != "" || n3.LastSeen != 0 || n3.Heartbeat != nil || n3.MAC != mac(3) || n3.IPAddr != "10.0.0.3" {
+		t.Errorf("never-seen node = %+v", n3)
+	}
+	if len(rep.Unknown) != 1 || rep.Unknown[0].Name != "52:54:00:ff:ff:01" || rep.Unknown[0].IPAddr != "10.9.9.9" || rep.Unknown[0].Stage != StageDHCP {
+		t.Errorf("unknown = %+v", rep.Unknown)
+	}
+	// A MAC that was unknown and is now configured is no longer listed as unknown.
+	st.Record(Event{MAC: mac(3), Stage: StageDHCP})
+	if rep := st.Report(nodes); len(rep.Unknown) != 1 {
+		t.Errorf("configured MAC listed as unknown: %+v", rep.Unknown)
+	}
+	// JSON field names are part of the contract.
+	data, err := json.Marshal(st.Report(nodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`"update_interval_seconds":60`, `"name":"c00001"`, `"mac":"52:54:00:00:00:01"`, `"ipaddr":"10.0.0.1"`,
+		`"stage":"RUNTIME_OVERLAY"`, `"sent":"__RUNTIME__.img.gz"`, `"last_seen":0`, `"heartbeat":null`,
+		`"heartbeat":{"version":"1.2","uptime_seconds":42,"boot_id":"b","runtime_etag":"e"}`, `"unknown":[`} {
+		if !bytes.Contains(data, []byte(k)) {
+			t.Errorf("JSON lacks %s: %s", k, data)
+		}
+	}
+}
+
+func TestReportNilNodes(t *testing.T) {
+	st, _, _ := newTestStore(t, "")
+	st.Record(Event{MAC: "52:54:00:ff:ff:01", Stage: StageDHCP})
+	rep := st.Report(nil)
+	if rep.Nodes == nil || len(rep.Nodes) != 0 || len(rep.Unknown) != 1 {
+		t.Errorf("report = %+v", rep)
+	}
+	data, _ := json.Marshal(st.Report(&config.Nodes{}))
+	if !bytes.Contains(data, []byte(`"nodes":[]`)) {
+		t.Errorf("empty node list must encode as [], got %s", data)
+	}
+}
+
+func TestUnknownCapped(t *testing.T) {
+	st, clk, _ := newTestStore(t, "")
+	for i := 0; i < MaxUnknown; i++ {
+		st.Record(Event{MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), Stage: StageDHCP})
+		clk.Add(time.Second)
+	}
+	st.Record(Event{MAC: "02:ff:ff:ff:ff:ff", Stage: StageDHCP})
+	rep := st.Report(nil)
+	if len(rep.Unknown) != MaxUnknown {
+		t.Fatalf("unknown = %d, want cap %d", len(rep.Unknown), MaxUnknown)
+	}
+	if rep.Unknown[0].Name != "02:00:00:00:00:01" || rep.Unknown[len(rep.Unknown)-1].Name != "02:ff:ff:ff:ff:ff" {
+		t.Errorf("the oldest unknown MAC was not the one evicted: first %s last %s", rep.Unknown[0].Name, rep.Unknown[len(rep.Unknown)-1].Name)
+	}
+}
+
+func TestPersistenceRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", FileName) // state/ does not exist yet
+	st, _, _ := newTestStore(t, path)
+	st.Record(Event{Node: "c00001", MAC: mac(1), IP: "10.0.0.1", Stage: StageRuntimeOverlay, Sent: "__RUNTIME__.img.gz"})
+	st.RecordHeartbeat("c00001", mac(1), "10.0.0.1", Heartbeat{Version: "v", UptimeSeconds: 7, BootID: "id", RuntimeETag: "tag"})
+	st.Record(Event{MAC: "52:54:00:ff:ff:01", Stage: StageIPXE, Sent: "ipxe"})
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	nodes := testNodes(t, 2)
+	want := st.Report(nodes)
+
+	st2, _, _ := newTestStore(t, path)
+	got := st2.Report(nodes)
+	a, _ := json.Marshal(want)
+	b, _ := json.Marshal(got)
+	if !bytes.Equal(a, b) {
+		t.Errorf("report changed across restart:\nbefore %s\nafter  %s", a, b)
+	}
+	if got.Nodes[0].Heartbeat == nil || got.Nodes[0].Heartbeat.BootID != "id" {
+		t.Errorf("heartbeat not persisted: %+v", got.Nodes[0])
+	}
+	// A clean store does not rewrite the file.
+	fi1, _ := os.Stat(path)
+	if err := os.Chtimes(path, t0, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := st2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if fi2, _ := os.Stat(path); !fi2.ModTime().Equal(t0) || fi1.Size() != fi2.Size() {
+		t.Errorf("Flush rewrote an unchanged store")
+	}
+}
+
+func TestRunFlushesOnCancel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	st, _, _ := newTestStore(t, path)
+	st.FlushInterval = time.Hour // only the final flush can write
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+	st.Record(Event{Node: "c00001", Stage: StageKernel, Sent: "vmlinuz"})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st2, _, _ := newTestStore(t, path)
+	if rep := st2.Report(testNodes(t, 1)); rep.Nodes[0].Stage != StageKernel {
+		t.Errorf("final flush lost the record: %+v", rep.Nodes[0])
+	}
+}
+
+func TestRunFlushesPeriodically(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	st, _, _ := newTestStore(t, path)
+	st.FlushInterval = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go st.Run(ctx)
+	st.Record(Event{Node: "c00001", Stage: StageKernel, Sent: "vmlinuz"})
+	// Wait for the background flush (the condition, not a fixed time).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if data, err := os.ReadFile(path); err == nil && bytes.Contains(data, []byte(`"KERNEL"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not flush a dirty store within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCorruptFileMovedAside(t *testing.T) {
+	for name, content := range map[string]string{
+		"garbage":       "{not json",
+		"truncated":     `{"version":1,"nodes":{"c1":{"stage":"IPX`,
+		"wrong version": `{"version":99,"nodes":{},"unknown":{}}`,
+		"trailing data": `{"version":1,"nodes":{},"unknown":{}} {}`,
+		"unknown field": `{"version":1,"nodes":{"c1":{"stage":"IPXE","bogus":1}},"unknown":{}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, FileName)
+			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			st, _, logs := newTestStore(t, path)
+			if rep := st.Report(nil); len(rep.Unknown) != 0 {
+				t.Errorf("corrupt file gave state: %+v", rep)
+			}
+			if !strings.Contains(logs.String(), "corrupt") {
+				t.Errorf("corruption not logged: %q", logs.String())
+			}
+			if _, err := os.Stat(path); !os.IsNotExist(err) {
+				t.Errorf("corrupt file still at %s", path)
+			}
+			aside, _ := filepath.Glob(path + ".corrupt-*")
+			if len(aside) != 1 {
+				t.Fatalf("corrupt file not kept aside: %v", aside)
+			}
+			if data, _ := os.ReadFile(aside[0]); string(data) != content {
+				t.Errorf("aside file content changed")
+			}
+			// The store works and writes a good file again.
+			st.Record(Event{Node: "c1", Stage: StageIPXE})
+			if err := st.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(path, slog.New(slog.DiscardHandler)); err != nil {
+				t.Fatal(err)
+			}
+			if aside2, _ := filepath.Glob(path + ".corrupt-*"); len(aside2) != 1 {
+				t.Errorf("good rewritten file was treated as corrupt: %v", aside2)
+			}
+		})
+	}
+}
+
+func TestOpenUnreadable(t *testing.T) {
+	path := t.TempDir() // a directory cannot be read as the status file
+	if _, err := Open(path, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("Open of an unreadable path succeeded")
+	}
+}
+
+func TestAtomicWriteNoPartialFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	st, clk, _ := newTestStore(t, path)
+	nodes := 2000
+	st.Record(Event{Node: "c0", Stage: StageIPXE})
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// A reader never sees a partial file while the writer keeps replacing it.
+	stop := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(readErr)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			data, err := os.ReadFile(path)
+			if err == nil {
+				_, err = decodeFile(data)
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	for round := 0; round < 30; round++ {
+		for i := 0; i < nodes; i++ {
+			st.Record(Event{Node: fmt.Sprintf("c%d", i), MAC: mac(i), Stage: StageRuntimeOverlay, Sent: "__RUNTIME__.img.gz"})
+		}
+		clk.Add(time.Second)
+		if err := st.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if err := <-readErr; err != nil {
+		t.Fatalf("reader saw a partial or bad file: %v", err)
+	}
+	// No temporary files are left behind.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != FileName {
+		t.Errorf("directory holds %v, want only %s", entries, FileName)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode = %v", fi.Mode())
+	}
+}
+
+func TestFailedWriteKeepsOldFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	if err := writeAtomic(path, []byte("old\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Renaming a file over a non-empty directory fails after the temp file is written.
+	blocker := filepath.Join(dir, "blocked")
+	st, _, _ := newTestStore(t, blocker)
+	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAtomic(blocker, []byte("new\n")); err == nil {
+		t.Fatal("write over a directory succeeded")
+	}
+	if data, _ := os.ReadFile(path); string(data) != "old\n" {
+		t.Errorf("old file changed: %q", data)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temp file left behind: %s", e.Name())
+		}
+	}
+	// The store reports the error and stays dirty, so a later flush retries.
+	st.Record(Event{Node: "a", Stage: StageIPXE})
+	if err := st.Flush(); err == nil || !strings.Contains(err.Error(), "write node status") {
+		t.Errorf("Flush error = %v", err)
+	}
+	if err := os.RemoveAll(blocker); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(blocker); !bytes.Contains(data, []byte(`"a"`)) {
+		t.Errorf("retried flush did not write: %s", data)
+	}
+}
+
+func TestJSONCache(t *testing.T) {
+	st, clk, _ := newTestStore(t, "")
+	nodes := testNodes(t, 3)
+	st.Record(Event{Node: "c00001", Stage: StageIPXE, Sent: "ipxe"})
+	a, err := st.JSON(nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := st.JSON(nodes)
+	if &a[0] != &b[0] {
+		t.Error("unchanged status was re-encoded")
+	}
+	var rep Report
+	if err := json.Unmarshal(a, &rep); err != nil || rep.Nodes[0].Stage != StageIPXE {
+		t.Fatalf("cached JSON = %s (%v)", a, err)
+	}
+	// A change within CacheAge is served from the cache; after it, re-encoded.
+	st.Record(Event{Node: "c00001", Stage: StageKernel, Sent: "vmlinuz"})
+	if c, _ := st.JSON(nodes); &c[0] != &a[0] {
+		t.Error("re-encoded within CacheAge")
+	}
+	clk.Add(st.CacheAge)
+	c, _ := st.JSON(nodes)
+	if !bytes.Contains(c, []byte(`"KERNEL"`)) {
+		t.Errorf("change not visible after CacheAge: %s", c)
+	}
+	// "now" follows the clock even when nothing changes.
+	clk.Add(3 * time.Second)
+	d, _ := st.JSON(nodes)
+	if err := json.Unmarshal(d, &rep); err != nil || rep.Now != clk.Now().Unix() {
+		t.Errorf("now = %d, want %d", rep.Now, clk.Now().Unix())
+	}
+	// A new config generation or interval is encoded at once.
+	nodes2 := testNodes(t, 4)
+	if e, _ := st.JSON(nodes2); !bytes.Contains(e, []byte(`"c00004"`)) {
+		t.Error("new node set not encoded at once")
+	}
+	st.SetUpdateInterval(5 * time.Second)
+	if f, _ := st.JSON(nodes2); !bytes.Contains(f, []byte(`"update_interval_seconds":5`)) {
+		t.Error("new interval not encoded at once")
+	}
+}
+
+func TestConcurrentRecordReportFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	var logs bytes.Buffer
+	st, err := Open(path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CacheAge = 0
+	const n, writers, rounds = 200, 8, 200
+	nodes := testNodes(t, n)
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				for i := w; i < n; i += writers {
+					name := fmt.Sprintf("c%05d", i+1)
+					if r%3 == 0 {
+						st.RecordHeartbeat(name, mac(i+1), "", Heartbeat{Version: "v", UptimeSeconds: int64(r)})
+					} else {
+						st.Record(Event{Node: name, MAC: mac(i + 1), Stage: StageRuntimeOverlay, Sent: fmt.Sprint(r)})
+					}
+				}
+				st.Record(Event{MAC: fmt.Sprintf("02:00:00:00:00:%02x", w), Stage: StageDHCP})
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	readerErr := make(chan error, 3)
+	for _, f := range []func() error{
+		func() error { rep := st.Report(nodes); _ = rep; return nil },
+		func() error { _, err := st.JSON(nodes); return err },
+		st.Flush,
+	} {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := f(); err != nil {
+					readerErr <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	close(readerErr)
+	for err := range readerErr {
+		t.Fatal(err)
+	}
+	// Every node ended on its last event; a heartbeat kept the stage.
+	last := fmt.Sprint(rounds - 1)
+	if (rounds-1)%3 == 0 {
+		last = fmt.Sprint(rounds - 2)
+	}
+	rep := st.Report(nodes)
+	for _, ns := range rep.Nodes {
+		if ns.Sent != last || ns.Stage != StageRuntimeOverlay || ns.Heartbeat == nil {
+			t.Fatalf("%s = %+v, want sent %s", ns.Name, ns, last)
+		}
+	}
+	if len(rep.Unknown) != writers {
+		t.Errorf("unknown = %d", len(rep.Unknown))
+	}
+	data, err := st.JSON(nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromJSON Report
+	if err := json.Unmarshal(data, &fromJSON); err != nil || fromJSON.Nodes[n-1].Sent != last {
+		t.Errorf("JSON after writers stopped is stale: %v", err)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st2, err := Open(path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st2.Report(nodes); got.Nodes[n-1].Sent != last {
+		t.Errorf("reopened store = %+v", got.Nodes[n-1])
+	}
+}
+
+func BenchmarkRecord(b *testing.B) {
+	st := New(slog.New(slog.DiscardHandler))
+	names := make([]string, 10000)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%05d", i+1)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			st.Record(Event{Node: names[i%len(names)], Stage: StageRuntimeOverlay, Sent: "__RUNTIME__.img.gz"})
+			i++
+		}
+	})
+}
+
+func seenStore(b *testing.B, n int) (*Store, *config.Nodes) {
+	st := New(slog.New(slog.DiscardHandler))
+	nodes := testNodes(b, n)
+	for i, node := range nodes.List {
+		st.Record(Event{Node: node.Name, MAC: mac(i + 1), IP: node.Primary().IPAddr, Stage: StageRuntimeOverlay, Sent: "__RUNTIME__.img.gz"})
+		st.RecordHeartbeat(node.Name, mac(i+1), node.Primary().IPAddr, Heartbeat{Version: "1.0.0", UptimeSeconds: 3600, BootID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", RuntimeETag: "\"sha256-abcdef0123456789\""})
+	}
+	return st, nodes
+}
+
+func BenchmarkReport10k(b *testing.B) {
+	st, nodes := seenStore(b, 10000)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = st.Report(nodes)
+	}
+}
+
+// BenchmarkJSONEncode10k is the cost of one uncached encoding.
+func BenchmarkJSONEncode10k(b *testing.B) {
+	st, nodes := seenStore(b, 10000)
+	st.CacheAge = 0
+	data, _ := st.JSON(nodes)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		st.Record(Event{Node: "c00001", Stage: StageRuntimeOverlay}) // invalidate
+		if _, err := st.JSON(nodes); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkJSONServed10k is GET /status under load while 10,000 nodes
+// keep recording: mostly cached bytes, re-encoded every CacheAge.
+func BenchmarkJSONServed10k(b *testing.B) {
+	st, nodes := seenStore(b, 10000)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			st.Record(Event{Node: nodes.List[i%len(nodes.List)].Name, Stage: StageHeartbeat})
+		}
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := st.JSON(nodes); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func TestDueFlushPolicy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	st, clk, _ := newTestStore(t, path)
+	st.Record(Event{Node: "c00001", Stage: StageIPXE, Sent: "ipxe"})
+	if err := st.flush(true); err != nil {
+		t.Fatal(err)
+	}
+	written := func() string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	first := written()
+	// Only last seen changes: not due until SeenFlushInterval has passed.
+	clk.Add(5 * time.Second)
+	st.RecordHeartbeat("c00001", "", "", Heartbeat{Version: "v"})
+	if err := st.flush(true); err != nil {
+		t.Fatal(err)
+	}
+	if written() != first {
+		t.Error("a heartbeat-only change was written before SeenFlushInterval")
+	}
+	clk.Add(st.SeenFlushInterval)
+	if err := st.flush(true); err != nil {
+		t.Fatal(err)
+	}
+	second := written()
+	if second == first || !strings.Contains(second, `"version":"v"`) {
+		t.Errorf("heartbeat change not written after SeenFlushInterval: %s", second)
+	}
+	// A stage change is due at once.
+	clk.Add(time.Second)
+	st.Record(Event{Node: "c00001", Stage: StageKernel, Sent: "vmlinuz"})
+	if err := st.flush(true); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(written(), `"KERNEL"`) {
+		t.Error("a stage change was not written at once")
+	}
+	// Flush writes pending last-seen changes regardless.
+	clk.Add(time.Second)
+	st.RecordHeartbeat("c00001", "", "", Heartbeat{Version: "w"})
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(written(), `"version":"w"`) {
+		t.Error("Flush skipped a last-seen change")
+	}
+}
+
+func TestPrune(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	st, _, _ := newTestStore(t, path)
+	for i := 1; i <= 4; i++ {
+		st.Record(Event{Node: fmt.Sprintf("c%05d", i), Stage: StageIPXE})
+	}
+	st.Record(Event{MAC: mac(2), Stage: StageDHCP})              // became configured
+	st.Record(Event{MAC: "52:54:00:ff:ff:01", Stage: StageDHCP}) // still unknown
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st.Prune(testNodes(t, 2))
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	fd, err := decodeFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fd.Nodes) != 2 || fd.Nodes["c00003"].Stage != "" || fd.Nodes["c00001"].Stage != StageIPXE {
+		t.Errorf("nodes after prune = %v", fd.Nodes)
+	}
+	if len(fd.Unknown) != 1 || fd.Unknown["52:54:00:ff:ff:01"].Stage != StageDHCP {
+		t.Errorf("unknown after prune = %v", fd.Unknown)
+	}
+}

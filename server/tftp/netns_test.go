@@ -1,0 +1,243 @@
+package tftp
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/dhcp/netnstest"
+)
+
+// Namespace tests: wwserver's TFTP server in one network namespace, real
+// clients (tftp-hpa's tftp, curl) in the other, across a veth (MTU 1500).
+// Needs root, iproute2, tftp-hpa, curl and ipxe (for /usr/lib/ipxe).
+
+const ipxeDir = "/usr/lib/ipxe"
+
+type nsEnv struct {
+	p     *netnstest.Pair
+	srv   *Server
+	store *config.Store
+	rec   *memRecorder
+	root  string
+}
+
+func requireIPXE(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(ipxeDir, "undionly.kpxe")); err != nil {
+		msg := "needs " + ipxeDir + "/undionly.kpxe (Debian: apt-get install -y ipxe)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+func startNS(t *testing.T, dir string, anticipate int) *nsEnv {
+	t.Helper()
+	p := netnstest.New(t, "52:54:00:00:00:01")
+	root := t.TempDir()
+	writeTree(t, root, ":69", dir, anticipate, p.ClientIP)
+	store, err := config.NewStore(root, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &memRecorder{}
+	srv, err := New(Options{Store: store, Status: rec, Log: quietLog(), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	done := p.InServer(t, func() { errc <- srv.Run(ctx) })
+	select {
+	case <-srv.Ready():
+	case <-done:
+		cancel()
+		t.Fatalf("Run: %v", <-errc)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return &nsEnv{p: p, srv: srv, store: store, rec: rec, root: root}
+}
+
+// client runs a command in the client namespace and returns its combined output.
+func (e *nsEnv) client(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := e.p.ClientCommand(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}
+
+func sameFile(t *testing.T, got, want string) {
+	t.Helper()
+	a, err := os.ReadFile(got)
+	if err != nil {
+		t.Fatalf("read %s: %v", got, err)
+	}
+	b, err := os.ReadFile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatalf("%s: %d bytes, not identical to %s (%d bytes)", got, len(a), want, len(b))
+	}
+}
+
+func TestNetnsClients(t *testing.T) {
+	netnstest.Require(t, "tftp", "curl")
+	requireIPXE(t)
+	e := startNS(t, ipxeDir, 8)
+	server := e.p.ServerIP
+	want := filepath.Join(ipxeDir, "undionly.kpxe")
+	out := t.TempDir()
+
+	t.Run("tftp-hpa octet", func(t *testing.T) {
+		dst := filepath.Join(out, "hpa-octet")
+		if o, err := e.client(t, "tftp", "-m", "binary", server, "-c", "get", "undionly.kpxe", dst); err != nil || o != "" {
+			t.Fatalf("tftp: %v: %s", err, o)
+		}
+		sameFile(t, dst, want)
+	})
+	t.Run("tftp-hpa netascii", func(t *testing.T) {
+		dst := filepath.Join(out, "hpa-netascii")
+		if o, err := e.client(t, "tftp", "-m", "netascii", server, "-c", "get", "undionly.kpxe", dst); err != nil || o != "" {
+			t.Fatalf("tftp: %v: %s", err, o)
+		}
+		sameFile(t, dst, want)
+	})
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"curl blksize 1468", []string{"--tftp-blksize", "1468"}},
+		{"curl blksize 512", []string{"--tftp-blksize", "512"}},
+		{"curl no options", []string{"--tftp-no-options"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := filepath.Join(out, strings.ReplaceAll(tc.name, " ", "-"))
+			args := append([]string{"-sS", "-o", dst}, tc.args...)
+			args = append(args, "tftp://"+server+"/undionly.kpxe")
+			if o, err := e.client(t, "curl", args...); err != nil {
+				t.Fatalf("curl: %v: %s", err, o)
+			}
+			sameFile(t, dst, want)
+		})
+	}
+	t.Run("curl snponly.efi", func(t *testing.T) {
+		dst := filepath.Join(out, "snponly.efi")
+		if o, err := e.client(t, "curl", "-sS", "-o", dst, "--tftp-blksize", "1468", "tftp://"+server+"/snponly.efi"); err != nil {
+			t.Fatalf("curl: %v: %s", err, o)
+		}
+		sameFile(t, dst, filepath.Join(ipxeDir, "snponly.efi"))
+	})
+
+	t.Run("refusals", func(t *testing.T) {
+		for _, name := range []string{"../../etc/passwd", "/etc/passwd", "ipxe/../../../etc/passwd", "missing.kpxe"} {
+			dst := filepath.Join(out, "refused")
+			o, _ := e.client(t, "tftp", "-m", "binary", server, "-c", "get", name, dst)
+			if !strings.Contains(o, "Error code 1") {
+				t.Errorf("get %s: %q", name, o)
+			}
+			if b, err := os.ReadFile(dst); err == nil && len(b) > 0 {
+				t.Errorf("get %s: wrote %d bytes", name, len(b))
+			}
+		}
+		src := filepath.Join(out, "upload")
+		if err := os.WriteFile(src, []byte("payload"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o, _ := e.client(t, "tftp", "-m", "binary", server, "-c", "put", src, "uploaded")
+		if !strings.Contains(o, "read-only") {
+			t.Errorf("put: %q", o)
+		}
+		if _, err := os.Stat(filepath.Join(ipxeDir, "uploaded")); err == nil {
+			t.Error("put created a file")
+		}
+	})
+
+	waitFor(t, "transfers counted", func() bool { return counterValue(e.srv.m.transfers) >= 6 })
+	ev, ok := e.rec.find("undionly.kpxe")
+	if !ok || ev.Node != "n001" || ev.MAC != "52:54:00:00:00:01" || ev.IP != e.p.ClientIP {
+		t.Errorf("status event = %+v %v", ev, ok)
+	}
+	if _, ok := e.rec.find("NOT_FOUND:missing.kpxe"); !ok {
+		t.Error("no NOT_FOUND status event")
+	}
+	if got := counterValue(e.srv.m.errors.WithLabelValues("bad_name")); got != 3 {
+		t.Errorf("bad_name errors = %v", got)
+	}
+}
+
+// TestNetnsMeasure measures transfer times with curl for tftp.anticipate
+// 1 (off), 8, 16 and blksize 512, 1468. Opt-in: WWT_TFTP_MEASURE=1.
+func TestNetnsMeasure(t *testing.T) {
+	if os.Getenv("WWT_TFTP_MEASURE") == "" {
+		t.Skip("set WWT_TFTP_MEASURE=1 to measure TFTP throughput")
+	}
+	netnstest.Require(t, "curl")
+	requireIPXE(t)
+	dir := t.TempDir()
+	for _, f := range []string{"undionly.kpxe"} {
+		data, err := os.ReadFile(filepath.Join(ipxeDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	randomFile(t, filepath.Join(dir, "8MiB"), 8<<20)
+	e := startNS(t, dir, 8)
+	runs := 5
+	if v, err := strconv.Atoi(os.Getenv("WWT_TFTP_RUNS")); err == nil && v > 0 {
+		runs = v
+	}
+	var report strings.Builder
+	fmt.Fprintf(&report, "\n%-14s %-10s %-8s %12s %12s\n", "file", "anticipate", "blksize", "median", "min")
+	for _, win := range []int{1, 8, 16} {
+		writeTree(t, e.root, ":69", dir, win, e.p.ClientIP)
+		if err := e.store.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		for _, file := range []string{"undionly.kpxe", "8MiB"} {
+			for _, bs := range []string{"512", "1468"} {
+				var times []float64
+				for i := 0; i < runs+1; i++ { // the first run applies the reloaded window
+					o, err := e.client(t, "curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}", "--tftp-blksize", bs,
+						"tftp://"+e.p.ServerIP+"/"+file)
+					if err != nil {
+						t.Fatalf("curl: %v: %s", err, o)
+					}
+					if i == 0 {
+						continue
+					}
+					v, err := strconv.ParseFloat(strings.TrimSpace(o), 64)
+					if err != nil {
+						t.Fatalf("curl time %q: %v", o, err)
+					}
+					times = append(times, v)
+				}
+				sort.Float64s(times)
+				fmt.Fprintf(&report, "%-14s %-10d %-8s %11.3fs %11.3fs\n", file, win, bs, times[len(times)/2], times[0])
+			}
+		}
+	}
+	t.Log(report.String())
+}

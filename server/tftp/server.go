@@ -1,0 +1,187 @@
+// Package tftp is wwserver's built-in, read-only TFTP server for the iPXE
+// binaries (tftp.dir, default /usr/lib/ipxe), built on pin/tftp.
+//
+// Names are confined to the directory with os.Root: absolute names and
+// "../" are refused (and logged), symlinks cannot escape. blksize and tsize
+// (RFC 2348, 2349) are negotiated by the library; tftp.anticipate sets its
+// sliding window. Write requests get a TFTP error. Concurrent transfers are
+// bounded. Every transfer, failed or not, is counted; successes and missing
+// files are recorded in the node status.
+package tftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pin/tftp/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/status"
+)
+
+// LeaseLookup names the client of a transfer from its address when
+// nodes.toml does not know the address (e.g. a DHCP pool lease).
+// *dhcp.Server implements it.
+type LeaseLookup interface {
+	LeaseByIP(ip string) (mac, node string, ok bool)
+}
+
+// Options configure a Server.
+type Options struct {
+	Store *config.Store
+	// StateDir is unused (the TFTP server keeps no state); kept so all
+	// servers share one Options shape.
+	StateDir   string
+	Status     status.Recorder // may be nil
+	Log        *slog.Logger    // nil: slog.Default()
+	Registerer prometheus.Registerer
+	// Leases, when set, names clients that nodes.toml doesn't know by address.
+	Leases LeaseLookup
+	// MaxTransfers bounds concurrent transfers (default 256). A request
+	// waits up to QueueWait (default 1s) for a slot, then gets an error.
+	MaxTransfers int
+	QueueWait    time.Duration
+	// Timeout is the retransmission timeout (default 2s); Retries the
+	// number of retransmissions (default 5).
+	Timeout time.Duration
+	Retries int
+}
+
+// Server is the TFTP server. Create it with New and start it with Run.
+type Server struct {
+	store     *config.Store
+	status    status.Recorder
+	log       *slog.Logger
+	leases    LeaseLookup
+	m         *metrics
+	sem       chan struct{}
+	queueWait time.Duration
+	timeout   time.Duration
+	retries   int
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	addr      atomic.Pointer[net.UDPAddr]
+
+	rootMu  sync.Mutex
+	rootDir string
+	root    *os.Root
+
+	anticipate atomic.Int64 // window currently set on the library server
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Record(status.Event) {}
+
+// New creates a server.
+func New(o Options) (*Server, error) {
+	if o.Store == nil {
+		return nil, errors.New("tftp: no config store")
+	}
+	s := &Server{
+		store:     o.Store,
+		status:    o.Status,
+		log:       o.Log,
+		leases:    o.Leases,
+		queueWait: o.QueueWait,
+		timeout:   o.Timeout,
+		retries:   o.Retries,
+		ready:     make(chan struct{}),
+	}
+	if s.status == nil {
+		s.status = nopRecorder{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	max := o.MaxTransfers
+	if max <= 0 {
+		max = 256
+	}
+	s.sem = make(chan struct{}, max)
+	if s.queueWait <= 0 {
+		s.queueWait = time.Second
+	}
+	if s.timeout <= 0 {
+		s.timeout = 2 * time.Second
+	}
+	if s.retries <= 0 {
+		s.retries = 5
+	}
+	reg := o.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg, s.sem)
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	return s, nil
+}
+
+// Ready is closed once Run has bound its socket.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the bound address (after Ready), nil before.
+func (s *Server) Addr() *net.UDPAddr { return s.addr.Load() }
+
+// Run binds tftp.listen and serves until ctx is done. Transfers in flight
+// are aborted (the client gets an error) and waited for.
+//
+// The library opens one socket per transfer from the goroutine that reads
+// requests, which is the goroutine that called Run: a caller that entered
+// a network namespace on a locked thread keeps every socket in it.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.store.Current().Server.TFTP
+	pc, err := net.ListenPacket("udp4", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("tftp: listen %s: %w", cfg.Listen, err)
+	}
+	conn := pc.(*net.UDPConn)
+	return s.serve(ctx, conn, cfg)
+}
+
+func (s *Server) serve(ctx context.Context, conn *net.UDPConn, cfg config.TFTP) error {
+	defer s.closeRoot()
+	var srv *tftp.Server
+	setAnticipate := func(n uint) { srv.SetAnticipate(n) }
+	srv = tftp.NewServer(s.readHandler(ctx, setAnticipate), s.writeHandler)
+	srv.SetTimeout(s.timeout)
+	srv.SetRetries(s.retries)
+	srv.SetHook(hook{s})
+	srv.SetAnticipate(uint(cfg.Anticipate))
+	s.anticipate.Store(int64(cfg.Anticipate))
+
+	s.addr.Store(conn.LocalAddr().(*net.UDPAddr))
+	s.readyOnce.Do(func() { close(s.ready) })
+	s.log.Info("tftp: serving", "listen", conn.LocalAddr().String(), "dir", cfg.Dir, "anticipate", cfg.Anticipate)
+
+	serveDone := make(chan struct{})
+	shutDown := make(chan struct{})
+	go func() {
+		defer close(shutDown)
+		select {
+		case <-ctx.Done():
+		case <-serveDone:
+		}
+		srv.Shutdown() // closes conn, waits for transfers
+	}()
+	err := srv.Serve(conn)
+	close(serveDone)
+	<-shutDown
+	s.log.Info("tftp: stopped")
+	if err != nil {
+		return fmt.Errorf("tftp: serve: %w", err)
+	}
+	return nil
+}

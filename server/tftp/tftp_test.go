@@ -1,0 +1,355 @@
+package tftp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pin/tftp/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/status"
+)
+
+func TestCleanName(t *testing.T) {
+	for _, tc := range []struct {
+		in, out string
+		ok      bool
+	}{
+		{"undionly.kpxe", "undionly.kpxe", true},
+		{"sub/file.efi", "sub/file.efi", true},
+		{"./a//b", "a/b", true},
+		{"a/./b/", "a/b", true},
+		{"", "", false},
+		{"/etc/passwd", "", false},
+		{`\windows`, "", false},
+		{"../etc/passwd", "", false},
+		{"a/../../etc", "", false},
+		{"a/../b", "", false}, // any ".." element is refused, even harmless ones
+		{`a\..\b`, "", false},
+		{"..", "", false},
+		{".", "", false},
+		{"a\x00b", "", false},
+	} {
+		got, err := cleanName(tc.in)
+		if (err == nil) != tc.ok || got != tc.out {
+			t.Errorf("cleanName(%q) = %q, %v; want %q ok=%v", tc.in, got, err, tc.out, tc.ok)
+		}
+	}
+}
+
+const serverTOML = `
+address = "10.201.0.1"
+[tftp]
+enabled = true
+listen = "%s"
+dir = "%s"
+anticipate = %d
+`
+
+const nodesTOML = `
+[profiles.default]
+image = "debian"
+[nodes.n001]
+profiles = ["default"]
+[nodes.n001.network.eth0]
+hwaddr = "52:54:00:00:00:01"
+ipaddr = "%s"
+`
+
+func writeTree(t testing.TB, root, listen, dir string, anticipate int, nodeIP string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(root, config.ServerFile), []byte(fmt.Sprintf(serverTOML, listen, dir, anticipate)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, config.NodesFile), []byte(fmt.Sprintf(nodesTOML, nodeIP)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func quietLog() *slog.Logger {
+	if os.Getenv("WWT_VERBOSE") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type memRecorder struct {
+	mu     sync.Mutex
+	events []status.Event
+}
+
+func (r *memRecorder) Record(e status.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *memRecorder) find(sent string) (status.Event, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		if e.Sent == sent {
+			return e, true
+		}
+	}
+	return status.Event{}, false
+}
+
+type fakeLeases map[string][2]string
+
+func (f fakeLeases) LeaseByIP(ip string) (string, string, bool) {
+	v, ok := f[ip]
+	return v[0], v[1], ok
+}
+
+type env struct {
+	srv   *Server
+	store *config.Store
+	rec   *memRecorder
+	dir   string
+}
+
+// startLoopback runs a server on 127.0.0.1 (no root needed).
+func startLoopback(t *testing.T, o Options, nodeIP string) *env {
+	t.Helper()
+	root, dir := t.TempDir(), t.TempDir()
+	writeTree(t, root, "127.0.0.1:0", dir, 8, nodeIP)
+	store, err := config.NewStore(root, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &memRecorder{}
+	o.Store, o.Status, o.Log = store, rec, quietLog()
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	srv, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return &env{srv: srv, store: store, rec: rec, dir: dir}
+}
+
+func (e *env) client(t *testing.T) *tftp.Client {
+	t.Helper()
+	c, err := tftp.NewClient(e.srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTimeout(2 * time.Second)
+	c.SetRetries(2)
+	return c
+}
+
+func randomFile(t testing.TB, path string, size int) []byte {
+	t.Helper()
+	data := make([]byte, size)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+func TestLoopbackTransfers(t *testing.T) {
+	e := startLoopback(t, Options{Leases: fakeLeases{}}, "127.0.0.1")
+	want := randomFile(t, filepath.Join(e.dir, "undionly.kpxe"), 100_000)
+	if err := os.Mkdir(filepath.Join(e.dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	randomFile(t, filepath.Join(e.dir, "sub", "x.efi"), 1024) // exactly two 512-byte blocks
+
+	for _, tc := range []struct {
+		name    string
+		file    string
+		blksize int
+		tsize   bool
+	}{
+		{"plain", "undionly.kpxe", 0, false},
+		{"blksize 1468 + tsize", "undionly.kpxe", 1468, true},
+		{"blksize 8192", "undionly.kpxe", 8192, false},
+		{"multiple of block size, subdir", "sub/x.efi", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.client(t)
+			if tc.blksize > 0 {
+				c.SetBlockSize(tc.blksize)
+			}
+			c.RequestTSize(tc.tsize)
+			wt, err := c.Receive(tc.file, "octet")
+			if err != nil {
+				t.Fatalf("receive: %v", err)
+			}
+			expected, _ := os.ReadFile(filepath.Join(e.dir, tc.file))
+			if tc.tsize {
+				n, ok := wt.(tftp.IncomingTransfer).Size()
+				if !ok || n != int64(len(expected)) {
+					t.Errorf("tsize = %d, %v; want %d", n, ok, len(expected))
+				}
+			}
+			var buf bytes.Buffer
+			if _, err := wt.WriteTo(&buf); err != nil {
+				t.Fatalf("transfer: %v", err)
+			}
+			if !bytes.Equal(buf.Bytes(), expected) {
+				t.Fatalf("got %d bytes, differ from the %d-byte file", buf.Len(), len(expected))
+			}
+		})
+	}
+	_ = want
+	// The server finishes its side just after the client has the last block.
+	waitFor(t, "4 transfers counted", func() bool { return counterValue(e.srv.m.transfers) == 4 })
+	ev, ok := e.rec.find("undionly.kpxe")
+	if !ok || ev.Node != "n001" || ev.MAC != "52:54:00:00:00:01" || ev.IP != "127.0.0.1" || ev.Stage != status.StageTFTP {
+		t.Errorf("status event = %+v %v", ev, ok)
+	}
+}
+
+func TestLoopbackRefusals(t *testing.T) {
+	e := startLoopback(t, Options{Leases: fakeLeases{"127.0.0.1": {"02:00:00:00:00:09", ""}}}, "10.201.0.11")
+	randomFile(t, filepath.Join(e.dir, "ok"), 10)
+	secret := filepath.Join(t.TempDir(), "secret")
+	randomFile(t, secret, 10)
+	if err := os.Symlink(secret, filepath.Join(e.dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, reason string }{
+		{"missing.efi", "not_found"},
+		{"escape", "open_error"}, // symlink out of the directory: os.Root refuses
+		{"../" + filepath.Base(filepath.Dir(secret)) + "/secret", "bad_name"},
+		{secret, "bad_name"},
+		{".", "bad_name"},
+	} {
+		before := counterValue(e.srv.m.errors.WithLabelValues(tc.reason))
+		wt, err := e.client(t).Receive(tc.name, "octet")
+		if err == nil {
+			_, err = wt.WriteTo(io.Discard)
+		}
+		if err == nil {
+			t.Errorf("%q: served", tc.name)
+			continue
+		}
+		if got := counterValue(e.srv.m.errors.WithLabelValues(tc.reason)); got != before+1 {
+			t.Errorf("%q: %s errors %v → %v (err %v)", tc.name, tc.reason, before, got, err)
+		}
+	}
+	// Unknown files show in the status; the client is named from the DHCP leases.
+	ev, ok := e.rec.find("NOT_FOUND:missing.efi")
+	if !ok || ev.MAC != "02:00:00:00:00:09" || ev.Stage != status.StageTFTP {
+		t.Errorf("NOT_FOUND event = %+v %v", ev, ok)
+	}
+	if _, ok := e.rec.find("REFUSED:" + secret); !ok {
+		t.Errorf("no REFUSED event for an absolute name")
+	}
+	// Writes are refused with an error packet.
+	rf, err := e.client(t).Send("new", "octet")
+	if err == nil {
+		_, err = rf.ReadFrom(strings.NewReader("data"))
+	}
+	if err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("write: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "new")); err == nil {
+		t.Error("a write created a file")
+	}
+	waitFor(t, "write_refused counted", func() bool { return counterValue(e.srv.m.errors.WithLabelValues("write_refused")) == 1 })
+}
+
+func TestLoopbackBusy(t *testing.T) {
+	e := startLoopback(t, Options{MaxTransfers: 1, QueueWait: 50 * time.Millisecond}, "10.201.0.11")
+	randomFile(t, filepath.Join(e.dir, "f"), 10_000)
+	// The first transfer holds the only slot: the client has the first
+	// block and has not acknowledged it.
+	first, err := e.client(t).Receive("f", "octet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, err := e.client(t).Receive("f", "octet")
+	if err == nil {
+		_, err = wt.WriteTo(io.Discard)
+	}
+	if err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Errorf("second transfer: %v", err)
+	}
+	if _, err := first.WriteTo(io.Discard); err != nil {
+		t.Errorf("first transfer: %v", err)
+	}
+	if got := counterValue(e.srv.m.errors.WithLabelValues("busy")); got != 1 {
+		t.Errorf("busy = %v", got)
+	}
+}
+
+func TestAnticipateHotReload(t *testing.T) {
+	e := startLoopback(t, Options{}, "10.201.0.11")
+	data := randomFile(t, filepath.Join(e.dir, "f"), 300_000)
+	// (0 in wwserver.toml means the default, 8; 1 turns the window off.)
+	for _, win := range []int{1, 16, 2, 8} {
+		writeTree(t, e.store.Root(), "127.0.0.1:0", e.dir, win, "10.201.0.11")
+		if err := e.store.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		// The first transfer after a change applies it; the second uses it.
+		for i := 0; i < 2; i++ {
+			c := e.client(t)
+			c.SetBlockSize(1468)
+			wt, err := c.Receive("f", "octet")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if _, err := wt.WriteTo(&buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+				t.Fatalf("anticipate %d: %v (%d bytes)", win, err, buf.Len())
+			}
+		}
+		if got := e.srv.anticipate.Load(); got != int64(win) {
+			t.Errorf("anticipate = %d, want %d", got, win)
+		}
+	}
+}

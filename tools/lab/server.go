@@ -1,0 +1,249 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// StartServer starts `wwserver serve --root TREE` inside the namespace, its
+// output going to Dir/wwserver.log, and waits until GET /healthz answers 200
+// (or the process exits, or ctx ends).
+func (l *Lab) StartServer(ctx context.Context) (*Proc, error) {
+	if l.TreeDir == "" {
+		return nil, errors.New("StartServer before WriteTree")
+	}
+	logPath := filepath.Join(l.Dir, "wwserver.log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the child has its own copy
+	cmd := l.nsCommand(l.Paths.Wwserver, "serve", "--root", l.TreeDir, "--listen", fmt.Sprintf(":%d", l.Port))
+	cmd.Stdout, cmd.Stderr = f, f
+	p, err := startProc(l.Log, "wwserver", cmd, logPath, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.track(p); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.server = p
+	l.mu.Unlock()
+	if err := l.waitHealthy(ctx, p); err != nil {
+		return p, fmt.Errorf("wwserver not healthy: %w\n%s", err, Tail(logPath, 30))
+	}
+	l.Log.Info("wwserver ready", "url", l.ServerURL())
+	return p, nil
+}
+
+// ServerLog is the path of wwserver's output.
+func (l *Lab) ServerLog() string { return filepath.Join(l.Dir, "wwserver.log") }
+
+func (l *Lab) waitHealthy(ctx context.Context, p *Proc) error {
+	c := l.HTTPClient()
+	var last error
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, l.ServerURL()+"/healthz", nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				cancel()
+				return nil
+			}
+			err = fmt.Errorf("GET /healthz: %s", resp.Status)
+		}
+		cancel()
+		last = err
+		select {
+		case <-p.Done():
+			return fmt.Errorf("wwserver exited: %v", p.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Status runs `wwserver status --server URL --json` inside the namespace and
+// returns its JSON output, decoded.
+func (l *Lab) Status(ctx context.Context) (*Status, error) {
+	out, err := l.nsOutput(ctx, l.Paths.Wwserver, "status", "--server", l.ServerURL(), "--json")
+	if err != nil {
+		return nil, err
+	}
+	return ParseStatus(out)
+}
+
+// StatusText runs `wwserver status --server URL` (the human table).
+func (l *Lab) StatusText(ctx context.Context) (string, error) {
+	out, err := l.nsOutput(ctx, l.Paths.Wwserver, "status", "--server", l.ServerURL())
+	return string(out), err
+}
+
+// nsOutput runs a short command inside the namespace and returns its stdout.
+func (l *Lab) nsOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.NS, name}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// HTTPClient returns a client whose connections are made inside the lab's
+// namespace, for talking to wwserver directly (e.g. /healthz, /status).
+func (l *Lab) HTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{DialContext: l.DialContext, DisableKeepAlives: true},
+		Timeout:   10 * time.Second,
+	}
+}
+
+// DialContext dials from inside the lab's namespace: the socket is created
+// on an OS thread switched into the namespace (the thread is then discarded),
+// and keeps that namespace for its whole life.
+func (l *Lab) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		// Never unlocked: the thread's namespace was changed, so it must
+		// die with this goroutine rather than go back to the pool.
+		runtime.LockOSThread()
+		fd, err := unix.Open(filepath.Join("/run/netns", l.NS), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- res{nil, fmt.Errorf("open netns %s: %w", l.NS, err)}
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			ch <- res{nil, fmt.Errorf("setns %s: %w", l.NS, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// Status is the JSON of `wwserver status --json` (GET /status), as
+// server/status reports it. It is decoded here on its own so that the lab
+// depends on the JSON contract only.
+type Status struct {
+	Now                   int64        `json:"now"`
+	UpdateIntervalSeconds int64        `json:"update_interval_seconds"`
+	Nodes                 []NodeStatus `json:"nodes"`
+	Unknown               []NodeStatus `json:"unknown"`
+
+	Raw json.RawMessage `json:"-"`
+}
+
+// NodeStatus is one node (or unknown MAC) in Status.
+type NodeStatus struct {
+	Name      string     `json:"name"`
+	MAC       string     `json:"mac"`
+	IPAddr    string     `json:"ipaddr"`
+	Stage     string     `json:"stage"`
+	Sent      string     `json:"sent"`
+	LastSeen  int64      `json:"last_seen"`
+	Heartbeat *Heartbeat `json:"heartbeat"`
+}
+
+// Heartbeat is the last heartbeat a node sent.
+type Heartbeat struct {
+	Version       string `json:"version"`
+	UptimeSeconds int64  `json:"uptime_seconds"`
+	BootID        string `json:"boot_id"`
+	RuntimeETag   string `json:"runtime_etag"`
+}
+
+// ParseStatus decodes the JSON of `wwserver status --json`.
+func ParseStatus(data []byte) (*Status, error) {
+	var s Status
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("wwserver status --json: %w: %.200s", err, data)
+	}
+	s.Raw = append(json.RawMessage(nil), data...)
+	return &s, nil
+}
+
+// Node returns the configured node called name.
+func (s *Status) Node(name string) (NodeStatus, bool) {
+	for _, n := range s.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return NodeStatus{}, false
+}
+
+// UnknownMAC returns the unknown entry for mac (any case, ':' or '-').
+func (s *Status) UnknownMAC(mac string) (NodeStatus, bool) {
+	want := normMAC(mac)
+	for _, n := range s.Unknown {
+		if normMAC(n.MAC) == want || normMAC(n.Name) == want {
+			return n, true
+		}
+	}
+	return NodeStatus{}, false
+}
+
+func normMAC(m string) string {
+	return strings.ToLower(strings.ReplaceAll(m, "-", ":"))
+}
+
+// WaitStatus polls Status every second until ok returns true for it, or ctx
+// ends (the error then includes the last status).
+func (l *Lab) WaitStatus(ctx context.Context, what string, ok func(*Status) bool) (*Status, error) {
+	var last *Status
+	var lastErr error
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := l.Status(qctx)
+		cancel()
+		if err == nil {
+			last = st
+			if ok(st) {
+				return st, nil
+			}
+		} else {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			raw := "(none)"
+			if last != nil {
+				raw = string(last.Raw)
+			}
+			return last, fmt.Errorf("waiting for status: %s: %w (last error: %v; last status: %s)", what, ctx.Err(), lastErr, raw)
+		case <-t.C:
+		}
+	}
+}

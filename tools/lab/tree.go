@@ -1,0 +1,205 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Node is a lab node: name, the MAC of its (only) NIC eth0, its address.
+type Node struct {
+	Name string
+	MAC  string
+	IP   string
+}
+
+// LabNode returns node i (1-based): n00i, MAC 52:54:00:99:00:i, 10.99.0.(10+i).
+func LabNode(i int) Node {
+	return Node{
+		Name: fmt.Sprintf("n%03d", i),
+		MAC:  fmt.Sprintf("52:54:00:99:%02x:%02x", i>>8&0xff, i&0xff),
+		IP:   fmt.Sprintf("10.99.0.%d", 10+i),
+	}
+}
+
+// UnknownMAC is a MAC that no lab tree lists.
+const UnknownMAC = "52:54:00:99:ee:01"
+
+// TreeOptions for WriteTree.
+type TreeOptions struct {
+	Nodes []Node
+	// UpdateInterval is wwclient's heartbeat/runtime overlay interval
+	// (default "5s").
+	UpdateInterval string
+	// KernelArgs for the default profile (default console=ttyS0 panic=-1:
+	// with QEMU's -no-reboot a panic ends the VM at once).
+	KernelArgs []string
+	// ImageName under images/ (default: the one `wwserver init` made).
+	ImageName string
+}
+
+// WriteTree runs `wwserver init DIR --wwclient BIN --image-from ROOTFS` into
+// Dir/tree and adapts wwserver.toml and nodes.toml to the lab: the server
+// address on the bridge, DHCP on the bridge with a pool for unknown MACs,
+// TFTP from the iPXE directory, a short update interval and the given nodes.
+// Keys `wwserver init` wrote that the lab does not set are kept.
+func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
+	if opts.UpdateInterval == "" {
+		opts.UpdateInterval = "5s"
+	}
+	if opts.KernelArgs == nil {
+		opts.KernelArgs = []string{"console=ttyS0", "panic=-1"}
+	}
+	dir := filepath.Join(l.Dir, "tree")
+	if _, err := os.Stat(dir); err == nil {
+		return fmt.Errorf("%s exists", dir)
+	}
+	out, err := run(ctx, l.Paths.Wwserver, "init", dir, "--wwclient", l.Paths.Wwclient, "--image-from", l.Paths.Image)
+	if err != nil {
+		return err
+	}
+	l.Log.Info("wwserver init", "dir", dir, "out", string(bytes.TrimSpace([]byte(out))))
+	l.TreeDir = dir
+
+	// wwserver.toml
+	srv := map[string]any{}
+	if err := decodeFile(filepath.Join(dir, "wwserver.toml"), &srv); err != nil {
+		return err
+	}
+	srv["address"] = l.ServerIP
+	srv["listen"] = fmt.Sprintf(":%d", l.Port)
+	srv["update_interval"] = opts.UpdateInterval
+	dhcp := subTable(srv, "dhcp")
+	dhcp["enabled"] = true
+	dhcp["mode"] = "reservation"
+	dhcp["interface"] = l.Bridge
+	dhcp["range_start"] = DefaultRangeStart
+	dhcp["range_end"] = DefaultRangeEnd
+	dhcp["netmask"] = DefaultNetmask
+	dhcp["router"] = ""
+	dhcp["lease_time"] = "1h"
+	tftp := subTable(srv, "tftp")
+	tftp["enabled"] = true
+	tftp["listen"] = ":69"
+	tftp["dir"] = l.Paths.IPXEDir
+	if err := encodeFile(filepath.Join(dir, "wwserver.toml"), srv); err != nil {
+		return err
+	}
+
+	// nodes.toml: the default profile, then the nodes.
+	nodes := map[string]any{}
+	if err := decodeFile(filepath.Join(dir, "nodes.toml"), &nodes); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	profiles := subTable(nodes, "profiles")
+	def := subTable(profiles, "default")
+	img := opts.ImageName
+	if img == "" {
+		img, err = pickImage(dir, def["image"])
+		if err != nil {
+			return err
+		}
+	}
+	def["image"] = img
+	def["kernel_args"] = opts.KernelArgs
+	if _, ok := def["system_overlays"]; !ok {
+		def["system_overlays"] = []string{"wwinit"}
+	}
+	if _, ok := def["runtime_overlays"]; !ok {
+		def["runtime_overlays"] = []string{"generic"}
+	}
+	if _, ok := def["root"]; !ok {
+		def["root"] = "tmpfs"
+	}
+	l.profiles = profiles
+	return l.SetNodes(opts.Nodes)
+}
+
+// SetNodes rewrites nodes.toml with the lab's profiles and exactly these
+// nodes. The file is replaced atomically (write + rename), as an admin's
+// editor or config management would.
+func (l *Lab) SetNodes(nodes []Node) error {
+	if l.TreeDir == "" {
+		return errors.New("SetNodes before WriteTree")
+	}
+	nt := map[string]any{}
+	for _, n := range nodes {
+		nt[n.Name] = map[string]any{
+			"profiles": []string{"default"},
+			"network": map[string]any{
+				"eth0": map[string]any{
+					"hwaddr":  n.MAC,
+					"ipaddr":  n.IP,
+					"netmask": DefaultNetmask,
+					"gateway": "",
+					"primary": true,
+				},
+			},
+		}
+	}
+	doc := map[string]any{"profiles": l.profiles, "nodes": nt}
+	return encodeFile(filepath.Join(l.TreeDir, "nodes.toml"), doc)
+}
+
+func pickImage(tree string, current any) (string, error) {
+	if s, ok := current.(string); ok && s != "" {
+		if st, err := os.Stat(filepath.Join(tree, "images", s, "rootfs")); err == nil && st.IsDir() {
+			return s, nil
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(tree, "images"))
+	if err != nil {
+		return "", fmt.Errorf("wwserver init made no images/: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	if len(names) != 1 {
+		return "", fmt.Errorf("want exactly one image under %s/images, found %v", tree, names)
+	}
+	return names[0], nil
+}
+
+func subTable(m map[string]any, key string) map[string]any {
+	if t, ok := m[key].(map[string]any); ok {
+		return t
+	}
+	t := map[string]any{}
+	m[key] = t
+	return t
+}
+
+func decodeFile(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if _, err := toml.Decode(string(data), v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// encodeFile writes v as TOML to path atomically.
+func encodeFile(path string, v any) error {
+	var buf bytes.Buffer
+	buf.WriteString("# written by tools/lab\n")
+	if err := toml.NewEncoder(&buf).Encode(v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,191 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// Firmware of a VM.
+type Firmware string
+
+const (
+	// BIOS is SeaBIOS with QEMU's iPXE option ROM on the NIC: iPXE does
+	// DHCP itself and fetches the per-node script over HTTP.
+	BIOS Firmware = "bios"
+	// UEFI is OVMF with no option ROM on the NIC (romfile=): the
+	// firmware's own PXE asks DHCP with arch 7 and TFTPs snponly.efi.
+	UEFI Firmware = "uefi"
+)
+
+// VMOptions for StartVM.
+type VMOptions struct {
+	Name     string // used for the log file names; required
+	MAC      string // of the virtio NIC; required
+	Firmware Firmware
+	MemoryMB int // default 1024 (the image and its tmpfs copy need RAM)
+
+	// Console, when set, makes the serial port QEMU's stdio (mon:stdio,
+	// Ctrl-A X quits) with output going to Console as well as to the serial
+	// log, and input from Stdin. QEMU then stays in the caller's process
+	// group, since it needs the terminal.
+	Console io.Writer
+	Stdin   *os.File
+
+	// Kernel, Initrd, Append boot directly instead of from the network.
+	Kernel, Initrd, Append string
+	// NoTap leaves the NIC without a network backend.
+	NoTap bool
+}
+
+// VM is a running QEMU.
+type VM struct {
+	*Proc
+	Name      string
+	MAC       string
+	Tap       string
+	Firmware  Firmware
+	SerialLog string
+}
+
+// WaitForLine waits for a serial console line containing substr.
+func (v *VM) WaitForLine(ctx context.Context, substr string) (string, error) {
+	return WaitForLine(ctx, v.SerialLog, substr, v.Done())
+}
+
+// SerialTail returns the last n lines of the serial console.
+func (v *VM) SerialTail(n int) string { return Tail(v.SerialLog, n) }
+
+// StartVM starts QEMU inside the namespace with a tap on the bridge:
+// -accel tcg, -no-reboot (a reboot ends the VM), serial to Dir/NAME.serial.log.
+func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
+	if o.Name == "" || o.MAC == "" {
+		return nil, errors.New("VM needs a name and a MAC")
+	}
+	if o.Firmware == "" {
+		o.Firmware = BIOS
+	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 1024
+	}
+	if l.Paths.QEMU == "" {
+		return nil, errors.New("no QEMU path (FindPaths)")
+	}
+	v := &VM{Name: o.Name, MAC: o.MAC, Firmware: o.Firmware, SerialLog: filepath.Join(l.Dir, o.Name+".serial.log")}
+	if err := os.WriteFile(v.SerialLog, nil, 0o644); err != nil {
+		return nil, err
+	}
+	args := []string{
+		"-name", o.Name,
+		"-accel", "tcg",
+		"-m", strconv.Itoa(o.MemoryMB),
+		"-smp", "1",
+		"-nographic",
+		"-no-reboot",
+		"-monitor", "none",
+	}
+	if o.Console != nil {
+		args = append(args, "-serial", "mon:stdio")
+	} else {
+		args = append(args, "-serial", "file:"+v.SerialLog)
+	}
+	nic := "virtio-net-pci,mac=" + o.MAC
+	if !o.NoTap {
+		tap, err := l.AddTap(ctx)
+		if err != nil {
+			return nil, err
+		}
+		v.Tap = tap
+		args = append(args, "-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=no,downscript=no", tap))
+		nic += ",netdev=n0"
+	}
+	if o.Kernel == "" {
+		nic += ",bootindex=1"
+	}
+	switch o.Firmware {
+	case BIOS:
+		if o.Kernel == "" {
+			args = append(args, "-boot", "n")
+		}
+	case UEFI:
+		if l.Paths.OVMFCode == "" {
+			return nil, errors.New("no OVMF firmware (FindPaths)")
+		}
+		vars := filepath.Join(l.Dir, o.Name+".OVMF_VARS.fd")
+		if err := copyFile(l.Paths.OVMFVars, vars); err != nil {
+			return nil, err
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+l.Paths.OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+		nic += ",romfile="
+	default:
+		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
+	}
+	args = append(args, "-device", nic)
+	if o.Kernel != "" {
+		args = append(args, "-kernel", o.Kernel)
+		if o.Initrd != "" {
+			args = append(args, "-initrd", o.Initrd)
+		}
+		if o.Append != "" {
+			args = append(args, "-append", o.Append)
+		}
+	}
+
+	outPath := filepath.Join(l.Dir, o.Name+".qemu.log")
+	out, err := os.Create(outPath)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd := l.nsCommand(l.Paths.QEMU, args...)
+	cmd.Stderr = out
+	if o.Console != nil {
+		serial, err := os.OpenFile(v.SerialLog, os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		defer serial.Close()
+		cmd.Stdout = io.MultiWriter(o.Console, serial)
+		cmd.Stdin = o.Stdin
+	} else {
+		cmd.Stdout = out
+	}
+	p, err := startProc(l.Log, "qemu:"+o.Name, cmd, v.SerialLog, o.Console != nil)
+	if err != nil {
+		return nil, err
+	}
+	v.Proc = p
+	if err := l.track(p); err != nil {
+		return nil, err
+	}
+	l.Log.Info("VM started", "vm", o.Name, "mac", o.MAC, "firmware", o.Firmware, "tap", v.Tap, "serial", v.SerialLog)
+	return v, nil
+}
+
+// QEMULog is the path of a VM's QEMU stderr.
+func (v *VM) QEMULog() string {
+	return filepath.Join(filepath.Dir(v.SerialLog), v.Name+".qemu.log")
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,5 @@
+package apply
+
+import "syscall"
+
+type syscallStat = syscall.Stat_t

@@ -1,0 +1,389 @@
+// Package bootstrap is the node's /init (PID 1 from the initramfs): it
+// mounts the API file systems, reads wwclient.toml and the kernel command
+// line, copies the root to a tmpfs and switches to it (root = "tmpfs"),
+// sets the hostname, loads the SELinux policy when asked to, starts the
+// wwclient agent and execs the image's init. Every step goes through the
+// System interface so the sequence is tested without being PID 1.
+//
+// Any failure prints one line "wwinit: ERROR: <what>" on the console and
+// then execs /bin/sh if the image has one, else reboots after a delay.
+package bootstrap
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wwcluster/ww/wwclient/nodeconf"
+)
+
+// System is the operating system as the bootstrap uses it.
+type System interface {
+	// MountPoint reports whether path is a mount point (its device differs
+	// from its parent's).
+	MountPoint(path string) (bool, error)
+	Mount(source, target, fstype string, flags uintptr, data string) error
+	Unmount(target string, flags int) error
+	MkdirAll(path string, perm fs.FileMode) error
+	ReadFile(path string) ([]byte, error)
+	// Exists reports whether path exists (following symlinks).
+	Exists(path string) bool
+	Sethostname(name string) error
+	Chdir(path string) error
+	Chroot(path string) error
+	// CopyTree copies the tree at src into dst, staying on src's device
+	// and skipping dst itself.
+	CopyTree(src, dst string) error
+	// RemoveTree deletes the contents of dir that are on dir's device.
+	RemoveTree(dir string) error
+	// Run runs a program to completion.
+	Run(path string, args ...string) error
+	// Start starts a program in the background in a new session with
+	// stdout and stderr appended to logPath.
+	Start(path string, args, env []string, logPath string) (pid int, err error)
+	// Exec replaces the process; it returns only on failure.
+	Exec(path string, argv, env []string) error
+	Reboot() error
+	Sleep(d time.Duration)
+	// SetupConsole makes sure stdin/stdout/stderr are open on the console
+	// (called once /dev is mounted).
+	SetupConsole() error
+}
+
+// Well-known paths and defaults.
+const (
+	NewRoot            = "/newroot"
+	DefaultAgentPath   = "/usr/sbin/wwclient"
+	DefaultAgentLog    = "/dev/console"
+	DefaultRebootDelay = 30 * time.Second
+	SELinuxConfig      = "/etc/selinux/config"
+	LoadPolicy         = "/usr/sbin/load_policy"
+	RescueShell        = "/bin/sh"
+)
+
+// Bootstrap is one boot. Set Sys and Console; the rest has defaults.
+type Bootstrap struct {
+	Sys         System
+	Console     io.Writer // progress lines ("wwinit: …")
+	Version     string
+	Args        []string // argv; argv[1:] is passed on to init
+	Env         []string // environment passed on to the agent and init
+	ConfigPath  string   // default /etc/wwclient/wwclient.toml
+	CmdlinePath string   // default /proc/cmdline
+	AgentPath   string   // default /usr/sbin/wwclient
+	AgentLog    string   // default /dev/console
+	RebootDelay time.Duration
+}
+
+func (b *Bootstrap) defaults() {
+	if b.ConfigPath == "" {
+		b.ConfigPath = nodeconf.DefaultPath
+	}
+	if b.CmdlinePath == "" {
+		b.CmdlinePath = nodeconf.DefaultCmdlinePath
+	}
+	if b.AgentPath == "" {
+		b.AgentPath = DefaultAgentPath
+	}
+	if b.AgentLog == "" {
+		b.AgentLog = DefaultAgentLog
+	}
+	if b.RebootDelay <= 0 {
+		b.RebootDelay = DefaultRebootDelay
+	}
+	if b.Console == nil {
+		b.Console = io.Discard
+	}
+}
+
+func (b *Bootstrap) say(format string, args ...any) {
+	fmt.Fprintf(b.Console, "wwinit: "+format+"\n", args...)
+}
+
+// Run boots. In production it does not return: it ends in exec of init,
+// of the rescue shell, or in a reboot. It returns only when all of those
+// failed (or, in tests, when the fake System's Exec/Reboot return).
+func (b *Bootstrap) Run() {
+	b.defaults()
+	defer func() {
+		if r := recover(); r != nil {
+			b.rescue(fmt.Errorf("panic: %v", r))
+		}
+	}()
+	b.rescue(b.boot())
+}
+
+// boot returns only on failure.
+func (b *Bootstrap) boot() error {
+	b.say("starting (wwclient %s)", b.Version)
+	if err := b.mountAPI(); err != nil {
+		return err
+	}
+	if err := b.Sys.SetupConsole(); err != nil {
+		b.say("warning: console: %v", err)
+	}
+	eff, err := b.settings()
+	if err != nil {
+		return err
+	}
+	node := eff.Config.Node
+	if node == "" {
+		node = "(unnamed)"
+	}
+	b.say("node %s, hwaddr %s, server %s, root %s", node, orNone(eff.MAC), orNone(eff.Server), eff.Root)
+
+	switch eff.Root {
+	case nodeconf.RootInitramfs:
+		b.say("root: staying in the initramfs")
+	default:
+		if err := b.switchRoot(); err != nil {
+			return fmt.Errorf("switch to tmpfs root: %w", err)
+		}
+		b.say("root: switched to tmpfs")
+	}
+	if eff.Config.Node != "" {
+		if err := b.Sys.Sethostname(eff.Config.Node); err != nil {
+			return fmt.Errorf("set hostname %s: %w", eff.Config.Node, err)
+		}
+		b.say("hostname %s", eff.Config.Node)
+	}
+	if err := b.selinux(eff); err != nil {
+		return err
+	}
+	b.startAgent()
+
+	if !b.Sys.Exists(eff.Init) {
+		return fmt.Errorf("init %s not found in the image", eff.Init)
+	}
+	argv := append([]string{eff.Init}, tail(b.Args)...)
+	b.say("exec %s", eff.Init)
+	err = b.Sys.Exec(eff.Init, argv, b.env())
+	return fmt.Errorf("exec %s: %w", eff.Init, err)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func tail(s []string) []string {
+	if len(s) <= 1 {
+		return nil
+	}
+	return s[1:]
+}
+
+func (b *Bootstrap) env() []string {
+	env := append([]string(nil), b.Env...)
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PATH=") {
+			return env
+		}
+	}
+	return append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+}
+
+type apiMount struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+}
+
+// APIMounts are mounted first and moved into the new root.
+var apiMounts = []apiMount{
+	{"proc", "/proc", "proc", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC, ""},
+	{"sysfs", "/sys", "sysfs", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC, ""},
+	{"devtmpfs", "/dev", "devtmpfs", syscall.MS_NOSUID, "mode=0755"},
+	{"tmpfs", "/run", "tmpfs", syscall.MS_NOSUID | syscall.MS_NODEV, "mode=0755"},
+}
+
+func (b *Bootstrap) mountAPI() error {
+	for _, m := range apiMounts {
+		if err := b.Sys.MkdirAll(m.target, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", m.target, err)
+		}
+		if mp, err := b.Sys.MountPoint(m.target); err == nil && mp {
+			continue // already mounted (by the kernel or a previous stage)
+		}
+		err := b.Sys.Mount(m.source, m.target, m.fstype, m.flags, m.data)
+		if err != nil && !errors.Is(err, syscall.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	return nil
+}
+
+func (b *Bootstrap) settings() (nodeconf.Effective, error) {
+	var cl nodeconf.Cmdline
+	if data, err := b.Sys.ReadFile(b.CmdlinePath); err != nil {
+		b.say("warning: cannot read %s: %v", b.CmdlinePath, err)
+	} else {
+		cl = nodeconf.ParseCmdline(string(data))
+	}
+	var cfg *nodeconf.Config
+	data, err := b.Sys.ReadFile(b.ConfigPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		b.say("warning: no %s (is the wwinit system overlay missing?); using the kernel command line only", b.ConfigPath)
+	case err != nil:
+		return nodeconf.Effective{}, fmt.Errorf("read %s: %w", b.ConfigPath, err)
+	default:
+		if cfg, err = nodeconf.Parse(data); err != nil {
+			return nodeconf.Effective{}, fmt.Errorf("%s: %w", b.ConfigPath, err)
+		}
+	}
+	return nodeconf.Merge(cfg, cl, ""), nil
+}
+
+func (b *Bootstrap) switchRoot() error {
+	if err := b.Sys.MkdirAll(NewRoot, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", NewRoot, err)
+	}
+	if err := b.Sys.Mount("tmpfs", NewRoot, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", NewRoot, err)
+	}
+	b.say("copying the root file system to tmpfs")
+	if err := b.Sys.CopyTree("/", NewRoot); err != nil {
+		_ = b.Sys.Unmount(NewRoot, syscall.MNT_DETACH)
+		return fmt.Errorf("copy root: %w", err)
+	}
+	for _, m := range apiMounts {
+		dst := path.Join(NewRoot, m.target)
+		if err := b.Sys.MkdirAll(dst, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dst, err)
+		}
+		if err := b.Sys.Mount(m.target, dst, "", syscall.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move %s to %s: %w", m.target, dst, err)
+		}
+	}
+	// like switch_root: free the initramfs (rootfs cannot be unmounted or
+	// pivot_root'ed), then move the new root over / and chroot into it
+	if err := b.Sys.Chdir(NewRoot); err != nil {
+		return fmt.Errorf("chdir %s: %w", NewRoot, err)
+	}
+	if err := b.Sys.RemoveTree("/"); err != nil {
+		b.say("warning: freeing the initramfs: %v", err)
+	}
+	if err := b.Sys.Mount(".", "/", "", syscall.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to /: %w", NewRoot, err)
+	}
+	if err := b.Sys.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	if err := b.Sys.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir /: %w", err)
+	}
+	return nil
+}
+
+// SELinuxDecision says whether to load the policy, or why not.
+type SELinuxDecision struct {
+	Load   bool
+	Mode   string // enforcing|permissive
+	Type   string // SELINUXTYPE, default targeted
+	Reason string // why it is skipped
+}
+
+// DecideSELinux applies the rule: /etc/selinux/config says enforcing or
+// permissive, AND the kernel command line has selinux=1, AND the image
+// has load_policy.
+func DecideSELinux(config []byte, configErr error, cmdlineSELinux, hasLoadPolicy bool) SELinuxDecision {
+	if configErr != nil {
+		return SELinuxDecision{Reason: "no " + SELinuxConfig}
+	}
+	d := SELinuxDecision{Type: "targeted"}
+	for _, line := range strings.Split(string(config), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok || strings.HasPrefix(k, "#") {
+			continue
+		}
+		v = strings.Trim(strings.TrimSpace(v), `"'`)
+		switch strings.TrimSpace(k) {
+		case "SELINUX":
+			d.Mode = strings.ToLower(v)
+		case "SELINUXTYPE":
+			if v != "" {
+				d.Type = v
+			}
+		}
+	}
+	switch {
+	case d.Mode != "enforcing" && d.Mode != "permissive":
+		d.Reason = fmt.Sprintf("%s has SELINUX=%s", SELinuxConfig, orNone(d.Mode))
+	case !cmdlineSELinux:
+		d.Reason = "kernel command line has no selinux=1"
+	case !hasLoadPolicy:
+		d.Reason = "image has no " + LoadPolicy
+	default:
+		d.Load = true
+	}
+	return d
+}
+
+func (b *Bootstrap) selinux(eff nodeconf.Effective) error {
+	cfg, err := b.Sys.ReadFile(SELinuxConfig)
+	d := DecideSELinux(cfg, err, eff.SELinux, b.Sys.Exists(LoadPolicy))
+	if !d.Load {
+		b.say("SELinux: skipped: %s", d.Reason)
+		return nil
+	}
+	b.say("SELinux: loading policy (%s, %s)", d.Type, d.Mode)
+	if err := b.Sys.Run(LoadPolicy, "-i"); err != nil {
+		if d.Mode == "enforcing" {
+			return fmt.Errorf("SELinux: load_policy -i: %w", err)
+		}
+		b.say("warning: SELinux: load_policy -i: %v (permissive: continuing)", err)
+		return nil
+	}
+	setfiles := ""
+	for _, p := range []string{"/usr/sbin/setfiles", "/sbin/setfiles"} {
+		if b.Sys.Exists(p) {
+			setfiles = p
+			break
+		}
+	}
+	fc := "/etc/selinux/" + d.Type + "/contexts/files/file_contexts"
+	if setfiles == "" {
+		b.say("warning: SELinux: no setfiles in the image; the tree is not relabelled")
+		return nil
+	}
+	if err := b.Sys.Run(setfiles, "-e", "/proc", "-e", "/sys", fc, "/"); err != nil {
+		b.say("warning: SELinux: %s: %v", setfiles, err)
+	}
+	return nil
+}
+
+func (b *Bootstrap) startAgent() {
+	if !b.Sys.Exists(b.AgentPath) {
+		b.say("warning: agent %s not found; the runtime overlay will not be updated", b.AgentPath)
+		return
+	}
+	pid, err := b.Sys.Start(b.AgentPath, []string{b.AgentPath}, b.env(), b.AgentLog)
+	if err != nil {
+		b.say("warning: starting agent %s: %v", b.AgentPath, err)
+		return
+	}
+	b.say("agent %s started (pid %d, log %s)", b.AgentPath, pid, b.AgentLog)
+}
+
+// rescue reports err and tries the rescue shell, then a reboot.
+func (b *Bootstrap) rescue(err error) {
+	b.say("ERROR: %v", err)
+	if b.Sys.Exists(RescueShell) {
+		b.say("starting rescue shell %s", RescueShell)
+		err := b.Sys.Exec(RescueShell, []string{RescueShell}, b.env())
+		b.say("ERROR: exec %s: %v", RescueShell, err)
+	}
+	b.say("rebooting in %s", b.RebootDelay)
+	b.Sys.Sleep(b.RebootDelay)
+	if err := b.Sys.Reboot(); err != nil {
+		b.say("ERROR: reboot: %v", err)
+	}
+}

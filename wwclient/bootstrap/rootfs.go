@@ -1,0 +1,187 @@
+package bootstrap
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// CopyTree copies the tree at src into the existing directory dst,
+// keeping modes (with set-id bits), owners, mtimes, symlinks and hard
+// links. It stays on src's device: a directory on another device (a mount
+// point such as /proc) is created empty and not entered. dst itself is
+// skipped when it lies inside src. Device nodes, FIFOs and sockets are not
+// copied (devtmpfs provides /dev).
+func CopyTree(src, dst string) error {
+	src, dst = filepath.Clean(src), filepath.Clean(dst)
+	var rootSt unix.Stat_t
+	if err := unix.Lstat(src, &rootSt); err != nil {
+		return fmt.Errorf("stat %s: %w", src, err)
+	}
+	var dstSt unix.Stat_t
+	if err := unix.Stat(dst, &dstSt); err != nil {
+		return fmt.Errorf("stat %s: %w", dst, err)
+	}
+	type dirAttr struct {
+		path string
+		st   unix.Stat_t
+	}
+	var dirs []dirAttr
+	links := map[[2]uint64]string{} // (dev, ino) -> copied path, for nlink > 1
+
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		if st.Dev == dstSt.Dev && st.Ino == dstSt.Ino {
+			return filepath.SkipDir // the destination itself
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			if rel != "." {
+				if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+					return err
+				}
+			}
+			dirs = append(dirs, dirAttr{target, st})
+			if st.Dev != rootSt.Dev {
+				return filepath.SkipDir // another file system: keep only the mount point
+			}
+			return nil
+		case unix.S_IFLNK:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(l, target); err != nil {
+				return err
+			}
+			return setAttrs(target, &st, true)
+		case unix.S_IFREG:
+			if st.Nlink > 1 {
+				key := [2]uint64{uint64(st.Dev), st.Ino}
+				if first, ok := links[key]; ok {
+					return os.Link(first, target)
+				}
+				links[key] = target
+			}
+			if err := copyFile(p, target); err != nil {
+				return err
+			}
+			return setAttrs(target, &st, false)
+		default:
+			return nil // devices, FIFOs, sockets
+		}
+	})
+	if err != nil {
+		return err
+	}
+	// directories last (deepest first) so their mtimes and read-only modes
+	// are not disturbed by filling them
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := setAttrs(dirs[i].path, &dirs[i].st, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
+}
+
+func setAttrs(p string, st *unix.Stat_t, symlink bool) error {
+	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("chown %s: %w", p, err)
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if !symlink {
+		if err := unix.Chmod(p, st.Mode&0o7777); err != nil {
+			return fmt.Errorf("chmod %s: %w", p, err)
+		}
+	}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times %s: %w", p, err)
+	}
+	return nil
+}
+
+// RemoveTree deletes everything below dir that is on dir's device, like
+// busybox switch_root's delete_contents: other file systems (mount points)
+// are left alone, dir itself stays. It goes on after errors and returns
+// the first one.
+func RemoveTree(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", dir, err)
+	}
+	return removeContents(dir, uint64(st.Dev))
+}
+
+func removeContents(dir string, dev uint64) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			keep(err)
+			continue
+		}
+		if uint64(st.Dev) != dev {
+			continue
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			keep(removeContents(p, dev))
+			if err := unix.Rmdir(p); err != nil && !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.ENOTEMPTY) {
+				keep(fmt.Errorf("rmdir %s: %w", p, err))
+			}
+			continue
+		}
+		if err := unix.Unlink(p); err != nil {
+			keep(fmt.Errorf("unlink %s: %w", p, err))
+		}
+	}
+	return first
+}

@@ -1,0 +1,265 @@
+// Package netwait waits, with netlink, until the node's primary interface
+// (found by its hardware address) is up with carrier and, when an address
+// is wanted, has it. With Configure set it brings the interface up, adds the
+// address and a default route itself (the lab image has nothing else that
+// would). When no interface has the address yet it can call a driver
+// loader once (see package kmod).
+package netwait
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Target describes the interface to wait for.
+type Target struct {
+	HWAddr    net.HardwareAddr // required
+	Addr      *net.IPNet       // optional IPv4 address (with prefix) it must have
+	Gateway   net.IP           // optional default gateway (only used with Configure)
+	Configure bool             // bring the link up, add Addr and the default route if missing
+}
+
+// Options for Wait.
+type Options struct {
+	// Namespace to work in; nil means the current network namespace.
+	Namespace *netns.NsHandle
+	// LoadDrivers is called (once) when no interface has the hardware
+	// address; it should load the NIC's kernel module.
+	LoadDrivers func(ctx context.Context) error
+	Logger      *slog.Logger
+	// OnStatus is called with a short description each time the state
+	// changes ("no interface with hwaddr …", "eth0: link down", …).
+	OnStatus func(status string)
+	// Recheck is a fallback poll period in case a netlink notification is
+	// lost (buffer overrun); default 2 s.
+	Recheck time.Duration
+}
+
+// Result tells which interface was found.
+type Result struct {
+	Name  string
+	Index int
+	// Configured lists what Wait did itself: "up", "addr", "route".
+	Configured []string
+}
+
+// Wait blocks until the target interface is ready or ctx ends (use
+// context.WithTimeout for a deadline); on timeout the error tells the last
+// state seen.
+func Wait(ctx context.Context, t Target, o Options) (Result, error) {
+	if len(t.HWAddr) == 0 {
+		return Result{}, errors.New("netwait: no hardware address to wait for")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Recheck <= 0 {
+		o.Recheck = 2 * time.Second
+	}
+	var (
+		h   *netlink.Handle
+		err error
+	)
+	if o.Namespace != nil {
+		h, err = netlink.NewHandleAt(*o.Namespace)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("netlink handle: %w", err)
+	}
+	defer h.Close()
+
+	// subscribe before the first look, so no change is missed
+	done := make(chan struct{})
+	linkCh := make(chan netlink.LinkUpdate, 64)
+	addrCh := make(chan netlink.AddrUpdate, 64)
+	subErr := func(err error) { o.Logger.Debug("netlink subscription", "err", err) }
+	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: o.Namespace, ErrorCallback: subErr}); err != nil {
+		close(done)
+		return Result{}, fmt.Errorf("subscribe to link updates: %w", err)
+	}
+	if err := netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{Namespace: o.Namespace, ErrorCallback: subErr}); err != nil {
+		close(done)
+		go drain(linkCh)
+		return Result{}, fmt.Errorf("subscribe to address updates: %w", err)
+	}
+	defer func() {
+		close(done)
+		// the subscription goroutines block on a full channel; let them
+		// finish and close their channels
+		go drain(linkCh)
+		go drain(addrCh)
+	}()
+
+	w := &waiter{h: h, t: t, o: o}
+	tick := time.NewTicker(o.Recheck)
+	defer tick.Stop()
+	last := ""
+	for {
+		ready, status := w.check(ctx)
+		if ready {
+			o.Logger.Info("network ready", "interface", w.res.Name, "hwaddr", t.HWAddr.String(), "configured", w.res.Configured)
+			return w.res, nil
+		}
+		if status != last {
+			last = status
+			o.Logger.Info("waiting for network", "status", status)
+			if o.OnStatus != nil {
+				o.OnStatus(status)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return w.res, fmt.Errorf("network not ready (%s): %w", status, ctx.Err())
+		case _, ok := <-linkCh:
+			if !ok {
+				linkCh = nil // subscription failed: rely on the ticker
+			}
+		case _, ok := <-addrCh:
+			if !ok {
+				addrCh = nil
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+func drain[T any](ch <-chan T) {
+	for range ch {
+	}
+}
+
+type waiter struct {
+	h   *netlink.Handle
+	t   Target
+	o   Options
+	res Result
+
+	driversTried, upTried, addrTried, routeTried bool
+}
+
+func (w *waiter) find() (netlink.Link, error) {
+	links, err := w.h.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, err
+	}
+	for _, l := range links {
+		if bytes.Equal(l.Attrs().HardwareAddr, w.t.HWAddr) {
+			return l, nil
+		}
+	}
+	return nil, nil
+}
+
+// check looks at the current state, configures what it may, and reports
+// whether the target is ready, else a short status.
+func (w *waiter) check(ctx context.Context) (bool, string) {
+	link, err := w.find()
+	if err != nil {
+		return false, fmt.Sprintf("list links: %v", err)
+	}
+	if link == nil && !w.driversTried && w.o.LoadDrivers != nil {
+		w.driversTried = true
+		if err := w.o.LoadDrivers(ctx); err != nil {
+			w.o.Logger.Warn("loading NIC drivers", "err", err)
+		}
+		if link, err = w.find(); err != nil {
+			return false, fmt.Sprintf("list links: %v", err)
+		}
+	}
+	if link == nil {
+		return false, "no interface with hwaddr " + w.t.HWAddr.String()
+	}
+	a := link.Attrs()
+	w.res.Name, w.res.Index = a.Name, a.Index
+
+	if a.Flags&net.FlagUp == 0 {
+		if !w.t.Configure {
+			return false, a.Name + ": link down"
+		}
+		if !w.upTried {
+			w.upTried = true
+			if err := w.h.LinkSetUp(link); err != nil {
+				return false, fmt.Sprintf("%s: set link up: %v", a.Name, err)
+			}
+			w.res.Configured = append(w.res.Configured, "up")
+			return w.check(ctx)
+		}
+		return false, a.Name + ": link down"
+	}
+	if w.t.Configure && w.t.Addr != nil && !w.addrTried {
+		// add the address as soon as the link is up, carrier or not
+		if ok, _ := w.hasAddr(link); !ok {
+			w.addrTried = true
+			if err := w.h.AddrAdd(link, &netlink.Addr{IPNet: w.t.Addr}); err != nil && !errors.Is(err, unix.EEXIST) {
+				w.o.Logger.Warn("add address", "interface", a.Name, "addr", w.t.Addr.String(), "err", err)
+			} else {
+				w.res.Configured = append(w.res.Configured, "addr")
+			}
+		}
+	}
+	if a.RawFlags&unix.IFF_RUNNING == 0 && a.OperState != netlink.OperUp {
+		return false, a.Name + ": no carrier"
+	}
+	if w.t.Addr != nil {
+		ok, err := w.hasAddr(link)
+		if err != nil {
+			return false, fmt.Sprintf("%s: list addresses: %v", a.Name, err)
+		}
+		if !ok {
+			return false, fmt.Sprintf("%s: waiting for address %s", a.Name, w.t.Addr.IP)
+		}
+	}
+	if w.t.Configure && w.t.Gateway != nil && !w.routeTried {
+		w.routeTried = true
+		if err := w.ensureDefaultRoute(link); err != nil {
+			w.o.Logger.Warn("default route", "interface", a.Name, "gateway", w.t.Gateway.String(), "err", err)
+		}
+	}
+	return true, a.Name + ": ready"
+}
+
+func (w *waiter) hasAddr(link netlink.Link) (bool, error) {
+	addrs, err := w.h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return false, err
+	}
+	for _, ad := range addrs {
+		if ad.IPNet != nil && ad.IPNet.IP.Equal(w.t.Addr.IP) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (w *waiter) ensureDefaultRoute(link netlink.Link) error {
+	routes, err := w.h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, r := range routes {
+		if r.Dst == nil || (r.Dst.IP.IsUnspecified() && prefix(r.Dst) == 0) {
+			return nil // some default route exists already
+		}
+	}
+	if err := w.h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: w.t.Gateway}); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	w.res.Configured = append(w.res.Configured, "route")
+	return nil
+}
+
+func prefix(n *net.IPNet) int {
+	ones, _ := n.Mask.Size()
+	return ones
+}

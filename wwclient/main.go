@@ -21,6 +21,12 @@ func main() {
 
 // runBootstrap never returns when PID 1: the kernel panics if init exits.
 func runBootstrap() {
+	if os.Getpid() != 1 {
+		// e.g. /init run by hand on a booted node: switching the root
+		// there would wreck the running system
+		fmt.Fprintln(os.Stderr, "wwinit: ERROR: the bootstrap runs only as PID 1 from the initramfs; not doing anything")
+		os.Exit(1)
+	}
 	b := &bootstrap.Bootstrap{
 		Sys:     bootstrap.OS{},
 		Console: os.Stdout,
@@ -29,9 +35,6 @@ func runBootstrap() {
 		Env:     os.Environ(),
 	}
 	b.Run()
-	if os.Getpid() != 1 {
-		os.Exit(1)
-	}
 	fmt.Fprintln(os.Stdout, "wwinit: ERROR: no init, no shell and no reboot possible; halted")
 	for {
 		time.Sleep(time.Hour)

@@ -61,7 +61,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"text/template"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -104,8 +103,11 @@ type Builder struct {
 
 	pruneMu sync.RWMutex // held for writing while Prune deletes files
 
-	tmplMu sync.Mutex
-	tmpls  map[[32]byte]*template.Template // parsed templates by name+content hash
+	tmplMu      sync.Mutex
+	tmpls       map[[32]byte]*parsedTemplate // by name and content
+	outputs     map[[32]byte][]byte          // outputs of templates not using .Node
+	outputBytes int
+	perNode     map[string]bool // overlay fingerprint → some template uses .Node
 
 	built   atomic.Int64 // cache files written
 	reused  atomic.Int64 // parts found in the cache
@@ -146,12 +148,14 @@ func New(o Options) (*Builder, error) {
 		return nil, err
 	}
 	return &Builder{
-		root:  root,
-		state: state,
-		log:   o.Log,
-		m:     m,
-		parts: map[string]*part{},
-		tmpls: map[[32]byte]*template.Template{},
+		root:    root,
+		state:   state,
+		log:     o.Log,
+		m:       m,
+		parts:   map[string]*part{},
+		tmpls:   map[[32]byte]*parsedTemplate{},
+		outputs: map[[32]byte][]byte{},
+		perNode: map[string]bool{},
 	}, nil
 }
 

@@ -1,10 +1,7 @@
 package build
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,82 +10,16 @@ import (
 	"path"
 	"sort"
 	"strconv"
-	"strings"
-	"text/template"
 
 	"github.com/wwcluster/ww/server/config"
 )
-
-// TemplateData is what overlay templates (*.ww) see as ".".
-type TemplateData struct {
-	Node   *config.Node   // the node the overlay is rendered for
-	Nodes  []*config.Node // all nodes, sorted by name
-	Server TemplateServer
-}
-
-// TemplateServer is the server as nodes reach it.
-type TemplateServer struct {
-	Address        string
-	Port           int
-	Secure         bool
-	UpdateInterval int // seconds
-}
-
-// Template limits: a template source and its output are small files.
-const (
-	maxTemplateSize = 4 << 20
-	maxRenderSize   = 64 << 20
-)
-
-// templateFuncs are the functions templates may call, as in DESIGN.md.
-var templateFuncs = template.FuncMap{
-	"join":      func(list []string, sep string) string { return strings.Join(list, sep) },
-	"prefixlen": config.PrefixLen,
-	"lower":     strings.ToLower,
-	"upper":     strings.ToUpper,
-}
-
-func templateData(snap *config.Snapshot, n *config.Node) (*TemplateData, error) {
-	if snap == nil || snap.Server == nil || snap.Nodes == nil {
-		return nil, errors.New("build: no configuration snapshot")
-	}
-	if n == nil {
-		return nil, errors.New("build: no node")
-	}
-	s := snap.Server
-	return &TemplateData{
-		Node:  n,
-		Nodes: snap.Nodes.List,
-		Server: TemplateServer{
-			Address:        s.Address,
-			Port:           s.Port,
-			Secure:         s.IsSecure(),
-			UpdateInterval: int(s.UpdateInterval.Seconds()),
-		},
-	}, nil
-}
-
-// renderInputs is everything a template's output can depend on besides its
-// source: the node (with its asset key, which its JSON leaves out), the
-// server fields and, for .Nodes, the hash of the whole node database.
-func renderInputs(d *TemplateData, snap *config.Snapshot) string {
-	j, err := json.Marshal(struct {
-		Node      *config.Node
-		AssetKey  string
-		Server    TemplateServer
-		NodesHash string
-	}{d.Node, d.Node.AssetKey, d.Server, snap.Nodes.Hash})
-	if err != nil { // cannot happen with these types
-		panic(fmt.Sprintf("build: marshal node: %v", err))
-	}
-	return string(j)
-}
 
 // overlaySet is a node's list of overlays with their current fingerprints.
 type overlaySet struct {
 	names     []string
 	dirs      []string
 	templates bool   // some overlay holds a template
+	perNode   bool   // some template may use .Node
 	ident     string // names and fingerprints, for cache keys
 }
 
@@ -112,10 +43,25 @@ func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []str
 		}
 		s.dirs = append(s.dirs, dir)
 		s.templates = s.templates || len(fp.templates) > 0
+		s.perNode = s.perNode || b.overlayPerNode(name, dir, fp)
 		ident = append(ident, name, fp.hash)
 	}
 	s.ident = hashKey(ident...)
 	return s, nil
+}
+
+// renderKey is what the rendered templates of the set depend on besides the
+// set itself: nothing without templates, the shared inputs (server, nodes'
+// hash) when no template uses .Node, else the node's inputs too.
+func (s *overlaySet) renderKey(rc *renderCtx) string {
+	switch {
+	case !s.templates:
+		return ""
+	case !s.perNode:
+		return "shared:" + rc.shared
+	default:
+		return "node:" + rc.nodeInputs()
+	}
 }
 
 // mergedEntry is one output path of a merged overlay set.
@@ -191,15 +137,15 @@ func (m *merged) opener(e *mergedEntry) func() (*os.File, error) {
 }
 
 // writeArchive writes one cpio archive of the merged entries: the plain ones
-// (withFiles), the rendered templates (with data != nil), or both.
-func (m *merged) writeArchive(w io.Writer, b *Builder, withFiles bool, data *TemplateData) error {
+// (withFiles), the rendered templates (with rc != nil), or both.
+func (m *merged) writeArchive(w io.Writer, b *Builder, withFiles bool, rc *renderCtx) error {
 	cw := newArchive(w)
 	for _, e := range m.entries {
 		var err error
 		switch {
-		case e.template && data != nil:
+		case e.template && rc != nil:
 			var out []byte
-			if out, err = m.render(b, e, data); err == nil {
+			if out, err = m.render(b, e, rc); err == nil {
 				err = writeData(cw, &e.entry, e.out, out)
 			}
 		case !e.template && withFiles:
@@ -215,16 +161,20 @@ func (m *merged) writeArchive(w io.Writer, b *Builder, withFiles bool, data *Tem
 	return cw.Close()
 }
 
-// render reads and renders the template e for data.
-func (m *merged) render(b *Builder, e *mergedEntry, data *TemplateData) ([]byte, error) {
+// render reads and renders the template e.
+func (m *merged) render(b *Builder, e *mergedEntry, rc *renderCtx) ([]byte, error) {
 	name := m.names[e.overlay]
 	src, err := readSmall(m.opener(e), e.rel)
 	if err != nil {
 		return nil, fmt.Errorf("overlay %q: %w", name, err)
 	}
-	out, err := b.render("overlays/"+name+"/"+e.rel, src, data)
+	pt, err := b.parse("overlays/"+name+"/"+e.rel, src)
+	var out []byte
+	if err == nil {
+		out, err = b.execute(pt, rc)
+	}
 	if err != nil {
-		return nil, templateError(err, "overlay %q: node %q", name, data.Node.Name)
+		return nil, templateError(err, "overlay %q: node %q", name, rc.data.Node.Name)
 	}
 	return out, nil
 }
@@ -246,57 +196,6 @@ func readSmall(open func() (*os.File, error), rel string) ([]byte, error) {
 	return src, nil
 }
 
-// render executes the template source named name (used in error messages,
-// which then name the file and line) with data. Parsed templates are cached
-// by name and content.
-func (b *Builder) render(name string, src []byte, data *TemplateData) (out []byte, err error) {
-	h := sha256.New()
-	h.Write([]byte(name))
-	h.Write([]byte{0})
-	h.Write(src)
-	var key [32]byte
-	h.Sum(key[:0])
-
-	b.tmplMu.Lock()
-	t := b.tmpls[key]
-	b.tmplMu.Unlock()
-	if t == nil {
-		t, err = template.New(name).Option("missingkey=error").Funcs(templateFuncs).Parse(string(src))
-		if err != nil {
-			return nil, err
-		}
-		b.tmplMu.Lock()
-		if len(b.tmpls) >= 4096 { // old versions pile up; start over
-			clear(b.tmpls)
-		}
-		b.tmpls[key] = t
-		b.tmplMu.Unlock()
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("template: %s: panic: %v", name, r)
-		}
-	}()
-	var buf bytes.Buffer
-	if err := t.Execute(&limitedWriter{w: &buf, n: maxRenderSize}, data); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-type limitedWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if int64(len(p)) > l.n {
-		return 0, fmt.Errorf("output larger than %d bytes", maxRenderSize)
-	}
-	l.n -= int64(len(p))
-	return l.w.Write(p)
-}
-
 // SystemOverlay returns the node's system overlay: the shared member (all
 // plain files of its system overlays, built once per overlay content and
 // shared by every node with the same list) followed by the node's member
@@ -311,7 +210,7 @@ func (b *Builder) SystemOverlay(ctx context.Context, snap *config.Snapshot, n *c
 }
 
 func (b *Builder) systemOverlay(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	data, err := templateData(snap, n)
+	rc, err := newRenderCtx(snap, n)
 	if err != nil {
 		return nil, err
 	}
@@ -335,14 +234,14 @@ func (b *Builder) systemOverlay(ctx context.Context, fps *fingerprints, snap *co
 	if !set.templates {
 		return b.artifact(SystemName, shared), nil
 	}
-	nodeKey := hashKey("ww-system-node/1", level, set.ident, renderInputs(data, snap))
+	nodeKey := hashKey("ww-system-node/1", level, set.ident, set.renderKey(rc))
 	node, err := b.get(ctx, kindNode, nodeKey, func(w io.Writer) error {
 		m, err := openMerged(set.names, set.dirs)
 		if err != nil {
 			return err
 		}
 		defer m.Close()
-		return m.writeArchive(w, b, false, data)
+		return m.writeArchive(w, b, false, rc)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("system overlay %v: %w", set.names, err)
@@ -362,7 +261,7 @@ func (b *Builder) RuntimeOverlay(ctx context.Context, snap *config.Snapshot, n *
 }
 
 func (b *Builder) runtimeOverlay(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	data, err := templateData(snap, n)
+	rc, err := newRenderCtx(snap, n)
 	if err != nil {
 		return nil, err
 	}
@@ -370,18 +269,14 @@ func (b *Builder) runtimeOverlay(ctx context.Context, fps *fingerprints, snap *c
 	if err != nil {
 		return nil, fmt.Errorf("runtime overlay: %w", err)
 	}
-	inputs := ""
-	if set.templates {
-		inputs = renderInputs(data, snap)
-	}
-	key := hashKey("ww-runtime/1", strconv.Itoa(gzipLevel), set.ident, inputs)
+	key := hashKey("ww-runtime/1", strconv.Itoa(gzipLevel), set.ident, set.renderKey(rc))
 	p, err := b.get(ctx, kindRuntime, key, func(w io.Writer) error {
 		m, err := openMerged(set.names, set.dirs)
 		if err != nil {
 			return err
 		}
 		defer m.Close()
-		return m.writeArchive(w, b, true, data)
+		return m.writeArchive(w, b, true, rc)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("runtime overlay %v: %w", set.names, err)
@@ -395,7 +290,7 @@ func (b *Builder) runtimeOverlay(ctx context.Context, fps *fingerprints, snap *c
 // "--- end path" lines. It goes on past a failing template and returns all
 // template errors at the end.
 func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay string, w io.Writer) (err error) {
-	data, err := templateData(snap, n)
+	rc, err := newRenderCtx(snap, n)
 	if err != nil {
 		return err
 	}
@@ -420,7 +315,7 @@ func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay s
 		owner := strconv.FormatUint(uint64(e.uid), 10) + ":" + strconv.FormatUint(uint64(e.gid), 10)
 		switch {
 		case e.template:
-			out, err := m.render(b, e, data)
+			out, err := m.render(b, e, rc)
 			if err != nil {
 				errs = append(errs, err)
 				fmt.Fprintf(w, "%s %-9s %10s %s (template %s: ERROR)\n", e.mode, owner, "-", e.out, e.rel)

@@ -142,7 +142,7 @@ const (
 // racyWindow: a file changed this recently may change again without its
 // times changing (file systems stamp times with a coarse clock: a jiffy, or
 // 1-2 s on some), so its content goes into the fingerprint too.
-const racyWindow = 3 * time.Second
+const racyWindow = 100 * time.Millisecond
 
 // fingerprintTree walks top and hashes, for every entry, its path, type and
 // mode, owner, size, mtime and ctime (ns), inode and symlink target. Content

@@ -220,4 +220,3 @@ func TestWriteBudget(t *testing.T) {
 		t.Error("quoteETag")
 	}
 }
-

@@ -11,6 +11,7 @@ import (
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	h.cfg.Fresh() // look at the files as they are now
 	if err := h.cfg.LastError(); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "degraded: config reload failed, serving the last good config: %v\n", err)

@@ -60,7 +60,8 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	if _, err := os.Stat(dir); err == nil {
 		return fmt.Errorf("%s exists", dir)
 	}
-	out, err := run(ctx, l.Paths.Wwserver, "init", dir, "--wwclient", l.Paths.Wwclient, "--image-from", l.Paths.Image)
+	out, err := run(ctx, l.Paths.Wwserver, "init", dir, "--wwclient", l.Paths.Wwclient, "--image-from", l.Paths.Image,
+		"--address", l.ServerIP, "--listen", fmt.Sprintf(":%d", l.Port))
 	if err != nil {
 		return err
 	}

@@ -163,3 +163,14 @@ func TestOSMountPoint(t *testing.T) {
 		t.Fatalf("%s: %v %v", d, mp, err)
 	}
 }
+
+func TestOSRemoveTreeRefusesWhenNotPID1(t *testing.T) {
+	d := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(d, "precious"), []byte("x"), 0o644))
+	if err := (OS{}).RemoveTree(d); err == nil {
+		t.Fatal("OS.RemoveTree ran outside PID 1")
+	}
+	if _, err := os.Stat(filepath.Join(d, "precious")); err != nil {
+		t.Fatal("file deleted")
+	}
+}

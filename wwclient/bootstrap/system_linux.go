@@ -62,8 +62,22 @@ func (OS) Chroot(p string) error { return unix.Chroot(p) }
 // CopyTree implements System.
 func (OS) CopyTree(src, dst string) error { return CopyTree(src, dst) }
 
-// RemoveTree implements System.
-func (OS) RemoveTree(dir string) error { return RemoveTree(dir) }
+// RemoveTree implements System. As a safety net it refuses unless this
+// process is PID 1 and dir is on a ramfs/tmpfs (the initramfs), so that a
+// bootstrap run by mistake on a booted system cannot wipe its root.
+func (OS) RemoveTree(dir string) error {
+	if os.Getpid() != 1 {
+		return fmt.Errorf("refusing to delete the contents of %s: not PID 1", dir)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		return fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	if sfs.Type != unix.RAMFS_MAGIC && sfs.Type != unix.TMPFS_MAGIC {
+		return fmt.Errorf("refusing to delete the contents of %s: not a ramfs/tmpfs (type %#x)", dir, sfs.Type)
+	}
+	return RemoveTree(dir)
+}
 
 // Run implements System; the program's output goes to our stdout/stderr
 // (the console).

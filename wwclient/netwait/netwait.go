@@ -69,10 +69,12 @@ func Wait(ctx context.Context, t Target, o Options) (Result, error) {
 		h   *netlink.Handle
 		err error
 	)
+	// only rtnetlink: a handle for all families also opens NETLINK_XFRM,
+	// which fails where xfrm_user is a module not loaded (Debian kernels)
 	if o.Namespace != nil {
-		h, err = netlink.NewHandleAt(*o.Namespace)
+		h, err = netlink.NewHandleAt(*o.Namespace, unix.NETLINK_ROUTE)
 	} else {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("netlink handle: %w", err)
@@ -102,6 +104,9 @@ func Wait(ctx context.Context, t Target, o Options) (Result, error) {
 	}()
 
 	w := &waiter{h: h, t: t, o: o}
+	if t.Configure {
+		w.loopbackUp()
+	}
 	tick := time.NewTicker(o.Recheck)
 	defer tick.Stop()
 	last := ""
@@ -146,6 +151,17 @@ type waiter struct {
 	res Result
 
 	driversTried, upTried, addrTried, routeTried bool
+}
+
+// loopbackUp brings lo up (the lab image's rcS does it only later).
+func (w *waiter) loopbackUp() {
+	lo, err := w.h.LinkByName("lo")
+	if err != nil || lo.Attrs().Flags&net.FlagUp != 0 {
+		return
+	}
+	if err := w.h.LinkSetUp(lo); err != nil {
+		w.o.Logger.Warn("set lo up", "err", err)
+	}
 }
 
 func (w *waiter) find() (netlink.Link, error) {

@@ -194,6 +194,10 @@ func TestWaitConfiguresAddressAndRoute(t *testing.T) {
 	if !found {
 		t.Fatalf("no default route via %s: %v", gw, routes)
 	}
+	// Configure also brings the loopback up
+	if lo, err := ns.nl.LinkByName("lo"); err != nil || lo.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("lo not up: %v", err)
+	}
 	// a second Wait finds everything in place and changes nothing
 	done, _ = startWait(t, ns, Target{HWAddr: ns.mac, Addr: addr, Gateway: gw, Configure: true}, 30*time.Second, nil)
 	if r := awaitResult(t, done); r.err != nil || len(r.res.Configured) != 0 {

@@ -282,6 +282,7 @@ func TestEndToEnd(t *testing.T) {
 
 	srv := startServer(t, wwserver, root, base)
 	client := &http.Client{}
+	waitOutRacyWindow(t, root)
 	const mac = "52:54:00:00:00:01"
 
 	// iPXE script, as render printed it.
@@ -374,7 +375,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Restart: the status survives.
 	srv.stop()
-	startServer(t, wwserver, root, base)
+	srv = startServer(t, wwserver, root, base)
 	out = runCLI(t, wwserver, "status", "--json", "--root", root)
 	if !strings.Contains(out, "n001") || !strings.Contains(out, "RUNTIME_OVERLAY") {
 		t.Errorf("status after restart:\n%s", out)
@@ -382,14 +383,95 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "52:54:00:00:00:77") {
 		t.Errorf("status after restart lacks the unknown MAC:\n%s", out)
 	}
+
+	// SIGHUP reloads and the server keeps serving.
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	srv.waitLog("SIGHUP: reloading config")
+	if h := fetch(t, client, "GET", base+"/healthz"); h.code != 200 {
+		t.Errorf("healthz after SIGHUP: %d", h.code)
+	}
+	// A broken nodes.toml: degraded, still serving the last good config.
+	nodesFile := filepath.Join(root, "nodes.toml")
+	good, _ := os.ReadFile(nodesFile)
+	writeTestFile(t, nodesFile, string(good)+"\n[nodes.n001.bogus]\n")
+	if h := fetch(t, client, "GET", base+"/healthz"); h.code != http.StatusServiceUnavailable || !strings.Contains(string(h.body), "nodes.toml") {
+		t.Errorf("healthz with a bad nodes.toml: %d %s", h.code, h.body)
+	}
+	if s := fetch(t, client, "GET", base+"/ipxe/"+mac); s.code != 200 || !strings.Contains(string(s.body), "n001") {
+		t.Errorf("not serving the last good config: %d\n%s", s.code, s.body)
+	}
+	writeTestFile(t, nodesFile, string(good))
+	if h := fetch(t, client, "GET", base+"/healthz"); h.code != 200 {
+		t.Errorf("healthz after fixing nodes.toml: %d %s", h.code, h.body)
+	}
+	srv.stop()
 }
 
+// waitLog polls the server's log for text.
+func (s *server) waitLog(text string) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(s.logs.String(), text) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("log never said %q:\n%s", text, s.logs.String())
+		}
+		<-tick.C
+	}
+}
+
+// racyWindow mirrors server/build: a source file changed this recently is
+// fingerprinted by content as well, so the ETags of what it goes into change
+// once (same content, new ETag) when the window passes.
+const racyWindow = 3 * time.Second
+
+// waitOutRacyWindow waits until every file of the tree is older than the
+// build's racy window, so the conditional requests below see stable ETags.
+// A time window, not synchronisation with the server: nothing else to poll.
+func waitOutRacyWindow(t *testing.T, root string) {
+	t.Helper()
+	var newest time.Time
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p == filepath.Join(root, "state") {
+			return filepath.SkipDir // the server's own output
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		for _, ts := range []syscall.Timespec{st.Mtim, st.Ctim} {
+			if tm := time.Unix(ts.Unix()); tm.After(newest) {
+				newest = tm
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(newest.Add(racyWindow + 500*time.Millisecond)); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// writeTestFile replaces path atomically (write, then rename), as editors
+// and config management do, so the server never reads a half-written file.
 func writeTestFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+	tmp := path + ".e2e-tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }

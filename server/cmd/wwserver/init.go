@@ -128,10 +128,10 @@ func runInit(o initOptions, out io.Writer) error {
 			return err
 		}
 	}
-	if err := extractOverlays(filepath.Join(dir, "overlays")); err != nil {
+	if err := overlays.WriteAll(filepath.Join(dir, "overlays")); err != nil {
 		return err
 	}
-	clientDst := filepath.Join(dir, "overlays", "wwinit", "usr", "sbin", "wwclient")
+	clientDst := filepath.Join(dir, "overlays", "wwinit", filepath.FromSlash(overlays.ClientBinary))
 	if err := copyRegular(wwclient, clientDst, 0o755); err != nil {
 		return fmt.Errorf("install wwclient: %w", err)
 	}
@@ -253,56 +253,6 @@ func writeFileAll(path string, data []byte, mode os.FileMode) error {
 	return os.Chmod(path, mode) // WriteFile keeps an existing file's mode
 }
 
-// extractOverlays copies the overlays embedded in the binary to dst,
-// restoring the symlinks and modes embed cannot keep.
-func extractOverlays(dst string) error {
-	err := fs.WalkDir(overlays.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == "." || strings.HasSuffix(p, ".go") {
-			return nil
-		}
-		target := filepath.Join(dst, filepath.FromSlash(p))
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		data, err := fs.ReadFile(overlays.FS, p)
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if m, ok := overlays.Modes[p]; ok {
-			mode = m
-		}
-		return writeFileAll(target, data, mode)
-	})
-	if err != nil {
-		return fmt.Errorf("extract overlays: %w", err)
-	}
-	for p, m := range overlays.Modes {
-		target := filepath.Join(dst, filepath.FromSlash(p))
-		if fi, err := os.Lstat(target); err == nil && fi.IsDir() {
-			if err := os.Chmod(target, m); err != nil {
-				return fmt.Errorf("extract overlays: %w", err)
-			}
-		}
-	}
-	for p, link := range overlays.Symlinks {
-		target := filepath.Join(dst, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("extract overlays: %w", err)
-		}
-		if err := os.Symlink(link, target); err != nil {
-			return fmt.Errorf("extract overlays: %w", err)
-		}
-	}
-	return nil
-}
-
 func writePlaceholderImage(rootfs string) error {
 	for _, d := range []string{"boot", "etc", "bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "tmp", "root"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
@@ -363,6 +313,9 @@ func copyRegular(src, dst string, mode os.FileMode) error {
 // modification times. Sockets are skipped. Symlinks are never followed.
 func copyTree(src, dst string) error {
 	src = filepath.Clean(src)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
 	asRoot := os.Geteuid() == 0
 	links := map[[2]uint64]string{} // (dev, inode) → first copy, for hard links
 	type dirMeta struct {

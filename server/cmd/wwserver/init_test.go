@@ -163,9 +163,12 @@ func TestCopyTree(t *testing.T) {
 	}
 	xattr := unix.Lsetxattr(filepath.Join(src, "bin/busybox"), "user.ww", []byte("yes"), 0) == nil
 
-	dst := filepath.Join(t.TempDir(), "rootfs")
+	dst := filepath.Join(t.TempDir(), "images", "x", "rootfs")
 	if err := copyTree(src, dst); err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Dir(dst)); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("parent directory created as %v (%v)", fi.Mode(), err)
 	}
 	stat := func(p string) *syscall.Stat_t {
 		t.Helper()

@@ -75,6 +75,11 @@ Under systemd (Type=notify) it reports READY once listening.`,
 
 // serve runs the server until ctx is done.
 func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
+	// SIGHUP reloads; catch it before anything else (its default kills).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	root, err := filepath.Abs(o.root)
 	if err != nil {
 		return err
@@ -131,6 +136,34 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 				"listen", listen, "nodes_use", snap.Server.Port)
 		}
 	}
+	// DHCP and TFTP are created before anything starts, so a bad setting
+	// fails the start cleanly.
+	type service struct {
+		name string
+		run  func(context.Context) error
+	}
+	var services []service
+	var ready []<-chan struct{}
+	var leases tftp.LeaseLookup
+	if snap.Server.DHCP.Enabled {
+		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg})
+		if err != nil {
+			return fmt.Errorf("dhcp: %w", err)
+		}
+		services = append(services, service{"dhcp", d.Run})
+		ready = append(ready, d.Ready())
+		leases = d // TFTP names pool clients by their DHCP lease
+	}
+	if snap.Server.TFTP.Enabled {
+		t, err := tftp.New(tftp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "tftp"),
+			Registerer: reg, Leases: leases})
+		if err != nil {
+			return fmt.Errorf("tftp: %w", err)
+		}
+		services = append(services, service{"tftp", t.Run})
+		ready = append(ready, t.Ready())
+	}
+
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -142,11 +175,11 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	// Status flushes after HTTP has stopped, so late events are kept.
 	statusCtx, stopStatus := context.WithCancel(context.Background())
 	defer stopStatus()
-	var wg sync.WaitGroup
 	statusDone := make(chan error, 1)
 	go func() { statusDone <- st.Run(statusCtx) }()
 
-	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	errc := make(chan error, len(services)+1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -156,37 +189,26 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}()
 	svcCtx, stopSvc := context.WithCancel(ctx)
 	defer stopSvc()
-	if snap.Server.DHCP.Enabled {
-		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg})
-		if err != nil {
-			return fmt.Errorf("dhcp: %w", err)
-		}
+	for _, svc := range services {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.Run(svcCtx); err != nil && svcCtx.Err() == nil {
-				errc <- fmt.Errorf("dhcp: %w", err)
-			}
-		}()
-	}
-	if snap.Server.TFTP.Enabled {
-		t, err := tftp.New(tftp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "tftp"), Registerer: reg})
-		if err != nil {
-			return fmt.Errorf("tftp: %w", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := t.Run(svcCtx); err != nil && svcCtx.Err() == nil {
-				errc <- fmt.Errorf("tftp: %w", err)
+			if err := svc.run(svcCtx); err != nil && svcCtx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", svc.name, err)
 			}
 		}()
 	}
 	go pruneLoop(svcCtx, b, log)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 
+	// Ready once HTTP listens and DHCP and TFTP have bound their sockets.
+	for _, r := range ready {
+		select {
+		case <-r:
+		case err := <-errc:
+			errc <- err
+		case <-ctx.Done():
+		}
+	}
 	log.Info("wwserver serving", "root", root, "listen", ln.Addr().String(), "nodes", len(snap.Nodes.List),
 		"url", snap.Server.URL(), "secure", snap.Server.IsSecure(),
 		"dhcp", snap.Server.DHCP.Enabled, "tftp", snap.Server.TFTP.Enabled)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -87,16 +88,22 @@ func TestTwoNodesAndUnknown(t *testing.T) {
 	vm2 := e.startVM(lab.VMOptions{Name: n2.Name, MAC: n2.MAC, Firmware: lab.BIOS})
 	unk := e.startVM(lab.VMOptions{Name: "unknown", MAC: lab.UnknownMAC, Firmware: lab.BIOS, MemoryMB: 256})
 
-	// The unknown VM never gets a kernel; it shows up in status as unknown.
-	st, err := e.lab.WaitStatus(e.ctx, "unknown MAC "+lab.UnknownMAC, func(s *lab.Status) bool {
+	// The unknown VM gets an address from the pool and the unknown-node
+	// iPXE script, never a kernel; it shows up in status as unknown.
+	st, err := e.lab.WaitStatus(e.ctx, "unknown MAC "+lab.UnknownMAC+" at IPXE", func(s *lab.Status) bool {
 		u, ok := s.UnknownMAC(lab.UnknownMAC)
-		return ok && u.Stage != ""
+		return ok && u.Stage == "IPXE"
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	u, _ := st.UnknownMAC(lab.UnknownMAC)
 	t.Logf("unknown: %+v", u)
+	if line, err := unk.WaitForLine(e.ctx, "[script]"); err != nil {
+		t.Fatalf("unknown VM: no iPXE script: %v", err)
+	} else {
+		t.Logf("unknown VM: %q", line)
+	}
 
 	e.waitBooted(vm1, n1.Name)
 	e.waitBooted(vm2, n2.Name)
@@ -140,8 +147,10 @@ func TestRuntimeOverlayUpdate(t *testing.T) {
 	if err := e.lab.SetNodes([]lab.Node{n1, added}); err != nil {
 		t.Fatal(err)
 	}
-	// Reload + one interval (5s) + jitter + the heartbeat after applying.
-	wctx, cancel := context.WithTimeout(e.ctx, 45*time.Second)
+	// Config reload, then the agent's next fetch (one 5 s interval plus
+	// jitter), then the heartbeat after it that reports the new ETag: a
+	// few intervals at most; 30 s is six.
+	wctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 	defer cancel()
 	st, err := e.lab.WaitStatus(wctx, n1.Name+" runtime_etag changes", func(s *lab.Status) bool {
 		n, ok := s.Node(n1.Name)
@@ -158,4 +167,34 @@ func TestRuntimeOverlayUpdate(t *testing.T) {
 	if after.Heartbeat.BootID != before.Heartbeat.BootID {
 		t.Errorf("node rebooted (boot_id %s -> %s)", before.Heartbeat.BootID, after.Heartbeat.BootID)
 	}
+
+	// What the node reports having applied is the server's current runtime
+	// overlay, and that overlay's /etc/hosts has the added node.
+	etag, files, err := e.lab.RuntimeOverlay(e.ctx, n1.MAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unquote(etag) != unquote(after.Heartbeat.RuntimeETag) {
+		t.Errorf("node reports runtime_etag %s, server serves %s", after.Heartbeat.RuntimeETag, etag)
+	}
+	hosts, ok := files["etc/hosts"]
+	if !ok {
+		t.Fatalf("runtime overlay has no etc/hosts; files: %v", keys(files))
+	}
+	if !strings.Contains(string(hosts), added.Name) || !strings.Contains(string(hosts), added.IP) {
+		t.Errorf("etc/hosts in the runtime overlay lacks %s %s:\n%s", added.IP, added.Name, hosts)
+	}
+}
+
+func unquote(s string) string {
+	return strings.Trim(strings.TrimPrefix(s, "W/"), `"`)
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -167,13 +167,12 @@ func (e *env) startVM(o lab.VMOptions) *lab.VM {
 // waitBooted waits for the node's "booted: node NAME" console line.
 func (e *env) waitBooted(vm *lab.VM, name string) time.Duration {
 	e.t.Helper()
-	start := time.Now()
 	line, err := vm.WaitForLine(e.ctx, "booted: node "+name)
 	if err != nil {
 		e.t.Fatalf("%s: %v", vm.Name, err)
 	}
-	d := time.Since(start).Round(time.Second)
-	e.t.Logf("%s (%s): %q after %s", vm.Name, vm.Firmware, line, d)
+	d := time.Since(vm.Started).Round(time.Second)
+	e.t.Logf("%s (%s): %q %s after QEMU started", vm.Name, vm.Firmware, line, d)
 	return d
 }
 

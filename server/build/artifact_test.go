@@ -2,12 +2,14 @@ package build
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -222,5 +224,32 @@ func TestPrune(t *testing.T) {
 	tt.file("overlays/wwinit/etc/motd", "welcome\n", 0o644)
 	if _, err := b.SystemOverlay(bg, snap, n); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFIFOSwap: a regular file swapped for a FIFO during a build does not
+// hang the build.
+func TestFIFOSwap(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "f"), 0o644); err != nil {
+		t.Skip(err)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() {
+		e := entry{rel: "f", mode: 0o644}
+		done <- writeEntry(newArchive(io.Discard), &e, "f", func() (*os.File, error) { return openRead(r, "f") })
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errChanged) {
+			t.Errorf("got %v, want errChanged", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("build hung on a FIFO")
 	}
 }

@@ -10,9 +10,12 @@
 // with a walk that started after the call arrived, and derives cache keys
 // from the fingerprints and the other inputs (node, server settings, the
 // nodes' hash). An edit to nodes.toml, to an overlay file or to an image tree
-// is therefore served on the next call. Concurrent callers share walks (a
-// walk is shared only by callers that arrived before it started) and builds
-// (one build per key). A hit costs the (shared) walk and a map lookup.
+// is therefore served on the next call. Files changed within the last
+// second are also hashed by content, since file system clocks are coarse (see
+// fingerprintTree). Concurrent callers share walks (a walk is shared only by
+// callers that arrived before it started) and builds (one build per key). A
+// hit costs the (shared) walk and a map lookup. The kernel is looked up in
+// rootfs/boot on every call.
 //
 // # Build once, share
 //
@@ -23,13 +26,19 @@
 //   - the system overlay is served as two concatenated gzip members, each a
 //     complete cpio archive: a shared one with every non-template entry of the
 //     node's system overlays, keyed by the overlay trees only
-//     (state/overlays/shared/KEY.img.gz), then a small per-node one with the
-//     rendered templates (state/overlays/node/KEY.img.gz). The kernel unpacks
+//     (state/overlays/shared/KEY.img.gz), then a small one with the rendered
+//     templates (state/overlays/node/KEY.img.gz). The kernel unpacks
 //     concatenated archives in order. Nodes whose overlays hold no templates
 //     get the shared member alone;
 //   - the runtime overlay is one gzip member with one cpio archive of the
-//     merged overlays with templates rendered (state/overlays/runtime/KEY.img.gz);
-//     it is per node when the overlays hold templates, shared otherwise.
+//     merged overlays with templates rendered (state/overlays/runtime/KEY.img.gz).
+//
+// A template that may use .Node (see usesNode; the test is conservative)
+// makes the rendered part per node; templates that only use .Nodes and
+// .Server (e.g. /etc/hosts) render the same for every node, so an overlay
+// holding only such templates gets one rendered part per nodes.toml
+// generation, shared by all nodes, and in a per-node part such a template is
+// rendered once and its output reused (no O(nodes²) rendering).
 //
 // Overlays listed together are merged in order; for each output path the
 // last overlay that has it wins (a template "x.ww" provides path "x"). Inside
@@ -96,6 +105,7 @@ type Builder struct {
 	m     *metrics
 
 	walks  freshGroup[string, fingerprint] // by tree directory
+	hashes hashCache                       // content hashes of racy files
 	builds flightGroup[string, partResult] // by cache key
 
 	mu    sync.Mutex

@@ -95,17 +95,19 @@ feed:
 
 func (b *Builder) buildNode(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node) error {
 	var errs []error
-	if _, err := b.kernel(n); err != nil {
-		errs = append(errs, err)
+	check := func(kind string, err error) {
+		if err != nil {
+			b.m.errors.WithLabelValues(kind).Inc()
+			errs = append(errs, err)
+		}
 	}
-	if _, err := b.image(ctx, fps, n); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := b.systemOverlay(ctx, fps, snap, n); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := b.runtimeOverlay(ctx, fps, snap, n); err != nil {
-		errs = append(errs, err)
-	}
+	_, err := b.kernel(n)
+	check("kernel", err)
+	_, err = b.image(ctx, fps, n)
+	check("image", err)
+	_, err = b.systemOverlay(ctx, fps, snap, n)
+	check("system", err)
+	_, err = b.runtimeOverlay(ctx, fps, snap, n)
+	check("runtime", err)
 	return errors.Join(errs...)
 }

@@ -297,7 +297,7 @@ func (f *fingerprints) get(ctx context.Context, dir string, kind treeKind) (fing
 		}
 		o.fp, o.err = f.b.walks.Do(ctx, dir, func() (fingerprint, error) {
 			start := time.Now()
-			fp, err := fingerprintTree(dir, kind)
+			fp, err := fingerprintTree(dir, kind, &f.b.hashes)
 			f.b.m.walks.WithLabelValues(label).Inc()
 			f.b.m.walkSecs.WithLabelValues(label).Observe(time.Since(start).Seconds())
 			return fp, err

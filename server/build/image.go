@@ -90,7 +90,7 @@ func writeImage(w io.Writer, dir string) error {
 		if boot {
 			e.mtime = time.Unix(0, 0) // as in the fingerprint
 		}
-		if err := writeEntry(cw, e, e.rel, func() (*os.File, error) { return d.Open(name) }); err != nil {
+		if err := writeEntry(cw, e, e.rel, func() (*os.File, error) { return openRead(d, name) }); err != nil {
 			return err
 		}
 		if boot {
@@ -177,7 +177,7 @@ func (b *Builder) kernel(n *config.Node) (*Artifact, error) {
 			return nil, err
 		}
 		defer r.Close()
-		return r.Open(real)
+		return openRead(r, real)
 	}
 	return a, nil
 }

@@ -133,7 +133,7 @@ func (m *merged) Close() {
 }
 
 func (m *merged) opener(e *mergedEntry) func() (*os.File, error) {
-	return func() (*os.File, error) { return m.roots[e.overlay].Open(e.rel) }
+	return func() (*os.File, error) { return openRead(m.roots[e.overlay], e.rel) }
 }
 
 // writeArchive writes one cpio archive of the merged entries: the plain ones
@@ -186,6 +186,9 @@ func readSmall(open func() (*os.File, error), rel string) ([]byte, error) {
 		return nil, fmt.Errorf("open %s: %w", rel, err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file any more: %w", rel, errChanged)
+	}
 	src, err := io.ReadAll(io.LimitReader(f, maxTemplateSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", rel, err)

@@ -293,7 +293,7 @@ func (b *Builder) overlayPerNode(name, dir string, fp fingerprint) bool {
 	defer r.Close()
 	for _, out := range fp.templates {
 		rel := out + templateSuffix
-		src, err := readSmall(func() (*os.File, error) { return r.Open(rel) }, rel)
+		src, err := readSmall(func() (*os.File, error) { return openRead(r, rel) }, rel)
 		if err != nil {
 			return true // e.g. removed since: do not remember
 		}

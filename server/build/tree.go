@@ -9,9 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -140,73 +143,247 @@ const (
 )
 
 // racyWindow: a file changed this recently may change again without its
-// times changing (file systems stamp times with a coarse clock: a jiffy, or
-// 1-2 s on some), so its content goes into the fingerprint too.
-const racyWindow = 100 * time.Millisecond
+// times changing (file systems stamp times with a coarse clock: a jiffy on
+// Linux, up to a second or two elsewhere), so its content goes into the
+// fingerprint too.
+var racyWindow = time.Second // a variable for tests
+
+// hashCache remembers the content hash of files seen "racy", by path and
+// metadata, so their fingerprint stays the same once they settle (no second
+// build after an edit). It is bounded; forgetting costs at most a rebuild.
+type hashCache struct {
+	mu sync.Mutex
+	m  map[string]hashEntry
+}
+
+type hashEntry struct {
+	sum     []byte
+	settled bool // hashed after the file's times were older than racyWindow
+}
+
+const maxHashCache = 100000
+
+func (c *hashCache) get(k string) (hashEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	return e, ok
+}
+
+func (c *hashCache) put(k string, e hashEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxHashCache {
+		c.m = map[string]hashEntry{}
+	}
+	c.m[k] = e
+}
 
 // fingerprintTree walks top and hashes, for every entry, its path, type and
-// mode, owner, size, mtime and ctime (ns), inode and symlink target. Content
-// is read only for "racy" regular files, changed within racyWindow before the
-// walk started (as git does for its index): any other write changes mtime
-// and ctime, and ctime cannot be set back, so a fingerprint seen once never
-// comes back for a changed tree.
-func fingerprintTree(top string, kind treeKind) (fingerprint, error) {
-	h := sha256.New()
-	var fp fingerprint
-	buf := make([]byte, 0, 256)
-	racy := time.Now().Add(-racyWindow)
-	err := walkTree(top, func(e *entry, d *os.Root, name string) error {
-		if kind == treeImage && e.rel == imageBootDir && e.mode.IsDir() {
+// mode, owner, size, mtime and ctime (ns), inode and symlink target. Any
+// write changes mtime and ctime, and ctime cannot be set back, so a
+// fingerprint seen once never comes back for a changed tree — except for a
+// file written twice within one tick of the file system's clock. So, as git
+// does for its index, the content of a "racy" regular file (changed within
+// racyWindow before the walk) is hashed too, on every walk while it is racy,
+// and once more when it has settled; hc keeps that hash with the file's
+// metadata so later walks give the same fingerprint without reading it.
+//
+// Directories are hashed as a Merkle tree (a directory's hash covers its
+// entries' records and its subdirectories' hashes), so subtrees are walked in
+// parallel and the result does not depend on the order they finish in.
+func fingerprintTree(top string, kind treeKind, hc *hashCache) (fingerprint, error) {
+	r, err := os.OpenRoot(top)
+	if err != nil {
+		return fingerprint{}, err
+	}
+	defer r.Close()
+	w := &fpWalker{
+		top:   top,
+		kind:  kind,
+		hc:    hc,
+		racy:  time.Now().Add(-racyWindow),
+		slots: make(chan struct{}, walkParallel),
+	}
+	sum, err := w.dir(r, "")
+	if err != nil {
+		return fingerprint{}, err
+	}
+	sort.Strings(w.templates)
+	return fingerprint{hash: hex.EncodeToString(sum), entries: int(w.entries.Load()), templates: w.templates}, nil
+}
+
+// walkParallel bounds the extra goroutines of one fingerprint walk; the walk
+// is mostly lstat calls, which parallelise well.
+var walkParallel = max(4, 2*runtime.GOMAXPROCS(0))
+
+type fpWalker struct {
+	top     string
+	kind    treeKind
+	hc      *hashCache
+	racy    time.Time
+	slots   chan struct{}
+	entries atomic.Int64
+
+	mu        sync.Mutex
+	templates []string
+}
+
+// dir returns the hash of the directory d (at rel).
+func (w *fpWalker) dir(d *os.Root, rel string) ([]byte, error) {
+	f, err := d.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", displayRel(rel), err)
+	}
+	sort.Strings(names)
+
+	type child struct {
+		sum  []byte
+		err  error
+		done chan struct{}
+	}
+	records := make([][]byte, 0, len(names))
+	children := make([]*child, 0, len(names)) // parallel to records; nil for non-directories
+	fail := func(err error) ([]byte, error) {
+		for _, c := range children {
+			if c != nil {
+				<-c.done
+			}
+		}
+		return nil, err
+	}
+	for _, name := range names {
+		fi, err := d.Lstat(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fail(err)
+		}
+		e := newEntry(path.Join(rel, name), fi)
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if e.link, err = d.Readlink(name); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return fail(err)
+			}
+		}
+		skip := w.kind == treeImage && e.rel == imageBootDir && fi.IsDir()
+		if skip {
 			// Only the empty directory goes into the image: adding a
 			// kernel must not rebuild it.
 			e.size, e.mtime, e.ctime, e.ino = 0, time.Unix(0, 0), 0, 0
 		}
-		buf = buf[:0]
-		buf = append(buf, e.rel...)
-		buf = append(buf, 0)
-		buf = strconv.AppendUint(buf, uint64(e.mode), 16)
-		buf = append(buf, ' ')
-		buf = strconv.AppendUint(buf, uint64(e.uid), 10)
-		buf = append(buf, ' ')
-		buf = strconv.AppendUint(buf, uint64(e.gid), 10)
-		buf = append(buf, ' ')
-		buf = strconv.AppendInt(buf, e.size, 10)
-		buf = append(buf, ' ')
-		buf = strconv.AppendInt(buf, e.mtime.UnixNano(), 10)
-		buf = append(buf, ' ')
-		buf = strconv.AppendInt(buf, e.ctime, 10)
-		buf = append(buf, ' ')
-		buf = strconv.AppendUint(buf, e.ino, 10)
-		buf = append(buf, 0)
-		buf = append(buf, e.link...)
-		if e.mode.IsRegular() && (e.mtime.After(racy) || time.Unix(0, e.ctime).After(racy)) {
-			sum, err := hashFile(d, name)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("read %s: %w", e.rel, err)
+		rec, err := w.record(&e, d, name)
+		if err != nil {
+			return fail(err)
+		}
+		w.entries.Add(1)
+		if w.kind == treeOverlay {
+			if out, ok := templateOut(&e); ok {
+				w.mu.Lock()
+				w.templates = append(w.templates, out)
+				w.mu.Unlock()
 			}
+		}
+		records = append(records, rec)
+		if !fi.IsDir() || skip {
+			children = append(children, nil)
+			continue
+		}
+		sub, err := d.OpenRoot(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			records = records[:len(records)-1]
+			continue
+		}
+		if err != nil {
+			return fail(err)
+		}
+		c := &child{done: make(chan struct{})}
+		children = append(children, c)
+		walk := func() {
+			c.sum, c.err = w.dir(sub, e.rel)
+			sub.Close()
+			close(c.done)
+		}
+		select {
+		case w.slots <- struct{}{}:
+			go func() {
+				defer func() { <-w.slots }()
+				walk()
+			}()
+		default:
+			walk()
+		}
+	}
+	h := sha256.New()
+	err = nil
+	for i, rec := range records {
+		h.Write(rec)
+		if c := children[i]; c != nil {
+			<-c.done
+			if c.err != nil && err == nil {
+				err = c.err
+			}
+			h.Write(c.sum)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+// record is the fingerprint record of one entry.
+func (w *fpWalker) record(e *entry, d *os.Root, name string) ([]byte, error) {
+	buf := make([]byte, 0, 128)
+	buf = append(buf, path.Base(e.rel)...)
+	buf = append(buf, 0)
+	buf = strconv.AppendUint(buf, uint64(e.mode), 16)
+	buf = append(buf, ' ')
+	buf = strconv.AppendUint(buf, uint64(e.uid), 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendUint(buf, uint64(e.gid), 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendInt(buf, e.size, 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendInt(buf, e.mtime.UnixNano(), 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendInt(buf, e.ctime, 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendUint(buf, e.ino, 10)
+	buf = append(buf, 0)
+	buf = append(buf, e.link...)
+	if e.mode.IsRegular() {
+		ck := w.top + "\x00" + e.rel + "\x00" + string(buf)
+		isRacy := e.mtime.After(w.racy) || time.Unix(0, e.ctime).After(w.racy)
+		known, ok := w.hc.get(ck)
+		var sum []byte
+		switch {
+		case ok && known.settled:
+			sum = known.sum
+		case ok || isRacy:
+			var err error
+			if sum, err = hashFile(d, name); err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					return nil, fmt.Errorf("read %s: %w", e.rel, err)
+				}
+				break
+			}
+			w.hc.put(ck, hashEntry{sum: sum, settled: !isRacy})
+		}
+		if sum != nil {
 			buf = append(buf, 0)
 			buf = append(buf, sum...)
 		}
-		buf = append(buf, '\n')
-		h.Write(buf)
-		fp.entries++
-		switch kind {
-		case treeImage:
-			if e.rel == imageBootDir && e.mode.IsDir() {
-				return errSkipDir
-			}
-		case treeOverlay:
-			if out, ok := templateOut(e); ok {
-				fp.templates = append(fp.templates, out)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fingerprint{}, err
 	}
-	fp.hash = hex.EncodeToString(h.Sum(nil))
-	return fp, nil
+	return append(buf, '\n'), nil
 }
 
 // templateOut reports whether e is a template (a regular *.ww file) and the
@@ -224,11 +401,14 @@ func templateOut(e *entry) (string, bool) {
 
 // hashFile returns the sha256 of a file's content.
 func hashFile(d *os.Root, name string) ([]byte, error) {
-	f, err := d.Open(name)
+	f, err := openRead(d, name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file any more: %w", name, fs.ErrNotExist)
+	}
 	h := sha256.New()
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -236,4 +416,11 @@ func hashFile(d *os.Root, name string) ([]byte, error) {
 		return nil, err
 	}
 	return h.Sum(nil), nil
+}
+
+// openRead opens a file of a tree for reading, confined to d. O_NONBLOCK
+// keeps a FIFO swapped in for a regular file from blocking the open; callers
+// check that what they opened is a regular file.
+func openRead(d *os.Root, name string) (*os.File, error) {
+	return d.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }

@@ -86,54 +86,56 @@ type bootRule struct {
 	file  func(s *config.Server, c client) string
 }
 
-// bootRules is the decision table. It is never modified.
-var bootRules = []bootRule{
-	{
-		// iPXE is already running: hand it its per-node script.
-		name:  "ipxe",
-		match: func(c client) bool { return c.ipxe },
-		file:  func(s *config.Server, c client) string { return s.URL() + "/ipxe/" + c.mac },
-	},
-	{
-		// UEFI HTTP boot on ARM64: the ARM64 iPXE binary over HTTP.
-		name:  "http-arm64",
-		match: func(c client) bool { return c.http && c.hasArch && c.arch == archHTTPARM64 },
-		file: func(s *config.Server, c client) string {
-			if s.DHCP.ARM64File == "" {
-				return ""
-			}
-			return s.URL() + IPXEBinRoute + s.DHCP.ARM64File
+// bootRules returns the decision table, in order.
+func bootRules() []bootRule {
+	return []bootRule{
+		{
+			// iPXE is already running: hand it its per-node script.
+			name:  "ipxe",
+			match: func(c client) bool { return c.ipxe },
+			file:  func(s *config.Server, c client) string { return s.URL() + "/ipxe/" + c.mac },
 		},
-	},
-	{
-		// UEFI HTTP boot (vendor class HTTPClient): the EFI iPXE binary over HTTP.
-		name:  "http",
-		match: func(c client) bool { return c.http },
-		file:  func(s *config.Server, c client) string { return s.URL() + IPXEBinRoute + s.DHCP.HTTPBootFile },
-	},
-	{
-		name:  "bios",
-		match: func(c client) bool { return c.hasArch && c.arch == archBIOS },
-		file:  func(s *config.Server, c client) string { return s.DHCP.BIOSFile },
-	},
-	{
-		name: "efi",
-		match: func(c client) bool {
-			return c.hasArch && (c.arch == archEFIIA32 || c.arch == archEFIBC || c.arch == archEFIx64)
+		{
+			// UEFI HTTP boot on ARM64: the ARM64 iPXE binary over HTTP.
+			name:  "http-arm64",
+			match: func(c client) bool { return c.http && c.hasArch && c.arch == archHTTPARM64 },
+			file: func(s *config.Server, c client) string {
+				if s.DHCP.ARM64File == "" {
+					return ""
+				}
+				return s.URL() + IPXEBinRoute + s.DHCP.ARM64File
+			},
 		},
-		file: func(s *config.Server, c client) string { return s.DHCP.EFIFile },
-	},
-	{
-		name:  "arm64",
-		match: func(c client) bool { return c.hasArch && c.arch == archEFIARM64 },
-		file:  func(s *config.Server, c client) string { return s.DHCP.ARM64File },
-	},
-	{
-		// Old PXE ROMs that send no option 93 are BIOS.
-		name:  "pxe-no-arch",
-		match: func(c client) bool { return c.pxe && !c.hasArch },
-		file:  func(s *config.Server, c client) string { return s.DHCP.BIOSFile },
-	},
+		{
+			// UEFI HTTP boot (vendor class HTTPClient): the EFI iPXE binary over HTTP.
+			name:  "http",
+			match: func(c client) bool { return c.http },
+			file:  func(s *config.Server, c client) string { return s.URL() + IPXEBinRoute + s.DHCP.HTTPBootFile },
+		},
+		{
+			name:  "bios",
+			match: func(c client) bool { return c.hasArch && c.arch == archBIOS },
+			file:  func(s *config.Server, c client) string { return s.DHCP.BIOSFile },
+		},
+		{
+			name: "efi",
+			match: func(c client) bool {
+				return c.hasArch && (c.arch == archEFIIA32 || c.arch == archEFIBC || c.arch == archEFIx64)
+			},
+			file: func(s *config.Server, c client) string { return s.DHCP.EFIFile },
+		},
+		{
+			name:  "arm64",
+			match: func(c client) bool { return c.hasArch && c.arch == archEFIARM64 },
+			file:  func(s *config.Server, c client) string { return s.DHCP.ARM64File },
+		},
+		{
+			// Old PXE ROMs that send no option 93 are BIOS.
+			name:  "pxe-no-arch",
+			match: func(c client) bool { return c.pxe && !c.hasArch },
+			file:  func(s *config.Server, c client) string { return s.DHCP.BIOSFile },
+		},
+	}
 }
 
 // decideBoot runs the decision table.
@@ -145,7 +147,7 @@ func decideBoot(s *config.Server, c client) bootDecision {
 	case c.pxe:
 		d.Vendor = vendorPXE
 	}
-	for _, r := range bootRules {
+	for _, r := range bootRules() {
 		if r.match(c) {
 			d.Rule = r.name
 			d.File = r.file(s, c)

@@ -50,6 +50,9 @@ type result struct {
 	event  *status.Event // recorded when set
 	// note is logged with the outcome (e.g. why a NAK was sent).
 	note string
+	// handled marks a message that needs no reply (RELEASE, DECLINE):
+	// ignore then names what was done, and it is not counted as a drop.
+	handled bool
 }
 
 func ignored(reason string) result { return result{ignore: reason} }
@@ -261,7 +264,7 @@ func (h *reservationHandler) decline(x *exchange) result {
 	if !ip.IsValid() || !h.leases.decline(ip, x.mac, x.now.Add(declineHold)) {
 		return ignored("decline_unknown_lease")
 	}
-	return result{ignore: "declined", note: fmt.Sprintf("address %s declined; held back for %s", ip, declineHold)}
+	return result{ignore: "declined", handled: true, note: fmt.Sprintf("address %s declined; held back for %s", ip, declineHold)}
 }
 
 func (h *reservationHandler) release(x *exchange) result {
@@ -272,7 +275,7 @@ func (h *reservationHandler) release(x *exchange) result {
 	if !ip.IsValid() || !h.leases.release(ip, x.mac) {
 		return ignored("release_unknown_lease")
 	}
-	return result{ignore: "released"}
+	return result{ignore: "released", handled: true}
 }
 
 // inform answers DHCPINFORM: configuration only, no address, no lease.

@@ -39,12 +39,20 @@ type helperArgs struct {
 	Local   string // relay: giaddr and source address; pxeport: ciaddr and source
 	Port    int    // relay/pxeport: server port
 	Timeout time.Duration
+	// perf: transactions and how many may be in flight.
+	Count, Window int
 }
 
 type helperResult struct {
 	Offer *pktSummary `json:",omitempty"`
 	Ack   *pktSummary `json:",omitempty"`
+	Perf  *perfResult `json:",omitempty"`
 	Err   string      `json:",omitempty"`
+}
+
+type perfResult struct {
+	Done, Lost int
+	Seconds    float64
 }
 
 type pktSummary struct {
@@ -161,7 +169,7 @@ func clientHelper(a helperArgs, res *helperResult) error {
 		mods := a.modifiers(hw)
 		typ := dhcpv4.MessageTypeDiscover
 		if a.Mode == "relay" {
-			mods = append(mods, dhcpv4.WithGatewayIP(local), func(d *dhcpv4.DHCPv4) { d.HopCount = 1 })
+			mods = append(mods, dhcpv4.WithGatewayIP(local), withHops(1))
 		} else {
 			lport = 68
 			typ = dhcpv4.MessageTypeRequest
@@ -202,7 +210,93 @@ func clientHelper(a helperArgs, res *helperResult) error {
 			}
 			return nil
 		}
+	case "perf":
+		r, err := perfClient(a)
+		res.Perf = r
+		return err
 	default:
 		return fmt.Errorf("unknown helper mode %q", a.Mode)
 	}
 }
+
+// perfClient is a load generator acting as a relay agent (like Kea's
+// perfdhcp -A): Count DISCOVER→OFFER→REQUEST→ACK exchanges for distinct
+// MACs, at most Window in flight, replies unicast back to Local:67. An
+// exchange without an answer for a second counts as lost.
+func perfClient(a helperArgs) (*perfResult, error) {
+	local := net.ParseIP(a.Local)
+	server := &net.UDPAddr{IP: net.ParseIP(a.Server), Port: a.Port}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: local, Port: 67})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	_ = conn.SetReadBuffer(4 << 20)
+	pending := map[dhcpv4.TransactionID]time.Time{}
+	next, done, lost := 0, 0, 0
+	send := func(p *dhcpv4.DHCPv4) error {
+		_, err := conn.WriteTo(p.ToBytes(), server)
+		return err
+	}
+	start := time.Now()
+	refill := func() error {
+		for len(pending) < a.Window && next < a.Count {
+			hw := net.HardwareAddr{0x02, 0x01, byte(next >> 24), byte(next >> 16), byte(next >> 8), byte(next)}
+			d, err := dhcpv4.NewDiscovery(hw, dhcpv4.WithGatewayIP(local), withHops(1))
+			if err != nil {
+				return err
+			}
+			next++
+			pending[d.TransactionID] = time.Now()
+			if err := send(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := refill(); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1500)
+	for done+lost < a.Count {
+		_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return nil, err
+			}
+		} else if r, err := dhcpv4.FromBytes(buf[:n]); err == nil {
+			if _, ok := pending[r.TransactionID]; ok {
+				switch r.MessageType() {
+				case dhcpv4.MessageTypeOffer:
+					req, err := dhcpv4.NewRequestFromOffer(r, dhcpv4.WithGatewayIP(local), withHops(1))
+					if err != nil {
+						return nil, err
+					}
+					if err := send(req); err != nil {
+						return nil, err
+					}
+				case dhcpv4.MessageTypeAck:
+					delete(pending, r.TransactionID)
+					done++
+				default:
+					delete(pending, r.TransactionID)
+					lost++
+				}
+			}
+		}
+		for xid, t := range pending {
+			if time.Since(t) > time.Second {
+				delete(pending, xid)
+				lost++
+			}
+		}
+		if err := refill(); err != nil {
+			return nil, err
+		}
+	}
+	return &perfResult{Done: done, Lost: lost, Seconds: time.Since(start).Seconds()}, nil
+}
+
+func withHops(n uint8) dhcpv4.Modifier { return func(d *dhcpv4.DHCPv4) { d.HopCount = n } }

@@ -29,7 +29,7 @@ interface = "%IFACE%"
 listen = "%LISTEN%"
 range_start = "%RANGE_START%"
 range_end = "%RANGE_END%"
-netmask = "255.255.255.0"
+netmask = "%NETMASK%"
 router = "10.201.0.254"
 dns = ["10.201.0.53", "10.201.0.54"]
 domain = "cluster.test"
@@ -67,6 +67,7 @@ type testConfig struct {
 	mode, iface, listen  string
 	rangeStart, rangeEnd string
 	arm64                string
+	netmask              string // default 255.255.255.0
 	nodes                string // nodes.toml; testNodesTOML when empty
 }
 
@@ -85,6 +86,10 @@ func (c testConfig) serverTOML() string {
 		r["%LISTEN%"] = c.listen
 	}
 	r["%RANGE_START%"], r["%RANGE_END%"], r["%ARM64%"] = c.rangeStart, c.rangeEnd, c.arm64
+	r["%NETMASK%"] = "255.255.255.0"
+	if c.netmask != "" {
+		r["%NETMASK%"] = c.netmask
+	}
 	s := testServerTOML
 	for k, v := range r {
 		s = strings.ReplaceAll(s, k, v)

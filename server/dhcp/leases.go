@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,7 +61,9 @@ func newLeaseTable() *leaseTable {
 	}
 }
 
-// touch records a change; the caller holds t.mu.
+// touch records a change that belongs on disk; the caller holds t.mu.
+// Offers are not persisted (they live for a minute), so changes that only
+// concern offers don't call it.
 func (t *leaseTable) touch() {
 	t.gen++
 	select {
@@ -92,11 +95,13 @@ func (t *leaseTable) claimLocked(ip netip.Addr, mac, node, state string, expires
 	if !t.freeFor(ip, mac, now) {
 		return Lease{}, errInUse
 	}
+	dirty := state != StateOffered // does this change belong on disk?
 	if old, ok := t.byMAC[mac]; ok && old.IP != ip {
 		if t.byIP[old.IP] == old {
 			delete(t.byIP, old.IP)
 		}
 		delete(t.byMAC, mac)
+		dirty = dirty || old.State != StateOffered
 	}
 	cur, ok := t.byIP[ip]
 	if ok && cur.MAC != mac {
@@ -104,6 +109,7 @@ func (t *leaseTable) claimLocked(ip netip.Addr, mac, node, state string, expires
 		if t.byMAC[cur.MAC] == cur {
 			delete(t.byMAC, cur.MAC)
 		}
+		dirty = dirty || cur.State != StateOffered
 		ok = false
 	}
 	if ok && cur.Active(now) && cur.State == StateBound && state == StateOffered {
@@ -115,12 +121,20 @@ func (t *leaseTable) claimLocked(ip netip.Addr, mac, node, state string, expires
 		return *cur, nil
 	}
 	if ok && cur.State == state && cur.Node == node && !expires.After(cur.Expires) {
+		if dirty {
+			t.touch()
+		}
 		return *cur, nil // nothing would change (e.g. a retransmitted DISCOVER)
+	}
+	if ok && cur.State != StateOffered {
+		dirty = true
 	}
 	l := &Lease{IP: ip, MAC: mac, Node: node, State: state, Expires: expires}
 	t.byIP[ip] = l
 	t.byMAC[mac] = l
-	t.touch()
+	if dirty {
+		t.touch()
+	}
 	return *l, nil
 }
 
@@ -239,7 +253,6 @@ func (t *leaseTable) forgetOffer(mac string) {
 	if t.byIP[l.IP] == l {
 		delete(t.byIP, l.IP)
 	}
-	t.touch()
 }
 
 // inUse counts active offered and bound leases.
@@ -255,16 +268,20 @@ func (t *leaseTable) inUse(now time.Time) int {
 	return n
 }
 
-// snapshot copies all leases sorted by address, with the generation.
-func (t *leaseTable) snapshot() ([]Lease, uint64) {
+// snapshot copies the leases (without offers unless withOffers) sorted by
+// address, with the generation.
+func (t *leaseTable) snapshot(withOffers bool) ([]Lease, uint64) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	out := make([]Lease, 0, len(t.byIP))
 	for _, l := range t.byIP {
-		out = append(out, *l)
+		if withOffers || l.State != StateOffered {
+			out = append(out, *l)
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].IP.Less(out[j].IP) })
-	return out, t.gen
+	gen := t.gen
+	t.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return u32(out[i].IP) < u32(out[j].IP) })
+	return out, gen
 }
 
 // load replaces the table's content (used once at start).
@@ -319,12 +336,8 @@ func loadLeases(path string) ([]Lease, error) {
 }
 
 // writeLeases writes ls to path atomically: temp file in the same
-// directory, fsync, rename.
+// directory, fsync, rename. One lease per line.
 func writeLeases(path string, ls []Lease) error {
-	data, err := json.MarshalIndent(leaseFile{Version: 1, Leases: ls}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode leases: %w", err)
-	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
@@ -334,7 +347,22 @@ func writeLeases(path string, ls []Lease) error {
 		return fmt.Errorf("write leases: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
+	w := bufio.NewWriterSize(tmp, 64<<10)
+	w.WriteString("{\"version\": 1, \"leases\": [")
+	for i := range ls {
+		b, err := json.Marshal(&ls[i])
+		if err != nil {
+			tmp.Close()
+			return fmt.Errorf("encode lease %s: %w", ls[i].IP, err)
+		}
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString("\n  ")
+		w.Write(b)
+	}
+	w.WriteString("\n]}\n")
+	if err := w.Flush(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write leases %s: %w", tmp.Name(), err)
 	}
@@ -353,19 +381,27 @@ func writeLeases(path string, ls []Lease) error {
 
 // persist writes the table to path whenever it changes, at most once per
 // debounce, and once more when ctx ends. onErr is called for failed writes.
+// The wait between writes grows to 20 times the last write's duration, so
+// rewriting a large table under heavy churn takes at most ~5% of the time.
 func (t *leaseTable) persist(ctx context.Context, path string, debounce time.Duration, log *slog.Logger, onErr func()) {
 	var written uint64 // generation 0 is the loaded (or empty) table: already on disk
+	wait := debounce
 	flush := func() {
-		ls, gen := t.snapshot()
+		t.mu.Lock()
+		gen := t.gen
+		t.mu.Unlock()
 		if gen == written {
 			return
 		}
+		start := time.Now()
+		ls, gen := t.snapshot(false)
 		if err := writeLeases(path, ls); err != nil {
 			log.Error("dhcp: persist leases", "err", err)
 			onErr()
 			return
 		}
 		written = gen
+		wait = max(debounce, 20*time.Since(start))
 	}
 	timer := time.NewTimer(debounce)
 	timer.Stop()
@@ -378,7 +414,7 @@ func (t *leaseTable) persist(ctx context.Context, path string, debounce time.Dur
 		case <-t.changed:
 			if !pending {
 				pending = true
-				timer.Reset(debounce)
+				timer.Reset(wait)
 			}
 		case <-timer.C:
 			pending = false

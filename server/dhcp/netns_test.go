@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -380,4 +381,30 @@ func TestNetnsInterfaceBinding(t *testing.T) {
 	if r := nclient(t, p, helperArgs{Mode: "discover", Arch: 0}); r.Offer == nil {
 		t.Fatalf("no offer on the bound interface: %+v", r)
 	}
+}
+
+// TestNetnsPerf measures DORA exchanges per second over real sockets: a
+// relay-style load generator in the client namespace (see perfClient),
+// the server with its default pipeline and lease persistence. Opt-in:
+// WWT_DHCP_PERF=1 (WWT_DHCP_PERF_COUNT, default 20000).
+func TestNetnsPerf(t *testing.T) {
+	if os.Getenv("WWT_DHCP_PERF") == "" {
+		t.Skip("set WWT_DHCP_PERF=1 to measure DHCP exchanges per second")
+	}
+	netnstest.Require(t)
+	p := netnstest.New(t, knownMAC)
+	count := 20000
+	if v, err := strconv.Atoi(os.Getenv("WWT_DHCP_PERF_COUNT")); err == nil && v > 0 {
+		count = v
+	}
+	c := testConfig{rangeStart: "10.201.1.0", rangeEnd: "10.201.255.254", nodes: benchNodes, netmask: "255.255.0.0"}
+	s := startNSServer(t, p, c, t.TempDir())
+	res := nclient(t, p, helperArgs{Mode: "perf", MAC: knownMAC, Server: p.ServerIP, Local: p.ClientIP, Port: 67,
+		Count: count, Window: 64, Timeout: 5 * time.Minute})
+	if res.Err != "" || res.Perf == nil {
+		t.Fatalf("perf: %+v", res)
+	}
+	r := res.Perf
+	t.Logf("%d DORA exchanges in %.2fs = %.0f/s (%d lost); server dropped: queue_full=%v",
+		r.Done, r.Seconds, float64(r.Done)/r.Seconds, r.Lost, counterValue(s.srv.m.dropped.WithLabelValues("queue_full")))
 }

@@ -22,7 +22,7 @@ const (
 // "PXE10" and, because the offer carries a boot file, skips the prompt and
 // discovery (PxeBcSelectBootPrompt) and boots the file; without option 43,
 // EDK2 would classify a PXEClient offer as "BINL" and ask port 4011 again.
-var pxeVendorOptions = []byte{6, 1, 8, 255}
+const pxeVendorOptions = "\x06\x01\x08\xff"
 
 // params is everything a reply may carry besides the header fields taken
 // from the request. The zero value means "no such option".
@@ -115,7 +115,7 @@ func buildReply(x *exchange, typ dhcpv4.MessageType, p *params) *dhcpv4.DHCPv4 {
 		switch p.boot.Vendor {
 		case vendorPXE:
 			r.UpdateOption(dhcpv4.OptClassIdentifier(vendorPXE))
-			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions))
+			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte(pxeVendorOptions)))
 		case vendorHTTP:
 			r.UpdateOption(dhcpv4.OptClassIdentifier(vendorHTTP))
 		}

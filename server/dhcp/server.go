@@ -158,7 +158,7 @@ func (s *Server) LeaseByIP(ip string) (mac, node string, ok bool) {
 
 // Leases returns a copy of all leases, sorted by address.
 func (s *Server) Leases() []Lease {
-	ls, _ := s.leases.snapshot()
+	ls, _ := s.leases.snapshot(true)
 	return ls
 }
 
@@ -312,7 +312,9 @@ func (s *Server) handlePacket(p packet) {
 		s.m.received.WithLabelValues(o.reqType).Inc()
 	}
 	if o.reply == nil {
-		s.m.dropped.WithLabelValues(o.drop).Inc()
+		if !o.handled {
+			s.m.dropped.WithLabelValues(o.drop).Inc()
+		}
 		if o.x != nil {
 			s.log.Debug("dhcp: no reply", "type", o.reqType, "mac", o.x.mac, "reason", o.drop, "note", o.note)
 		} else {
@@ -320,7 +322,9 @@ func (s *Server) handlePacket(p packet) {
 		}
 	} else {
 		typ := o.reply.MessageType()
-		if _, err := p.conn.WriteTo(o.reply.ToBytes(), o.dst); err != nil {
+		if _, err := p.conn.WriteTo(o.reply.ToBytes(), o.dst); errors.Is(err, net.ErrClosed) {
+			return // shutting down: queued requests are dropped
+		} else if err != nil {
 			s.m.dropped.WithLabelValues("send_error").Inc()
 			s.log.Warn("dhcp: send reply", "type", typ.String(), "dst", o.dst, "err", err)
 		} else {
@@ -345,6 +349,7 @@ type outcome struct {
 	reply   *dhcpv4.DHCPv4
 	dst     *net.UDPAddr
 	drop    string // reason when reply is nil
+	handled bool   // no reply needed (RELEASE, DECLINE): not a drop
 	note    string
 	err     error
 	event   *status.Event
@@ -405,7 +410,7 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	}
 	o.x = x
 	res := h.handle(x)
-	o.event, o.note = res.event, res.note
+	o.event, o.note, o.handled = res.event, res.note, res.handled
 	if res.reply == nil {
 		o.drop = res.ignore
 		if o.drop == "" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -186,7 +187,9 @@ func TestNetnsClients(t *testing.T) {
 }
 
 // TestNetnsMeasure measures transfer times with curl for tftp.anticipate
-// 1 (off), 8, 16 and blksize 512, 1468. Opt-in: WWT_TFTP_MEASURE=1.
+// 1 (off), 8, 16 and blksize 512, 1468, and the same for dnsmasq when it
+// is installed (Debian: dnsmasq-base). Opt-in: WWT_TFTP_MEASURE=1
+// (WWT_TFTP_RUNS, default 5).
 func TestNetnsMeasure(t *testing.T) {
 	if os.Getenv("WWT_TFTP_MEASURE") == "" {
 		t.Skip("set WWT_TFTP_MEASURE=1 to measure TFTP throughput")
@@ -194,50 +197,83 @@ func TestNetnsMeasure(t *testing.T) {
 	netnstest.Require(t, "curl")
 	requireIPXE(t)
 	dir := t.TempDir()
-	for _, f := range []string{"undionly.kpxe"} {
-		data, err := os.ReadFile(filepath.Join(ipxeDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	data, err := os.ReadFile(filepath.Join(ipxeDir, "undionly.kpxe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "undionly.kpxe"), data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	randomFile(t, filepath.Join(dir, "8MiB"), 8<<20)
-	e := startNS(t, dir, 8)
 	runs := 5
 	if v, err := strconv.Atoi(os.Getenv("WWT_TFTP_RUNS")); err == nil && v > 0 {
 		runs = v
 	}
 	var report strings.Builder
-	fmt.Fprintf(&report, "\n%-14s %-10s %-8s %12s %12s\n", "file", "anticipate", "blksize", "median", "min")
-	for _, win := range []int{1, 8, 16} {
-		writeTree(t, e.root, ":69", dir, win, e.p.ClientIP)
-		if err := e.store.Reload(); err != nil {
-			t.Fatal(err)
-		}
+	fmt.Fprintf(&report, "\n%-10s %-14s %-10s %-8s %9s %9s\n", "server", "file", "anticipate", "blksize", "median", "min")
+	measure := func(p *netnstest.Pair, server, window string) {
 		for _, file := range []string{"undionly.kpxe", "8MiB"} {
 			for _, bs := range []string{"512", "1468"} {
 				var times []float64
-				for i := 0; i < runs+1; i++ { // the first run applies the reloaded window
-					o, err := e.client(t, "curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}", "--tftp-blksize", bs,
-						"tftp://"+e.p.ServerIP+"/"+file)
+				for i := 0; i < runs+1; i++ { // run 0 warms up (and applies a reloaded window)
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					o, err := p.ClientCommand(ctx, "curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}", "--tftp-blksize", bs,
+						"tftp://"+p.ServerIP+"/"+file).CombinedOutput()
+					cancel()
 					if err != nil {
 						t.Fatalf("curl: %v: %s", err, o)
 					}
 					if i == 0 {
 						continue
 					}
-					v, err := strconv.ParseFloat(strings.TrimSpace(o), 64)
+					v, err := strconv.ParseFloat(strings.TrimSpace(string(o)), 64)
 					if err != nil {
 						t.Fatalf("curl time %q: %v", o, err)
 					}
 					times = append(times, v)
 				}
 				sort.Float64s(times)
-				fmt.Fprintf(&report, "%-14s %-10d %-8s %11.3fs %11.3fs\n", file, win, bs, times[len(times)/2], times[0])
+				fmt.Fprintf(&report, "%-10s %-14s %-10s %-8s %8.3fs %8.3fs\n", server, file, window, bs, times[len(times)/2], times[0])
 			}
 		}
 	}
+	t.Run("wwserver", func(t *testing.T) {
+		e := startNS(t, dir, 8)
+		for _, win := range []int{1, 8, 16} {
+			writeTree(t, e.root, ":69", dir, win, e.p.ClientIP)
+			if err := e.store.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			measure(e.p, "wwserver", strconv.Itoa(win))
+		}
+	})
+	t.Run("dnsmasq", func(t *testing.T) {
+		if _, err := exec.LookPath("dnsmasq"); err != nil {
+			t.Skip("dnsmasq not installed")
+		}
+		p := netnstest.New(t, "52:54:00:00:00:01")
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := p.ServerCommand(ctx, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+			"--enable-tftp", "--tftp-root="+dir, "--interface="+p.ServerIf, "--bind-interfaces",
+			"--user=root", "--group=root", "--pid-file="+filepath.Join(t.TempDir(), "pid"), "--log-facility=-")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, cc := context.WithTimeout(context.Background(), 5*time.Second)
+			err := p.ClientCommand(c, "curl", "-sS", "-o", "/dev/null", "tftp://"+p.ServerIP+"/undionly.kpxe").Run()
+			cc()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("dnsmasq TFTP not answering: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		measure(p, "dnsmasq", "-")
+	})
 	t.Log(report.String())
 }

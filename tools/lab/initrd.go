@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -146,4 +147,86 @@ func (c *newcWriter) pad() error {
 		return c.write(make([]byte, 4-r))
 	}
 	return nil
+}
+
+// ReadNewc reads a (possibly gzip-compressed) newc cpio stream and returns
+// its regular files by path (without a leading "/" or "./"). Concatenated
+// archives (and gzip members) are read one after the other.
+func ReadNewc(r io.Reader) (map[string][]byte, error) {
+	br := bufio.NewReader(r)
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		defer zr.Close()
+		br = bufio.NewReader(zr)
+	}
+	files := map[string][]byte{}
+	var off int64
+	skip := func(n int64) error {
+		_, err := io.CopyN(io.Discard, br, n)
+		off += n
+		return err
+	}
+	for {
+		// Padding between concatenated archives is NUL bytes.
+		for {
+			b, err := br.Peek(1)
+			if err == io.EOF {
+				return files, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if b[0] != 0 {
+				break
+			}
+			if err := skip(1); err != nil {
+				return nil, err
+			}
+		}
+		hdr := make([]byte, 110)
+		if _, err := io.ReadFull(br, hdr); err != nil {
+			return nil, fmt.Errorf("cpio header: %w", err)
+		}
+		off += 110
+		if string(hdr[:6]) != "070701" && string(hdr[:6]) != "070702" {
+			return nil, fmt.Errorf("cpio: bad magic %q at %d", hdr[:6], off-110)
+		}
+		field := func(i int) (int64, error) {
+			var v int64
+			_, err := fmt.Sscanf(string(hdr[6+8*i:14+8*i]), "%08x", &v)
+			return v, err
+		}
+		mode, err1 := field(1)
+		size, err2 := field(6)
+		nameLen, err3 := field(11)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("cpio header: %w", err)
+		}
+		name := make([]byte, nameLen)
+		if _, err := io.ReadFull(br, name); err != nil {
+			return nil, err
+		}
+		off += nameLen
+		if err := skip((4 - off%4) % 4); err != nil {
+			return nil, err
+		}
+		n := strings.TrimRight(string(name), "\x00")
+		data := make([]byte, size)
+		if _, err := io.ReadFull(br, data); err != nil {
+			return nil, err
+		}
+		off += size
+		if err := skip((4 - off%4) % 4); err != nil {
+			return nil, err
+		}
+		if n == "TRAILER!!!" {
+			continue
+		}
+		if mode&0o170000 == 0o100000 {
+			files[strings.TrimPrefix(strings.TrimPrefix(n, "./"), "/")] = data
+		}
+	}
 }

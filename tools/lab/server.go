@@ -110,6 +110,29 @@ func (l *Lab) nsOutput(ctx context.Context, name string, args ...string) ([]byte
 	return out, nil
 }
 
+// RuntimeOverlay fetches GET /overlay/runtime/{mac} as a node would (from a
+// privileged source port) and returns its ETag and its regular files.
+func (l *Lab) RuntimeOverlay(ctx context.Context, mac string) (string, map[string][]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.ServerURL()+"/overlay/runtime/"+mac, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	resp, err := l.PrivilegedHTTPClient().Do(req)
+	if err != nil {
+		return "", nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return "", nil, fmt.Errorf("GET /overlay/runtime/%s: %s: %s", mac, resp.Status, bytes.TrimSpace(body))
+	}
+	files, err := ReadNewc(resp.Body)
+	if err != nil {
+		return "", nil, fmt.Errorf("runtime overlay of %s: %w", mac, err)
+	}
+	return resp.Header.Get("ETag"), files, nil
+}
+
 // HTTPClient returns a client whose connections are made inside the lab's
 // namespace, for talking to wwserver directly (e.g. /healthz, /status).
 func (l *Lab) HTTPClient() *http.Client {
@@ -119,32 +142,78 @@ func (l *Lab) HTTPClient() *http.Client {
 	}
 }
 
+// PrivilegedHTTPClient is HTTPClient with connections from a source port
+// below 1024, as secure mode wants for the runtime overlay (the lab runs as
+// root, like wwclient on a node).
+func (l *Lab) PrivilegedHTTPClient() *http.Client {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var last error
+		for port := 1023; port >= 900; port-- {
+			c, err := l.dialNS(ctx, network, addr, &net.TCPAddr{Port: port})
+			if err == nil {
+				return c, nil
+			}
+			last = err
+			if !errors.Is(err, unix.EADDRINUSE) {
+				return nil, err
+			}
+		}
+		return nil, last
+	}
+	return &http.Client{
+		Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true},
+		Timeout:   30 * time.Second,
+	}
+}
+
 // DialContext dials from inside the lab's namespace: the socket is created
-// on an OS thread switched into the namespace (the thread is then discarded),
-// and keeps that namespace for its whole life.
+// on an OS thread switched into the namespace and back, and keeps that
+// namespace for its whole life.
+//
+// The thread is switched back (rather than discarded) on purpose: processes
+// the lab starts have Pdeathsig set, which fires when the OS thread that
+// forked them exits, and Go may have forked them on this very thread.
 func (l *Lab) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return l.dialNS(ctx, network, addr, nil)
+}
+
+func (l *Lab) dialNS(ctx context.Context, network, addr string, local net.Addr) (net.Conn, error) {
 	type res struct {
 		c   net.Conn
 		err error
 	}
 	ch := make(chan res, 1)
 	go func() {
-		// Never unlocked: the thread's namespace was changed, so it must
-		// die with this goroutine rather than go back to the pool.
 		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{nil, fmt.Errorf("open own netns: %w", err)}
+			return
+		}
+		defer unix.Close(orig)
 		fd, err := unix.Open(filepath.Join("/run/netns", l.NS), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, fmt.Errorf("open netns %s: %w", l.NS, err)}
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, fmt.Errorf("setns %s: %w", l.NS, err)}
 			return
 		}
-		var d net.Dialer
+		d := net.Dialer{LocalAddr: local}
 		c, err := d.DialContext(ctx, network, addr)
+		if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr == nil {
+			runtime.UnlockOSThread()
+		} else {
+			// Stay locked: the thread exits with this goroutine
+			// instead of running other code in the wrong namespace.
+			l.Log.Error("could not switch a thread back from the lab namespace", "err", rerr)
+		}
 		ch <- res{c, err}
 	}()
 	r := <-ch

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // Firmware of a VM.
@@ -50,6 +51,7 @@ type VM struct {
 	Tap       string
 	Firmware  Firmware
 	SerialLog string
+	Started   time.Time
 }
 
 // WaitForLine waits for a serial console line containing substr.
@@ -161,6 +163,7 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		return nil, err
 	}
 	v.Proc = p
+	v.Started = time.Now()
 	if err := l.track(p); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +80,10 @@ func runInit(o initOptions, out io.Writer) error {
 		return err
 	}
 	var notes []string
+	if interp := elfInterpreter(wwclient); interp != "" {
+		notes = append(notes, fmt.Sprintf("%s is dynamically linked (needs %s): it runs as /init before the image's libraries "+
+			"are there, so build it static: CGO_ENABLED=0 go build ./wwclient", wwclient, interp))
+	}
 	addr := o.address
 	if addr == "" {
 		addr = guessAddress()
@@ -198,6 +203,26 @@ func findWWClient(flag string) (string, error) {
 		return "", fmt.Errorf("--wwclient %s: not a regular file", p)
 	}
 	return p, nil
+}
+
+// elfInterpreter is the dynamic loader an ELF executable asks for, "" for a
+// static one (or a file that is not ELF).
+func elfInterpreter(path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(io.LimitReader(p.Open(), 4096))
+			if err != nil {
+				return "a dynamic loader"
+			}
+			return strings.TrimRight(string(b), "\x00")
+		}
+	}
+	return ""
 }
 
 // guessAddress is the first IPv4 address of an up, non-loopback interface.

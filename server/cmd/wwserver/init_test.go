@@ -237,3 +237,19 @@ func statSrc(t *testing.T, root, p string) *syscall.Stat_t {
 	}
 	return &st
 }
+
+func TestELFInterpreter(t *testing.T) {
+	exe, err := os.Executable() // the test binary
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = elfInterpreter(exe) // static or not, it must not fail
+	if got := elfInterpreter(fakeWWClient(t)); got != "" {
+		t.Errorf("a shell script has interpreter %q", got)
+	}
+	if _, err := os.Stat("/bin/sh"); err == nil {
+		if got := elfInterpreter("/bin/sh"); !strings.Contains(got, "ld-") {
+			t.Logf("/bin/sh interpreter %q (static shell?)", got)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package lab
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestInitrdRoundTrip(t *testing.T) {
+	root := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(root, "etc/init.d"), 0o755))
+	must(os.MkdirAll(filepath.Join(root, "boot"), 0o755))
+	must(os.MkdirAll(filepath.Join(root, "bin"), 0o755))
+	must(os.WriteFile(filepath.Join(root, "etc/inittab"), []byte("::sysinit:/etc/init.d/rcS\n"), 0o644))
+	must(os.WriteFile(filepath.Join(root, "etc/init.d/rcS"), []byte("#!/bin/sh\necho hi\n"), 0o755))
+	must(os.WriteFile(filepath.Join(root, "boot/vmlinuz-1"), []byte("kernel"), 0o644))
+	must(os.WriteFile(filepath.Join(root, "bin/busybox"), bytes.Repeat([]byte{1, 2, 3}, 1001), 0o755))
+	must(os.Symlink("/bin/busybox", filepath.Join(root, "bin/sh")))
+
+	out := filepath.Join(t.TempDir(), "initrd.gz")
+	must(WriteInitrd(out, root, map[string][]byte{"init": CheckInit("x")}))
+	f, err := os.Open(out)
+	must(err)
+	defer f.Close()
+	files, err := ReadNewc(f)
+	must(err)
+	want := map[string][]byte{
+		"etc/inittab":    []byte("::sysinit:/etc/init.d/rcS\n"),
+		"etc/init.d/rcS": []byte("#!/bin/sh\necho hi\n"),
+		"bin/busybox":    bytes.Repeat([]byte{1, 2, 3}, 1001),
+		"init":           CheckInit("x"),
+	}
+	if !reflect.DeepEqual(files, want) {
+		var got []string
+		for k := range files {
+			got = append(got, k)
+		}
+		t.Fatalf("files = %v", got)
+	}
+}
+
+func TestVersionLess(t *testing.T) {
+	if !versionLess("boot/vmlinuz-6.1.0-9-amd64", "boot/vmlinuz-6.1.0-28-amd64") {
+		t.Error("6.1.0-9 should sort before 6.1.0-28")
+	}
+	if versionLess("vmlinuz-6.10.0", "vmlinuz-6.9.0") {
+		t.Error("6.10 should sort after 6.9")
+	}
+	d := t.TempDir()
+	for _, v := range []string{"6.1.0-9-amd64", "6.1.0-28-amd64", "5.10.0-1-amd64"} {
+		if err := os.MkdirAll(filepath.Join(d, "boot"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "boot", "vmlinuz-"+v), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := NewestKernel(d)
+	if err != nil || !strings.HasSuffix(k, "vmlinuz-6.1.0-28-amd64") {
+		t.Fatalf("NewestKernel = %q, %v", k, err)
+	}
+}
+
+func TestLabNode(t *testing.T) {
+	n := LabNode(2)
+	if n.Name != "n002" || n.MAC != "52:54:00:99:00:02" || n.IP != "10.99.0.12" {
+		t.Fatalf("LabNode(2) = %+v", n)
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	data := []byte(`{"now":100,"update_interval_seconds":5,
+	 "nodes":[{"name":"n001","mac":"52:54:00:99:00:01","ipaddr":"10.99.0.11","stage":"RUNTIME_OVERLAY","sent":"__RUNTIME__.img.gz","last_seen":99,
+	   "heartbeat":{"version":"dev","uptime_seconds":12,"boot_id":"b","runtime_etag":"\"e\""}}],
+	 "unknown":[{"name":"52:54:00:99:ee:01","mac":"52:54:00:99:ee:01","stage":"IPXE","last_seen":98,"heartbeat":null}]}`)
+	s, err := ParseStatus(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := s.Node("n001")
+	if !ok || n.Stage != "RUNTIME_OVERLAY" || n.Heartbeat == nil || n.Heartbeat.UptimeSeconds != 12 {
+		t.Fatalf("node = %+v", n)
+	}
+	if u, ok := s.UnknownMAC("52-54-00-99-EE-01"); !ok || u.Stage != "IPXE" {
+		t.Fatalf("unknown = %+v, %v", u, ok)
+	}
+	if _, err := ParseStatus([]byte("not json")); err == nil {
+		t.Fatal("want an error")
+	}
+}

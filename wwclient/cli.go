@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -44,8 +45,8 @@ func version() string {
 }
 
 type flags struct {
-	config, root, server, cmdline, stateDir, lock, logLevel string
-	once, showVersion, noNetWait                            bool
+	config, root, server, cmdline, stateDir, lock, logLevel, dmiAssetTag string
+	once, showVersion, noNetWait                                         bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -61,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fset.StringVar(&f.stateDir, "state-dir", "/run/wwclient", "daemon: where the applied runtime overlay ETag is kept")
 	fset.StringVar(&f.lock, "lock", agent.DefaultLockPath, "daemon: lock file that keeps a second agent from running")
 	fset.BoolVar(&f.noNetWait, "no-net-wait", false, "daemon: do not wait for (or configure) the primary interface")
+	fset.StringVar(&f.dmiAssetTag, "asset-tag-file", "/sys/class/dmi/id/chassis_asset_tag", "where the asset key is read when the config has none (SMBIOS chassis asset tag; empty: never)")
 	fset.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fset.Usage = func() {
 		fmt.Fprintf(stderr, "usage: wwclient [flags]\n\nThe wwcluster node agent. As PID 1 or /init it is the boot-time init instead.\n\n")
@@ -204,7 +206,7 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 		Server:     base,
 		MAC:        eff.MAC,
 		Node:       eff.Config.Node,
-		AssetKey:   eff.Config.AssetKey,
+		AssetKey:   assetKey(eff.Config.AssetKey, f.dmiAssetTag),
 		Root:       f.root,
 		Version:    version(),
 		Interval:   eff.Config.Interval(),
@@ -253,4 +255,22 @@ func waitNetwork(ctx context.Context, eff nodeconf.Effective, log *slog.Logger) 
 	if err != nil {
 		log.Warn("network wait gave up; trying the server anyway", "err", err)
 	}
+}
+
+// assetKey is the configured key, else the SMBIOS chassis asset tag (as
+// Warewulf does): the key then never travels in a served overlay.
+func assetKey(configured, dmiPath string) string {
+	if configured != "" || dmiPath == "" {
+		return configured
+	}
+	b, err := os.ReadFile(dmiPath)
+	if err != nil {
+		return ""
+	}
+	tag := strings.TrimSpace(string(b))
+	switch strings.ToLower(tag) {
+	case "", "not specified", "none", "default string", "no asset tag":
+		return ""
+	}
+	return tag
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -88,7 +89,13 @@ func (s *Store) readStamp() fileStamp {
 		if err != nil {
 			return "missing"
 		}
-		return fmt.Sprintf("%d/%d/%v", fi.Size(), fi.ModTime().UnixNano(), fi.Sys())
+		// Size, mtime, inode and ctime: not the whole Stat_t, whose atime
+		// changes on every read and would cause spurious reloads.
+		stamp := fmt.Sprintf("%d/%d", fi.Size(), fi.ModTime().UnixNano())
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			stamp += fmt.Sprintf("/%d/%d.%d", st.Ino, st.Ctim.Sec, st.Ctim.Nsec)
+		}
+		return stamp
 	}
 	return fileStamp{server: st(ServerFile), nodes: st(NodesFile)}
 }

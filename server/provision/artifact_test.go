@@ -148,7 +148,7 @@ func TestUnknownNodeFileStages(t *testing.T) {
 
 func TestBuilderErrors(t *testing.T) {
 	e := newEnv(t, false)
-	e.builder.err = fmt.Errorf("image %q: no rootfs: %w", "debian", ErrNotFound)
+	e.builder.set(func(f *fakeBuilder) { f.err = fmt.Errorf("image %q: no rootfs: %w", "debian", ErrNotFound) })
 	resp, body := e.get("/image/" + macN002)
 	wantCode(t, resp, body, http.StatusNotFound)
 	if ev := e.status.last(t); ev.Sent != ReasonNotFound || ev.Node != "n002" || ev.Stage != status.StageImage {
@@ -158,7 +158,7 @@ func TestBuilderErrors(t *testing.T) {
 		t.Errorf("404 body leaks server detail: %q", body)
 	}
 
-	e.builder.err = errBoom
+	e.builder.set(func(f *fakeBuilder) { f.err = errBoom })
 	resp, body = e.get("/overlay/system/" + macN002)
 	wantCode(t, resp, body, http.StatusInternalServerError)
 	if !strings.Contains(e.logs.String(), "boom") {
@@ -171,7 +171,7 @@ func TestBuilderErrors(t *testing.T) {
 
 func TestRecoverMiddleware(t *testing.T) {
 	e := newEnv(t, false)
-	e.builder.panic = true
+	e.builder.set(func(f *fakeBuilder) { f.panic = true })
 	resp, body := e.get("/kernel/" + macN002)
 	wantCode(t, resp, body, http.StatusInternalServerError)
 	if got := counterValue(t, e.reg, "wwserver_http_errors_total", "kind", "panic"); got != 1 {
@@ -181,14 +181,14 @@ func TestRecoverMiddleware(t *testing.T) {
 		t.Error("panic not logged")
 	}
 	// The server still serves.
-	e.builder.panic = false
+	e.builder.set(func(f *fakeBuilder) { f.panic = false })
 	resp, body = e.get("/kernel/" + macN002)
 	wantCode(t, resp, body, http.StatusOK)
 }
 
 func TestReadTimeoutDoesNotCancelBuild(t *testing.T) {
 	e := newEnv(t, false)
-	e.builder.delay = 300 * time.Millisecond
+	e.builder.set(func(f *fakeBuilder) { f.delay = 300 * time.Millisecond })
 	srv := httptest.NewUnstartedServer(e.h)
 	srv.Config.ReadTimeout = 50 * time.Millisecond
 	srv.Start()

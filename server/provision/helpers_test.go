@@ -150,6 +150,13 @@ func (f *fakeBuilder) RuntimeOverlay(ctx context.Context, _ *config.Snapshot, n 
 	return f.get(ctx, "runtime", "__RUNTIME__.img.gz", n)
 }
 
+// set changes the fake under its lock.
+func (f *fakeBuilder) set(fn func(*fakeBuilder)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
 func (f *fakeBuilder) callCount(stage string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -83,7 +83,7 @@ type Options struct {
 	// a private one.
 	Registry Registry
 	// MinThroughput sizes the write deadline of file stages:
-	// deadline = BaseWriteTimeout + size/MinThroughput. Zero means 1 MiB/s.
+	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
 }
 
@@ -139,6 +139,3 @@ func New(opts Options) (*Handler, error) {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
-// Templates returns the iPXE templates the handler renders with.
-func (h *Handler) Templates() *Templates { return h.tmpl }

@@ -147,12 +147,14 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	defer out.Close()
 	cmd := l.nsCommand(l.Paths.QEMU, args...)
 	cmd.Stderr = out
+	var serial *os.File
 	if o.Console != nil {
-		serial, err := os.OpenFile(v.SerialLog, os.O_WRONLY|os.O_APPEND, 0o644)
+		// Written by os/exec's copying goroutine until QEMU exits: closed
+		// only then (a write error would stop the copy and close the pipe).
+		serial, err = os.OpenFile(v.SerialLog, os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return nil, err
 		}
-		defer serial.Close()
 		cmd.Stdout = io.MultiWriter(o.Console, serial)
 		cmd.Stdin = o.Stdin
 	} else {
@@ -160,7 +162,16 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	}
 	p, err := startProc(l.Log, "qemu:"+o.Name, cmd, v.SerialLog, o.Console != nil)
 	if err != nil {
+		if serial != nil {
+			serial.Close()
+		}
 		return nil, err
+	}
+	if serial != nil {
+		go func() {
+			<-p.Done()
+			serial.Close()
+		}()
 	}
 	v.Proc = p
 	v.Started = time.Now()

@@ -33,7 +33,8 @@ image: deps
 	./initramfs/build.sh $(IMAGE)
 
 lab: deps build image
-	$(GO) run ./tools/lab/cmd/lab --bin $(BIN) --image $(IMAGE)
+	$(GO) build -o $(BIN)/lab ./tools/lab/cmd/lab
+	$(BIN)/lab --bin $(BIN) --image $(IMAGE)
 
 vet:
 	$(GO) vet ./...

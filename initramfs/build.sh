@@ -53,9 +53,13 @@ mkdir -p "$cache"
 apt_updated=0
 apt_update_once() {
 	if [ "$apt_updated" = 0 ]; then
-		log "apt-get update"
-		apt-get update -qq >&2
 		apt_updated=1
+		if [ "$(id -u)" = 0 ]; then
+			log "apt-get update"
+			apt-get update -qq >&2 || log "warning: apt-get update failed"
+		else
+			log "warning: not root, cannot apt-get update"
+		fi
 	fi
 }
 need_tools() {
@@ -88,7 +92,7 @@ candidate_record() {
 # fetch NAME VERSION -> prints path of the cached .deb
 fetch() {
 	local name=$1 ver=$2 f tmp got
-	f="$cache/${name}_${ver//:/%3a}_amd64.deb"
+	f=$(debpath "$name" "$ver")
 	if [ ! -s "$f" ]; then
 		tmp=$(mktemp -d "$cache/.dl.XXXXXX")
 		log "apt-get download $name=$ver"
@@ -105,20 +109,36 @@ fetch() {
 }
 
 # --- resolve inputs ------------------------------------------------------
-meta=$(candidate_record linux-image-amd64)
-kpkg=$(printf '%s\n' "$meta" | sed -n 's/^Depends: //p' | head -n1 |
-	tr ',' '\n' | sed 's/^ *//; s/ .*//' | grep -E '^linux-image-[0-9].*-amd64$' | head -n1)
-[ -n "$kpkg" ] || die "cannot find the kernel package linux-image-amd64 depends on"
-kver=$(candidate_record "$kpkg" | sed -n 's/^Version: //p')
-bbver=$(candidate_record busybox-static | sed -n 's/^Version: //p')
-
-stamp_want=$(printf '%s\n' "$kpkg=$kver" "busybox-static=$bbver" "modules=$modules" \
-	"epoch=${SOURCE_DATE_EPOCH:-}" | cat - "$0" | sha256sum | cut -d' ' -f1)
-if [ "${FORCE:-0}" != 1 ] && [ -d "$outdir/rootfs" ] &&
-	[ "$(cat "$outdir/.stamp" 2>/dev/null)" = "$stamp_want" ]; then
+debpath() { printf '%s/%s_%s_amd64.deb\n' "$cache" "$1" "${2//:/%3a}"; }
+resolve() {
+	local meta
+	meta=$(candidate_record linux-image-amd64)
+	kpkg=$(printf '%s\n' "$meta" | sed -n 's/^Depends: //p' | head -n1 |
+		tr ',' '\n' | sed 's/^ *//; s/ .*//' | grep -E '^linux-image-[0-9].*-amd64$' | head -n1)
+	[ -n "$kpkg" ] || die "cannot find the kernel package linux-image-amd64 depends on"
+	kver=$(candidate_record "$kpkg" | sed -n 's/^Version: //p')
+	bbver=$(candidate_record busybox-static | sed -n 's/^Version: //p')
+}
+stamp() {
+	printf '%s\n' "$kpkg=$kver" "busybox-static=$bbver" "modules=$modules" \
+		"epoch=${SOURCE_DATE_EPOCH:-}" | cat - "$0" | sha256sum | cut -d' ' -f1
+}
+up_to_date() {
+	[ "${FORCE:-0}" != 1 ] && [ -d "$outdir/rootfs" ] &&
+		[ "$(cat "$outdir/.stamp" 2>/dev/null)" = "$(stamp)" ]
+}
+resolve
+if ! up_to_date && { [ ! -s "$(debpath "$kpkg" "$kver")" ] || [ ! -s "$(debpath busybox-static "$bbver")" ]; }; then
+	# Downloading anyway: refresh apt's lists first, so that the versions
+	# are the mirror's current ones (stale lists name files it dropped).
+	apt_update_once
+	resolve
+fi
+if up_to_date; then
 	log "$outdir/rootfs is up to date ($kpkg $kver, busybox-static $bbver)"
 	exit 0
 fi
+stamp_want=$(stamp)
 
 kdeb=$(fetch "$kpkg" "$kver")
 bbdeb=$(fetch busybox-static "$bbver")

@@ -213,11 +213,11 @@ func CleanupStale(ctx context.Context, log *slog.Logger) {
 			continue // its owner still runs
 		}
 		if pids, err := run(ctx, "ip", "netns", "pids", name); err == nil && strings.TrimSpace(pids) != "" {
-			log.Warn("stale lab namespace still has processes; leaving it", "ns", name, "pids", strings.Fields(pids))
+			log.Warn("stale lab namespace still has processes; leaving it", "stale_ns", name, "pids", strings.Fields(pids))
 			continue
 		}
 		if _, err := run(ctx, "ip", "netns", "del", name); err == nil {
-			log.Info("deleted stale lab namespace", "ns", name)
+			log.Info("deleted stale lab namespace", "stale_ns", name)
 		}
 	}
 }

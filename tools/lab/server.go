@@ -51,6 +51,17 @@ func (l *Lab) StartServer(ctx context.Context) (*Proc, error) {
 	return p, nil
 }
 
+// StopServer stops the wwserver that StartServer started (SIGTERM to its
+// PID, SIGKILL after 5 s). Close does it too.
+func (l *Lab) StopServer() {
+	l.mu.Lock()
+	p := l.server
+	l.mu.Unlock()
+	if p != nil {
+		p.Stop(5 * time.Second)
+	}
+}
+
 // ServerLog is the path of wwserver's output.
 func (l *Lab) ServerLog() string { return filepath.Join(l.Dir, "wwserver.log") }
 

@@ -574,7 +574,9 @@ root = "tmpfs"
 [nodes.n001]
 profiles = ["default"]
 # Optional secret; when set, the runtime overlay and heartbeats need it
-# (?assetkey=). It is written into the node's wwclient.toml.
+# (?assetkey=). wwclient reads it from the node's SMBIOS chassis asset tag
+# (set in the firmware setup; QEMU: -smbios type=3,asset=KEY), so it never
+# travels in a served overlay.
 asset_key = ""
 # Optional iPXE template: ipxe/NAME.ipxe in this tree (see ipxe/README).
 ipxe_template = ""

@@ -121,11 +121,25 @@ func qemuBoot(t *testing.T, fw string) {
 	})
 	<-d.Ready()
 	<-tf.Ready()
+	if path := os.Getenv("WWT_TCPDUMP"); path != "" { // debugging aid: a packet trace of the tap
+		f, err := os.Create(path + "." + fw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dctx, dcancel := context.WithCancel(context.Background())
+		dump := p.ServerCommand(dctx, "tcpdump", "-i", "tap0", "-n", "-vvv", "-l", "-U")
+		dump.Stdout, dump.Stderr = f, f
+		if err := dump.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dcancel(); _ = dump.Wait(); f.Close() })
+	}
 
+	// As tools/lab does: BIOS uses QEMU's iPXE ROM; UEFI has no NIC ROM
+	// (romfile=) so OVMF's own PXE runs.
+	nic := "virtio-net-pci,netdev=n0,bootindex=1,mac=" + mac
 	args := []string{"-nographic", "-m", "256", "-no-reboot",
-		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac=" + mac + ",romfile=/usr/lib/ipxe/qemu/efi-virtio.rom",
-		"-boot", "n"}
+		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"}
 	want := []struct{ stage, sent string }{{status.StageDHCP, "http://10.202.0.1:9873/ipxe/" + mac}}
 	if fw == "uefi" {
 		vars := filepath.Join(t.TempDir(), "vars.fd")
@@ -139,9 +153,14 @@ func qemuBoot(t *testing.T, fw string) {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
 			"-drive", "if=pflash,format=raw,file="+vars)
+		nic += ",romfile="
 		want = append([]struct{ stage, sent string }{
 			{status.StageDHCP, "snponly.efi"}, {status.StageTFTP, "snponly.efi"}}, want...)
 	}
+	if fw == "bios" {
+		args = append(args, "-boot", "n")
+	}
+	args = append(args, "-device", nic)
 	qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer qcancel()
 	var console bytes.Buffer
@@ -162,8 +181,13 @@ func qemuBoot(t *testing.T, fw string) {
 		select {
 		case <-ev.ch:
 		case <-qctx.Done():
-			t.Fatalf("%s: firmware did not get through; events %+v\nconsole:\n%s", fw, ev.events, console.String())
+			ev.mu.Lock()
+			got := append([]status.Event(nil), ev.events...)
+			ev.mu.Unlock()
+			t.Fatalf("%s: firmware did not get through; events %+v\nconsole:\n%s", fw, got, console.String())
 		}
 	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
 	t.Logf("%s: events %+v", fw, ev.events)
 }

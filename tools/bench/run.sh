@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# wwserver benchmarks (make bench). Not part of make test.
+#
+# Builds wwserver, wwclient and the load tools, generates served trees with
+# 1,000 and 10,000 nodes, starts wwserver on 127.0.0.1 (and nginx, when one
+# is found, as a reference), measures, and prints a table (also written to
+# $BENCH_DIR/results/table.md). All traffic goes to 127.0.0.1; every load
+# run is bounded in requests and time. Takes about 10-15 minutes.
+#
+# Environment (all optional):
+#   BENCH_DIR       work directory (default /tmp/wwbench; trees, binaries, results)
+#   BENCH_PORT      wwserver port (default 29873); BENCH_NGINX_PORT (default 29880)
+#   BENCH_DURATION  length of each timed load run (default 8s; at most 2m)
+#   BENCH_REPEAT    repeats of each measurement (default 3)
+#   BENCH_CONNS     connections (default 50)
+#   BENCH_IMAGE     image rootfs for --image-from (default build/image/rootfs when
+#                   it exists, else a fake image with an 8 MiB random kernel)
+#   BENCH_PIN       1 (default): also run the key loads with wwserver on CPU 0 and
+#                   the load generator on CPU 1 (needs taskset and 2+ CPUs); 0: skip
+#   BENCH_NGINX     nginx binary for the reference runs (default: nginx in PATH;
+#                   none: skipped). Without installing it: apt-get download nginx
+#                   && dpkg-deb -x nginx_*.deb DIR; BENCH_NGINX=DIR/usr/sbin/nginx
+#   BENCH_ONLY      space-separated phases to run (default: "ten one build nginx")
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/tmp/wwbench}
+PORT=${BENCH_PORT:-29873}
+NGINX_PORT=${BENCH_NGINX_PORT:-29880}
+DUR=${BENCH_DURATION:-8s}
+REPEAT=${BENCH_REPEAT:-3}
+CONNS=${BENCH_CONNS:-50}
+PIN=${BENCH_PIN:-1}
+ONLY=${BENCH_ONLY:-"ten one build nginx"}
+GO=${GO:-go}
+BIN=$BENCH_DIR/bin
+RES=$BENCH_DIR/results
+URL=http://127.0.0.1:$PORT
+
+if [[ -z "${BENCH_IMAGE:-}" && -d $repo/build/image/rootfs ]]; then
+	BENCH_IMAGE=$repo/build/image/rootfs
+fi
+NGINX=${BENCH_NGINX:-$(command -v nginx || true)}
+if [[ "$PIN" == 1 ]] && { ! command -v taskset >/dev/null || [[ $(nproc) -lt 2 ]]; }; then
+	echo "bench: taskset missing or fewer than 2 CPUs: no pinned runs" >&2
+	PIN=0
+fi
+
+log() { printf '\n[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# --- processes: every one we start is stopped by PID, also on failure ----
+SERVER_PID=""
+NGINX_PID=""
+
+stop_server() {
+	[[ -n "$SERVER_PID" ]] || return 0
+	local pid=$SERVER_PID
+	SERVER_PID=""
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 250); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+stop_nginx() {
+	[[ -n "$NGINX_PID" ]] || return 0
+	kill -TERM "$NGINX_PID" 2>/dev/null || true
+	wait "$NGINX_PID" 2>/dev/null || true
+	NGINX_PID=""
+}
+
+cleanup() {
+	local rc=$?
+	stop_server
+	stop_nginx
+	if [[ $rc != 0 ]]; then
+		echo "bench: FAILED (exit $rc); logs in $BENCH_DIR" >&2
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_server TREE [CPUS]: wwserver in the background; SERVER_PID; T0 (ns)
+start_server() {
+	local tree=$1 cpus=${2:-}
+	local -a cmd=("$BIN/wwserver" serve --root "$tree")
+	if [[ -n "$cpus" ]]; then
+		cmd=(taskset -c "$cpus" "${cmd[@]}")
+	fi
+	if ss -ltn 2>/dev/null | grep -q "127.0.0.1:$PORT "; then
+		echo "bench: port $PORT is in use (set BENCH_PORT)" >&2
+		return 1
+	fi
+	T0=$(date +%s%N)
+	"${cmd[@]}" >>"$BENCH_DIR/wwserver.log" 2>&1 &
+	SERVER_PID=$!
+}
+
+# wait_ready NAME [URL]: seconds from T0 until URL (default /healthz) answers 2xx.
+wait_ready() {
+	local name=$1 u=${2:-$URL/healthz}
+	"$BIN/httpload" -ready -since "$T0" -max-wait 120s -json -label "$name" "$u" >"$RES/$name.json"
+	kill -0 "$SERVER_PID"
+}
+
+# load NAME [httpload flags...] URL: one run, recorded as $RES/NAME.json
+load() {
+	local name=$1
+	shift
+	local -a pin=()
+	if [[ -n "${LOAD_CPUS:-}" ]]; then
+		pin=(taskset -c "$LOAD_CPUS")
+	fi
+	local pids=${LOAD_PIDS:-$SERVER_PID}
+	"${pin[@]}" "$BIN/httpload" -json -label "$name" -pid "$pids" "$@" >"$RES/$name.json"
+	"$BIN/benchreport" -one "$RES/$name.json" >&2
+	kill -0 "${pids%%,*}" 2>/dev/null || { echo "bench: the server died" >&2; return 1; }
+}
+
+# scalar NAME VALUE UNIT [EXTRA-JSON-FIELDS]
+scalar() {
+	printf '{"label":"%s","value":%s,"unit":"%s"%s}\n' "$1" "$2" "$3" "${4:+,$4}" >"$RES/$1.json"
+	printf '  %s: %s %s\n' "$1" "$2" "$3" >&2
+}
+
+# mktree DIR N: wwserver init + gentree; MACs in DIR.macs
+mktree() {
+	local dir=$1 n=$2
+	rm -rf "$dir" "$dir.macs"
+	local -a img=()
+	[[ -n "${BENCH_IMAGE:-}" ]] && img=(--image-from "$BENCH_IMAGE")
+	"$BIN/wwserver" init "$dir" --wwclient "$BIN/wwclient" "${img[@]}" --address 127.0.0.1 \
+		--listen "127.0.0.1:$PORT" >/dev/null
+	local -a extra=()
+	[[ -z "${BENCH_IMAGE:-}" ]] && extra=(-fake-image)
+	# Secure mode needs privileged source ports for the runtime overlay and
+	# heartbeats; without root the benchmark tree runs insecure.
+	[[ $(id -u) != 0 ]] && extra+=(-secure false)
+	"$BIN/gentree" -root "$dir" -n "$n" -macs "$dir.macs" "${extra[@]}"
+}
+
+PRIV=()
+[[ $(id -u) == 0 ]] && PRIV=(-privileged-ports)
+HB_BODY='{"version":"bench","uptime_seconds":100,"boot_id":"bench","runtime_etag":""}'
+
+# --- build ---------------------------------------------------------------
+mkdir -p "$BIN" "$RES"
+rm -f "$RES"/*.json "$BENCH_DIR/wwserver.log"
+log "building into $BIN"
+(
+	cd "$repo"
+	$GO build -o "$BIN/wwserver" ./server/cmd/wwserver
+	CGO_ENABLED=0 $GO build -o "$BIN/wwclient" ./wwclient
+	$GO build -o "$BIN/httpload" ./tools/bench/cmd/httpload
+	$GO build -o "$BIN/gentree" ./tools/bench/cmd/gentree
+	$GO build -o "$BIN/benchreport" ./tools/bench/cmd/benchreport
+)
+"$BIN/benchreport" -machine >"$RES/machine.txt"
+cat "$RES/machine.txt" >&2
+echo "image: ${BENCH_IMAGE:-fake (8 MiB random kernel)}; duration $DUR x $REPEAT, $CONNS connections; pinned runs: $PIN" >>"$RES/machine.txt"
+
+T10K=$BENCH_DIR/tree10k
+T1K=$BENCH_DIR/tree1k
+
+# --- 10,000 nodes: start to ready, /status with all seen ------------------
+if [[ " $ONLY " == *" ten "* ]]; then
+	log "10,000-node tree"
+	mktree "$T10K" 10000
+	first=$(head -1 "$T10K.macs")
+	for r in $(seq "$REPEAT"); do
+		rm -rf "$T10K/state"
+		start_server "$T10K"
+		wait_ready "ready10k.$r"
+		wait_ready "firstipxe10k.$r" "$URL/ipxe/$first"
+		printf '  start to ready (10,000 nodes, empty state): %ss\n' "$(grep -o '"ready_seconds":[0-9.]*' "$RES/ready10k.$r.json" | cut -d: -f2)" >&2
+		[[ $r == "$REPEAT" ]] || stop_server
+	done
+	# Every node seen once (its iPXE script), then /status.
+	load seen10k -c "$CONNS" -d 2m -n 10000 -order seq -macs "$T10K.macs" "$URL/ipxe/{mac}"
+	for r in $(seq "$REPEAT"); do
+		load "status10k.$r" -c "$CONNS" -d "$DUR" -warmup 1s "$URL/status"
+	done
+	load "heartbeat10k.1" -c "$CONNS" -d "$DUR" -warmup 1s "${PRIV[@]}" -m POST -body "$HB_BODY" -macs "$T10K.macs" "$URL/heartbeat/{mac}"
+	load "status10k-hb.1" -c "$CONNS" -d "$DUR" "$URL/status"
+	stop_server
+	# Restart with state/status.json holding 10,000 nodes.
+	for r in $(seq "$REPEAT"); do
+		start_server "$T10K"
+		wait_ready "restart10k.$r"
+		stop_server
+	done
+fi
+
+# --- wwserver build, 1,000 nodes -----------------------------------------
+if [[ " $ONLY " == *" build "* || " $ONLY " == *" one "* ]]; then
+	log "1,000-node tree"
+	mktree "$T1K" 1000
+fi
+if [[ " $ONLY " == *" build "* ]]; then
+	log "wwserver build, 1,000 nodes"
+	for r in $(seq "$REPEAT"); do
+		rm -rf "$T1K/state"
+		sync
+		t0=$(date +%s%N)
+		out=$("$BIN/wwserver" build --root "$T1K" --workers "$(nproc)" 2>>"$BENCH_DIR/wwserver.log")
+		t1=$(date +%s%N)
+		bytes=$(du -sb "$T1K/state" | cut -f1)
+		files=$(find "$T1K/state" -type f | wc -l)
+		echo "  $out" >&2
+		scalar "build1k.$r" "$(awk "BEGIN{printf \"%.3f\", ($t1-$t0)/1e9}")" s "\"bytes\":$bytes,\"files\":$files"
+		# The server started on this state: runtime overlays of nodes never
+		# fetched before (is the prebuilt cache used?).
+		start_server "$T1K"
+		wait_ready "ready1k-built.$r"
+		load "runtime-prebuilt.$r" -c "$CONNS" -d 2m -n 1000 -order seq "${PRIV[@]}" -macs "$T1K.macs" "$URL/overlay/runtime/{mac}"
+		stop_server
+	done
+	t0=$(date +%s%N)
+	"$BIN/wwserver" build --root "$T1K" --workers "$(nproc)" >/dev/null 2>>"$BENCH_DIR/wwserver.log"
+	t1=$(date +%s%N)
+	scalar "build1k-again.1" "$(awk "BEGIN{printf \"%.3f\", ($t1-$t0)/1e9}")" s
+fi
+
+# --- 1,000 nodes: the boot path under load ---------------------------------
+if [[ " $ONLY " == *" one "* ]]; then
+	log "1,000 nodes: cold runtime overlays"
+	for r in $(seq "$REPEAT"); do
+		rm -rf "$T1K/state"
+		start_server "$T1K"
+		wait_ready "ready1k.$r"
+		load "runtime-cold.$r" -c "$CONNS" -d 2m -n 1000 -order seq "${PRIV[@]}" -macs "$T1K.macs" "$URL/overlay/runtime/{mac}"
+		load "system-cold.$r" -c "$CONNS" -d 2m -n 1000 -order seq -macs "$T1K.macs" "$URL/overlay/system/{mac}"
+		[[ $r == "$REPEAT" ]] || stop_server
+	done
+
+	# Pinned first: the unpinned runs end with heartbeats, which grow /status.
+	if [[ "$PIN" == 1 ]]; then
+		log "1,000 nodes, pinned: wwserver on CPU 0, load generator on CPU 1"
+		stop_server
+		start_server "$T1K" 0
+		wait_ready "ready1k-pinned.1"
+		load seen1k-pin -c "$CONNS" -d 2m -n 1000 -order seq -macs "$T1K.macs" "$URL/ipxe/{mac}"
+		export LOAD_CPUS=1
+		for r in $(seq "$REPEAT"); do
+			load "ipxe-pin.$r" -c "$CONNS" -d "$DUR" -warmup 1s -macs "$T1K.macs" "$URL/ipxe/{mac}"
+			load "status1k-pin.$r" -c "$CONNS" -d "$DUR" -warmup 1s "$URL/status"
+			load "runtime-pin.$r" -c "$CONNS" -d "$DUR" -warmup 1s "${PRIV[@]}" -macs "$T1K.macs" "$URL/overlay/runtime/{mac}"
+			load "kernel-pin.$r" -c "$CONNS" -d "$DUR" -warmup 1s -macs "$T1K.macs" "$URL/kernel/{mac}"
+		done
+		unset LOAD_CPUS
+		stop_server
+		start_server "$T1K"
+		wait_ready "ready1k-again.1"
+	fi
+
+	log "1,000 nodes, unpinned"
+	load seen1k -c "$CONNS" -d 2m -n 1000 -order seq -macs "$T1K.macs" "$URL/ipxe/{mac}"
+	for r in $(seq "$REPEAT"); do
+		load "ipxe.$r" -c "$CONNS" -d "$DUR" -warmup 1s -macs "$T1K.macs" "$URL/ipxe/{mac}"
+		load "status1k.$r" -c "$CONNS" -d "$DUR" -warmup 1s "$URL/status"
+		load "runtime.$r" -c "$CONNS" -d "$DUR" -warmup 1s "${PRIV[@]}" -macs "$T1K.macs" "$URL/overlay/runtime/{mac}"
+		load "kernel.$r" -c "$CONNS" -d "$DUR" -warmup 1s -macs "$T1K.macs" "$URL/kernel/{mac}"
+	done
+	load "runtime304.1" -c "$CONNS" -d "$DUR" -warmup 2s -revalidate "${PRIV[@]}" -macs "$T1K.macs" "$URL/overlay/runtime/{mac}"
+	load "system.1" -c "$CONNS" -d "$DUR" -warmup 1s -macs "$T1K.macs" "$URL/overlay/system/{mac}"
+	load "image.1" -c "$CONNS" -d "$DUR" -warmup 1s -macs "$T1K.macs" "$URL/image/{mac}"
+	load "heartbeat.1" -c "$CONNS" -d "$DUR" -warmup 1s "${PRIV[@]}" -m POST -body "$HB_BODY" -macs "$T1K.macs" "$URL/heartbeat/{mac}"
+	load "provision-ipxe.1" -c "$CONNS" -d "$DUR" -warmup 1s -macs "$T1K.macs" "$URL/provision/{mac}?stage=ipxe"
+	stop_server
+fi
+
+# --- nginx reference: the same load generator against nginx ----------------
+if [[ " $ONLY " == *" nginx "* && -n "$NGINX" && -x "$NGINX" ]]; then
+	log "nginx reference ($NGINX)"
+	nd=$BENCH_DIR/nginx
+	rm -rf "$nd"
+	mkdir -p "$nd/html" "$nd/logs" "$nd/tmp"
+	head -c 300 /dev/urandom >"$nd/html/small"
+	head -c $((256 << 20)) /dev/urandom >"$nd/html/big"
+	cat >"$nd/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $nd/nginx.pid;
+error_log $nd/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 1000000;
+	keepalive_timeout 120s;
+	client_body_temp_path $nd/tmp/body;
+	proxy_temp_path $nd/tmp/proxy;
+	fastcgi_temp_path $nd/tmp/fastcgi;
+	uwsgi_temp_path $nd/tmp/uwsgi;
+	scgi_temp_path $nd/tmp/scgi;
+	default_type application/octet-stream;
+	server {
+		listen 127.0.0.1:$NGINX_PORT;
+		root $nd/html;
+	}
+}
+EOF
+	# (nginx reads inherited sockets from $NGINX: keep it out of its environment)
+	env -u NGINX "$NGINX" -p "$nd" -e "$nd/logs/error.log" -c "$nd/nginx.conf" &
+	NGINX_PID=$!
+	T0=$(date +%s%N)
+	"$BIN/httpload" -ready -max-wait 10s "http://127.0.0.1:$NGINX_PORT/small" >/dev/null
+	# Server CPU: the master and its workers.
+	LOAD_PIDS=$(echo "$NGINX_PID" $(pgrep -P "$NGINX_PID") | tr ' ' ,)
+	export LOAD_PIDS
+	for r in $(seq "$REPEAT"); do
+		load "nginx-small.$r" -c "$CONNS" -d "$DUR" -warmup 1s "http://127.0.0.1:$NGINX_PORT/small"
+		load "nginx-big.$r" -c "$CONNS" -d "$DUR" -warmup 1s "http://127.0.0.1:$NGINX_PORT/big"
+	done
+	unset LOAD_PIDS
+	stop_nginx
+	rm -f "$nd/html/big"
+fi
+
+log "results"
+"$BIN/benchreport" -dir "$RES" | tee "$RES/table.md"

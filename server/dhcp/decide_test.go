@@ -536,3 +536,23 @@ func TestMalformed(t *testing.T) {
 		}
 	}
 }
+
+func TestOffLinkRouterNotSent(t *testing.T) {
+	nodes := testNodesTOML + `
+[nodes.n009]
+profiles = ["default"]
+[nodes.n009.network.eth0]
+hwaddr = "52:54:00:00:00:09"
+ipaddr = "10.201.0.19"
+gateway = "10.9.9.9"
+`
+	e := newEnv(t, testConfig{nodes: nodes})
+	o := e.do(t, discover(t, "52:54:00:00:00:09", withArch(7)))
+	checkReply(t, o, dhcpv4.MessageTypeOffer, "10.201.0.19", "snponly.efi")
+	if o.reply.Options.Has(dhcpv4.OptionRouter) {
+		t.Errorf("off-link router sent: %v", o.reply.Router())
+	}
+	if o.note == "" {
+		t.Error("dropping the router was not noted")
+	}
+}

@@ -198,6 +198,18 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 	return p, nil
 }
 
+// onLink drops a router outside the client's subnet: UEFI PXE (EDK2)
+// fails the whole boot ("PXE-E99 Unexpected network error") when told to
+// use an off-link gateway. The note says so in the log.
+func onLink(p *params) string {
+	if p.router.IsValid() && p.yiaddr.IsValid() && !sameSubnet(p.yiaddr, p.router, p.netmask) {
+		note := fmt.Sprintf("router %s is not in %s's subnet; not sent", p.router, p.yiaddr)
+		p.router = netip.Addr{}
+		return note
+	}
+	return ""
+}
+
 func (h *reservationHandler) discover(x *exchange) result {
 	hint := addrOf(x.req.RequestedIPAddress())
 	p, err := h.assign(x, hint, false, StateOffered, x.now.Add(offerHold))
@@ -223,8 +235,9 @@ func (h *reservationHandler) silent(x *exchange, err error) result {
 // answer builds an OFFER or ACK with the boot file for netboot clients.
 func (h *reservationHandler) answer(x *exchange, typ dhcpv4.MessageType, p *params) result {
 	withBoot(x, p)
+	note := onLink(p)
 	r := buildReply(x, typ, p)
-	res := result{reply: r}
+	res := result{reply: r, note: note}
 	if p.boot.File != "" {
 		res.event = bootEvent(x, r, p.boot.File)
 	}

@@ -81,7 +81,7 @@ func qemuBoot(t *testing.T, fw string) {
 	}
 	const mac = "52:54:00:00:00:01"
 	root := t.TempDir()
-	srvTOML := strings.NewReplacer("10.201.0.1", "10.202.0.1").Replace(testConfig{iface: "tap0", listen: ":67"}.serverTOML()) +
+	srvTOML := strings.ReplaceAll(testConfig{iface: "tap0", listen: ":67"}.serverTOML(), "10.201.0.", "10.202.0.") +
 		"\n[tftp]\nenabled = true\nlisten = \":69\"\ndir = \"/usr/lib/ipxe\"\n"
 	nodes := strings.Replace(testNodesTOML, "10.201.0.11", "10.202.0.11", 1)
 	if err := os.WriteFile(filepath.Join(root, config.ServerFile), []byte(srvTOML), 0o644); err != nil {

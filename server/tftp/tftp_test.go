@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -351,5 +352,55 @@ func TestAnticipateHotReload(t *testing.T) {
 		if got := e.srv.anticipate.Load(); got != int64(win) {
 			t.Errorf("anticipate = %d, want %d", got, win)
 		}
+	}
+}
+
+// TestSizeProbe does what UEFI PXE does before a download: RRQ with
+// tsize=0, read the OACK, end the transfer with error 8. The OACK must
+// carry the exact size and the abort is not a failed transfer.
+func TestSizeProbe(t *testing.T) {
+	e := startLoopback(t, Options{}, "10.201.0.11")
+	randomFile(t, filepath.Join(e.dir, "snponly.efi"), 173792)
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rrq := []byte("\x00\x01snponly.efi\x00octet\x00tsize\x000\x00blksize\x001468\x00")
+	if _, err := conn.WriteTo(rrq, e.srv.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := conn.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buf[1] != 6 {
+		t.Fatalf("expected OACK, got opcode %d: %q", buf[1], buf[:n])
+	}
+	opts := strings.Split(string(buf[2:n]), "\x00")
+	got := map[string]string{}
+	for i := 0; i+1 < len(opts); i += 2 {
+		got[opts[i]] = opts[i+1]
+	}
+	if got["tsize"] != "173792" || got["blksize"] != "1468" {
+		t.Errorf("OACK options = %v", got)
+	}
+	if _, err := conn.WriteTo([]byte("\x00\x05\x00\x08size probe\x00"), from); err != nil {
+		t.Fatal(err)
+	}
+	// A real transfer afterwards is counted; the probe is not an error.
+	c := e.client(t)
+	wt, err := c.Receive("snponly.efi", "octet")
+	if err == nil {
+		_, err = wt.WriteTo(io.Discard)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "transfer counted", func() bool { return counterValue(e.srv.m.transfers) == 1 })
+	if got := counterValue(e.srv.m.errors.WithLabelValues("transfer")); got != 0 {
+		t.Errorf("size probe counted as a failed transfer")
 	}
 }

@@ -195,8 +195,15 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 		defer f.Close()
 
 		// tsize: the library seeks the reader when the client asks for it
-		// (and only in octet mode, where the size is right); see readerAt.
+		// (and only in octet mode, where the size is right); see fileReader.
 		n, err := rf.ReadFrom(&fileReader{ctx: ctx, f: f})
+		if err != nil && n == 0 && strings.Contains(err.Error(), "code=8") {
+			// The client ended the transfer after our OACK (RFC 2347 error
+			// 8): UEFI PXE does this to learn the size (tsize) before the
+			// real download. Not a failure.
+			log.Debug("tftp: size probe", "size", fi.Size())
+			return err
+		}
 		if err != nil {
 			s.m.errors.WithLabelValues("transfer").Inc()
 			log.Warn("tftp: transfer failed", "sent", n, "size", fi.Size(), "err", err)

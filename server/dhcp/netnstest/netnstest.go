@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,12 +124,21 @@ func (p *Pair) SetClientMAC(t testing.TB, mac string) {
 
 // ClientCommand returns name args... to be run in the client namespace.
 func (p *Pair) ClientCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.Client, name}, args...)...)
+	return nsCommand(ctx, p.Client, name, args...)
 }
 
 // ServerCommand returns name args... to be run in the server namespace.
 func (p *Pair) ServerCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.Server, name}, args...)...)
+	return nsCommand(ctx, p.Server, name, args...)
+}
+
+// nsCommand runs name in namespace ns. The process is killed if the test
+// binary dies (e.g. on a test timeout, which skips cleanups), so no VM or
+// daemon outlives it.
+func nsCommand(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
 
 // InServer runs fn on a new goroutine whose OS thread has entered the

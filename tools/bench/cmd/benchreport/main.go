@@ -38,6 +38,7 @@ type result struct {
 	ServerCPU       *float64           `json:"server_cpu_seconds"`
 	ServerCPUPerReq *float64           `json:"server_cpu_us_per_req"`
 	ReadySeconds    *float64           `json:"ready_seconds"`
+	OtherCPU        *float64           `json:"other_cpu_seconds"`
 	Value           *float64           `json:"value"`
 	Unit            string             `json:"unit"`
 	Files           *int64             `json:"files"`
@@ -100,6 +101,9 @@ func summary(path string, out io.Writer) error {
 	fmt.Fprintf(out, "  %-20s %7.0f req/s %8s/s  p50 %s p99 %s max %s  (%d req in %.1fs, %s/resp%s, load gen %.1f s CPU)%s\n",
 		r.Label, r.ReqPerSec, human(r.BytesPerSec), ms(r.LatencyMs["p50"]), ms(r.LatencyMs["p99"]), ms(r.LatencyMs["max"]),
 		r.Requests, r.Seconds, human(perResp(r)), cpu, r.LoadCPU, errs)
+	if r.OtherCPU != nil && r.Seconds > 0 {
+		fmt.Fprintf(out, "  %-20s other processes used %.0f%% of one CPU meanwhile\n", "", *r.OtherCPU/r.Seconds*100)
+	}
 	return nil
 }
 
@@ -297,6 +301,18 @@ func cpuCell(rs []*result) string {
 	})
 }
 
+// otherCell is the range of CPU (in % of one CPU) that processes other than
+// the server and the load generator used during the runs.
+func otherCell(rs []*result) string {
+	var v []float64
+	for _, r := range rs {
+		if r.OtherCPU != nil && r.Seconds > 0 {
+			v = append(v, *r.OtherCPU/r.Seconds*100)
+		}
+	}
+	return span(v, func(x float64) string { return fmt.Sprintf("%.0f%%", x) })
+}
+
 func filterCPU(rs []*result) []*result {
 	var out []*result
 	for _, r := range rs {
@@ -311,8 +327,8 @@ func table(dir string, out io.Writer) error {
 	if m, err := os.ReadFile(filepath.Join(dir, "machine.txt")); err == nil {
 		fmt.Fprintf(out, "```\n%s```\n\n", m)
 	}
-	fmt.Fprintln(out, "| measurement | wwserver, unpinned | wwserver on CPU 0, load on CPU 1 | server CPU / request | Warewulf 4.7 (notes) |")
-	fmt.Fprintln(out, "|---|---|---|---|---|")
+	fmt.Fprintln(out, "| measurement | wwserver, unpinned | wwserver on CPU 0, load on CPU 1 | server CPU / request | other processes' CPU | Warewulf 4.7 (notes) |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|")
 	for _, rw := range rows {
 		un, err := load(dir, rw.key)
 		if err != nil {
@@ -333,7 +349,7 @@ func table(dir string, out io.Writer) error {
 		if rw.show == "ready" || rw.show == "build" || rw.show == "scalar" {
 			cpu = "—"
 		}
-		fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", rw.title, cell(un, rw.show), pinCell, cpu, rw.warewulf)
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s |\n", rw.title, cell(un, rw.show), pinCell, cpu, otherCell(append(un, pin...)), rw.warewulf)
 	}
 	return nil
 }

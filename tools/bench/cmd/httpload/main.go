@@ -441,6 +441,11 @@ type Result struct {
 	ServerCPUSeconds *float64           `json:"server_cpu_seconds,omitempty"`
 	ServerCPUPerReq  *float64           `json:"server_cpu_us_per_req,omitempty"`
 	MACs             int                `json:"macs,omitempty"`
+	// OtherCPUSeconds is the CPU time the rest of the machine (neither the
+	// load generator nor -pid) used during the run: on a shared machine, how
+	// much others got in the way. From /proc/stat.
+	OtherCPUSeconds *float64 `json:"other_cpu_seconds,omitempty"`
+	LoadAvg         string   `json:"loadavg,omitempty"`
 }
 
 func (l *load) run() (*Result, error) {
@@ -479,6 +484,7 @@ func (l *load) run() (*Result, error) {
 		}()
 	}
 	cpu0 := selfCPU()
+	busy0 := machineBusy()
 	pids, err := parsePIDs(l.o.pids)
 	if err != nil {
 		return nil, err
@@ -496,6 +502,7 @@ func (l *load) run() (*Result, error) {
 			l.issued.Store(0)
 		}
 		cpu0 = selfCPU()
+		busy0 = machineBusy()
 		if len(pids) > 0 {
 			srv0, _ = procCPU(pids)
 		}
@@ -514,6 +521,7 @@ func (l *load) run() (*Result, error) {
 	elapsed := time.Since(measureStart)
 	windowBytes := sumBytes(read) - read0
 	cpu1 := selfCPU()
+	busy1 := machineBusy()
 	l.tr.CloseIdleConnections()
 
 	res := &Result{Label: l.o.label, URLs: l.urls, Connections: l.o.conns, Seconds: elapsed.Seconds(),
@@ -523,6 +531,19 @@ func (l *load) run() (*Result, error) {
 		if srv1, err := procCPU(pids); err == nil {
 			d := srv1 - srv0
 			res.ServerCPUSeconds = &d
+		}
+	}
+	if busy0 >= 0 && busy1 >= 0 {
+		other := busy1 - busy0 - res.LoadCPUSeconds
+		if res.ServerCPUSeconds != nil {
+			other -= *res.ServerCPUSeconds
+		}
+		other = max(other, 0)
+		res.OtherCPUSeconds = &other
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			res.LoadAvg = strings.Join(f[:3], " ")
 		}
 	}
 	h := hist.New()
@@ -668,6 +689,33 @@ func selfCPU() float64 {
 	return tv(ru.Utime) + tv(ru.Stime)
 }
 
+// machineBusy is the CPU time (s) all CPUs spent busy since boot, from
+// /proc/stat; -1 when unknown.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	var busy float64
+	// user nice system idle iowait irq softirq steal: all but idle and iowait.
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return -1
+		}
+		busy += x
+	}
+	return busy / 100
+}
+
 func parsePIDs(s string) ([]int, error) {
 	var pids []int
 	for _, f := range strings.Split(s, ",") {
@@ -753,6 +801,9 @@ func (r *Result) printText(out io.Writer) {
 		if r.ServerCPUPerReq != nil {
 			fmt.Fprintf(out, " (%.1f µs/request)", *r.ServerCPUPerReq)
 		}
+	}
+	if r.OtherCPUSeconds != nil {
+		fmt.Fprintf(out, ", other processes %.2f s", *r.OtherCPUSeconds)
 	}
 	fmt.Fprintln(out)
 }

@@ -65,6 +65,9 @@ func run() int {
 		return 1
 	}
 
+	// With `make lab | tee log`, Ctrl-C kills tee too; a write to the broken
+	// pipe must not kill the lab before it has torn the namespace down.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 

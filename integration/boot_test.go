@@ -85,13 +85,16 @@ func TestUEFIBoot(t *testing.T) {
 }
 
 // TestTwoNodesAndUnknown: two nodes boot at once, and a VM with a MAC in no
-// node gets the unknown-node script and shows as unknown in status.
+// node gets the unknown-node script and shows as unknown in status. The
+// second node has an asset key: its wwclient must send the SMBIOS asset tag
+// to get the runtime overlay and to heartbeat; without the key it is refused.
 func TestTwoNodesAndUnknown(t *testing.T) {
 	t.Parallel()
 	n1, n2 := lab.LabNode(1), lab.LabNode(2)
+	n2.AssetKey = "lab-asset-0002"
 	e := newEnv(t, 7*time.Minute, []lab.Node{n1, n2})
 	vm1 := e.startVM(lab.VMOptions{Name: n1.Name, MAC: n1.MAC, Firmware: lab.BIOS})
-	vm2 := e.startVM(lab.VMOptions{Name: n2.Name, MAC: n2.MAC, Firmware: lab.BIOS})
+	vm2 := e.startVM(lab.VMOptions{Name: n2.Name, MAC: n2.MAC, Firmware: lab.BIOS, AssetTag: n2.AssetKey})
 	unk := e.startVM(lab.VMOptions{Name: "unknown", MAC: lab.UnknownMAC, Firmware: lab.BIOS, MemoryMB: 256})
 
 	// The unknown VM gets an address from the pool and the unknown-node
@@ -114,7 +117,13 @@ func TestTwoNodesAndUnknown(t *testing.T) {
 	e.waitBooted(vm1, n1.Name)
 	e.waitBooted(vm2, n2.Name)
 	e.waitRuntime(n1.Name)
-	e.waitRuntime(n2.Name)
+	e.waitRuntime(n2.Name) // needs the asset key: wwclient read it from SMBIOS
+
+	// Even from a privileged port, the runtime overlay of a node with an
+	// asset key is refused without the key.
+	if _, _, err := e.lab.RuntimeOverlay(e.ctx, n2.MAC); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("runtime overlay of %s without its asset key: want 401, got %v", n2.Name, err)
+	}
 
 	st, err = e.lab.Status(e.ctx)
 	if err != nil {

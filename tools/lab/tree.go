@@ -17,6 +17,9 @@ type Node struct {
 	Name string
 	MAC  string
 	IP   string
+	// AssetKey, when set, is the node's asset_key; boot its VM with the
+	// same VMOptions.AssetTag (the SMBIOS chassis asset tag wwclient reads).
+	AssetKey string
 }
 
 // LabNode returns node i (1-based): n00i, MAC 52:54:00:99:00:i, 10.99.0.(10+i).
@@ -131,7 +134,7 @@ func (l *Lab) SetNodes(nodes []Node) error {
 	}
 	nt := map[string]any{}
 	for _, n := range nodes {
-		nt[n.Name] = map[string]any{
+		entry := map[string]any{
 			"profiles": []string{"default"},
 			"network": map[string]any{
 				"eth0": map[string]any{
@@ -143,6 +146,10 @@ func (l *Lab) SetNodes(nodes []Node) error {
 				},
 			},
 		}
+		if n.AssetKey != "" {
+			entry["asset_key"] = n.AssetKey
+		}
+		nt[n.Name] = entry
 	}
 	doc := map[string]any{"profiles": l.profiles, "nodes": nt}
 	return encodeFile(filepath.Join(l.TreeDir, "nodes.toml"), doc)

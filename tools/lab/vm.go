@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -41,6 +42,9 @@ type VMOptions struct {
 	Kernel, Initrd, Append string
 	// NoTap leaves the NIC without a network backend.
 	NoTap bool
+	// AssetTag sets the SMBIOS chassis asset tag (type 3), where wwclient
+	// reads a node's asset key.
+	AssetTag string
 }
 
 // VM is a running QEMU.
@@ -129,6 +133,12 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
 	}
 	args = append(args, "-device", nic)
+	if o.AssetTag != "" {
+		if strings.ContainsAny(o.AssetTag, ",=") {
+			return nil, fmt.Errorf("asset tag %q: ',' and '=' cannot be passed to -smbios", o.AssetTag)
+		}
+		args = append(args, "-smbios", "type=3,asset="+o.AssetTag)
+	}
 	if o.Kernel != "" {
 		args = append(args, "-kernel", o.Kernel)
 		if o.Initrd != "" {

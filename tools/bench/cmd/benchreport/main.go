@@ -48,6 +48,7 @@ type result struct {
 func main() {
 	dir := flag.String("dir", "", "results directory of run.sh: print the table")
 	one := flag.String("one", "", "one httpload JSON result: print a summary line")
+	other := flag.String("other", "", "one httpload JSON result: print the CPU other processes used during it, in % of one CPU")
 	machine := flag.Bool("machine", false, "describe this machine")
 	flag.Parse()
 	var err error
@@ -56,6 +57,15 @@ func main() {
 		describeMachine(os.Stdout)
 	case *one != "":
 		err = summary(*one, os.Stdout)
+	case *other != "":
+		var r *result
+		if r, err = readResult(*other); err == nil {
+			pct := 0.0
+			if r.OtherCPU != nil && r.Seconds > 0 {
+				pct = *r.OtherCPU / r.Seconds * 100
+			}
+			fmt.Printf("%.0f\n", pct)
+		}
 	case *dir != "":
 		err = table(*dir, os.Stdout)
 	default:
@@ -248,6 +258,10 @@ func cell(rs []*result, show string) string {
 		errs += r.Errors
 	}
 	p99 := func(r *result) float64 { return r.LatencyMs["p99"] }
+	var done int64
+	for _, r := range rs {
+		done += r.Requests
+	}
 	var s string
 	switch show {
 	case "rps":
@@ -257,8 +271,13 @@ func cell(rs []*result, show string) string {
 			s += fmt.Sprintf(" (%s)", human(sz))
 		}
 	case "bps":
-		s = fmt.Sprintf("%s GB/s (%s req/s, p99 %s)", span(collect(rs, func(r *result) float64 { return r.BytesPerSec }), gbps),
-			span(collect(rs, func(r *result) float64 { return r.ReqPerSec }), count), span(collect(rs, p99), ms))
+		s = span(collect(rs, func(r *result) float64 { return r.BytesPerSec }), gbps) + " GB/s"
+		if done > 0 {
+			s += fmt.Sprintf(" (%s req/s, p99 %s)", span(collect(rs, func(r *result) float64 { return r.ReqPerSec }), count),
+				span(collect(rs, p99), ms))
+		} else {
+			s += " (no response completes within a run: bytes received per second)"
+		}
 	case "first":
 		s = fmt.Sprintf("%s for %d requests (%s req/s, p99 %s)", span(collect(rs, func(r *result) float64 { return r.Seconds }), secs),
 			rs[0].Requests, span(collect(rs, func(r *result) float64 { return r.ReqPerSec }), count), span(collect(rs, p99), ms))

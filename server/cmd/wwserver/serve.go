@@ -119,6 +119,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 
 	store.OnReload = func(next *config.Snapshot) {
 		st.SetUpdateInterval(next.Server.UpdateInterval.Duration)
+		st.Prune(next.Nodes) // nodes removed from nodes.toml leave status.json too
 		warnRestartNeeded(log, snap.Server, next.Server, o.listen != "")
 	}
 	done := make(chan struct{})

@@ -363,9 +363,30 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("edited overlay not served")
 	}
 
+	// The real agent: wwclient --once pulls the runtime overlay into a temp
+	// root and heartbeats; the node then shows its heartbeat in status.
+	nodeRoot := t.TempDir()
+	agentCfg := filepath.Join(t.TempDir(), "wwclient.toml")
+	writeTestFile(t, agentCfg, fmt.Sprintf("node = \"n001\"\nserver = \"127.0.0.1:%d\"\nsecure = %v\n[[network]]\nname = \"eth0\"\nhwaddr = %q\nprimary = true\n",
+		port, os.Geteuid() == 0, mac))
+	emptyCmdline := filepath.Join(t.TempDir(), "cmdline")
+	writeTestFile(t, emptyCmdline, "")
+	agentOut, err := exec.Command(wwclient, "--once", "--root", nodeRoot, "--config", agentCfg,
+		"--cmdline", emptyCmdline, "--asset-tag-file", "").CombinedOutput()
+	if err != nil {
+		t.Fatalf("wwclient --once: %v\n%s", err, agentOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(nodeRoot, "etc", "e2e-marker")); err != nil || string(b) != "marker-two, longer\n" {
+		t.Errorf("wwclient applied etc/e2e-marker = %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(nodeRoot, "etc", "e2e-node")); err != nil || !strings.Contains(string(b), "node=n001") {
+		t.Errorf("wwclient applied etc/e2e-node = %q, %v", b, err)
+	}
+
 	// Status, live.
 	st := fetch(t, client, "GET", base+"/status")
-	if st.code != 200 || !strings.Contains(string(st.body), "n001") || !strings.Contains(string(st.body), "RUNTIME_OVERLAY") {
+	if st.code != 200 || !strings.Contains(string(st.body), "n001") || !strings.Contains(string(st.body), "RUNTIME_OVERLAY") ||
+		!strings.Contains(string(st.body), `"boot_id"`) {
 		t.Errorf("status: %d %s", st.code, st.body)
 	}
 	if m := fetch(t, client, "GET", base+"/metrics"); !strings.Contains(string(m.body), `wwserver_http_requests_total{code="206",stage="kernel"}`) ||

@@ -68,6 +68,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -94,6 +95,10 @@ type Options struct {
 	StateDir   string // cache directory; default Root/state
 	Log        *slog.Logger
 	Registerer prometheus.Registerer // metrics; nil: not registered
+	// MaxBuilds bounds builds running at once (each holds a gzip writer and
+	// a file); default 2 × GOMAXPROCS. 10,000 nodes asking at once for
+	// different overlays queue here instead of exhausting memory.
+	MaxBuilds int
 }
 
 // Builder builds and caches artifacts. It is safe for concurrent use; make
@@ -107,6 +112,7 @@ type Builder struct {
 	walks  freshGroup[string, fingerprint] // by tree directory
 	hashes hashCache                       // content hashes of racy files
 	builds flightGroup[string, partResult] // by cache key
+	slots  chan struct{}                   // bounds concurrent builds
 
 	mu    sync.Mutex
 	parts map[string]*part // cache key → built file
@@ -153,6 +159,9 @@ func New(o Options) (*Builder, error) {
 			return nil, fmt.Errorf("build: create cache dir: %w", err)
 		}
 	}
+	if o.MaxBuilds <= 0 {
+		o.MaxBuilds = 2 * runtime.GOMAXPROCS(0)
+	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
@@ -161,6 +170,7 @@ func New(o Options) (*Builder, error) {
 		root:    root,
 		state:   state,
 		log:     o.Log,
+		slots:   make(chan struct{}, o.MaxBuilds),
 		m:       m,
 		parts:   map[string]*part{},
 		tmpls:   map[[32]byte]*parsedTemplate{},

@@ -99,6 +99,8 @@ func (b *Builder) get(ctx context.Context, k kind, key string, fill func(io.Writ
 			}
 			b.pruneMu.RUnlock()
 		}
+		b.slots <- struct{}{} // wait for a build slot
+		defer func() { <-b.slots }()
 		start := time.Now()
 		fi, err := b.write(k, path, fill)
 		// A file written while we read it: try again (it reads the new

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -329,5 +331,48 @@ func TestSymlinkEscape(t *testing.T) {
 		if filepath.Dir(s) == "hostetc" {
 			t.Errorf("walk followed a symlinked directory: %s", s)
 		}
+	}
+}
+
+// TestBuildSlotsBoundConcurrency: many different keys built at once never
+// run more than MaxBuilds fills at the same time.
+func TestBuildSlotsBoundConcurrency(t *testing.T) {
+	b, err := New(Options{Root: t.TempDir(), MaxBuilds: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running, peak atomic.Int32
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := b.get(context.Background(), kinds[0], fmt.Sprintf("%064x", i), func(w io.Writer) error {
+				n := running.Add(1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
+				}
+				<-release
+				running.Add(-1)
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// Wait until the slots are full, then let everything finish.
+	deadline := time.Now().Add(10 * time.Second)
+	for running.Load() < 2 && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	if got := peak.Load(); got != 2 {
+		t.Fatalf("peak concurrent builds = %d, want exactly MaxBuilds = 2", got)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"golang.org/x/net/netutil"
 
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
@@ -35,9 +36,10 @@ const shutdownGrace = 20 * time.Second
 const pruneEvery = 10 * time.Minute
 
 type serveOptions struct {
-	root   string
-	listen string
-	logs   logFlags
+	root     string
+	listen   string
+	maxConns int
+	logs     logFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -68,6 +70,7 @@ Under systemd (Type=notify) it reports READY once listening.`,
 		},
 	}
 	addRootFlag(cmd, &o.root)
+	cmd.Flags().IntVar(&o.maxConns, "max-connections", 8192, "HTTP connections served at once; more wait in the listen backlog")
 	cmd.Flags().StringVar(&o.listen, "listen", "", "HTTP listen address, overriding wwserver.toml's listen (nodes are still told its port)")
 	o.logs.add(cmd)
 	return cmd
@@ -168,6 +171,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if o.maxConns > 0 {
+		// One goroutine per connection: bound them.
+		ln = netutil.LimitListener(ln, o.maxConns)
 	}
 	// Request contexts are not tied to ctx: on SIGTERM in-flight downloads
 	// get shutdownGrace to finish.

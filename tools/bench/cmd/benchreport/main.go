@@ -48,6 +48,7 @@ type result struct {
 func main() {
 	dir := flag.String("dir", "", "results directory of run.sh: print the table")
 	one := flag.String("one", "", "one httpload JSON result: print a summary line")
+	ab := flag.String("ab", "", "results directory of ab.sh: compare A and B")
 	other := flag.String("other", "", "one httpload JSON result: print the CPU other processes used during it, in % of one CPU")
 	machine := flag.Bool("machine", false, "describe this machine")
 	flag.Parse()
@@ -66,6 +67,8 @@ func main() {
 			}
 			fmt.Printf("%.0f\n", pct)
 		}
+	case *ab != "":
+		err = abTable(*ab, os.Stdout)
 	case *dir != "":
 		err = table(*dir, os.Stdout)
 	default:
@@ -172,6 +175,8 @@ var rows = []row{
 	{"Image (image.img.gz), 50 conns", "image", "", "bps", "—"},
 	{"Heartbeat POST, 1,000 nodes, 50 conns", "heartbeat", "", "rps", "—"},
 	{"/provision/{mac}?stage=ipxe (Warewulf's URL), 50 conns", "provision-ipxe", "", "rps", "—"},
+	{"wwserver peak RSS, 1,000 nodes, after the runs above", "rss1k", "", "mb", "—"},
+	{"wwserver peak RSS, 10,000 nodes, after the runs above", "rss10k", "", "mb", "—"},
 	{"`wwserver build`, 1,000 nodes, empty cache", "build1k", "", "build", "~250 s, 10.3 GB written"},
 	{"`wwserver build` again, nothing changed", "build1k-again", "", "scalar", "—"},
 	{"nginx reference: 300-byte file, 50 conns", "nginx-small", "", "rps", "nginx: ~57,000 req/s"},
@@ -301,6 +306,8 @@ func cell(rs []*result, show string) string {
 		}
 	case "scalar":
 		s = span(collect(rs, func(r *result) float64 { return *r.Value }), secs)
+	case "mb":
+		s = span(collect(rs, func(r *result) float64 { return *r.Value }), func(v float64) string { return fmt.Sprintf("%.0f MB", v) })
 	}
 	if errs > 0 {
 		s += fmt.Sprintf(" **%d errors**", errs)
@@ -330,6 +337,17 @@ func otherCell(rs []*result) string {
 		}
 	}
 	return span(v, func(x float64) string { return fmt.Sprintf("%.0f%%", x) })
+}
+
+// cpuPerGB is the server's CPU time per GB sent, for throughput rows.
+func cpuPerGB(rs []*result) string {
+	var v []float64
+	for _, r := range rs {
+		if r.ServerCPU != nil && r.Bytes > 0 {
+			v = append(v, *r.ServerCPU/(float64(r.Bytes)/1e9))
+		}
+	}
+	return span(v, func(x float64) string { return fmt.Sprintf("%.2f s/GB", x) })
 }
 
 func filterCPU(rs []*result) []*result {
@@ -365,7 +383,10 @@ func table(dir string, out io.Writer) error {
 			pinCell = cell(pin, rw.show)
 		}
 		cpu := cpuCell(un)
-		if rw.show == "ready" || rw.show == "build" || rw.show == "scalar" {
+		if rw.show == "bps" {
+			cpu = cpuPerGB(un)
+		}
+		if rw.show == "ready" || rw.show == "build" || rw.show == "scalar" || rw.show == "mb" {
 			cpu = "—"
 		}
 		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s |\n", rw.title, cell(un, rw.show), pinCell, cpu, otherCell(append(un, pin...)), rw.warewulf)
@@ -406,4 +427,47 @@ func describeMachine(out io.Writer) {
 	}
 	fmt.Fprintf(out, "date: %s\ncpu: %d x %s\nmemory: %s\nkernel: Linux %s\ngo: %s\nload average at start: %s\n",
 		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), model, mem, kernel, goVersion, load)
+}
+
+// abTable compares the runs of ab.sh: KEY-a.N.json against KEY-b.N.json.
+func abTable(dir string, out io.Writer) error {
+	if m, err := os.ReadFile(filepath.Join(dir, "ab.txt")); err == nil {
+		fmt.Fprintf(out, "```\n%s```\n\n", m)
+	}
+	fmt.Fprintln(out, "| load | A | B | server CPU / request A → B (median) |")
+	fmt.Fprintln(out, "|---|---|---|---|")
+	for _, k := range []struct{ key, show string }{
+		{"ipxe", "rps"}, {"status1k", "rps"}, {"runtime", "rps"}, {"runtime304", "rps"}, {"system", "bps"}, {"kernel", "bps"},
+	} {
+		a, err := load(dir, k.key+"-a")
+		if err != nil {
+			return err
+		}
+		b, err := load(dir, k.key+"-b")
+		if err != nil {
+			return err
+		}
+		if len(a) == 0 && len(b) == 0 {
+			continue
+		}
+		ma, mb := medianCPU(a), medianCPU(b)
+		change := "—"
+		if ma > 0 && mb > 0 {
+			change = fmt.Sprintf("%.0f µs → %.0f µs (%+.0f%%)", ma, mb, (mb/ma-1)*100)
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %s |\n", k.key, cell(a, k.show), cell(b, k.show), change)
+	}
+	return nil
+}
+
+func medianCPU(rs []*result) float64 {
+	v := collect(filterCPU(rs), func(r *result) float64 { return *r.ServerCPUPerReq })
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }

@@ -20,6 +20,8 @@ URL=http://127.0.0.1:$PORT
 
 if [[ -z "${BENCH_IMAGE:-}" && -d $repo/build/image/rootfs ]]; then
 	BENCH_IMAGE=$repo/build/image/rootfs
+elif [[ "${BENCH_IMAGE:-}" == fake ]]; then
+	BENCH_IMAGE=""
 fi
 NGINX=${BENCH_NGINX:-$(command -v nginx || true)}
 if [[ "$PIN" == 1 ]] && { ! command -v taskset >/dev/null || [[ $(nproc) -lt 2 ]]; }; then

@@ -5,7 +5,7 @@
 # 1,000 and 10,000 nodes, starts wwserver on 127.0.0.1 (and nginx, when one
 # is found, as a reference), measures, and prints a table (also written to
 # $BENCH_DIR/results/table.md). All traffic goes to 127.0.0.1; every load
-# run is bounded in requests and time. Takes about 10-15 minutes.
+# run is bounded in requests and time. Takes 7-10 minutes (more on a busy machine).
 #
 # Environment (all optional):
 #   BENCH_DIR       work directory (default /tmp/wwbench; trees, binaries, results)
@@ -14,7 +14,8 @@
 #   BENCH_REPEAT    repeats of each measurement (default 3)
 #   BENCH_CONNS     connections (default 50)
 #   BENCH_IMAGE     image rootfs for --image-from (default build/image/rootfs when
-#                   it exists, else a fake image with an 8 MiB random kernel)
+#                   it exists, else, or with BENCH_IMAGE=fake, a fake image with an
+#                   8 MiB random kernel)
 #   BENCH_PIN       1 (default): also run the key loads with wwserver on CPU 0 and
 #                   the load generator on CPU 1 (needs taskset and 2+ CPUs); 0: skip
 #   BENCH_NGINX     nginx binary for the reference runs (default: nginx in PATH;
@@ -38,7 +39,7 @@ rm -f "$RES"/*.json "$BENCH_DIR/wwserver.log"
 build_tools
 "$BIN/benchreport" -machine >"$RES/machine.txt"
 cat "$RES/machine.txt" >&2
-echo "image: ${BENCH_IMAGE:-fake (8 MiB random kernel)}; duration $DUR x $REPEAT, $CONNS connections; pinned runs: $PIN; server: ${BENCH_SERVER:-built from $repo}" >>"$RES/machine.txt"
+echo "image: ${BENCH_IMAGE:-fake (8 MiB random kernel)}; duration $DUR x $REPEAT, $CONNS connections; pinned runs: $PIN; server: ${BENCH_SERVER:-built from $repo at $(git -C "$repo" log -1 --format=%h 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- server 2>/dev/null || echo ' + local changes')}" >>"$RES/machine.txt"
 
 T10K=$BENCH_DIR/tree10k
 T1K=$BENCH_DIR/tree1k

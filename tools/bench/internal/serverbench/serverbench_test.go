@@ -296,3 +296,14 @@ func TestTree(t *testing.T) {
 		t.Fatalf("nodes: %v", fmt.Sprint(nodes.List[0].Name, len(nodes.List)))
 	}
 }
+
+// BenchmarkLoadNodes10k parses and resolves a 10,000-node nodes.toml, the
+// bulk of wwserver's start-up time with that many nodes.
+func BenchmarkLoadNodes10k(b *testing.B) {
+	path := filepath.Join(tree(b, 10000), config.NodesFile)
+	for b.Loop() {
+		if _, err := config.LoadNodes(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -8,7 +8,7 @@ IMAGE := $(CURDIR)/build/image
 # Debian packages the build, the tests and the lab need.
 APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file
 
-.PHONY: all deps build image lab test unit integration vet fmt-check clean
+.PHONY: all deps build image lab test unit integration vet fmt-check bench clean
 
 all: build
 
@@ -50,6 +50,10 @@ integration: deps build image
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet unit integration
+
+# Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
+bench: deps build
+	./tools/bench/run.sh
 
 clean:
 	rm -rf $(BIN) build/image

@@ -67,6 +67,10 @@ func (a *Artifact) Open() (io.ReadSeekCloser, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", a.Name, err)
 	}
+	if len(m.files) == 1 {
+		// The plain file lets net/http use sendfile(2).
+		return m.files[0], nil
+	}
 	m.SectionReader = io.NewSectionReader(m, 0, total)
 	return m, nil
 }

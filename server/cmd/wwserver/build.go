@@ -22,8 +22,10 @@ func newBuildCmd() *cobra.Command {
 		Short: "Prebuild every node's image and overlays into the cache",
 		Long: `build builds what every node will be served (image, system and runtime
 overlays; the kernel is checked) into state/, so the first boots after a change
-do not wait for builds. A running server picks the results up: the cache is
-content-addressed. Unchanged parts are reused.`,
+do not wait for the big builds. Images and the shared overlay parts are
+content-addressed and durable, so a running or restarted server reuses them;
+the small per-node parts are rebuilt by the server on a node's first request.
+It also reports template errors for every node up front.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logs.logger(cmd.ErrOrStderr())

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"golang.org/x/net/netutil"
 
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
@@ -174,7 +173,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	if o.maxConns > 0 {
 		// One goroutine per connection: bound them.
-		ln = netutil.LimitListener(ln, o.maxConns)
+		ln = provision.LimitListener(ln, o.maxConns)
 	}
 	// Request contexts are not tied to ctx: on SIGTERM in-flight downloads
 	// get shutdownGrace to finish.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/status"
+	"github.com/wwcluster/ww/server/status/statustest"
 )
 
 const testServerTOML = `
@@ -130,35 +129,17 @@ func quietLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// memRecorder collects status events.
-type memRecorder struct {
-	mu     sync.Mutex
-	events []status.Event
-}
-
-func (r *memRecorder) Record(e status.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *memRecorder) all() []status.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]status.Event(nil), r.events...)
-}
-
 type testEnv struct {
 	srv   *Server
 	store *config.Store
-	rec   *memRecorder
+	rec   *statustest.Recorder
 	reg   *prometheus.Registry
 	now   time.Time
 }
 
 func newEnv(t testing.TB, c testConfig) *testEnv {
 	t.Helper()
-	e := &testEnv{store: newStore(t, c), rec: &memRecorder{}, reg: prometheus.NewRegistry(),
+	e := &testEnv{store: newStore(t, c), rec: &statustest.Recorder{}, reg: prometheus.NewRegistry(),
 		now: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
 	srv, err := New(Options{Store: e.store, Status: e.rec, Log: quietLog(), Registerer: e.reg})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp/netnstest"
+	"github.com/wwcluster/ww/server/status/statustest"
 )
 
 // Namespace tests: wwserver's DHCP server runs in one network namespace,
@@ -31,7 +32,7 @@ const (
 type nsServer struct {
 	srv   *Server
 	store *config.Store
-	rec   *memRecorder
+	rec   *statustest.Recorder
 	stop  func()
 }
 
@@ -40,7 +41,7 @@ func startNSServer(t *testing.T, p *netnstest.Pair, c testConfig, stateDir strin
 	c.iface = p.ServerIf
 	c.listen = ":67"
 	store := newStore(t, c)
-	rec := &memRecorder{}
+	rec := &statustest.Recorder{}
 	srv, err := New(Options{Store: store, StateDir: stateDir, Status: rec, Log: quietLog(),
 		Registerer: prometheus.NewRegistry(), PersistDelay: 10 * time.Millisecond})
 	if err != nil {
@@ -230,13 +231,13 @@ func TestNetnsReservation(t *testing.T) {
 		expect(t, "boot_file", env["boot_file"], "undionly.kpxe")
 		// Status shows the unknown MAC, with no node.
 		found := false
-		for _, ev := range s.rec.all() {
+		for _, ev := range s.rec.All() {
 			if ev.MAC == "02:00:00:00:00:bb" && ev.Node == "" && ev.IP == env["ip"] && ev.Sent == "undionly.kpxe" {
 				found = true
 			}
 		}
 		if !found {
-			t.Errorf("no status event for the unknown MAC: %+v", s.rec.all())
+			t.Errorf("no status event for the unknown MAC: %+v", s.rec.All())
 		}
 	})
 

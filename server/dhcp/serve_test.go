@@ -158,7 +158,7 @@ func TestServeAnswersAndCounts(t *testing.T) {
 	if v := gathered(t, e.reg, "wwserver_dhcp_leases_in_use"); v != 1 {
 		t.Errorf("leases_in_use gauge = %v", v)
 	}
-	if evs := e.rec.all(); len(evs) != 2 || evs[0].Sent != "undionly.kpxe" || evs[1].Sent != "UNKNOWN_MAC" {
+	if evs := e.rec.All(); len(evs) != 2 || evs[0].Sent != "undionly.kpxe" || evs[1].Sent != "UNKNOWN_MAC" {
 		t.Errorf("events = %+v", evs)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp/netnstest"
+	"github.com/wwcluster/ww/server/status/statustest"
 )
 
 // Namespace tests: wwserver's TFTP server in one network namespace, real
@@ -29,7 +30,7 @@ type nsEnv struct {
 	p     *netnstest.Pair
 	srv   *Server
 	store *config.Store
-	rec   *memRecorder
+	rec   *statustest.Recorder
 	root  string
 }
 
@@ -53,7 +54,7 @@ func startNS(t *testing.T, dir string, anticipate int) *nsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &memRecorder{}
+	rec := &statustest.Recorder{}
 	srv, err := New(Options{Store: store, Status: rec, Log: quietLog(), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -174,11 +175,11 @@ func TestNetnsClients(t *testing.T) {
 	})
 
 	waitFor(t, "transfers counted", func() bool { return counterValue(e.srv.m.transfers) >= 6 })
-	ev, ok := e.rec.find("undionly.kpxe")
+	ev, ok := e.rec.Find("undionly.kpxe")
 	if !ok || ev.Node != "n001" || ev.MAC != "52:54:00:00:00:01" || ev.IP != e.p.ClientIP {
 		t.Errorf("status event = %+v %v", ev, ok)
 	}
-	if _, ok := e.rec.find("NOT_FOUND:missing.kpxe"); !ok {
+	if _, ok := e.rec.Find("NOT_FOUND:missing.kpxe"); !ok {
 		t.Error("no NOT_FOUND status event")
 	}
 	if got := counterValue(e.srv.m.errors.WithLabelValues("bad_name")); got != 3 {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/status"
+	"github.com/wwcluster/ww/server/status/statustest"
 )
 
 func TestCleanName(t *testing.T) {
@@ -86,28 +86,6 @@ func quietLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-type memRecorder struct {
-	mu     sync.Mutex
-	events []status.Event
-}
-
-func (r *memRecorder) Record(e status.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *memRecorder) find(sent string) (status.Event, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.events {
-		if e.Sent == sent {
-			return e, true
-		}
-	}
-	return status.Event{}, false
-}
-
 type fakeLeases map[string][2]string
 
 func (f fakeLeases) LeaseByIP(ip string) (string, string, bool) {
@@ -118,7 +96,7 @@ func (f fakeLeases) LeaseByIP(ip string) (string, string, bool) {
 type env struct {
 	srv   *Server
 	store *config.Store
-	rec   *memRecorder
+	rec   *statustest.Recorder
 	dir   string
 }
 
@@ -131,7 +109,7 @@ func startLoopback(t *testing.T, o Options, nodeIP string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &memRecorder{}
+	rec := &statustest.Recorder{}
 	o.Store, o.Status, o.Log = store, rec, quietLog()
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
@@ -247,7 +225,7 @@ func TestLoopbackTransfers(t *testing.T) {
 	_ = want
 	// The server finishes its side just after the client has the last block.
 	waitFor(t, "4 transfers counted", func() bool { return counterValue(e.srv.m.transfers) == 4 })
-	ev, ok := e.rec.find("undionly.kpxe")
+	ev, ok := e.rec.Find("undionly.kpxe")
 	if !ok || ev.Node != "n001" || ev.MAC != "52:54:00:00:00:01" || ev.IP != "127.0.0.1" || ev.Stage != status.StageTFTP {
 		t.Errorf("status event = %+v %v", ev, ok)
 	}
@@ -282,11 +260,11 @@ func TestLoopbackRefusals(t *testing.T) {
 		}
 	}
 	// Unknown files show in the status; the client is named from the DHCP leases.
-	ev, ok := e.rec.find("NOT_FOUND:missing.efi")
+	ev, ok := e.rec.Find("NOT_FOUND:missing.efi")
 	if !ok || ev.MAC != "02:00:00:00:00:09" || ev.Stage != status.StageTFTP {
 		t.Errorf("NOT_FOUND event = %+v %v", ev, ok)
 	}
-	if _, ok := e.rec.find("REFUSED:" + secret); !ok {
+	if _, ok := e.rec.Find("REFUSED:" + secret); !ok {
 		t.Errorf("no REFUSED event for an absolute name")
 	}
 	// Writes are refused with an error packet.

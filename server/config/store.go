@@ -43,7 +43,16 @@ type Store struct {
 	OnReload func(*Snapshot)
 }
 
-type fileStamp struct{ server, nodes string }
+// fileStamp identifies one version of a file: size, mtime, inode and ctime
+// (not atime, which changes on every read). Compared as a value, so the
+// per-request check costs two stat calls and no allocation.
+type fileStamp struct{ server, nodes statStamp }
+
+type statStamp struct {
+	missing          bool
+	size, mtime, ino int64
+	ctime            syscall.Timespec
+}
 
 // NewStore loads the tree at root. It fails when the initial config is bad.
 func NewStore(root string, log *slog.Logger) (*Store, error) {
@@ -84,16 +93,14 @@ func (s *Store) Fresh() *Snapshot {
 }
 
 func (s *Store) readStamp() fileStamp {
-	st := func(name string) string {
+	st := func(name string) statStamp {
 		fi, err := os.Stat(filepath.Join(s.root, name))
 		if err != nil {
-			return "missing"
+			return statStamp{missing: true}
 		}
-		// Size, mtime, inode and ctime: not the whole Stat_t, whose atime
-		// changes on every read and would cause spurious reloads.
-		stamp := fmt.Sprintf("%d/%d", fi.Size(), fi.ModTime().UnixNano())
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			stamp += fmt.Sprintf("/%d/%d.%d", st.Ino, st.Ctim.Sec, st.Ctim.Nsec)
+		stamp := statStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			stamp.ino, stamp.ctime = int64(sys.Ino), sys.Ctim
 		}
 		return stamp
 	}

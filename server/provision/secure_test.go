@@ -1,18 +1,15 @@
 package provision
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/wwcluster/ww/server/status"
+	"github.com/wwcluster/ww/wwclient/agent"
 )
 
 func TestRuntimeInsecurePortRefused(t *testing.T) {
@@ -108,21 +105,8 @@ func privilegedClient(t *testing.T) *http.Client {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to bind a privileged source port")
 	}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var last error
-		for p := 1023; p >= 600; p-- {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}}
-			c, err := d.DialContext(ctx, network, addr)
-			if err == nil {
-				return c, nil
-			}
-			last = err
-			if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
-				return nil, err
-			}
-		}
-		return nil, fmt.Errorf("no free privileged source port: %w", last)
-	}
+	// The agent's own privileged-port dialer, as wwclient uses it.
+	dial := agent.PrivilegedDialer(net.Dialer{}, 600, 1023)
 	return &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 }
 

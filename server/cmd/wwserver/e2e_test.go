@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wwcluster/ww/wwclient/agent"
 )
 
 // The end-to-end test builds the real binaries, writes a tree with
@@ -219,21 +219,8 @@ func rootClient() *http.Client {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var last error
-		for p := 1023; p >= 600; p-- {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}}
-			c, err := d.DialContext(ctx, network, addr)
-			if err == nil {
-				return c, nil
-			}
-			last = err
-			if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
-				return nil, err
-			}
-		}
-		return nil, fmt.Errorf("no free privileged port: %w", last)
-	}
+	// The agent's own privileged-port dialer, as wwclient uses it.
+	dial := agent.PrivilegedDialer(net.Dialer{}, 600, 1023)
 	return &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 }
 

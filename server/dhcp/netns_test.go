@@ -47,31 +47,7 @@ func startNSServer(t *testing.T, p *netnstest.Pair, c testConfig, stateDir strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	done := p.InServer(t, func() { errc <- srv.Run(ctx) })
-	select {
-	case <-srv.Ready():
-	case <-done:
-		cancel()
-		t.Fatalf("server did not start: %v", <-errc)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("server did not start in time")
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		<-done
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-	t.Cleanup(stop)
+	stop := p.StartServer(t, srv.Run, srv.Ready())
 	return &nsServer{srv: srv, store: store, rec: rec, stop: stop}
 }
 

@@ -59,22 +59,7 @@ func startNS(t *testing.T, dir string, anticipate int) *nsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	done := p.InServer(t, func() { errc <- srv.Run(ctx) })
-	select {
-	case <-srv.Ready():
-	case <-done:
-		cancel()
-		t.Fatalf("Run: %v", <-errc)
-	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	p.StartServer(t, srv.Run, srv.Ready())
 	return &nsEnv{p: p, srv: srv, store: store, rec: rec, root: root}
 }
 

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -165,6 +166,38 @@ func (p *Pair) InServer(t testing.TB, fn func()) <-chan struct{} {
 		fn()
 	}()
 	return done
+}
+
+// StartServer runs run(ctx) in the server namespace, waits until ready is
+// closed (failing the test if run returns first or 10 s pass) and returns a
+// stop function (also registered with t.Cleanup; safe to call twice) that
+// cancels ctx, waits for run and reports its error.
+func (p *Pair) StartServer(t testing.TB, run func(context.Context) error, ready <-chan struct{}) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	done := p.InServer(t, func() { errc <- run(ctx) })
+	select {
+	case <-ready:
+	case <-done:
+		cancel()
+		t.Fatalf("server did not start: %v", <-errc)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("server did not start in time")
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			if err := <-errc; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func run(t testing.TB, name string, args ...string) {

@@ -89,6 +89,19 @@ type Templates struct {
 
 	mu    sync.Mutex
 	cache map[string]*cachedTemplate
+
+	// Rendered scripts of the current config snapshot: the output depends
+	// only on (snapshot, template, node, MAC), so the hot path renders each
+	// once per config change. Bounded by the MACs in nodes.toml.
+	renderMu     sync.Mutex
+	renderedSnap *config.Snapshot
+	rendered     map[renderKey][]byte
+}
+
+type renderKey struct {
+	tmpl *template.Template // a changed template file is a new pointer
+	node *config.Node
+	mac  string
 }
 
 type fileStamp struct {
@@ -245,12 +258,27 @@ func (t *Templates) Render(w io.Writer, snap *config.Snapshot, n *config.Node, m
 	if err != nil {
 		return "", err
 	}
-	// Render to memory first so a failing template sends nothing half-written.
-	var buf bytes.Buffer
-	if err := tp.Execute(&buf, Data(snap, n, mac)); err != nil {
-		return "", fmt.Errorf("render iPXE template for %s: %w", n.Name, err)
+	key := renderKey{tmpl: tp, node: n, mac: mac}
+	t.renderMu.Lock()
+	if t.renderedSnap != snap {
+		t.renderedSnap, t.rendered = snap, map[renderKey][]byte{}
 	}
-	if _, err := w.Write(buf.Bytes()); err != nil {
+	script, ok := t.rendered[key]
+	t.renderMu.Unlock()
+	if !ok {
+		// Render to memory first so a failing template sends nothing half-written.
+		var buf bytes.Buffer
+		if err := tp.Execute(&buf, Data(snap, n, mac)); err != nil {
+			return "", fmt.Errorf("render iPXE template for %s: %w", n.Name, err)
+		}
+		script = buf.Bytes()
+		t.renderMu.Lock()
+		if t.renderedSnap == snap {
+			t.rendered[key] = script
+		}
+		t.renderMu.Unlock()
+	}
+	if _, err := w.Write(script); err != nil {
 		return "", err
 	}
 	if n.IPXETemplate == "" {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,9 @@ import (
 const (
 	ServerFile = "wwserver.toml"
 	NodesFile  = "nodes.toml"
+	// NodesDir holds more nodes files (*.toml), merged with nodes.toml;
+	// the CLI and discovery write nodes.d/managed.toml (server/nodeedit).
+	NodesDir = "nodes.d"
 )
 
 // Snapshot is one consistent, immutable generation of the configuration.
@@ -36,8 +40,10 @@ type Store struct {
 	log  *slog.Logger
 	cur  atomic.Pointer[Snapshot]
 
-	mu      sync.Mutex // serialises reloads
-	stamp   atomic.Value
+	mu    sync.Mutex // serialises reloads
+	stamp atomic.Value
+	// extra are the nodes.d files of the last load, stat-checked by Fresh.
+	extra   atomic.Pointer[[]string]
 	lastErr atomic.Pointer[error]
 	// OnReload, when set, is called after each successful reload.
 	OnReload func(*Snapshot)
@@ -46,7 +52,10 @@ type Store struct {
 // fileStamp identifies one version of a file: size, mtime, inode and ctime
 // (not atime, which changes on every read). Compared as a value, so the
 // per-request check costs two stat calls and no allocation.
-type fileStamp struct{ server, nodes statStamp }
+type fileStamp struct {
+	server, nodes, dir statStamp
+	extra              uint64 // FNV-1a over the stamps of the nodes.d files
+}
 
 type statStamp struct {
 	missing          bool
@@ -104,7 +113,31 @@ func (s *Store) readStamp() fileStamp {
 		}
 		return stamp
 	}
-	return fileStamp{server: st(ServerFile), nodes: st(NodesFile)}
+	fs := fileStamp{server: st(ServerFile), nodes: st(NodesFile), dir: st(NodesDir)}
+	if extra := s.extra.Load(); extra != nil && !fs.dir.missing {
+		h := uint64(14695981039346656037) // FNV-1a, one word at a time
+		mix := func(v int64) { h = (h ^ uint64(v)) * 1099511628211 }
+		for _, name := range *extra {
+			x := st(filepath.Join(NodesDir, name))
+			mix(x.size)
+			mix(x.mtime)
+			mix(x.ino)
+			mix(x.ctime.Sec)
+			mix(x.ctime.Nsec)
+		}
+		fs.extra = h
+	}
+	return fs
+}
+
+// listExtra records which nodes.d files exist, for readStamp.
+func (s *Store) listExtra() {
+	paths, _ := filepath.Glob(filepath.Join(s.root, NodesDir, "*.toml"))
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = filepath.Base(p)
+	}
+	s.extra.Store(&names)
 }
 
 // Reload reads both files; on error the last good config stays and the error
@@ -112,6 +145,7 @@ func (s *Store) readStamp() fileStamp {
 func (s *Store) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.listExtra()
 	stamp := s.readStamp()
 	if stamp == s.stamp.Load().(fileStamp) && s.cur.Load() != nil {
 		return nil
@@ -119,7 +153,7 @@ func (s *Store) Reload() error {
 	srv, err := LoadServer(filepath.Join(s.root, ServerFile))
 	var nodes *Nodes
 	if err == nil {
-		nodes, err = LoadNodes(filepath.Join(s.root, NodesFile))
+		nodes, err = LoadNodesTree(s.root)
 	}
 	// Remember the stamp even on failure so a bad file is reported once, not per request.
 	s.stamp.Store(stamp)
@@ -155,6 +189,8 @@ func (s *Store) Watch(done <-chan struct{}) error {
 		w.Close()
 		return fmt.Errorf("watch config dir %s: %w", s.root, err)
 	}
+	nodesDir := filepath.Join(s.root, NodesDir)
+	_ = w.Add(nodesDir) // may not exist yet: added when it appears
 	go func() {
 		defer w.Close()
 		for {
@@ -165,7 +201,15 @@ func (s *Store) Watch(done <-chan struct{}) error {
 				if !ok {
 					return
 				}
-				if base := filepath.Base(ev.Name); base == ServerFile || base == NodesFile {
+				base := filepath.Base(ev.Name)
+				switch {
+				case ev.Name == nodesDir:
+					if ev.Has(fsnotify.Create) {
+						_ = w.Add(nodesDir)
+					}
+					_ = s.Reload()
+				case base == ServerFile || base == NodesFile,
+					filepath.Dir(ev.Name) == nodesDir && strings.HasSuffix(base, ".toml"):
 					_ = s.Reload()
 				}
 			case err, ok := <-w.Errors:

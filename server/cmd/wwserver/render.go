@@ -25,7 +25,7 @@ func loadSnapshot(root string) (*config.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := config.LoadNodes(filepath.Join(root, config.NodesFile))
+	nodes, err := config.LoadNodesTree(root)
 	if err != nil {
 		return nil, err
 	}
@@ -199,12 +199,11 @@ when anything is wrong.`,
 func checkTree(root string) []string {
 	var problems []string
 	srvPath := filepath.Join(root, config.ServerFile)
-	nodesPath := filepath.Join(root, config.NodesFile)
 	srv, err := config.LoadServer(srvPath)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	nodes, err := config.LoadNodes(nodesPath)
+	nodes, err := config.LoadNodesTree(root)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -224,7 +223,7 @@ func checkTree(root string) []string {
 	}
 	snap := &config.Snapshot{Server: srv, Nodes: nodes}
 	for _, n := range nodes.List {
-		key := nodesPath + ": nodes." + n.Name
+		key := n.File + ": nodes." + n.Name
 		if fi, err := os.Stat(filepath.Join(root, "images", n.Image, "rootfs")); err != nil || !fi.IsDir() {
 			once(fmt.Sprintf("%s.image: image %q: no directory images/%s/rootfs", key, n.Image, n.Image))
 		}

@@ -156,7 +156,12 @@ func (t *Tree) Names(k Kind) []string {
 // Edit applies fn to the tree under the lock and, when fn succeeds and the
 // result validates, writes the changed files. It returns the node database
 // as written. Nothing is written when fn or validation fails.
-func (e *Editor) Edit(fn func(*Tree) error) (*config.Nodes, error) {
+func (e *Editor) Edit(fn func(*Tree) error) (*config.Nodes, error) { return e.edit(fn, true) }
+
+// DryRun is Edit without writing: it returns what Edit would write, validated.
+func (e *Editor) DryRun(fn func(*Tree) error) (*config.Nodes, error) { return e.edit(fn, false) }
+
+func (e *Editor) edit(fn func(*Tree) error, write bool) (*config.Nodes, error) {
 	unlock, err := e.lock()
 	if err != nil {
 		return nil, err
@@ -217,6 +222,9 @@ func (e *Editor) Edit(fn func(*Tree) error) (*config.Nodes, error) {
 	nodes, err := config.ParseNodesFiles(next)
 	if err != nil {
 		return nil, fmt.Errorf("refused, the result would not load: %w", err)
+	}
+	if !write {
+		return nodes, nil
 	}
 	for _, src := range next {
 		if t.dirty[src.Path] {

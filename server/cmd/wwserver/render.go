@@ -145,7 +145,7 @@ func newNodesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printNodes(cmd.OutOrStdout(), snap.Nodes)
+			printNodes(cmd.OutOrStdout(), snap.Nodes.List)
 			return nil
 		},
 	}
@@ -153,7 +153,7 @@ func newNodesCmd() *cobra.Command {
 	return cmd
 }
 
-func printNodes(w io.Writer, nodes *config.Nodes) {
+func printNodes(w io.Writer, nodes []*config.Node) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tMAC\tIP\tIMAGE\tSYSTEM OVERLAYS\tRUNTIME OVERLAYS\tROOT")
 	dash := func(s string) string {
@@ -162,8 +162,11 @@ func printNodes(w io.Writer, nodes *config.Nodes) {
 		}
 		return s
 	}
-	for _, n := range nodes.List {
+	for _, n := range nodes {
 		p := n.Primary()
+		if p.HWAddr == "" && n.Discoverable {
+			p.HWAddr = "(discoverable)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, dash(p.HWAddr), dash(p.IPAddr), n.Image,
 			dash(strings.Join(n.SystemOverlays, ",")), dash(strings.Join(n.RuntimeOverlays, ",")), n.Root)
 	}
@@ -232,7 +235,7 @@ func checkTree(root string) []string {
 				once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
 			}
 		}
-		if n.Primary().HWAddr == "" {
+		if n.Primary().HWAddr == "" && !n.Discoverable {
 			once(fmt.Sprintf("%s.network: no device has a hwaddr, so the node cannot PXE boot", key))
 		}
 		if n.IPXETemplate != "" {

@@ -220,7 +220,10 @@ func (p *progress) print(newLayer bool) {
 		return
 	}
 	p.last = time.Now()
-	line := fmt.Sprintf("layer %d/%d: %s read", p.layer, p.layers, mib(p.read))
+	line := fmt.Sprintf("layer %d/%d", p.layer, p.layers)
+	if p.terminal {
+		line += fmt.Sprintf(": %s read", mib(p.read))
+	}
 	if p.size > 0 {
 		line += fmt.Sprintf(" (%s stored)", mib(p.size))
 	}

@@ -150,7 +150,7 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		if err := a.fdMeta(fd, hdr, mode); err != nil {
 			return err
 		}
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // archive/tar reports old-style TypeRegA as TypeReg
 		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return a.fail(hdr.Name, "create", err)

@@ -3,6 +3,8 @@ package provision
 import (
 	"net/http"
 	"os"
+
+	"github.com/wwcluster/ww/server/regularfile"
 )
 
 // serveIPXEBin answers GET /ipxe-bin/{file...}: the iPXE binaries directory
@@ -19,7 +21,7 @@ func (h *Handler) serveIPXEBin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer root.Close()
-	f, err := root.Open(name)
+	f, _, err := regularfile.Open(root, name) // FIFOs and devices are refused, never opened
 	if err != nil {
 		h.metrics.refusals.WithLabelValues(ReasonNotFound).Inc()
 		http.Error(w, "no such iPXE binary", http.StatusNotFound)

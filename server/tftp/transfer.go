@@ -171,7 +171,12 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 			log.Error("tftp: directory unavailable", "dir", cfg.Dir, "err", err)
 			return errDir
 		}
-		f, err := root.Open(name)
+		var f *os.File
+		if p, ok := s.store.Current().Server.BootFile(name); ok {
+			f, err = os.Open(p) // a configured boot file, resolved at config load (trusted)
+		} else {
+			f, err = root.Open(name)
+		}
 		var fi os.FileInfo
 		if err == nil {
 			fi, err = f.Stat()

@@ -22,14 +22,26 @@ var ErrNotRegular = errors.New("not a regular file")
 // the open itself is non-blocking and the opened descriptor is checked
 // again, so a file swapped for a FIFO in between cannot block either.
 func Open(root *os.Root, name string) (*os.File, fs.FileInfo, error) {
-	fi, err := root.Stat(name)
+	return open(name, root.Stat, root.OpenFile)
+}
+
+// OpenPath is Open for a path the admin configured (trusted: it may lead
+// anywhere, e.g. Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi), with
+// the same refusal of anything but a regular file.
+func OpenPath(path string) (*os.File, fs.FileInfo, error) {
+	return open(path, os.Stat, os.OpenFile)
+}
+
+func open(name string, stat func(string) (fs.FileInfo, error),
+	openFile func(string, int, fs.FileMode) (*os.File, error)) (*os.File, fs.FileInfo, error) {
+	fi, err := stat(name)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, nil, fmt.Errorf("%s: %w (%s)", name, ErrNotRegular, kind(fi.Mode()))
 	}
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, err := openFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, err
 	}

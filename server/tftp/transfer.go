@@ -173,7 +173,13 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 			log.Error("tftp: directory unavailable", "dir", cfg.Dir, "err", err)
 			return errDir
 		}
-		f, fi, err := regularfile.Open(root, name)
+		var f *os.File
+		var fi fs.FileInfo
+		if p, ok := s.store.Current().Server.BootFile(name); ok {
+			f, fi, err = regularfile.OpenPath(p) // a configured boot file, resolved at config load (trusted)
+		} else {
+			f, fi, err = regularfile.Open(root, name)
+		}
 		if errors.Is(err, regularfile.ErrNotRegular) {
 			// A FIFO or device is never opened (it could block a slot
 			// forever); directories land here too.

@@ -82,23 +82,32 @@ type Options struct {
 	// Registry receives the HTTP metrics and is served on /metrics; nil makes
 	// a private one.
 	Registry Registry
+	// Discoverer, when set, may give an unknown MAC that asks for an iPXE
+	// script a discoverable node (server/nodeedit).
+	Discoverer Discoverer
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
 }
 
+// Discoverer assigns an unknown MAC to a waiting node; a nil node means none.
+type Discoverer interface {
+	Discover(mac string) (*config.Snapshot, *config.Node, error)
+}
+
 // Handler is the provisioning HTTP handler.
 type Handler struct {
-	cfg     Config
-	builder Builder
-	status  Status
-	log     *slog.Logger
-	reg     Registry
-	metrics *metrics
-	tmpl    *Templates
-	minRate int64
-	mux     http.Handler
-	stages  map[string]http.Handler // /provision?stage= → stage handler
+	discover Discoverer
+	cfg      Config
+	builder  Builder
+	status   Status
+	log      *slog.Logger
+	reg      Registry
+	metrics  *metrics
+	tmpl     *Templates
+	minRate  int64
+	mux      http.Handler
+	stages   map[string]http.Handler // /provision?stage= → stage handler
 }
 
 // New returns the provisioning handler.
@@ -124,14 +133,15 @@ func New(opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{
-		cfg:     opts.Config,
-		builder: opts.Builder,
-		status:  opts.Status,
-		log:     opts.Log,
-		reg:     opts.Registry,
-		metrics: m,
-		tmpl:    t,
-		minRate: opts.MinThroughput,
+		discover: opts.Discoverer,
+		cfg:      opts.Config,
+		builder:  opts.Builder,
+		status:   opts.Status,
+		log:      opts.Log,
+		reg:      opts.Registry,
+		metrics:  m,
+		tmpl:     t,
+		minRate:  opts.MinThroughput,
 	}
 	h.mux = h.routes()
 	return h, nil

@@ -23,6 +23,7 @@ import (
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
+	"github.com/wwcluster/ww/server/nodeedit"
 	"github.com/wwcluster/ww/server/provision"
 	"github.com/wwcluster/ww/server/status"
 	"github.com/wwcluster/ww/server/tftp"
@@ -114,6 +115,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	h, err := provision.New(provision.Options{
 		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg,
+		Discoverer: nodeedit.NewDiscoverer(store, log),
 	})
 	if err != nil {
 		return err

@@ -38,7 +38,9 @@ type serveOptions struct {
 	root     string
 	listen   string
 	maxConns int
-	logs     logFlags
+	// perClient caps one source address's connections (0: maxConns/4).
+	perClient int
+	logs      logFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -69,7 +71,10 @@ Under systemd (Type=notify) it reports READY once listening.`,
 		},
 	}
 	addRootFlag(cmd, &o.root)
-	cmd.Flags().IntVar(&o.maxConns, "max-connections", 8192, "HTTP connections served at once; more wait in the listen backlog")
+	cmd.Flags().IntVar(&o.maxConns, "max-connections", 8192,
+		"HTTP connections held at once; at the limit the longest-idle one is closed for a new one, and only when all are busy do new ones wait")
+	cmd.Flags().IntVar(&o.perClient, "max-connections-per-client", 0,
+		"HTTP connections one source address may hold (0: a quarter of --max-connections; -1: no cap)")
 	cmd.Flags().StringVar(&o.listen, "listen", "", "HTTP listen address, overriding wwserver.toml's listen (nodes are still told its port)")
 	o.logs.add(cmd)
 	return cmd
@@ -171,13 +176,20 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if o.maxConns > 0 {
-		// One goroutine per connection: bound them.
-		ln = provision.LimitListener(ln, o.maxConns)
-	}
 	// Request contexts are not tied to ctx: on SIGTERM in-flight downloads
 	// get shutdownGrace to finish.
 	srv := provision.NewHTTPServer(h, log)
+	if o.maxConns > 0 {
+		// One goroutine per connection: bound them, idle ones first to go.
+		lim, err := provision.NewConnLimiter(ln, provision.ConnLimits{Max: o.maxConns, PerClient: o.perClient},
+			reg, log.With("svc", "http"))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--max-connections: %w", err)
+		}
+		ln = lim
+		srv.ConnState = lim.ConnState
+	}
 
 	// Status flushes after HTTP has stopped, so late events are kept.
 	statusCtx, stopStatus := context.WithCancel(context.Background())

@@ -66,6 +66,15 @@ type Status interface {
 	SetUpdateInterval(d time.Duration)
 }
 
+// Leases tells which addresses nodes hold by DHCP; *dhcp.Server provides
+// it (serve.go adapts it). Secure mode's source check uses it.
+type Leases interface {
+	// LeaseByIP returns the MAC (and node name) holding ip by an active lease.
+	LeaseByIP(ip string) (mac, node string, ok bool)
+	// HasLease reports whether mac holds an active lease.
+	HasLease(mac string) bool
+}
+
 // Registry is where metrics go and /metrics reads from; a
 // *prometheus.Registry is one. Never the global default registry.
 type Registry interface {
@@ -82,6 +91,9 @@ type Options struct {
 	// Registry receives the HTTP metrics and is served on /metrics; nil makes
 	// a private one.
 	Registry Registry
+	// Leases (may be nil: no built-in DHCP) adds DHCP leases to the
+	// addresses a node may call from in secure mode.
+	Leases Leases
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
@@ -92,6 +104,7 @@ type Handler struct {
 	cfg     Config
 	builder Builder
 	status  Status
+	leases  Leases
 	log     *slog.Logger
 	reg     Registry
 	metrics *metrics
@@ -127,6 +140,7 @@ func New(opts Options) (*Handler, error) {
 		cfg:     opts.Config,
 		builder: opts.Builder,
 		status:  opts.Status,
+		leases:  opts.Leases,
 		log:     opts.Log,
 		reg:     opts.Registry,
 		metrics: m,

@@ -14,6 +14,7 @@ const (
 	ReasonNotFound     = "NOT_FOUND"
 	ReasonBadAsset     = "BAD_ASSET"
 	ReasonInsecurePort = "INSECURE_PORT"
+	ReasonWrongSource  = "WRONG_SOURCE"
 	reasonBadRequest   = "BAD_REQUEST"
 )
 

@@ -117,13 +117,6 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	h, err := provision.New(provision.Options{
-		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg,
-	})
-	if err != nil {
-		return err
-	}
-
 	store.OnReload = func(next *config.Snapshot) {
 		st.SetUpdateInterval(next.Server.UpdateInterval.Duration)
 		st.Prune(next.Nodes) // nodes removed from nodes.toml leave status.json too
@@ -153,6 +146,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	var services []service
 	var ready []<-chan struct{}
 	var leases tftp.LeaseLookup
+	var provLeases provision.Leases
 	if snap.Server.DHCP.Enabled {
 		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg})
 		if err != nil {
@@ -161,6 +155,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		services = append(services, service{"dhcp", d.Run})
 		ready = append(ready, d.Ready())
 		leases = d // TFTP names pool clients by their DHCP lease
+		provLeases = dhcpLeases{d}
 	}
 	if snap.Server.TFTP.Enabled {
 		t, err := tftp.New(tftp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "tftp"),
@@ -170,6 +165,13 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		}
 		services = append(services, service{"tftp", t.Run})
 		ready = append(ready, t.Ready())
+	}
+
+	h, err := provision.New(provision.Options{
+		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg, Leases: provLeases,
+	})
+	if err != nil {
+		return err
 	}
 
 	ln, err := net.Listen("tcp", listen)
@@ -299,6 +301,21 @@ func pruneLoop(ctx context.Context, b *build.Builder, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// dhcpLeases gives provision the DHCP leases (secure mode's source check).
+type dhcpLeases struct{ *dhcp.Server }
+
+// HasLease scans a copy of the table: only requests from an address the
+// node does not hold get here.
+func (l dhcpLeases) HasLease(mac string) bool {
+	now := time.Now()
+	for _, ls := range l.Leases() {
+		if ls.MAC == mac && ls.State != dhcp.StateDeclined && ls.Active(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // builderAdapter gives provision the builder; build's not-found errors

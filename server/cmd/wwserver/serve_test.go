@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wwcluster/ww/wwclient/agent"
 )
 
 // serveInProcess writes a tree with init (edited by edit, may be nil) and
@@ -148,5 +150,79 @@ func TestServeIdleConnectionsDoNotLockOut(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d idle connections closed for one new client, want 1", n)
+	}
+}
+
+// privilegedFrom returns a client whose connections come from the loopback
+// address src and a source port below 1024, as wwclient's do.
+func privilegedFrom(t *testing.T, src string) *http.Client {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind a privileged source port")
+	}
+	dial := agent.PrivilegedDialer(net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}, 600, 1023)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+}
+
+// TestServeSourceCheck (issue 9, weak point 10): in secure mode a node's
+// runtime overlay and heartbeats are answered only from its own address;
+// root on another host (here: another loopback address, n002's) gets 403
+// WRONG_SOURCE, recorded in status; source_check = false lifts it.
+func TestServeSourceCheck(t *testing.T) {
+	root, base := serveInProcess(t, serveOptions{}, nil) // init: n001 at 127.0.0.11, n002 at 127.0.0.12
+	const mac = "52:54:00:00:00:01"
+	own, other := privilegedFrom(t, "127.0.0.11"), privilegedFrom(t, "127.0.0.12")
+	do := func(c *http.Client, method, path string) (int, string) {
+		t.Helper()
+		var body io.Reader
+		if method == http.MethodPost {
+			body = strings.NewReader(`{"node":"n001","uptime_seconds":3}`)
+		}
+		req, _ := http.NewRequest(method, base+path, body)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return resp.StatusCode, string(b)
+	}
+
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/overlay/runtime/" + mac},
+		{http.MethodPost, "/heartbeat/" + mac},
+		{http.MethodGet, "/provision/" + mac + "?stage=runtime"},
+	} {
+		code, body := do(other, r.method, r.path)
+		if code != http.StatusForbidden || !strings.Contains(body, "own address") {
+			t.Errorf("%s %s from another host: %d %q, want 403 WRONG_SOURCE", r.method, r.path, code, body)
+		}
+	}
+	resp, err := http.Get(base + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(st), "WRONG_SOURCE") {
+		t.Errorf("refusal not recorded in status: %s", st)
+	}
+
+	if code, body := do(own, http.MethodGet, "/overlay/runtime/"+mac); code != http.StatusOK {
+		t.Errorf("runtime overlay from the node's address: %d %q", code, body)
+	}
+	if code, body := do(own, http.MethodPost, "/heartbeat/"+mac); code != http.StatusNoContent {
+		t.Errorf("heartbeat from the node's address: %d %q", code, body)
+	}
+
+	// Relayed/NATed setups turn it off; the edit is picked up while serving.
+	cfg := filepath.Join(root, "wwserver.toml")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, cfg, strings.Replace(string(data), "source_check = true", "source_check = false", 1))
+	if code, body := do(other, http.MethodGet, "/overlay/runtime/"+mac); code != http.StatusOK {
+		t.Errorf("source_check = false: %d %q", code, body)
 	}
 }

@@ -94,6 +94,10 @@ type Options struct {
 	// Leases (may be nil: no built-in DHCP) adds DHCP leases to the
 	// addresses a node may call from in secure mode.
 	Leases Leases
+	// LogEvery is the window of repeated per-request log lines (unknown
+	// MACs, refusals, errors): one line, then one summary with a count per
+	// window. Zero means DefaultLogEvery.
+	LogEvery time.Duration
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
@@ -106,6 +110,7 @@ type Handler struct {
 	status  Status
 	leases  Leases
 	log     *slog.Logger
+	logs    *logThrottle // per-request lines
 	reg     Registry
 	metrics *metrics
 	tmpl    *Templates
@@ -142,6 +147,7 @@ func New(opts Options) (*Handler, error) {
 		status:  opts.Status,
 		leases:  opts.Leases,
 		log:     opts.Log,
+		logs:    newLogThrottle(opts.Log, opts.LogEvery),
 		reg:     opts.Registry,
 		metrics: m,
 		tmpl:    t,
@@ -150,6 +156,10 @@ func New(opts Options) (*Handler, error) {
 	h.mux = h.routes()
 	return h, nil
 }
+
+// FlushLogs logs the pending summaries of repeated log lines now (at
+// shutdown).
+func (h *Handler) FlushLogs() { h.logs.Flush() }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }

@@ -265,6 +265,7 @@ loop:
 		_ = srv.Close()
 	}
 	wg.Wait()
+	h.FlushLogs()
 	stopStatus()
 	if err := <-statusDone; err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("final status flush: %w", err))

@@ -265,8 +265,8 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 }
 
 // fingerprints memoises tree fingerprints for one request (or one BuildAll
-// run): every tree is walked once, by a walk that started after the request
-// arrived.
+// run): every tree's fingerprint comes from a check that started after the
+// request arrived: the watcher's (a barrier, see treeWatcher) or a walk.
 type fingerprints struct {
 	b  *Builder
 	mu sync.Mutex
@@ -298,10 +298,19 @@ func (f *fingerprints) get(ctx context.Context, dir string, kind treeKind) (fing
 			label = "image"
 		}
 		o.fp, o.err = f.b.walks.Do(ctx, dir, func() (fingerprint, error) {
+			tok := f.b.watch.begin(dir)
+			if tok.fresh {
+				return tok.fp, nil
+			}
+			var hook func(string)
+			if tok.establish != nil {
+				hook = tok.watchDir
+			}
 			start := time.Now()
-			fp, err := fingerprintTree(dir, kind, &f.b.hashes)
+			fp, err := fingerprintTree(dir, kind, &f.b.hashes, hook)
 			f.b.m.walks.WithLabelValues(label).Inc()
 			f.b.m.walkSecs.WithLabelValues(label).Observe(time.Since(start).Seconds())
+			f.b.watch.end(tok, fp, err)
 			return fp, err
 		})
 	})

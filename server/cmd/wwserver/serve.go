@@ -112,6 +112,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	h, err := provision.New(provision.Options{
 		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg,
 	})

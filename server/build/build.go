@@ -117,6 +117,9 @@ type Builder struct {
 	hashes hashCache                       // content hashes of racy files
 	builds flightGroup[string, partResult] // by cache key
 	slots  chan struct{}                   // bounds concurrent builds
+	// beforeBuild, if set, is called as a build of a cache file starts (a
+	// seam for tests).
+	beforeBuild func(kind)
 
 	mu    sync.Mutex
 	parts map[string]*part // cache key → built file

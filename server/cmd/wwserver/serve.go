@@ -118,6 +118,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	store.OnReload = func(next *config.Snapshot) {
 		st.SetUpdateInterval(next.Server.UpdateInterval.Duration)
 		st.Prune(next.Nodes) // nodes removed from nodes.toml leave status.json too

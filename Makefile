@@ -6,7 +6,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 IMAGE := $(CURDIR)/build/image
 # Debian packages the build, the tests and the lab need.
-APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file
+APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light
 
 .PHONY: all deps build image lab test unit integration vet fmt-check bench clean
 

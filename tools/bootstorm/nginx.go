@@ -19,6 +19,9 @@ func writeNginxConf(prefix, docroot string, p netPlan) (string, error) {
 	conf := fmt.Sprintf(`# written by tools/bootstorm
 daemon off;
 master_process on;
+# Workers read the document root as bootstorm wrote it (the storm runs as
+# root, in its own namespace).
+user root;
 worker_processes auto;
 pid %[1]s/nginx.pid;
 error_log %[1]s/logs/error.log warn;

@@ -28,7 +28,7 @@ type simNode struct {
 type runner struct {
 	cfg   clientConfig
 	stats *Stats
-	dhcp  *dhcpPort        // full mode only
+	dhcp  *dhcpPort          // full mode only
 	addrs func(net.IP) error // adds a node's address to the client interface (nil: don't)
 }
 

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -103,8 +105,10 @@ type Report struct {
 	ServerCPUSeconds float64       `json:"server_cpu_seconds"`
 	ServerPeakRSS    int64         `json:"server_peak_rss_bytes"` // since the server started
 	ClientCPUSeconds float64       `json:"client_cpu_seconds"`
+	OtherCPUSeconds  float64       `json:"other_cpu_seconds"` // the rest of the machine meanwhile (shared machines)
 	DHCPUnmatched    int64         `json:"dhcp_unmatched"`
 	DHCPMalformed    int64         `json:"dhcp_malformed"`
+	DHCPClientDrops  int64         `json:"dhcp_client_socket_drops"` // replies our socket dropped (-1: unknown)
 	Commit           string        `json:"commit,omitempty"`
 }
 
@@ -158,7 +162,7 @@ func runClients(in io.Reader, out, progress io.Writer) error {
 		pids = procstat.Tree(cfg.ServerPID)
 	}
 	cpu0, _ := procstat.Usage(pids)
-	self0 := selfCPU()
+	self0, busy0 := selfCPU(), machineBusy()
 	start := time.Now()
 	r.stats = NewStats(start)
 	stopProgress := showProgress(progress, r.stats)
@@ -193,8 +197,14 @@ func runClients(in io.Reader, out, progress io.Writer) error {
 	r.stats.Report(&rep)
 	cpu1, rss := procstat.Usage(pids)
 	rep.ServerCPUSeconds, rep.ServerPeakRSS = cpu1-cpu0, rss
+	if busy0 >= 0 {
+		if busy1 := machineBusy(); busy1 >= 0 {
+			rep.OtherCPUSeconds = max(0, busy1-busy0-rep.ServerCPUSeconds-rep.ClientCPUSeconds)
+		}
+	}
 	if r.dhcp != nil {
 		rep.DHCPUnmatched, rep.DHCPMalformed = r.dhcp.unmatched.Load(), r.dhcp.malformed.Load()
+		rep.DHCPClientDrops = udpDrops(68)
 	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
@@ -292,6 +302,33 @@ func showProgress(w io.Writer, s *Stats) (stop func()) {
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(done); <-finished }) }
+}
+
+// machineBusy is the CPU time (s) all CPUs spent busy since boot, from
+// /proc/stat; -1 when unknown.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	var busy float64
+	// user nice system idle iowait irq softirq steal: all but idle and iowait.
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return -1
+		}
+		busy += x
+	}
+	return busy / 100
 }
 
 // selfCPU is this process's user+system CPU time in seconds.

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,8 +52,12 @@ func listenDHCP(iface string) (*dhcpPort, error) {
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
 				return
 			}
-			// Many nodes answer at once: make room for the burst.
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+			// The server answers many nodes at once: make room for the
+			// burst (FORCE: past rmem_max, as root), so drops are the
+			// server's, not ours (see udpDrops).
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 32<<20)
+			}
 			serr = unix.BindToDevice(int(fd), iface)
 		})
 		if err != nil {
@@ -234,4 +241,31 @@ func uuidFor(mac net.HardwareAddr) []byte {
 	copy(u[10:], mac)
 	u[6] = 0x40
 	return u
+}
+
+// udpDrops is the kernel's drop count of the IPv4 UDP sockets bound to
+// port in this network namespace (/proc/net/udp), -1 when unknown.
+func udpDrops(port int) int64 {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return -1
+	}
+	return parseUDPDrops(string(b), port)
+}
+
+func parseUDPDrops(table string, port int) int64 {
+	want := fmt.Sprintf(":%04X", port)
+	var drops int64
+	for _, line := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 13 || !strings.HasSuffix(f[1], want) {
+			continue
+		}
+		n, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+		if err != nil {
+			return -1
+		}
+		drops += n
+	}
+	return drops
 }

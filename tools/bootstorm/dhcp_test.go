@@ -97,3 +97,16 @@ func TestDHCPPortTimeout(t *testing.T) {
 		t.Errorf("%d waiters left registered", left)
 	}
 }
+
+func TestParseUDPDrops(t *testing.T) {
+	table := `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  110: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12345 2 0000000000000000 17
+  111: 0100007F:0045 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12346 2 0000000000000000 5
+`
+	if got := parseUDPDrops(table, 68); got != 17 {
+		t.Errorf("drops on port 68 = %d, want 17", got)
+	}
+	if got := parseUDPDrops(table, 67); got != 0 {
+		t.Errorf("drops on port 67 = %d, want 0", got)
+	}
+}

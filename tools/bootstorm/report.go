@@ -10,8 +10,8 @@ import (
 // ratios of each wwserver run to the nginx run, then per-stage latencies.
 func formatTable(reps []Report) string {
 	var b strings.Builder
-	b.WriteString("| run | nodes | booted | failed | time to all booted | boot p50 / p99 / max | server CPU | server peak RSS | bytes | client CPU |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| run | nodes | booted | failed | time to all booted | boot p50 / p99 / max | server CPU | server peak RSS | bytes | client CPU | other processes' CPU |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var nginx *Report
 	for i := range reps {
 		r := &reps[i]
@@ -19,9 +19,9 @@ func formatTable(reps []Report) string {
 			nginx = r
 		}
 		boot := stageReport(r, stageBoot)
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.2f s | %s | %.2f s | %s | %s | %.1f s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.2f s | %s | %.2f s | %s | %s | %.1f s | %.1f s |\n",
 			runName(r), r.Nodes, r.Booted, r.FailedNodes, r.AllBootedSeconds, lat3(boot),
-			r.ServerCPUSeconds, humanBytes(r.ServerPeakRSS), humanBytes(r.BytesTotal), r.ClientCPUSeconds)
+			r.ServerCPUSeconds, humanBytes(r.ServerPeakRSS), humanBytes(r.BytesTotal), r.ClientCPUSeconds, r.OtherCPUSeconds)
 	}
 	if nginx != nil && nginx.AllBootedSeconds > 0 {
 		b.WriteString("\n")

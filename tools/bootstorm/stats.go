@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -234,8 +235,20 @@ func reason(err error) string {
 		return "connection closed"
 	}
 	s := err.Error()
+	// pin/tftp's errors carry the server's message after "message: ";
+	// addresses and ports would make every failure its own reason.
+	if i := strings.LastIndex(s, "message: "); i >= 0 {
+		s = "TFTP error: " + s[i+len("message: "):]
+	}
+	if strings.Contains(s, "i/o timeout") {
+		return "timeout"
+	}
+	s = addrPort.ReplaceAllString(s, "ADDR")
 	if len(s) > 80 {
 		s = s[:80]
 	}
 	return s
 }
+
+// addrPort matches IPv4 address:port in error messages.
+var addrPort = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+(:\d+)?`)

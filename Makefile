@@ -8,7 +8,7 @@ IMAGE := $(CURDIR)/build/image
 # Debian packages the build, the tests and the lab need.
 APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light
 
-.PHONY: all deps build image lab test unit integration vet fmt-check bench storm clean
+.PHONY: all deps build image lab test unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -39,6 +39,11 @@ lab: deps build image
 vet:
 	$(GO) vet ./...
 
+# staticcheck from the Go module proxy, pinned (v0.8.2 knows Go 1.26); no install step.
+STATICCHECK_VERSION := v0.8.2
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -49,7 +54,7 @@ unit: deps build
 integration: deps build image
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
-test: fmt-check vet unit integration
+test: fmt-check vet staticcheck unit integration
 
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: deps build

@@ -6,9 +6,9 @@ GO ?= go
 BIN := $(CURDIR)/bin
 IMAGE := $(CURDIR)/build/image
 # Debian packages the build, the tests and the lab need.
-APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file
+APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light
 
-.PHONY: all deps build image lab test unit integration vet staticcheck fmt-check fuzz bench clean
+.PHONY: all deps build image lab test unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -59,6 +59,11 @@ test: fmt-check vet staticcheck unit integration
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: deps build
 	./tools/bench/run.sh
+
+# 1,000 simulated nodes reboot at once from a realistic image, against wwserver
+# and nginx in one run (tools/bootstorm; root; ~15-30 min; not part of make test).
+storm: deps build
+	./tools/bootstorm/storm.sh
 
 clean:
 	rm -rf $(BIN) build/image

@@ -44,7 +44,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wwcluster/ww/tools/bench/internal/hist"
+	"github.com/wwcluster/ww/tools/internal/hist"
 )
 
 // maxDuration bounds every run, whatever -d says.

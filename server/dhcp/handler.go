@@ -53,6 +53,10 @@ type result struct {
 	// handled marks a message that needs no reply (RELEASE, DECLINE):
 	// ignore then names what was done, and it is not counted as a drop.
 	handled bool
+	// durable is the lease change the reply announces (nil: none).
+	durable durable
+	// reserved: the address is a nodes.toml reservation.
+	reserved bool
 }
 
 func ignored(reason string) result { return result{ignore: reason} }
@@ -97,7 +101,7 @@ func withBoot(x *exchange, p *params) {
 // Reservation mode: addresses from nodes.toml, and an optional pool.
 
 type reservationHandler struct {
-	leases *leaseTable
+	leases leaseStore
 }
 
 func (h *reservationHandler) handle(x *exchange) result {
@@ -160,10 +164,11 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		if strict && want != ip {
 			return nil, errNotTheirs
 		}
-		if _, err := h.leases.claim(ip, x.mac, node, state, expires, x.now); err != nil {
+		_, d, err := h.leases.claim(ip, x.mac, node, state, expires, x.now)
+		if err != nil {
 			return nil, &silence{"reserved_address_in_use"}
 		}
-		p.yiaddr = ip
+		p.yiaddr, p.durable, p.reserved = ip, d, true
 		return p, nil
 	}
 	pl := x.pool()
@@ -184,17 +189,18 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		if !pl.contains(want) {
 			return nil, errNotTheirs
 		}
-		if _, err := h.leases.claim(want, x.mac, node, state, expires, x.now); err != nil {
+		_, d, err := h.leases.claim(want, x.mac, node, state, expires, x.now)
+		if err != nil {
 			return nil, errNotTheirs
 		}
-		p.yiaddr = want
+		p.yiaddr, p.durable = want, d
 		return p, nil
 	}
-	l, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
+	l, d, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
 	if err != nil {
 		return nil, &silence{"pool_exhausted"}
 	}
-	p.yiaddr = l.IP
+	p.yiaddr, p.durable = l.IP, d
 	return p, nil
 }
 
@@ -237,7 +243,7 @@ func (h *reservationHandler) answer(x *exchange, typ dhcpv4.MessageType, p *para
 	withBoot(x, p)
 	note := onLink(p)
 	r := buildReply(x, typ, p)
-	res := result{reply: r, note: note}
+	res := result{reply: r, note: note, durable: p.durable, reserved: p.reserved}
 	if p.boot.File != "" {
 		res.event = bootEvent(x, r, p.boot.File)
 	}
@@ -274,7 +280,10 @@ func (h *reservationHandler) decline(x *exchange) result {
 		return ignored("other_server")
 	}
 	ip := addrOf(x.req.RequestedIPAddress())
-	if !ip.IsValid() || !h.leases.decline(ip, x.mac, x.now.Add(declineHold)) {
+	if !ip.IsValid() {
+		return ignored("decline_unknown_lease")
+	}
+	if ok, _ := h.leases.decline(ip, x.mac, x.now.Add(declineHold)); !ok {
 		return ignored("decline_unknown_lease")
 	}
 	return result{ignore: "declined", handled: true, note: fmt.Sprintf("address %s declined; held back for %s", ip, declineHold)}
@@ -285,7 +294,10 @@ func (h *reservationHandler) release(x *exchange) result {
 		return ignored("other_server")
 	}
 	ip := addrOf(x.req.ClientIPAddr)
-	if !ip.IsValid() || !h.leases.release(ip, x.mac) {
+	if !ip.IsValid() {
+		return ignored("release_unknown_lease")
+	}
+	if ok, _ := h.leases.release(ip, x.mac); !ok {
 		return ignored("release_unknown_lease")
 	}
 	return result{ignore: "released", handled: true}

@@ -2,7 +2,6 @@ package dhcp
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -14,7 +13,7 @@ type metrics struct {
 	persistErrors prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, leases *leaseTable) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, inUse func() int) (*metrics, error) {
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wwserver_dhcp_packets_received_total",
@@ -30,14 +29,14 @@ func newMetrics(reg prometheus.Registerer, leases *leaseTable) (*metrics, error)
 		}, []string{"reason"}),
 		persistErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wwserver_dhcp_lease_persist_errors_total",
-			Help: "Failed writes of leases.json.",
+			Help: "Failed writes of the lease journal or leases.json.",
 		}),
 	}
-	inUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	inUseGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wwserver_dhcp_leases_in_use",
 		Help: "Active (offered or bound) DHCP leases.",
-	}, func() float64 { return float64(leases.inUse(time.Now())) })
-	for _, c := range []prometheus.Collector{m.received, m.sent, m.dropped, m.persistErrors, inUse} {
+	}, func() float64 { return float64(inUse()) })
+	for _, c := range []prometheus.Collector{m.received, m.sent, m.dropped, m.persistErrors, inUseGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("dhcp: register metrics: %w", err)
 		}

@@ -37,6 +37,10 @@ type params struct {
 	boot     bootDecision
 	// proxy marks a ProxyDHCP reply: boot information only.
 	proxy bool
+	// durable is the lease change behind yiaddr (nil: none to wait for);
+	// reserved: yiaddr is a nodes.toml reservation.
+	durable  durable
+	reserved bool
 }
 
 // newReply starts a reply to req (RFC 2131 table 3): xid, flags, chaddr

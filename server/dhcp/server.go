@@ -12,8 +12,10 @@
 // dropped and counted, never queued without bound. Malformed packets are
 // dropped and counted; a panic in a worker is recovered and counted.
 //
-// Leases live in memory and are written to StateDir/leases.json
-// atomically, debounced, in the background; they are loaded at start.
+// Leases live behind leaseStore (store.go). The files backend keeps them
+// in memory and appends every change that matters to StateDir/leases.journal,
+// fsynced before the reply that depends on it is sent (group commit), and
+// compacts the journal into leases.json in the background.
 package dhcp
 
 import (
@@ -22,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -50,8 +51,6 @@ type Options struct {
 	// PXEPort is the ProxyDHCP boot-server port opened in proxy mode;
 	// 0 means 4011, negative disables it.
 	PXEPort int
-	// PersistDelay debounces lease writes; 0 means 500ms.
-	PersistDelay time.Duration
 }
 
 // Server is the DHCP server. Create it with New and start it with Run.
@@ -59,13 +58,11 @@ type Server struct {
 	store     *config.Store
 	status    status.Recorder
 	log       *slog.Logger
-	leases    *leaseTable
-	leasePath string
+	leases    leaseStore
 	m         *metrics
 	handlers  map[string]handler
 	queueSize int
 	pxePort   int
-	debounce  time.Duration
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -86,10 +83,8 @@ func New(o Options) (*Server, error) {
 		store:     o.Store,
 		status:    o.Status,
 		log:       o.Log,
-		leases:    newLeaseTable(),
 		queueSize: o.QueueSize,
 		pxePort:   o.PXEPort,
-		debounce:  o.PersistDelay,
 		ready:     make(chan struct{}),
 	}
 	if s.status == nil {
@@ -101,33 +96,23 @@ func New(o Options) (*Server, error) {
 	if s.pxePort == 0 {
 		s.pxePort = PXEPort
 	}
-	if s.debounce <= 0 {
-		s.debounce = 500 * time.Millisecond
-	}
 	reg := o.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(reg, s.leases)
+	m, err := newMetrics(reg, func() int { return s.leases.inUse(time.Now()) })
 	if err != nil {
 		return nil, err
 	}
 	s.m = m
+	fs, err := openFileStore(o.StateDir, s.log, m.persistErrors.Inc)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	s.leases = fs
 	s.handlers = map[string]handler{
 		config.ModeReservation: &reservationHandler{leases: s.leases},
 		config.ModeProxy:       proxyHandler{},
-	}
-	if o.StateDir != "" {
-		s.leasePath = filepath.Join(o.StateDir, LeasesFile)
-		ls, err := loadLeases(s.leasePath)
-		if err != nil {
-			// state/ is deletable; a damaged file must not stop DHCP.
-			s.log.Error("dhcp: ignoring unreadable lease file", "err", err)
-		}
-		s.leases.load(ls)
-		if len(ls) > 0 {
-			s.log.Info("dhcp: leases loaded", "path", s.leasePath, "count", len(ls))
-		}
 	}
 	return s, nil
 }
@@ -158,8 +143,7 @@ func (s *Server) LeaseByIP(ip string) (mac, node string, ok bool) {
 
 // Leases returns a copy of all leases, sorted by address.
 func (s *Server) Leases() []Lease {
-	ls, _ := s.leases.snapshot(true)
-	return ls
+	return s.leases.snapshot(true)
 }
 
 // Run binds dhcp.listen on dhcp.interface (and, in proxy mode, the PXE
@@ -221,15 +205,13 @@ func (s *Server) serve(ctx context.Context, conns []servedConn, workers int) err
 	jobs := make(chan packet, qs)
 	s.readyOnce.Do(func() { close(s.ready) })
 
-	var persistWG sync.WaitGroup
-	pctx, stopPersist := context.WithCancel(context.Background())
-	if s.leasePath != "" {
-		persistWG.Add(1)
-		go func() {
-			defer persistWG.Done()
-			s.leases.persist(pctx, s.leasePath, s.debounce, s.log, s.m.persistErrors.Inc)
-		}()
-	}
+	var storeWG sync.WaitGroup
+	sctx, stopStore := context.WithCancel(context.Background())
+	storeWG.Add(1)
+	go func() {
+		defer storeWG.Done()
+		s.leases.run(sctx)
+	}()
 
 	var workWG sync.WaitGroup
 	for i := 0; i < workers; i++ {
@@ -258,8 +240,8 @@ func (s *Server) serve(ctx context.Context, conns []servedConn, workers int) err
 	readWG.Wait()
 	close(jobs)
 	workWG.Wait()
-	stopPersist() // final write happens in persist
-	persistWG.Wait()
+	stopStore() // writes what the workers left, then leases.json
+	storeWG.Wait()
 	s.log.Info("dhcp: stopped")
 	return nil
 }
@@ -298,19 +280,41 @@ func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet)
 	}
 }
 
-// handlePacket runs in a worker: decide, send, record. It never panics.
+// handlePacket runs in a worker: decide, then send and record, at once
+// or, when the reply depends on a lease change, once the change is
+// durable (on the lease store's goroutine). It never panics.
 func (s *Server) handlePacket(p packet) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.m.dropped.WithLabelValues("panic").Inc()
-			s.log.Error("dhcp: panic while handling a packet", "panic", r, "src", p.src, "stack", string(debug.Stack()))
-		}
-	}()
+	defer s.recoverPanic(p)
 	snap := s.store.Current()
 	o := s.decide(p.data, p.src, p.pxePort, snap, time.Now())
 	if o.reqType != "" {
 		s.m.received.WithLabelValues(o.reqType).Inc()
 	}
+	if o.durable != nil && o.reply != nil {
+		o.durable.whenDurable(func(err error) {
+			defer s.recoverPanic(p)
+			if err != nil && !o.reserved {
+				// Not on disk: a crash could hand the address to another
+				// MAC, so the client must not be told it has it.
+				s.m.dropped.WithLabelValues("lease_not_stored").Inc()
+				return
+			}
+			s.finish(p, &o)
+		})
+		return
+	}
+	s.finish(p, &o)
+}
+
+func (s *Server) recoverPanic(p packet) {
+	if r := recover(); r != nil {
+		s.m.dropped.WithLabelValues("panic").Inc()
+		s.log.Error("dhcp: panic while handling a packet", "panic", r, "src", p.src, "stack", string(debug.Stack()))
+	}
+}
+
+// finish sends o's reply (if any), logs and records its event.
+func (s *Server) finish(p packet, o *outcome) {
 	if o.reply == nil {
 		if !o.handled {
 			s.m.dropped.WithLabelValues(o.drop).Inc()
@@ -353,6 +357,11 @@ type outcome struct {
 	note    string
 	err     error
 	event   *status.Event
+	// durable is the lease change the reply announces; the reply waits
+	// for it. reserved: the address comes from nodes.toml, so the reply
+	// may go even when the change could not be stored.
+	durable  durable
+	reserved bool
 }
 
 // maxHops drops requests that looped through too many relays.
@@ -411,6 +420,7 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	o.x = x
 	res := h.handle(x)
 	o.event, o.note, o.handled = res.event, res.note, res.handled
+	o.durable, o.reserved = res.durable, res.reserved
 	if res.reply == nil {
 		o.drop = res.ignore
 		if o.drop == "" {
@@ -451,4 +461,15 @@ func listenUDP(iface, addr string) (*net.UDPConn, error) {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return pc.(*net.UDPConn), nil
+}
+
+// Health is false, with the reason, while the server's leases cannot be
+// trusted or stored (a corrupt lease file was moved aside, a write failed).
+// /healthz includes it.
+func (s *Server) Health() (ok bool, reason string) {
+	ok, reason = s.leases.health()
+	if !ok {
+		reason = "dhcp: " + reason
+	}
+	return ok, reason
 }

@@ -57,6 +57,8 @@ type result struct {
 	durable durable
 	// reserved: the address is a nodes.toml reservation.
 	reserved bool
+	// warn logs the outcome at WARN (something an admin should see).
+	warn bool
 }
 
 func ignored(reason string) result { return result{ignore: reason} }
@@ -102,6 +104,10 @@ func withBoot(x *exchange, p *params) {
 
 type reservationHandler struct {
 	leases leaseStore
+	m      *metrics
+	// guard probes pool addresses before they are offered while the
+	// lease table is not trusted (nil: never).
+	guard *probeGuard
 }
 
 func (h *reservationHandler) handle(x *exchange) result {
@@ -164,7 +170,7 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		if strict && want != ip {
 			return nil, errNotTheirs
 		}
-		_, d, err := h.leases.claim(ip, x.mac, node, state, expires, x.now)
+		_, d, err := h.leases.claimReserved(ip, x.mac, node, state, expires, x.now)
 		if err != nil {
 			return nil, &silence{"reserved_address_in_use"}
 		}
@@ -196,12 +202,25 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		p.yiaddr, p.durable = want, d
 		return p, nil
 	}
-	l, d, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
-	if err != nil {
-		return nil, &silence{"pool_exhausted"}
+	for attempt := 0; ; attempt++ {
+		l, d, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
+		if err != nil {
+			return nil, &silence{"pool_exhausted"}
+		}
+		// A relayed client's subnet cannot be probed with ARP from here.
+		if !h.guard.active(x.now) || x.relayed() || !h.guard.inUse(x.cfg.DHCP.Interface, l.IP, x.now, h.m) {
+			p.yiaddr, p.durable = l.IP, d
+			return p, nil
+		}
+		// Someone answers for it: hold it back and try another.
+		if ok, _ := h.leases.quarantine(l.IP, x.now.Add(declineHold), x.now); !ok {
+			h.leases.forgetOffer(x.mac)
+		}
+		if attempt+1 == probeAttempts {
+			return nil, &silence{"pool_addresses_in_use"}
+		}
+		want = netip.Addr{}
 	}
-	p.yiaddr, p.durable = l.IP, d
-	return p, nil
 }
 
 // onLink drops a router outside the client's subnet: UEFI PXE (EDK2)
@@ -281,12 +300,27 @@ func (h *reservationHandler) decline(x *exchange) result {
 	}
 	ip := addrOf(x.req.RequestedIPAddress())
 	if !ip.IsValid() {
+		h.m.declines.WithLabelValues("unknown_lease").Inc()
 		return ignored("decline_unknown_lease")
 	}
-	if ok, _ := h.leases.decline(ip, x.mac, x.now.Add(declineHold)); !ok {
+	if n, reserved := x.snap.Nodes.ByIP[ip.String()]; reserved {
+		// Anyone can send a DECLINE: it must not take a node off the network.
+		h.m.declines.WithLabelValues("reservation_kept").Inc()
+		return result{ignore: "decline_of_reservation", handled: true, warn: true,
+			note: fmt.Sprintf("DECLINE of %s, reserved for node %s in nodes.toml, ignored: the reservation stays", ip, n.Name)}
+	}
+	ok, _ := h.leases.decline(ip, x.mac, x.now.Add(declineHold), x.now)
+	if !ok {
+		if l, found := h.leases.lookupIP(ip); found && l.MAC == x.mac && l.State != StateDeclined {
+			h.m.declines.WithLabelValues("quarantine_full").Inc()
+			return result{ignore: "decline_quarantine_full", handled: true, warn: true,
+				note: fmt.Sprintf("DECLINE of %s not honoured: %d addresses are already held back", ip, maxQuarantined)}
+		}
+		h.m.declines.WithLabelValues("unknown_lease").Inc()
 		return ignored("decline_unknown_lease")
 	}
-	return result{ignore: "declined", handled: true, note: fmt.Sprintf("address %s declined; held back for %s", ip, declineHold)}
+	h.m.declines.WithLabelValues("quarantined").Inc()
+	return result{ignore: "declined", handled: true, warn: true, note: fmt.Sprintf("address %s declined; held back for %s", ip, declineHold)}
 }
 
 func (h *reservationHandler) release(x *exchange) result {

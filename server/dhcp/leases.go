@@ -44,8 +44,11 @@ type leaseTable struct {
 	byIP   map[netip.Addr]*Lease
 	byMAC  map[string]*Lease // a MAC's current (non-declined) lease
 	cursor uint32            // where the next pool scan starts (round robin)
-	seq    uint64            // number of the last change (journal records carry it)
-	log    *journal          // nil: memory only
+	// held are the addresses in StateDeclined (some maybe expired): the
+	// quarantine, bounded by maxQuarantined.
+	held map[netip.Addr]struct{}
+	seq  uint64   // number of the last change (journal records carry it)
+	log  *journal // nil: memory only
 	// pending is the journal batch of the changes made in the current
 	// critical section; taken by the method that made them.
 	pending *commitBatch
@@ -55,6 +58,7 @@ func newLeaseTable() *leaseTable {
 	return &leaseTable{
 		byIP:  map[netip.Addr]*Lease{},
 		byMAC: map[string]*Lease{},
+		held:  map[netip.Addr]struct{}{},
 	}
 }
 
@@ -103,6 +107,21 @@ func (t *leaseTable) claim(ip netip.Addr, mac, node, state string, expires, now 
 	return l, t.takePending(), err
 }
 
+// claimReserved is claim for a nodes.toml reservation: a DECLINE never
+// takes a reserved address away, so a hold on it (from an older lease
+// file) is dropped first.
+func (t *leaseTable) claimReserved(ip netip.Addr, mac, node, state string, expires, now time.Time) (Lease, durable, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l, ok := t.byIP[ip]; ok && l.State == StateDeclined {
+		delete(t.byIP, ip)
+		delete(t.held, ip)
+		t.note(ip, nil)
+	}
+	l, err := t.claimLocked(ip, mac, node, state, expires, now)
+	return l, t.takePending(), err
+}
+
 func (t *leaseTable) claimLocked(ip netip.Addr, mac, node, state string, expires, now time.Time) (Lease, error) {
 	if !t.freeFor(ip, mac, now) {
 		return Lease{}, errInUse
@@ -117,7 +136,10 @@ func (t *leaseTable) claimLocked(ip netip.Addr, mac, node, state string, expires
 		delete(t.byMAC, mac)
 	}
 	cur, ok := t.byIP[ip]
-	if ok && cur.MAC != mac {
+	if ok && cur.State == StateDeclined {
+		delete(t.held, ip) // expired (freeFor said so): free again
+	}
+	if ok && (cur.MAC != mac || cur.State == StateDeclined) {
 		// An expired lease of another MAC (or an expired decline): take it over.
 		if t.byMAC[cur.MAC] == cur {
 			delete(t.byMAC, cur.MAC)
@@ -244,21 +266,66 @@ func (t *leaseTable) release(ip netip.Addr, mac string) (bool, durable) {
 }
 
 // decline marks ip unusable until until (DHCPDECLINE). Only the MAC the
-// address was offered or bound to may decline it.
-func (t *leaseTable) decline(ip netip.Addr, mac string, until time.Time) (bool, durable) {
+// address was offered or bound to may decline it, and only while fewer
+// than maxQuarantined addresses are held back.
+func (t *leaseTable) decline(ip netip.Addr, mac string, until, now time.Time) (bool, durable) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l, ok := t.byIP[ip]
 	if !ok || l.MAC != mac || l.State == StateDeclined {
 		return false, nil
 	}
+	if !t.roomLocked(now) {
+		return false, nil
+	}
 	if t.byMAC[mac] == l {
 		delete(t.byMAC, mac)
 	}
-	d := &Lease{IP: ip, MAC: mac, Node: l.Node, State: StateDeclined, Expires: until}
-	t.byIP[ip] = d
-	t.note(ip, d)
+	t.holdLocked(&Lease{IP: ip, MAC: mac, Node: l.Node, State: StateDeclined, Expires: until})
 	return true, t.takePending()
+}
+
+// quarantine holds ip back for nobody until until (an address that
+// answered a probe), dropping whatever lease it had; false when the
+// quarantine is full.
+func (t *leaseTable) quarantine(ip netip.Addr, until, now time.Time) (bool, durable) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l, ok := t.byIP[ip]; ok && l.State == StateDeclined {
+		return true, nil
+	}
+	if !t.roomLocked(now) {
+		return false, nil
+	}
+	if l, ok := t.byIP[ip]; ok && t.byMAC[l.MAC] == l {
+		delete(t.byMAC, l.MAC)
+	}
+	t.holdLocked(&Lease{IP: ip, State: StateDeclined, Expires: until})
+	return true, t.takePending()
+}
+
+// maxQuarantined bounds the addresses held back by declines and probes, so
+// spoofed DECLINEs cannot empty a pool.
+const maxQuarantined = 64
+
+// roomLocked reports whether one more address may be quarantined,
+// forgetting expired holds first; caller holds t.mu.
+func (t *leaseTable) roomLocked(now time.Time) bool {
+	if len(t.held) < maxQuarantined {
+		return true
+	}
+	for ip := range t.held {
+		if l, ok := t.byIP[ip]; !ok || l.State != StateDeclined || !l.Active(now) {
+			delete(t.held, ip)
+		}
+	}
+	return len(t.held) < maxQuarantined
+}
+
+func (t *leaseTable) holdLocked(d *Lease) {
+	t.byIP[d.IP] = d
+	t.held[d.IP] = struct{}{}
+	t.note(d.IP, d)
 }
 
 // forgetOffer drops mac's lease if it is only offered (the client chose
@@ -319,6 +386,7 @@ func (t *leaseTable) load(ls []Lease) {
 	defer t.mu.Unlock()
 	t.byIP = map[netip.Addr]*Lease{}
 	t.byMAC = map[string]*Lease{}
+	t.held = map[netip.Addr]struct{}{}
 	for i := range ls {
 		l := ls[i]
 		if !l.IP.Is4() {
@@ -339,6 +407,9 @@ func (t *leaseTable) load(ls []Lease) {
 		if l.State != StateDeclined && t.byMAC[l.MAC] != l {
 			delete(t.byIP, ip)
 		}
+		if l.State == StateDeclined {
+			t.held[ip] = struct{}{}
+		}
 	}
 }
 
@@ -357,6 +428,7 @@ func addrFrom(v uint32) netip.Addr {
 func (t *leaseTable) replay(r *journalRecord) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	delete(t.held, r.IP)
 	if cur, ok := t.byIP[r.IP]; ok {
 		delete(t.byIP, r.IP)
 		if t.byMAC[cur.MAC] == cur {
@@ -365,6 +437,9 @@ func (t *leaseTable) replay(r *journalRecord) {
 	}
 	if r.State != stateFree && r.IP.Is4() {
 		l := &Lease{IP: r.IP, MAC: r.MAC, Node: r.Node, State: r.State, Expires: r.Expires}
+		if l.State == StateDeclined {
+			t.held[r.IP] = struct{}{}
+		}
 		if l.State != StateDeclined && l.MAC != "" {
 			if old, ok := t.byMAC[l.MAC]; ok && t.byIP[old.IP] == old {
 				delete(t.byIP, old.IP) // a MAC holds one address

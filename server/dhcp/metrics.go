@@ -11,6 +11,8 @@ type metrics struct {
 	sent          *prometheus.CounterVec // by message type
 	dropped       *prometheus.CounterVec // by reason
 	persistErrors prometheus.Counter
+	declines      *prometheus.CounterVec // by outcome
+	probes        *prometheus.CounterVec // by result
 }
 
 func newMetrics(reg prometheus.Registerer, inUse func() int) (*metrics, error) {
@@ -27,6 +29,14 @@ func newMetrics(reg prometheus.Registerer, inUse func() int) (*metrics, error) {
 			Name: "wwserver_dhcp_dropped_total",
 			Help: "DHCP packets not answered, by reason (malformed, queue_full, panic, unknown_mac, ...).",
 		}, []string{"reason"}),
+		declines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wwserver_dhcp_declines_total",
+			Help: "DHCPDECLINEs by outcome: quarantined, reservation_kept (a nodes.toml address is never given up), quarantine_full, unknown_lease.",
+		}, []string{"outcome"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wwserver_dhcp_probes_total",
+			Help: "ARP probes of pool addresses (made while the lease table is not trusted), by result: free, in_use, error.",
+		}, []string{"result"}),
 		persistErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wwserver_dhcp_lease_persist_errors_total",
 			Help: "Failed writes of the lease journal or leases.json.",
@@ -36,7 +46,7 @@ func newMetrics(reg prometheus.Registerer, inUse func() int) (*metrics, error) {
 		Name: "wwserver_dhcp_leases_in_use",
 		Help: "Active (offered or bound) DHCP leases.",
 	}, func() float64 { return float64(inUse()) })
-	for _, c := range []prometheus.Collector{m.received, m.sent, m.dropped, m.persistErrors, inUseGauge} {
+	for _, c := range []prometheus.Collector{m.received, m.sent, m.dropped, m.persistErrors, m.declines, m.probes, inUseGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("dhcp: register metrics: %w", err)
 		}

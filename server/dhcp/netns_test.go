@@ -393,6 +393,48 @@ func TestNetnsKillAfterAck(t *testing.T) {
 	}
 }
 
+// TestNetnsProbeAfterLostLeases: leases.json is corrupt, so the server
+// cannot know which pool addresses are in use; a host on the network
+// already holds the first pool address. The server probes with ARP and
+// offers another address; with a sound lease file it does not probe.
+func TestNetnsProbeAfterLostLeases(t *testing.T) {
+	netnstest.Require(t)
+	p := netnstest.New(t, knownMAC)
+	// The client namespace holds 10.201.0.100 (and answers ARP for it).
+	if out, err := exec.Command("ip", "-n", p.Client, "addr", "add", "10.201.0.100/24", "dev", p.ClientIf).CombinedOutput(); err != nil {
+		t.Fatalf("add address: %v: %s", err, out)
+	}
+	cfg := testConfig{iface: p.ServerIf, listen: ":67", rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"}
+	for _, corrupt := range []bool{true, false} {
+		root := t.TempDir()
+		writeTree(t, root, cfg)
+		if corrupt {
+			if err := os.MkdirAll(filepath.Join(root, "state"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "state", LeasesFile), []byte(`{"version": 2, "leases": [{"ip": "10.2`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		srv := startServerProcess(t, p, root)
+		res := nclient(t, p, helperArgs{Mode: "dora", MAC: "02:00:00:00:00:01", Arch: -1})
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+		if res.Err != "" || res.Ack == nil {
+			t.Fatalf("corrupt=%v: DORA: %+v", corrupt, res)
+		}
+		if corrupt && res.Ack.YourIP == "10.201.0.100" {
+			t.Errorf("after losing its leases the server offered 10.201.0.100, which another host holds")
+		}
+		if !corrupt && res.Ack.YourIP != "10.201.0.100" {
+			t.Errorf("with a sound lease table the server probed (got %s, want 10.201.0.100)", res.Ack.YourIP)
+		}
+		if aside, _ := filepath.Glob(filepath.Join(root, "state", LeasesFile+".corrupt-*")); corrupt && len(aside) != 1 {
+			t.Errorf("corrupt lease file not moved aside: %v", aside)
+		}
+	}
+}
+
 // TestNetnsInterfaceBinding: a server bound to the veth does not answer a
 // DHCP request arriving on another interface of its namespace.
 func TestNetnsInterfaceBinding(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ type Server struct {
 	status    status.Recorder
 	log       *slog.Logger
 	leases    leaseStore
+	guard     *probeGuard // nil unless leases were lost at load
 	m         *metrics
 	handlers  map[string]handler
 	queueSize int
@@ -110,8 +112,15 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("dhcp: %w", err)
 	}
 	s.leases = fs
+	if lost := fs.lost(); lost != "" {
+		// Addresses may be in use that the table does not know: probe
+		// pool addresses until every lease given before has run out.
+		lt := o.Store.Current().Server.DHCP.LeaseTime.Duration
+		s.guard = &probeGuard{prober: arpProber{}, until: time.Now().Add(lt), reason: lost}
+		s.log.Warn("dhcp: pool addresses are probed with ARP before being offered", "until", s.guard.until.Format(time.RFC3339))
+	}
 	s.handlers = map[string]handler{
-		config.ModeReservation: &reservationHandler{leases: s.leases},
+		config.ModeReservation: &reservationHandler{leases: s.leases, m: s.m, guard: s.guard},
 		config.ModeProxy:       proxyHandler{},
 	}
 	return s, nil
@@ -319,7 +328,9 @@ func (s *Server) finish(p packet, o *outcome) {
 		if !o.handled {
 			s.m.dropped.WithLabelValues(o.drop).Inc()
 		}
-		if o.x != nil {
+		if o.x != nil && o.warn {
+			s.log.Warn("dhcp: "+o.reqType, "mac", o.x.mac, "src", p.src, "outcome", o.drop, "note", o.note)
+		} else if o.x != nil {
 			s.log.Debug("dhcp: no reply", "type", o.reqType, "mac", o.x.mac, "reason", o.drop, "note", o.note)
 		} else {
 			s.log.Debug("dhcp: dropped packet", "src", p.src, "reason", o.drop, "err", o.err)
@@ -362,6 +373,7 @@ type outcome struct {
 	// may go even when the change could not be stored.
 	durable  durable
 	reserved bool
+	warn     bool // log at WARN
 }
 
 // maxHops drops requests that looped through too many relays.
@@ -420,7 +432,7 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	o.x = x
 	res := h.handle(x)
 	o.event, o.note, o.handled = res.event, res.note, res.handled
-	o.durable, o.reserved = res.durable, res.reserved
+	o.durable, o.reserved, o.warn = res.durable, res.reserved, res.warn
 	if res.reply == nil {
 		o.drop = res.ignore
 		if o.drop == "" {
@@ -467,9 +479,16 @@ func listenUDP(iface, addr string) (*net.UDPConn, error) {
 // trusted or stored (a corrupt lease file was moved aside, a write failed).
 // /healthz includes it.
 func (s *Server) Health() (ok bool, reason string) {
-	ok, reason = s.leases.health()
-	if !ok {
-		reason = "dhcp: " + reason
+	var reasons []string
+	if g := s.guard; g.active(time.Now()) {
+		reasons = append(reasons, fmt.Sprintf("leases lost (%s); pool addresses are probed before being offered until %s",
+			g.reason, g.until.Format(time.RFC3339)))
 	}
-	return ok, reason
+	if ok, reason := s.leases.health(); !ok {
+		reasons = append(reasons, reason)
+	}
+	if len(reasons) == 0 {
+		return true, ""
+	}
+	return false, "dhcp: " + strings.Join(reasons, "; ")
 }

@@ -29,9 +29,11 @@ import (
 // once it is durable.
 type leaseStore interface {
 	claim(ip netip.Addr, mac, node, state string, expires, now time.Time) (Lease, durable, error)
+	claimReserved(ip netip.Addr, mac, node, state string, expires, now time.Time) (Lease, durable, error)
 	allocate(p *pool, mac, node string, want netip.Addr, state string, expires, now time.Time) (Lease, durable, error)
 	release(ip netip.Addr, mac string) (bool, durable)
-	decline(ip netip.Addr, mac string, until time.Time) (bool, durable)
+	decline(ip netip.Addr, mac string, until, now time.Time) (bool, durable)
+	quarantine(ip netip.Addr, until, now time.Time) (bool, durable)
 	forgetOffer(mac string)
 	byMACLease(mac string) (Lease, bool)
 	lookupIP(ip netip.Addr) (Lease, bool)
@@ -40,11 +42,11 @@ type leaseStore interface {
 	// run does the backend's background work until ctx ends, then makes
 	// every change durable; no operation may start after ctx ends.
 	run(ctx context.Context)
-	// health is false with the reason while the stored leases cannot be
-	// trusted (a corrupt file was moved aside) or cannot be written.
+	// health is false with the reason while changes cannot be stored.
 	health() (ok bool, reason string)
-	// damaged reports whether leases were lost at load (a corrupt file).
-	damaged() bool
+	// lost says why leases were lost at load (a corrupt or unreadable
+	// file); "" when none were.
+	lost() string
 }
 
 // Compaction of the journal into leases.json.
@@ -69,7 +71,6 @@ type fileStore struct {
 	mu      sync.Mutex
 	problem string // why the table may be incomplete; "" when fine
 	lastErr error  // last failed write; nil after a good one
-	lost    bool
 }
 
 // openFileStore loads dir's leases.json and journals (corrupt files are
@@ -183,7 +184,6 @@ func (s *fileStore) replay(path string, seq uint64) {
 // damage records that path could not be used; moveAside renames it to
 // path.corrupt-TIMESTAMP, like status.json.
 func (s *fileStore) damage(path string, err error, moveAside bool) {
-	s.lost = true
 	reason := err.Error()
 	if moveAside {
 		aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405.000000000"))
@@ -205,7 +205,11 @@ func (s *fileStore) damage(path string, err error, moveAside bool) {
 	s.mu.Unlock()
 }
 
-func (s *fileStore) damaged() bool { return s.lost }
+func (s *fileStore) lost() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.problem
+}
 
 func (s *fileStore) setErr(err error) {
 	s.mu.Lock()
@@ -223,21 +227,10 @@ func (s *fileStore) setErr(err error) {
 func (s *fileStore) health() (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var reasons []string
-	if s.problem != "" {
-		reasons = append(reasons, "leases lost: "+s.problem)
-	}
 	if s.lastErr != nil {
-		reasons = append(reasons, "leases not written: "+s.lastErr.Error())
+		return false, "leases not written: " + s.lastErr.Error()
 	}
-	if len(reasons) == 0 {
-		return true, ""
-	}
-	reason := reasons[0]
-	for _, r := range reasons[1:] {
-		reason += "; " + r
-	}
-	return false, reason
+	return true, ""
 }
 
 // compact writes the table to leases.json. With rotate (the journal

@@ -153,6 +153,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("dhcp: %w", err)
 		}
+		h.AddHealthCheck(d.Health) // e.g. a corrupt lease file moved aside
 		services = append(services, service{"dhcp", d.Run})
 		ready = append(ready, d.Ready())
 		leases = d // TFTP names pool clients by their DHCP lease

@@ -214,9 +214,19 @@ func (s *Store) reload(force bool) (pending bool, err error) {
 		return true, nil
 	}
 	snap, err := Load(s.root)
+	// Written while we read: what we read may be a mix. An explicit Reload
+	// (SIGHUP, the CLI's own writers, which replace files by rename) reads
+	// again a few times; an automatic one waits for the next event or request.
+	for try := 0; force && try < 10; try++ {
+		after := s.readStamps()
+		if sameStamps(before, after) {
+			break
+		}
+		s.listExtra()
+		before = s.readStamps()
+		snap, err = Load(s.root)
+	}
 	if after := s.readStamps(); !sameStamps(before, after) {
-		// Written while we read: what we read may be a mix. Wait for the
-		// writer (SIGHUP included: the next event or request retries).
 		s.pending, s.since = after, s.now()
 		return true, nil
 	}

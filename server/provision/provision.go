@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,6 +127,9 @@ type Handler struct {
 	minRate  int64
 	mux      http.Handler
 	stages   map[string]http.Handler // /provision?stage= → stage handler
+
+	healthMu sync.Mutex
+	health   []HealthCheck // besides the config's: see AddHealthCheck
 }
 
 // New returns the provisioning handler.

@@ -149,11 +149,13 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	var ready []<-chan struct{}
 	var leases tftp.LeaseLookup
 	var provLeases provision.Leases
+	var healthChecks []provision.HealthCheck
 	if snap.Server.DHCP.Enabled {
 		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg})
 		if err != nil {
 			return fmt.Errorf("dhcp: %w", err)
 		}
+		healthChecks = append(healthChecks, d.Health) // e.g. a corrupt lease file moved aside
 		services = append(services, service{"dhcp", d.Run})
 		ready = append(ready, d.Ready())
 		leases = d // TFTP names pool clients by their DHCP lease
@@ -175,6 +177,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	})
 	if err != nil {
 		return err
+	}
+	for _, c := range healthChecks {
+		h.AddHealthCheck(c)
 	}
 
 	ln, err := net.Listen("tcp", listen)

@@ -57,9 +57,47 @@ func (n *Node) Primary() NetDev {
 // HasAssetKey reports whether the node requires an asset key.
 func (n *Node) HasAssetKey() bool { return n.AssetKey != "" }
 
+// PublicNode is a node as other nodes' overlays may see it (templates'
+// .Nodes): every field of Node except the secrets (AssetKey). A system
+// overlay is served to anyone who knows a MAC, so nothing rendered from
+// .Nodes may hold another node's key.
+type PublicNode struct {
+	Name            string            `json:"name"`
+	Profiles        []string          `json:"profiles,omitempty"`
+	Image           string            `json:"image"`
+	Kernel          string            `json:"kernel,omitempty"`
+	KernelArgs      []string          `json:"kernel_args,omitempty"`
+	SystemOverlays  []string          `json:"system_overlays"`
+	RuntimeOverlays []string          `json:"runtime_overlays"`
+	Root            string            `json:"root"`
+	IPXETemplate    string            `json:"ipxe_template,omitempty"`
+	Tags            map[string]string `json:"tags,omitempty"`
+	Network         []NetDev          `json:"network"`
+	Discoverable    bool              `json:"discoverable,omitempty"`
+	File            string            `json:"-"`
+}
+
+// Primary returns the node's primary network device (zero value if none).
+func (n *PublicNode) Primary() NetDev {
+	if len(n.Network) == 0 {
+		return NetDev{}
+	}
+	return n.Network[0]
+}
+
+// Public returns n without its secrets. Slices and maps are shared: both
+// are read-only once loaded.
+func (n *Node) Public() *PublicNode {
+	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
+		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
+		Root: n.Root, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
+		Discoverable: n.Discoverable, File: n.File}
+}
+
 // Nodes is the resolved node database of one config generation.
 type Nodes struct {
 	List   []*Node          // sorted by name
+	Public []*PublicNode    // List without secrets, same order: templates' .Nodes
 	ByName map[string]*Node // name → node
 	ByMAC  map[string]*Node // normalised MAC → node
 	ByIP   map[string]*Node // any configured address → node
@@ -337,6 +375,7 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			ns.Undiscovered = append(ns.Undiscovered, n)
 		}
 		ns.List = append(ns.List, n)
+		ns.Public = append(ns.Public, n.Public())
 		ns.ByName[name] = n
 	}
 	sum := sha256.New()

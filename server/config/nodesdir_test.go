@@ -92,6 +92,8 @@ func TestStoreFreshSeesNodesDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clock := &fakeClock{t: time.Now()}
+	st.now = clock.Now
 	managed := filepath.Join(dir, NodesDir, "managed.toml")
 	// A new directory and file, then an in-place edit of that file.
 	writeTree(t, dir, map[string]string{"nodes.d/managed.toml": "[nodes.c1]\nprofiles = [\"default\"]\n"})
@@ -104,6 +106,8 @@ func TestStoreFreshSeesNodesDir(t *testing.T) {
 	}
 	f.WriteString("[nodes.c2]\nprofiles = [\"default\"]\n")
 	f.Close()
+	st.Fresh() // seen changing in place: waits for the settle period
+	clock.Add(2 * DefaultSettle)
 	if snap := st.Fresh(); snap.Nodes.ByName["c2"] == nil {
 		t.Fatal("in-place edit of a nodes.d file not picked up")
 	}

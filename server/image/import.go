@@ -157,7 +157,7 @@ func lockImage(dir string) (func(), error) {
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("image %s is being imported or deleted by another command", filepath.Base(dir))
+		return nil, fmt.Errorf("image %s is in use by another image import, exec or delete", filepath.Base(dir))
 	}
 	return func() { f.Close() }, nil
 }

@@ -3,6 +3,7 @@ package provision
 import (
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,11 +17,20 @@ type fakeDiscoverer struct {
 	cfg  *fakeConfig
 	node string
 	err  error
+	mu   sync.Mutex
 	macs []string
 }
 
+func (f *fakeDiscoverer) asked() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.macs...)
+}
+
 func (f *fakeDiscoverer) Discover(mac string) (*config.Snapshot, *config.Node, error) {
+	f.mu.Lock()
 	f.macs = append(f.macs, mac)
+	f.mu.Unlock()
 	if f.err != nil {
 		return nil, nil, f.err
 	}
@@ -58,8 +68,8 @@ func TestIPXEAsksDiscovererForUnknownMAC(t *testing.T) {
 	// A known MAC never asks.
 	resp, body = e.get("/ipxe/" + macN001)
 	wantCode(t, resp, body, 200)
-	if len(d.macs) != 1 {
-		t.Errorf("discoverer asked for %v, want only %s", d.macs, macNone)
+	if asked := d.asked(); len(asked) != 1 {
+		t.Errorf("discoverer asked for %v, want only %s", asked, macNone)
 	}
 }
 

@@ -102,7 +102,7 @@ type env struct {
 }
 
 // startLoopback runs a server on 127.0.0.1 (no root needed).
-func startLoopback(t *testing.T, o Options, nodeIP string) *env {
+func startLoopback(t testing.TB, o Options, nodeIP string) *env {
 	t.Helper()
 	root, dir := t.TempDir(), t.TempDir()
 	writeTree(t, root, "127.0.0.1:0", dir, 8, nodeIP)
@@ -143,7 +143,7 @@ func startLoopback(t *testing.T, o Options, nodeIP string) *env {
 	return &env{srv: srv, store: store, rec: rec, dir: dir}
 }
 
-func (e *env) client(t *testing.T) *tftp.Client {
+func (e *env) client(t testing.TB) *tftp.Client {
 	t.Helper()
 	c, err := tftp.NewClient(e.srv.Addr().String())
 	if err != nil {

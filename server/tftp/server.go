@@ -88,6 +88,7 @@ type Server struct {
 	root    *os.Root
 
 	anticipate atomic.Int64 // window currently set on the library server
+	busyLog    onceASecond
 }
 
 type nopRecorder struct{}

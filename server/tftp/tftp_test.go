@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -112,7 +113,10 @@ func startLoopback(t testing.TB, o Options, nodeIP string) *env {
 		t.Fatal(err)
 	}
 	rec := &statustest.Recorder{}
-	o.Store, o.Status, o.Log = store, rec, quietLog()
+	o.Store, o.Status = store, rec
+	if o.Log == nil {
+		o.Log = quietLog()
+	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
@@ -458,7 +462,9 @@ func tftpError(p []byte) string {
 // holding a goroutine and a socket for QueueWait.
 func TestLoopbackQueueBound(t *testing.T) {
 	const queued, flood = 2, 40
-	e := startLoopback(t, Options{MaxTransfers: 1, MaxQueued: queued, QueueWait: time.Minute}, "10.201.0.11")
+	var logs syncBuffer
+	e := startLoopback(t, Options{MaxTransfers: 1, MaxQueued: queued, QueueWait: time.Minute,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))}, "10.201.0.11")
 	randomFile(t, filepath.Join(e.dir, "f"), 10_000)
 	// The only slot: the client has the first block and has not acknowledged it.
 	first, err := e.client(t).Receive("f", "octet")
@@ -471,6 +477,7 @@ func TestLoopbackQueueBound(t *testing.T) {
 	}
 	defer conn.Close()
 	// Requests for a missing file: the queued ones fail fast once they get the slot.
+	start := time.Now()
 	for i := 0; i < flood; i++ {
 		if _, err := conn.WriteTo([]byte("\x00\x01missing\x00octet\x00"), e.srv.Addr()); err != nil {
 			t.Fatal(err)
@@ -491,6 +498,14 @@ func TestLoopbackQueueBound(t *testing.T) {
 	}
 	if got := read(flood - queued); got["server busy, try again"] != flood-queued {
 		t.Fatalf("answers while the slot is held: %v; want %d busy", got, flood-queued)
+	}
+	// The flood is counted in full but logged once a second.
+	if got := counterValue(e.srv.m.errors.WithLabelValues("busy")); got != flood-queued {
+		t.Errorf("busy errors = %v, want %d", got, flood-queued)
+	}
+	lines := strings.Count(logs.String(), "too many transfers")
+	if max := 1 + int(time.Since(start)/time.Second); lines < 1 || lines > max {
+		t.Errorf("%d busy log lines for %d refusals in %v", lines, flood-queued, time.Since(start))
 	}
 	// The slot frees: the queued requests are served (and find no file).
 	if _, err := first.WriteTo(io.Discard); err != nil {
@@ -598,4 +613,21 @@ func TestShutdownMidTransfer(t *testing.T) {
 	}
 	waitFor(t, "the aborted transfer counted", func() bool { return counterValue(e.srv.m.errors.WithLabelValues("transfer")) == 1 })
 	// (The cleanup checks that Run returns.)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -82,6 +82,9 @@ type Options struct {
 	// Registry receives the HTTP metrics and is served on /metrics; nil makes
 	// a private one.
 	Registry Registry
+	// Health, when set, lists the components /healthz reports besides the
+	// config (status flushes, builds, DHCP, …).
+	Health Health
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
@@ -99,6 +102,7 @@ type Handler struct {
 	minRate int64
 	mux     http.Handler
 	stages  map[string]http.Handler // /provision?stage= → stage handler
+	health  Health
 }
 
 // New returns the provisioning handler.
@@ -132,6 +136,7 @@ func New(opts Options) (*Handler, error) {
 		metrics: m,
 		tmpl:    t,
 		minRate: opts.MinThroughput,
+		health:  opts.Health,
 	}
 	h.mux = h.routes()
 	return h, nil

@@ -285,30 +285,35 @@ func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool)
 }
 
 // Forget drops the status of the named nodes (or unknown MACs) and
-// returns how many entries it dropped. It is the explicit `wwserver status
+// returns the names it had status for. It is the explicit `wwserver status
 // prune NODES`; config edits never drop status.
-func (s *Store) Forget(names ...string) int {
-	n := 0
+func (s *Store) Forget(names ...string) []string {
+	var dropped []string
 	for _, name := range names {
+		found := false
 		sh := s.shard(name)
 		sh.mu.Lock()
 		if _, ok := sh.m[name]; ok {
 			delete(sh.m, name)
-			n++
+			found = true
 		}
 		sh.mu.Unlock()
 		s.unknownMu.Lock()
 		if _, ok := s.unknown[name]; ok {
 			delete(s.unknown, name)
-			n++
+			found = true
 		}
 		s.unknownMu.Unlock()
+		if found {
+			dropped = append(dropped, name)
+		}
 	}
-	if n > 0 {
+	if len(dropped) > 0 {
 		s.version.Add(1)
 		s.major.Add(1)
+		s.cache.Store(nil) // an admin's prune shows at once, not after CacheAge
 	}
-	return n
+	return dropped
 }
 
 // ForgetRemoved drops the status of every node not in nodes (`wwserver
@@ -360,6 +365,7 @@ func (s *Store) dropNodes(drop func(string, Record) bool) []string {
 	if len(names) > 0 {
 		s.version.Add(1)
 		s.major.Add(1)
+		s.cache.Store(nil)
 	}
 	sort.Strings(names)
 	return names

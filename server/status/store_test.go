@@ -662,8 +662,8 @@ func TestConfigEditKeepsStatus(t *testing.T) {
 		}
 	}
 	// Explicit: by name, then every node not configured.
-	if n := st.Forget("c00004", "nope"); n != 1 {
-		t.Errorf("Forget dropped %d", n)
+	if got := st.Forget("c00004", "nope"); len(got) != 1 || got[0] != "c00004" {
+		t.Errorf("Forget dropped %v", got)
 	}
 	if got := st.ForgetRemoved(fewer); len(got) != 1 || got[0] != "c00003" {
 		t.Errorf("ForgetRemoved = %v", got)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -17,8 +18,8 @@ import (
 // FileName is the status file's name under the state directory.
 const FileName = "status.json"
 
-// MaxUnknown caps how many unknown MACs are remembered; past it the one seen
-// longest ago is forgotten, so a flood of random MACs cannot grow memory.
+// MaxUnknown caps how many unknown MACs are remembered; past it the ones seen
+// longest ago are forgotten, so a flood of random MACs cannot grow memory.
 const MaxUnknown = 4096
 
 // UnknownMaxAge is how long an unknown MAC not heard from again is kept
@@ -254,7 +255,7 @@ func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool)
 		defer s.unknownMu.Unlock()
 		m = s.unknown
 		if _, ok := m[key]; !ok && len(m) >= MaxUnknown {
-			s.evictOldestUnknown()
+			s.evictOldestUnknown(unknownEvictBatch)
 		}
 	}
 	r, existed := m[key]
@@ -371,16 +372,33 @@ func (s *Store) dropNodes(drop func(string, Record) bool) []string {
 	return names
 }
 
-// evictOldestUnknown drops the unknown entry seen longest ago. Caller holds unknownMu.
-func (s *Store) evictOldestUnknown() {
-	var oldest string
-	var at int64
+// unknownEvictBatch is how many unknown entries go at once when the table
+// is full: one scan per batch instead of one per new MAC keeps a flood of
+// random MACs cheap (a scan of MaxUnknown entries per request cost ~200 µs).
+const unknownEvictBatch = MaxUnknown / 8
+
+// evictOldestUnknown drops the n unknown entries seen longest ago (among
+// entries seen in the same second, any). Caller holds unknownMu.
+func (s *Store) evictOldestUnknown(n int) {
+	if n <= 0 || len(s.unknown) == 0 {
+		return
+	}
+	seen := make([]int64, 0, len(s.unknown))
+	for _, r := range s.unknown {
+		seen = append(seen, r.LastSeen)
+	}
+	slices.Sort(seen)
+	cutoff := seen[min(n, len(seen))-1]
+	atCutoff := n - sort.Search(len(seen), func(i int) bool { return seen[i] >= cutoff }) // how many at cutoff to drop
 	for k, r := range s.unknown {
-		if oldest == "" || r.LastSeen < at || r.LastSeen == at && k < oldest {
-			oldest, at = k, r.LastSeen
+		switch {
+		case r.LastSeen < cutoff:
+			delete(s.unknown, k)
+		case r.LastSeen == cutoff && atCutoff > 0:
+			delete(s.unknown, k)
+			atCutoff--
 		}
 	}
-	delete(s.unknown, oldest)
 }
 
 // Report is the answer of GET /status.

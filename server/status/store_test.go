@@ -144,11 +144,20 @@ func TestUnknownCapped(t *testing.T) {
 	}
 	st.Record(Event{MAC: "02:ff:ff:ff:ff:ff", Stage: StageDHCP})
 	rep := st.Report(nil)
-	if len(rep.Unknown) != MaxUnknown {
-		t.Fatalf("unknown = %d, want cap %d", len(rep.Unknown), MaxUnknown)
+	if want := MaxUnknown - unknownEvictBatch + 1; len(rep.Unknown) != want {
+		t.Fatalf("unknown = %d, want %d (cap %d, oldest %d evicted)", len(rep.Unknown), want, MaxUnknown, unknownEvictBatch)
 	}
-	if rep.Unknown[0].Name != "02:00:00:00:00:01" || rep.Unknown[len(rep.Unknown)-1].Name != "02:ff:ff:ff:ff:ff" {
-		t.Errorf("the oldest unknown MAC was not the one evicted: first %s last %s", rep.Unknown[0].Name, rep.Unknown[len(rep.Unknown)-1].Name)
+	first := fmt.Sprintf("02:00:00:00:%02x:%02x", unknownEvictBatch>>8, unknownEvictBatch&0xff)
+	if rep.Unknown[0].Name != first || rep.Unknown[len(rep.Unknown)-1].Name != "02:ff:ff:ff:ff:ff" {
+		t.Errorf("the oldest unknown MACs were not the ones evicted: first %s (want %s) last %s",
+			rep.Unknown[0].Name, first, rep.Unknown[len(rep.Unknown)-1].Name)
+	}
+	for range 3 * MaxUnknown { // a flood stays bounded
+		clk.Add(time.Second)
+		st.Record(Event{MAC: fmt.Sprintf("06:00:00:%02x:%02x:%02x", clk.Now().Unix()>>16&0xff, clk.Now().Unix()>>8&0xff, clk.Now().Unix()&0xff), Stage: StageDHCP})
+	}
+	if n := len(st.Report(nil).Unknown); n > MaxUnknown {
+		t.Errorf("%d unknown entries after a flood, cap %d", n, MaxUnknown)
 	}
 }
 
@@ -683,5 +692,22 @@ func TestConfigEditKeepsStatus(t *testing.T) {
 	}
 	if rep := st.Report(all); rep.Nodes[0].Stage != StageIPXE {
 		t.Errorf("a configured node aged out: %+v", rep.Nodes[0])
+	}
+}
+
+// BenchmarkRecordUnknownFlood: Record from ever new unknown MACs while the
+// unknown table is full (eviction in batches, not a scan per request).
+func BenchmarkRecordUnknownFlood(b *testing.B) {
+	st := New(slog.New(slog.DiscardHandler))
+	for i := 0; i < MaxUnknown; i++ {
+		st.Record(Event{MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), Stage: StageDHCP})
+	}
+	macs := make([]string, 100000)
+	for i := range macs {
+		macs[i] = fmt.Sprintf("06:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		st.Record(Event{MAC: macs[i%len(macs)], Stage: StageDHCP})
 	}
 }

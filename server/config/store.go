@@ -229,9 +229,11 @@ func (s *Store) reload(force bool) (pending bool, err error) {
 func (s *Store) settled(now, last []statStamp) bool {
 	inPlace := false
 	for i := range now {
-		if i < len(last) && now[i] != last[i] && !now[i].missing && now[i].ino == last[i].ino &&
+		// Rewritten in place (or created where none was: `cat > nodes.toml`
+		// after a delete), and recently.
+		if i < len(last) && now[i] != last[i] && !now[i].missing && (now[i].ino == last[i].ino || last[i].missing) &&
 			s.now().Sub(time.Unix(now[i].ctime.Unix())) < s.settle {
-			inPlace = true // rewritten in place, and recently
+			inPlace = true
 		}
 	}
 	if !inPlace || s.cur.Load() == nil {

@@ -95,6 +95,29 @@ func TestStoreWaitsForInPlaceWrite(t *testing.T) {
 	}
 }
 
+// TestStoreRecreatedFileWaits: after nodes.toml was deleted (refused,
+// degraded), a new file written in its place also waits to settle.
+func TestStoreRecreatedFileWaits(t *testing.T) {
+	st, dir, clock := newTestStore(t)
+	path := filepath.Join(dir, NodesFile)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if snap := st.Fresh(); len(snap.Nodes.List) != 2 || st.LastError() == nil {
+		t.Fatalf("missing nodes.toml: %d nodes, err %v", len(snap.Nodes.List), st.LastError())
+	}
+	writeFile(t, path, goodNodes[:strings.Index(goodNodes, "[nodes.n001]")]) // half written: one node
+	if snap := st.Fresh(); len(snap.Nodes.List) != 2 || !st.Pending() {
+		t.Fatalf("a file created in place loaded before it settled: %d nodes", len(snap.Nodes.List))
+	}
+	writeFile(t, path, goodNodes)
+	st.Fresh() // seen changed: the settle period starts
+	clock.Add(DefaultSettle)
+	if snap := st.Fresh(); len(snap.Nodes.List) != 2 || st.LastError() != nil || st.Pending() {
+		t.Fatalf("settled file: %d nodes, err %v", len(snap.Nodes.List), st.LastError())
+	}
+}
+
 // TestStoreRenamedFileLoadsAtOnce: a file replaced by rename is complete.
 func TestStoreRenamedFileLoadsAtOnce(t *testing.T) {
 	st, dir, _ := newTestStore(t)

@@ -22,22 +22,30 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	h.cfg.Fresh() // look at the files as they are now
-	var list []health.Component
-	if h.health != nil {
-		list, _ = h.health.Components()
-	}
-	var bad []string
+	var reasons []string
 	if err := h.cfg.LastError(); err != nil {
-		bad = append(bad, fmt.Sprintf("config reload failed, serving the last good config: %v", err))
+		reasons = append(reasons, fmt.Sprintf("config reload failed, serving the last good config: %v", err))
+	}
+	h.healthMu.Lock()
+	checks := h.health
+	h.healthMu.Unlock()
+	for _, check := range checks {
+		if ok, reason := check(); !ok {
+			reasons = append(reasons, reason)
+		}
+	}
+	var list []health.Component
+	if h.registry != nil {
+		list, _ = h.registry.Components()
 	}
 	for _, c := range list {
 		if !c.OK {
-			bad = append(bad, c.Name+": "+c.Reason)
+			reasons = append(reasons, c.Name+": "+c.Reason)
 		}
 	}
-	if len(bad) > 0 {
+	if len(reasons) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "degraded: %s\n", strings.Join(bad, "; "))
+		fmt.Fprintf(w, "degraded: %s\n", strings.Join(reasons, "; "))
 	} else {
 		fmt.Fprintln(w, "ok")
 	}
@@ -48,4 +56,16 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s: degraded since %s: %s\n", c.Name, c.Since.UTC().Format("2006-01-02T15:04:05Z"), c.Reason)
 		}
 	}
+}
+
+// HealthCheck reports a service's health for /healthz: false with the reason
+// makes /healthz answer 503 "degraded: reason".
+type HealthCheck func() (ok bool, reason string)
+
+// AddHealthCheck adds a check that /healthz runs on every request (e.g. the
+// DHCP server's lease store).
+func (h *Handler) AddHealthCheck(c HealthCheck) {
+	h.healthMu.Lock()
+	defer h.healthMu.Unlock()
+	h.health = append(h.health[:len(h.health):len(h.health)], c)
 }

@@ -15,7 +15,7 @@ import (
 func TestHealthzListsComponents(t *testing.T) {
 	e := newEnv(t, true)
 	reg := health.New()
-	e.h.health = reg
+	e.h.registry = reg
 	reg.Report("status", nil)
 	reg.Report("build", errors.New("write state/cache/x: no space left on device"))
 	resp, body := e.get("/healthz")

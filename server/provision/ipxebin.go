@@ -3,6 +3,8 @@ package provision
 import (
 	"net/http"
 	"os"
+
+	"github.com/wwcluster/ww/server/regularfile"
 )
 
 // serveIPXEBin answers GET /ipxe-bin/{file...}: the iPXE binaries directory
@@ -17,7 +19,7 @@ func (h *Handler) serveIPXEBin(w http.ResponseWriter, r *http.Request) {
 	var f *os.File
 	var err error
 	if p, ok := srv.BootFile(name); ok {
-		f, err = os.Open(p)
+		f, _, err = regularfile.OpenPath(p) // resolved at config load (trusted)
 	} else {
 		root, rerr := os.OpenRoot(dir)
 		if rerr != nil {
@@ -27,7 +29,7 @@ func (h *Handler) serveIPXEBin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer root.Close()
-		f, err = root.Open(name)
+		f, _, err = regularfile.Open(root, name) // FIFOs and devices are refused, never opened
 	}
 	if err != nil {
 		h.metrics.refusals.WithLabelValues(ReasonNotFound).Inc()

@@ -2,59 +2,16 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wwcluster/ww/server/status"
 )
-
-// serveInProcess runs serve on a free loopback port for the tree at root
-// until the test ends, and returns its base URL once /healthz answers.
-func serveInProcess(t *testing.T, root string) (base string, logs *lockedBuffer) {
-	t.Helper()
-	port := freePort(t)
-	logs = &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, serveOptions{root: root, listen: fmt.Sprintf("127.0.0.1:%d", port)},
-			slog.New(slog.NewTextHandler(logs, nil)))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	base = fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return base, logs
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited: %v\n%s", err, logs.String())
-		case <-tick.C:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not up within 10s: %v\n%s", err, logs.String())
-		}
-	}
-}
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -102,11 +59,7 @@ func nodeStatus(t *testing.T, base, name string) (status.NodeStatus, bool) {
 // is); an empty nodes.toml is refused (degraded, last good kept); only
 // `wwserver status prune` drops history.
 func TestServeConfigEditKeepsStatus(t *testing.T) {
-	root := initTree(t)
-	base, logs := serveInProcess(t, root)
-	if !strings.Contains(logs.String(), "status loaded: 0 nodes") {
-		t.Errorf("no start line for the status: %s", logs.String())
-	}
+	root, base := serveInProcess(t, serveOptions{}, nil)
 	for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
 		if code, body := httpGet(t, base+"/ipxe/"+mac); code != 200 {
 			t.Fatalf("ipxe %s: %d %s", mac, code, body)

@@ -102,6 +102,9 @@ type Options struct {
 	// MACs, refusals, errors): one line, then one summary with a count per
 	// window. Zero means DefaultLogEvery.
 	LogEvery time.Duration
+	// Health, when set, lists the components /healthz reports besides the
+	// config and the checks added by AddHealthCheck (status flushes, builds).
+	Health Health
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
@@ -130,6 +133,7 @@ type Handler struct {
 
 	healthMu sync.Mutex
 	health   []HealthCheck // besides the config's: see AddHealthCheck
+	registry Health        // components (status, build, …); may be nil
 }
 
 // New returns the provisioning handler.
@@ -166,6 +170,7 @@ func New(opts Options) (*Handler, error) {
 		metrics:  m,
 		tmpl:     t,
 		minRate:  opts.MinThroughput,
+		registry: opts.Health,
 	}
 	h.mux = h.routes()
 	return h, nil

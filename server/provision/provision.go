@@ -98,14 +98,23 @@ type Options struct {
 	// MACs, refusals, errors): one line, then one summary with a count per
 	// window. Zero means DefaultLogEvery.
 	LogEvery time.Duration
+	// FreshEvery bounds how often the node routes ask Config.Fresh (a stat
+	// of both config files): at most once per FreshEvery; zero asks on every
+	// request. serve uses DefaultFreshEvery.
+	FreshEvery time.Duration
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
 }
 
+// DefaultFreshEvery is how often serve's node routes look at the config
+// files' stamps (the file watch reloads at once besides).
+const DefaultFreshEvery = 20 * time.Millisecond
+
 // Handler is the provisioning HTTP handler.
 type Handler struct {
 	cfg     Config
+	fresh   *freshSnapshot
 	builder Builder
 	status  Status
 	leases  Leases
@@ -143,6 +152,7 @@ func New(opts Options) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg:     opts.Config,
+		fresh:   newFreshSnapshot(opts.Config, opts.FreshEvery),
 		builder: opts.Builder,
 		status:  opts.Status,
 		leases:  opts.Leases,

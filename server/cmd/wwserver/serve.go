@@ -169,6 +169,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 
 	h, err := provision.New(provision.Options{
 		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg, Leases: provLeases,
+		FreshEvery: provision.DefaultFreshEvery,
 	})
 	if err != nil {
 		return err

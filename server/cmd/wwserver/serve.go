@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -30,6 +31,11 @@ import (
 
 // shutdownGrace is how long in-flight downloads may finish on SIGTERM.
 const shutdownGrace = 20 * time.Second
+
+// gcPercent is serve's GOGC unless the environment sets one: the heap is
+// small (configs, status, caches) and request garbage dominates, so
+// collecting 4x less often cut an iPXE script's server CPU by ~13%.
+const gcPercent = 400
 
 // pruneEvery is how often serve prunes the build cache.
 const pruneEvery = 10 * time.Minute
@@ -58,7 +64,8 @@ cached under state/. Node status is kept in state/status.json.
 DHCP and TFTP start when enabled in wwserver.toml; enabling or disabling
 them, or changing listen addresses, needs a restart.
 
-Under systemd (Type=notify) it reports READY once listening.`,
+Under systemd (Type=notify) it reports READY once listening. GOGC defaults
+to 400 here (the environment's GOGC wins).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := o.logs.logger(cmd.ErrOrStderr())
@@ -87,6 +94,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	root, err := filepath.Abs(o.root)
 	if err != nil {
 		return err

@@ -29,11 +29,13 @@ type kind struct {
 }
 
 var (
-	kindImage   = kind{"image", "images", true, true}
-	kindShared  = kind{"system_shared", filepath.Join("overlays", "shared"), true, false}
-	kindNode    = kind{"system_node", filepath.Join("overlays", "node"), false, false}
-	kindRuntime = kind{"runtime", filepath.Join("overlays", "runtime"), false, false}
-	kinds       = []kind{kindImage, kindShared, kindNode, kindRuntime}
+	kindImage    = kind{"image", "images", true, true}
+	kindFiles    = kind{"overlay_files", filepath.Join("overlays", "shared"), true, false}
+	kindRendered = kind{"overlay_rendered", filepath.Join("overlays", "rendered"), true, false}
+	kindNode     = kind{"overlay_node", filepath.Join("overlays", "node"), false, false}
+	kinds        = []kind{kindImage, kindFiles, kindRendered, kindNode}
+	// oldCacheDirs held cache files of earlier layouts; Prune empties them.
+	oldCacheDirs = []string{filepath.Join("overlays", "runtime")}
 )
 
 // maxBuildTries bounds the builds of one key when sources keep changing.
@@ -237,9 +239,16 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 	b.mu.Unlock()
 	removed := 0
 	var errs []error
+	dirs := append([]string{}, oldCacheDirs...)
 	for _, k := range kinds {
-		dir := filepath.Join(b.state, k.dir)
+		dirs = append(dirs, k.dir)
+	}
+	for _, d := range dirs {
+		dir := filepath.Join(b.state, d)
 		ents, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

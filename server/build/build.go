@@ -123,7 +123,7 @@ type Builder struct {
 	mu    sync.Mutex
 	parts map[string]*part // cache key → built file
 
-	pruneMu sync.RWMutex // held for writing while Prune deletes files
+	pruneMu sync.RWMutex // held for writing while Prune checks and deletes one file
 
 	tmplMu      sync.Mutex
 	tmpls       map[[32]byte]*parsedTemplate // by name and content

@@ -51,8 +51,8 @@ fmt-check:
 unit: deps build
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-integration: deps build image
-	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 30m -v ./integration/
+integration: deps build image image-systemd
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet unit integration
 

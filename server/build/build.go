@@ -125,6 +125,8 @@ type Builder struct {
 	outputBytes int
 	perNode     map[string]bool // overlay fingerprint → some template uses .Node
 
+	imageFiles map[string][]string // overlay fingerprint → image files its templates read (lazy, tmplMu)
+
 	built   atomic.Int64 // cache files written
 	reused  atomic.Int64 // parts found in the cache
 	written atomic.Int64 // bytes written to the cache

@@ -21,6 +21,9 @@ type overlaySet struct {
 	templates bool   // some overlay holds a template
 	perNode   bool   // some template may use .Node
 	ident     string // names and fingerprints, for cache keys
+	// imageFiles are the files of the node's image that templates read
+	// (ImageFile): their content is part of the render key.
+	imageFiles []string
 }
 
 func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []string) (*overlaySet, error) {
@@ -43,7 +46,9 @@ func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []str
 		}
 		s.dirs = append(s.dirs, dir)
 		s.templates = s.templates || len(fp.templates) > 0
-		s.perNode = s.perNode || b.overlayPerNode(name, dir, fp)
+		perNode, files := b.overlayPerNode(name, dir, fp)
+		s.perNode = s.perNode || perNode
+		s.imageFiles = append(s.imageFiles, files...)
 		ident = append(ident, name, fp.hash)
 	}
 	s.ident = hashKey(ident...)
@@ -53,14 +58,20 @@ func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []str
 // renderKey is what the rendered templates of the set depend on besides the
 // set itself: nothing without templates, the shared inputs (server, nodes'
 // hash) when no template uses .Node, else the node's inputs too.
-func (s *overlaySet) renderKey(rc *renderCtx) string {
+func (s *overlaySet) renderKey(rc *renderCtx) (string, error) {
 	switch {
 	case !s.templates:
-		return ""
+		return "", nil
 	case !s.perNode:
-		return "shared:" + rc.shared
+		return "shared:" + rc.shared, nil
+	case len(s.imageFiles) > 0:
+		stamp, err := imageStamp(rc.data.imageDir, s.imageFiles)
+		if err != nil {
+			return "", templateError(err, "node %q: image %q", rc.data.Node.Name, rc.data.Node.Image)
+		}
+		return "node:" + rc.nodeInputs() + "\x00image:" + stamp, nil
 	default:
-		return "node:" + rc.nodeInputs()
+		return "node:" + rc.nodeInputs(), nil
 	}
 }
 
@@ -213,7 +224,7 @@ func (b *Builder) SystemOverlay(ctx context.Context, snap *config.Snapshot, n *c
 }
 
 func (b *Builder) systemOverlay(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	rc, err := newRenderCtx(snap, n)
+	rc, err := b.renderCtx(snap, n)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +248,11 @@ func (b *Builder) systemOverlay(ctx context.Context, fps *fingerprints, snap *co
 	if !set.templates {
 		return b.artifact(SystemName, shared), nil
 	}
-	nodeKey := hashKey("ww-system-node/1", level, set.ident, set.renderKey(rc))
+	rk, err := set.renderKey(rc)
+	if err != nil {
+		return nil, fmt.Errorf("system overlay %v: %w", set.names, err)
+	}
+	nodeKey := hashKey("ww-system-node/1", level, set.ident, rk)
 	node, err := b.get(ctx, kindNode, nodeKey, func(w io.Writer) error {
 		m, err := openMerged(set.names, set.dirs)
 		if err != nil {
@@ -264,7 +279,7 @@ func (b *Builder) RuntimeOverlay(ctx context.Context, snap *config.Snapshot, n *
 }
 
 func (b *Builder) runtimeOverlay(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	rc, err := newRenderCtx(snap, n)
+	rc, err := b.renderCtx(snap, n)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +287,11 @@ func (b *Builder) runtimeOverlay(ctx context.Context, fps *fingerprints, snap *c
 	if err != nil {
 		return nil, fmt.Errorf("runtime overlay: %w", err)
 	}
-	key := hashKey("ww-runtime/1", strconv.Itoa(gzipLevel), set.ident, set.renderKey(rc))
+	rk, err := set.renderKey(rc)
+	if err != nil {
+		return nil, fmt.Errorf("runtime overlay %v: %w", set.names, err)
+	}
+	key := hashKey("ww-runtime/1", strconv.Itoa(gzipLevel), set.ident, rk)
 	p, err := b.get(ctx, kindRuntime, key, func(w io.Writer) error {
 		m, err := openMerged(set.names, set.dirs)
 		if err != nil {
@@ -293,7 +312,7 @@ func (b *Builder) runtimeOverlay(ctx context.Context, fps *fingerprints, snap *c
 // "--- end path" lines. It goes on past a failing template and returns all
 // template errors at the end.
 func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay string, w io.Writer) (err error) {
-	rc, err := newRenderCtx(snap, n)
+	rc, err := b.renderCtx(snap, n)
 	if err != nil {
 		return err
 	}

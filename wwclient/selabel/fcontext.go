@@ -21,16 +21,33 @@ import (
 type Contexts struct {
 	specs []*spec
 	subs  [][2]string // alias -> canonical, longest alias first
+	// Specs by the first path component every match has ("/usr"), and
+	// those that can match under any (indexes into specs, ascending): a
+	// lookup only tries its path's own and the general ones.
+	byStem  map[string][]int
+	general []int
 }
 
 type spec struct {
 	expr   string
 	prefix string // literal start of expr: a path must begin with it
+	kind   int    // how the rest of expr after prefix matches
 	mode   uint32 // S_IFMT bits the spec is limited to; 0: any
 	ctx    string // "" for <<none>>
 	re     *regexp.Regexp
 	bad    bool // expr does not compile (RE2 lacks a PCRE feature): skipped
 }
+
+// Spec kinds: most file_contexts expressions are a literal path, or a
+// literal directory and everything below it; those are matched without
+// a regular expression.
+const (
+	kindRegexp = iota
+	kindExact  // prefix alone
+	kindTree   // prefix(/.*)?
+	kindBelow  // prefix/.*
+	kindAny    // prefix.*
+)
 
 // File type bits (as in stat's st_mode).
 const (
@@ -67,14 +84,22 @@ func LoadContexts(dir string) (*Contexts, error) {
 			return nil, err
 		}
 		for _, s := range specs {
-			if s.prefix == s.expr {
-				exact = append(exact, s)
+			if s.kind == kindExact {
+				exact = append(exact, s) // libselinux: specs without metacharacters last
 			} else {
 				c.specs = append(c.specs, s)
 			}
 		}
 	}
 	c.specs = append(c.specs, exact...)
+	c.byStem = map[string][]int{}
+	for i, s := range c.specs {
+		if st, ok := specStem(s); ok {
+			c.byStem[st] = append(c.byStem[st], i)
+		} else {
+			c.general = append(c.general, i)
+		}
+	}
 	for _, name := range []string{"file_contexts.subs_dist", "file_contexts.subs"} {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -116,24 +141,80 @@ func parseSpecs(r io.Reader, name string) ([]*spec, error) {
 		if s.ctx == "<<none>>" {
 			s.ctx = ""
 		}
-		s.prefix = literalPrefix(s.expr)
+		var rest string
+		s.prefix, rest = literalPrefix(s.expr)
+		switch rest {
+		case "":
+			s.kind = kindExact
+		case "(/.*)?":
+			s.kind = kindTree
+		case "/.*":
+			s.kind = kindBelow
+		case ".*":
+			s.kind = kindAny
+		}
 		out = append(out, s)
 	}
 	return out, sc.Err()
 }
 
-// literalPrefix is the part of a regular expression every match starts
-// with (up to the first metacharacter; a character made optional or
-// repeatable by the quantifier after it is not part of it).
-func literalPrefix(expr string) string {
-	i := strings.IndexAny(expr, `.^$?*+|[](){}\`)
-	if i < 0 {
-		return expr
+// literalPrefix splits a regular expression into the literal every match
+// starts with (escaped characters included) and the rest. A character made
+// optional or repeatable by the quantifier after it is not part of it.
+func literalPrefix(expr string) (lit, rest string) {
+	var b strings.Builder
+	last := 0 // length of b before its last character
+	i := 0
+	for i < len(expr) {
+		c := expr[i]
+		if c == '\\' && i+1 < len(expr) && !isAlnum(expr[i+1]) {
+			last = b.Len()
+			b.WriteByte(expr[i+1])
+			i += 2
+			continue
+		}
+		if strings.IndexByte(`.^$?*+|[](){}\`, c) >= 0 {
+			break
+		}
+		last = b.Len()
+		b.WriteByte(c)
+		i++
 	}
-	if i > 0 && strings.ContainsRune("?*{", rune(expr[i])) {
-		i--
+	if i < len(expr) && strings.IndexByte("?*{", expr[i]) >= 0 && b.Len() > 0 {
+		// the last literal character is optional: back up over it
+		j := i - 1
+		if j > 0 && expr[j-1] == '\\' {
+			j--
+		}
+		return b.String()[:last], expr[j:]
 	}
-	return expr[:i]
+	return b.String(), expr[i:]
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// specStem is the first path component of every path s matches, if known.
+func specStem(s *spec) (string, bool) {
+	if len(s.prefix) < 2 || s.prefix[0] != '/' {
+		return "", false
+	}
+	if i := strings.IndexByte(s.prefix[1:], '/'); i >= 0 {
+		return s.prefix[:i+1], true
+	}
+	if s.kind == kindExact || s.kind == kindTree || s.kind == kindBelow {
+		return s.prefix, true
+	}
+	return "", false
+}
+
+// pathStem is the first component of an absolute path ("/usr/lib" -> "/usr").
+func pathStem(p string) string {
+	if i := strings.IndexByte(p[min(1, len(p)):], '/'); i >= 0 {
+		return p[:i+1]
+	}
+	return p
 }
 
 // alias applies the first (longest) matching path alias.
@@ -151,16 +232,34 @@ func (c *Contexts) alias(p string) string {
 func (c *Contexts) Lookup(path string, mode uint32) (ctx string, ok bool) {
 	p := c.alias(path)
 	mode &= modeMask
-	for i := len(c.specs) - 1; i >= 0; i-- {
+	stem, gen := c.byStem[pathStem(p)], c.general
+	for len(stem) > 0 || len(gen) > 0 {
+		// the highest index of the two lists first: last match wins
+		var i int
+		if len(gen) == 0 || (len(stem) > 0 && stem[len(stem)-1] > gen[len(gen)-1]) {
+			i, stem = stem[len(stem)-1], stem[:len(stem)-1]
+		} else {
+			i, gen = gen[len(gen)-1], gen[:len(gen)-1]
+		}
 		s := c.specs[i]
 		if s.bad || !strings.HasPrefix(p, s.prefix) || (s.mode != 0 && s.mode != mode) {
 			continue
 		}
-		if s.prefix == s.expr {
-			if p != s.expr {
+		switch s.kind {
+		case kindExact:
+			if p != s.prefix {
 				continue
 			}
-		} else {
+		case kindTree:
+			if len(p) != len(s.prefix) && p[len(s.prefix)] != '/' {
+				continue
+			}
+		case kindBelow:
+			if len(p) == len(s.prefix) || p[len(s.prefix)] != '/' {
+				continue
+			}
+		case kindAny: // the prefix is all it takes
+		default:
 			if s.re == nil {
 				re, err := regexp.Compile("^(?:" + s.expr + ")$")
 				if err != nil {

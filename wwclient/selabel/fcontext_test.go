@@ -10,18 +10,25 @@ import (
 )
 
 func TestLiteralPrefix(t *testing.T) {
-	for expr, want := range map[string]string{
-		"/etc/passwd":        "/etc/passwd",
-		"/etc(/.*)?":         "/etc",
-		`/etc/passwd[-\+]?`:  "/etc/passwd",
-		"/usr/lib/ld-[^/]*":  "/usr/lib/ld-",
-		"/var/run/foo?":      "/var/run/fo",
-		`/usr/lib/.*\.so`:    "/usr/lib/",
-		"/dev/tty[0-9]{1,2}": "/dev/tty",
-		"/home/x{2}":         "/home/",
+	for expr, want := range map[string][2]string{
+		"/etc/passwd":             {"/etc/passwd", ""},
+		"/etc(/.*)?":              {"/etc", "(/.*)?"},
+		`/etc/passwd[-\+]?`:       {"/etc/passwd", `[-\+]?`},
+		"/usr/lib/ld-[^/]*":       {"/usr/lib/ld-", "[^/]*"},
+		"/var/run/foo?":           {"/var/run/fo", "o?"},
+		`/usr/lib/.*\.so`:         {"/usr/lib/", `.*\.so`},
+		`/etc/ssh/sshd\.conf`:     {"/etc/ssh/sshd.conf", ""},
+		`/etc/a\.b\+?`:            {"/etc/a.b", `\+?`},
+		`/usr/bin/x\d`:            {"/usr/bin/x", `\d`},
+		"/dev/tty[0-9]{1,2}":      {"/dev/tty", "[0-9]{1,2}"},
+		"/home/x{2}":              {"/home/", "x{2}"},
+		"/usr/share/doc/.*":       {"/usr/share/doc/", ".*"},
+		"/usr/share/doc(/.*)?":    {"/usr/share/doc", "(/.*)?"},
+		"/var/lib/systemd/.*/x":   {"/var/lib/systemd/", ".*/x"},
+		"/var/cache/man(/.*)?/.x": {"/var/cache/man", "(/.*)?/.x"},
 	} {
-		if got := literalPrefix(expr); got != want {
-			t.Errorf("literalPrefix(%q) = %q, want %q", expr, got, want)
+		if lit, rest := literalPrefix(expr); lit != want[0] || rest != want[1] {
+			t.Errorf("literalPrefix(%q) = %q, %q; want %q, %q", expr, lit, rest, want[0], want[1])
 		}
 	}
 }
@@ -146,5 +153,42 @@ func TestLookupMatchesLibselinux(t *testing.T) {
 	t.Logf("%d paths compared, %d differ", n, diff)
 	if n < 1000 {
 		t.Fatalf("only %d paths compared", n)
+	}
+}
+
+// BenchmarkLookupImage labels every path of the Debian SELinux image (what
+// the bootstrap's labelling copy asks), per path.
+func BenchmarkLookupImage(b *testing.B) {
+	img := os.Getenv("WW_SELINUX_IMAGE")
+	if img == "" {
+		img = "../../build/debian-selinux"
+	}
+	root := filepath.Join(img, "rootfs")
+	var paths []string
+	var modes []uint32
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		m := uint32(ModeRegular)
+		if d.IsDir() {
+			m = ModeDir
+		} else if d.Type()&fs.ModeSymlink != 0 {
+			m = ModeSymlink
+		}
+		paths = append(paths, "/"+strings.TrimPrefix(p[len(root):], "/"))
+		modes = append(modes, m)
+		return nil
+	})
+	if err != nil {
+		b.Skipf("no SELinux image (make image-selinux): %v", err)
+	}
+	c, err := LoadContexts(filepath.Join(root, "etc/selinux/default/contexts/files"))
+	if err != nil {
+		b.Skip(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.Lookup(paths[i%len(paths)], modes[i%len(paths)])
 	}
 }

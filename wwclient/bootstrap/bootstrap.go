@@ -43,6 +43,8 @@ type System interface {
 	FileContexts(selinuxType string) (LabelFunc, error)
 	// EvalSymlinks resolves every symlink in path.
 	EvalSymlinks(path string) (string, error)
+	// LabelTree labels an existing tree (on one device) in place.
+	LabelTree(dir string, label LabelFunc) error
 	// KeepExecContext makes the next Exec keep the caller's SELinux
 	// context instead of taking the policy's exec transition.
 	KeepExecContext() error
@@ -176,6 +178,13 @@ func (b *Bootstrap) boot() error {
 			return fmt.Errorf("switch to tmpfs root: %w", err)
 		}
 		if label != nil {
+			// the API file systems moved in were not copied: /dev and /run
+			// are labelled in place (/proc and /sys get theirs from the policy)
+			for _, d := range []string{"/dev", "/run"} {
+				if err := b.Sys.LabelTree(d, label); err != nil {
+					b.say("warning: SELinux: %v", err)
+				}
+			}
 			b.say("root: switched to tmpfs, labelled as copied, in %s", time.Since(start).Round(10*time.Millisecond))
 		} else {
 			b.say("root: switched to tmpfs")

@@ -110,6 +110,9 @@ func (f *fakeSys) EvalSymlinks(p string) (string, error) {
 	return p, nil
 }
 func (f *fakeSys) KeepExecContext() error { return f.act("keep exec context") }
+func (f *fakeSys) LabelTree(dir string, label LabelFunc) error {
+	return f.act("label " + dir)
+}
 func (f *fakeSys) FileContexts(typ string) (LabelFunc, error) {
 	if err := f.act("file_contexts " + typ); err != nil {
 		return nil, err
@@ -418,7 +421,8 @@ func TestBootSELinux(t *testing.T) {
 	calls, console := boot(t, f)
 	// tmpfs root: policy first, then the copy labels as it goes; no setfiles
 	i := indexOf(calls, "run /usr/sbin/load_policy -i")
-	if i < 0 || calls[i+1] != "file_contexts mls" || indexOf(calls, "copy labelled / /newroot") < i {
+	if i < 0 || calls[i+1] != "file_contexts mls" || indexOf(calls, "copy labelled / /newroot") < i ||
+		indexOf(calls, "label /dev") < indexOf(calls, "chroot .") || indexOf(calls, "label /run") < 0 {
 		t.Fatalf("calls %q", calls)
 	}
 	if i > indexOf(calls, "start /usr/sbin/wwclient log=/dev/console") || contains(calls, setfilesCall) {

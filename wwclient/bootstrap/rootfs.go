@@ -129,6 +129,47 @@ func CopyTree(src, dst string, label LabelFunc) error {
 	return nil
 }
 
+// LabelTree labels dir and everything below it on dir's device (an API
+// file system moved into the new root, such as /dev) in place.
+func LabelTree(dir string, label LabelFunc) error {
+	var rootSt unix.Stat_t
+	if err := unix.Lstat(dir, &rootSt); err != nil {
+		return fmt.Errorf("stat %s: %w", dir, err)
+	}
+	var lerr LabelError
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // gone meanwhile (a /dev node): nothing to label
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			return nil
+		}
+		if st.Dev != rootSt.Dev {
+			return filepath.SkipDir
+		}
+		ctx, ok := label(p, st.Mode&unix.S_IFMT)
+		if !ok {
+			return nil
+		}
+		lerr.Labelled++
+		if err := unix.Lsetxattr(p, xattrSELinux, append([]byte(ctx), 0), 0); err != nil {
+			lerr.Failed++
+			if lerr.First == nil {
+				lerr.First = fmt.Errorf("label %s %s: %w", p, ctx, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if lerr.Failed > 0 {
+		return &lerr
+	}
+	return nil
+}
+
 // LabelFunc gives the SELinux context of a path of the new root with the
 // file type mode (S_IFMT bits); ok false: leave it unlabelled.
 type LabelFunc func(path string, mode uint32) (ctx string, ok bool)

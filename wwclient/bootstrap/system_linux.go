@@ -144,8 +144,20 @@ func (OS) KeepExecContext() error {
 	if ctx == "" {
 		return errors.New("no current SELinux context")
 	}
-	return os.WriteFile("/proc/thread-self/attr/exec", []byte(ctx), 0)
+	// no O_CREATE: the policy refuses "create" on attr files
+	f, err := os.OpenFile("/proc/thread-self/attr/exec", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write([]byte(ctx)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
+
+// LabelTree implements System.
+func (OS) LabelTree(dir string, label LabelFunc) error { return LabelTree(dir, label) }
 
 // Exec implements System.
 func (OS) Exec(p string, argv, env []string) error { return syscall.Exec(p, argv, env) }

@@ -96,6 +96,9 @@ func tarTree(dir string, w io.Writer, withRoot bool) error {
 		if err != nil {
 			return err
 		}
+		if fi.Mode()&fs.ModeSocket != 0 {
+			return nil // tar has no sockets; a program makes its own at run time
+		}
 		link := ""
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			if link, err = os.Readlink(p); err != nil {

@@ -18,8 +18,8 @@ import (
 
 // TemplateData is what overlay templates (*.ww) see as ".".
 type TemplateData struct {
-	Node   *config.Node   // the node the overlay is rendered for
-	Nodes  []*config.Node // all nodes, sorted by name
+	Node   *config.Node         // the node the overlay is rendered for
+	Nodes  []*config.PublicNode // all nodes, sorted by name, without their asset keys
 	Server TemplateServer
 }
 
@@ -64,7 +64,7 @@ func newRenderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, error) {
 	s := snap.Server
 	d := &TemplateData{
 		Node:  n,
-		Nodes: snap.Nodes.List,
+		Nodes: snap.Nodes.Public,
 		Server: TemplateServer{
 			Address:        s.Address,
 			Port:           s.Port,

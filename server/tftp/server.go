@@ -2,7 +2,8 @@
 // binaries (tftp.dir, default /usr/lib/ipxe), built on pin/tftp.
 //
 // Names are confined to the directory with os.Root: absolute names and
-// "../" are refused (and logged), symlinks cannot escape. blksize and tsize
+// "../" are refused (and logged), symlinks cannot escape; only regular
+// files are served, and FIFOs or devices are never opened. blksize and tsize
 // (RFC 2348, 2349) are negotiated by the library; tftp.anticipate sets its
 // sliding window. Write requests get a TFTP error. Concurrent transfers are
 // bounded. Every transfer, failed or not, is counted; successes and missing
@@ -22,6 +23,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/status"
@@ -162,6 +164,14 @@ func (s *Server) serve(ctx context.Context, conn *net.UDPConn, cfg config.TFTP) 
 	srv.SetAnticipate(uint(cfg.Anticipate))
 	s.anticipate.Store(int64(cfg.Anticipate))
 
+	// pin/tftp turns on IP_PKTINFO in Serve, but a request that is queued
+	// before that carries no interface, and the library then caps blksize
+	// at 512 bytes for it. Turn it on here, before Ready, so the first
+	// transfers after a start negotiate like every other one.
+	if err := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+		conn.Close()
+		return fmt.Errorf("tftp: enable IP_PKTINFO on %s: %w", conn.LocalAddr(), err)
+	}
 	s.addr.Store(conn.LocalAddr().(*net.UDPAddr))
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("tftp: serving", "listen", conn.LocalAddr().String(), "dir", cfg.Dir, "anticipate", cfg.Anticipate)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,8 +129,15 @@ func startLoopback(t *testing.T, o Options, nodeIP string) *env {
 	}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
+		// Shutdown is bounded: a transfer stuck in the handler (an open
+		// that blocks, a read that never ends) must not hold Run.
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return 10s after its context ended")
 		}
 	})
 	return &env{srv: srv, store: store, rec: rec, dir: dir}
@@ -380,5 +388,58 @@ func TestSizeProbe(t *testing.T) {
 	waitFor(t, "transfer counted", func() bool { return counterValue(e.srv.m.transfers) == 1 })
 	if got := counterValue(e.srv.m.errors.WithLabelValues("transfer")); got != 0 {
 		t.Errorf("size probe counted as a failed transfer")
+	}
+}
+
+// TestLoopbackFIFO: a FIFO (or any non-regular file) in the directory is
+// refused at once with a clear error. Opening it for reading would wait
+// for a writer: more requests than transfer slots used to lock everyone
+// out and keep Run from returning.
+func TestLoopbackFIFO(t *testing.T) {
+	const slots = 4
+	e := startLoopback(t, Options{MaxTransfers: slots, QueueWait: 50 * time.Millisecond}, "10.201.0.11")
+	data := randomFile(t, filepath.Join(e.dir, "ok.efi"), 3000)
+	if err := syscall.Mkfifo(filepath.Join(e.dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(e.dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Three times as many requests as slots, all at once.
+	names := []string{"sub"}
+	for i := 0; i < 3*slots; i++ {
+		names = append(names, "fifo")
+	}
+	errs := make(chan error, len(names))
+	for _, name := range names {
+		c := e.client(t)
+		go func() {
+			wt, err := c.Receive(name, "octet")
+			if err == nil {
+				_, err = wt.WriteTo(io.Discard)
+			}
+			errs <- err
+		}()
+	}
+	for range names {
+		err := <-errs
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("request for a FIFO/directory: %v; want a \"not a regular file\" error", err)
+		}
+	}
+	if got := counterValue(e.srv.m.errors.WithLabelValues("not_regular")); got != float64(len(names)) {
+		t.Errorf("not_regular errors = %v, want %d", got, len(names))
+	}
+	if _, ok := e.rec.Find("REFUSED:fifo"); !ok {
+		t.Error("no REFUSED:fifo status event")
+	}
+	// Every slot is free again: a regular file is served.
+	wt, err := e.client(t).Receive("ok.efi", "octet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := wt.WriteTo(&buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("regular file after the FIFO requests: %v (%d bytes)", err, buf.Len())
 	}
 }

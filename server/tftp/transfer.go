@@ -16,17 +16,19 @@ import (
 
 	"github.com/pin/tftp/v3"
 
+	"github.com/wwcluster/ww/server/regularfile"
 	"github.com/wwcluster/ww/server/status"
 )
 
 // Errors sent to clients (as the TFTP error message; pin/tftp always uses
 // error code 1).
 var (
-	errNotFound = errors.New("file not found")
-	errBadName  = errors.New("access violation: name outside the TFTP directory")
-	errBusy     = errors.New("server busy, try again")
-	errReadOnly = errors.New("access violation: read-only server")
-	errDir      = errors.New("TFTP directory unavailable")
+	errNotFound   = errors.New("file not found")
+	errBadName    = errors.New("access violation: name outside the TFTP directory")
+	errBusy       = errors.New("server busy, try again")
+	errReadOnly   = errors.New("access violation: read-only server")
+	errDir        = errors.New("TFTP directory unavailable")
+	errNotRegular = errors.New("access violation: not a regular file")
 )
 
 // cleanName validates a requested file name and returns it relative to the
@@ -171,16 +173,20 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 			log.Error("tftp: directory unavailable", "dir", cfg.Dir, "err", err)
 			return errDir
 		}
-		f, err := root.Open(name)
-		var fi os.FileInfo
-		if err == nil {
-			fi, err = f.Stat()
-			if err == nil && !fi.Mode().IsRegular() {
-				err = fs.ErrNotExist
-			}
-			if err != nil {
-				f.Close()
-			}
+		var f *os.File
+		var fi fs.FileInfo
+		if p, ok := s.store.Current().Server.BootFile(name); ok {
+			f, fi, err = regularfile.OpenPath(p) // a configured boot file, resolved at config load (trusted)
+		} else {
+			f, fi, err = regularfile.Open(root, name)
+		}
+		if errors.Is(err, regularfile.ErrNotRegular) {
+			// A FIFO or device is never opened (it could block a slot
+			// forever); directories land here too.
+			s.m.errors.WithLabelValues("not_regular").Inc()
+			log.Warn("tftp: refused a file that is not a regular file", "err", err)
+			s.record(c, "REFUSED:"+printable(name))
+			return errNotRegular
 		}
 		if err != nil {
 			reason := "not_found"

@@ -18,9 +18,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// connect gives tests a generous timeout: under -race on a busy machine an
+// embedded etcd can take seconds per transaction, and these tests are about
+// correctness, not speed.
 func connect(t *testing.T, endpoint, id string) *Client {
 	t.Helper()
-	c, err := Connect(Options{Endpoints: []string{endpoint}, ServerID: id, Prefix: "/t/", Timeout: 2 * time.Second})
+	return connectTimeout(t, endpoint, id, 20*time.Second)
+}
+
+func connectTimeout(t *testing.T, endpoint, id string, timeout time.Duration) *Client {
+	t.Helper()
+	c, err := Connect(Options{Endpoints: []string{endpoint}, ServerID: id, Prefix: "/t/", Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +186,8 @@ func TestClaimMovesAndReleaseFrees(t *testing.T) {
 // no address is held twice.
 func TestEtcdKilledUnderLoad(t *testing.T) {
 	p := etcdtest.StartProcess(t)
-	a, b := connect(t, p.Endpoint, "a"), connect(t, p.Endpoint, "b")
+	// A short timeout so the outage shows up as ErrUnavailable quickly.
+	a, b := connectTimeout(t, p.Endpoint, "a", 2*time.Second), connectTimeout(t, p.Endpoint, "b", 2*time.Second)
 	addrs := pool(200)
 	ctx := context.Background()
 	var wg sync.WaitGroup

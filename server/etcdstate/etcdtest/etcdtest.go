@@ -4,7 +4,6 @@
 package etcdtest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -39,12 +38,12 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func config(dir string, clientPort, peerPort int) *embed.Config {
+func config(dir, host string, clientPort, peerPort int) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
 	cfg.Name = "test"
-	cu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(clientPort))
-	pu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(peerPort))
+	cu, _ := url.Parse("http://" + net.JoinHostPort(host, strconv.Itoa(clientPort)))
+	pu, _ := url.Parse("http://" + net.JoinHostPort(host, strconv.Itoa(peerPort)))
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
@@ -55,8 +54,8 @@ func config(dir string, clientPort, peerPort int) *embed.Config {
 
 // Run starts an embedded etcd in dir on the given ports and blocks until it
 // stops. It is what the child process of StartProcess runs.
-func Run(dir string, clientPort, peerPort int) error {
-	e, err := embed.StartEtcd(config(dir, clientPort, peerPort))
+func Run(dir, host string, clientPort, peerPort int) error {
+	e, err := embed.StartEtcd(config(dir, host, clientPort, peerPort))
 	if err != nil {
 		return err
 	}
@@ -81,7 +80,7 @@ func Start(t testing.TB) *Etcd {
 		if err1 != nil || err2 != nil {
 			t.Fatalf("free port: %v %v", err1, err2)
 		}
-		e, err := embed.StartEtcd(config(dir, cp, pp))
+		e, err := embed.StartEtcd(config(dir, "127.0.0.1", cp, pp))
 		if err != nil {
 			lastErr = err
 			os.RemoveAll(dir)
@@ -102,7 +101,7 @@ func Start(t testing.TB) *Etcd {
 }
 
 // ChildEnv is the environment variable that makes a test binary run etcd
-// (see MaybeRunChild): "DIR CLIENTPORT PEERPORT".
+// (see MaybeRunChild): "DIR HOST CLIENTPORT PEERPORT".
 const ChildEnv = "WW_ETCDTEST_CHILD"
 
 // MaybeRunChild must be called from TestMain of a package that uses
@@ -113,13 +112,13 @@ func MaybeRunChild() {
 		return
 	}
 	f := strings.Fields(v)
-	if len(f) != 3 {
+	if len(f) != 4 {
 		fmt.Fprintln(os.Stderr, "bad", ChildEnv, v)
 		os.Exit(2)
 	}
-	cp, _ := strconv.Atoi(f[1])
-	pp, _ := strconv.Atoi(f[2])
-	if err := Run(f[0], cp, pp); err != nil {
+	cp, _ := strconv.Atoi(f[2])
+	pp, _ := strconv.Atoi(f[3])
+	if err := Run(f[0], f[1], cp, pp); err != nil {
 		fmt.Fprintln(os.Stderr, "etcd:", err)
 		os.Exit(1)
 	}
@@ -130,6 +129,8 @@ func MaybeRunChild() {
 type Process struct {
 	Endpoint   string
 	dir        string
+	host       string
+	prefix     []string // command prefix, e.g. ip netns exec NS
 	clientPort int
 	peerPort   int
 	cmd        *exec.Cmd
@@ -145,8 +146,16 @@ func StartProcess(t testing.TB) *Process {
 	if err1 != nil || err2 != nil {
 		t.Fatalf("free port: %v %v", err1, err2)
 	}
-	p := &Process{dir: t.TempDir(), clientPort: cp, peerPort: pp, t: t,
-		Endpoint: "http://127.0.0.1:" + strconv.Itoa(cp)}
+	return StartProcessIn(t, nil, "127.0.0.1", cp, pp)
+}
+
+// StartProcessIn is StartProcess with a command prefix (e.g. "ip netns
+// exec NS" to run etcd inside a test's network namespace) listening on
+// host:clientPort.
+func StartProcessIn(t testing.TB, prefix []string, host string, clientPort, peerPort int) *Process {
+	t.Helper()
+	p := &Process{dir: t.TempDir(), host: host, prefix: prefix, clientPort: clientPort, peerPort: peerPort, t: t,
+		Endpoint: "http://" + net.JoinHostPort(host, strconv.Itoa(clientPort))}
 	t.Cleanup(func() { p.Kill() })
 	p.Restart()
 	return p
@@ -155,8 +164,9 @@ func StartProcess(t testing.TB) *Process {
 // Restart starts the child again on the same data directory and ports.
 func (p *Process) Restart() {
 	p.t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", ChildEnv, p.dir, p.clientPort, p.peerPort))
+	args := append(append([]string{}, p.prefix...), os.Args[0], "-test.run=^$")
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", ChildEnv, p.dir, p.host, p.clientPort, p.peerPort))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		p.t.Fatal(err)
@@ -207,20 +217,4 @@ func (p *Process) Kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	_ = p.cmd.Wait()
 	p.cmd = nil
-}
-
-// WaitDown returns once nothing answers on the client port (after Kill).
-func (p *Process) WaitDown(ctx context.Context) error {
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p.clientPort), 100*time.Millisecond)
-		if err != nil {
-			return nil
-		}
-		c.Close()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

@@ -21,6 +21,7 @@
 #   STORM_POLL_INTERVAL wwclient interval after boot (default 10s); STORM_POLL_FOR (default 30s)
 #   STORM_MODES        default full,http,nginx
 #   STORM_TIMEOUT      bound of each run (default 20m)
+#   STORM_WRITE        1 (default): put the table into BENCHMARKS.md; 0: don't
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -88,3 +89,10 @@ rm -rf "$res/docroot" "$res/nginx"
 	echo "commit $(git -C "$repo" log -1 --format=%h); $(nproc) CPUs; $(date -u +%FT%TZ)"
 } | tee -a "$res/table.md"
 rm -rf "$res/docroot" # up to GBs of mirrored files
+if [ "${STORM_WRITE:-1}" = 1 ]; then
+	# shellcheck source=tools/bench/splice.sh
+	. "$repo/tools/bench/splice.sh"
+	splice_table "$repo/BENCHMARKS.md" storm \
+		"Measured $(date -u '+%F %H:%M UTC') on commit $(git -C "$repo" log -1 --format=%h) by \`make storm\` ($nodes nodes, arrival ${STORM_ARRIVAL:-all})." \
+		"$res/table.md"
+fi

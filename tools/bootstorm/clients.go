@@ -109,6 +109,8 @@ type Report struct {
 	DHCPUnmatched    int64         `json:"dhcp_unmatched"`
 	DHCPMalformed    int64         `json:"dhcp_malformed"`
 	DHCPClientDrops  int64         `json:"dhcp_client_socket_drops"` // replies our socket dropped (-1: unknown)
+	DHCPServerDrops  int64         `json:"dhcp_server_socket_drops"` // requests the server's port 67 socket dropped, since it started (-1: unknown)
+	TFTPServerDrops  int64         `json:"tftp_server_socket_drops"` // the same for port 69
 	Commit           string        `json:"commit,omitempty"`
 }
 

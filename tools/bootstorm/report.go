@@ -34,6 +34,13 @@ func formatTable(reps []Report) string {
 				runName(r), r.AllBootedSeconds/nginx.AllBootedSeconds, ratio(r.ServerCPUSeconds, nginx.ServerCPUSeconds))
 		}
 	}
+	for i := range reps {
+		r := &reps[i]
+		if r.Mode == modeFull {
+			fmt.Fprintf(&b, "\n%s: DHCP replies not matched %d, malformed %d; socket drops: client port 68 %d, server port 67 %d, server port 69 %d\n",
+				runName(r), r.DHCPUnmatched, r.DHCPMalformed, r.DHCPClientDrops, r.DHCPServerDrops, r.TFTPServerDrops)
+		}
+	}
 	b.WriteString("\nPer stage (successful steps; latency p50 / p99 / max; failures by reason):\n\n")
 	b.WriteString("| run | stage | ok | failed | p50 / p99 / max | bytes | failures |\n|---|---|---|---|---|---|---|\n")
 	for i := range reps {

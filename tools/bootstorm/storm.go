@@ -196,6 +196,10 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 			return reports, fmt.Errorf("%s: server died during the storm: %w (log: %s)", r.name, err, srv.logPath)
 		}
 		rep.Commit = commit()
+		rep.DHCPServerDrops, rep.TFTPServerDrops = -1, -1
+		if table, err := nsCommand(ctx, ns.server, "cat", "/proc/net/udp").Output(); err == nil && r.mode == modeFull {
+			rep.DHCPServerDrops, rep.TFTPServerDrops = parseUDPDrops(string(table), 67), parseUDPDrops(string(table), 69)
+		}
 		reports = append(reports, rep)
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		_ = os.WriteFile(filepath.Join(o.out, "report-"+r.name+".json"), b, 0o644)

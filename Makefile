@@ -6,9 +6,9 @@ GO ?= go
 BIN := $(CURDIR)/bin
 IMAGE := $(CURDIR)/build/image
 # Debian packages the build, the tests and the lab need.
-APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light
+APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light mmdebstrap
 
-.PHONY: all deps build image lab test unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: all deps build image image-systemd image-selinux image-hpc lab test unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -31,6 +31,11 @@ build:
 # The lab node image (Debian kernel + busybox), cached under build/.
 image: deps
 	./initramfs/build.sh $(IMAGE)
+
+# Debian 12 node images (mmdebstrap, the lab kernel), cached under build/:
+# systemd (~200 MB, booted by make test), selinux (enforcing), hpc (1-3 GB).
+image-systemd image-selinux image-hpc: image-%: deps
+	./initramfs/debian-image.sh $* $(CURDIR)/build/debian-$*
 
 lab: deps build image
 	$(GO) build -o $(BIN)/lab ./tools/lab/cmd/lab

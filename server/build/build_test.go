@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -615,5 +616,40 @@ func TestOverlayNames(t *testing.T) {
 	}
 	if files := unpack(t, a); len(files) != 0 {
 		t.Errorf("empty overlay list gave %v", files)
+	}
+}
+
+// TestImageParallelCompression: an image spanning many compression blocks
+// (compressed on every core) is one ordinary gzip member that gzip(1) reads
+// back byte for byte.
+func TestImageParallelCompression(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	var big strings.Builder
+	for i := 0; big.Len() < 5*parallelBlock+12345; i++ {
+		fmt.Fprintf(&big, "line %d %x\n", i, i*2654435761)
+	}
+	tt.file("images/debian/rootfs/usr/share/big", big.String(), 0o644)
+	snap := snapshot(t, testNodesTOML)
+	b, _ := newBuilder(t, tt.root)
+	a, err := b.Image(bg, snap, snap.Nodes.ByName["n001"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := readAll(t, a)
+	if ms := members(t, data); len(ms) != 1 {
+		t.Fatalf("%d gzip members, want 1", len(ms))
+	}
+	if got := unpack(t, a)["usr/share/big"].data; got != big.String() {
+		t.Fatalf("big file: %d bytes back of %d", len(got), big.Len())
+	}
+	cmd := exec.Command("gzip", "-dc")
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gzip -dc: %v", err)
+	}
+	if !bytes.Contains(out, []byte(big.String())) {
+		t.Fatal("gzip -dc output does not hold the file")
 	}
 }

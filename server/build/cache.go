@@ -24,13 +24,15 @@ type kind struct {
 	// use it. Per-node files are cheap to make: a new process rebuilds them
 	// rather than trusting them, and they skip the fsync.
 	durable bool
+	// parallel: compressed on every core (see writeGzip).
+	parallel bool
 }
 
 var (
-	kindImage   = kind{"image", "images", true}
-	kindShared  = kind{"system_shared", filepath.Join("overlays", "shared"), true}
-	kindNode    = kind{"system_node", filepath.Join("overlays", "node"), false}
-	kindRuntime = kind{"runtime", filepath.Join("overlays", "runtime"), false}
+	kindImage   = kind{"image", "images", true, true}
+	kindShared  = kind{"system_shared", filepath.Join("overlays", "shared"), true, false}
+	kindNode    = kind{"system_node", filepath.Join("overlays", "node"), false, false}
+	kindRuntime = kind{"runtime", filepath.Join("overlays", "runtime"), false, false}
 	kinds       = []kind{kindImage, kindShared, kindNode, kindRuntime}
 )
 
@@ -101,6 +103,9 @@ func (b *Builder) get(ctx context.Context, k kind, key string, fill func(io.Writ
 		}
 		b.slots <- struct{}{} // wait for a build slot
 		defer func() { <-b.slots }()
+		if b.beforeBuild != nil {
+			b.beforeBuild(k)
+		}
 		start := time.Now()
 		fi, err := b.write(k, path, fill)
 		// A file written while we read it: try again (it reads the new
@@ -161,7 +166,7 @@ func (b *Builder) write(k kind, path string, fill func(io.Writer) error) (fs.Fil
 		}
 	}()
 	cw := &countWriter{w: f}
-	err = writeGzip(cw, fill)
+	err = writeGzip(cw, k.parallel, fill)
 	b.written.Add(cw.n)
 	b.m.bytes.Add(float64(cw.n))
 	if err != nil {
@@ -265,8 +270,8 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 }
 
 // fingerprints memoises tree fingerprints for one request (or one BuildAll
-// run): every tree is walked once, by a walk that started after the request
-// arrived.
+// run): every tree's fingerprint comes from a check that started after the
+// request arrived: the watcher's (a barrier, see treeWatcher) or a walk.
 type fingerprints struct {
 	b  *Builder
 	mu sync.Mutex
@@ -298,10 +303,19 @@ func (f *fingerprints) get(ctx context.Context, dir string, kind treeKind) (fing
 			label = "image"
 		}
 		o.fp, o.err = f.b.walks.Do(ctx, dir, func() (fingerprint, error) {
+			tok := f.b.watch.begin(dir)
+			if tok.fresh {
+				return tok.fp, nil
+			}
+			var hook func(string)
+			if tok.establish != nil {
+				hook = tok.watchDir
+			}
 			start := time.Now()
-			fp, err := fingerprintTree(dir, kind, &f.b.hashes)
+			fp, err := fingerprintTree(dir, kind, &f.b.hashes, hook)
 			f.b.m.walks.WithLabelValues(label).Inc()
 			f.b.m.walkSecs.WithLabelValues(label).Observe(time.Since(start).Seconds())
+			f.b.watch.end(tok, fp, err)
 			return fp, err
 		})
 	})

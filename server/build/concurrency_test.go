@@ -376,3 +376,66 @@ func TestBuildSlotsBoundConcurrency(t *testing.T) {
 		t.Fatalf("peak concurrent builds = %d, want exactly MaxBuilds = 2", got)
 	}
 }
+
+// TestWaitersShareSlowBuild: requests arriving while the image is being
+// built wait for that build (none fails, none starts another) and all get
+// its artifact; one that gives up does not stop the build for the others.
+func TestWaitersShareSlowBuild(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	snap := snapshot(t, testNodesTOML)
+	b, reg := newBuilder(t, tt.root)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	b.beforeBuild = func(k kind) {
+		if k == kindImage {
+			close(started)
+			<-release
+		}
+	}
+	const waiters = 40
+	type result struct {
+		etag string
+		err  error
+	}
+	results := make(chan result, waiters+1)
+	ask := func(ctx context.Context, n string) {
+		a, err := b.Image(ctx, snap, snap.Nodes.ByName[n])
+		if err != nil {
+			results <- result{err: err}
+			return
+		}
+		readAll(t, a)
+		results <- result{etag: a.ETag}
+	}
+	go ask(bg, "n001")
+	<-started
+	giveUp, cancel := context.WithCancel(bg)
+	go ask(giveUp, "n002")
+	for i := range waiters - 1 {
+		go ask(bg, []string{"n001", "n002"}[i%2])
+	}
+	// Every request has joined the build in flight.
+	waitFor(t, "every request to join the build", func() bool { return b.builds.joined() == waiters+1 })
+	cancel()
+	if r := <-results; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("request that gave up: %+v, want context.Canceled", r)
+	}
+	close(release)
+	var etag string
+	for range waiters {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if etag == "" {
+			etag = r.etag
+		}
+		if r.etag != etag {
+			t.Fatalf("artifacts %s and %s", r.etag, etag)
+		}
+	}
+	if n := counter(t, reg, "wwserver_build_builds_total", "image"); n != 1 {
+		t.Errorf("image built %v times, want 1", n)
+	}
+}

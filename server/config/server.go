@@ -49,6 +49,9 @@ type Server struct {
 	UpdateInterval Duration `toml:"update_interval"`
 	// Secure serves the runtime overlay only to privileged source ports (and asset keys).
 	Secure *bool `toml:"secure"`
+	// SourceCheck (secure mode, default on) answers a node's runtime overlay
+	// and heartbeats only from its own address; off for relayed/NATed nodes.
+	SourceCheck *bool `toml:"source_check"`
 
 	DHCP DHCP `toml:"dhcp"`
 	TFTP TFTP `toml:"tftp"`
@@ -65,6 +68,12 @@ type Server struct {
 
 // IsSecure reports whether secure mode is on (the default).
 func (s *Server) IsSecure() bool { return s.Secure == nil || *s.Secure }
+
+// ChecksSource reports whether a node's runtime overlay and heartbeats are
+// answered only from its own address (secure mode and source_check).
+func (s *Server) ChecksSource() bool {
+	return s.IsSecure() && (s.SourceCheck == nil || *s.SourceCheck)
+}
 
 // URL is the base URL nodes use, e.g. http://10.0.2.1:9873.
 func (s *Server) URL() string {

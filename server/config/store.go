@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,9 @@ import (
 const (
 	ServerFile = "wwserver.toml"
 	NodesFile  = "nodes.toml"
+	// NodesDir holds more nodes files (*.toml), merged with nodes.toml;
+	// the CLI and discovery write nodes.d/managed.toml (server/nodeedit).
+	NodesDir = "nodes.d"
 )
 
 // DefaultSettle is how long a file rewritten in place must stay unchanged
@@ -53,7 +57,9 @@ type Store struct {
 	mu      sync.Mutex // serialises reloads; guards pending, since
 	stamps  atomic.Pointer[[]statStamp]
 	pending []statStamp // stamps seen changed but not yet settled
-	since   time.Time   // when pending was first seen
+	// extra are the nodes.d files of the last load (see configFiles).
+	extra   atomic.Pointer[[]string]
+	since   time.Time // when pending was first seen
 	lastErr atomic.Pointer[error]
 	// OnReload, when set, is called after each successful reload.
 	OnReload func(*Snapshot)
@@ -69,10 +75,27 @@ type statStamp struct {
 }
 
 // configFiles are the files a snapshot is read from, relative to the root,
-// in load order. Everything that decides when to reload goes through this
-// list, so more files (say, machine-managed node files) only need adding
-// here and to Load.
-func configFiles() []string { return []string{ServerFile, NodesFile} }
+// in load order: wwserver.toml, nodes.toml, the nodes.d directory itself
+// (its stamp changes when a file is added or removed) and the nodes.d/*.toml
+// files of the last load. Everything that decides when to reload goes
+// through this list.
+func (s *Store) configFiles() []string {
+	files := []string{ServerFile, NodesFile, NodesDir}
+	if extra := s.extra.Load(); extra != nil {
+		files = append(files, *extra...)
+	}
+	return files
+}
+
+// listExtra records which nodes.d files exist, for configFiles. Caller holds mu.
+func (s *Store) listExtra() {
+	paths, _ := filepath.Glob(filepath.Join(s.root, NodesDir, "*.toml"))
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = filepath.Join(NodesDir, filepath.Base(p))
+	}
+	s.extra.Store(&names)
+}
 
 // NewStore loads the tree at root. It fails when the initial config is bad.
 func NewStore(root string, log *slog.Logger) (*Store, error) {
@@ -122,7 +145,11 @@ func (s *Store) Pending() bool {
 // changed reports whether any config file's stamp differs from the last load attempt.
 func (s *Store) changed() bool {
 	last := *s.stamps.Load()
-	for i, name := range configFiles() {
+	files := s.configFiles()
+	if len(files) != len(last) {
+		return true
+	}
+	for i, name := range files {
 		if i >= len(last) || s.stat(name) != last[i] {
 			return true
 		}
@@ -143,7 +170,7 @@ func (s *Store) stat(name string) statStamp {
 }
 
 func (s *Store) readStamps() []statStamp {
-	files := configFiles()
+	files := s.configFiles()
 	out := make([]statStamp, len(files))
 	for i, name := range files {
 		out[i] = s.stat(name)
@@ -176,6 +203,7 @@ func (s *Store) Reload() error {
 func (s *Store) reload(force bool) (pending bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.listExtra()
 	before := s.readStamps()
 	last := *s.stamps.Load()
 	if !force && sameStamps(before, last) && s.cur.Load() != nil {
@@ -186,9 +214,19 @@ func (s *Store) reload(force bool) (pending bool, err error) {
 		return true, nil
 	}
 	snap, err := Load(s.root)
+	// Written while we read: what we read may be a mix. An explicit Reload
+	// (SIGHUP, the CLI's own writers, which replace files by rename) reads
+	// again a few times; an automatic one waits for the next event or request.
+	for try := 0; force && try < 10; try++ {
+		after := s.readStamps()
+		if sameStamps(before, after) {
+			break
+		}
+		s.listExtra()
+		before = s.readStamps()
+		snap, err = Load(s.root)
+	}
 	if after := s.readStamps(); !sameStamps(before, after) {
-		// Written while we read: what we read may be a mix. Wait for the
-		// writer (SIGHUP included: the next event or request retries).
 		s.pending, s.since = after, s.now()
 		return true, nil
 	}
@@ -228,8 +266,12 @@ func (s *Store) reload(force bool) (pending bool, err error) {
 // watched. Caller holds mu.
 func (s *Store) settled(now, last []statStamp) bool {
 	inPlace := false
+	files := s.configFiles()
 	for i := range now {
-		if i < len(last) && now[i] != last[i] && !now[i].missing && now[i].ino == last[i].ino &&
+		if i < len(files) && files[i] == NodesDir {
+			continue // a directory's stamp changes when files come and go: nothing to settle
+		}
+		if i < len(last) && len(now) == len(last) && now[i] != last[i] && !now[i].missing && now[i].ino == last[i].ino &&
 			s.now().Sub(time.Unix(now[i].ctime.Unix())) < s.settle {
 			inPlace = true // rewritten in place, and recently
 		}
@@ -251,7 +293,7 @@ func Load(root string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := LoadNodes(filepath.Join(root, NodesFile))
+	nodes, err := LoadNodesTree(root)
 	if err != nil {
 		return nil, err
 	}
@@ -270,9 +312,12 @@ func (s *Store) Watch(done <-chan struct{}) error {
 		w.Close()
 		return fmt.Errorf("watch config dir %s: %w", s.root, err)
 	}
-	watched := map[string]bool{}
-	for _, f := range configFiles() {
-		watched[filepath.Base(f)] = true
+	nodesDir := filepath.Join(s.root, NodesDir)
+	_ = w.Add(nodesDir) // may not exist yet: added when it appears
+	watched := func(name string) bool {
+		base := filepath.Base(name)
+		return name == nodesDir || base == ServerFile || base == NodesFile ||
+			(filepath.Dir(name) == nodesDir && strings.HasSuffix(base, ".toml"))
 	}
 	go func() {
 		defer w.Close()
@@ -295,7 +340,10 @@ func (s *Store) Watch(done <-chan struct{}) error {
 				if !ok {
 					return
 				}
-				if watched[filepath.Base(ev.Name)] {
+				if ev.Name == nodesDir && ev.Has(fsnotify.Create) {
+					_ = w.Add(nodesDir)
+				}
+				if watched(ev.Name) {
 					poll()
 				}
 			case err, ok := <-w.Errors:

@@ -8,11 +8,16 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+
+	"github.com/wwcluster/ww/server/config"
 )
 
 // The namespace tests re-execute this test binary inside the client
@@ -24,6 +29,9 @@ const helperEnv = "WWT_DHCP_CLIENT"
 func TestMain(m *testing.M) {
 	if args := os.Getenv(helperEnv); args != "" {
 		os.Exit(runClientHelper(args))
+	}
+	if root := os.Getenv(serverHelperEnv); root != "" {
+		os.Exit(runServerHelper(root))
 	}
 	os.Exit(m.Run())
 }
@@ -300,3 +308,38 @@ func perfClient(a helperArgs) (*perfResult, error) {
 }
 
 func withHops(n uint8) dhcpv4.Modifier { return func(d *dhcpv4.DHCPv4) { d.HopCount = n } }
+
+// serverHelperEnv makes this test binary a DHCP server process: the served
+// tree is the variable's value, leases go to its state/ directory. It
+// prints "ready" once serving and runs until killed or SIGTERM.
+const serverHelperEnv = "WWT_DHCP_SERVER"
+
+func runServerHelper(root string) int {
+	log := quietLog()
+	store, err := config.NewStore(root, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	srv, err := New(Options{Store: store, StateDir: filepath.Join(root, "state"), Log: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+		fmt.Println("ready")
+	case err := <-errc:
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := <-errc; err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}

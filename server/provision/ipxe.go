@@ -3,6 +3,7 @@ package provision
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 
@@ -18,6 +19,13 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if c.node == nil && h.discover != nil {
+		if snap, node, err := h.discover.Discover(c.mac); err != nil {
+			h.log.Error("discovery failed", "mac", c.mac, "err", err)
+		} else if node != nil {
+			c.snap, c.node = snap, node
+		}
+	}
 	var buf bytes.Buffer
 	sent := ReasonNotFound
 	if c.node == nil {
@@ -26,7 +34,7 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.metrics.refusals.WithLabelValues(ReasonNotFound).Inc()
-		h.log.Info("unknown MAC asked for an iPXE script", "mac", c.mac, "remote", r.RemoteAddr)
+		h.logs.Log("ipxe-unknown", slog.LevelInfo, "unknown MAC asked for an iPXE script", "mac", c.mac, "remote", r.RemoteAddr)
 	} else {
 		var err error
 		if sent, err = h.tmpl.Render(&buf, c.snap, c.node, c.mac); err != nil {
@@ -50,12 +58,12 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 // ErrNotFound) answer 404 instead.
 func (h *Handler) fail(c *call, kind string, err error) {
 	if errors.Is(err, ErrNotFound) {
-		h.log.Warn("not found", "stage", c.stage, "mac", c.mac, "node", nodeName(c), "err", err)
+		h.logs.Log("not-found|"+c.stage, slog.LevelWarn, "not found", "stage", c.stage, "mac", c.mac, "node", nodeName(c), "err", err)
 		c.refuse(http.StatusNotFound, ReasonNotFound, "not found: "+stageNoun(c.stage)+" of this node")
 		return
 	}
 	h.metrics.errors.WithLabelValues(kind).Inc()
-	h.log.Error("provisioning failed", "stage", c.stage, "mac", c.mac, "node", nodeName(c), "err", err)
+	h.logs.Log("failed|"+c.stage+"|"+kind, slog.LevelError, "provisioning failed", "stage", c.stage, "mac", c.mac, "node", nodeName(c), "err", err)
 	c.record("ERROR")
 	http.Error(c.w, "internal server error: "+stageNoun(c.stage)+" (see the server log)", http.StatusInternalServerError)
 }

@@ -40,6 +40,7 @@ It also reports template errors for every node up front.`,
 			if err != nil {
 				return err
 			}
+			defer b.Close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			st, err := b.BuildAll(ctx, snap, workers)

@@ -136,7 +136,7 @@ func newNodesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printNodes(cmd.OutOrStdout(), snap.Nodes)
+			printNodes(cmd.OutOrStdout(), snap.Nodes.List)
 			return nil
 		},
 	}
@@ -144,7 +144,7 @@ func newNodesCmd() *cobra.Command {
 	return cmd
 }
 
-func printNodes(w io.Writer, nodes *config.Nodes) {
+func printNodes(w io.Writer, nodes []*config.Node) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tMAC\tIP\tIMAGE\tSYSTEM OVERLAYS\tRUNTIME OVERLAYS\tROOT")
 	dash := func(s string) string {
@@ -153,8 +153,11 @@ func printNodes(w io.Writer, nodes *config.Nodes) {
 		}
 		return s
 	}
-	for _, n := range nodes.List {
+	for _, n := range nodes {
 		p := n.Primary()
+		if p.HWAddr == "" && n.Discoverable {
+			p.HWAddr = "(discoverable)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, dash(p.HWAddr), dash(p.IPAddr), n.Image,
 			dash(strings.Join(n.SystemOverlays, ",")), dash(strings.Join(n.RuntimeOverlays, ",")), n.Root)
 	}
@@ -192,12 +195,11 @@ anything is wrong.`,
 func checkTree(root string) []string {
 	var problems []string
 	srvPath := filepath.Join(root, config.ServerFile)
-	nodesPath := filepath.Join(root, config.NodesFile)
 	srv, err := config.LoadServer(srvPath)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	nodes, err := config.LoadNodes(nodesPath)
+	nodes, err := config.LoadNodesTree(root)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -224,7 +226,7 @@ func checkTree(root string) []string {
 		return append(problems, err.Error())
 	}
 	for _, n := range nodes.List {
-		key := nodesPath + ": nodes." + n.Name
+		key := n.File + ": nodes." + n.Name
 		if fi, err := os.Stat(filepath.Join(root, "images", n.Image, "rootfs")); err != nil || !fi.IsDir() {
 			once(fmt.Sprintf("%s.image: image %q: no directory images/%s/rootfs", key, n.Image, n.Image))
 		} else if _, err := b.Kernel(context.Background(), snap, n); err != nil {
@@ -235,7 +237,7 @@ func checkTree(root string) []string {
 				once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
 			}
 		}
-		if n.Primary().HWAddr == "" {
+		if n.Primary().HWAddr == "" && !n.Discoverable {
 			once(fmt.Sprintf("%s.network: no device has a hwaddr, so the node cannot PXE boot", key))
 		}
 		if n.IPXETemplate != "" {

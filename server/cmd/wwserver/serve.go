@@ -23,6 +23,7 @@ import (
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
+	"github.com/wwcluster/ww/server/nodeedit"
 	"github.com/wwcluster/ww/server/provision"
 	"github.com/wwcluster/ww/server/status"
 	"github.com/wwcluster/ww/server/tftp"
@@ -38,7 +39,9 @@ type serveOptions struct {
 	root     string
 	listen   string
 	maxConns int
-	logs     logFlags
+	// perClient caps one source address's connections (0: maxConns/4).
+	perClient int
+	logs      logFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -69,7 +72,10 @@ Under systemd (Type=notify) it reports READY once listening.`,
 		},
 	}
 	addRootFlag(cmd, &o.root)
-	cmd.Flags().IntVar(&o.maxConns, "max-connections", 8192, "HTTP connections served at once; more wait in the listen backlog")
+	cmd.Flags().IntVar(&o.maxConns, "max-connections", 8192,
+		"HTTP connections held at once; at the limit the longest-idle one is closed for a new one, and only when all are busy do new ones wait")
+	cmd.Flags().IntVar(&o.perClient, "max-connections-per-client", 0,
+		"HTTP connections one source address may hold (0: a quarter of --max-connections; -1: no cap)")
 	cmd.Flags().StringVar(&o.listen, "listen", "", "HTTP listen address, overriding wwserver.toml's listen (nodes are still told its port)")
 	o.logs.add(cmd)
 	return cmd
@@ -112,13 +118,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	h, err := provision.New(provision.Options{
-		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg,
-	})
-	if err != nil {
-		return err
-	}
-
+	defer b.Close()
 	store.OnReload = func(next *config.Snapshot) {
 		st.SetUpdateInterval(next.Server.UpdateInterval.Duration)
 		st.Prune(next.Nodes) // nodes removed from nodes.toml leave status.json too
@@ -148,14 +148,18 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	var services []service
 	var ready []<-chan struct{}
 	var leases tftp.LeaseLookup
+	var provLeases provision.Leases
+	var healthChecks []provision.HealthCheck
 	if snap.Server.DHCP.Enabled {
 		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg})
 		if err != nil {
 			return fmt.Errorf("dhcp: %w", err)
 		}
+		healthChecks = append(healthChecks, d.Health) // e.g. a corrupt lease file moved aside
 		services = append(services, service{"dhcp", d.Run})
 		ready = append(ready, d.Ready())
 		leases = d // TFTP names pool clients by their DHCP lease
+		provLeases = dhcpLeases{d}
 	}
 	if snap.Server.TFTP.Enabled {
 		t, err := tftp.New(tftp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "tftp"),
@@ -167,17 +171,35 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		ready = append(ready, t.Ready())
 	}
 
+	h, err := provision.New(provision.Options{
+		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg, Leases: provLeases,
+		Discoverer: nodeedit.NewDiscoverer(store, log),
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range healthChecks {
+		h.AddHealthCheck(c)
+	}
+
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if o.maxConns > 0 {
-		// One goroutine per connection: bound them.
-		ln = provision.LimitListener(ln, o.maxConns)
-	}
 	// Request contexts are not tied to ctx: on SIGTERM in-flight downloads
 	// get shutdownGrace to finish.
 	srv := provision.NewHTTPServer(h, log)
+	if o.maxConns > 0 {
+		// One goroutine per connection: bound them, idle ones first to go.
+		lim, err := provision.NewConnLimiter(ln, provision.ConnLimits{Max: o.maxConns, PerClient: o.perClient},
+			reg, log.With("svc", "http"))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--max-connections: %w", err)
+		}
+		ln = lim
+		srv.ConnState = lim.ConnState
+	}
 
 	// Status flushes after HTTP has stopped, so late events are kept.
 	statusCtx, stopStatus := context.WithCancel(context.Background())
@@ -251,6 +273,7 @@ loop:
 		_ = srv.Close()
 	}
 	wg.Wait()
+	h.FlushLogs()
 	stopStatus()
 	if err := <-statusDone; err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("final status flush: %w", err))
@@ -287,6 +310,21 @@ func pruneLoop(ctx context.Context, b *build.Builder, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// dhcpLeases gives provision the DHCP leases (secure mode's source check).
+type dhcpLeases struct{ *dhcp.Server }
+
+// HasLease scans a copy of the table: only requests from an address the
+// node does not hold get here.
+func (l dhcpLeases) HasLease(mac string) bool {
+	now := time.Now()
+	for _, ls := range l.Leases() {
+		if ls.MAC == mac && ls.State != dhcp.StateDeclined && ls.Active(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // builderAdapter gives provision the builder; build's not-found errors

@@ -21,6 +21,7 @@
 #   STORM_POLL_INTERVAL wwclient interval after boot (default 10s); STORM_POLL_FOR (default 30s)
 #   STORM_MODES        default full,http,nginx
 #   STORM_TIMEOUT      bound of each run (default 20m)
+#   STORM_PERF         set: profile the server with perf during each run (perf-*.txt in results)
 #   STORM_WRITE        1 (default): put the table into BENCHMARKS.md; 0: don't
 set -euo pipefail
 
@@ -80,7 +81,7 @@ rm -rf "$res/docroot" "$res/nginx"
 "$bin/bootstorm" storm -root "$tree" -wwserver "$bin/wwserver" -nginx "$nginx" -n "$nodes" \
 	-modes "${STORM_MODES:-full,http,nginx}" -arrival "${STORM_ARRIVAL:-all}" -ramp "${STORM_RAMP:-60s}" \
 	-image-bytes "$image_bytes" -poll-interval "${STORM_POLL_INTERVAL:-10s}" -poll-for "${STORM_POLL_FOR:-30s}" \
-	-timeout "${STORM_TIMEOUT:-20m}" -out "$res" -json "$res/storm.json" | tee "$res/table.md"
+	-timeout "${STORM_TIMEOUT:-20m}" ${STORM_PERF:+-perf} -out "$res" -json "$res/storm.json" | tee "$res/table.md"
 {
 	echo
 	echo "image: $image, $img_bytes bytes in $img_files files; compressed image archive ${image_gz:-?} bytes;" \

@@ -10,7 +10,7 @@ import (
 // ratios of each wwserver run to the nginx run, then per-stage latencies.
 func formatTable(reps []Report) string {
 	var b strings.Builder
-	b.WriteString("| run | nodes | booted | failed | time to all booted | boot p50 / p99 / max | server CPU | server peak RSS | bytes | client CPU | other processes' CPU |\n")
+	b.WriteString("| run | nodes | booted | failed | time to all booted | boot p50 / p99 / max | server CPU | server peak RSS | bytes | client CPU | rest of the machine's CPU (other processes, softirq) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var nginx *Report
 	for i := range reps {

@@ -73,7 +73,7 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 build_s=$(awk "BEGIN{printf \"%.1f\", $t1-$t0}")
 state_bytes=$(du -sb "$tree/state" | cut -f1)
-image_gz=$(find "$tree/state" -name 'image*.gz' -printf '%s\n' 2>/dev/null | sort -n | tail -1)
+image_gz=$(find "$tree/state" -type f -printf '%s\n' | sort -n | tail -1)
 log "cold build: ${build_s}s, state/ $state_bytes bytes, largest image archive ${image_gz:-?} bytes"
 
 log "storm: $nodes nodes, modes ${STORM_MODES:-full,http,nginx}"

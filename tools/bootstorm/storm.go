@@ -256,7 +256,7 @@ func (o *stormOptions) startNginx(ns *namespaces, docroot string) (*serverProc, 
 // get from wwserver and writes it under docroot at the same URL path.
 func (o *stormOptions) mirror(ctx context.Context, ns *namespaces, docroot string) error {
 	req := mirrorRequest{Base: o.plan.base(), Docroot: docroot, Nodes: o.client.Nodes, Secure: o.client.Secure,
-		ClientIP: o.plan.ClientIP}
+		ClientIP: o.plan.ClientIP, Iface: o.plan.ClientIf}
 	var res mirrorResult
 	if err := ns.runSelf(ctx, "mirror", req, &res); err != nil {
 		return err

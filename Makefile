@@ -61,6 +61,11 @@ integration: deps build image
 
 test: fmt-check vet staticcheck unit integration
 
+# Every fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets). Not part of make test.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) FUZZ='$(FUZZ)' GO=$(GO) ./tools/fuzz.sh
+
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: deps build
 	./tools/bench/run.sh

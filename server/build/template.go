@@ -271,43 +271,50 @@ func nodeUses(n parse.Node) bool {
 	}
 }
 
-// overlayPerNode reports whether some template of the overlay at dir (in
-// the state fp) may depend on .Node; remembered per overlay fingerprint. A
-// template that does not parse counts as per node (its build reports the
-// error).
-func (b *Builder) overlayPerNode(name, dir string, fp fingerprint) bool {
+// tmplUse is what the templates of an overlay (set) use.
+type tmplUse struct {
+	perNode bool // some template may use .Node
+	shared  bool // some template does not
+}
+
+// templateUse classifies the templates of the overlay at dir (in the state
+// fp); remembered per overlay fingerprint. A template that does not parse
+// counts as per node (building that member reports the error); one that
+// cannot be read (removed since) counts as both, not remembered.
+func (b *Builder) templateUse(name, dir string, fp fingerprint) tmplUse {
 	if len(fp.templates) == 0 {
-		return false
+		return tmplUse{}
 	}
 	b.tmplMu.Lock()
-	v, ok := b.perNode[fp.hash]
+	u, ok := b.tmplUses[fp.hash]
 	b.tmplMu.Unlock()
 	if ok {
-		return v
+		return u
 	}
-	v = false
+	both := tmplUse{perNode: true, shared: true}
 	r, err := os.OpenRoot(dir)
 	if err != nil {
-		return true
+		return both
 	}
 	defer r.Close()
 	for _, out := range fp.templates {
 		rel := out + templateSuffix
 		src, err := readSmall(func() (*os.File, error) { return openRead(r, rel) }, rel)
 		if err != nil {
-			return true // e.g. removed since: do not remember
+			return both
 		}
 		pt, err := b.parse(path.Join("overlays", name, rel), src)
 		if err != nil || pt.perNode {
-			v = true
-			break
+			u.perNode = true
+		} else {
+			u.shared = true
 		}
 	}
 	b.tmplMu.Lock()
-	if len(b.perNode) >= 4096 {
-		clear(b.perNode)
+	if len(b.tmplUses) >= 4096 {
+		clear(b.tmplUses)
 	}
-	b.perNode[fp.hash] = v
+	b.tmplUses[fp.hash] = u
 	b.tmplMu.Unlock()
-	return v
+	return u
 }

@@ -98,6 +98,10 @@ type DHCP struct {
 	ARM64File    string   `toml:"arm64_file"`
 	HTTPBootFile string   `toml:"http_boot_file"`
 	Workers      int      `toml:"workers"` // fixed packet-handling pool size
+	// AnswerRouterSolicitations makes the server answer IPv6 router
+	// solicitations on Interface with an RA that announces nothing, so
+	// iPXE's IPv6 autoconfiguration ends at once instead of after ~16 s.
+	AnswerRouterSolicitations bool `toml:"answer_router_solicitations"`
 }
 
 // TFTP is the [tftp] section of wwserver.toml.

@@ -184,6 +184,18 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addrMu.Unlock()
 	s.log.Info("dhcp: serving", "interface", cfg.Interface, "listen", cfg.Listen, "mode", cfg.Mode,
 		"workers", cfg.Workers, "pxe_port", len(conns) > 1)
+	if cfg.AnswerRouterSolicitations {
+		if cfg.Interface == "" {
+			s.log.Warn("dhcp: answer_router_solicitations needs dhcp.interface; not answering")
+		} else {
+			raDone := make(chan struct{})
+			defer func() { <-raDone }()
+			go func() {
+				defer close(raDone)
+				answerRouterSolicitations(ctx, cfg.Interface, s.log, s.m)
+			}()
+		}
+	}
 	return s.serve(ctx, conns, cfg.Workers)
 }
 

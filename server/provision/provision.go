@@ -105,10 +105,18 @@ type Options struct {
 	// Health, when set, lists the components /healthz reports besides the
 	// config and the checks added by AddHealthCheck (status flushes, builds).
 	Health Health
+	// FreshEvery bounds how often the node routes ask Config.Fresh (a stat
+	// of both config files): at most once per FreshEvery; zero asks on every
+	// request. serve uses DefaultFreshEvery.
+	FreshEvery time.Duration
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
 }
+
+// DefaultFreshEvery is how often serve's node routes look at the config
+// files' stamps (the file watch reloads at once besides).
+const DefaultFreshEvery = 20 * time.Millisecond
 
 // Discoverer assigns an unknown MAC to a waiting node; a nil node means none.
 type Discoverer interface {
@@ -119,6 +127,7 @@ type Discoverer interface {
 type Handler struct {
 	discover Discoverer
 	cfg      Config
+	fresh    *freshSnapshot
 	builder  Builder
 	status   Status
 	leases   Leases
@@ -161,6 +170,7 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		discover: opts.Discoverer,
 		cfg:      opts.Config,
+		fresh:    newFreshSnapshot(opts.Config, opts.FreshEvery),
 		builder:  opts.Builder,
 		status:   opts.Status,
 		leases:   opts.Leases,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -32,6 +33,11 @@ import (
 
 // shutdownGrace is how long in-flight downloads may finish on SIGTERM.
 const shutdownGrace = 20 * time.Second
+
+// gcPercent is serve's GOGC unless the environment sets one: the heap is
+// small (configs, status, caches) and request garbage dominates, so
+// collecting 4x less often cut an iPXE script's server CPU by ~13%.
+const gcPercent = 400
 
 // pruneEvery is how often serve prunes the build cache.
 const pruneEvery = 10 * time.Minute
@@ -60,7 +66,8 @@ cached under state/. Node status is kept in state/status.json.
 DHCP and TFTP start when enabled in wwserver.toml; enabling or disabling
 them, or changing listen addresses, needs a restart.
 
-Under systemd (Type=notify) it reports READY once listening.`,
+Under systemd (Type=notify) it reports READY once listening. GOGC defaults
+to 400 here (the environment's GOGC wins).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := o.logs.logger(cmd.ErrOrStderr())
@@ -89,6 +96,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	root, err := filepath.Abs(o.root)
 	if err != nil {
 		return err
@@ -180,6 +190,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	h, err := provision.New(provision.Options{
 		Config: store, Builder: builderAdapter{b: b, health: healthReg}, Status: st, Log: log, Registry: reg,
 		Leases: provLeases, Discoverer: nodeedit.NewDiscoverer(store, log), Health: healthReg,
+		FreshEvery: provision.DefaultFreshEvery,
 	})
 	if err != nil {
 		return err

@@ -19,6 +19,13 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if c.node == nil && h.discover != nil {
+		if snap, node, err := h.discover.Discover(c.mac); err != nil {
+			h.log.Error("discovery failed", "mac", c.mac, "err", err)
+		} else if node != nil {
+			c.snap, c.node = snap, node
+		}
+	}
 	var script []byte
 	sent := ReasonNotFound
 	if c.node == nil {

@@ -45,6 +45,10 @@ type TreeOptions struct {
 	KernelArgs []string
 	// ImageName under images/ (default: the one `wwserver init` made).
 	ImageName string
+	// SystemOverlays and RuntimeOverlays of the default profile (default
+	// wwinit and generic). Overlays other than those two must be put under
+	// TreeDir/overlays/ by the caller before nodes boot.
+	SystemOverlays, RuntimeOverlays []string
 }
 
 // WriteTree runs `wwserver init DIR --wwclient BIN --image-from ROOTFS` into
@@ -88,6 +92,8 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	dhcp["netmask"] = DefaultNetmask
 	dhcp["router"] = ""
 	dhcp["lease_time"] = "1h"
+	// End iPXE's IPv6 autoconfiguration at once (no IPv6 router here): ~16 s per boot.
+	dhcp["answer_router_solicitations"] = true
 	tftp := subTable(srv, "tftp")
 	tftp["enabled"] = true
 	tftp["listen"] = ":69"
@@ -112,10 +118,14 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	}
 	def["image"] = img
 	def["kernel_args"] = opts.KernelArgs
-	if _, ok := def["system_overlays"]; !ok {
+	if opts.SystemOverlays != nil {
+		def["system_overlays"] = opts.SystemOverlays
+	} else if _, ok := def["system_overlays"]; !ok {
 		def["system_overlays"] = []string{"wwinit"}
 	}
-	if _, ok := def["runtime_overlays"]; !ok {
+	if opts.RuntimeOverlays != nil {
+		def["runtime_overlays"] = opts.RuntimeOverlays
+	} else if _, ok := def["runtime_overlays"]; !ok {
 		def["runtime_overlays"] = []string{"generic"}
 	}
 	if _, ok := def["root"]; !ok {

@@ -44,7 +44,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wwcluster/ww/tools/bench/internal/hist"
+	"github.com/wwcluster/ww/tools/internal/hist"
 )
 
 // maxDuration bounds every run, whatever -d says.
@@ -227,9 +227,8 @@ type load struct {
 	ports   *portPool
 	etags   sync.Map // URL → ETag, for -revalidate
 
-	seq       atomic.Uint64 // next MAC index / URL index (seq order)
-	issued    atomic.Int64  // requests started while recording
-	recording atomic.Bool
+	seq    atomic.Uint64 // next MAC index / URL index (seq order)
+	issued atomic.Int64  // requests started while recording
 }
 
 func newLoad(o options, urls []string) (*load, error) {

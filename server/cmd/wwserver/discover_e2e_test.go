@@ -123,10 +123,9 @@ func sharedBinaries(t *testing.T) (wwserver, wwclient string) {
 	return sharedBins.wwserver, sharedBins.wwclient
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
+// removeSharedBinaries runs after all tests (TestMain).
+func removeSharedBinaries() {
 	if sharedBins.dir != "" {
 		os.RemoveAll(sharedBins.dir)
 	}
-	os.Exit(code)
 }

@@ -94,30 +94,45 @@ func (tw *treeWatcher) Close() {
 	tw.resetEpoch(0, "")
 }
 
-// walkToken carries what begin learnt to the walk and to end.
+// walkToken carries what prepare learnt to the walk and to end.
 type walkToken struct {
 	tw        *treeWatcher
 	dir       string
-	epoch     uint64 // 0: no watcher; the walk's result is not remembered
-	gen       uint64 // the tree's gen after the barrier
-	fresh     bool   // fp is current: no walk needed
-	fp        fingerprint
+	epoch     uint64            // 0: no watcher; the walk's result is not remembered
+	gen       uint64            // the tree's gen before the walk
 	establish *fsnotify.Watcher // non-nil: the walk adds watches here
 	addErr    atomic.Pointer[error]
 }
 
-// begin is called by a fingerprint computation that started after its
-// callers arrived. It returns the tree's remembered fingerprint if it is
-// current, else a token for the walk.
-func (tw *treeWatcher) begin(dir string) *walkToken {
-	tok := &walkToken{tw: tw, dir: dir}
+// sync returns once every event queued before it was called has been
+// handled (a barrier, shared by concurrent callers), with the epoch it holds
+// for; ok is false when no watcher runs.
+func (tw *treeWatcher) sync() (epoch uint64, ok bool) {
 	epoch, err := tw.barriers.Do(context.Background(), struct{}{}, tw.barrier)
-	if err != nil {
-		return tok
-	}
+	return epoch, err == nil
+}
+
+// lookup returns the tree's remembered fingerprint if no event for the tree
+// was handled since the walk that made it started, as of a sync that
+// returned epoch.
+func (tw *treeWatcher) lookup(dir string, epoch uint64) (fingerprint, bool) {
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
-	if tw.epoch != epoch || tw.w == nil {
+	t := tw.trees[dir]
+	if tw.epoch != epoch || t == nil || !t.watched || !t.fpOK || t.fpGen != t.gen {
+		return fingerprint{}, false
+	}
+	return t.fp, true
+}
+
+// prepare is called before a walk of dir. The tree's gen is read without a
+// barrier: an event still queued from before the walk only makes its result
+// look stale later (one more walk), never fresh.
+func (tw *treeWatcher) prepare(dir string) *walkToken {
+	tok := &walkToken{tw: tw, dir: dir}
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if tw.w == nil && tw.start() != nil {
 		return tok
 	}
 	t := tw.trees[dir]
@@ -125,11 +140,8 @@ func (tw *treeWatcher) begin(dir string) *walkToken {
 		t = &watchedTree{}
 		tw.trees[dir] = t
 	}
-	tok.epoch, tok.gen = epoch, t.gen
+	tok.epoch, tok.gen = tw.epoch, t.gen
 	if t.watched {
-		if t.fpOK && t.fpGen == t.gen {
-			tok.fresh, tok.fp = true, t.fp
-		}
 		return tok
 	}
 	if now := time.Now(); now.After(t.retry) {

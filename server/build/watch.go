@@ -43,6 +43,9 @@ type treeWatcher struct {
 	state string // directory for the sentinel file
 	log   *slog.Logger
 	reset func() // metrics hook, called on every reset
+	// addWatch adds one watch (a seam for tests: watch limits are
+	// system-wide).
+	addWatch func(w *fsnotify.Watcher, path string) error
 
 	barriers freshGroup[struct{}, uint64]
 
@@ -80,9 +83,10 @@ const (
 func newTreeWatcher(root, state string, log *slog.Logger, reset func()) *treeWatcher {
 	return &treeWatcher{
 		root: root, state: state, log: log, reset: reset,
-		seenCh: make(chan struct{}),
-		dirs:   map[string]bool{},
-		trees:  map[string]*watchedTree{},
+		addWatch: (*fsnotify.Watcher).Add,
+		seenCh:   make(chan struct{}),
+		dirs:     map[string]bool{},
+		trees:    map[string]*watchedTree{},
 	}
 }
 
@@ -184,7 +188,7 @@ func (tok *walkToken) watchDir(rel string) {
 		}
 		tok.tw.dirs[p] = true
 		tok.tw.mu.Unlock()
-		if err := tok.establish.Add(p); err != nil {
+		if err := tok.tw.addWatch(tok.establish, p); err != nil {
 			err = fmt.Errorf("watch %s: %w", p, err)
 			tok.addErr.CompareAndSwap(nil, &err)
 			return
@@ -197,6 +201,12 @@ func (tw *treeWatcher) end(tok *walkToken, fp fingerprint, err error) {
 	if tok.epoch == 0 || err != nil {
 		return
 	}
+	var giveBack []string
+	defer func() {
+		for _, d := range giveBack {
+			_ = tok.establish.Remove(d) // already gone: nothing to give back
+		}
+	}()
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
 	t := tw.trees[tok.dir]
@@ -208,6 +218,14 @@ func (tw *treeWatcher) end(tok *walkToken, fp fingerprint, err error) {
 			t.retry = time.Now().Add(watchRetry)
 			tw.log.Warn("cannot watch source tree; it is walked on every request (raise fs.inotify.max_user_watches?)",
 				"dir", tok.dir, "err", *p, "retry_in", watchRetry)
+			// Give the watches it got back, for other trees (after
+			// unlocking: see the defer above).
+			for d := range tw.dirs {
+				if d == tok.dir || strings.HasPrefix(d, tok.dir+"/") {
+					giveBack = append(giveBack, d)
+					delete(tw.dirs, d)
+				}
+			}
 			return
 		}
 		t.watched = true
@@ -400,7 +418,7 @@ func (tw *treeWatcher) watchNew(w *fsnotify.Watcher, top string, epoch uint64) e
 		}
 		tw.dirs[p] = true
 		tw.mu.Unlock()
-		if err := w.Add(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := tw.addWatch(w, p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 		return nil

@@ -4,7 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // imageFile returns the content of rel in n001's image as served now, and
@@ -165,5 +170,50 @@ func TestWatchReset(t *testing.T) {
 	}
 	if w := walks(); w != 5 {
 		t.Errorf("%v walks, want 5 (a closed builder walks per request)", w)
+	}
+}
+
+// TestWatchLimit: a tree whose directories cannot all be watched (the
+// inotify watch limit) is walked on every request and stays fresh; its
+// partial watches are given back; other trees stay watched.
+func TestWatchLimit(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	b, reg := newBuilder(t, tt.root)
+	var failed atomic.Int64
+	b.watch.addWatch = func(w *fsnotify.Watcher, p string) error {
+		if strings.HasSuffix(p, "/rootfs/etc") {
+			failed.Add(1)
+			return syscall.ENOSPC
+		}
+		return w.Add(p)
+	}
+	walks := func(tree string) float64 { return counter(t, reg, "wwserver_build_tree_walks_total", tree) }
+	snap := snapshot(t, testNodesTOML)
+	for i := range 3 {
+		want := fmt.Sprintf("ID=limit%d\n", i)
+		tt.file("images/debian/rootfs/etc/os-release", want, 0o644)
+		if got, _ := imageFile(t, b, "etc/os-release"); got != want {
+			t.Fatalf("unwatched tree: %q, want %q", got, want)
+		}
+		if _, err := b.RuntimeOverlay(bg, snap, snap.Nodes.ByName["n001"]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := walks("image"); w != 3 {
+		t.Errorf("%v image walks, want 3 (one per request)", w)
+	}
+	if w := walks("overlay"); w != 1 {
+		t.Errorf("%v overlay walks, want 1 (still watched)", w)
+	}
+	if n := failed.Load(); n != 1 {
+		t.Errorf("%d failed adds, want 1 (retried only after watchRetry)", n)
+	}
+	b.watch.mu.Lock()
+	defer b.watch.mu.Unlock()
+	for d := range b.watch.dirs {
+		if strings.Contains(d, "/rootfs") {
+			t.Errorf("watch on %s kept", d)
+		}
 	}
 }

@@ -23,6 +23,9 @@ type overlaySet struct {
 	templates bool    // some overlay holds a template
 	tmpl      tmplUse // what its templates use
 	ident     string  // names and fingerprints, for cache keys
+	// imageFiles are the files of the node's image that templates read
+	// (ImageFile): their content is part of the node member's key.
+	imageFiles []string
 }
 
 func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []string) (*overlaySet, error) {
@@ -49,6 +52,7 @@ func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []str
 		u := b.templateUse(name, dir, fp)
 		s.tmpl.perNode = s.tmpl.perNode || u.perNode
 		s.tmpl.shared = s.tmpl.shared || u.shared
+		s.imageFiles = append(s.imageFiles, u.imageFiles...)
 		ident = append(ident, name, fp.hash)
 	}
 	s.ident = hashKey(ident...)
@@ -340,7 +344,7 @@ var (
 // not stored (a new process rebuilds per-node members anyway), and the
 // artifact is nil.
 func (b *Builder) overlay(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node, ok overlayKind, check bool) (*Artifact, error) {
-	rc, err := newRenderCtx(snap, n)
+	rc, err := b.renderCtx(snap, n)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +391,15 @@ func (b *Builder) overlay(ctx context.Context, fps *fingerprints, snap *config.S
 			b.checked.Add(1)
 			return nil, nil
 		}
-		if err := add(kindNode, hashKey("ww-overlay-node/1", level, set.ident, rc.nodeInputs()), memberNode); err != nil {
+		inputs := rc.nodeInputs()
+		if len(set.imageFiles) > 0 {
+			stamp, err := imageStamp(rc.data.imageDir, set.imageFiles)
+			if err != nil {
+				return nil, templateError(err, "node %q: image %q", n.Name, n.Image)
+			}
+			inputs += "\x00image:" + stamp
+		}
+		if err := add(kindNode, hashKey("ww-overlay-node/1", level, set.ident, inputs), memberNode); err != nil {
 			return nil, err
 		}
 	}
@@ -403,7 +415,7 @@ func (b *Builder) overlay(ctx context.Context, fps *fingerprints, snap *config.S
 // "--- end path" lines. It goes on past a failing template and returns all
 // template errors at the end.
 func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay string, w io.Writer) (err error) {
-	rc, err := newRenderCtx(snap, n)
+	rc, err := b.renderCtx(snap, n)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/provision"
 	"github.com/wwcluster/ww/server/status"
-	"github.com/wwcluster/ww/tools/bench/internal/gen"
+	"github.com/wwcluster/ww/tools/internal/gen"
 )
 
 const serverTOML = `address = "127.0.0.1"

@@ -335,6 +335,13 @@ func (f *fingerprints) get(ctx context.Context, dir string, kind treeKind) (fing
 			label = "image"
 		}
 		o.fp, o.err = f.b.walks.Do(ctx, dir, func() (fingerprint, error) {
+			// Queued behind a walk that has just made the tree watched
+			// (requests piling up on a cold server): a barrier suffices.
+			if epoch, ok := f.b.watch.sync(); ok {
+				if fp, ok := f.b.watch.lookup(dir, epoch); ok {
+					return fp, nil
+				}
+			}
 			tok := f.b.watch.prepare(dir)
 			var hook func(string)
 			if tok.establish != nil {

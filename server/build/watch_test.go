@@ -217,3 +217,41 @@ func TestWatchLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchPileUp: requests arriving while the first walk of a tree runs
+// share the next check, which is a barrier, not a second walk.
+func TestWatchPileUp(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	for i := range 2000 {
+		tt.file(fmt.Sprintf("images/debian/rootfs/usr/share/d%02d/f%04d", i/100, i), "x", 0o644)
+	}
+	b, reg := newBuilder(t, tt.root)
+	snap := snapshot(t, testNodesTOML)
+	n := snap.Nodes.ByName["n001"]
+	errs := make(chan error, 20)
+	go func() {
+		_, err := b.Image(bg, snap, n)
+		errs <- err
+	}()
+	// The first walk is running: it has started watching the tree.
+	waitFor(t, "the first walk to start", func() bool {
+		b.watch.mu.Lock()
+		defer b.watch.mu.Unlock()
+		return len(b.watch.dirs) > 0
+	})
+	for range 19 {
+		go func() {
+			_, err := b.Image(bg, snap, n)
+			errs <- err
+		}()
+	}
+	for range 20 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := counter(t, reg, "wwserver_build_tree_walks_total", "image"); w != 1 {
+		t.Errorf("%v image walks for 20 requests of an unchanged tree, want 1", w)
+	}
+}

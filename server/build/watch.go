@@ -169,7 +169,7 @@ func (tok *walkToken) watchDir(rel string) {
 	}
 	var paths []string
 	if rel == "" {
-		for p := filepath.Dir(tok.dir); strings.HasPrefix(p, tok.tw.root+"/"); p = filepath.Dir(p) {
+		for p := filepath.Dir(tok.dir); tok.tw.below(p); p = filepath.Dir(p) {
 			paths = append(paths, p)
 		}
 		paths = append(paths, tok.dir)
@@ -356,7 +356,7 @@ func (tw *treeWatcher) event(w *fsnotify.Watcher, ev fsnotify.Event, epoch uint6
 	}
 	var t *watchedTree
 	var troot string
-	for p := ev.Name; strings.HasPrefix(p, tw.root+"/"); p = filepath.Dir(p) {
+	for p := ev.Name; tw.below(p); p = filepath.Dir(p) {
 		if t = tw.trees[p]; t != nil {
 			troot = p
 			break
@@ -450,6 +450,11 @@ func (tw *treeWatcher) resetEpoch(epoch uint64, reason string) {
 			tw.reset()
 		}
 	}
+}
+
+// below reports whether path p is below the served tree's root.
+func (tw *treeWatcher) below(p string) bool {
+	return p != tw.root && strings.HasPrefix(p, strings.TrimSuffix(tw.root, "/")+"/")
 }
 
 // localFS reports why a tree's file system cannot be trusted to raise every

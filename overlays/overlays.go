@@ -5,7 +5,7 @@
 // root's authorized_keys). Files ending in .ww are Go text/template,
 // rendered per node by wwserver (see DESIGN.md for the data).
 //
-// Embedding (go:embed) keeps neither symlinks nor modes, so they are listed in
+// The embed directive keeps neither symlinks nor modes, so they are listed in
 // Symlinks and Modes; Write applies both.
 package overlays
 

@@ -20,8 +20,8 @@ import (
 
 // TemplateData is what overlay templates (*.ww) see as ".".
 type TemplateData struct {
-	Node   *config.Node   // the node the overlay is rendered for
-	Nodes  []*config.Node // all nodes, sorted by name
+	Node   *config.Node         // the node the overlay is rendered for
+	Nodes  []*config.PublicNode // all nodes, sorted by name, without their asset keys
 	Server TemplateServer
 
 	imageDir string // the node's image rootfs, for ImageFile
@@ -197,7 +197,7 @@ func newRenderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, error) {
 	s := snap.Server
 	d := &TemplateData{
 		Node:  n,
-		Nodes: snap.Nodes.List,
+		Nodes: snap.Nodes.Public,
 		Server: TemplateServer{
 			Address:        s.Address,
 			Port:           s.Port,
@@ -418,52 +418,58 @@ func nodeUses(n parse.Node) bool {
 	}
 }
 
-// overlayPerNode reports whether some template of the overlay at dir (in
-// the state fp) may depend on .Node, and which files of the node's image its
-// templates read; remembered per overlay fingerprint. A template that does
-// not parse counts as per node (its build reports the error).
-func (b *Builder) overlayPerNode(name, dir string, fp fingerprint) (perNode bool, imageFiles []string) {
+// tmplUse is what the templates of an overlay (set) use.
+type tmplUse struct {
+	perNode bool // some template may use .Node (or its image)
+	shared  bool // some template does not
+	// imageFiles are the files of the node's image its templates read
+	// (ImageFile): their contents are part of the per-node cache key.
+	imageFiles []string
+}
+
+// templateUse classifies the templates of the overlay at dir (in the state
+// fp); remembered per overlay fingerprint. A template that does not parse
+// counts as per node (building that member reports the error); one that
+// cannot be read (removed since) counts as both, not remembered.
+func (b *Builder) templateUse(name, dir string, fp fingerprint) tmplUse {
 	if len(fp.templates) == 0 {
-		return false, nil
+		return tmplUse{}
 	}
 	b.tmplMu.Lock()
-	v, ok := b.perNode[fp.hash]
-	files := b.imageFiles[fp.hash]
+	u, ok := b.tmplUses[fp.hash]
 	b.tmplMu.Unlock()
 	if ok {
-		return v, files
+		return u
 	}
-	v = false
+	both := tmplUse{perNode: true, shared: true}
 	r, err := os.OpenRoot(dir)
 	if err != nil {
-		return true, nil
+		return both
 	}
 	defer r.Close()
 	for _, out := range fp.templates {
 		rel := out + templateSuffix
 		src, err := readSmall(func() (*os.File, error) { return openRead(r, rel) }, rel)
 		if err != nil {
-			return true, nil // e.g. removed since: do not remember
+			return both
 		}
 		pt, err := b.parse(path.Join("overlays", name, rel), src)
-		if err != nil {
-			return true, nil
+		if err != nil || pt.perNode {
+			u.perNode = true
+		} else {
+			u.shared = true
 		}
-		v = v || pt.perNode
-		files = append(files, pt.imageFiles...)
+		if err == nil {
+			u.imageFiles = append(u.imageFiles, pt.imageFiles...)
+		}
 	}
-	slices.Sort(files)
-	files = slices.Compact(files)
+	slices.Sort(u.imageFiles)
+	u.imageFiles = slices.Compact(u.imageFiles)
 	b.tmplMu.Lock()
-	if len(b.perNode) >= 4096 {
-		clear(b.perNode)
-		clear(b.imageFiles)
+	if len(b.tmplUses) >= 4096 {
+		clear(b.tmplUses)
 	}
-	if b.imageFiles == nil {
-		b.imageFiles = map[string][]string{}
-	}
-	b.perNode[fp.hash] = v
-	b.imageFiles[fp.hash] = files
+	b.tmplUses[fp.hash] = u
 	b.tmplMu.Unlock()
-	return v, files
+	return u
 }

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -46,16 +49,31 @@ type Server struct {
 	UpdateInterval Duration `toml:"update_interval"`
 	// Secure serves the runtime overlay only to privileged source ports (and asset keys).
 	Secure *bool `toml:"secure"`
+	// SourceCheck (secure mode, default on) answers a node's runtime overlay
+	// and heartbeats only from its own address; off for relayed/NATed nodes.
+	SourceCheck *bool `toml:"source_check"`
 
 	DHCP DHCP `toml:"dhcp"`
 	TFTP TFTP `toml:"tftp"`
 
 	// Port is the HTTP port nodes connect to, derived from Listen.
 	Port int `toml:"-"`
+
+	// bootFiles maps each configured boot file name (cleaned) to its path
+	// with symlinks resolved; bootProblems says why one did not resolve.
+	// Set by LoadServer, read-only afterwards.
+	bootFiles    map[string]string
+	bootProblems []error
 }
 
 // IsSecure reports whether secure mode is on (the default).
 func (s *Server) IsSecure() bool { return s.Secure == nil || *s.Secure }
+
+// ChecksSource reports whether a node's runtime overlay and heartbeats are
+// answered only from its own address (secure mode and source_check).
+func (s *Server) ChecksSource() bool {
+	return s.IsSecure() && (s.SourceCheck == nil || *s.SourceCheck)
+}
 
 // URL is the base URL nodes use, e.g. http://10.0.2.1:9873.
 func (s *Server) URL() string {
@@ -80,6 +98,10 @@ type DHCP struct {
 	ARM64File    string   `toml:"arm64_file"`
 	HTTPBootFile string   `toml:"http_boot_file"`
 	Workers      int      `toml:"workers"` // fixed packet-handling pool size
+	// AnswerRouterSolicitations makes the server answer IPv6 router
+	// solicitations on Interface with an RA that announces nothing, so
+	// iPXE's IPv6 autoconfiguration ends at once instead of after ~16 s.
+	AnswerRouterSolicitations bool `toml:"answer_router_solicitations"`
 }
 
 // TFTP is the [tftp] section of wwserver.toml.
@@ -96,13 +118,87 @@ const (
 	ModeProxy       = "proxy"
 )
 
-// LoadServer reads and validates wwserver.toml at path.
+// LoadServer reads and validates wwserver.toml at path and resolves the
+// boot files it names (see BootFile).
 func LoadServer(path string) (*Server, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read server config: %w", err)
 	}
-	return ParseServer(path, data)
+	s, err := ParseServer(path, data)
+	if err != nil {
+		return nil, err
+	}
+	s.resolveBootFiles(path, newLocator(data))
+	return s, nil
+}
+
+// BootFile returns the file to serve for name when name is one of the boot
+// files wwserver.toml configures (dhcp.bios_file, efi_file, arm64_file,
+// http_boot_file) and it resolved to a regular file when the config loaded.
+// The admin's config is trusted, so these may be symlinks leading out of
+// tftp.dir (Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi); any other
+// name a client asks for stays confined to tftp.dir.
+func (s *Server) BootFile(name string) (path string, ok bool) {
+	path, ok = s.bootFiles[cleanBootName(name)]
+	return path, ok
+}
+
+// BootFileProblems lists the configured boot files that could not be
+// resolved to a readable regular file (errors name file, line and key).
+func (s *Server) BootFileProblems() []error { return s.bootProblems }
+
+// BootFileKeys are the wwserver.toml keys naming a boot file, with their values.
+func (s *Server) BootFileKeys() [][2]string {
+	d := &s.DHCP
+	return [][2]string{
+		{"dhcp.bios_file", d.BIOSFile}, {"dhcp.efi_file", d.EFIFile},
+		{"dhcp.arm64_file", d.ARM64File}, {"dhcp.http_boot_file", d.HTTPBootFile},
+	}
+}
+
+func cleanBootName(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+// resolveBootFiles follows each configured boot file's symlinks once.
+func (s *Server) resolveBootFiles(file string, loc *locator) {
+	s.bootFiles = map[string]string{}
+	for _, kv := range s.BootFileKeys() {
+		key, name := kv[0], kv[1]
+		if name == "" {
+			continue
+		}
+		p, err := resolveRegular(filepath.Join(s.TFTP.Dir, cleanBootName(name)))
+		if err != nil {
+			s.bootProblems = append(s.bootProblems, &Error{File: file, Line: loc.line(key), Key: key,
+				Msg: fmt.Sprintf("boot file %q in %s: %v", name, s.TFTP.Dir, err)})
+			continue
+		}
+		s.bootFiles[cleanBootName(name)] = p
+	}
+}
+
+// resolveRegular resolves p's symlinks and checks the result is a regular
+// file this process can open for reading.
+func resolveRegular(p string) (string, error) {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file (%s)", real, fi.Mode().Type())
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	return real, nil
 }
 
 // ParseServer parses wwserver.toml content; path is used in error messages.

@@ -2,23 +2,12 @@ package dhcp
 
 import (
 	"bytes"
-	"encoding/binary"
 	"strings"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/wwcluster/ww/server/config"
-)
-
-// Client system architectures (option 93, RFC 4578 and the IANA registry).
-const (
-	archBIOS      = 0  // x86 BIOS
-	archEFIIA32   = 6  // x86 UEFI
-	archEFIBC     = 7  // x64 UEFI
-	archEFIx64    = 9  // x64 UEFI (some firmware sends 9)
-	archEFIARM64  = 11 // ARM 64-bit UEFI
-	archHTTPx64   = 16 // x64 UEFI HTTP boot
-	archHTTPARM64 = 19 // ARM 64-bit UEFI HTTP boot
 )
 
 // Vendor class identifiers (option 60).
@@ -27,7 +16,8 @@ const (
 	vendorHTTP = "HTTPClient"
 )
 
-// optionIPXEEncap is option 175, which only iPXE sends.
+// optionIPXEEncap is option 175, iPXE's encapsulated options: iPXE sends
+// it, and reads its settings from it in replies.
 const optionIPXEEncap = 175
 
 // IPXEBinRoute is the HTTP route under which UEFI HTTP-boot clients fetch
@@ -36,12 +26,12 @@ const IPXEBinRoute = "/ipxe-bin/"
 
 // client is what a request tells about the booting firmware.
 type client struct {
-	mac     string // normalised
-	vendor  string // option 60
-	pxe     bool   // option 60 starts with PXEClient
-	http    bool   // option 60 starts with HTTPClient
-	ipxe    bool   // user class (77) contains "iPXE", or option 175 present
-	arch    uint16 // first entry of option 93
+	mac     string    // normalised
+	vendor  string    // option 60
+	pxe     bool      // option 60 starts with PXEClient
+	http    bool      // option 60 starts with HTTPClient
+	ipxe    bool      // user class (77) contains "iPXE", or option 175 present
+	arch    iana.Arch // first entry of option 93
 	hasArch bool
 }
 
@@ -63,8 +53,8 @@ func classify(req *dhcpv4.DHCPv4, mac string) client {
 	if req.Options.Has(dhcpv4.GenericOptionCode(optionIPXEEncap)) {
 		c.ipxe = true
 	}
-	if a := req.Options.Get(dhcpv4.OptionClientSystemArchitectureType); len(a) >= 2 {
-		c.arch = binary.BigEndian.Uint16(a)
+	if a := req.ClientArch(); len(a) > 0 {
+		c.arch = a[0]
 		c.hasArch = true
 	}
 	return c
@@ -98,7 +88,7 @@ func bootRules() []bootRule {
 		{
 			// UEFI HTTP boot on ARM64: the ARM64 iPXE binary over HTTP.
 			name:  "http-arm64",
-			match: func(c client) bool { return c.http && c.hasArch && c.arch == archHTTPARM64 },
+			match: func(c client) bool { return c.http && c.hasArch && c.arch == iana.EFI_ARM64_HTTP },
 			file: func(s *config.Server, c client) string {
 				if s.DHCP.ARM64File == "" {
 					return ""
@@ -114,19 +104,19 @@ func bootRules() []bootRule {
 		},
 		{
 			name:  "bios",
-			match: func(c client) bool { return c.hasArch && c.arch == archBIOS },
+			match: func(c client) bool { return c.hasArch && c.arch == iana.INTEL_X86PC },
 			file:  func(s *config.Server, c client) string { return s.DHCP.BIOSFile },
 		},
 		{
 			name: "efi",
 			match: func(c client) bool {
-				return c.hasArch && (c.arch == archEFIIA32 || c.arch == archEFIBC || c.arch == archEFIx64)
+				return c.hasArch && (c.arch == iana.EFI_IA32 || c.arch == iana.EFI_X86_64 || c.arch == iana.EFI_BC)
 			},
 			file: func(s *config.Server, c client) string { return s.DHCP.EFIFile },
 		},
 		{
 			name:  "arm64",
-			match: func(c client) bool { return c.hasArch && c.arch == archEFIARM64 },
+			match: func(c client) bool { return c.hasArch && c.arch == iana.EFI_ARM64 },
 			file:  func(s *config.Server, c client) string { return s.DHCP.ARM64File },
 		},
 		{

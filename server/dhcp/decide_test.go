@@ -1,7 +1,10 @@
 package dhcp
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,7 +138,7 @@ func TestReservationOffer(t *testing.T) {
 	if r.ClassIdentifier() != vendorPXE {
 		t.Errorf("option 60 = %q", r.ClassIdentifier())
 	}
-	if v := r.Options.Get(dhcpv4.OptionVendorSpecificInformation); string(v) != pxeVendorOptions {
+	if v := r.Options.Get(dhcpv4.OptionVendorSpecificInformation); string(v) != "\x06\x01\x08\xff" {
 		t.Errorf("option 43 = %x", v)
 	}
 	if o.dst.String() != "255.255.255.255:68" {
@@ -180,8 +183,17 @@ func TestBootFilesByArch(t *testing.T) {
 			t.Errorf("file %q: event %+v", tc.file, o.event)
 		}
 	}
+	// iPXE is told not to wait for ProxyDHCP offers (175.176 = 1); firmware PXE gets no 175.
+	o := e.do(t, discover(t, mac, withArch(0), withIPXE()))
+	if v := o.reply.Options.Get(dhcpv4.GenericOptionCode(175)); string(v) != "\xb0\x01\x01" {
+		t.Errorf("option 175 to iPXE = %x, want b00101", v)
+	}
+	o = e.do(t, discover(t, mac, withArch(0), withVendor("PXEClient:Arch:00000:UNDI:002001")))
+	if o.reply.Options.Has(dhcpv4.GenericOptionCode(175)) {
+		t.Error("option 175 sent to a firmware PXE client")
+	}
 	// HTTP boot echoes HTTPClient.
-	o := e.do(t, discover(t, mac, withVendor("HTTPClient:Arch:00016:UNDI:003001"), withArch(16)))
+	o = e.do(t, discover(t, mac, withVendor("HTTPClient:Arch:00016:UNDI:003001"), withArch(16)))
 	if o.reply.ClassIdentifier() != vendorHTTP {
 		t.Errorf("option 60 = %q", o.reply.ClassIdentifier())
 	}
@@ -376,6 +388,115 @@ func TestDeclineRelease(t *testing.T) {
 	_ = second
 }
 
+// TestDeclineNeverTakesReservation: a DECLINE (from the node's MAC or a
+// spoofed one) of a nodes.toml address is logged and counted, and the node
+// keeps getting its address; a hold left in an old lease file is ignored.
+func TestDeclineNeverTakesReservation(t *testing.T) {
+	e := newEnv(t, testConfig{})
+	mac := "52:54:00:00:00:01" // n001 → 10.201.0.11
+	e.do(t, request(t, mac, serverID("10.201.0.1"), requestedIP("10.201.0.11")))
+	for _, from := range []string{mac, "02:66:66:66:66:66"} {
+		o := e.do(t, msg(t, dhcpv4.MessageTypeDecline, from, serverID("10.201.0.1"), requestedIP("10.201.0.11")))
+		if o.reply != nil || o.drop != "decline_of_reservation" || !o.handled || !o.warn {
+			t.Errorf("DECLINE from %s: reply %v, drop %q, handled %v, warn %v", from, o.reply, o.drop, o.handled, o.warn)
+		}
+	}
+	if got := counterValue(e.srv.m.declines.WithLabelValues("reservation_kept")); got != 2 {
+		t.Errorf("reservation_kept = %v, want 2", got)
+	}
+	o := e.do(t, discover(t, mac, withArch(0)))
+	checkReply(t, o, dhcpv4.MessageTypeOffer, "10.201.0.11", "undionly.kpxe")
+	o = e.do(t, request(t, mac, serverID("10.201.0.1"), requestedIP("10.201.0.11")))
+	checkReply(t, o, dhcpv4.MessageTypeAck, "10.201.0.11", "")
+
+	// A decline hold on the reserved address (as an older server wrote it) does not block the node.
+	t2 := newLeaseTable()
+	t2.load([]Lease{{IP: netip.MustParseAddr("10.201.0.11"), MAC: mac, State: StateDeclined, Expires: e.now.Add(time.Hour)}})
+	e.srv.leases.(*fileStore).leaseTable = t2
+	e.srv.handlers[config.ModeReservation] = &reservationHandler{leases: e.srv.leases, m: e.srv.m}
+	o = e.do(t, discover(t, mac, withArch(0)))
+	checkReply(t, o, dhcpv4.MessageTypeOffer, "10.201.0.11", "undionly.kpxe")
+}
+
+// TestDeclineQuarantineBounded: pool declines hold addresses back, at most
+// maxQuarantined at a time, each for declineHold.
+func TestDeclineQuarantineBounded(t *testing.T) {
+	e := newEnv(t, testConfig{rangeStart: "10.201.1.0", rangeEnd: "10.201.2.255", netmask: "255.255.0.0"})
+	declined := 0
+	for i := 0; i < maxQuarantined+10; i++ {
+		mac := fmt.Sprintf("02:00:00:00:01:%02x", i)
+		o := e.do(t, discover(t, mac))
+		if o.reply == nil {
+			t.Fatalf("no offer for %s: %q", mac, o.drop)
+		}
+		ip := o.reply.YourIPAddr.String()
+		e.do(t, request(t, mac, serverID("10.201.0.1"), requestedIP(ip)))
+		o = e.do(t, msg(t, dhcpv4.MessageTypeDecline, mac, serverID("10.201.0.1"), requestedIP(ip)))
+		if o.drop == "declined" {
+			declined++
+		} else if o.drop != "decline_quarantine_full" {
+			t.Fatalf("decline %d: %q", i, o.drop)
+		}
+	}
+	if declined != maxQuarantined {
+		t.Errorf("%d addresses quarantined, want at most %d", declined, maxQuarantined)
+	}
+	if got := counterValue(e.srv.m.declines.WithLabelValues("quarantine_full")); got != 10 {
+		t.Errorf("quarantine_full = %v, want 10", got)
+	}
+	// After the hold, the quarantine has room again.
+	e.now = e.now.Add(declineHold + time.Second)
+	mac := "02:00:00:00:02:01"
+	o := e.do(t, discover(t, mac))
+	ip := o.reply.YourIPAddr.String()
+	e.do(t, request(t, mac, serverID("10.201.0.1"), requestedIP(ip)))
+	if o := e.do(t, msg(t, dhcpv4.MessageTypeDecline, mac, serverID("10.201.0.1"), requestedIP(ip))); o.drop != "declined" {
+		t.Errorf("decline after the holds expired: %q", o.drop)
+	}
+}
+
+// fakeProber answers probes from a set of addresses in use.
+type fakeProber struct {
+	mu     sync.Mutex
+	used   map[netip.Addr]bool
+	probed []netip.Addr
+}
+
+func (f *fakeProber) inUse(_ string, ip netip.Addr) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probed = append(f.probed, ip)
+	return f.used[ip], nil
+}
+
+// TestProbeUntilTrusted: with the table untrusted, an address that answers
+// a probe is not offered (and quarantined); results are cached; once the
+// table is trusted nothing is probed.
+func TestProbeUntilTrusted(t *testing.T) {
+	e := newEnv(t, testConfig{rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"})
+	fp := &fakeProber{used: map[netip.Addr]bool{netip.MustParseAddr("10.201.0.100"): true}}
+	e.srv.guard = &probeGuard{prober: fp, until: e.now.Add(time.Hour), reason: "test"}
+	e.srv.handlers[config.ModeReservation] = &reservationHandler{leases: e.srv.leases, m: e.srv.m, guard: e.srv.guard}
+	o := e.do(t, discover(t, "02:00:00:00:00:01"))
+	checkReply(t, o, dhcpv4.MessageTypeOffer, "10.201.0.101", "")
+	o = e.do(t, discover(t, "02:00:00:00:00:01")) // cached: no new probe
+	checkReply(t, o, dhcpv4.MessageTypeOffer, "10.201.0.101", "")
+	if len(fp.probed) != 2 {
+		t.Errorf("probed %v, want .100 then .101 once", fp.probed)
+	}
+	if l, ok := e.srv.leases.lookupIP(netip.MustParseAddr("10.201.0.100")); !ok || l.State != StateDeclined {
+		t.Errorf("address in use not quarantined: %+v", l)
+	}
+	if got := counterValue(e.srv.m.probes.WithLabelValues("in_use")); got != 1 {
+		t.Errorf("probes in_use = %v", got)
+	}
+	e.now = e.now.Add(time.Hour)
+	e.do(t, discover(t, "02:00:00:00:00:02"))
+	if len(fp.probed) != 2 {
+		t.Errorf("probed after the table became trusted: %v", fp.probed)
+	}
+}
+
 func TestInform(t *testing.T) {
 	e := newEnv(t, testConfig{})
 	o := e.do(t, msg(t, dhcpv4.MessageTypeInform, "52:54:00:00:00:01", dhcpv4.WithClientIP(net.ParseIP("10.201.0.11"))))
@@ -469,7 +590,7 @@ func TestProxyMode(t *testing.T) {
 	o := e.do(t, discover(t, mac, withArch(7), withVendor("PXEClient:Arch:00007:UNDI:003000")))
 	checkReply(t, o, dhcpv4.MessageTypeOffer, "0.0.0.0", "snponly.efi")
 	r := o.reply
-	if r.ClassIdentifier() != vendorPXE || string(r.Options.Get(dhcpv4.OptionVendorSpecificInformation)) != pxeVendorOptions {
+	if r.ClassIdentifier() != vendorPXE || string(r.Options.Get(dhcpv4.OptionVendorSpecificInformation)) != "\x06\x01\x08\xff" {
 		t.Errorf("proxy offer lacks PXE options: %s", r.Summary())
 	}
 	for _, code := range []dhcpv4.OptionCode{dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionIPAddressLeaseTime, dhcpv4.OptionDomainNameServer} {
@@ -499,6 +620,9 @@ func TestProxyMode(t *testing.T) {
 	o = e.doFrom(t, request(t, mac, withVendor("PXEClient:Arch:00000"), withArch(0), withIPXE(),
 		dhcpv4.WithClientIP(net.ParseIP("10.201.0.50"))), src, true)
 	checkReply(t, o, dhcpv4.MessageTypeAck, "0.0.0.0", "http://10.201.0.1:9873/ipxe/"+mac)
+	if o.reply.Options.Has(dhcpv4.GenericOptionCode(175)) {
+		t.Error("a ProxyDHCP reply tells iPXE to ignore ProxyDHCP")
+	}
 	if o.dst.String() != "10.201.0.50:68" {
 		t.Errorf("4011 dst = %s", o.dst)
 	}

@@ -53,6 +53,12 @@ type result struct {
 	// handled marks a message that needs no reply (RELEASE, DECLINE):
 	// ignore then names what was done, and it is not counted as a drop.
 	handled bool
+	// durable is the lease change the reply announces (nil: none).
+	durable durable
+	// reserved: the address is a nodes.toml reservation.
+	reserved bool
+	// warn logs the outcome at WARN (something an admin should see).
+	warn bool
 }
 
 func ignored(reason string) result { return result{ignore: reason} }
@@ -97,7 +103,11 @@ func withBoot(x *exchange, p *params) {
 // Reservation mode: addresses from nodes.toml, and an optional pool.
 
 type reservationHandler struct {
-	leases *leaseTable
+	leases leaseStore
+	m      *metrics
+	// guard probes pool addresses before they are offered while the
+	// lease table is not trusted (nil: never).
+	guard *probeGuard
 }
 
 func (h *reservationHandler) handle(x *exchange) result {
@@ -160,10 +170,11 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		if strict && want != ip {
 			return nil, errNotTheirs
 		}
-		if _, err := h.leases.claim(ip, x.mac, node, state, expires, x.now); err != nil {
+		_, d, err := h.leases.claimReserved(ip, x.mac, node, state, expires, x.now)
+		if err != nil {
 			return nil, &silence{"reserved_address_in_use"}
 		}
-		p.yiaddr = ip
+		p.yiaddr, p.durable, p.reserved = ip, d, true
 		return p, nil
 	}
 	pl := x.pool()
@@ -184,18 +195,32 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		if !pl.contains(want) {
 			return nil, errNotTheirs
 		}
-		if _, err := h.leases.claim(want, x.mac, node, state, expires, x.now); err != nil {
+		_, d, err := h.leases.claim(want, x.mac, node, state, expires, x.now)
+		if err != nil {
 			return nil, errNotTheirs
 		}
-		p.yiaddr = want
+		p.yiaddr, p.durable = want, d
 		return p, nil
 	}
-	l, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
-	if err != nil {
-		return nil, &silence{"pool_exhausted"}
+	for attempt := 0; ; attempt++ {
+		l, d, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
+		if err != nil {
+			return nil, &silence{"pool_exhausted"}
+		}
+		// A relayed client's subnet cannot be probed with ARP from here.
+		if !h.guard.active(x.now) || x.relayed() || !h.guard.inUse(x.cfg.DHCP.Interface, l.IP, x.now, h.m) {
+			p.yiaddr, p.durable = l.IP, d
+			return p, nil
+		}
+		// Someone answers for it: hold it back and try another.
+		if ok, _ := h.leases.quarantine(l.IP, x.now.Add(declineHold), x.now); !ok {
+			h.leases.forgetOffer(x.mac)
+		}
+		if attempt+1 == probeAttempts {
+			return nil, &silence{"pool_addresses_in_use"}
+		}
+		want = netip.Addr{}
 	}
-	p.yiaddr = l.IP
-	return p, nil
 }
 
 // onLink drops a router outside the client's subnet: UEFI PXE (EDK2)
@@ -237,7 +262,7 @@ func (h *reservationHandler) answer(x *exchange, typ dhcpv4.MessageType, p *para
 	withBoot(x, p)
 	note := onLink(p)
 	r := buildReply(x, typ, p)
-	res := result{reply: r, note: note}
+	res := result{reply: r, note: note, durable: p.durable, reserved: p.reserved}
 	if p.boot.File != "" {
 		res.event = bootEvent(x, r, p.boot.File)
 	}
@@ -274,10 +299,28 @@ func (h *reservationHandler) decline(x *exchange) result {
 		return ignored("other_server")
 	}
 	ip := addrOf(x.req.RequestedIPAddress())
-	if !ip.IsValid() || !h.leases.decline(ip, x.mac, x.now.Add(declineHold)) {
+	if !ip.IsValid() {
+		h.m.declines.WithLabelValues("unknown_lease").Inc()
 		return ignored("decline_unknown_lease")
 	}
-	return result{ignore: "declined", handled: true, note: fmt.Sprintf("address %s declined; held back for %s", ip, declineHold)}
+	if n, reserved := x.snap.Nodes.ByIP[ip.String()]; reserved {
+		// Anyone can send a DECLINE: it must not take a node off the network.
+		h.m.declines.WithLabelValues("reservation_kept").Inc()
+		return result{ignore: "decline_of_reservation", handled: true, warn: true,
+			note: fmt.Sprintf("DECLINE of %s, reserved for node %s in nodes.toml, ignored: the reservation stays", ip, n.Name)}
+	}
+	ok, _ := h.leases.decline(ip, x.mac, x.now.Add(declineHold), x.now)
+	if !ok {
+		if l, found := h.leases.lookupIP(ip); found && l.MAC == x.mac && l.State != StateDeclined {
+			h.m.declines.WithLabelValues("quarantine_full").Inc()
+			return result{ignore: "decline_quarantine_full", handled: true, warn: true,
+				note: fmt.Sprintf("DECLINE of %s not honoured: %d addresses are already held back", ip, maxQuarantined)}
+		}
+		h.m.declines.WithLabelValues("unknown_lease").Inc()
+		return ignored("decline_unknown_lease")
+	}
+	h.m.declines.WithLabelValues("quarantined").Inc()
+	return result{ignore: "declined", handled: true, warn: true, note: fmt.Sprintf("address %s declined; held back for %s", ip, declineHold)}
 }
 
 func (h *reservationHandler) release(x *exchange) result {
@@ -285,7 +328,10 @@ func (h *reservationHandler) release(x *exchange) result {
 		return ignored("other_server")
 	}
 	ip := addrOf(x.req.ClientIPAddr)
-	if !ip.IsValid() || !h.leases.release(ip, x.mac) {
+	if !ip.IsValid() {
+		return ignored("release_unknown_lease")
+	}
+	if ok, _ := h.leases.release(ip, x.mac); !ok {
 		return ignored("release_unknown_lease")
 	}
 	return result{ignore: "released", handled: true}

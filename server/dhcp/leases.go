@@ -1,15 +1,8 @@
 package dhcp
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -41,35 +34,57 @@ func (l *Lease) Active(now time.Time) bool { return now.Before(l.Expires) }
 var errInUse = errors.New("address in use")
 
 // leaseTable is the in-memory lease database. Every method takes the lock
-// for a short, I/O-free critical section; persistence copies a snapshot
-// under the lock and writes it without.
+// for a short, I/O-free critical section. Changes that belong on disk (not
+// offers: they live for a minute) are numbered and handed to the journal,
+// when there is one, inside the critical section, so the journal's order is
+// the table's order; the caller waits for the returned durable, outside the
+// lock, before it tells the client.
 type leaseTable struct {
 	mu     sync.Mutex
 	byIP   map[netip.Addr]*Lease
 	byMAC  map[string]*Lease // a MAC's current (non-declined) lease
 	cursor uint32            // where the next pool scan starts (round robin)
-	gen    uint64            // bumped on every change
-	// changed has capacity 1; a send means "generation moved, persist soon".
-	changed chan struct{}
+	// held are the addresses in StateDeclined (some maybe expired): the
+	// quarantine, bounded by maxQuarantined.
+	held map[netip.Addr]struct{}
+	seq  uint64   // number of the last change (journal records carry it)
+	log  *journal // nil: memory only
+	// pending is the journal batch of the changes made in the current
+	// critical section; taken by the method that made them.
+	pending *commitBatch
 }
 
 func newLeaseTable() *leaseTable {
 	return &leaseTable{
-		byIP:    map[netip.Addr]*Lease{},
-		byMAC:   map[string]*Lease{},
-		changed: make(chan struct{}, 1),
+		byIP:  map[netip.Addr]*Lease{},
+		byMAC: map[string]*Lease{},
+		held:  map[netip.Addr]struct{}{},
 	}
 }
 
-// touch records a change that belongs on disk; the caller holds t.mu.
-// Offers are not persisted (they live for a minute), so changes that only
-// concern offers don't call it.
-func (t *leaseTable) touch() {
-	t.gen++
-	select {
-	case t.changed <- struct{}{}:
-	default:
+// note records that ip now holds l (or, with l == nil, nothing); caller
+// holds t.mu.
+func (t *leaseTable) note(ip netip.Addr, l *Lease) {
+	t.seq++
+	if t.log == nil {
+		return
 	}
+	rec := journalRecord{Seq: t.seq, IP: ip, State: stateFree}
+	if l != nil {
+		rec.MAC, rec.Node, rec.State, rec.Expires = l.MAC, l.Node, l.State, l.Expires
+	}
+	t.pending = t.log.append(&rec)
+}
+
+// takePending returns (and clears) the journal batch of the changes just
+// made; caller holds t.mu. A nil durable means nothing to wait for.
+func (t *leaseTable) takePending() durable {
+	b := t.pending
+	t.pending = nil
+	if b == nil {
+		return nil
+	}
+	return b
 }
 
 // freeFor reports whether ip may be given to mac at now; caller holds t.mu.
@@ -85,55 +100,75 @@ func (t *leaseTable) freeFor(ip netip.Addr, mac string, now time.Time) bool {
 // errInUse when another MAC holds ip or it is declined. Any other lease of
 // mac is dropped: a MAC holds at most one address. A bound lease is not
 // downgraded to offered by a repeated DISCOVER.
-func (t *leaseTable) claim(ip netip.Addr, mac, node, state string, expires, now time.Time) (Lease, error) {
+func (t *leaseTable) claim(ip netip.Addr, mac, node, state string, expires, now time.Time) (Lease, durable, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.claimLocked(ip, mac, node, state, expires, now)
+	l, err := t.claimLocked(ip, mac, node, state, expires, now)
+	return l, t.takePending(), err
+}
+
+// claimReserved is claim for a nodes.toml reservation: a DECLINE never
+// takes a reserved address away, so a hold on it (from an older lease
+// file) is dropped first.
+func (t *leaseTable) claimReserved(ip netip.Addr, mac, node, state string, expires, now time.Time) (Lease, durable, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l, ok := t.byIP[ip]; ok && l.State == StateDeclined {
+		delete(t.byIP, ip)
+		delete(t.held, ip)
+		t.note(ip, nil)
+	}
+	l, err := t.claimLocked(ip, mac, node, state, expires, now)
+	return l, t.takePending(), err
 }
 
 func (t *leaseTable) claimLocked(ip netip.Addr, mac, node, state string, expires, now time.Time) (Lease, error) {
 	if !t.freeFor(ip, mac, now) {
 		return Lease{}, errInUse
 	}
-	dirty := state != StateOffered // does this change belong on disk?
 	if old, ok := t.byMAC[mac]; ok && old.IP != ip {
 		if t.byIP[old.IP] == old {
 			delete(t.byIP, old.IP)
+			if old.State != StateOffered {
+				t.note(old.IP, nil)
+			}
 		}
 		delete(t.byMAC, mac)
-		dirty = dirty || old.State != StateOffered
 	}
 	cur, ok := t.byIP[ip]
-	if ok && cur.MAC != mac {
+	if ok && cur.State == StateDeclined {
+		delete(t.held, ip) // expired (freeFor said so): free again
+	}
+	if ok && (cur.MAC != mac || cur.State == StateDeclined) {
 		// An expired lease of another MAC (or an expired decline): take it over.
 		if t.byMAC[cur.MAC] == cur {
 			delete(t.byMAC, cur.MAC)
 		}
-		dirty = dirty || cur.State != StateOffered
+		delete(t.byIP, ip)
+		if cur.State != StateOffered {
+			t.note(ip, nil)
+		}
 		ok = false
 	}
 	if ok && cur.Active(now) && cur.State == StateBound && state == StateOffered {
 		// Re-DISCOVER of a bound client: keep the binding as it is.
 		if cur.Node != node {
 			cur.Node = node
-			t.touch()
+			t.note(ip, cur)
 		}
 		return *cur, nil
 	}
 	if ok && cur.State == state && cur.Node == node && !expires.After(cur.Expires) {
-		if dirty {
-			t.touch()
-		}
 		return *cur, nil // nothing would change (e.g. a retransmitted DISCOVER)
-	}
-	if ok && cur.State != StateOffered {
-		dirty = true
 	}
 	l := &Lease{IP: ip, MAC: mac, Node: node, State: state, Expires: expires}
 	t.byIP[ip] = l
 	t.byMAC[mac] = l
-	if dirty {
-		t.touch()
+	switch {
+	case state != StateOffered:
+		t.note(ip, l)
+	case ok && cur.State != StateOffered:
+		t.note(ip, nil) // a persisted lease of this MAC became an offer
 	}
 	return *l, nil
 }
@@ -157,9 +192,14 @@ func (p *pool) contains(ip netip.Addr) bool {
 // allocate picks a pool address for mac and claims it: the MAC's current
 // address if still valid, else want (the client's requested address) if
 // free, else the next free address after the round-robin cursor.
-func (t *leaseTable) allocate(p *pool, mac, node string, want netip.Addr, state string, expires, now time.Time) (Lease, error) {
+func (t *leaseTable) allocate(p *pool, mac, node string, want netip.Addr, state string, expires, now time.Time) (Lease, durable, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	l, err := t.allocateLocked(p, mac, node, want, state, expires, now)
+	return l, t.takePending(), err
+}
+
+func (t *leaseTable) allocateLocked(p *pool, mac, node string, want netip.Addr, state string, expires, now time.Time) (Lease, error) {
 	if cur, ok := t.byMAC[mac]; ok && p.contains(cur.IP) && t.freeFor(cur.IP, mac, now) {
 		return t.claimLocked(cur.IP, mac, node, state, expires, now)
 	}
@@ -208,36 +248,84 @@ func (t *leaseTable) lookupIP(ip netip.Addr) (Lease, bool) {
 }
 
 // release frees ip when mac holds it (DHCPRELEASE).
-func (t *leaseTable) release(ip netip.Addr, mac string) bool {
+func (t *leaseTable) release(ip netip.Addr, mac string) (bool, durable) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l, ok := t.byIP[ip]
 	if !ok || l.MAC != mac || l.State == StateDeclined {
-		return false
+		return false, nil
 	}
 	delete(t.byIP, ip)
 	if t.byMAC[mac] == l {
 		delete(t.byMAC, mac)
 	}
-	t.touch()
-	return true
+	if l.State != StateOffered {
+		t.note(ip, nil)
+	}
+	return true, t.takePending()
 }
 
 // decline marks ip unusable until until (DHCPDECLINE). Only the MAC the
-// address was offered or bound to may decline it.
-func (t *leaseTable) decline(ip netip.Addr, mac string, until time.Time) bool {
+// address was offered or bound to may decline it, and only while fewer
+// than maxQuarantined addresses are held back.
+func (t *leaseTable) decline(ip netip.Addr, mac string, until, now time.Time) (bool, durable) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l, ok := t.byIP[ip]
 	if !ok || l.MAC != mac || l.State == StateDeclined {
-		return false
+		return false, nil
+	}
+	if !t.roomLocked(now) {
+		return false, nil
 	}
 	if t.byMAC[mac] == l {
 		delete(t.byMAC, mac)
 	}
-	t.byIP[ip] = &Lease{IP: ip, MAC: mac, Node: l.Node, State: StateDeclined, Expires: until}
-	t.touch()
-	return true
+	t.holdLocked(&Lease{IP: ip, MAC: mac, Node: l.Node, State: StateDeclined, Expires: until})
+	return true, t.takePending()
+}
+
+// quarantine holds ip back for nobody until until (an address that
+// answered a probe), dropping whatever lease it had; false when the
+// quarantine is full.
+func (t *leaseTable) quarantine(ip netip.Addr, until, now time.Time) (bool, durable) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l, ok := t.byIP[ip]; ok && l.State == StateDeclined {
+		return true, nil
+	}
+	if !t.roomLocked(now) {
+		return false, nil
+	}
+	if l, ok := t.byIP[ip]; ok && t.byMAC[l.MAC] == l {
+		delete(t.byMAC, l.MAC)
+	}
+	t.holdLocked(&Lease{IP: ip, State: StateDeclined, Expires: until})
+	return true, t.takePending()
+}
+
+// maxQuarantined bounds the addresses held back by declines and probes, so
+// spoofed DECLINEs cannot empty a pool.
+const maxQuarantined = 64
+
+// roomLocked reports whether one more address may be quarantined,
+// forgetting expired holds first; caller holds t.mu.
+func (t *leaseTable) roomLocked(now time.Time) bool {
+	if len(t.held) < maxQuarantined {
+		return true
+	}
+	for ip := range t.held {
+		if l, ok := t.byIP[ip]; !ok || l.State != StateDeclined || !l.Active(now) {
+			delete(t.held, ip)
+		}
+	}
+	return len(t.held) < maxQuarantined
+}
+
+func (t *leaseTable) holdLocked(d *Lease) {
+	t.byIP[d.IP] = d
+	t.held[d.IP] = struct{}{}
+	t.note(d.IP, d)
 }
 
 // forgetOffer drops mac's lease if it is only offered (the client chose
@@ -269,19 +357,27 @@ func (t *leaseTable) inUse(now time.Time) int {
 }
 
 // snapshot copies the leases (without offers unless withOffers) sorted by
-// address, with the generation.
-func (t *leaseTable) snapshot(withOffers bool) ([]Lease, uint64) {
+// address.
+func (t *leaseTable) snapshot(withOffers bool) []Lease {
 	t.mu.Lock()
+	out := t.copyLocked(withOffers)
+	t.mu.Unlock()
+	sortLeases(out)
+	return out
+}
+
+func (t *leaseTable) copyLocked(withOffers bool) []Lease {
 	out := make([]Lease, 0, len(t.byIP))
 	for _, l := range t.byIP {
 		if withOffers || l.State != StateOffered {
 			out = append(out, *l)
 		}
 	}
-	gen := t.gen
-	t.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return u32(out[i].IP) < u32(out[j].IP) })
-	return out, gen
+	return out
+}
+
+func sortLeases(ls []Lease) {
+	sort.Slice(ls, func(i, j int) bool { return u32(ls[i].IP) < u32(ls[j].IP) })
 }
 
 // load replaces the table's content (used once at start).
@@ -290,6 +386,7 @@ func (t *leaseTable) load(ls []Lease) {
 	defer t.mu.Unlock()
 	t.byIP = map[netip.Addr]*Lease{}
 	t.byMAC = map[string]*Lease{}
+	t.held = map[netip.Addr]struct{}{}
 	for i := range ls {
 		l := ls[i]
 		if !l.IP.Is4() {
@@ -310,115 +407,8 @@ func (t *leaseTable) load(ls []Lease) {
 		if l.State != StateDeclined && t.byMAC[l.MAC] != l {
 			delete(t.byIP, ip)
 		}
-	}
-}
-
-// leaseFile is the on-disk form of the table.
-type leaseFile struct {
-	Version int     `json:"version"`
-	Leases  []Lease `json:"leases"`
-}
-
-// loadLeases reads path; a missing file is an empty table.
-func loadLeases(path string) ([]Lease, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read leases: %w", err)
-	}
-	var f leaseFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("parse leases %s: %w", path, err)
-	}
-	return f.Leases, nil
-}
-
-// writeLeases writes ls to path atomically: temp file in the same
-// directory, fsync, rename. One lease per line.
-func writeLeases(path string, ls []Lease) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create state dir: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".leases-*.tmp")
-	if err != nil {
-		return fmt.Errorf("write leases: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	w := bufio.NewWriterSize(tmp, 64<<10)
-	w.WriteString("{\"version\": 1, \"leases\": [")
-	for i := range ls {
-		b, err := json.Marshal(&ls[i])
-		if err != nil {
-			tmp.Close()
-			return fmt.Errorf("encode lease %s: %w", ls[i].IP, err)
-		}
-		if i > 0 {
-			w.WriteByte(',')
-		}
-		w.WriteString("\n  ")
-		w.Write(b)
-	}
-	w.WriteString("\n]}\n")
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write leases %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync leases %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close leases %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("install leases: %w", err)
-	}
-	return nil
-}
-
-// persist writes the table to path whenever it changes, at most once per
-// debounce, and once more when ctx ends. onErr is called for failed writes.
-// The wait between writes grows to 20 times the last write's duration, so
-// rewriting a large table under heavy churn takes at most ~5% of the time.
-func (t *leaseTable) persist(ctx context.Context, path string, debounce time.Duration, log *slog.Logger, onErr func()) {
-	var written uint64 // generation 0 is the loaded (or empty) table: already on disk
-	wait := debounce
-	flush := func() {
-		t.mu.Lock()
-		gen := t.gen
-		t.mu.Unlock()
-		if gen == written {
-			return
-		}
-		start := time.Now()
-		ls, gen := t.snapshot(false)
-		if err := writeLeases(path, ls); err != nil {
-			log.Error("dhcp: persist leases", "err", err)
-			onErr()
-			return
-		}
-		written = gen
-		wait = max(debounce, 20*time.Since(start))
-	}
-	timer := time.NewTimer(debounce)
-	timer.Stop()
-	pending := false
-	for {
-		select {
-		case <-ctx.Done():
-			flush()
-			return
-		case <-t.changed:
-			if !pending {
-				pending = true
-				timer.Reset(wait)
-			}
-		case <-timer.C:
-			pending = false
-			flush()
+		if l.State == StateDeclined {
+			t.held[ip] = struct{}{}
 		}
 	}
 }
@@ -430,4 +420,33 @@ func u32(ip netip.Addr) uint32 {
 
 func addrFrom(v uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// replay applies one journal record on top of what load gave (at start,
+// before a journal is attached): the record is the state of its address
+// after the change it numbers.
+func (t *leaseTable) replay(r *journalRecord) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.held, r.IP)
+	if cur, ok := t.byIP[r.IP]; ok {
+		delete(t.byIP, r.IP)
+		if t.byMAC[cur.MAC] == cur {
+			delete(t.byMAC, cur.MAC)
+		}
+	}
+	if r.State != stateFree && r.IP.Is4() {
+		l := &Lease{IP: r.IP, MAC: r.MAC, Node: r.Node, State: r.State, Expires: r.Expires}
+		if l.State == StateDeclined {
+			t.held[r.IP] = struct{}{}
+		}
+		if l.State != StateDeclined && l.MAC != "" {
+			if old, ok := t.byMAC[l.MAC]; ok && t.byIP[old.IP] == old {
+				delete(t.byIP, old.IP) // a MAC holds one address
+			}
+			t.byMAC[l.MAC] = l
+		}
+		t.byIP[r.IP] = l
+	}
+	t.seq = max(t.seq, r.Seq)
 }

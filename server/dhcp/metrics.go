@@ -2,7 +2,6 @@ package dhcp
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -12,9 +11,11 @@ type metrics struct {
 	sent          *prometheus.CounterVec // by message type
 	dropped       *prometheus.CounterVec // by reason
 	persistErrors prometheus.Counter
+	declines      *prometheus.CounterVec // by outcome
+	probes        *prometheus.CounterVec // by result
 }
 
-func newMetrics(reg prometheus.Registerer, leases *leaseTable) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, inUse func() int) (*metrics, error) {
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wwserver_dhcp_packets_received_total",
@@ -28,16 +29,24 @@ func newMetrics(reg prometheus.Registerer, leases *leaseTable) (*metrics, error)
 			Name: "wwserver_dhcp_dropped_total",
 			Help: "DHCP packets not answered, by reason (malformed, queue_full, panic, unknown_mac, ...).",
 		}, []string{"reason"}),
+		declines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wwserver_dhcp_declines_total",
+			Help: "DHCPDECLINEs by outcome: quarantined, reservation_kept (a nodes.toml address is never given up), quarantine_full, unknown_lease.",
+		}, []string{"outcome"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wwserver_dhcp_probes_total",
+			Help: "ARP probes of pool addresses (made while the lease table is not trusted), by result: free, in_use, error.",
+		}, []string{"result"}),
 		persistErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wwserver_dhcp_lease_persist_errors_total",
-			Help: "Failed writes of leases.json.",
+			Help: "Failed writes of the lease journal or leases.json.",
 		}),
 	}
-	inUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	inUseGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wwserver_dhcp_leases_in_use",
 		Help: "Active (offered or bound) DHCP leases.",
-	}, func() float64 { return float64(leases.inUse(time.Now())) })
-	for _, c := range []prometheus.Collector{m.received, m.sent, m.dropped, m.persistErrors, inUse} {
+	}, func() float64 { return float64(inUse()) })
+	for _, c := range []prometheus.Collector{m.received, m.sent, m.dropped, m.persistErrors, m.declines, m.probes, inUseGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("dhcp: register metrics: %w", err)
 		}

@@ -43,7 +43,7 @@ func startNSServer(t *testing.T, p *netnstest.Pair, c testConfig, stateDir strin
 	store := newStore(t, c)
 	rec := &statustest.Recorder{}
 	srv, err := New(Options{Store: store, StateDir: stateDir, Status: rec, Log: quietLog(),
-		Registerer: prometheus.NewRegistry(), PersistDelay: 10 * time.Millisecond})
+		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,6 +315,198 @@ func TestNetnsRestartKeepsLeases(t *testing.T) {
 	again := nclient(t, p, helperArgs{Mode: "dora", MAC: "02:00:00:00:00:01", Arch: -1})
 	if again.Err != "" || again.Ack == nil || again.Ack.YourIP != first.Ack.YourIP {
 		t.Fatalf("first client after restart: %+v, had %s", again, first.Ack.YourIP)
+	}
+}
+
+// startServerProcess runs this test binary as a DHCP server process (see
+// runServerHelper) in the server namespace on the tree at root, and waits
+// until it serves.
+func startServerProcess(t *testing.T, p *netnstest.Pair, root string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// `ip netns exec` execs the command: the process is the server itself.
+	cmd := p.ServerCommand(context.Background(), exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), serverHelperEnv+"="+root)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		ready <- line == "ready\n"
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatalf("server process did not start: %s", stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server process not ready after 30s: %s", stderr.String())
+	}
+	return cmd
+}
+
+// TestNetnsKillAfterAck: a pool lease is on disk before its ACK leaves. A
+// real DHCP client (nclient4) gets an ACK from a server process that is
+// then killed with SIGKILL at once; the restarted server gives that address
+// to no other MAC and the same one back to the client.
+func TestNetnsKillAfterAck(t *testing.T) {
+	netnstest.Require(t)
+	p := netnstest.New(t, knownMAC)
+	root := t.TempDir()
+	writeTree(t, root, testConfig{iface: p.ServerIf, listen: ":67", rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"})
+	srv := startServerProcess(t, p, root)
+	first := nclient(t, p, helperArgs{Mode: "dora", MAC: "02:00:00:00:00:01", Arch: -1})
+	if err := srv.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if first.Err != "" || first.Ack == nil {
+		t.Fatalf("DORA: %+v", first)
+	}
+	_ = srv.Wait()
+
+	startServerProcess(t, p, root)
+	other := nclient(t, p, helperArgs{Mode: "dora", MAC: "02:00:00:00:00:02", Arch: -1})
+	if other.Err != "" || other.Ack == nil {
+		t.Fatalf("DORA after restart: %+v", other)
+	}
+	if other.Ack.YourIP == first.Ack.YourIP {
+		t.Fatalf("after kill -9 the restarted server gave %s, ACKed to 02:00:00:00:00:01, to 02:00:00:00:00:02", first.Ack.YourIP)
+	}
+	again := nclient(t, p, helperArgs{Mode: "dora", MAC: "02:00:00:00:00:01", Arch: -1})
+	if again.Err != "" || again.Ack == nil || again.Ack.YourIP != first.Ack.YourIP {
+		t.Fatalf("first client after restart: %+v, had %s", again, first.Ack.YourIP)
+	}
+}
+
+// TestNetnsProbeAfterLostLeases: leases.json is corrupt, so the server
+// cannot know which pool addresses are in use; a host on the network
+// already holds the first pool address. The server probes with ARP and
+// offers another address; with a sound lease file it does not probe.
+func TestNetnsProbeAfterLostLeases(t *testing.T) {
+	netnstest.Require(t)
+	p := netnstest.New(t, knownMAC)
+	// The client namespace holds 10.201.0.100 (and answers ARP for it).
+	if out, err := exec.Command("ip", "-n", p.Client, "addr", "add", "10.201.0.100/24", "dev", p.ClientIf).CombinedOutput(); err != nil {
+		t.Fatalf("add address: %v: %s", err, out)
+	}
+	cfg := testConfig{iface: p.ServerIf, listen: ":67", rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"}
+	for _, corrupt := range []bool{true, false} {
+		root := t.TempDir()
+		writeTree(t, root, cfg)
+		if corrupt {
+			if err := os.MkdirAll(filepath.Join(root, "state"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "state", LeasesFile), []byte(`{"version": 2, "leases": [{"ip": "10.2`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		srv := startServerProcess(t, p, root)
+		res := nclient(t, p, helperArgs{Mode: "dora", MAC: "02:00:00:00:00:01", Arch: -1})
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+		if res.Err != "" || res.Ack == nil {
+			t.Fatalf("corrupt=%v: DORA: %+v", corrupt, res)
+		}
+		if corrupt && res.Ack.YourIP == "10.201.0.100" {
+			t.Errorf("after losing its leases the server offered 10.201.0.100, which another host holds")
+		}
+		if !corrupt && res.Ack.YourIP != "10.201.0.100" {
+			t.Errorf("with a sound lease table the server probed (got %s, want 10.201.0.100)", res.Ack.YourIP)
+		}
+		if aside, _ := filepath.Glob(filepath.Join(root, "state", LeasesFile+".corrupt-*")); corrupt && len(aside) != 1 {
+			t.Errorf("corrupt lease file not moved aside: %v", aside)
+		}
+	}
+}
+
+// TestNetnsRouterSolicitation: with dhcp.answer_router_solicitations a
+// router solicitation (what iPXE sends for ~16 s on a network without an
+// IPv6 router) gets a router advertisement that announces nothing; without
+// it, none.
+func TestNetnsRouterSolicitation(t *testing.T) {
+	netnstest.Require(t)
+	p := netnstest.New(t, knownMAC)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	solicit := func() string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := p.ClientCommand(ctx, exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), solicitHelperEnv+"="+p.ClientIf)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("solicit helper: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	waitLinkLocal(t, p)
+	for _, answer := range []bool{false, true} {
+		root := t.TempDir()
+		c := testConfig{iface: p.ServerIf, listen: ":67"}
+		writeTree(t, root, c)
+		if answer {
+			f := filepath.Join(root, config.ServerFile)
+			data, _ := os.ReadFile(f)
+			data = bytes.Replace(data, []byte("[dhcp]\n"), []byte("[dhcp]\nanswer_router_solicitations = true\n"), 1)
+			if err := os.WriteFile(f, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		srv := startServerProcess(t, p, root)
+		got := solicit()
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+		if !answer {
+			if got != "" {
+				t.Errorf("answered a router solicitation when not configured to: %s", got)
+			}
+			continue
+		}
+		var ra raSummary
+		if err := json.Unmarshal([]byte(got), &ra); err != nil {
+			t.Fatalf("no router advertisement (%q): %v", got, err)
+		}
+		if ra.RouterLifetime != 0 || ra.Managed || ra.Other || ra.Prefixes != 0 || !strings.HasPrefix(ra.From, "fe80::") {
+			t.Errorf("router advertisement announces something: %+v", ra)
+		}
+	}
+}
+
+// waitLinkLocal waits until both veth ends have a usable (not tentative)
+// IPv6 link-local address.
+func waitLinkLocal(t *testing.T, p *netnstest.Pair) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, nsIf := range [][2]string{{p.Server, p.ServerIf}, {p.Client, p.ClientIf}} {
+		for {
+			out, _ := exec.Command("ip", "-n", nsIf[0], "-6", "addr", "show", "dev", nsIf[1], "scope", "link").CombinedOutput()
+			if bytes.Contains(out, []byte("fe80::")) && !bytes.Contains(out, []byte("tentative")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no link-local address on %s in %s: %s", nsIf[1], nsIf[0], out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }
 

@@ -18,11 +18,25 @@ const (
 
 // pxeVendorOptions is option 43 for PXE clients: PXE_DISCOVERY_CONTROL
 // (sub-option 6) = 8, "boot from the file name in this packet, no boot
-// server discovery or menu". With it EDK2 (OVMF) treats the offer as
-// "PXE10" and, because the offer carries a boot file, skips the prompt and
-// discovery (PxeBcSelectBootPrompt) and boots the file; without option 43,
-// EDK2 would classify a PXEClient offer as "BINL" and ask port 4011 again.
-const pxeVendorOptions = "\x06\x01\x08\xff"
+// server discovery or menu", then End (the PXE spec ends the list with
+// 255). With it EDK2 (OVMF) treats the offer as "PXE10" and, because the
+// offer carries a boot file, skips the prompt and discovery
+// (PxeBcSelectBootPrompt) and boots the file; without option 43, EDK2 would
+// classify a PXEClient offer as "BINL" and ask port 4011 again.
+var pxeVendorOptions = append(dhcpv4.Options{pxeDiscoveryControl: {8}}.ToBytes(), optionEnd)
+
+// ipxeNoProxyWait is option 175 (iPXE's encapsulated options) for iPXE
+// clients of a DHCP (not ProxyDHCP) reply: no-pxedhcp (176) = 1. Without it
+// iPXE keeps collecting ProxyDHCP offers for DHCP_DISC_PROXY_TIMEOUT_SEC
+// after our offer unless the offer itself looks like a PXE offer.
+var ipxeNoProxyWait = dhcpv4.Options{ipxeNoPXEDHCP: {1}}.ToBytes()
+
+// Sub-options used in encapsulated option lists.
+const (
+	pxeDiscoveryControl = 6   // in option 43 (PXE)
+	ipxeNoPXEDHCP       = 176 // in option 175 (iPXE)
+	optionEnd           = 255 // ends an option list
+)
 
 // params is everything a reply may carry besides the header fields taken
 // from the request. The zero value means "no such option".
@@ -37,6 +51,10 @@ type params struct {
 	boot     bootDecision
 	// proxy marks a ProxyDHCP reply: boot information only.
 	proxy bool
+	// durable is the lease change behind yiaddr (nil: none to wait for);
+	// reserved: yiaddr is a nodes.toml reservation.
+	durable  durable
+	reserved bool
 }
 
 // newReply starts a reply to req (RFC 2131 table 3): xid, flags, chaddr
@@ -112,10 +130,14 @@ func buildReply(x *exchange, typ dhcpv4.MessageType, p *params) *dhcpv4.DHCPv4 {
 		r.BootFileName = p.boot.File
 		r.UpdateOption(dhcpv4.OptTFTPServerName(x.serverIP.String()))
 		r.UpdateOption(dhcpv4.OptBootFileName(p.boot.File))
+		if x.client.ipxe && !p.proxy {
+			// We are the DHCP server: iPXE need not wait for ProxyDHCP offers.
+			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optionIPXEEncap), ipxeNoProxyWait))
+		}
 		switch p.boot.Vendor {
 		case vendorPXE:
 			r.UpdateOption(dhcpv4.OptClassIdentifier(vendorPXE))
-			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte(pxeVendorOptions)))
+			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions))
 		case vendorHTTP:
 			r.UpdateOption(dhcpv4.OptClassIdentifier(vendorHTTP))
 		}

@@ -225,7 +225,7 @@ func TestRestartKeepsLeases(t *testing.T) {
 	state := t.TempDir()
 	e := newEnv(t, testConfig{rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"})
 	run := func() (*Server, *fakeConn, func()) {
-		srv, err := New(Options{Store: e.store, StateDir: state, Log: quietLog(), PersistDelay: time.Millisecond})
+		srv, err := New(Options{Store: e.store, StateDir: state, Log: quietLog()})
 		if err != nil {
 			t.Fatal(err)
 		}

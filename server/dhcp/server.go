@@ -12,8 +12,10 @@
 // dropped and counted, never queued without bound. Malformed packets are
 // dropped and counted; a panic in a worker is recovered and counted.
 //
-// Leases live in memory and are written to StateDir/leases.json
-// atomically, debounced, in the background; they are loaded at start.
+// Leases live behind leaseStore (store.go). The files backend keeps them
+// in memory and appends every change that matters to StateDir/leases.journal,
+// fsynced before the reply that depends on it is sent (group commit), and
+// compacts the journal into leases.json in the background.
 package dhcp
 
 import (
@@ -22,9 +24,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,8 +52,6 @@ type Options struct {
 	// PXEPort is the ProxyDHCP boot-server port opened in proxy mode;
 	// 0 means 4011, negative disables it.
 	PXEPort int
-	// PersistDelay debounces lease writes; 0 means 500ms.
-	PersistDelay time.Duration
 }
 
 // Server is the DHCP server. Create it with New and start it with Run.
@@ -59,13 +59,12 @@ type Server struct {
 	store     *config.Store
 	status    status.Recorder
 	log       *slog.Logger
-	leases    *leaseTable
-	leasePath string
+	leases    leaseStore
+	guard     *probeGuard // nil unless leases were lost at load
 	m         *metrics
 	handlers  map[string]handler
 	queueSize int
 	pxePort   int
-	debounce  time.Duration
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -86,10 +85,8 @@ func New(o Options) (*Server, error) {
 		store:     o.Store,
 		status:    o.Status,
 		log:       o.Log,
-		leases:    newLeaseTable(),
 		queueSize: o.QueueSize,
 		pxePort:   o.PXEPort,
-		debounce:  o.PersistDelay,
 		ready:     make(chan struct{}),
 	}
 	if s.status == nil {
@@ -101,33 +98,30 @@ func New(o Options) (*Server, error) {
 	if s.pxePort == 0 {
 		s.pxePort = PXEPort
 	}
-	if s.debounce <= 0 {
-		s.debounce = 500 * time.Millisecond
-	}
 	reg := o.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(reg, s.leases)
+	m, err := newMetrics(reg, func() int { return s.leases.inUse(time.Now()) })
 	if err != nil {
 		return nil, err
 	}
 	s.m = m
-	s.handlers = map[string]handler{
-		config.ModeReservation: &reservationHandler{leases: s.leases},
-		config.ModeProxy:       proxyHandler{},
+	fs, err := openFileStore(o.StateDir, s.log, m.persistErrors.Inc)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
 	}
-	if o.StateDir != "" {
-		s.leasePath = filepath.Join(o.StateDir, LeasesFile)
-		ls, err := loadLeases(s.leasePath)
-		if err != nil {
-			// state/ is deletable; a damaged file must not stop DHCP.
-			s.log.Error("dhcp: ignoring unreadable lease file", "err", err)
-		}
-		s.leases.load(ls)
-		if len(ls) > 0 {
-			s.log.Info("dhcp: leases loaded", "path", s.leasePath, "count", len(ls))
-		}
+	s.leases = fs
+	if lost := fs.lost(); lost != "" {
+		// Addresses may be in use that the table does not know: probe
+		// pool addresses until every lease given before has run out.
+		lt := o.Store.Current().Server.DHCP.LeaseTime.Duration
+		s.guard = &probeGuard{prober: arpProber{}, until: time.Now().Add(lt), reason: lost}
+		s.log.Warn("dhcp: pool addresses are probed with ARP before being offered", "until", s.guard.until.Format(time.RFC3339))
+	}
+	s.handlers = map[string]handler{
+		config.ModeReservation: &reservationHandler{leases: s.leases, m: s.m, guard: s.guard},
+		config.ModeProxy:       proxyHandler{},
 	}
 	return s, nil
 }
@@ -158,8 +152,7 @@ func (s *Server) LeaseByIP(ip string) (mac, node string, ok bool) {
 
 // Leases returns a copy of all leases, sorted by address.
 func (s *Server) Leases() []Lease {
-	ls, _ := s.leases.snapshot(true)
-	return ls
+	return s.leases.snapshot(true)
 }
 
 // Run binds dhcp.listen on dhcp.interface (and, in proxy mode, the PXE
@@ -191,6 +184,18 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addrMu.Unlock()
 	s.log.Info("dhcp: serving", "interface", cfg.Interface, "listen", cfg.Listen, "mode", cfg.Mode,
 		"workers", cfg.Workers, "pxe_port", len(conns) > 1)
+	if cfg.AnswerRouterSolicitations {
+		if cfg.Interface == "" {
+			s.log.Warn("dhcp: answer_router_solicitations needs dhcp.interface; not answering")
+		} else {
+			raDone := make(chan struct{})
+			defer func() { <-raDone }()
+			go func() {
+				defer close(raDone)
+				answerRouterSolicitations(ctx, cfg.Interface, s.log, s.m)
+			}()
+		}
+	}
 	return s.serve(ctx, conns, cfg.Workers)
 }
 
@@ -221,15 +226,13 @@ func (s *Server) serve(ctx context.Context, conns []servedConn, workers int) err
 	jobs := make(chan packet, qs)
 	s.readyOnce.Do(func() { close(s.ready) })
 
-	var persistWG sync.WaitGroup
-	pctx, stopPersist := context.WithCancel(context.Background())
-	if s.leasePath != "" {
-		persistWG.Add(1)
-		go func() {
-			defer persistWG.Done()
-			s.leases.persist(pctx, s.leasePath, s.debounce, s.log, s.m.persistErrors.Inc)
-		}()
-	}
+	var storeWG sync.WaitGroup
+	sctx, stopStore := context.WithCancel(context.Background())
+	storeWG.Add(1)
+	go func() {
+		defer storeWG.Done()
+		s.leases.run(sctx)
+	}()
 
 	var workWG sync.WaitGroup
 	for i := 0; i < workers; i++ {
@@ -258,8 +261,8 @@ func (s *Server) serve(ctx context.Context, conns []servedConn, workers int) err
 	readWG.Wait()
 	close(jobs)
 	workWG.Wait()
-	stopPersist() // final write happens in persist
-	persistWG.Wait()
+	stopStore() // writes what the workers left, then leases.json
+	storeWG.Wait()
 	s.log.Info("dhcp: stopped")
 	return nil
 }
@@ -298,24 +301,48 @@ func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet)
 	}
 }
 
-// handlePacket runs in a worker: decide, send, record. It never panics.
+// handlePacket runs in a worker: decide, then send and record, at once
+// or, when the reply depends on a lease change, once the change is
+// durable (on the lease store's goroutine). It never panics.
 func (s *Server) handlePacket(p packet) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.m.dropped.WithLabelValues("panic").Inc()
-			s.log.Error("dhcp: panic while handling a packet", "panic", r, "src", p.src, "stack", string(debug.Stack()))
-		}
-	}()
+	defer s.recoverPanic(p)
 	snap := s.store.Current()
 	o := s.decide(p.data, p.src, p.pxePort, snap, time.Now())
 	if o.reqType != "" {
 		s.m.received.WithLabelValues(o.reqType).Inc()
 	}
+	if o.durable != nil && o.reply != nil {
+		o.durable.whenDurable(func(err error) {
+			defer s.recoverPanic(p)
+			if err != nil && !o.reserved {
+				// Not on disk: a crash could hand the address to another
+				// MAC, so the client must not be told it has it.
+				s.m.dropped.WithLabelValues("lease_not_stored").Inc()
+				return
+			}
+			s.finish(p, &o)
+		})
+		return
+	}
+	s.finish(p, &o)
+}
+
+func (s *Server) recoverPanic(p packet) {
+	if r := recover(); r != nil {
+		s.m.dropped.WithLabelValues("panic").Inc()
+		s.log.Error("dhcp: panic while handling a packet", "panic", r, "src", p.src, "stack", string(debug.Stack()))
+	}
+}
+
+// finish sends o's reply (if any), logs and records its event.
+func (s *Server) finish(p packet, o *outcome) {
 	if o.reply == nil {
 		if !o.handled {
 			s.m.dropped.WithLabelValues(o.drop).Inc()
 		}
-		if o.x != nil {
+		if o.x != nil && o.warn {
+			s.log.Warn("dhcp: "+o.reqType, "mac", o.x.mac, "src", p.src, "outcome", o.drop, "note", o.note)
+		} else if o.x != nil {
 			s.log.Debug("dhcp: no reply", "type", o.reqType, "mac", o.x.mac, "reason", o.drop, "note", o.note)
 		} else {
 			s.log.Debug("dhcp: dropped packet", "src", p.src, "reason", o.drop, "err", o.err)
@@ -353,6 +380,12 @@ type outcome struct {
 	note    string
 	err     error
 	event   *status.Event
+	// durable is the lease change the reply announces; the reply waits
+	// for it. reserved: the address comes from nodes.toml, so the reply
+	// may go even when the change could not be stored.
+	durable  durable
+	reserved bool
+	warn     bool // log at WARN
 }
 
 // maxHops drops requests that looped through too many relays.
@@ -411,6 +444,7 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	o.x = x
 	res := h.handle(x)
 	o.event, o.note, o.handled = res.event, res.note, res.handled
+	o.durable, o.reserved, o.warn = res.durable, res.reserved, res.warn
 	if res.reply == nil {
 		o.drop = res.ignore
 		if o.drop == "" {
@@ -451,4 +485,22 @@ func listenUDP(iface, addr string) (*net.UDPConn, error) {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return pc.(*net.UDPConn), nil
+}
+
+// Health is false, with the reason, while the server's leases cannot be
+// trusted or stored (a corrupt lease file was moved aside, a write failed).
+// /healthz includes it.
+func (s *Server) Health() (ok bool, reason string) {
+	var reasons []string
+	if g := s.guard; g.active(time.Now()) {
+		reasons = append(reasons, fmt.Sprintf("leases lost (%s); pool addresses are probed before being offered until %s",
+			g.reason, g.until.Format(time.RFC3339)))
+	}
+	if ok, reason := s.leases.health(); !ok {
+		reasons = append(reasons, reason)
+	}
+	if len(reasons) == 0 {
+		return true, ""
+	}
+	return false, "dhcp: " + strings.Join(reasons, "; ")
 }

@@ -48,6 +48,18 @@ func TestHealthz(t *testing.T) {
 	// Still serving.
 	resp, body = e.get("/ipxe/" + macN002)
 	wantCode(t, resp, body, http.StatusOK)
+
+	// A service's check adds its reason; a healthy one adds nothing.
+	e.cfg.err.Store(nil)
+	e.h.AddHealthCheck(func() (bool, string) { return true, "" })
+	resp, body = e.get("/healthz")
+	wantCode(t, resp, body, http.StatusOK)
+	e.h.AddHealthCheck(func() (bool, string) { return false, "dhcp: leases lost: leases.json corrupt" })
+	resp, body = e.get("/healthz")
+	wantCode(t, resp, body, http.StatusServiceUnavailable)
+	if string(body) != "degraded: dhcp: leases lost: leases.json corrupt\n" {
+		t.Errorf("healthz with a failing check: %q", body)
+	}
 }
 
 func TestIPXEBin(t *testing.T) {

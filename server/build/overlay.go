@@ -23,6 +23,9 @@ type overlaySet struct {
 	templates bool    // some overlay holds a template
 	tmpl      tmplUse // what its templates use
 	ident     string  // names and fingerprints, for cache keys
+	// imageFiles are the files of the node's image that templates read
+	// (ImageFile): their content is part of the node member's key.
+	imageFiles []string
 }
 
 func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []string) (*overlaySet, error) {
@@ -49,7 +52,7 @@ func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []str
 		u := b.templateUse(name, dir, fp)
 		s.tmpl.perNode = s.tmpl.perNode || u.perNode
 		s.tmpl.shared = s.tmpl.shared || u.shared
-		s.tmpl.imageFiles = append(s.tmpl.imageFiles, u.imageFiles...)
+		s.imageFiles = append(s.imageFiles, u.imageFiles...)
 		ident = append(ident, name, fp.hash)
 	}
 	s.ident = hashKey(ident...)
@@ -389,12 +392,10 @@ func (b *Builder) overlay(ctx context.Context, fps *fingerprints, snap *config.S
 			return nil, nil
 		}
 		inputs := rc.nodeInputs()
-		if len(set.tmpl.imageFiles) > 0 {
-			// templates read files of the node's image (ImageFile)
-			stamp, err := imageStamp(rc.data.imageDir, set.tmpl.imageFiles)
+		if len(set.imageFiles) > 0 {
+			stamp, err := imageStamp(rc.data.imageDir, set.imageFiles)
 			if err != nil {
-				return nil, fmt.Errorf("%s overlay %v: %w", ok.what, set.names,
-					templateError(err, "node %q: image %q", n.Name, n.Image))
+				return nil, templateError(err, "node %q: image %q", n.Name, n.Image)
 			}
 			inputs += "\x00image:" + stamp
 		}

@@ -420,10 +420,10 @@ func nodeUses(n parse.Node) bool {
 
 // tmplUse is what the templates of an overlay (set) use.
 type tmplUse struct {
-	perNode bool // some template may use .Node (or its image)
+	perNode bool // some template may use .Node (or the node's image)
 	shared  bool // some template does not
-	// imageFiles are the files of the node's image its templates read
-	// (ImageFile): their contents are part of the per-node cache key.
+	// imageFiles are the files of the node's image that templates read
+	// (ImageFile): their content is part of the node member's key.
 	imageFiles []string
 }
 
@@ -454,13 +454,14 @@ func (b *Builder) templateUse(name, dir string, fp fingerprint) tmplUse {
 			return both
 		}
 		pt, err := b.parse(path.Join("overlays", name, rel), src)
-		if err != nil || pt.perNode {
+		switch {
+		case err != nil:
 			u.perNode = true
-		} else {
-			u.shared = true
-		}
-		if err == nil {
+		case pt.perNode:
+			u.perNode = true
 			u.imageFiles = append(u.imageFiles, pt.imageFiles...)
+		default:
+			u.shared = true
 		}
 	}
 	slices.Sort(u.imageFiles)

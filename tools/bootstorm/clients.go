@@ -109,6 +109,8 @@ type Report struct {
 	DHCPUnmatched    int64         `json:"dhcp_unmatched"`
 	DHCPMalformed    int64         `json:"dhcp_malformed"`
 	DHCPClientDrops  int64         `json:"dhcp_client_socket_drops"` // replies our socket dropped (-1: unknown)
+	DHCPServerDrops  int64         `json:"dhcp_server_socket_drops"` // requests the server's port 67 socket dropped, since it started (-1: unknown)
+	TFTPServerDrops  int64         `json:"tftp_server_socket_drops"` // the same for port 69
 	Commit           string        `json:"commit,omitempty"`
 }
 
@@ -304,7 +306,7 @@ func showProgress(w io.Writer, s *Stats) (stop func()) {
 	return func() { once.Do(func() { close(done); <-finished }) }
 }
 
-// machineBusy is the CPU time (s) all CPUs spent busy since boot, from
+// machineBusy is the CPU time (s) this machine's CPUs spent busy since boot, from
 // /proc/stat; -1 when unknown.
 func machineBusy() float64 {
 	b, err := os.ReadFile("/proc/stat")
@@ -317,8 +319,9 @@ func machineBusy() float64 {
 		return -1
 	}
 	var busy float64
-	// user nice system idle iowait irq softirq steal: all but idle and iowait.
-	for i, v := range f[1:9] {
+	// user nice system idle iowait irq softirq: all but idle and iowait (and
+	// not steal: time the hypervisor gave to other machines).
+	for i, v := range f[1:8] {
 		if i == 3 || i == 4 {
 			continue
 		}

@@ -26,6 +26,7 @@ type mirrorRequest struct {
 	Nodes    []nodeSpec `json:"nodes"`
 	Secure   bool       `json:"secure"` // runtime overlays need a privileged source port
 	ClientIP string     `json:"client_ip"`
+	Iface    string     `json:"iface"` // where node addresses are added (secure mode serves a node only at its address)
 }
 
 type mirrorResult struct {
@@ -57,9 +58,14 @@ func runMirror(in io.Reader, out io.Writer) error {
 		return err
 	}
 	m := &mirror{req: req, byETag: map[string]string{}}
-	src := net.ParseIP(req.ClientIP)
-	m.plain = newHTTPClient(src, false, time.Minute)
-	m.priv = newHTTPClient(src, req.Secure, time.Minute)
+	m.plain = newHTTPClient(net.ParseIP(req.ClientIP), false, time.Minute)
+	if req.Iface != "" {
+		add, err := addressAdder(req.Iface)
+		if err != nil {
+			return err
+		}
+		m.addAddr = add
+	}
 
 	jobs := make(chan nodeSpec)
 	errc := make(chan error, mirrorWorkers)
@@ -96,11 +102,12 @@ feed:
 }
 
 type mirror struct {
-	req         mirrorRequest
-	plain, priv *http.Client
-	mu          sync.Mutex
-	byETag      map[string]string // ETag → file already stored
-	res         mirrorResult
+	req     mirrorRequest
+	plain   *http.Client
+	addAddr func(net.IP) error // nil: no interface to add node addresses to
+	mu      sync.Mutex
+	byETag  map[string]string // ETag → file already stored
+	res     mirrorResult
 }
 
 func (m *mirror) node(ctx context.Context, n nodeSpec) error {
@@ -118,7 +125,19 @@ func (m *mirror) node(ctx context.Context, n nodeSpec) error {
 			return err
 		}
 	}
-	_, err = m.fetch(ctx, m.priv, m.req.Base+"/overlay/runtime/"+n.MAC, false)
+	// The runtime overlay as wwclient gets it: from the node's own address
+	// (and a privileged port in secure mode).
+	src := net.ParseIP(n.IP).To4()
+	if src != nil && m.addAddr != nil {
+		if err := m.addAddr(src); err != nil {
+			return err
+		}
+	} else {
+		src = net.ParseIP(m.req.ClientIP)
+	}
+	ww := newHTTPClient(src, m.req.Secure, time.Minute)
+	defer ww.CloseIdleConnections()
+	_, err = m.fetch(ctx, ww, m.req.Base+"/overlay/runtime/"+n.MAC, false)
 	return err
 }
 

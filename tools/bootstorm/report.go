@@ -10,7 +10,7 @@ import (
 // ratios of each wwserver run to the nginx run, then per-stage latencies.
 func formatTable(reps []Report) string {
 	var b strings.Builder
-	b.WriteString("| run | nodes | booted | failed | time to all booted | boot p50 / p99 / max | server CPU | server peak RSS | bytes | client CPU | other processes' CPU |\n")
+	b.WriteString("| run | nodes | booted | failed | time to all booted | boot p50 / p99 / max | server CPU | server peak RSS | bytes | client CPU | rest of the machine's CPU (other processes, softirq) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var nginx *Report
 	for i := range reps {
@@ -32,6 +32,13 @@ func formatTable(reps []Report) string {
 			}
 			fmt.Fprintf(&b, "- %s: time to all booted %.2fx nginx's (target <= 1.2x), server CPU %.2fx nginx's\n",
 				runName(r), r.AllBootedSeconds/nginx.AllBootedSeconds, ratio(r.ServerCPUSeconds, nginx.ServerCPUSeconds))
+		}
+	}
+	for i := range reps {
+		r := &reps[i]
+		if r.Mode == modeFull {
+			fmt.Fprintf(&b, "\n%s: DHCP replies not matched %d, malformed %d; socket drops: client port 68 %d, server port 67 %d, server port 69 %d\n",
+				runName(r), r.DHCPUnmatched, r.DHCPMalformed, r.DHCPClientDrops, r.DHCPServerDrops, r.TFTPServerDrops)
 		}
 	}
 	b.WriteString("\nPer stage (successful steps; latency p50 / p99 / max; failures by reason):\n\n")

@@ -234,7 +234,7 @@ func reason(err error) string {
 	case errors.Is(err, io.EOF):
 		return "connection closed"
 	}
-	s := err.Error()
+	s := strings.TrimRight(err.Error(), "\x00") // TFTP messages end in NUL
 	// pin/tftp's errors carry the server's message after "message: ";
 	// addresses and ports would make every failure its own reason.
 	if i := strings.LastIndex(s, "message: "); i >= 0 {

@@ -91,7 +91,7 @@ func TestReason(t *testing.T) {
 		{fmt.Errorf("discover: %w", errNoAnswer), errNoAnswer.Error()},
 		{errNoKernel, errNoKernel.Error()},
 		{errors.New(strings.Repeat("z", 200)), strings.Repeat("z", 80)},
-		{errors.New("tftp undionly.kpxe: code: 1, message: server busy, try again"), "TFTP error: server busy, try again"},
+		{errors.New("tftp undionly.kpxe: code: 1, message: server busy, try again\x00"), "TFTP error: server busy, try again"},
 		{errors.New("code: 1, message: read udp 10.100.0.1:11234: i/o timeout"), "timeout"},
 		{errors.New("dial tcp 10.100.0.1:9873: something odd"), "dial tcp ADDR: something odd"},
 	}

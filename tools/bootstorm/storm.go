@@ -25,6 +25,7 @@ type stormOptions struct {
 	client                     clientConfig // the per-run settings shared by every run
 	n                          int
 	plan                       netPlan
+	perf                       bool
 }
 
 // A run is one storm against one server.
@@ -65,6 +66,7 @@ func stormMain(args []string, log *slog.Logger) error {
 	fs.IntVar(&o.plan.PrefixLen, "prefix", 16, "prefix length of the storm network")
 	fs.IntVar(&o.plan.Port, "port", 9873, "HTTP port (of wwserver, then nginx)")
 	jsonOut := fs.String("json", "", "also write all reports as one JSON array to this file")
+	fs.BoolVar(&o.perf, "perf", false, "profile the server during each run with perf (perf-RUN.data and perf-RUN.txt in -out)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -189,18 +191,51 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 		cfg := o.client
 		cfg.Mode, cfg.Target, cfg.Iface, cfg.Base, cfg.ServerPID = r.mode, r.target, o.plan.ClientIf, o.plan.base(), srv.pid()
 		var rep Report
-		if err := ns.runSelf(ctx, "clients", cfg, &rep); err != nil {
+		stopPerf := o.startPerf(r.name, srv.pid(), log)
+		err := ns.runSelf(ctx, "clients", cfg, &rep)
+		stopPerf()
+		if err != nil {
 			return reports, fmt.Errorf("%s: %w", r.name, err)
 		}
 		if err := srv.alive(); err != nil {
 			return reports, fmt.Errorf("%s: server died during the storm: %w (log: %s)", r.name, err, srv.logPath)
 		}
 		rep.Commit = commit()
+		rep.DHCPServerDrops, rep.TFTPServerDrops = -1, -1
+		if table, err := nsCommand(ctx, ns.server, "cat", "/proc/net/udp").Output(); err == nil && r.mode == modeFull {
+			rep.DHCPServerDrops, rep.TFTPServerDrops = parseUDPDrops(string(table), 67), parseUDPDrops(string(table), 69)
+		}
 		reports = append(reports, rep)
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		_ = os.WriteFile(filepath.Join(o.out, "report-"+r.name+".json"), b, 0o644)
 	}
 	return reports, nil
+}
+
+// startPerf records the server's CPU profile (perf record -g) until the
+// returned function is called, which also writes the report as text. A
+// missing perf is logged, not fatal.
+func (o *stormOptions) startPerf(run string, pid int, log *slog.Logger) (stop func()) {
+	if !o.perf {
+		return func() {}
+	}
+	data := filepath.Join(o.out, "perf-"+run+".data")
+	cmd := exec.Command("perf", "record", "-q", "-F", "499", "-g", "-p", fmt.Sprint(pid), "-o", data)
+	if err := cmd.Start(); err != nil {
+		log.Warn("perf record", "err", err)
+		return func() {}
+	}
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--no-children", "--percent-limit", "1",
+			"--sort", "symbol", "-g", "none").Output()
+		if err != nil {
+			log.Warn("perf report", "err", err)
+			return
+		}
+		_ = os.WriteFile(filepath.Join(o.out, "perf-"+run+".txt"), out, 0o644)
+	}
 }
 
 func (o *stormOptions) startWwserver(ns *namespaces) (*serverProc, error) {
@@ -221,7 +256,7 @@ func (o *stormOptions) startNginx(ns *namespaces, docroot string) (*serverProc, 
 // get from wwserver and writes it under docroot at the same URL path.
 func (o *stormOptions) mirror(ctx context.Context, ns *namespaces, docroot string) error {
 	req := mirrorRequest{Base: o.plan.base(), Docroot: docroot, Nodes: o.client.Nodes, Secure: o.client.Secure,
-		ClientIP: o.plan.ClientIP}
+		ClientIP: o.plan.ClientIP, Iface: o.plan.ClientIf}
 	var res mirrorResult
 	if err := ns.runSelf(ctx, "mirror", req, &res); err != nil {
 		return err

@@ -21,6 +21,8 @@
 #   STORM_POLL_INTERVAL wwclient interval after boot (default 10s); STORM_POLL_FOR (default 30s)
 #   STORM_MODES        default full,http,nginx
 #   STORM_TIMEOUT      bound of each run (default 20m)
+#   STORM_PERF         set: profile the server with perf during each run (perf-*.txt in results)
+#   STORM_WRITE        1 (default): put the table into BENCHMARKS.md; 0: don't
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -71,7 +73,7 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 build_s=$(awk "BEGIN{printf \"%.1f\", $t1-$t0}")
 state_bytes=$(du -sb "$tree/state" | cut -f1)
-image_gz=$(find "$tree/state" -name 'image*.gz' -printf '%s\n' 2>/dev/null | sort -n | tail -1)
+image_gz=$(find "$tree/state" -type f -printf '%s\n' | sort -n | tail -1)
 log "cold build: ${build_s}s, state/ $state_bytes bytes, largest image archive ${image_gz:-?} bytes"
 
 log "storm: $nodes nodes, modes ${STORM_MODES:-full,http,nginx}"
@@ -79,7 +81,7 @@ rm -rf "$res/docroot" "$res/nginx"
 "$bin/bootstorm" storm -root "$tree" -wwserver "$bin/wwserver" -nginx "$nginx" -n "$nodes" \
 	-modes "${STORM_MODES:-full,http,nginx}" -arrival "${STORM_ARRIVAL:-all}" -ramp "${STORM_RAMP:-60s}" \
 	-image-bytes "$image_bytes" -poll-interval "${STORM_POLL_INTERVAL:-10s}" -poll-for "${STORM_POLL_FOR:-30s}" \
-	-timeout "${STORM_TIMEOUT:-20m}" -out "$res" -json "$res/storm.json" | tee "$res/table.md"
+	-timeout "${STORM_TIMEOUT:-20m}" ${STORM_PERF:+-perf} -out "$res" -json "$res/storm.json" | tee "$res/table.md"
 {
 	echo
 	echo "image: $image, $img_bytes bytes in $img_files files; compressed image archive ${image_gz:-?} bytes;" \
@@ -88,3 +90,10 @@ rm -rf "$res/docroot" "$res/nginx"
 	echo "commit $(git -C "$repo" log -1 --format=%h); $(nproc) CPUs; $(date -u +%FT%TZ)"
 } | tee -a "$res/table.md"
 rm -rf "$res/docroot" # up to GBs of mirrored files
+if [ "${STORM_WRITE:-1}" = 1 ]; then
+	# shellcheck source=tools/bench/splice.sh
+	. "$repo/tools/bench/splice.sh"
+	splice_table "$repo/BENCHMARKS.md" storm \
+		"Measured $(date -u '+%F %H:%M UTC') on commit $(git -C "$repo" log -1 --format=%h) by \`make storm\` ($nodes nodes, arrival ${STORM_ARRIVAL:-all})." \
+		"$res/table.md"
+fi

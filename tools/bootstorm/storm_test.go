@@ -9,11 +9,44 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wwcluster/ww/tools/internal/gen"
 )
+
+// built holds the binaries TestStorm20 builds once per test process (so
+// that -count=N does not rebuild them N times).
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+	out  []byte
+}
+
+func buildOnce(t *testing.T) map[string]string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "bootstorm-test-"); built.err != nil {
+			return
+		}
+		for _, name := range []string{"wwserver", "wwclient", "bootstorm"} {
+			pkg := map[string]string{"wwserver": "./server/cmd/wwserver", "wwclient": "./wwclient", "bootstorm": "./tools/bootstorm"}[name]
+			cmd := exec.Command("go", "build", "-o", filepath.Join(built.dir, name), pkg)
+			cmd.Dir = "../.."
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if built.out, built.err = cmd.CombinedOutput(); built.err != nil {
+				return
+			}
+		}
+	})
+	if built.err != nil {
+		t.Fatalf("go build: %v\n%s", built.err, built.out)
+	}
+	return map[string]string{"wwserver": filepath.Join(built.dir, "wwserver"), "wwclient": filepath.Join(built.dir, "wwclient"),
+		"bootstorm": filepath.Join(built.dir, "bootstorm")}
+}
 
 // TestStorm20 is the real thing at small scale: bootstorm storm with 20
 // nodes against a real wwserver (DHCP, TFTP of Debian's undionly.kpxe,
@@ -47,16 +80,7 @@ func TestStorm20(t *testing.T) {
 	nginx, _ := exec.LookPath("nginx")
 
 	dir := t.TempDir()
-	bin := map[string]string{}
-	for name, pkg := range map[string]string{"wwserver": "./server/cmd/wwserver", "wwclient": "./wwclient", "bootstorm": "./tools/bootstorm"} {
-		bin[name] = filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", bin[name], pkg)
-		cmd.Dir = "../.."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
+	bin := buildOnce(t)
 	image := filepath.Join(dir, "rootfs")
 	if err := gen.WriteFakeImage(image, 1); err != nil {
 		t.Fatal(err)
@@ -144,4 +168,12 @@ func TestStorm20(t *testing.T) {
 	if reps[1].BytesTotal != reps[2].BytesTotal {
 		t.Errorf("wwserver served %d bytes over HTTP, nginx %d: want the same", reps[1].BytesTotal, reps[2].BytesTotal)
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }

@@ -109,8 +109,8 @@ func newStatusPruneCmd() *cobra.Command {
 		Short: "Drop the status history of nodes (or unknown MACs)",
 		Long: `Editing nodes.toml never deletes status: a node removed from it is hidden
 from "wwserver status" and keeps its stage and last seen, so a node put back
-by mistake loses nothing. Its status goes after ` + fmt.Sprint(status.RemovedMaxAge) + ` unseen, or now
-with this command. Unknown MACs go after ` + fmt.Sprint(status.UnknownMaxAge) + ` unseen.
+by mistake loses nothing. Its status goes after ` + fmt.Sprintf("%.0f days", status.RemovedMaxAge.Hours()/24) + ` unseen, or now
+with this command. Unknown MACs go after ` + fmt.Sprintf("%.0f hours", status.UnknownMaxAge.Hours()) + ` unseen.
 
 NODES are names, hostlist patterns or unknown MACs; --removed drops every
 node no longer in nodes.toml. The running server does it (from this host only).`,

@@ -166,8 +166,21 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	var leases tftp.LeaseLookup
 	var provLeases provision.Leases
 	var healthChecks []provision.HealthCheck
+	sh, err := openShared(snap.Server, log.With("svc", "etcd"))
+	if err != nil {
+		return fmt.Errorf("state backend: %w", err)
+	}
+	var sharedLeases dhcp.SharedLeases
+	if sh != nil {
+		defer sh.Close()
+		sharedLeases = sh.dhcpLeases()
+		healthChecks = append(healthChecks, sh.health)
+		services = append(services, service{"etcd", func(ctx context.Context) error { sh.run(ctx, store, b); return nil }},
+			service{"etcd-status", sh.shareStatus(st)})
+	}
 	if snap.Server.DHCP.Enabled {
-		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg})
+		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg,
+			Shared: sharedLeases})
 		if err != nil {
 			return fmt.Errorf("dhcp: %w", err)
 		}

@@ -250,4 +250,3 @@ func syncDir(dir string) {
 		d.Close()
 	}
 }
-

@@ -37,7 +37,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeSharedBinaries()
+	os.Exit(code)
 }
 
 // sharedNet is a bridge in the client namespace with one veth to each

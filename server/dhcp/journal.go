@@ -206,7 +206,7 @@ func (j *journal) write(b *commitBatch) error {
 		_ = j.f.Truncate(j.size)
 		return fmt.Errorf("append to lease journal: %w", err)
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := syncData(j.f); err != nil {
 		_ = j.f.Truncate(j.size)
 		return fmt.Errorf("sync lease journal: %w", err)
 	}

@@ -309,7 +309,7 @@ func (s *Server) handlePacket(p packet) {
 	snap := s.store.Current()
 	o := s.decide(p.data, p.src, p.pxePort, snap, time.Now())
 	if o.reqType != "" {
-		s.m.received.WithLabelValues(o.reqType).Inc()
+		byType(&s.m.receivedByType, o.typ).Inc()
 	}
 	if o.durable != nil && o.reply != nil {
 		o.durable.whenDurable(func(err error) {
@@ -355,7 +355,7 @@ func (s *Server) finish(p packet, o *outcome) {
 			s.m.dropped.WithLabelValues("send_error").Inc()
 			s.log.Warn("dhcp: send reply", "type", typ.String(), "dst", o.dst, "err", err)
 		} else {
-			s.m.sent.WithLabelValues(typeLabel(typ)).Inc()
+			byType(&s.m.sentByType, typ).Inc()
 			lvl := slog.LevelDebug
 			if typ == dhcpv4.MessageTypeAck || typ == dhcpv4.MessageTypeNak {
 				lvl = slog.LevelInfo
@@ -372,6 +372,7 @@ func (s *Server) finish(p packet, o *outcome) {
 // outcome is the decision for one datagram.
 type outcome struct {
 	reqType string // request message type label ("" when unparsable)
+	typ     dhcpv4.MessageType
 	x       *exchange
 	reply   *dhcpv4.DHCPv4
 	dst     *net.UDPAddr
@@ -411,7 +412,7 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	if typ == dhcpv4.MessageTypeNone {
 		return outcome{drop: "bootp"}
 	}
-	o := outcome{reqType: typeLabel(typ)}
+	o := outcome{reqType: typeLabel(typ), typ: typ}
 	cfg := snap.Server
 	if !cfg.DHCP.Enabled {
 		o.drop = "disabled"

@@ -15,8 +15,10 @@
 #   DHCP_BENCH_CLIENTS  distinct simulated clients (default 60000)
 #   DHCP_BENCH_SERVERS  servers to run (default "wwserver kea")
 #   WWSERVER            wwserver binary (default: built into a temp dir)
-#   DHCP_BENCH_PROFILE  file: write a CPU profile of wwserver's first run
-#                       (pprof, from /debug/pprof when it is served) — optional
+#   DHCP_BENCH_WWLOG    wwserver --log-level (default warn, as Kea's logger here:
+#                       at info wwserver logs one line per ACK)
+#   DHCP_BENCH_PERF     file prefix: record each server's run with `perf record -g`
+#                       (FILE-SERVER-RATE.data; read with perf report -i)
 # Needs root, iproute2, perfdhcp and kea-dhcp4.
 set -euo pipefail
 
@@ -82,11 +84,11 @@ start_wwserver() {
 		    dhcp = re.sub(r"(?m)^%s = .*$" % k, "%s = %s" % (k, v), dhcp, count=1)
 		open(p, "w").write(head + dhcp)
 	EOF
-	ip netns exec "$srv" "$WWSERVER" serve --root "$tree" >"$work/wwserver.log" 2>&1 &
+	ip netns exec "$srv" "$WWSERVER" serve --root "$tree" --log-level "${DHCP_BENCH_WWLOG:-warn}" >"$work/wwserver.log" 2>&1 &
 	SERVER_PID=$!
 	pids+=("$SERVER_PID")
 	for _ in $(seq 200); do
-		grep -q "dhcp: serving" "$work/wwserver.log" && return 0
+		ip netns exec "$srv" ss -lun | grep -q ':67 ' && return 0
 		sleep 0.05
 	done
 	cat "$work/wwserver.log" >&2
@@ -126,9 +128,15 @@ for rate in "${rates[@]}"; do
 		"start_$s"
 		pid=$SERVER_PID
 		# kea-dhcp4 runs under `ip netns exec`, which execs: same pid.
+		perfpid=
+		if [[ -n "${DHCP_BENCH_PERF:-}" ]]; then
+			perf record -q -g -F 499 -p "$pid" -o "$DHCP_BENCH_PERF-$s-$rate.data" -- sleep "$secs" >/dev/null 2>&1 &
+			perfpid=$!
+		fi
 		t0=$(cpu_ticks "$pid")
 		out=$(ip netns exec "$cli" perfdhcp -4 -l c0 -r "$rate" -R "$clients" -p "$secs" 2>&1 || true)
 		t1=$(cpu_ticks "$pid")
+		[[ -n "$perfpid" ]] && wait "$perfpid"
 		stop_server
 		echo "$out" >"$work/perfdhcp-$s-$rate.txt"
 		# perfdhcp prints the rate of completed 4-way exchanges and per-exchange drops.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -106,14 +107,9 @@ func openJournal(dir string, compactAt int64, log *slog.Logger) (*journal, error
 
 // append adds one record to the current batch and returns the batch.
 func (j *journal) append(r *journalRecord) *commitBatch {
-	line, err := json.Marshal(r)
-	if err != nil {
-		// Only a bug gets here (the fields are plain values).
-		panic(fmt.Sprintf("encode journal record: %v", err))
-	}
 	j.mu.Lock()
 	b := j.cur
-	b.buf = append(append(b.buf, line...), '\n')
+	b.buf = appendRecord(b.buf, r)
 	j.mu.Unlock()
 	select {
 	case j.wake <- struct{}{}:
@@ -255,3 +251,43 @@ func syncDir(dir string) {
 // errTornTail marks a last journal line cut short by a crash: expected,
 // and dropped.
 var errTornTail = errors.New("torn last line")
+
+// appendRecord appends r as one JSON line, the encoding json.Marshal gives
+// for journalRecord, without its reflection (it runs for every ACK).
+func appendRecord(b []byte, r *journalRecord) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"ip":"`...)
+	b = r.IP.AppendTo(b)
+	b = append(b, '"')
+	if r.MAC != "" {
+		b = append(b, `,"mac":`...)
+		b = appendJSONString(b, r.MAC)
+	}
+	if r.Node != "" {
+		b = append(b, `,"node":`...)
+		b = appendJSONString(b, r.Node)
+	}
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, r.State)
+	if !r.Expires.IsZero() {
+		b = append(b, `,"expires":"`...)
+		b = r.Expires.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString appends s as a JSON string: plainly when it needs no
+// escaping (MACs, states, node names), else through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

@@ -7,10 +7,13 @@
 // built in one place (reply.go) and the boot file comes from a decision
 // table (boot.go).
 //
-// One goroutine per socket reads packets into a bounded queue served by a
-// fixed pool of workers (dhcp.workers); when the queue is full packets are
-// dropped and counted, never queued without bound. Malformed packets are
-// dropped and counted; a panic in a worker is recovered and counted.
+// One goroutine per socket reads packets and, as long as handling cannot
+// block, handles them itself (the kernel's receive buffer is the bounded
+// queue). While pool addresses must be probed (up to 200 ms each) packets
+// go instead to a bounded queue served by a fixed pool of workers
+// (dhcp.workers); when it is full packets are dropped and counted, never
+// queued without bound. Malformed packets are dropped and counted; a panic
+// while handling is recovered and counted.
 //
 // Leases live behind leaseStore (store.go). The files backend keeps them
 // in memory and appends every change that matters to StateDir/leases.journal,
@@ -293,6 +296,14 @@ func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet)
 		}
 		src, _ := addr.(*net.UDPAddr)
 		p := packet{data: append([]byte(nil), buf[:n]...), src: src, conn: c.conn, pxePort: c.pxePort}
+		if !s.guard.active(time.Now()) {
+			// Nothing in the handling can block (no probes; the lease
+			// journal is waited for asynchronously; status recorders never
+			// block): handle it here, saving two goroutine hand-offs per
+			// packet. The socket's receive buffer is the bounded queue.
+			s.handlePacket(p)
+			continue
+		}
 		select {
 		case jobs <- p:
 		default:

@@ -130,7 +130,7 @@ for rate in "${rates[@]}"; do
 		# kea-dhcp4 runs under `ip netns exec`, which execs: same pid.
 		perfpid=
 		if [[ -n "${DHCP_BENCH_PERF:-}" ]]; then
-			perf record -q -g -F 499 -p "$pid" -o "$DHCP_BENCH_PERF-$s-$rate.data" -- sleep "$secs" >/dev/null 2>&1 &
+			perf record -q -g -F 2999 -p "$pid" -o "$DHCP_BENCH_PERF-$s-$rate.data" -- sleep "$secs" >/dev/null 2>&1 &
 			perfpid=$!
 		fi
 		t0=$(cpu_ticks "$pid")

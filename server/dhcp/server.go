@@ -371,8 +371,11 @@ func (s *Server) finish(p packet, o *outcome) {
 			if typ == dhcpv4.MessageTypeAck || typ == dhcpv4.MessageTypeNak {
 				lvl = slog.LevelInfo
 			}
-			s.log.Log(context.Background(), lvl, "dhcp: reply", "type", typ.String(), "mac", o.x.mac,
-				"node", nodeName(o.x), "yiaddr", o.reply.YourIPAddr, "file", o.reply.BootFileName, "dst", o.dst, "note", o.note)
+			// Checked first: boxing the attributes allocates even when disabled.
+			if s.log.Enabled(context.Background(), lvl) {
+				s.log.Log(context.Background(), lvl, "dhcp: reply", "type", typ.String(), "mac", o.x.mac,
+					"node", nodeName(o.x), "yiaddr", o.reply.YourIPAddr, "file", o.reply.BootFileName, "dst", o.dst, "note", o.note)
+			}
 		}
 	}
 	if o.event != nil {

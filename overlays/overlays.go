@@ -5,7 +5,7 @@
 // root's authorized_keys). Files ending in .ww are Go text/template,
 // rendered per node by wwserver (see DESIGN.md for the data).
 //
-// go:embed keeps neither symlinks nor modes, so they are listed in
+// The embed directive keeps neither symlinks nor modes, so they are listed in
 // Symlinks and Modes; Write applies both.
 package overlays
 
@@ -40,6 +40,8 @@ var Symlinks = map[string]string{
 // or 0755 (directories). Keys are paths in FS.
 var Modes = map[string]fs.FileMode{
 	"wwinit/etc/wwclient/wwclient.toml.ww": 0o600, // holds the asset key
+	"generic/etc/shadow.ww":                0o600,
+	"generic/etc/gshadow.ww":               0o600,
 	"generic/root":                         0o700,
 	"generic/root/.ssh":                    0o700,
 	"generic/root/.ssh/authorized_keys.ww": 0o600,

@@ -22,6 +22,7 @@ import (
 	"github.com/wwcluster/ww/wwclient/kmod"
 	"github.com/wwcluster/ww/wwclient/netwait"
 	"github.com/wwcluster/ww/wwclient/nodeconf"
+	"github.com/wwcluster/ww/wwclient/selabel"
 )
 
 // buildVersion is set at link time: -ldflags "-X main.buildVersion=v1.2.3".
@@ -202,7 +203,17 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 	if f.once {
 		stateDir = ""
 	}
+	var relabel func(context.Context, []string) error
+	if f.root == "/" {
+		if r, why := selabel.New(); r != nil {
+			relabel = r.Relabel
+			log.Info("SELinux: the runtime overlay's files get their policy labels", "restorecon", r.Restorecon)
+		} else {
+			log.Debug("SELinux labels not set", "reason", why)
+		}
+	}
 	return agent.New(agent.Options{
+		Relabel:    relabel,
 		Server:     base,
 		MAC:        eff.MAC,
 		Node:       eff.Config.Node,
@@ -222,8 +233,10 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 }
 
 // waitNetwork waits for the primary interface (loading its driver and
-// configuring its address when needed). A timeout is logged, not fatal:
-// the agent then tries the server anyway and keeps retrying.
+// configuring its address when needed). netwait logs an ERROR naming the MAC
+// and the interfaces seen while it is missing. After the network timeout the
+// agent tries the server anyway, and the wait goes on in the background (a
+// driver loaded later still gets its interface configured) until ctx ends.
 func waitNetwork(ctx context.Context, eff nodeconf.Effective, log *slog.Logger) {
 	mac, err := net.ParseMAC(eff.MAC)
 	if err != nil {
@@ -243,18 +256,25 @@ func waitNetwork(ctx context.Context, eff nodeconf.Effective, log *slog.Logger) 
 			t.Gateway = net.ParseIP(p.Gateway).To4()
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, eff.Config.NetTimeout())
-	defer cancel()
-	_, err = netwait.Wait(ctx, t, netwait.Options{
+	o := netwait.Options{
 		Logger: log,
 		LoadDrivers: func(ctx context.Context) error {
 			_, err := kmod.LoadNetworkDrivers(ctx, kmod.Options{Logger: log})
 			return err
 		},
-	})
-	if err != nil {
-		log.Warn("network wait gave up; trying the server anyway", "err", err)
 	}
+	tctx, cancel := context.WithTimeout(ctx, eff.Config.NetTimeout())
+	defer cancel()
+	_, err = netwait.Wait(tctx, t, o)
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	log.Error("network not ready; trying the server anyway and still waiting for the interface", "hwaddr", eff.MAC, "err", err)
+	go func() {
+		if _, err := netwait.Wait(ctx, t, o); err != nil && ctx.Err() == nil {
+			log.Error("network wait", "err", err)
+		}
+	}()
 }
 
 // assetKey is the configured key, else the SMBIOS chassis asset tag (as

@@ -7,38 +7,40 @@
 //
 // Every call fingerprints the source trees it depends on (path, type and
 // mode, owner, size, mtime, ctime, inode and symlink target of every entry)
-// with a walk that started after the call arrived, and derives cache keys
+// with a check that started after the call arrived, and derives cache keys
 // from the fingerprints and the other inputs (node, server settings, the
 // nodes' hash). An edit to nodes.toml, to an overlay file or to an image tree
-// is therefore served on the next call. Files changed within the last
-// second are also hashed by content, since file system clocks are coarse (see
-// fingerprintTree). Concurrent callers share walks (a walk is shared only by
-// callers that arrived before it started) and builds (one build per key). A
-// hit costs the (shared) walk and a map lookup. The kernel is looked up in
-// rootfs/boot on every call.
+// is therefore served on the next call. The check is a walk of the tree, or,
+// for a tree under inotify watches that raised no event since its last walk,
+// a barrier proving that every event queued before the call arrived has been
+// handled (see treeWatcher): a hit on a 67,000-file image costs microseconds,
+// not a walk. Files changed within the last second are also hashed by
+// content, since file system clocks are coarse (see fingerprintTree).
+// Concurrent callers share checks (a check is shared only by callers that
+// arrived before it started) and builds (one build per key). The kernel is
+// looked up in rootfs/boot on every call.
 //
 // # Build once, share
 //
 // What is the same for many nodes is built once and shared:
 //
 //   - an image per image content (state/images/KEY.img.gz), one gzip member
-//     with one cpio archive;
-//   - the system overlay is served as two concatenated gzip members, each a
-//     complete cpio archive: a shared one with every non-template entry of the
-//     node's system overlays, keyed by the overlay trees only
-//     (state/overlays/shared/KEY.img.gz), then a small one with the rendered
-//     templates (state/overlays/node/KEY.img.gz). The kernel unpacks
-//     concatenated archives in order. Nodes whose overlays hold no templates
-//     get the shared member alone;
-//   - the runtime overlay is one gzip member with one cpio archive of the
-//     merged overlays with templates rendered (state/overlays/runtime/KEY.img.gz).
+//     with one cpio archive, compressed on every core;
+//   - the system and the runtime overlay are served the same way, as up to
+//     three concatenated gzip members, each a complete cpio archive of the
+//     node's merged overlays (the kernel and wwclient unpack them in order):
+//     the plain (non-template) entries, keyed by the overlay trees only
+//     (state/overlays/shared/KEY.img.gz); the templates that do not use
+//     .Node, rendered once per overlay content and configuration
+//     (state/overlays/rendered/KEY.img.gz); and the node's own templates
+//     (state/overlays/node/KEY.img.gz). Empty members are left out.
 //
-// A template that may use .Node (see usesNode; the test is conservative)
-// makes the rendered part per node; templates that only use .Nodes and
-// .Server (e.g. /etc/hosts) render the same for every node, so an overlay
-// holding only such templates gets one rendered part per nodes.toml
-// generation, shared by all nodes, and in a per-node part such a template is
-// rendered once and its output reused (no O(nodes²) rendering).
+// Whether a template may use .Node is decided by usesNode (conservative).
+// The typical /etc/hosts over all nodes uses only .Nodes and .Server: it is
+// rendered and stored once per nodes.toml generation, not once per node.
+// The first two members are durable (fsynced, adopted by a new process);
+// node members are cheap and rebuilt by each process, so BuildAll renders
+// them (reporting template errors) without storing them.
 //
 // Overlays listed together are merged in order; for each output path the
 // last overlay that has it wins (a template "x.ww" provides path "x"). Inside
@@ -110,23 +112,31 @@ type Builder struct {
 	m     *metrics
 
 	walks  freshGroup[string, fingerprint] // by tree directory
+	watch  *treeWatcher                    // spares walks of unchanged trees
 	hashes hashCache                       // content hashes of racy files
 	builds flightGroup[string, partResult] // by cache key
 	slots  chan struct{}                   // bounds concurrent builds
+	// beforeBuild, if set, is called as a build of a cache file starts (a
+	// seam for tests).
+	beforeBuild func(kind)
 
 	mu    sync.Mutex
 	parts map[string]*part // cache key → built file
 
-	pruneMu sync.RWMutex // held for writing while Prune deletes files
+	pruneMu sync.RWMutex // held for writing while Prune checks and deletes one file
 
 	tmplMu      sync.Mutex
 	tmpls       map[[32]byte]*parsedTemplate // by name and content
 	outputs     map[[32]byte][]byte          // outputs of templates not using .Node
 	outputBytes int
-	perNode     map[string]bool // overlay fingerprint → some template uses .Node
+	tmplUses    map[string]tmplUse  // by overlay fingerprint
+	listings    map[string]*listing // by overlay set ident
+
+	imageFiles map[string][]string // overlay fingerprint → image files its templates read (lazy, tmplMu)
 
 	built   atomic.Int64 // cache files written
 	reused  atomic.Int64 // parts found in the cache
+	checked atomic.Int64 // per-node members rendered by BuildAll, not stored
 	written atomic.Int64 // bytes written to the cache
 }
 
@@ -166,18 +176,27 @@ func New(o Options) (*Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Builder{
-		root:    root,
-		state:   state,
-		log:     o.Log,
-		slots:   make(chan struct{}, o.MaxBuilds),
-		m:       m,
-		parts:   map[string]*part{},
-		tmpls:   map[[32]byte]*parsedTemplate{},
-		outputs: map[[32]byte][]byte{},
-		perNode: map[string]bool{},
-	}, nil
+	b := &Builder{
+		root:     root,
+		state:    state,
+		log:      o.Log,
+		slots:    make(chan struct{}, o.MaxBuilds),
+		m:        m,
+		watch:    newTreeWatcher(root, state, o.Log, m.watchResets.Inc),
+		parts:    map[string]*part{},
+		tmpls:    map[[32]byte]*parsedTemplate{},
+		outputs:  map[[32]byte][]byte{},
+		tmplUses: map[string]tmplUse{},
+		listings: map[string]*listing{},
+	}
+	// A Builder dropped without Close still releases its inotify instance.
+	runtime.AddCleanup(b, (*treeWatcher).Close, b.watch)
+	return b, nil
 }
+
+// Close releases the Builder's inotify watches; later calls still work (they
+// walk the source trees).
+func (b *Builder) Close() { b.watch.Close() }
 
 func (b *Builder) imageDir(name string) string {
 	return filepath.Join(b.root, "images", name, "rootfs")
@@ -203,15 +222,16 @@ func etag(keys ...string) string {
 }
 
 type metrics struct {
-	builds   *prometheus.CounterVec
-	seconds  *prometheus.HistogramVec
-	hits     *prometheus.CounterVec
-	misses   *prometheus.CounterVec
-	errors   *prometheus.CounterVec
-	walks    *prometheus.CounterVec
-	walkSecs *prometheus.HistogramVec
-	bytes    prometheus.Counter
-	pruned   prometheus.Counter
+	builds      *prometheus.CounterVec
+	seconds     *prometheus.HistogramVec
+	hits        *prometheus.CounterVec
+	misses      *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	walks       *prometheus.CounterVec
+	walkSecs    *prometheus.HistogramVec
+	watchResets prometheus.Counter
+	bytes       prometheus.Counter
+	pruned      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -246,6 +266,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time of one source tree fingerprint walk.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"tree"}),
+		watchResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wwserver_build_tree_watch_resets_total",
+			Help: "Times the source tree watches were dropped (directory renamed, queue overflow, ...); each watched tree is walked again on its next request.",
+		}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wwserver_build_bytes_written_total",
 			Help: "Bytes written to the build cache.",
@@ -256,7 +280,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.builds, m.seconds, m.hits, m.misses, m.errors, m.walks, m.walkSecs, m.bytes, m.pruned} {
+		for _, c := range []prometheus.Collector{m.builds, m.seconds, m.hits, m.misses, m.errors, m.walks, m.walkSecs, m.watchResets, m.bytes, m.pruned} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("build: register metrics: %w", err)
 			}

@@ -24,14 +24,18 @@ type kind struct {
 	// use it. Per-node files are cheap to make: a new process rebuilds them
 	// rather than trusting them, and they skip the fsync.
 	durable bool
+	// parallel: compressed on every core (see writeGzip).
+	parallel bool
 }
 
 var (
-	kindImage   = kind{"image", "images", true}
-	kindShared  = kind{"system_shared", filepath.Join("overlays", "shared"), true}
-	kindNode    = kind{"system_node", filepath.Join("overlays", "node"), false}
-	kindRuntime = kind{"runtime", filepath.Join("overlays", "runtime"), false}
-	kinds       = []kind{kindImage, kindShared, kindNode, kindRuntime}
+	kindImage    = kind{"image", "images", true, true}
+	kindFiles    = kind{"overlay_files", filepath.Join("overlays", "shared"), true, false}
+	kindRendered = kind{"overlay_rendered", filepath.Join("overlays", "rendered"), true, false}
+	kindNode     = kind{"overlay_node", filepath.Join("overlays", "node"), false, false}
+	kinds        = []kind{kindImage, kindFiles, kindRendered, kindNode}
+	// oldCacheDirs held cache files of earlier layouts; Prune empties them.
+	oldCacheDirs = []string{filepath.Join("overlays", "runtime")}
 )
 
 // maxBuildTries bounds the builds of one key when sources keep changing.
@@ -101,6 +105,9 @@ func (b *Builder) get(ctx context.Context, k kind, key string, fill func(io.Writ
 		}
 		b.slots <- struct{}{} // wait for a build slot
 		defer func() { <-b.slots }()
+		if b.beforeBuild != nil {
+			b.beforeBuild(k)
+		}
 		start := time.Now()
 		fi, err := b.write(k, path, fill)
 		// A file written while we read it: try again (it reads the new
@@ -161,7 +168,7 @@ func (b *Builder) write(k kind, path string, fill func(io.Writer) error) (fs.Fil
 		}
 	}()
 	cw := &countWriter{w: f}
-	err = writeGzip(cw, fill)
+	err = writeGzip(cw, k.parallel, fill)
 	b.written.Add(cw.n)
 	b.m.bytes.Add(float64(cw.n))
 	if err != nil {
@@ -217,24 +224,35 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 	if maxAge < time.Minute {
 		maxAge = time.Minute
 	}
-	b.pruneMu.Lock()
-	defer b.pruneMu.Unlock()
 	cutoff := time.Now().Add(-maxAge)
-	live := map[string]bool{}
 	b.mu.Lock()
 	for key, p := range b.parts {
 		if time.Unix(0, p.used.Load()).Before(cutoff) {
 			delete(b.parts, key)
-			continue
 		}
-		live[p.path] = true
 	}
 	b.mu.Unlock()
+	// live reports whether a part uses the file (looked up when removing
+	// it: a file may be adopted meanwhile).
+	live := func(path string) bool {
+		key := strings.TrimSuffix(filepath.Base(path), cacheSuffix)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		p := b.parts[key]
+		return p != nil && p.path == path
+	}
 	removed := 0
 	var errs []error
+	dirs := append([]string{}, oldCacheDirs...)
 	for _, k := range kinds {
-		dir := filepath.Join(b.state, k.dir)
+		dirs = append(dirs, k.dir)
+	}
+	for _, d := range dirs {
+		dir := filepath.Join(b.state, d)
 		ents, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -242,7 +260,7 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 		for _, de := range ents {
 			name := de.Name()
 			path := filepath.Join(dir, name)
-			if !de.Type().IsRegular() || live[path] ||
+			if !de.Type().IsRegular() ||
 				!(strings.HasSuffix(name, cacheSuffix) || strings.HasPrefix(name, tmpPrefix)) {
 				continue
 			}
@@ -250,11 +268,19 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 			if err != nil || fi.ModTime().After(cutoff) {
 				continue
 			}
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, err)
-				continue
+			// Adoption (stat, then store) must not interleave with the
+			// check and the removal; held per file, never across the scan.
+			b.pruneMu.Lock()
+			if !live(path) {
+				err = os.Remove(path)
+				if err == nil {
+					removed++
+				}
 			}
-			removed++
+			b.pruneMu.Unlock()
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	b.m.pruned.Add(float64(removed))
@@ -265,8 +291,8 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 }
 
 // fingerprints memoises tree fingerprints for one request (or one BuildAll
-// run): every tree is walked once, by a walk that started after the request
-// arrived.
+// run): every tree's fingerprint comes from a check that started after the
+// request arrived: the watcher's (a barrier, see treeWatcher) or a walk.
 type fingerprints struct {
 	b  *Builder
 	mu sync.Mutex
@@ -298,10 +324,19 @@ func (f *fingerprints) get(ctx context.Context, dir string, kind treeKind) (fing
 			label = "image"
 		}
 		o.fp, o.err = f.b.walks.Do(ctx, dir, func() (fingerprint, error) {
+			tok := f.b.watch.begin(dir)
+			if tok.fresh {
+				return tok.fp, nil
+			}
+			var hook func(string)
+			if tok.establish != nil {
+				hook = tok.watchDir
+			}
 			start := time.Now()
-			fp, err := fingerprintTree(dir, kind, &f.b.hashes)
+			fp, err := fingerprintTree(dir, kind, &f.b.hashes, hook)
 			f.b.m.walks.WithLabelValues(label).Inc()
 			f.b.m.walkSecs.WithLabelValues(label).Observe(time.Since(start).Seconds())
+			f.b.watch.end(tok, fp, err)
 			return fp, err
 		})
 	})

@@ -200,14 +200,15 @@ func TestConcurrentBuildOnce(t *testing.T) {
 			t.Fatalf("different artifacts: %v vs %v", etags[i], etags[0])
 		}
 	}
-	for _, kind := range []string{"image", "system_shared", "system_node", "runtime"} {
-		if n := counter(t, reg, "wwserver_build_builds_total", kind); n != 1 {
-			t.Errorf("%s built %v times, want 1", kind, n)
+	// wwinit: files, rendered hosts, node; generic: files, node.
+	for kind, want := range map[string]float64{"image": 1, "overlay_files": 2, "overlay_rendered": 1, "overlay_node": 2} {
+		if n := counter(t, reg, "wwserver_build_builds_total", kind); n != want {
+			t.Errorf("%s built %v times, want %v", kind, n, want)
 		}
 	}
-	hits := counter(t, reg, "wwserver_build_cache_hits_total", "system_node")
-	misses := counter(t, reg, "wwserver_build_cache_misses_total", "system_node")
-	if hits+misses != 50 || misses < 1 {
+	hits := counter(t, reg, "wwserver_build_cache_hits_total", "overlay_node")
+	misses := counter(t, reg, "wwserver_build_cache_misses_total", "overlay_node")
+	if hits+misses != 100 || misses < 2 {
 		t.Errorf("system_node hits %v misses %v", hits, misses)
 	}
 	t.Logf("overlay walks: %v, image walks: %v (for 50 concurrent requests each)",
@@ -374,5 +375,68 @@ func TestBuildSlotsBoundConcurrency(t *testing.T) {
 	wg.Wait()
 	if got := peak.Load(); got != 2 {
 		t.Fatalf("peak concurrent builds = %d, want exactly MaxBuilds = 2", got)
+	}
+}
+
+// TestWaitersShareSlowBuild: requests arriving while the image is being
+// built wait for that build (none fails, none starts another) and all get
+// its artifact; one that gives up does not stop the build for the others.
+func TestWaitersShareSlowBuild(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	snap := snapshot(t, testNodesTOML)
+	b, reg := newBuilder(t, tt.root)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	b.beforeBuild = func(k kind) {
+		if k == kindImage {
+			close(started)
+			<-release
+		}
+	}
+	const waiters = 40
+	type result struct {
+		etag string
+		err  error
+	}
+	results := make(chan result, waiters+1)
+	ask := func(ctx context.Context, n string) {
+		a, err := b.Image(ctx, snap, snap.Nodes.ByName[n])
+		if err != nil {
+			results <- result{err: err}
+			return
+		}
+		readAll(t, a)
+		results <- result{etag: a.ETag}
+	}
+	go ask(bg, "n001")
+	<-started
+	giveUp, cancel := context.WithCancel(bg)
+	go ask(giveUp, "n002")
+	for i := range waiters - 1 {
+		go ask(bg, []string{"n001", "n002"}[i%2])
+	}
+	// Every request has joined the build in flight.
+	waitFor(t, "every request to join the build", func() bool { return b.builds.joined() == waiters+1 })
+	cancel()
+	if r := <-results; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("request that gave up: %+v, want context.Canceled", r)
+	}
+	close(release)
+	var etag string
+	for range waiters {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if etag == "" {
+			etag = r.etag
+		}
+		if r.etag != etag {
+			t.Fatalf("artifacts %s and %s", r.etag, etag)
+		}
+	}
+	if n := counter(t, reg, "wwserver_build_builds_total", "image"); n != 1 {
+		t.Errorf("image built %v times, want 1", n)
 	}
 }

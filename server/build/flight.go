@@ -15,9 +15,10 @@ type flightGroup[K comparable, V any] struct {
 }
 
 type flightCall[V any] struct {
-	done chan struct{}
-	val  V
-	err  error
+	done    chan struct{}
+	waiters int // callers that joined (for tests)
+	val     V
+	err     error
 }
 
 // Do returns the result of fn or of the call for key already in flight.
@@ -38,6 +39,7 @@ func (g *flightGroup[K, V]) Do(ctx context.Context, key K, fn func() (V, error))
 			close(c.done)
 		}()
 	}
+	c.waiters++
 	g.mu.Unlock()
 	select {
 	case <-c.done:
@@ -46,4 +48,15 @@ func (g *flightGroup[K, V]) Do(ctx context.Context, key K, fn func() (V, error))
 		var zero V
 		return zero, ctx.Err()
 	}
+}
+
+// joined returns how many callers joined the calls in flight (for tests).
+func (g *flightGroup[K, V]) joined() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, c := range g.m {
+		n += c.waiters
+	}
+	return n
 }

@@ -150,6 +150,7 @@ func newBuilder(t testing.TB, root string) (*Builder, *prometheus.Registry) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(b.Close)
 	return b, reg
 }
 

@@ -139,6 +139,9 @@ func (b *Builder) kernel(n *config.Node) (*Artifact, error) {
 		}
 	} else {
 		rel, err = newestKernel(root)
+		if escapesRoot(err) {
+			return nil, &kindError{kind: ErrNotFound, msg: fmt.Sprintf("image %q: %s: a symlink leads out of the image rootfs", n.Image, imageBootDir), err: err}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("image %q: %w", n.Image, err)
 		}
@@ -150,6 +153,9 @@ func (b *Builder) kernel(n *config.Node) (*Artifact, error) {
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, &kindError{kind: ErrNotFound, msg: fmt.Sprintf("image %q: kernel %s", n.Image, rel), err: err}
+		}
+		if escapesRoot(err) {
+			return nil, &kindError{kind: ErrNotFound, msg: fmt.Sprintf("image %q: kernel %s: a symlink on its path leads out of the image rootfs", n.Image, rel), err: err}
 		}
 		return nil, fmt.Errorf("image %q: kernel %s: %w", n.Image, rel, err)
 	}
@@ -257,6 +263,14 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 // Symlinked directories on the way are followed by os.Root only while they
 // stay inside root (an absolute or escaping one fails). It returns the
 // resolved path and its lstat.
+// escapesRoot reports whether err is os.Root refusing a path that leads out
+// of the root (a directory symlink to an absolute path or up through ..).
+// os keeps that error unexported; its text is the only handle.
+func escapesRoot(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent"
+}
+
 func resolveInRoot(root *os.Root, rel string) (string, fs.FileInfo, error) {
 	for hops := 0; hops < 16; hops++ {
 		fi, err := root.Lstat(rel)

@@ -192,7 +192,10 @@ func (c *hashCache) put(k string, e hashEntry) {
 // Directories are hashed as a Merkle tree (a directory's hash covers its
 // entries' records and its subdirectories' hashes), so subtrees are walked in
 // parallel and the result does not depend on the order they finish in.
-func fingerprintTree(top string, kind treeKind, hc *hashCache) (fingerprint, error) {
+//
+// watch, if not nil, is called for every directory walked (rel "" for top)
+// before the directory is read.
+func fingerprintTree(top string, kind treeKind, hc *hashCache, watch func(rel string)) (fingerprint, error) {
 	r, err := os.OpenRoot(top)
 	if err != nil {
 		return fingerprint{}, err
@@ -202,6 +205,7 @@ func fingerprintTree(top string, kind treeKind, hc *hashCache) (fingerprint, err
 		top:   top,
 		kind:  kind,
 		hc:    hc,
+		watch: watch,
 		racy:  time.Now().Add(-racyWindow),
 		slots: make(chan struct{}, walkParallel),
 	}
@@ -221,6 +225,7 @@ type fpWalker struct {
 	top     string
 	kind    treeKind
 	hc      *hashCache
+	watch   func(rel string)
 	racy    time.Time
 	slots   chan struct{}
 	entries atomic.Int64
@@ -231,6 +236,9 @@ type fpWalker struct {
 
 // dir returns the hash of the directory d (at rel).
 func (w *fpWalker) dir(d *os.Root, rel string) ([]byte, error) {
+	if w.watch != nil {
+		w.watch(rel)
+	}
 	f, err := d.Open(".")
 	if err != nil {
 		return nil, err

@@ -16,7 +16,7 @@ func TestRacyFingerprint(t *testing.T) {
 	p := filepath.Join(dir, "f")
 	os.WriteFile(p, []byte("aaaa"), 0o644)
 	var hc hashCache
-	fp1, err := fingerprintTree(dir, treeOverlay, &hc)
+	fp1, err := fingerprintTree(dir, treeOverlay, &hc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,13 +29,13 @@ func TestRacyFingerprint(t *testing.T) {
 		}
 	}
 	// Same content, same metadata: same fingerprint while racy...
-	fp2, _ := fingerprintTree(dir, treeOverlay, &hc)
+	fp2, _ := fingerprintTree(dir, treeOverlay, &hc, nil)
 	if fp1.hash != fp2.hash {
 		t.Error("unchanged racy file: fingerprint changed")
 	}
 	// ...and once it has settled.
 	time.Sleep(racyWindow + 20*time.Millisecond)
-	fp3, _ := fingerprintTree(dir, treeOverlay, &hc)
+	fp3, _ := fingerprintTree(dir, treeOverlay, &hc, nil)
 	if fp3.hash != fp1.hash {
 		t.Error("fingerprint changed when the file settled")
 	}
@@ -46,7 +46,7 @@ func TestRacyFingerprint(t *testing.T) {
 	}
 	// A fresh cache (a restarted server) gives a metadata-only fingerprint:
 	// different, which costs one rebuild and is never stale.
-	fp4, _ := fingerprintTree(dir, treeOverlay, &hashCache{})
+	fp4, _ := fingerprintTree(dir, treeOverlay, &hashCache{}, nil)
 	if fp4.hash == fp1.hash {
 		t.Error("expected a metadata-only fingerprint")
 	}
@@ -55,7 +55,7 @@ func TestRacyFingerprint(t *testing.T) {
 	os.WriteFile(p, []byte("bbbb"), 0o644)
 	st, _ := os.Stat(p)
 	os.Chtimes(p, st.ModTime(), st.ModTime())
-	fp5, _ := fingerprintTree(dir, treeOverlay, &hc)
+	fp5, _ := fingerprintTree(dir, treeOverlay, &hc, nil)
 	if fp5.hash == fp3.hash {
 		t.Error("content change not seen")
 	}
@@ -67,7 +67,7 @@ func TestFingerprintCovers(t *testing.T) {
 	tt.symlink("a/l", "b")
 	var hc hashCache
 	fp := func() string {
-		f, err := fingerprintTree(tt.root, treeOverlay, &hc)
+		f, err := fingerprintTree(tt.root, treeOverlay, &hc, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -156,9 +156,13 @@ func TestNormalizeMAC(t *testing.T) {
 
 func TestStoreKeepsLastGoodConfig(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, s string) {
+	write := func(name, s string) { // by rename, as editors do: seen on the next request
 		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}

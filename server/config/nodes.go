@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -38,6 +39,11 @@ type Node struct {
 	IPXETemplate    string            `json:"ipxe_template,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
 	Network         []NetDev          `json:"network"` // primary first, then by name
+	// Discoverable nodes without a primary MAC are given to the next unknown
+	// MAC that asks for an iPXE script (see server/nodeedit).
+	Discoverable bool `json:"discoverable,omitempty"`
+	// File is the config file the node is defined in (nodes.toml or nodes.d/X.toml).
+	File string `json:"-"`
 }
 
 // Primary returns the node's primary network device (zero value if none).
@@ -51,32 +57,75 @@ func (n *Node) Primary() NetDev {
 // HasAssetKey reports whether the node requires an asset key.
 func (n *Node) HasAssetKey() bool { return n.AssetKey != "" }
 
+// PublicNode is a node as other nodes' overlays may see it (templates'
+// .Nodes): every field of Node except the secrets (AssetKey). A system
+// overlay is served to anyone who knows a MAC, so nothing rendered from
+// .Nodes may hold another node's key.
+type PublicNode struct {
+	Name            string            `json:"name"`
+	Profiles        []string          `json:"profiles,omitempty"`
+	Image           string            `json:"image"`
+	Kernel          string            `json:"kernel,omitempty"`
+	KernelArgs      []string          `json:"kernel_args,omitempty"`
+	SystemOverlays  []string          `json:"system_overlays"`
+	RuntimeOverlays []string          `json:"runtime_overlays"`
+	Root            string            `json:"root"`
+	IPXETemplate    string            `json:"ipxe_template,omitempty"`
+	Tags            map[string]string `json:"tags,omitempty"`
+	Network         []NetDev          `json:"network"`
+	Discoverable    bool              `json:"discoverable,omitempty"`
+	File            string            `json:"-"`
+}
+
+// Primary returns the node's primary network device (zero value if none).
+func (n *PublicNode) Primary() NetDev {
+	if len(n.Network) == 0 {
+		return NetDev{}
+	}
+	return n.Network[0]
+}
+
+// Public returns n without its secrets. Slices and maps are shared: both
+// are read-only once loaded.
+func (n *Node) Public() *PublicNode {
+	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
+		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
+		Root: n.Root, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
+		Discoverable: n.Discoverable, File: n.File}
+}
+
 // Nodes is the resolved node database of one config generation.
 type Nodes struct {
 	List   []*Node          // sorted by name
+	Public []*PublicNode    // List without secrets, same order: templates' .Nodes
 	ByName map[string]*Node // name → node
 	ByMAC  map[string]*Node // normalised MAC → node
 	ByIP   map[string]*Node // any configured address → node
+	// Undiscovered are the discoverable nodes still without a MAC, by name.
+	Undiscovered []*Node
 	// Hash identifies this generation's content (nodes and profiles).
 	Hash string
 }
 
-// rawEntry is one [nodes.X] or [profiles.X] table as written.
-type rawEntry struct {
-	Profiles        []string              `toml:"profiles"`
-	Image           *string               `toml:"image"`
-	Kernel          *string               `toml:"kernel"`
-	KernelArgs      []string              `toml:"kernel_args"`
-	SystemOverlays  []string              `toml:"system_overlays"`
-	RuntimeOverlays []string              `toml:"runtime_overlays"`
-	Root            *string               `toml:"root"`
-	AssetKey        *string               `toml:"asset_key"`
-	IPXETemplate    *string               `toml:"ipxe_template"`
-	Tags            map[string]string     `toml:"tags"`
-	Network         map[string]*rawNetDev `toml:"network"`
+// Entry is one [nodes.X] or [profiles.X] table as written (nil: not set).
+// server/nodeedit writes these; the loader merges and validates them.
+type Entry struct {
+	Profiles        []string                `toml:"profiles"`
+	Image           *string                 `toml:"image"`
+	Kernel          *string                 `toml:"kernel"`
+	KernelArgs      []string                `toml:"kernel_args"`
+	SystemOverlays  []string                `toml:"system_overlays"`
+	RuntimeOverlays []string                `toml:"runtime_overlays"`
+	Root            *string                 `toml:"root"`
+	AssetKey        *string                 `toml:"asset_key"`
+	IPXETemplate    *string                 `toml:"ipxe_template"`
+	Discoverable    *bool                   `toml:"discoverable"`
+	Tags            map[string]string       `toml:"tags"`
+	Network         map[string]*NetDevEntry `toml:"network"`
 }
 
-type rawNetDev struct {
+// NetDevEntry is one [nodes.X.network.DEV] table as written.
+type NetDevEntry struct {
 	HWAddr  *string `toml:"hwaddr"`
 	IPAddr  *string `toml:"ipaddr"`
 	Netmask *string `toml:"netmask"`
@@ -84,9 +133,16 @@ type rawNetDev struct {
 	Primary *bool   `toml:"primary"`
 }
 
-type rawNodes struct {
-	Profiles map[string]*rawEntry `toml:"profiles"`
-	Nodes    map[string]*rawEntry `toml:"nodes"`
+// File is the content of one nodes file as written.
+type File struct {
+	Profiles map[string]*Entry `toml:"profiles,omitempty"`
+	Nodes    map[string]*Entry `toml:"nodes,omitempty"`
+}
+
+// Source is one nodes file to load: its path (for error messages) and content.
+type Source struct {
+	Path string
+	Data []byte
 }
 
 // Root modes for the node's root filesystem.
@@ -95,7 +151,7 @@ const (
 	RootInitramfs = "initramfs"
 )
 
-// LoadNodes reads and resolves nodes.toml at path.
+// LoadNodes reads and resolves one nodes file at path.
 func LoadNodes(path string) (*Nodes, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -106,18 +162,92 @@ func LoadNodes(path string) (*Nodes, error) {
 
 // ParseNodes parses nodes.toml content; path is used in error messages.
 func ParseNodes(path string, data []byte) (*Nodes, error) {
-	var raw rawNodes
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
+	return ParseNodesFiles([]Source{{Path: path, Data: data}})
+}
+
+// NodesSources reads the tree's nodes files: nodes.toml, then every
+// nodes.d/*.toml in name order (nodes.d may be missing).
+func NodesSources(root string) ([]Source, error) {
+	paths := []string{filepath.Join(root, NodesFile)}
+	more, err := filepath.Glob(filepath.Join(root, NodesDir, "*.toml"))
 	if err != nil {
-		return nil, tomlError(path, err)
+		return nil, fmt.Errorf("list %s: %w", NodesDir, err)
 	}
-	loc := newLocator(data)
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0].String()
-		return nil, &Error{File: path, Line: loc.line(k), Key: k, Msg: "unknown key"}
+	sort.Strings(more)
+	paths = append(paths, more...)
+	srcs := make([]Source, 0, len(paths))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read nodes config: %w", err)
+		}
+		srcs = append(srcs, Source{Path: p, Data: data})
 	}
+	return srcs, nil
+}
+
+// LoadNodesTree reads and resolves the tree's nodes.toml and nodes.d/*.toml.
+func LoadNodesTree(root string) (*Nodes, error) {
+	srcs, err := NodesSources(root)
+	if err != nil {
+		return nil, err
+	}
+	return ParseNodesFiles(srcs)
+}
+
+// origin is where an entry is written: its file and that file's key lines.
+type origin struct {
+	path string
+	loc  *locator
+}
+
+// ParseNodesFiles parses, merges and validates several nodes files as one
+// node database. A node or profile may be defined in one file only; errors
+// name the file and line of the key concerned.
+func ParseNodesFiles(srcs []Source) (*Nodes, error) {
+	var raw File
+	raw.Profiles, raw.Nodes = map[string]*Entry{}, map[string]*Entry{}
+	origins := map[string]origin{} // "nodes.X" / "profiles.X" → where written
+	var first origin
+	for i, src := range srcs {
+		var f File
+		md, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f)
+		if err != nil {
+			return nil, tomlError(src.Path, err)
+		}
+		o := origin{path: src.Path, loc: newLocator(src.Data)}
+		if i == 0 {
+			first = o
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			k := und[0].String()
+			return nil, &Error{File: src.Path, Line: o.loc.line(k), Key: k, Msg: "unknown key"}
+		}
+		for _, kind := range []struct {
+			prefix   string
+			from, to map[string]*Entry
+		}{{"profiles.", f.Profiles, raw.Profiles}, {"nodes.", f.Nodes, raw.Nodes}} {
+			for name, e := range kind.from {
+				key := kind.prefix + name
+				if prev, dup := origins[key]; dup {
+					return nil, &Error{File: src.Path, Line: o.loc.line(key), Key: key,
+						Msg: fmt.Sprintf("also defined in %s:%d (a name may be defined in one file only)", prev.path, prev.loc.line(key))}
+				}
+				origins[key] = o
+				kind.to[name] = e
+			}
+		}
+	}
+	// fail reports key in the file that defines its node or profile.
 	fail := func(key, format string, a ...any) error {
-		return &Error{File: path, Line: loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+		o := first
+		parts := strings.SplitN(key, ".", 3)
+		if len(parts) >= 2 {
+			if w, ok := origins[parts[0]+"."+parts[1]]; ok {
+				o = w
+			}
+		}
+		return &Error{File: o.path, Line: o.loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
 	}
 	for name := range raw.Profiles {
 		if err := checkName(name); err != nil {
@@ -139,11 +269,11 @@ func ParseNodes(path string, data []byte) (*Nodes, error) {
 	for _, name := range names {
 		r := raw.Nodes[name]
 		if r == nil {
-			r = &rawEntry{}
+			r = &Entry{}
 		}
 		key := "nodes." + name
-		n := &Node{Name: name, Profiles: r.Profiles, Tags: map[string]string{}}
-		devs := map[string]*rawNetDev{}
+		n := &Node{Name: name, Profiles: r.Profiles, Tags: map[string]string{}, File: origins[key].path}
+		devs := map[string]*NetDevEntry{}
 		// Profiles merge in order; the node's own values are applied last and win.
 		for _, p := range r.Profiles {
 			pr, ok := raw.Profiles[p]
@@ -187,6 +317,9 @@ func ParseNodes(path string, data []byte) (*Nodes, error) {
 		for _, d := range devNames {
 			rd := devs[d]
 			dk := key + ".network." + d
+			if err := checkName(d); err != nil { // rendered into interfaces files and wwclient.toml
+				return nil, fail(dk, "device %v", err)
+			}
 			dev := NetDev{Name: d}
 			if rd.HWAddr != nil {
 				mac, err := NormalizeMAC(*rd.HWAddr)
@@ -238,7 +371,14 @@ func ParseNodes(path string, data []byte) (*Nodes, error) {
 			n.Network[0].Primary = true // a single or first device is primary by default
 		}
 		sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
+		if n.Discoverable && n.Primary().HWAddr == "" {
+			if filepath.Base(filepath.Dir(n.File)) != NodesDir {
+				return nil, fail(key+".discoverable", "a discoverable node without hwaddr must be defined under %s/ (wwserver node add --discoverable), where discovery writes its MAC", NodesDir)
+			}
+			ns.Undiscovered = append(ns.Undiscovered, n)
+		}
 		ns.List = append(ns.List, n)
+		ns.Public = append(ns.Public, n.Public())
 		ns.ByName[name] = n
 	}
 	sum := sha256.New()
@@ -252,7 +392,7 @@ func ParseNodes(path string, data []byte) (*Nodes, error) {
 }
 
 // merge applies the set fields of r over n. Network devices merge per device and field.
-func (n *Node) merge(r *rawEntry, devs map[string]*rawNetDev) {
+func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 	set := func(dst *string, src *string) {
 		if src != nil {
 			*dst = *src
@@ -263,6 +403,9 @@ func (n *Node) merge(r *rawEntry, devs map[string]*rawNetDev) {
 	set(&n.Root, r.Root)
 	set(&n.AssetKey, r.AssetKey)
 	set(&n.IPXETemplate, r.IPXETemplate)
+	if r.Discoverable != nil {
+		n.Discoverable = *r.Discoverable
+	}
 	if r.KernelArgs != nil {
 		n.KernelArgs = append([]string(nil), r.KernelArgs...)
 	}
@@ -281,7 +424,7 @@ func (n *Node) merge(r *rawEntry, devs map[string]*rawNetDev) {
 		}
 		cur, ok := devs[name]
 		if !ok {
-			cur = &rawNetDev{}
+			cur = &NetDevEntry{}
 			devs[name] = cur
 		}
 		if d.HWAddr != nil {

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -46,16 +49,32 @@ type Server struct {
 	UpdateInterval Duration `toml:"update_interval"`
 	// Secure serves the runtime overlay only to privileged source ports (and asset keys).
 	Secure *bool `toml:"secure"`
+	// SourceCheck (secure mode, default on) answers a node's runtime overlay
+	// and heartbeats only from its own address; off for relayed/NATed nodes.
+	SourceCheck *bool `toml:"source_check"`
 
-	DHCP DHCP `toml:"dhcp"`
-	TFTP TFTP `toml:"tftp"`
+	DHCP  DHCP  `toml:"dhcp"`
+	TFTP  TFTP  `toml:"tftp"`
+	State State `toml:"state"`
 
 	// Port is the HTTP port nodes connect to, derived from Listen.
 	Port int `toml:"-"`
+
+	// bootFiles maps each configured boot file name (cleaned) to its path
+	// with symlinks resolved; bootProblems says why one did not resolve.
+	// Set by LoadServer, read-only afterwards.
+	bootFiles    map[string]string
+	bootProblems []error
 }
 
 // IsSecure reports whether secure mode is on (the default).
 func (s *Server) IsSecure() bool { return s.Secure == nil || *s.Secure }
+
+// ChecksSource reports whether a node's runtime overlay and heartbeats are
+// answered only from its own address (secure mode and source_check).
+func (s *Server) ChecksSource() bool {
+	return s.IsSecure() && (s.SourceCheck == nil || *s.SourceCheck)
+}
 
 // URL is the base URL nodes use, e.g. http://10.0.2.1:9873.
 func (s *Server) URL() string {
@@ -94,19 +113,118 @@ type TFTP struct {
 	Anticipate int    `toml:"anticipate"`
 }
 
+// State is the [state] section of wwserver.toml: where leases and node
+// status live. "files" (default) keeps them under state/; "etcd" shares
+// them with every wwserver using the same etcd (see docs/deployment.md).
+type State struct {
+	Backend string `toml:"backend"`
+	Etcd    Etcd   `toml:"etcd"`
+}
+
+// Etcd is [state.etcd].
+type Etcd struct {
+	Endpoints []string `toml:"endpoints"`
+	CAFile    string   `toml:"ca_file"`
+	CertFile  string   `toml:"cert_file"`
+	KeyFile   string   `toml:"key_file"`
+	Prefix    string   `toml:"prefix"`    // default "/wwserver/"
+	ServerID  string   `toml:"server_id"` // default: the host name
+	Timeout   Duration `toml:"timeout"`   // per request, default 2s
+}
+
+// State backends.
+const (
+	BackendFiles = "files"
+	BackendEtcd  = "etcd"
+)
+
 // DHCP modes.
 const (
 	ModeReservation = "reservation"
 	ModeProxy       = "proxy"
 )
 
-// LoadServer reads and validates wwserver.toml at path.
+// LoadServer reads and validates wwserver.toml at path and resolves the
+// boot files it names (see BootFile).
 func LoadServer(path string) (*Server, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read server config: %w", err)
 	}
-	return ParseServer(path, data)
+	s, err := ParseServer(path, data)
+	if err != nil {
+		return nil, err
+	}
+	s.resolveBootFiles(path, newLocator(data))
+	return s, nil
+}
+
+// BootFile returns the file to serve for name when name is one of the boot
+// files wwserver.toml configures (dhcp.bios_file, efi_file, arm64_file,
+// http_boot_file) and it resolved to a regular file when the config loaded.
+// The admin's config is trusted, so these may be symlinks leading out of
+// tftp.dir (Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi); any other
+// name a client asks for stays confined to tftp.dir.
+func (s *Server) BootFile(name string) (path string, ok bool) {
+	path, ok = s.bootFiles[cleanBootName(name)]
+	return path, ok
+}
+
+// BootFileProblems lists the configured boot files that could not be
+// resolved to a readable regular file (errors name file, line and key).
+func (s *Server) BootFileProblems() []error { return s.bootProblems }
+
+// BootFileKeys are the wwserver.toml keys naming a boot file, with their values.
+func (s *Server) BootFileKeys() [][2]string {
+	d := &s.DHCP
+	return [][2]string{
+		{"dhcp.bios_file", d.BIOSFile}, {"dhcp.efi_file", d.EFIFile},
+		{"dhcp.arm64_file", d.ARM64File}, {"dhcp.http_boot_file", d.HTTPBootFile},
+	}
+}
+
+func cleanBootName(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+// resolveBootFiles follows each configured boot file's symlinks once.
+func (s *Server) resolveBootFiles(file string, loc *locator) {
+	s.bootFiles = map[string]string{}
+	for _, kv := range s.BootFileKeys() {
+		key, name := kv[0], kv[1]
+		if name == "" {
+			continue
+		}
+		p, err := resolveRegular(filepath.Join(s.TFTP.Dir, cleanBootName(name)))
+		if err != nil {
+			s.bootProblems = append(s.bootProblems, &Error{File: file, Line: loc.line(key), Key: key,
+				Msg: fmt.Sprintf("boot file %q in %s: %v", name, s.TFTP.Dir, err)})
+			continue
+		}
+		s.bootFiles[cleanBootName(name)] = p
+	}
+}
+
+// resolveRegular resolves p's symlinks and checks the result is a regular
+// file this process can open for reading.
+func resolveRegular(p string) (string, error) {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file (%s)", real, fi.Mode().Type())
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	return real, nil
 }
 
 // ParseServer parses wwserver.toml content; path is used in error messages.
@@ -173,6 +291,24 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	if s.TFTP.Anticipate < 0 || s.TFTP.Anticipate > 64 {
 		return nil, fail("tftp.anticipate", "must be 0..64, got %d", s.TFTP.Anticipate)
 	}
+	st := &s.State
+	switch st.Backend {
+	case BackendFiles:
+	case BackendEtcd:
+		if len(st.Etcd.Endpoints) == 0 {
+			return nil, fail("state.etcd.endpoints", "required when state.backend is %q", BackendEtcd)
+		}
+		for _, e := range st.Etcd.Endpoints {
+			if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+				return nil, fail("state.etcd.endpoints", "%q: want http://HOST:PORT or https://HOST:PORT", e)
+			}
+		}
+		if tls := [3]bool{st.Etcd.CAFile != "", st.Etcd.CertFile != "", st.Etcd.KeyFile != ""}; tls != [3]bool{} && tls != [3]bool{true, true, true} {
+			return nil, fail("state.etcd.ca_file", "ca_file, cert_file and key_file go together")
+		}
+	default:
+		return nil, fail("state.backend", "must be %q or %q, got %q", BackendFiles, BackendEtcd, st.Backend)
+	}
 	return &s, nil
 }
 
@@ -182,6 +318,9 @@ func (s *Server) applyDefaults() {
 	}
 	if s.UpdateInterval.Duration == 0 {
 		s.UpdateInterval.Duration = 60 * time.Second
+	}
+	if s.State.Backend == "" {
+		s.State.Backend = BackendFiles
 	}
 	d := &s.DHCP
 	if d.Mode == "" {

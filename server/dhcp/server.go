@@ -9,8 +9,9 @@
 //
 // One goroutine per socket reads packets and, as long as handling cannot
 // block, handles them itself (the kernel's receive buffer is the bounded
-// queue). While pool addresses must be probed (up to 200 ms each) packets
-// go instead to a bounded queue served by a fixed pool of workers
+// queue). While pool addresses must be probed (up to 200 ms each), or
+// when leases live in a shared store (etcd round trips), packets go
+// instead to a bounded queue served by a fixed pool of workers
 // (dhcp.workers); when it is full packets are dropped and counted, never
 // queued without bound. Malformed packets are dropped and counted; a panic
 // while handling is recovered and counted.
@@ -55,19 +56,25 @@ type Options struct {
 	// PXEPort is the ProxyDHCP boot-server port opened in proxy mode;
 	// 0 means 4011, negative disables it.
 	PXEPort int
+	// Shared, when set, is the pool's lease database shared with other
+	// servers (etcd); StateDir then holds no leases.
+	Shared SharedLeases
 }
 
 // Server is the DHCP server. Create it with New and start it with Run.
 type Server struct {
-	store     *config.Store
-	status    status.Recorder
-	log       *slog.Logger
-	leases    leaseStore
-	guard     *probeGuard // nil unless leases were lost at load
-	m         *metrics
-	handlers  map[string]handler
-	queueSize int
-	pxePort   int
+	store  *config.Store
+	status status.Recorder
+	log    *slog.Logger
+	leases leaseStore
+	guard  *probeGuard // nil unless leases were lost at load
+	// storeBlocks: lease operations may wait on the network (a shared
+	// store), so packets always go to the workers.
+	storeBlocks bool
+	m           *metrics
+	handlers    map[string]handler
+	queueSize   int
+	pxePort     int
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -110,12 +117,17 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
-	fs, err := openFileStore(o.StateDir, s.log, m.persistErrors.Inc)
-	if err != nil {
-		return nil, fmt.Errorf("dhcp: %w", err)
+	if o.Shared != nil {
+		s.leases = newSharedStore(o.Shared, s.log)
+		s.storeBlocks = true // pool changes wait for the shared database
+	} else {
+		fs, err := openFileStore(o.StateDir, s.log, m.persistErrors.Inc)
+		if err != nil {
+			return nil, fmt.Errorf("dhcp: %w", err)
+		}
+		s.leases = fs
 	}
-	s.leases = fs
-	if lost := fs.lost(); lost != "" {
+	if lost := s.leases.lost(); lost != "" {
 		// Addresses may be in use that the table does not know: probe
 		// pool addresses until every lease given before has run out.
 		lt := o.Store.Current().Server.DHCP.LeaseTime.Duration
@@ -296,11 +308,12 @@ func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet)
 		}
 		src, _ := addr.(*net.UDPAddr)
 		p := packet{data: append([]byte(nil), buf[:n]...), src: src, conn: c.conn, pxePort: c.pxePort}
-		if !s.guard.active(time.Now()) {
-			// Nothing in the handling can block (no probes; the lease
-			// journal is waited for asynchronously; status recorders never
-			// block): handle it here, saving two goroutine hand-offs per
-			// packet. The socket's receive buffer is the bounded queue.
+		if !s.storeBlocks && !s.guard.active(time.Now()) {
+			// Nothing in the handling can block (no probes, no shared
+			// store; the lease journal is waited for asynchronously; status
+			// recorders never block): handle it here, saving two goroutine
+			// hand-offs per packet. The socket's receive buffer is the
+			// bounded queue.
 			s.handlePacket(p)
 			continue
 		}

@@ -70,7 +70,6 @@ func TestFileStages(t *testing.T) {
 
 			// If-None-Match: 304, no body, still recorded as sent.
 			n := len(e.status.all())
-			resp, body = e.get(r.prefix+macN002, "If-None-Match", resp.Header.Get("ETag"))
 			etag := fmt.Sprintf(`"%s-n002-%d"`, r.stage, len(want))
 			resp, body = e.get(r.prefix+macN002, "If-None-Match", etag)
 			wantCode(t, resp, body, http.StatusNotModified)

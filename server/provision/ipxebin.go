@@ -3,23 +3,34 @@ package provision
 import (
 	"net/http"
 	"os"
+
+	"github.com/wwcluster/ww/server/regularfile"
 )
 
 // serveIPXEBin answers GET /ipxe-bin/{file...}: the iPXE binaries directory
 // (wwserver.toml [tftp] dir, default /usr/lib/ipxe), for UEFI HTTP boot.
 // os.Root confines lookups to that directory, symlinks included.
+// The boot files wwserver.toml names were resolved when it loaded (trusted
+// config: Debian's ipxe.efi is a symlink to /boot) and are served from there.
 func (h *Handler) serveIPXEBin(w http.ResponseWriter, r *http.Request) {
-	dir := h.cfg.Fresh().Server.TFTP.Dir
+	srv := h.cfg.Fresh().Server
+	dir := srv.TFTP.Dir
 	name := r.PathValue("file")
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		h.metrics.errors.WithLabelValues("open").Inc()
-		h.log.Error("iPXE binaries directory", "dir", dir, "err", err)
-		http.Error(w, "iPXE binaries directory unavailable", http.StatusInternalServerError)
-		return
+	var f *os.File
+	var err error
+	if p, ok := srv.BootFile(name); ok {
+		f, _, err = regularfile.OpenPath(p) // resolved at config load (trusted)
+	} else {
+		root, rerr := os.OpenRoot(dir)
+		if rerr != nil {
+			h.metrics.errors.WithLabelValues("open").Inc()
+			h.log.Error("iPXE binaries directory", "dir", dir, "err", rerr)
+			http.Error(w, "iPXE binaries directory unavailable", http.StatusInternalServerError)
+			return
+		}
+		defer root.Close()
+		f, _, err = regularfile.Open(root, name) // FIFOs and devices are refused, never opened
 	}
-	defer root.Close()
-	f, err := root.Open(name)
 	if err != nil {
 		h.metrics.refusals.WithLabelValues(ReasonNotFound).Inc()
 		http.Error(w, "no such iPXE binary", http.StatusNotFound)

@@ -8,7 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// counterValue reads one counter of a vector from the registry.
+// counterValue reads one counter of a vector from the registry (label ""
+// reads a plain counter).
 func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -20,6 +21,9 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if label == "" {
+				return m.GetCounter().GetValue()
+			}
 			for _, lp := range m.GetLabel() {
 				if lp.GetName() == label && lp.GetValue() == value {
 					return m.GetCounter().GetValue()

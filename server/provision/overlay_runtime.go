@@ -33,6 +33,13 @@ import (
 //     up. Trade-off: runtime files appear seconds after boot instead of in
 //     the initramfs, so nothing needed before wwclient's first pull may live
 //     in a runtime overlay (put it in a system overlay).
+//   - source address (secure mode, source_check = true, the default): a
+//     node's runtime overlay and heartbeats are answered only from an
+//     address the node holds: a nodes.toml ipaddr of one of its devices or
+//     an active DHCP lease of one of its MACs. Otherwise root on any host of
+//     the network could fetch another node's overlay or heartbeat in its
+//     name. A node with neither cannot be checked and passes. NAT or a relay
+//     hides the node's address: source_check = false turns the check off.
 //   - asset key: a node with one gets its runtime overlay (and heartbeats
 //     are accepted) only with ?assetkey= matching, in secure mode or not:
 //     401 without a key, 403 with a wrong one, compared in constant time.
@@ -42,9 +49,9 @@ import (
 //   - insecure mode without an asset key: anyone may fetch it, and the iPXE
 //     script does, so runtime files are there from the first instant.
 //
-// Refusals answer 403 INSECURE_PORT / 401 or 403 BAD_ASSET and are recorded
-// as the node's RUNTIME_OVERLAY stage with that reason; the port check comes
-// first, so an unprivileged prober learns nothing about asset keys. Nothing
+// Refusals answer 403 INSECURE_PORT / 403 WRONG_SOURCE / 401 or 403 BAD_ASSET
+// and are recorded as the node's RUNTIME_OVERLAY stage with that reason, in
+// that order of checks, so a prober learns nothing about asset keys. Nothing
 // is built for a refused request, and a node only ever gets its own files.
 func (h *Handler) serveRuntimeOverlay(w http.ResponseWriter, r *http.Request) {
 	h.serveArtifact(w, r, status.StageRuntimeOverlay, labelRuntime, h.builder.RuntimeOverlay, authorize)

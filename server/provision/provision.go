@@ -67,6 +67,15 @@ type Status interface {
 	SetUpdateInterval(d time.Duration)
 }
 
+// Leases tells which addresses nodes hold by DHCP; *dhcp.Server provides
+// it (serve.go adapts it). Secure mode's source check uses it.
+type Leases interface {
+	// LeaseByIP returns the MAC (and node name) holding ip by an active lease.
+	LeaseByIP(ip string) (mac, node string, ok bool)
+	// HasLease reports whether mac holds an active lease.
+	HasLease(mac string) bool
+}
+
 // Registry is where metrics go and /metrics reads from; a
 // *prometheus.Registry is one. Never the global default registry.
 type Registry interface {
@@ -83,26 +92,57 @@ type Options struct {
 	// Registry receives the HTTP metrics and is served on /metrics; nil makes
 	// a private one.
 	Registry Registry
+	// Discoverer, when set, may give an unknown MAC that asks for an iPXE
+	// script a discoverable node (server/nodeedit).
+	Discoverer Discoverer
+	// Leases (may be nil: no built-in DHCP) adds DHCP leases to the
+	// addresses a node may call from in secure mode.
+	Leases Leases
+	// LogEvery is the window of repeated per-request log lines (unknown
+	// MACs, refusals, errors): one line, then one summary with a count per
+	// window. Zero means DefaultLogEvery.
+	LogEvery time.Duration
+	// Health, when set, lists the components /healthz reports besides the
+	// config and the checks added by AddHealthCheck (status flushes, builds).
+	Health Health
+	// FreshEvery bounds how often the node routes ask Config.Fresh (a stat
+	// of both config files): at most once per FreshEvery; zero asks on every
+	// request. serve uses DefaultFreshEvery.
+	FreshEvery time.Duration
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
 }
 
+// DefaultFreshEvery is how often serve's node routes look at the config
+// files' stamps (the file watch reloads at once besides).
+const DefaultFreshEvery = 20 * time.Millisecond
+
+// Discoverer assigns an unknown MAC to a waiting node; a nil node means none.
+type Discoverer interface {
+	Discover(mac string) (*config.Snapshot, *config.Node, error)
+}
+
 // Handler is the provisioning HTTP handler.
 type Handler struct {
-	cfg     Config
-	builder Builder
-	status  Status
-	log     *slog.Logger
-	reg     Registry
-	metrics *metrics
-	tmpl    *Templates
-	minRate int64
-	mux     http.Handler
-	stages  map[string]http.Handler // /provision?stage= → stage handler
+	discover Discoverer
+	cfg      Config
+	fresh    *freshSnapshot
+	builder  Builder
+	status   Status
+	leases   Leases
+	log      *slog.Logger
+	logs     *logThrottle // per-request lines
+	reg      Registry
+	metrics  *metrics
+	tmpl     *Templates
+	minRate  int64
+	mux      http.Handler
+	stages   map[string]http.Handler // /provision?stage= → stage handler
 
 	healthMu sync.Mutex
 	health   []HealthCheck // besides the config's: see AddHealthCheck
+	registry Health        // components (status, build, …); may be nil
 }
 
 // New returns the provisioning handler.
@@ -128,18 +168,27 @@ func New(opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{
-		cfg:     opts.Config,
-		builder: opts.Builder,
-		status:  opts.Status,
-		log:     opts.Log,
-		reg:     opts.Registry,
-		metrics: m,
-		tmpl:    t,
-		minRate: opts.MinThroughput,
+		discover: opts.Discoverer,
+		cfg:      opts.Config,
+		fresh:    newFreshSnapshot(opts.Config, opts.FreshEvery),
+		builder:  opts.Builder,
+		status:   opts.Status,
+		leases:   opts.Leases,
+		log:      opts.Log,
+		logs:     newLogThrottle(opts.Log, opts.LogEvery),
+		reg:      opts.Registry,
+		metrics:  m,
+		tmpl:     t,
+		minRate:  opts.MinThroughput,
+		registry: opts.Health,
 	}
 	h.mux = h.routes()
 	return h, nil
 }
+
+// FlushLogs logs the pending summaries of repeated log lines now (at
+// shutdown).
+func (h *Handler) FlushLogs() { h.logs.Flush() }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }

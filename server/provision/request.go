@@ -2,6 +2,7 @@ package provision
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 
@@ -14,6 +15,7 @@ const (
 	ReasonNotFound     = "NOT_FOUND"
 	ReasonBadAsset     = "BAD_ASSET"
 	ReasonInsecurePort = "INSECURE_PORT"
+	ReasonWrongSource  = "WRONG_SOURCE"
 	reasonBadRequest   = "BAD_REQUEST"
 )
 
@@ -40,7 +42,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c
 		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
 		return nil, false
 	}
-	snap := h.cfg.Fresh()
+	snap := h.fresh.get()
 	return &call{
 		h: h, w: w, r: r, stage: stage, mac: mac,
 		ip:   remoteIP(r.RemoteAddr),
@@ -70,8 +72,8 @@ func (c *call) refuse(code int, reason, msg string) {
 	if c.node != nil {
 		node = c.node.Name
 	}
-	c.h.log.Info("refused", "stage", c.stage, "mac", c.mac, "node", node, "remote", c.r.RemoteAddr,
-		"code", code, "reason", reason, "msg", msg)
+	c.h.logs.Log("refused|"+c.stage+"|"+reason, slog.LevelInfo, "refused", "stage", c.stage, "mac", c.mac, "node", node,
+		"remote", c.r.RemoteAddr, "code", code, "reason", reason, "msg", msg)
 	if code == http.StatusUnauthorized {
 		c.w.Header().Set("WWW-Authenticate", `AssetKey realm="wwserver"`)
 	}

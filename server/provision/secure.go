@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"net/netip"
 	"net/url"
+
+	"github.com/wwcluster/ww/server/config"
 )
 
 // authorize applies secure mode and the asset key to a request for node
@@ -17,6 +20,12 @@ func authorize(c *call) bool {
 				"secure mode: this is served only to privileged source ports (< 1024), i.e. to root on the node")
 			return false
 		}
+	}
+	if c.snap.Server.ChecksSource() && !c.h.fromNodeAddress(c) {
+		c.refuse(http.StatusForbidden, ReasonWrongSource,
+			"secure mode: this is served only to the node's own address (its nodes.toml ipaddr or DHCP lease); "+
+				"source_check = false in wwserver.toml allows relayed or NATed nodes")
+		return false
 	}
 	if !c.node.HasAssetKey() {
 		return true
@@ -37,6 +46,51 @@ func authorize(c *call) bool {
 		return false
 	}
 	return true
+}
+
+// fromNodeAddress reports whether the request comes from an address the
+// node holds: a configured ipaddr of any of its devices, or an active DHCP
+// lease of one of its MACs. A node with neither cannot be checked and
+// passes (as in Warewulf, which checks only nodes with an address).
+func (h *Handler) fromNodeAddress(c *call) bool {
+	src, err := netip.ParseAddr(c.ip)
+	if err != nil {
+		return false
+	}
+	configured := false
+	for _, d := range c.node.Network {
+		if d.IPAddr == "" {
+			continue
+		}
+		configured = true
+		if a, err := netip.ParseAddr(d.IPAddr); err == nil && a.Unmap() == src {
+			return true
+		}
+	}
+	if h.leases == nil {
+		return !configured
+	}
+	if mac, _, ok := h.leases.LeaseByIP(src.String()); ok && hasMAC(c.node.Network, mac) {
+		return true
+	}
+	if configured {
+		return false
+	}
+	for _, d := range c.node.Network {
+		if d.HWAddr != "" && h.leases.HasLease(d.HWAddr) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasMAC(devs []config.NetDev, mac string) bool {
+	for _, d := range devs {
+		if d.HWAddr == mac {
+			return true
+		}
+	}
+	return false
 }
 
 // keyEqual compares in constant time, length included (hashing first makes

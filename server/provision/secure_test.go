@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/status"
 	"github.com/wwcluster/ww/wwclient/agent"
 )
@@ -102,16 +103,29 @@ func TestKeyEqual(t *testing.T) {
 // port below 1024 (needs root or CAP_NET_BIND_SERVICE).
 func privilegedClient(t *testing.T) *http.Client {
 	t.Helper()
+	return privilegedClientFrom(t, "")
+}
+
+// privilegedClientFrom is privilegedClient binding the local address src
+// ("" lets the kernel choose).
+func privilegedClientFrom(t *testing.T, src string) *http.Client {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to bind a privileged source port")
 	}
+	var base net.Dialer
+	if src != "" {
+		base.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
 	// The agent's own privileged-port dialer, as wwclient uses it.
-	dial := agent.PrivilegedDialer(net.Dialer{}, 600, 1023)
+	dial := agent.PrivilegedDialer(base, 600, 1023)
 	return &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 }
 
 func TestRuntimePrivilegedPort(t *testing.T) {
 	e := newEnv(t, true)
+	// The test nodes' addresses are not this host's (TestSourceCheck).
+	e.cfg.snap.Store(newFakeConfig(t, true, "source_check = false").snap.Load())
 	client := privilegedClient(t)
 	get := func(path string) (*http.Response, string) {
 		resp, err := client.Get(e.srv.URL + path)
@@ -161,5 +175,100 @@ func TestSourcePort(t *testing.T) {
 	}
 	if got := remoteIP("[::ffff:10.0.0.1]:5"); got != "10.0.0.1" {
 		t.Errorf("remoteIP = %q", got)
+	}
+}
+
+// fakeLeases is a DHCP lease table: address → MAC.
+type fakeLeases map[string]string
+
+func (f fakeLeases) LeaseByIP(ip string) (string, string, bool) {
+	mac, ok := f[ip]
+	return mac, "", ok
+}
+
+func (f fakeLeases) HasLease(mac string) bool {
+	for _, m := range f {
+		if m == mac {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSourceCheck: in secure mode a node's runtime overlay and heartbeats
+// come only from an address it holds, configured or leased; a node with
+// neither is not checked.
+func TestSourceCheck(t *testing.T) {
+	e := newEnv(t, true)
+	// n002 is configured at 127.0.0.12 and leases 127.0.0.22 too; n003 has
+	// no configured address and leases 127.0.0.23; 127.0.0.30 is a pool
+	// lease of an unknown MAC.
+	nodes := strings.Replace(testNodes, `ipaddr = "10.0.2.12"`, `ipaddr = "127.0.0.12"`, 1)
+	snap := e.cfg.snap.Load()
+	n, err := config.ParseNodes("nodes.toml", []byte(nodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.snap.Store(&config.Snapshot{Server: snap.Server, Nodes: n, LoadedAt: snap.LoadedAt})
+	e.h.leases = fakeLeases{"127.0.0.22": macN002, "127.0.0.23": macN003, "127.0.0.30": "02:00:00:00:00:30"}
+
+	get := func(src, mac string) int {
+		t.Helper()
+		resp, err := privilegedClientFrom(t, src).Get(e.srv.URL + "/overlay/runtime/" + mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		src, mac string
+		code     int
+	}{
+		{"127.0.0.12", macN002, http.StatusOK},        // configured address
+		{"127.0.0.22", macN002, http.StatusOK},        // its DHCP lease
+		{"127.0.0.23", macN002, http.StatusForbidden}, // another node's lease
+		{"127.0.0.30", macN002, http.StatusForbidden}, // a pool client
+		{"127.0.0.23", macN003, http.StatusOK},        // leased only
+		{"127.0.0.12", macN003, http.StatusForbidden},
+	} {
+		if got := get(c.src, c.mac); got != c.code {
+			t.Errorf("%s from %s: %d, want %d", c.mac, c.src, got, c.code)
+		}
+		if c.code == http.StatusForbidden {
+			if ev := e.status.last(t); ev.Sent != ReasonWrongSource || ev.Stage != status.StageRuntimeOverlay || ev.IP != c.src {
+				t.Errorf("%s from %s: event %+v", c.mac, c.src, ev)
+			}
+		}
+	}
+	if v := counterValue(t, e.reg, "wwserver_http_refusals_total", "reason", ReasonWrongSource); v != 3 {
+		t.Errorf("WRONG_SOURCE refusals counted %v, want 3", v)
+	}
+	// Without a lease n003 cannot be checked; without DHCP, neither.
+	e.h.leases = fakeLeases{}
+	if got := get("127.0.0.40", macN003); got != http.StatusOK {
+		t.Errorf("n003 with no address known: %d", got)
+	}
+	e.h.leases = nil
+	if got := get("127.0.0.40", macN003); got != http.StatusOK {
+		t.Errorf("n003 without DHCP: %d", got)
+	}
+	if got := get("127.0.0.40", macN002); got != http.StatusForbidden {
+		t.Errorf("n002 from elsewhere without DHCP: %d", got)
+	}
+	// source_check = false (relayed/NATed nodes) lifts it.
+	e.cfg.snap.Store(&config.Snapshot{Server: newFakeConfig(t, true, "source_check = false").snap.Load().Server, Nodes: n})
+	if got := get("127.0.0.40", macN002); got != http.StatusOK {
+		t.Errorf("n002 from elsewhere with source_check = false: %d", got)
+	}
+	e.cfg.snap.Store(&config.Snapshot{Server: snap.Server, Nodes: n})
+	// Heartbeats too.
+	resp, err := privilegedClientFrom(t, "127.0.0.40").Post(e.srv.URL+"/heartbeat/"+macN002, "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("heartbeat from elsewhere: %d", resp.StatusCode)
 	}
 }

@@ -2,7 +2,8 @@
 // binaries (tftp.dir, default /usr/lib/ipxe), built on pin/tftp.
 //
 // Names are confined to the directory with os.Root: absolute names and
-// "../" are refused (and logged), symlinks cannot escape. blksize and tsize
+// "../" are refused (and logged), symlinks cannot escape; only regular
+// files are served, and FIFOs or devices are never opened. blksize and tsize
 // (RFC 2348, 2349) are negotiated by the library; tftp.anticipate sets its
 // sliding window. Write requests get a TFTP error. Concurrent transfers are
 // bounded. Every transfer, failed or not, is counted; successes and missing
@@ -22,6 +23,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/status"
@@ -46,9 +48,17 @@ type Options struct {
 	// Leases, when set, names clients that nodes.toml doesn't know by address.
 	Leases LeaseLookup
 	// MaxTransfers bounds concurrent transfers (default 256). A request
-	// waits up to QueueWait (default 1s) for a slot, then gets an error.
+	// waits up to QueueWait (default 1s) for a slot, then gets an error;
+	// at most MaxQueued requests (default MaxTransfers) wait at once, the
+	// others are refused at once (each waiting request holds a goroutine
+	// and a socket: a flood of requests must not exhaust them).
 	MaxTransfers int
 	QueueWait    time.Duration
+	MaxQueued    int
+	// MaxTransferTime bounds one transfer from its first block (default
+	// 5 minutes): a client acknowledging just inside the retransmission
+	// timeout cannot hold a slot for hours.
+	MaxTransferTime time.Duration
 	// Timeout is the retransmission timeout (default 2s); Retries the
 	// number of retransmissions (default 5).
 	Timeout time.Duration
@@ -63,7 +73,9 @@ type Server struct {
 	leases    LeaseLookup
 	m         *metrics
 	sem       chan struct{}
+	queue     chan struct{} // requests waiting for a slot
 	queueWait time.Duration
+	maxTime   time.Duration
 	timeout   time.Duration
 	retries   int
 
@@ -76,6 +88,7 @@ type Server struct {
 	root    *os.Root
 
 	anticipate atomic.Int64 // window currently set on the library server
+	busyLog    onceASecond
 }
 
 type nopRecorder struct{}
@@ -93,6 +106,7 @@ func New(o Options) (*Server, error) {
 		log:       o.Log,
 		leases:    o.Leases,
 		queueWait: o.QueueWait,
+		maxTime:   o.MaxTransferTime,
 		timeout:   o.Timeout,
 		retries:   o.Retries,
 		ready:     make(chan struct{}),
@@ -108,6 +122,14 @@ func New(o Options) (*Server, error) {
 		max = 256
 	}
 	s.sem = make(chan struct{}, max)
+	queued := o.MaxQueued
+	if queued <= 0 {
+		queued = max
+	}
+	s.queue = make(chan struct{}, queued)
+	if s.maxTime <= 0 {
+		s.maxTime = 5 * time.Minute
+	}
 	if s.queueWait <= 0 {
 		s.queueWait = time.Second
 	}
@@ -162,6 +184,14 @@ func (s *Server) serve(ctx context.Context, conn *net.UDPConn, cfg config.TFTP) 
 	srv.SetAnticipate(uint(cfg.Anticipate))
 	s.anticipate.Store(int64(cfg.Anticipate))
 
+	// pin/tftp turns on IP_PKTINFO in Serve, but a request that is queued
+	// before that carries no interface, and the library then caps blksize
+	// at 512 bytes for it. Turn it on here, before Ready, so the first
+	// transfers after a start negotiate like every other one.
+	if err := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+		conn.Close()
+		return fmt.Errorf("tftp: enable IP_PKTINFO on %s: %w", conn.LocalAddr(), err)
+	}
 	s.addr.Store(conn.LocalAddr().(*net.UDPAddr))
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("tftp: serving", "listen", conn.LocalAddr().String(), "dir", cfg.Dir, "anticipate", cfg.Anticipate)

@@ -9,7 +9,7 @@ DUR=${BENCH_DURATION:-8s}
 REPEAT=${BENCH_REPEAT:-3}
 CONNS=${BENCH_CONNS:-50}
 PIN=${BENCH_PIN:-1}
-ONLY=${BENCH_ONLY:-"ten one build nginx"}
+ONLY=${BENCH_ONLY:-"targets ten one build nginx"}
 GO=${GO:-go}
 MAX_OTHER=${BENCH_MAX_OTHER:-30}
 RETRIES=${BENCH_RETRIES:-2}
@@ -31,7 +31,32 @@ fi
 
 PRIV=()
 [[ $(id -u) == 0 ]] && PRIV=(-privileged-ports)
+# shellcheck source=tools/bench/splice.sh
+. "$repo/tools/bench/splice.sh"
+
 HB_BODY='{"version":"bench","uptime_seconds":100,"boot_id":"bench","runtime_etag":""}'
+
+# Peers measured side by side (Debian packages): nginx, wrk, Kea (kea-dhcp4
+# and perfdhcp, which is in kea-admin), dnsmasq.
+PEER_PACKAGES="nginx-light wrk kea-dhcp4-server kea-admin dnsmasq-base"
+
+# install_peers: installs the missing peer packages (as root; services are
+# not started by the packages we use: nginx, Kea and dnsmasq run only as
+# the benchmark starts them, on addresses of their own).
+install_peers() {
+	local missing="" p
+	for p in $PEER_PACKAGES; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	done
+	[[ -z "$missing" ]] && return 0
+	if [[ $(id -u) != 0 ]]; then
+		echo "bench: missing peers:$missing (run as root to install them)" >&2
+		return 0
+	fi
+	log "installing peers:$missing"
+	apt-get update -q >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >&2
+}
 
 # build_tools: wwserver (or BENCH_SERVER), wwclient and the load tools into $BIN.
 build_tools() {
@@ -80,6 +105,7 @@ cleanup() {
 	local rc=$?
 	stop_server
 	stop_nginx
+	if declare -F dhcp_ns_down >/dev/null; then dhcp_ns_down; fi
 	if [[ $rc != 0 ]]; then
 		echo "bench: FAILED (exit $rc); logs in $BENCH_DIR" >&2
 	fi
@@ -170,4 +196,5 @@ mktree() {
 	[[ $(id -u) != 0 ]] && extra+=(-secure false)
 	"$BIN/gentree" -root "$dir" -n "$n" -macs "$dir.macs" "${extra[@]}"
 }
+
 

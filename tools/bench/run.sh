@@ -21,7 +21,15 @@
 #   BENCH_NGINX     nginx binary for the reference runs (default: nginx in PATH;
 #                   none: skipped). Without installing it: apt-get download nginx
 #                   && dpkg-deb -x nginx_*.deb DIR; BENCH_NGINX=DIR/usr/sbin/nginx
-#   BENCH_ONLY      space-separated phases to run (default: "ten one build nginx")
+#   BENCH_ONLY      space-separated phases to run (default: "targets ten one build nginx")
+#   BENCH_BIG_IMAGE the realistic image of the targets phase (default
+#                   build/hpc-image/rootfs, built by initramfs/debian-image.sh hpc)
+#   BENCH_DHCP_RATE, BENCH_DHCP_SECONDS  perfdhcp's offered rate (6000) and length (10)
+#   BENCH_WRITE     1 (default): rewrite the tables in BENCHMARKS.md; 0: don't
+#
+# Peers (nginx, wrk, Kea with perfdhcp, dnsmasq) are installed from Debian
+# when missing (as root). The targets phase (targets.sh) measures the
+# issue-8 targets side by side with them in the same run.
 #   BENCH_SERVER    a wwserver binary to measure instead of building one (A/B of a patch)
 #   BENCH_MAX_OTHER steady-state runs during which other processes used more than
 #                   this % of one CPU are run again (default 30; the machine may be
@@ -32,10 +40,14 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=tools/bench/lib.sh
 . "$repo/tools/bench/lib.sh"
+# shellcheck source=tools/bench/targets.sh
+. "$repo/tools/bench/targets.sh"
 
 # --- build ---------------------------------------------------------------
 mkdir -p "$BIN" "$RES"
 rm -f "$RES"/*.json "$BENCH_DIR/wwserver.log"
+install_peers
+NGINX=${BENCH_NGINX:-$(command -v nginx || true)}
 build_tools
 "$BIN/benchreport" -machine >"$RES/machine.txt"
 cat "$RES/machine.txt" >&2
@@ -43,6 +55,16 @@ echo "image: ${BENCH_IMAGE:-fake (8 MiB random kernel)}; duration $DUR x $REPEAT
 
 T10K=$BENCH_DIR/tree10k
 T1K=$BENCH_DIR/tree1k
+
+# --- the issue-8 targets, each with its peer in the same run ------------------
+if [[ " $ONLY " == *" targets "* ]]; then
+	targets_header
+	targets_wrk
+	targets_dhcp
+	targets_image
+	targets_build10k
+	cat "$TARGETS" >&2
+fi
 
 # --- 10,000 nodes: start to ready, /status with all seen ------------------
 if [[ " $ONLY " == *" ten "* ]]; then
@@ -204,3 +226,10 @@ fi
 
 log "results"
 "$BIN/benchreport" -dir "$RES" | tee "$RES/table.md"
+
+# Rewrite the generated tables in BENCHMARKS.md (between the markers).
+if [[ "${BENCH_WRITE:-1}" == 1 ]]; then
+	stamp="Measured $(date -u '+%F %H:%M UTC') on commit $(git -C "$repo" log -1 --format=%h)$(git -C "$repo" diff --quiet HEAD -- server 2>/dev/null || echo ' + local changes') by \`make bench\`."
+	[[ -f "$RES/targets.md" ]] && splice_table "$repo/BENCHMARKS.md" targets "$stamp" "$RES/targets.md"
+	splice_table "$repo/BENCHMARKS.md" full "$stamp" "$RES/table.md"
+fi

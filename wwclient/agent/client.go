@@ -52,7 +52,8 @@ var ErrNoSourcePort = errors.New("no free privileged source port")
 // PrivilegedDialer returns a DialContext that binds a local port from
 // [lo, hi], trying ports downward from a random start (so that nodes and
 // retries spread over the range) with SO_REUSEADDR, until one binds.
-// Errors other than "address in use" end the attempt at once.
+// Errors other than "address in use" end the attempt at once. The local IP
+// of base.LocalAddr, when set, is kept (a host with several addresses).
 func PrivilegedDialer(base net.Dialer, lo, hi int) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	if lo <= 0 {
 		lo = 600
@@ -62,6 +63,10 @@ func PrivilegedDialer(base net.Dialer, lo, hi int) func(ctx context.Context, net
 	}
 	if lo > hi {
 		lo = hi
+	}
+	var localIP net.IP
+	if a, ok := base.LocalAddr.(*net.TCPAddr); ok && a != nil {
+		localIP = a.IP
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		n := hi - lo + 1
@@ -73,7 +78,7 @@ func PrivilegedDialer(base net.Dialer, lo, hi int) func(ctx context.Context, net
 			}
 			port := hi - (start+i)%n
 			d := base
-			d.LocalAddr = &net.TCPAddr{Port: port}
+			d.LocalAddr = &net.TCPAddr{IP: localIP, Port: port}
 			d.Control = func(network, address string, c syscall.RawConn) error {
 				var serr error
 				if err := c.Control(func(fd uintptr) {

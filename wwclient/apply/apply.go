@@ -371,6 +371,9 @@ func (a *applier) entry(hdr *cpio.Header, rd io.Reader) error {
 }
 
 func (a *applier) regularEntry(name string, hdr *cpio.Header, rd io.Reader) error {
+	if a.res.Bytes+hdr.Size > a.opts.MaxTotalSize { // hard-link copies count too
+		return fmt.Errorf("%s: total content over %d bytes: %w", name, a.opts.MaxTotalSize, ErrTooLarge)
+	}
 	act, err := a.regular(name, hdr, rd)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

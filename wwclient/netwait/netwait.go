@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -42,7 +43,16 @@ type Options struct {
 	// Recheck is a fallback poll period in case a netlink notification is
 	// lost (buffer overrun); default 2 s.
 	Recheck time.Duration
+	// ErrorAfter: while the target is still not ready after this long, an
+	// ERROR names the hardware address, the state and every interface
+	// seen (a node without its NIC driver otherwise waits silently), and
+	// again each time the wait has doubled, up to every 10 minutes.
+	// Default 30 s; negative: never. Waiting goes on regardless.
+	ErrorAfter time.Duration
 }
+
+// DefaultErrorAfter is Options.ErrorAfter's default.
+const DefaultErrorAfter = 30 * time.Second
 
 // Result tells which interface was found.
 type Result struct {
@@ -64,6 +74,9 @@ func Wait(ctx context.Context, t Target, o Options) (Result, error) {
 	}
 	if o.Recheck <= 0 {
 		o.Recheck = 2 * time.Second
+	}
+	if o.ErrorAfter == 0 {
+		o.ErrorAfter = DefaultErrorAfter
 	}
 	var (
 		h   *netlink.Handle
@@ -109,6 +122,14 @@ func Wait(ctx context.Context, t Target, o Options) (Result, error) {
 	}
 	tick := time.NewTicker(o.Recheck)
 	defer tick.Stop()
+	start := time.Now()
+	var loud <-chan time.Time // when to log the next ERROR
+	next := o.ErrorAfter
+	if next > 0 {
+		t := time.NewTimer(next)
+		defer t.Stop()
+		loud = t.C
+	}
 	last := ""
 	for {
 		ready, status := w.check(ctx)
@@ -135,8 +156,45 @@ func Wait(ctx context.Context, t Target, o Options) (Result, error) {
 				addrCh = nil
 			}
 		case <-tick.C:
+		case <-loud:
+			o.Logger.Error("network interface not ready: is its driver in the image?",
+				"hwaddr", t.HWAddr.String(), "status", last,
+				"waited", time.Since(start).Round(time.Second).String(), "interfaces", w.interfaces())
+			next = min(2*next, maxErrorEvery)
+			loud = time.After(next)
 		}
 	}
+}
+
+// maxErrorEvery bounds the time between two "not ready" ERRORs.
+const maxErrorEvery = 10 * time.Minute
+
+// interfaces describes every interface seen: "eth0 52:54:00:12:34:56 up".
+func (w *waiter) interfaces() string {
+	links, err := w.h.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return "(list links: " + err.Error() + ")"
+	}
+	var b strings.Builder
+	for _, l := range links {
+		a := l.Attrs()
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		state := "down"
+		if a.Flags&net.FlagUp != 0 {
+			state = "up"
+		}
+		mac := a.HardwareAddr.String()
+		if mac == "" {
+			mac = "-"
+		}
+		fmt.Fprintf(&b, "%s %s %s", a.Name, mac, state)
+	}
+	if b.Len() == 0 {
+		return "(none)"
+	}
+	return b.String()
 }
 
 func drain[T any](ch <-chan T) {

@@ -3,6 +3,7 @@ package netwait
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -266,5 +267,67 @@ func TestWaitTimesOut(t *testing.T) {
 	}
 	if _, err := Wait(context.Background(), Target{}, Options{}); err == nil {
 		t.Fatal("empty target accepted")
+	}
+}
+
+// recordHandler sends every log record to a channel.
+type recordHandler struct{ ch chan<- slog.Record }
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case h.ch <- r.Clone():
+	default: // a full channel drops records rather than block Wait
+	}
+	return nil
+}
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestWaitLogsErrorAndKeepsWaiting: the NIC with the node's MAC is missing
+// (no driver): after ErrorAfter an ERROR names the MAC and the interfaces
+// there are; Wait keeps waiting and succeeds once the interface appears.
+func TestWaitLogsErrorAndKeepsWaiting(t *testing.T) {
+	ns := newTestNS(t)
+	missing := net.HardwareAddr{0x02, 0x99, 0x77, 0, byte(nsCounter.Load()), byte(os.Getpid())}
+	records := make(chan slog.Record, 100)
+	done, _ := startWait(t, ns, Target{HWAddr: missing, Configure: true}, 30*time.Second, func(o *Options) {
+		o.Logger = slog.New(recordHandler{records})
+		o.ErrorAfter = 100 * time.Millisecond
+	})
+	var rec slog.Record
+	timeout := time.After(20 * time.Second)
+	for rec.Level != slog.LevelError {
+		select {
+		case rec = <-records:
+		case <-timeout:
+			t.Fatal("no ERROR record")
+		}
+	}
+	attrs := map[string]string{}
+	rec.Attrs(func(a slog.Attr) bool {
+		attrs[a.Key] = a.Value.String()
+		return true
+	})
+	if attrs["hwaddr"] != missing.String() {
+		t.Errorf("ERROR hwaddr %q, want %s (record %v)", attrs["hwaddr"], missing, attrs)
+	}
+	if !strings.Contains(attrs["status"], "no interface with hwaddr") {
+		t.Errorf("ERROR status %q", attrs["status"])
+	}
+	for _, want := range []string{ns.peer + " " + ns.mac.String() + " down", "lo "} {
+		if !strings.Contains(attrs["interfaces"], want) {
+			t.Errorf("ERROR interfaces %q lack %q", attrs["interfaces"], want)
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("Wait returned after the ERROR: %+v", r)
+	default:
+	}
+	// the "driver" arrives: the interface gets the node's MAC
+	ipCmd(t, "-n", ns.name, "link", "set", ns.peer, "address", missing.String())
+	if r := awaitResult(t, done); r.err != nil || r.res.Name != ns.peer {
+		t.Fatalf("after the interface appeared: %+v", r)
 	}
 }

@@ -248,6 +248,11 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "wrote a served tree") {
 		t.Errorf("init output:\n%s", out)
 	}
+	// The agent and the test's clients run on this host, not from n001's
+	// address: no source check here (serve_test.go tests it).
+	serverCfg := filepath.Join(root, "wwserver.toml")
+	cfgText, _ := os.ReadFile(serverCfg)
+	writeTestFile(t, serverCfg, strings.Replace(string(cfgText), "source_check = true", "source_check = false", 1))
 	// A runtime-overlay file and a template, edited later while serving.
 	marker := filepath.Join(root, "overlays", "generic", "etc", "e2e-marker")
 	writeTestFile(t, marker, "marker-one\n")

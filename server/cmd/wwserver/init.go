@@ -507,6 +507,12 @@ update_interval = "60s"
 # after boot. A node with an asset_key must also send it (secure or not).
 secure = true
 
+# Secure mode also answers a node's runtime overlay and heartbeats only from
+# the node's own address: its nodes.toml ipaddr or its DHCP lease (a node
+# with neither is not checked). Refusals answer 403 WRONG_SOURCE. Set false
+# when nodes reach the server through NAT or a relay.
+source_check = true
+
 # Built-in DHCP server. Leave disabled when another DHCP server hands out
 # addresses and PXE options (point its boot file at iPXE and iPXE at
 # http://ADDRESS:PORT/ipxe/${mac}).

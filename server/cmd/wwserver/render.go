@@ -4,6 +4,7 @@ package main
 // node or starting the server.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,17 +21,7 @@ import (
 )
 
 // loadSnapshot reads the served tree's configuration once.
-func loadSnapshot(root string) (*config.Snapshot, error) {
-	srv, err := config.LoadServer(filepath.Join(root, config.ServerFile))
-	if err != nil {
-		return nil, err
-	}
-	nodes, err := config.LoadNodes(filepath.Join(root, config.NodesFile))
-	if err != nil {
-		return nil, err
-	}
-	return &config.Snapshot{Server: srv, Nodes: nodes}, nil
-}
+func loadSnapshot(root string) (*config.Snapshot, error) { return config.Load(root) }
 
 // findNode resolves NODE|MAC. For a MAC it returns the normalised MAC and
 // the node (nil when no node has it); for a name, the node and its primary MAC.
@@ -145,7 +136,7 @@ func newNodesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printNodes(cmd.OutOrStdout(), snap.Nodes)
+			printNodes(cmd.OutOrStdout(), snap.Nodes.List)
 			return nil
 		},
 	}
@@ -153,7 +144,7 @@ func newNodesCmd() *cobra.Command {
 	return cmd
 }
 
-func printNodes(w io.Writer, nodes *config.Nodes) {
+func printNodes(w io.Writer, nodes []*config.Node) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tMAC\tIP\tIMAGE\tSYSTEM OVERLAYS\tRUNTIME OVERLAYS\tROOT")
 	dash := func(s string) string {
@@ -162,8 +153,11 @@ func printNodes(w io.Writer, nodes *config.Nodes) {
 		}
 		return s
 	}
-	for _, n := range nodes.List {
+	for _, n := range nodes {
 		p := n.Primary()
+		if p.HWAddr == "" && n.Discoverable {
+			p.HWAddr = "(discoverable)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, dash(p.HWAddr), dash(p.IPAddr), n.Image,
 			dash(strings.Join(n.SystemOverlays, ",")), dash(strings.Join(n.RuntimeOverlays, ",")), n.Root)
 	}
@@ -176,8 +170,10 @@ func newCheckCmd() *cobra.Command {
 		Use:   "check",
 		Short: "Validate the served tree: config files, and what they refer to",
 		Long: `check validates wwserver.toml and nodes.toml (errors read file:line: key: reason)
-and that every image, overlay and iPXE template a node names exists. It exits 1
-when anything is wrong.`,
+and that every image, kernel, overlay and iPXE template a node names exists, and
+that every boot file wwserver.toml names (dhcp.bios_file, efi_file, arm64_file,
+http_boot_file, in tftp.dir) is a readable regular file. It exits 1 when
+anything is wrong.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			problems := checkTree(root)
@@ -199,12 +195,11 @@ when anything is wrong.`,
 func checkTree(root string) []string {
 	var problems []string
 	srvPath := filepath.Join(root, config.ServerFile)
-	nodesPath := filepath.Join(root, config.NodesFile)
 	srv, err := config.LoadServer(srvPath)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	nodes, err := config.LoadNodes(nodesPath)
+	nodes, err := config.LoadNodesTree(root)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -222,18 +217,27 @@ func checkTree(root string) []string {
 			problems = append(problems, msg)
 		}
 	}
+	for _, err := range srv.BootFileProblems() {
+		problems = append(problems, err.Error())
+	}
 	snap := &config.Snapshot{Server: srv, Nodes: nodes}
+	b, err := newCLIBuilder(root)
+	if err != nil {
+		return append(problems, err.Error())
+	}
 	for _, n := range nodes.List {
-		key := nodesPath + ": nodes." + n.Name
+		key := n.File + ": nodes." + n.Name
 		if fi, err := os.Stat(filepath.Join(root, "images", n.Image, "rootfs")); err != nil || !fi.IsDir() {
 			once(fmt.Sprintf("%s.image: image %q: no directory images/%s/rootfs", key, n.Image, n.Image))
+		} else if _, err := b.Kernel(context.Background(), snap, n); err != nil {
+			once(fmt.Sprintf("%s.kernel: %v", key, err))
 		}
 		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
 			if fi, err := os.Stat(filepath.Join(root, "overlays", o)); err != nil || !fi.IsDir() {
 				once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
 			}
 		}
-		if n.Primary().HWAddr == "" {
+		if n.Primary().HWAddr == "" && !n.Discoverable {
 			once(fmt.Sprintf("%s.network: no device has a hwaddr, so the node cannot PXE boot", key))
 		}
 		if n.IPXETemplate != "" {

@@ -51,11 +51,22 @@ func main() {
 	ab := flag.String("ab", "", "results directory of ab.sh: compare A and B")
 	other := flag.String("other", "", "one httpload JSON result: print the CPU other processes used during it, in % of one CPU")
 	machine := flag.Bool("machine", false, "describe this machine")
+	latency := flag.String("latency", "", "with a JSON result as argument: print this latency in ms (p50, p90, p99, max, ...)")
 	flag.Parse()
 	var err error
 	switch {
 	case *machine:
 		describeMachine(os.Stdout)
+	case *latency != "" && flag.NArg() == 1:
+		var r *result
+		if r, err = readResult(flag.Arg(0)); err == nil {
+			v, ok := r.LatencyMs[*latency]
+			if !ok || r.Requests == 0 {
+				err = fmt.Errorf("%s: no %s latency", flag.Arg(0), *latency)
+			} else {
+				fmt.Printf("%.2f\n", v)
+			}
+		}
 	case *one != "":
 		err = summary(*one, os.Stdout)
 	case *other != "":

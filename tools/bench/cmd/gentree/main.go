@@ -19,7 +19,7 @@ import (
 	"path/filepath"
 
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/tools/bench/internal/gen"
+	"github.com/wwcluster/ww/tools/internal/gen"
 )
 
 func main() {

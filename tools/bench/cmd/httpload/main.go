@@ -44,7 +44,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wwcluster/ww/tools/bench/internal/hist"
+	"github.com/wwcluster/ww/tools/internal/hist"
 )
 
 // maxDuration bounds every run, whatever -d says.
@@ -227,9 +227,8 @@ type load struct {
 	ports   *portPool
 	etags   sync.Map // URL → ETag, for -revalidate
 
-	seq       atomic.Uint64 // next MAC index / URL index (seq order)
-	issued    atomic.Int64  // requests started while recording
-	recording atomic.Bool
+	seq    atomic.Uint64 // next MAC index / URL index (seq order)
+	issued atomic.Int64  // requests started while recording
 }
 
 func newLoad(o options, urls []string) (*load, error) {
@@ -457,6 +456,30 @@ func (l *load) run() (*Result, error) {
 	for i := range workers {
 		workers[i] = newWorker()
 	}
+	pids, err := parsePIDs(l.o.pids)
+	if err != nil {
+		return nil, err
+	}
+	// The measured window opens before any worker starts (no warm-up) or
+	// when startMeasure is closed; its counters are read at that instant, so
+	// nothing a worker does before it is counted in the window.
+	var (
+		measureStart      time.Time
+		read0             int64
+		cpu0, busy0, srv0 float64
+	)
+	openWindow := func() {
+		cpu0 = selfCPU()
+		busy0 = machineBusy()
+		if len(pids) > 0 {
+			srv0, _ = procCPU(pids)
+		}
+		measureStart = time.Now()
+		read0 = sumBytes(read)
+	}
+	if l.o.warmup <= 0 {
+		openWindow()
+	}
 	var wg sync.WaitGroup
 	startMeasure := make(chan struct{})
 	for i, w := range workers {
@@ -483,16 +506,6 @@ func (l *load) run() (*Result, error) {
 			}
 		}()
 	}
-	cpu0 := selfCPU()
-	busy0 := machineBusy()
-	pids, err := parsePIDs(l.o.pids)
-	if err != nil {
-		return nil, err
-	}
-	var srv0 float64
-	if len(pids) > 0 {
-		srv0, _ = procCPU(pids)
-	}
 	if l.o.warmup > 0 {
 		select {
 		case <-time.After(l.o.warmup):
@@ -501,15 +514,9 @@ func (l *load) run() (*Result, error) {
 		if l.o.maxReq > 0 {
 			l.issued.Store(0)
 		}
-		cpu0 = selfCPU()
-		busy0 = machineBusy()
-		if len(pids) > 0 {
-			srv0, _ = procCPU(pids)
-		}
+		openWindow()
 		close(startMeasure)
 	}
-	measureStart := time.Now()
-	read0 := sumBytes(read)
 	// Stop at -d or when -n is reached, whichever comes first.
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

@@ -19,7 +19,7 @@ import (
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/provision"
 	"github.com/wwcluster/ww/server/status"
-	"github.com/wwcluster/ww/tools/bench/internal/gen"
+	"github.com/wwcluster/ww/tools/internal/gen"
 )
 
 const serverTOML = `address = "127.0.0.1"
@@ -305,5 +305,68 @@ func BenchmarkLoadNodes10k(b *testing.B) {
 		if _, err := config.LoadNodes(path); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// writeSmallFiles adds n small files to rootfs, 100 per directory, two
+// directory levels deep (about the shape of a distribution's /usr).
+func writeSmallFiles(tb testing.TB, rootfs string, n int) {
+	tb.Helper()
+	for i := range n {
+		dir := filepath.Join(rootfs, "usr", fmt.Sprintf("d%03d", i/10000), fmt.Sprintf("d%03d", i/100%100))
+		if i%100 == 0 {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i%100)), []byte(fmt.Sprintf("file %d\n", i)), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHandlerImageRange67k is a one-byte Range request on /image of an
+// image with 67,000 files, the image already built: "watched" is the server
+// as it runs (inotify watches spare the walk of an unchanged tree),
+// "walked" a Builder without watches (Close), which walks the whole image
+// tree on every request, as every request did before the watches.
+func BenchmarkHandlerImageRange67k(b *testing.B) {
+	root := tree(b, 10)
+	writeSmallFiles(b, filepath.Join(root, "images", "default", "rootfs"), 67000)
+	st, err := config.NewStore(root, quiet())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []string{"watched", "walked"} {
+		b.Run(mode, func(b *testing.B) {
+			bl, err := build.New(build.Options{Root: root, Log: quiet()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bl.Close()
+			if mode == "walked" {
+				bl.Close()
+			}
+			h, err := provision.New(provision.Options{Config: st, Builder: builderAdapter{bl}, Status: status.New(quiet()), Log: quiet()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodGet, "/image/"+st.Current().Nodes.List[0].Primary().HWAddr, nil)
+			req.RemoteAddr = "127.0.0.1:700"
+			req.Header.Set("Range", "bytes=0-0")
+			w := &discard{h: http.Header{}}
+			serve := func() {
+				clear(w.h)
+				w.code, w.n = 0, 0
+				h.ServeHTTP(w, req)
+				if w.code != http.StatusPartialContent || w.n != 1 {
+					b.Fatalf("status %d, %d bytes", w.code, w.n)
+				}
+			}
+			serve() // builds the image (or finds it built)
+			for b.Loop() {
+				serve()
+			}
+		})
 	}
 }

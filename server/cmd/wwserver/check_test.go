@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheckBootFilesAndKernel: check verifies every configured boot file
+// (a symlink out of tftp.dir is fine, a missing or non-regular one is not)
+// and flags a kernel behind a directory symlink that leaves the image.
+func TestCheckBootFilesAndKernel(t *testing.T) {
+	dir := initTree(t)
+	ipxe, boot := t.TempDir(), t.TempDir()
+	for name, content := range map[string]string{"undionly.kpxe": "BIOS", "snponly.efi": "EFI"} {
+		if err := os.WriteFile(filepath.Join(ipxe, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(boot, "ipxe.efi"), []byte("IPXE"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Debian 12: /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi
+	if err := os.Symlink(filepath.Join(boot, "ipxe.efi"), filepath.Join(ipxe, "ipxe.efi")); err != nil {
+		t.Fatal(err)
+	}
+	srvFile := filepath.Join(dir, "wwserver.toml")
+	data, err := os.ReadFile(srvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := strings.Replace(string(data), `dir = "/usr/lib/ipxe"`, `dir = "`+ipxe+`"`, 1)
+	if good == string(data) {
+		t.Fatal("init's wwserver.toml has no tftp dir line to replace")
+	}
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(srvFile, good)
+	var out bytes.Buffer
+	if code := run([]string{"check", "--root", dir}, &out, &out); code != 0 {
+		t.Fatalf("check of a good tree (ipxe.efi a symlink out of tftp.dir): exit %d: %s", code, out.String())
+	}
+
+	// A missing boot file and one that is a directory.
+	if err := os.Remove(filepath.Join(ipxe, "snponly.efi")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(ipxe, "arm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(srvFile, strings.Replace(good, `arm64_file = ""`, `arm64_file = "arm"`, 1))
+	// The image's kernel directory is a symlink out of the image.
+	bootDir := filepath.Join(dir, "images", initImage, "rootfs", "boot")
+	if err := os.RemoveAll(bootDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(boot, bootDir); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run([]string{"check", "--root", dir}, &out, &out); code != 1 {
+		t.Errorf("check exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		"wwserver.toml:", "dhcp.efi_file: boot file \"snponly.efi\"",
+		"dhcp.arm64_file: boot file \"arm\"", "not a regular file",
+		"nodes.n001.kernel:", "leads out of the image rootfs",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

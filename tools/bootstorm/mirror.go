@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wwcluster/ww/server/atomicfile"
+)
+
+// mirrorRequest asks the client side to copy what the nodes get from
+// wwserver into a document root for a plain web server.
+type mirrorRequest struct {
+	Base     string     `json:"base"`
+	Docroot  string     `json:"docroot"`
+	Nodes    []nodeSpec `json:"nodes"`
+	Secure   bool       `json:"secure"` // runtime overlays need a privileged source port
+	ClientIP string     `json:"client_ip"`
+	Iface    string     `json:"iface"` // where node addresses are added (secure mode serves a node only at its address)
+}
+
+type mirrorResult struct {
+	Files  int   `json:"files"`  // files written (per-node paths included)
+	Stored int   `json:"stored"` // distinct contents downloaded
+	Bytes  int64 `json:"bytes"`  // bytes downloaded
+}
+
+// mirrorWorkers bounds the mirror's concurrent downloads.
+const mirrorWorkers = 4
+
+// runMirror reads a mirrorRequest (JSON) from in, fetches for every node
+// its iPXE script, every file the script names and its runtime overlay,
+// and writes each under Docroot at its URL path. Files with the same ETag
+// are downloaded once and hard-linked (the image and kernel are the same
+// for every node of a profile). The scripts are kept as they are: the
+// web server takes wwserver's address and port.
+func runMirror(in io.Reader, out io.Writer) error {
+	var req mirrorRequest
+	if err := json.NewDecoder(io.LimitReader(in, 16<<20)).Decode(&req); err != nil {
+		return fmt.Errorf("read mirror request: %w", err)
+	}
+	if req.Docroot == "" || len(req.Nodes) == 0 || len(req.Nodes) > maxNodes {
+		return errors.New("mirror: docroot and 1.. nodes needed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := waitHTTP(ctx, req.Base+"/healthz", 60*time.Second); err != nil {
+		return err
+	}
+	m := &mirror{req: req, byETag: map[string]string{}}
+	m.plain = newHTTPClient(net.ParseIP(req.ClientIP), false, time.Minute)
+	if req.Iface != "" {
+		add, err := addressAdder(req.Iface)
+		if err != nil {
+			return err
+		}
+		m.addAddr = add
+	}
+
+	jobs := make(chan nodeSpec)
+	errc := make(chan error, mirrorWorkers)
+	var wg sync.WaitGroup
+	for range mirrorWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range jobs {
+				if err := m.node(ctx, n); err != nil {
+					errc <- fmt.Errorf("node %s: %w", n.MAC, err)
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for _, n := range req.Nodes {
+		select {
+		case jobs <- n:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	return json.NewEncoder(out).Encode(m.res)
+}
+
+type mirror struct {
+	req     mirrorRequest
+	plain   *http.Client
+	addAddr func(net.IP) error // nil: no interface to add node addresses to
+	mu      sync.Mutex
+	byETag  map[string]string // ETag → file already stored
+	res     mirrorResult
+}
+
+func (m *mirror) node(ctx context.Context, n nodeSpec) error {
+	scriptURL := m.req.Base + "/ipxe/" + n.MAC
+	script, err := m.fetch(ctx, m.plain, scriptURL, true)
+	if err != nil {
+		return err
+	}
+	downloads, err := parseScript(script)
+	if err != nil {
+		return fmt.Errorf("%s: %w", scriptURL, err)
+	}
+	for _, d := range downloads {
+		if _, err := m.fetch(ctx, m.plain, d.URL, false); err != nil {
+			return err
+		}
+	}
+	// The runtime overlay as wwclient gets it: from the node's own address
+	// (and a privileged port in secure mode).
+	src := net.ParseIP(n.IP).To4()
+	if src != nil && m.addAddr != nil {
+		if err := m.addAddr(src); err != nil {
+			return err
+		}
+	} else {
+		src = net.ParseIP(m.req.ClientIP)
+	}
+	ww := newHTTPClient(src, m.req.Secure, time.Minute)
+	defer ww.CloseIdleConnections()
+	_, err = m.fetch(ctx, ww, m.req.Base+"/overlay/runtime/"+n.MAC, false)
+	return err
+}
+
+// fetch stores u under the docroot; with keep it also returns the body
+// (small files only: the scripts).
+func (m *mirror) fetch(ctx context.Context, c *http.Client, u string, keep bool) ([]byte, error) {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := m.path(pu.Path)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %w", u, &statusError{code: resp.StatusCode})
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return nil, err
+	}
+	etag := resp.Header.Get("ETag")
+	if !keep && etag != "" {
+		m.mu.Lock()
+		have := m.byETag[etag]
+		m.mu.Unlock()
+		if have != "" {
+			_ = os.Remove(dst)
+			if err := os.Link(have, dst); err != nil {
+				return nil, err
+			}
+			m.count(0, false)
+			return nil, nil
+		}
+	}
+	var body []byte
+	var n int64
+	err = atomicfile.Write(dst, 0o644, func(w io.Writer) error {
+		if keep {
+			b, err := io.ReadAll(io.LimitReader(resp.Body, maxScript))
+			body, n = b, int64(len(b))
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(b)
+			return err
+		}
+		var err error
+		n, err = io.Copy(w, resp.Body)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return nil, fmt.Errorf("GET %s: %w", u, errShort)
+	}
+	if !keep && etag != "" {
+		m.mu.Lock()
+		m.byETag[etag] = dst
+		m.mu.Unlock()
+	}
+	m.count(n, true)
+	return body, nil
+}
+
+func (m *mirror) count(n int64, stored bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.res.Files++
+	m.res.Bytes += n
+	if stored {
+		m.res.Stored++
+	}
+}
+
+// path maps a URL path into the docroot; it never leaves it.
+func (m *mirror) path(p string) (string, error) {
+	clean := filepath.Clean("/" + p)
+	if clean == "/" || strings.Contains(clean, "\x00") {
+		return "", fmt.Errorf("URL path %q: nothing to store", p)
+	}
+	return filepath.Join(m.req.Docroot, clean), nil
+}

@@ -2,7 +2,6 @@ package dhcp
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -247,10 +246,6 @@ func syncDir(dir string) {
 		d.Close()
 	}
 }
-
-// errTornTail marks a last journal line cut short by a crash: expected,
-// and dropped.
-var errTornTail = errors.New("torn last line")
 
 // appendRecord appends r as one JSON line, the encoding json.Marshal gives
 // for journalRecord, without its reflection (it runs for every ACK).

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -58,8 +59,11 @@ type commitBatch struct {
 
 func (b *commitBatch) whenDurable(fn func(error)) {
 	b.j.mu.Lock()
-	if b.written {
+	if b.written || len(b.after) >= maxWaiting {
 		err := b.err
+		if !b.written {
+			err = errJournalBacklog
+		}
 		b.j.mu.Unlock()
 		fn(err)
 		return
@@ -67,6 +71,13 @@ func (b *commitBatch) whenDurable(fn func(error)) {
 	b.after = append(b.after, fn)
 	b.j.mu.Unlock()
 }
+
+// maxWaiting bounds the replies held for one journal write (a stalled
+// disk must not make them pile up); more are answered with
+// errJournalBacklog, i.e. not sent.
+const maxWaiting = 4096
+
+var errJournalBacklog = errors.New("lease journal write backlog")
 
 // journal is the append-only lease log with a single writer goroutine (run).
 type journal struct {

@@ -31,3 +31,26 @@ func TestAppendRecordMatchesJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalBoundsWaitingReplies: while a write is outstanding, at most
+// maxWaiting replies wait for it; the rest are refused at once.
+func TestJournalBoundsWaitingReplies(t *testing.T) {
+	j, err := openJournal(t.TempDir(), compactAt, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.f.Close()
+	b := j.append(&journalRecord{Seq: 1, IP: netip.MustParseAddr("10.0.0.1"), State: stateFree})
+	waiting, refused := 0, 0
+	for i := 0; i < maxWaiting+5; i++ {
+		b.whenDurable(func(err error) {
+			if err == errJournalBacklog {
+				refused++
+			}
+		})
+	}
+	waiting = len(b.after)
+	if waiting != maxWaiting || refused != 5 {
+		t.Errorf("waiting %d, refused %d; want %d and 5", waiting, refused, maxWaiting)
+	}
+}

@@ -57,9 +57,13 @@ type commitBatch struct {
 	after   []func(error)
 }
 
-func (b *commitBatch) whenDurable(fn func(error)) {
+func (b *commitBatch) whenDurable(fn func(error)) { b.onWritten(fn, maxWaiting) }
+
+// onWritten calls fn once b is written, unless limit callbacks already
+// wait (then at once, with errJournalBacklog).
+func (b *commitBatch) onWritten(fn func(error), limit int) {
 	b.j.mu.Lock()
-	if b.written || len(b.after) >= maxWaiting {
+	if b.written || len(b.after) >= limit {
 		err := b.err
 		if !b.written {
 			err = errJournalBacklog

@@ -30,8 +30,12 @@ func formatTable(reps []Report) string {
 			if r.Target == "nginx" {
 				continue
 			}
-			fmt.Fprintf(&b, "- %s: time to all booted %.2fx nginx's (target <= 1.2x), server CPU %.2fx nginx's\n",
-				runName(r), r.AllBootedSeconds/nginx.AllBootedSeconds, ratio(r.ServerCPUSeconds, nginx.ServerCPUSeconds))
+			note := ""
+			if r.FailedNodes > 0 || nginx.FailedNodes > 0 {
+				note = fmt.Sprintf(" (not comparable: %d and %d nodes failed; the target also needs 0 failures)", r.FailedNodes, nginx.FailedNodes)
+			}
+			fmt.Fprintf(&b, "- %s: time to all booted %.2fx nginx's (target <= 1.2x)%s, server CPU %.2fx nginx's\n",
+				runName(r), r.AllBootedSeconds/nginx.AllBootedSeconds, note, ratio(r.ServerCPUSeconds, nginx.ServerCPUSeconds))
 		}
 	}
 	for i := range reps {

@@ -8,7 +8,7 @@ IMAGE := $(CURDIR)/build/image
 # Debian packages the build, the tests and the lab need.
 APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light mmdebstrap
 
-.PHONY: all deps build image image-systemd image-selinux image-hpc lab test unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: all deps build image image-systemd image-selinux image-hpc lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -56,10 +56,19 @@ fmt-check:
 unit: deps build
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-integration: deps build image
-	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 30m -v ./integration/
+integration: deps build image image-systemd
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet staticcheck unit integration
+
+# Every fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets). Not part of make test.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) FUZZ='$(FUZZ)' GO=$(GO) ./tools/fuzz.sh
+
+# SELinux enforcing boot (~5-10 min under TCG; not part of make test).
+test-selinux: deps build image image-selinux
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 20m -v -run TestSELinuxEnforcingBoot ./integration/
 
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: deps build

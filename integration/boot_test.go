@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -55,33 +57,33 @@ func TestImageDirectBoot(t *testing.T) {
 // reaches RUNTIME_OVERLAY and keeps heartbeating.
 func TestBIOSBoot(t *testing.T) {
 	t.Parallel()
+	bootNode(t, lab.BIOS, 5*time.Minute, "[script]") // iPXE (the NIC's option ROM) fetched the per-node script
+}
+
+// bootNode boots lab node 1 with firmware fw, waits until it has booted and
+// reached RUNTIME_OVERLAY, and checks its serial console shows each of want.
+func bootNode(t *testing.T, fw lab.Firmware, timeout time.Duration, want ...string) *env {
+	t.Helper()
 	n := lab.LabNode(1)
-	e := newEnv(t, 5*time.Minute, []lab.Node{n})
-	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.BIOS})
+	e := newEnv(t, timeout, []lab.Node{n})
+	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: fw})
 	e.waitBooted(vm, n.Name)
 	e.waitRuntime(n.Name)
-	// iPXE (the NIC's option ROM) fetched the per-node script.
-	if !strings.Contains(vm.SerialTail(100000), "[script]") {
-		t.Errorf("serial console does not show the iPXE script fetch")
+	for _, w := range want {
+		if !strings.Contains(vm.SerialTail(100000), w) {
+			t.Errorf("serial console does not show %q", w)
+		}
 	}
+	return e
 }
 
 // TestUEFIBoot: OVMF's own PXE (no option ROM) -> DHCP arch 7 -> TFTP
 // snponly.efi -> iPXE -> the same path as BIOS.
 func TestUEFIBoot(t *testing.T) {
 	t.Parallel()
-	n := lab.LabNode(1)
-	e := newEnv(t, 6*time.Minute, []lab.Node{n})
-	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.UEFI})
-	e.waitBooted(vm, n.Name)
-	e.waitRuntime(n.Name)
 	// It was the firmware's own PXE that fetched snponly.efi (OVMF prints
 	// "NBP filename is snponly.efi"), and iPXE then fetched the script.
-	for _, want := range []string{"snponly.efi", "[script]"} {
-		if !strings.Contains(vm.SerialTail(100000), want) {
-			t.Errorf("serial console does not show %q", want)
-		}
-	}
+	bootNode(t, lab.UEFI, 6*time.Minute, "snponly.efi", "[script]")
 }
 
 // TestTwoNodesAndUnknown: two nodes boot at once, and a VM with a MAC in no
@@ -212,4 +214,44 @@ func keys(m map[string][]byte) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestUEFIHTTPBoot: OVMF's UEFI HTTP boot (its PXE turned off) -> DHCP with
+// vendor class HTTPClient -> http://…/ipxe-bin/ipxe.efi, which on Debian 12
+// is a symlink to /boot/ipxe.efi (served because wwserver.toml names it) ->
+// iPXE -> the same path as BIOS.
+func TestUEFIHTTPBoot(t *testing.T) {
+	t.Parallel()
+	// iPXE (ipxe.efi, loaded by the firmware over HTTP) fetched the script,
+	// and the firmware never used TFTP.
+	e := bootNode(t, lab.UEFIHTTP, 7*time.Minute, "[script]")
+	server := lab.Tail(e.lab.ServerLog(), 100000)
+	if !strings.Contains(server, "file="+e.lab.ServerURL()+"/ipxe-bin/ipxe.efi") {
+		t.Errorf("DHCP did not offer the HTTP boot URL")
+	}
+	if strings.Contains(server, "tftp: sent") {
+		t.Errorf("the firmware used TFTP, not HTTP boot")
+	}
+	// The firmware's GET /ipxe-bin/ipxe.efi was answered 200 (Debian's
+	// ipxe.efi is a symlink to /boot/ipxe.efi).
+	req, err := http.NewRequestWithContext(e.ctx, http.MethodGet, e.lab.ServerURL()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.lab.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	served := false
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if strings.HasPrefix(line, "wwserver_http_requests_total{") && strings.Contains(line, `code="200"`) &&
+			strings.Contains(line, `stage="ipxe-bin"`) && !strings.HasSuffix(line, " 0") {
+			served = true
+		}
+	}
+	if !served {
+		t.Errorf("no GET /ipxe-bin answered 200; metrics:\n%s", metrics)
+	}
 }

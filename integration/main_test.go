@@ -97,12 +97,38 @@ type env struct {
 	vms []*lab.VM
 }
 
-// newEnv creates a lab with the given nodes and starts wwserver. The test's
-// hard timeout bounds everything; on failure the logs' tails are printed,
-// and the lab is torn down in every case.
+// newEnv creates a lab with the given nodes and the lab image, and starts
+// wwserver.
 func newEnv(t *testing.T, timeout time.Duration, nodes []lab.Node) *env {
 	t.Helper()
+	return newEnvWith(t, timeout, envOptions{Tree: lab.TreeOptions{Nodes: nodes}})
+}
+
+// envOptions for newEnvWith.
+type envOptions struct {
+	// Image is the image directory (or its rootfs) to serve; empty: the
+	// lab image (WW_IMAGE).
+	Image string
+	// Tree for WriteTree; UpdateInterval defaults to 5s.
+	Tree lab.TreeOptions
+	// Setup, if set, runs on the served tree after WriteTree and before
+	// wwserver starts (e.g. to add an overlay).
+	Setup func(treeDir string) error
+}
+
+// newEnvWith creates a lab and starts wwserver. The test's hard timeout
+// bounds everything; on failure the logs' tails are printed, and the lab is
+// torn down in every case.
+func newEnvWith(t *testing.T, timeout time.Duration, o envOptions) *env {
+	t.Helper()
 	p := paths(t, true)
+	if o.Image != "" {
+		img, err := lab.FindPaths(envOr("WW_BIN", "../bin"), o.Image)
+		if err != nil {
+			unavailable(t, err)
+		}
+		p.Image, p.Kernel = img.Image, img.Kernel
+	}
 	ctx, cancel := context.WithTimeout(rootCtx, timeout)
 	t.Cleanup(cancel)
 	dir := ""
@@ -130,8 +156,16 @@ func newEnv(t *testing.T, timeout time.Duration, nodes []lab.Node) *env {
 			t.Logf("work directory kept: %s", l.Dir)
 		}
 	})
-	if err := l.WriteTree(ctx, lab.TreeOptions{Nodes: nodes, UpdateInterval: "5s"}); err != nil {
+	if o.Tree.UpdateInterval == "" {
+		o.Tree.UpdateInterval = "5s"
+	}
+	if err := l.WriteTree(ctx, o.Tree); err != nil {
 		t.Fatalf("write tree: %v", err)
+	}
+	if o.Setup != nil {
+		if err := o.Setup(l.TreeDir); err != nil {
+			t.Fatalf("set up tree: %v", err)
+		}
 	}
 	if _, err := l.StartServer(ctx); err != nil {
 		t.Fatalf("start wwserver: %v", err)

@@ -40,6 +40,8 @@ var Symlinks = map[string]string{
 // or 0755 (directories). Keys are paths in FS.
 var Modes = map[string]fs.FileMode{
 	"wwinit/etc/wwclient/wwclient.toml.ww": 0o600, // holds the asset key
+	"generic/etc/shadow.ww":                0o600,
+	"generic/etc/gshadow.ww":               0o600,
 	"generic/root":                         0o700,
 	"generic/root/.ssh":                    0o700,
 	"generic/root/.ssh/authorized_keys.ww": 0o600,

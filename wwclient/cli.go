@@ -22,6 +22,7 @@ import (
 	"github.com/wwcluster/ww/wwclient/kmod"
 	"github.com/wwcluster/ww/wwclient/netwait"
 	"github.com/wwcluster/ww/wwclient/nodeconf"
+	"github.com/wwcluster/ww/wwclient/selabel"
 )
 
 // buildVersion is set at link time: -ldflags "-X main.buildVersion=v1.2.3".
@@ -202,7 +203,17 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 	if f.once {
 		stateDir = ""
 	}
+	var relabel func(context.Context, []string) error
+	if f.root == "/" {
+		if r, why := selabel.New(); r != nil {
+			relabel = r.Relabel
+			log.Info("SELinux: the runtime overlay's files get their policy labels", "restorecon", r.Restorecon)
+		} else {
+			log.Debug("SELinux labels not set", "reason", why)
+		}
+	}
 	return agent.New(agent.Options{
+		Relabel:    relabel,
 		Server:     base,
 		MAC:        eff.MAC,
 		Node:       eff.Config.Node,

@@ -211,8 +211,8 @@ func TestPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if removed != 3 { // the old shared and node parts, the stale temp file
-		t.Errorf("removed %d files, want 3", removed)
+	if removed != 4 { // the old files, rendered and node members, the stale temp file
+		t.Errorf("removed %d files, want 4", removed)
 	}
 	for _, p := range old.Parts {
 		if _, err := os.Stat(p); err == nil {

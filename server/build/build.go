@@ -25,23 +25,22 @@
 // What is the same for many nodes is built once and shared:
 //
 //   - an image per image content (state/images/KEY.img.gz), one gzip member
-//     with one cpio archive;
-//   - the system overlay is served as two concatenated gzip members, each a
-//     complete cpio archive: a shared one with every non-template entry of the
-//     node's system overlays, keyed by the overlay trees only
-//     (state/overlays/shared/KEY.img.gz), then a small one with the rendered
-//     templates (state/overlays/node/KEY.img.gz). The kernel unpacks
-//     concatenated archives in order. Nodes whose overlays hold no templates
-//     get the shared member alone;
-//   - the runtime overlay is one gzip member with one cpio archive of the
-//     merged overlays with templates rendered (state/overlays/runtime/KEY.img.gz).
+//     with one cpio archive, compressed on every core;
+//   - the system and the runtime overlay are served the same way, as up to
+//     three concatenated gzip members, each a complete cpio archive of the
+//     node's merged overlays (the kernel and wwclient unpack them in order):
+//     the plain (non-template) entries, keyed by the overlay trees only
+//     (state/overlays/shared/KEY.img.gz); the templates that do not use
+//     .Node, rendered once per overlay content and configuration
+//     (state/overlays/rendered/KEY.img.gz); and the node's own templates
+//     (state/overlays/node/KEY.img.gz). Empty members are left out.
 //
-// A template that may use .Node (see usesNode; the test is conservative)
-// makes the rendered part per node; templates that only use .Nodes and
-// .Server (e.g. /etc/hosts) render the same for every node, so an overlay
-// holding only such templates gets one rendered part per nodes.toml
-// generation, shared by all nodes, and in a per-node part such a template is
-// rendered once and its output reused (no O(nodes²) rendering).
+// Whether a template may use .Node is decided by usesNode (conservative).
+// The typical /etc/hosts over all nodes uses only .Nodes and .Server: it is
+// rendered and stored once per nodes.toml generation, not once per node.
+// The first two members are durable (fsynced, adopted by a new process);
+// node members are cheap and rebuilt by each process, so BuildAll renders
+// them (reporting template errors) without storing them.
 //
 // Overlays listed together are merged in order; for each output path the
 // last overlay that has it wins (a template "x.ww" provides path "x"). Inside
@@ -124,16 +123,20 @@ type Builder struct {
 	mu    sync.Mutex
 	parts map[string]*part // cache key → built file
 
-	pruneMu sync.RWMutex // held for writing while Prune deletes files
+	pruneMu sync.RWMutex // held for writing while Prune checks and deletes one file
 
 	tmplMu      sync.Mutex
 	tmpls       map[[32]byte]*parsedTemplate // by name and content
 	outputs     map[[32]byte][]byte          // outputs of templates not using .Node
 	outputBytes int
-	perNode     map[string]bool // overlay fingerprint → some template uses .Node
+	tmplUses    map[string]tmplUse  // by overlay fingerprint
+	listings    map[string]*listing // by overlay set ident
+
+	imageFiles map[string][]string // overlay fingerprint → image files its templates read (lazy, tmplMu)
 
 	built   atomic.Int64 // cache files written
 	reused  atomic.Int64 // parts found in the cache
+	checked atomic.Int64 // per-node members rendered by BuildAll, not stored
 	written atomic.Int64 // bytes written to the cache
 }
 
@@ -174,16 +177,17 @@ func New(o Options) (*Builder, error) {
 		return nil, err
 	}
 	b := &Builder{
-		root:    root,
-		state:   state,
-		log:     o.Log,
-		slots:   make(chan struct{}, o.MaxBuilds),
-		m:       m,
-		watch:   newTreeWatcher(root, state, o.Log, m.watchResets.Inc),
-		parts:   map[string]*part{},
-		tmpls:   map[[32]byte]*parsedTemplate{},
-		outputs: map[[32]byte][]byte{},
-		perNode: map[string]bool{},
+		root:     root,
+		state:    state,
+		log:      o.Log,
+		slots:    make(chan struct{}, o.MaxBuilds),
+		m:        m,
+		watch:    newTreeWatcher(root, state, o.Log, m.watchResets.Inc),
+		parts:    map[string]*part{},
+		tmpls:    map[[32]byte]*parsedTemplate{},
+		outputs:  map[[32]byte][]byte{},
+		tmplUses: map[string]tmplUse{},
+		listings: map[string]*listing{},
 	}
 	// A Builder dropped without Close still releases its inotify instance.
 	runtime.AddCleanup(b, (*treeWatcher).Close, b.watch)

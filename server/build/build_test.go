@@ -158,10 +158,14 @@ func TestImageWithSystemTools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// gzip -dc decompresses both members; GNU cpio stops at the first
+	// gzip -dc decompresses all members; GNU cpio stops at the first
 	// TRAILER, so unpack the archives one by one with the kernel's rule in
 	// mind: extract into one directory, later archives win.
-	out, err := exec.Command("sh", "-c", "gzip -dc "+a.Parts[0]+" | cpio -t --quiet && gzip -dc "+a.Parts[1]+" | cpio -t --quiet").CombinedOutput()
+	var script []string
+	for _, p := range a.Parts {
+		script = append(script, "gzip -dc "+p+" | cpio -t --quiet")
+	}
+	out, err := exec.Command("sh", "-c", strings.Join(script, " && ")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -170,7 +174,7 @@ func TestImageWithSystemTools(t *testing.T) {
 			t.Errorf("cpio -t does not list %s:\n%s", f, out)
 		}
 	}
-	// gzip -t accepts the whole file (two members).
+	// gzip -t accepts the whole file (all members).
 	if out, err := exec.Command("sh", "-c", "cat "+strings.Join(a.Parts, " ")+" | gzip -t").CombinedOutput(); err != nil {
 		t.Errorf("gzip -t: %v %s", err, out)
 	}
@@ -304,8 +308,9 @@ asset_key = "secret1"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rt.Name != "__RUNTIME__.img.gz" || len(rt.Parts) != 1 || len(members(t, readAll(t, rt))) != 1 {
-		t.Fatal("runtime overlay must be one gzip member")
+	// generic: plain files, then the node's member (issue.ww uses .Node).
+	if rt.Name != "__RUNTIME__.img.gz" || len(rt.Parts) != 2 || len(members(t, readAll(t, rt))) != 2 {
+		t.Fatalf("runtime overlay: %d parts, want 2 gzip members", len(rt.Parts))
 	}
 	if got, want := unpack(t, rt)["etc/issue"].data, "N002 rack=r2 args=console=ttyS0,quiet prefix=16 abc\n"; got != want {
 		t.Errorf("issue %q, want %q", got, want)
@@ -371,19 +376,21 @@ func TestTemplateErrors(t *testing.T) {
 		t.Error("errors not counted")
 	}
 	// Nothing broken is left in the cache.
-	ents, _ := os.ReadDir(filepath.Join(tt.root, "state/overlays/runtime"))
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			t.Errorf("temporary file left: %s", e.Name())
+	for _, k := range kinds {
+		ents, _ := os.ReadDir(filepath.Join(tt.root, "state", k.dir))
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), tmpPrefix) {
+				t.Errorf("temporary file left: %s/%s", k.dir, e.Name())
+			}
 		}
 	}
 }
 
-// TestSystemOverlayMembers: two gzip members, a shared one with the plain
-// files and a per-node one with the rendered templates; reading the whole
-// file as one multistream gzip and the result as consecutive cpio archives
+// TestOverlayMembers: an overlay is up to three gzip members, each a cpio
+// archive: the plain files and the rendered node-independent templates, both
+// shared by every node, then the node's own templates; "gzip -dc | cpio -t"
 // lists every file.
-func TestSystemOverlayMembers(t *testing.T) {
+func TestOverlayMembers(t *testing.T) {
 	tt := newTree(t)
 	tt.standard()
 	snap := snapshot(t, testNodesTOML)
@@ -396,25 +403,32 @@ func TestSystemOverlayMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a1.Name != "__SYSTEM__.img.gz" || len(a1.Parts) != 2 {
+	if a1.Name != "__SYSTEM__.img.gz" || len(a1.Parts) != 3 {
 		t.Fatalf("%s: %d parts", a1.Name, len(a1.Parts))
 	}
-	if a1.Parts[0] != a2.Parts[0] || a1.Parts[1] == a2.Parts[1] || a1.ETag == a2.ETag {
-		t.Errorf("shared part must be shared, node part and ETag per node:\n%v\n%v", a1.Parts, a2.Parts)
+	if a1.Parts[0] != a2.Parts[0] || a1.Parts[1] != a2.Parts[1] || a1.Parts[2] == a2.Parts[2] || a1.ETag == a2.ETag {
+		t.Errorf("files and rendered members must be shared, node member and ETag per node:\n%v\n%v", a1.Parts, a2.Parts)
 	}
 	data := readAll(t, a1)
 	ms := members(t, data)
-	if len(ms) != 2 {
-		t.Fatalf("%d members, want 2", len(ms))
+	if len(ms) != 3 {
+		t.Fatalf("%d members, want 3", len(ms))
 	}
-	shared, _ := listArchives(t, ms[0])
-	node, _ := listArchives(t, ms[1])
+	files, _ := listArchives(t, ms[0])
+	rendered, _ := listArchives(t, ms[1])
+	node, _ := listArchives(t, ms[2])
 	for _, f := range []string{"usr", "usr/sbin", "usr/sbin/wwclient", "init", "etc", "etc/motd", "etc/wwclient"} {
-		if _, ok := shared[f]; !ok {
-			t.Errorf("shared member lacks %s", f)
+		if _, ok := files[f]; !ok {
+			t.Errorf("files member lacks %s", f)
 		}
 	}
-	if len(node) != 2 || node["etc/hosts"].data == "" || node["etc/wwclient/wwclient.toml"].data == "" {
+	if len(files) != 7 {
+		t.Errorf("files member holds %d entries, want 7", len(files))
+	}
+	if len(rendered) != 1 || rendered["etc/hosts"].data != "127.0.0.1 localhost\n10.0.2.11 n001\n10.0.2.12 n002\n" {
+		t.Errorf("rendered member: %v", rendered)
+	}
+	if len(node) != 1 || !strings.Contains(node["etc/wwclient/wwclient.toml"].data, `node = "n001"`) {
 		t.Errorf("node member: %v", node)
 	}
 
@@ -427,23 +441,59 @@ func TestSystemOverlayMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, order := listArchives(t, all)
-	if len(files) != len(shared)+len(node) {
-		t.Errorf("listed %d files, want %d: %v", len(files), len(shared)+len(node), order)
+	got, order := listArchives(t, all)
+	if len(got) != len(files)+len(rendered)+len(node) {
+		t.Errorf("listed %d files, want %d: %v", len(got), len(files)+len(rendered)+len(node), order)
 	}
-	if files["init"].hdr.Linkname != "usr/sbin/wwclient" || files["usr/sbin/wwclient"].hdr.Mode != cpio.TypeReg|0o755 {
+	if got["init"].hdr.Linkname != "usr/sbin/wwclient" || got["usr/sbin/wwclient"].hdr.Mode != cpio.TypeReg|0o755 {
 		t.Error("symlink or mode lost")
 	}
 
-	// Without templates the system overlay is the shared member alone.
-	os.Remove(filepath.Join(tt.root, "overlays/wwinit/etc/hosts.ww"))
+	// The runtime overlay the same way: generic has plain files and a
+	// per-node template, no node-independent one.
+	r1, err := b.RuntimeOverlay(bg, snap, snap.Nodes.ByName["n001"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := b.RuntimeOverlay(bg, snap, snap.Nodes.ByName["n002"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r1.Parts) != 2 || r1.Parts[0] != r2.Parts[0] || r1.Parts[1] == r2.Parts[1] {
+		t.Errorf("runtime parts:\n%v\n%v", r1.Parts, r2.Parts)
+	}
+
+	// Without per-node templates: no node member; without any template:
+	// the files member alone.
 	os.Remove(filepath.Join(tt.root, "overlays/wwinit/etc/wwclient/wwclient.toml.ww"))
 	a3, err := b.SystemOverlay(bg, snap, snap.Nodes.ByName["n001"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a3.Parts) != 1 || len(members(t, readAll(t, a3))) != 1 {
-		t.Errorf("no templates: %d parts", len(a3.Parts))
+	a4, err := b.SystemOverlay(bg, snap, snap.Nodes.ByName["n002"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a3.Parts) != 2 || a3.ETag != a4.ETag {
+		t.Errorf("node-independent templates only: %d parts, ETags %s %s", len(a3.Parts), a3.ETag, a4.ETag)
+	}
+	os.Remove(filepath.Join(tt.root, "overlays/wwinit/etc/hosts.ww"))
+	a5, err := b.SystemOverlay(bg, snap, snap.Nodes.ByName["n001"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a5.Parts) != 1 || len(members(t, readAll(t, a5))) != 1 {
+		t.Errorf("no templates: %d parts", len(a5.Parts))
+	}
+	// An overlay with nothing in it still gives one (empty) archive.
+	tt.dir("overlays/empty", 0o755)
+	snapEmpty := snapshot(t, strings.Replace(testNodesTOML, `runtime_overlays = ["generic"]`, `runtime_overlays = ["empty"]`, 1))
+	e, err := b.RuntimeOverlay(bg, snapEmpty, snapEmpty.Nodes.ByName["n001"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms := members(t, readAll(t, e)); len(ms) != 1 {
+		t.Errorf("empty overlay: %d members", len(ms))
 	}
 }
 
@@ -512,9 +562,11 @@ func TestNeverStale(t *testing.T) {
 	if err != nil || again.ETag != a1.ETag {
 		t.Fatal("unchanged inputs gave a new artifact")
 	}
-	builds := counter(t, reg, "wwserver_build_builds_total", "system_shared") + counter(t, reg, "wwserver_build_builds_total", "system_node")
-	if builds != 2 {
-		t.Errorf("%v builds, want 2", builds)
+	builds := counter(t, reg, "wwserver_build_builds_total", "overlay_files") +
+		counter(t, reg, "wwserver_build_builds_total", "overlay_rendered") +
+		counter(t, reg, "wwserver_build_builds_total", "overlay_node")
+	if builds != 3 {
+		t.Errorf("%v builds, want 3", builds)
 	}
 
 	// Edit a plain file with the same size and the same mtime: still seen

@@ -17,6 +17,7 @@ type Stats struct {
 	Failed       int           // nodes with at least one error
 	Built        int64         // cache files written during the run
 	Reused       int64         // cache parts found already built
+	Checked      int64         // per-node members rendered to check them, not stored
 	BytesWritten int64         // bytes written under the state directory
 	Elapsed      time.Duration // wall time
 }
@@ -27,12 +28,14 @@ const maxReportedErrors = 20
 
 // BuildAll prebuilds every node's image, system overlay and runtime overlay
 // (and checks its kernel) with a pool of workers (<= 0: GOMAXPROCS). Shared
-// parts are built once; every source tree is walked once per run. It goes on
+// parts are built once; every source tree is walked once per run. Per-node
+// overlay members are rendered, so their template errors are reported, but
+// not stored: a server process builds its own on a node's first request. It goes on
 // past failing nodes and returns their errors joined (at most
 // maxReportedErrors of them, then a count).
 func (b *Builder) BuildAll(ctx context.Context, snap *config.Snapshot, workers int) (Stats, error) {
 	start := time.Now()
-	built0, reused0, written0 := b.built.Load(), b.reused.Load(), b.written.Load()
+	built0, reused0, written0, checked0 := b.built.Load(), b.reused.Load(), b.written.Load(), b.checked.Load()
 	var st Stats
 	if snap == nil || snap.Nodes == nil {
 		return st, errors.New("build all: no configuration snapshot")
@@ -41,6 +44,7 @@ func (b *Builder) BuildAll(ctx context.Context, snap *config.Snapshot, workers i
 		workers = runtime.GOMAXPROCS(0)
 	}
 	fps := b.newFingerprints()
+	kernels := &kernelChecks{m: map[[2]string]error{}}
 	jobs := make(chan *config.Node)
 	var (
 		mu     sync.Mutex
@@ -53,7 +57,7 @@ func (b *Builder) BuildAll(ctx context.Context, snap *config.Snapshot, workers i
 		go func() {
 			defer wg.Done()
 			for n := range jobs {
-				err := b.buildNode(ctx, fps, snap, n)
+				err := b.buildNode(ctx, fps, kernels, snap, n)
 				if err == nil {
 					continue
 				}
@@ -87,13 +91,36 @@ feed:
 	st.Built = b.built.Load() - built0
 	st.Reused = b.reused.Load() - reused0
 	st.BytesWritten = b.written.Load() - written0
+	st.Checked = b.checked.Load() - checked0
 	st.Elapsed = time.Since(start)
 	b.log.Info("build all", "nodes", st.Nodes, "failed", st.Failed, "built", st.Built,
-		"reused", st.Reused, "bytes", st.BytesWritten, "took", st.Elapsed.Round(time.Millisecond))
+		"reused", st.Reused, "checked", st.Checked, "bytes", st.BytesWritten, "took", st.Elapsed.Round(time.Millisecond))
 	return st, errors.Join(errs...)
 }
 
-func (b *Builder) buildNode(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node) error {
+// kernelChecks remembers, for one BuildAll run, the kernel check of each
+// (image, kernel setting): nodes sharing them share the answer.
+type kernelChecks struct {
+	mu sync.Mutex
+	m  map[[2]string]error
+}
+
+func (k *kernelChecks) check(b *Builder, n *config.Node) error {
+	key := [2]string{n.Image, n.Kernel}
+	k.mu.Lock()
+	err, ok := k.m[key]
+	k.mu.Unlock()
+	if ok {
+		return err
+	}
+	_, err = b.kernel(n)
+	k.mu.Lock()
+	k.m[key] = err
+	k.mu.Unlock()
+	return err
+}
+
+func (b *Builder) buildNode(ctx context.Context, fps *fingerprints, kernels *kernelChecks, snap *config.Snapshot, n *config.Node) error {
 	var errs []error
 	check := func(kind string, err error) {
 		if err != nil {
@@ -101,13 +128,12 @@ func (b *Builder) buildNode(ctx context.Context, fps *fingerprints, snap *config
 			errs = append(errs, err)
 		}
 	}
-	_, err := b.kernel(n)
-	check("kernel", err)
-	_, err = b.image(ctx, fps, n)
+	check("kernel", kernels.check(b, n))
+	_, err := b.image(ctx, fps, n)
 	check("image", err)
-	_, err = b.systemOverlay(ctx, fps, snap, n)
+	_, err = b.overlay(ctx, fps, snap, n, systemOverlay, true)
 	check("system", err)
-	_, err = b.runtimeOverlay(ctx, fps, snap, n)
+	_, err = b.overlay(ctx, fps, snap, n, runtimeOverlay, true)
 	check("runtime", err)
 	return errors.Join(errs...)
 }

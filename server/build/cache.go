@@ -29,11 +29,13 @@ type kind struct {
 }
 
 var (
-	kindImage   = kind{"image", "images", true, true}
-	kindShared  = kind{"system_shared", filepath.Join("overlays", "shared"), true, false}
-	kindNode    = kind{"system_node", filepath.Join("overlays", "node"), false, false}
-	kindRuntime = kind{"runtime", filepath.Join("overlays", "runtime"), false, false}
-	kinds       = []kind{kindImage, kindShared, kindNode, kindRuntime}
+	kindImage    = kind{"image", "images", true, true}
+	kindFiles    = kind{"overlay_files", filepath.Join("overlays", "shared"), true, false}
+	kindRendered = kind{"overlay_rendered", filepath.Join("overlays", "rendered"), true, false}
+	kindNode     = kind{"overlay_node", filepath.Join("overlays", "node"), false, false}
+	kinds        = []kind{kindImage, kindFiles, kindRendered, kindNode}
+	// oldCacheDirs held cache files of earlier layouts; Prune empties them.
+	oldCacheDirs = []string{filepath.Join("overlays", "runtime")}
 )
 
 // maxBuildTries bounds the builds of one key when sources keep changing.
@@ -222,24 +224,35 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 	if maxAge < time.Minute {
 		maxAge = time.Minute
 	}
-	b.pruneMu.Lock()
-	defer b.pruneMu.Unlock()
 	cutoff := time.Now().Add(-maxAge)
-	live := map[string]bool{}
 	b.mu.Lock()
 	for key, p := range b.parts {
 		if time.Unix(0, p.used.Load()).Before(cutoff) {
 			delete(b.parts, key)
-			continue
 		}
-		live[p.path] = true
 	}
 	b.mu.Unlock()
+	// live reports whether a part uses the file (looked up when removing
+	// it: a file may be adopted meanwhile).
+	live := func(path string) bool {
+		key := strings.TrimSuffix(filepath.Base(path), cacheSuffix)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		p := b.parts[key]
+		return p != nil && p.path == path
+	}
 	removed := 0
 	var errs []error
+	dirs := append([]string{}, oldCacheDirs...)
 	for _, k := range kinds {
-		dir := filepath.Join(b.state, k.dir)
+		dirs = append(dirs, k.dir)
+	}
+	for _, d := range dirs {
+		dir := filepath.Join(b.state, d)
 		ents, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -247,7 +260,7 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 		for _, de := range ents {
 			name := de.Name()
 			path := filepath.Join(dir, name)
-			if !de.Type().IsRegular() || live[path] ||
+			if !de.Type().IsRegular() ||
 				!(strings.HasSuffix(name, cacheSuffix) || strings.HasPrefix(name, tmpPrefix)) {
 				continue
 			}
@@ -255,11 +268,19 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 			if err != nil || fi.ModTime().After(cutoff) {
 				continue
 			}
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, err)
-				continue
+			// Adoption (stat, then store) must not interleave with the
+			// check and the removal; held per file, never across the scan.
+			b.pruneMu.Lock()
+			if !live(path) {
+				err = os.Remove(path)
+				if err == nil {
+					removed++
+				}
 			}
-			removed++
+			b.pruneMu.Unlock()
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	b.m.pruned.Add(float64(removed))

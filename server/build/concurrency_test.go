@@ -200,14 +200,15 @@ func TestConcurrentBuildOnce(t *testing.T) {
 			t.Fatalf("different artifacts: %v vs %v", etags[i], etags[0])
 		}
 	}
-	for _, kind := range []string{"image", "system_shared", "system_node", "runtime"} {
-		if n := counter(t, reg, "wwserver_build_builds_total", kind); n != 1 {
-			t.Errorf("%s built %v times, want 1", kind, n)
+	// wwinit: files, rendered hosts, node; generic: files, node.
+	for kind, want := range map[string]float64{"image": 1, "overlay_files": 2, "overlay_rendered": 1, "overlay_node": 2} {
+		if n := counter(t, reg, "wwserver_build_builds_total", kind); n != want {
+			t.Errorf("%s built %v times, want %v", kind, n, want)
 		}
 	}
-	hits := counter(t, reg, "wwserver_build_cache_hits_total", "system_node")
-	misses := counter(t, reg, "wwserver_build_cache_misses_total", "system_node")
-	if hits+misses != 50 || misses < 1 {
+	hits := counter(t, reg, "wwserver_build_cache_hits_total", "overlay_node")
+	misses := counter(t, reg, "wwserver_build_cache_misses_total", "overlay_node")
+	if hits+misses != 100 || misses < 2 {
 		t.Errorf("system_node hits %v misses %v", hits, misses)
 	}
 	t.Logf("overlay walks: %v, image walks: %v (for 50 concurrent requests each)",

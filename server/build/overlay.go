@@ -10,6 +10,7 @@ import (
 	"path"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/wwcluster/ww/server/config"
 )
@@ -18,9 +19,13 @@ import (
 type overlaySet struct {
 	names     []string
 	dirs      []string
-	templates bool   // some overlay holds a template
-	perNode   bool   // some template may use .Node
-	ident     string // names and fingerprints, for cache keys
+	files     bool    // some overlay holds a plain entry (not a template)
+	templates bool    // some overlay holds a template
+	tmpl      tmplUse // what its templates use
+	ident     string  // names and fingerprints, for cache keys
+	// imageFiles are the files of the node's image that templates read
+	// (ImageFile): their content is part of the node member's key.
+	imageFiles []string
 }
 
 func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []string) (*overlaySet, error) {
@@ -42,26 +47,16 @@ func (b *Builder) overlaySet(ctx context.Context, fps *fingerprints, names []str
 			return nil, b.treeError("overlay", name, "overlays/"+name, err)
 		}
 		s.dirs = append(s.dirs, dir)
+		s.files = s.files || fp.entries > len(fp.templates)
 		s.templates = s.templates || len(fp.templates) > 0
-		s.perNode = s.perNode || b.overlayPerNode(name, dir, fp)
+		u := b.templateUse(name, dir, fp)
+		s.tmpl.perNode = s.tmpl.perNode || u.perNode
+		s.tmpl.shared = s.tmpl.shared || u.shared
+		s.imageFiles = append(s.imageFiles, u.imageFiles...)
 		ident = append(ident, name, fp.hash)
 	}
 	s.ident = hashKey(ident...)
 	return s, nil
-}
-
-// renderKey is what the rendered templates of the set depend on besides the
-// set itself: nothing without templates, the shared inputs (server, nodes'
-// hash) when no template uses .Node, else the node's inputs too.
-func (s *overlaySet) renderKey(rc *renderCtx) string {
-	switch {
-	case !s.templates:
-		return ""
-	case !s.perNode:
-		return "shared:" + rc.shared
-	default:
-		return "node:" + rc.nodeInputs()
-	}
 }
 
 // mergedEntry is one output path of a merged overlay set.
@@ -72,26 +67,24 @@ type mergedEntry struct {
 	template bool
 }
 
-// merged is the view of an overlay set: for each output path the entry of
-// the last overlay that has it, parents before children. It keeps the
-// overlays open (os.Root) for reading file contents.
-type merged struct {
+// listing is the merged view of an overlay set: for each output path the
+// entry of the last overlay that has it, parents before children. The
+// listing of a set in one state (set.ident) is kept with the templates
+// parsed so far, so rendering a node's templates needs no file system access.
+type listing struct {
 	names   []string
-	roots   []*os.Root
+	dirs    []string
 	entries []*mergedEntry
+
+	mu     sync.Mutex
+	parsed map[*mergedEntry]*parsedTemplate
 }
 
-func openMerged(names, dirs []string) (*merged, error) {
-	m := &merged{names: names}
+func newListing(names, dirs []string) (*listing, error) {
+	l := &listing{names: names, dirs: dirs, parsed: map[*mergedEntry]*parsedTemplate{}}
 	byOut := map[string]*mergedEntry{}
 	for i, dir := range dirs {
-		r, err := os.OpenRoot(dir)
-		if err != nil {
-			m.Close()
-			return nil, fmt.Errorf("overlay %q: %w", names[i], err)
-		}
-		m.roots = append(m.roots, r)
-		err = walkTree(dir, func(e *entry, _ *os.Root, _ string) error {
+		err := walkTree(dir, func(e *entry, _ *os.Root, _ string) error {
 			me := &mergedEntry{entry: *e, overlay: i, out: e.rel}
 			if out, ok := templateOut(e); ok {
 				me.out, me.template = out, true
@@ -101,7 +94,6 @@ func openMerged(names, dirs []string) (*merged, error) {
 			return nil
 		})
 		if err != nil {
-			m.Close()
 			return nil, fmt.Errorf("overlay %q: %w", names[i], err)
 		}
 	}
@@ -121,35 +113,130 @@ func openMerged(names, dirs []string) (*merged, error) {
 		if me.mode.IsDir() {
 			kept[out] = true
 		}
-		m.entries = append(m.entries, me)
+		l.entries = append(l.entries, me)
 	}
-	return m, nil
+	return l, nil
+}
+
+// maxListings bounds the cached listings (one per overlay set and state).
+const maxListings = 256
+
+// listing returns the cached listing of set, making it if needed.
+func (b *Builder) listing(set *overlaySet) (*listing, error) {
+	b.tmplMu.Lock()
+	l := b.listings[set.ident]
+	b.tmplMu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+	l, err := newListing(set.names, set.dirs)
+	if err != nil {
+		return nil, err
+	}
+	b.tmplMu.Lock()
+	if len(b.listings) >= maxListings {
+		clear(b.listings)
+	}
+	b.listings[set.ident] = l
+	b.tmplMu.Unlock()
+	return l, nil
+}
+
+// merged reads a listing's files: it opens the overlays (os.Root) as needed.
+type merged struct {
+	*listing
+	roots []*os.Root
+}
+
+func (l *listing) open() *merged {
+	return &merged{listing: l, roots: make([]*os.Root, len(l.dirs))}
 }
 
 func (m *merged) Close() {
 	for _, r := range m.roots {
-		r.Close()
+		if r != nil {
+			r.Close()
+		}
 	}
 }
 
 func (m *merged) opener(e *mergedEntry) func() (*os.File, error) {
-	return func() (*os.File, error) { return openRead(m.roots[e.overlay], e.rel) }
+	return func() (*os.File, error) {
+		if m.roots[e.overlay] == nil {
+			r, err := os.OpenRoot(m.dirs[e.overlay])
+			if err != nil {
+				return nil, err
+			}
+			m.roots[e.overlay] = r
+		}
+		return openRead(m.roots[e.overlay], e.rel)
+	}
 }
 
-// writeArchive writes one cpio archive of the merged entries: the plain ones
-// (withFiles), the rendered templates (with rc != nil), or both.
-func (m *merged) writeArchive(w io.Writer, b *Builder, withFiles bool, rc *renderCtx) error {
+// parseError is a template that does not parse (the error names it and the
+// line); other errors of merged.template are read errors.
+type parseError struct{ error }
+
+func (e parseError) Unwrap() error { return e.error }
+
+// template returns the parsed template e, reading it the first time.
+func (m *merged) template(b *Builder, e *mergedEntry) (*parsedTemplate, error) {
+	m.mu.Lock()
+	pt := m.parsed[e]
+	m.mu.Unlock()
+	if pt != nil {
+		return pt, nil
+	}
+	src, err := readSmall(m.opener(e), e.rel)
+	if err != nil {
+		return nil, fmt.Errorf("overlay %q: %w", m.names[e.overlay], err)
+	}
+	pt, err = b.parse(m.templateName(e), src)
+	if err != nil {
+		return nil, parseError{err}
+	}
+	m.mu.Lock()
+	m.parsed[e] = pt
+	m.mu.Unlock()
+	return pt, nil
+}
+
+// member selects the entries of one member of an overlay artifact.
+type member int
+
+const (
+	memberFiles  member = iota // plain entries (not templates)
+	memberShared               // templates not using .Node, rendered
+	memberNode                 // templates that may use .Node, rendered
+)
+
+// writeArchive writes one cpio archive of the merged entries that belong to
+// member mb, templates rendered with rc.
+func (m *merged) writeArchive(w io.Writer, b *Builder, mb member, rc *renderCtx) error {
 	cw := newArchive(w)
 	for _, e := range m.entries {
 		var err error
 		switch {
-		case e.template && rc != nil:
-			var out []byte
-			if out, err = m.render(b, e, rc); err == nil {
-				err = writeData(cw, &e.entry, e.out, out)
+		case !e.template:
+			if mb == memberFiles {
+				err = writeEntry(cw, &e.entry, e.out, m.opener(e))
 			}
-		case !e.template && withFiles:
-			err = writeEntry(cw, &e.entry, e.out, m.opener(e))
+		case mb != memberFiles:
+			pt, perr := m.template(b, e)
+			if perr != nil && !errors.As(perr, new(parseError)) {
+				err = perr // unreadable: retried or reported
+				break
+			}
+			// A template that does not parse belongs to the node member,
+			// as templateUse says, which reports the error.
+			if (perr != nil || pt.perNode) != (mb == memberNode) {
+				continue
+			}
+			var out []byte
+			if out, err = m.execute(b, e, pt, perr, rc); err != nil {
+				break
+			}
+			err = writeData(cw, &e.entry, e.out, out)
 		}
 		if err != nil {
 			if errors.Is(err, ErrTemplate) {
@@ -161,20 +248,32 @@ func (m *merged) writeArchive(w io.Writer, b *Builder, withFiles bool, rc *rende
 	return cw.Close()
 }
 
+// templateName names template e in errors: overlays/NAME/path.ww.
+func (m *merged) templateName(e *mergedEntry) string {
+	return "overlays/" + m.names[e.overlay] + "/" + e.rel
+}
+
 // render reads and renders the template e.
 func (m *merged) render(b *Builder, e *mergedEntry, rc *renderCtx) ([]byte, error) {
-	name := m.names[e.overlay]
-	src, err := readSmall(m.opener(e), e.rel)
-	if err != nil {
-		return nil, fmt.Errorf("overlay %q: %w", name, err)
+	pt, err := m.template(b, e)
+	if err != nil && !errors.As(err, new(parseError)) {
+		return nil, err
 	}
-	pt, err := b.parse("overlays/"+name+"/"+e.rel, src)
+	return m.execute(b, e, pt, err, rc)
+}
+
+// execute renders pt (or reports perr, the template's parse error) as a
+// template error naming the overlay and the node.
+func (m *merged) execute(b *Builder, e *mergedEntry, pt *parsedTemplate, perr error, rc *renderCtx) ([]byte, error) {
 	var out []byte
-	if err == nil {
+	var err error
+	if pe, ok := perr.(parseError); ok {
+		err = pe.error
+	} else {
 		out, err = b.execute(pt, rc)
 	}
 	if err != nil {
-		return nil, templateError(err, "overlay %q: node %q", name, rc.data.Node.Name)
+		return nil, templateError(err, "overlay %q: node %q", m.names[e.overlay], rc.data.Node.Name)
 	}
 	return out, nil
 }
@@ -199,92 +298,115 @@ func readSmall(open func() (*os.File, error), rel string) ([]byte, error) {
 	return src, nil
 }
 
-// SystemOverlay returns the node's system overlay: the shared member (all
-// plain files of its system overlays, built once per overlay content and
-// shared by every node with the same list) followed by the node's member
-// (its rendered templates), as two concatenated gzip members each holding a
-// cpio archive. With no templates it is the shared member alone.
+// SystemOverlay returns the node's system overlay; see overlay.
 func (b *Builder) SystemOverlay(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	a, err := b.systemOverlay(ctx, b.newFingerprints(), snap, n)
+	a, err := b.overlay(ctx, b.newFingerprints(), snap, n, systemOverlay, false)
 	if err != nil {
 		b.m.errors.WithLabelValues("system").Inc()
 	}
 	return a, err
 }
 
-func (b *Builder) systemOverlay(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	rc, err := newRenderCtx(snap, n)
-	if err != nil {
-		return nil, err
-	}
-	set, err := b.overlaySet(ctx, fps, n.SystemOverlays)
-	if err != nil {
-		return nil, fmt.Errorf("system overlay: %w", err)
-	}
-	level := strconv.Itoa(gzipLevel)
-	sharedKey := hashKey("ww-system-shared/1", level, set.ident)
-	shared, err := b.get(ctx, kindShared, sharedKey, func(w io.Writer) error {
-		m, err := openMerged(set.names, set.dirs)
-		if err != nil {
-			return err
-		}
-		defer m.Close()
-		return m.writeArchive(w, b, true, nil)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("system overlay %v: %w", set.names, err)
-	}
-	if !set.templates {
-		return b.artifact(SystemName, shared), nil
-	}
-	nodeKey := hashKey("ww-system-node/1", level, set.ident, set.renderKey(rc))
-	node, err := b.get(ctx, kindNode, nodeKey, func(w io.Writer) error {
-		m, err := openMerged(set.names, set.dirs)
-		if err != nil {
-			return err
-		}
-		defer m.Close()
-		return m.writeArchive(w, b, false, rc)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("system overlay %v: %w", set.names, err)
-	}
-	return b.artifact(SystemName, shared, node), nil
-}
-
-// RuntimeOverlay returns the node's runtime overlay: one gzip member holding
-// one cpio archive of its merged runtime overlays, templates rendered. It is
-// per node when the overlays hold templates and shared otherwise.
+// RuntimeOverlay returns the node's runtime overlay; see overlay.
 func (b *Builder) RuntimeOverlay(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	a, err := b.runtimeOverlay(ctx, b.newFingerprints(), snap, n)
+	a, err := b.overlay(ctx, b.newFingerprints(), snap, n, runtimeOverlay, false)
 	if err != nil {
 		b.m.errors.WithLabelValues("runtime").Inc()
 	}
 	return a, err
 }
 
-func (b *Builder) runtimeOverlay(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	rc, err := newRenderCtx(snap, n)
+// overlayKind is the system or the runtime overlay.
+type overlayKind struct {
+	what     string // "system", "runtime"
+	fileName string
+	names    func(*config.Node) []string
+}
+
+var (
+	systemOverlay  = overlayKind{"system", SystemName, func(n *config.Node) []string { return n.SystemOverlays }}
+	runtimeOverlay = overlayKind{"runtime", RuntimeName, func(n *config.Node) []string { return n.RuntimeOverlays }}
+)
+
+// overlay returns the node's system or runtime overlay: up to three
+// concatenated gzip members, each holding one cpio archive of the merged
+// overlays, in this order:
+//
+//   - the plain files, built once per overlay content and shared by every
+//     node with the same overlay list (the agent binary, static files);
+//   - the templates that do not use .Node (e.g. /etc/hosts of all nodes),
+//     rendered and stored once per overlay content and configuration
+//     (server settings, nodes.toml), shared by every node;
+//   - the templates that may use .Node, rendered for this node.
+//
+// A member with nothing to hold is left out (but never all three). With
+// check (BuildAll), the node's member is rendered to check its templates and
+// not stored (a new process rebuilds per-node members anyway), and the
+// artifact is nil.
+func (b *Builder) overlay(ctx context.Context, fps *fingerprints, snap *config.Snapshot, n *config.Node, ok overlayKind, check bool) (*Artifact, error) {
+	rc, err := b.renderCtx(snap, n)
 	if err != nil {
 		return nil, err
 	}
-	set, err := b.overlaySet(ctx, fps, n.RuntimeOverlays)
+	set, err := b.overlaySet(ctx, fps, ok.names(n))
 	if err != nil {
-		return nil, fmt.Errorf("runtime overlay: %w", err)
+		return nil, fmt.Errorf("%s overlay: %w", ok.what, err)
 	}
-	key := hashKey("ww-runtime/1", strconv.Itoa(gzipLevel), set.ident, set.renderKey(rc))
-	p, err := b.get(ctx, kindRuntime, key, func(w io.Writer) error {
-		m, err := openMerged(set.names, set.dirs)
-		if err != nil {
-			return err
+	write := func(mb member) func(io.Writer) error {
+		return func(w io.Writer) error {
+			l, err := b.listing(set)
+			if err != nil {
+				return err
+			}
+			m := l.open()
+			defer m.Close()
+			return m.writeArchive(w, b, mb, rc)
 		}
-		defer m.Close()
-		return m.writeArchive(w, b, true, rc)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("runtime overlay %v: %w", set.names, err)
 	}
-	return b.artifact(RuntimeName, p), nil
+	level := strconv.Itoa(gzipLevel)
+	var parts []*part
+	add := func(k kind, key string, mb member) error {
+		p, err := b.get(ctx, k, key, write(mb))
+		if err != nil {
+			return fmt.Errorf("%s overlay %v: %w", ok.what, set.names, err)
+		}
+		parts = append(parts, p)
+		return nil
+	}
+	if set.files || !set.templates {
+		if err := add(kindFiles, hashKey("ww-overlay-files/1", level, set.ident), memberFiles); err != nil {
+			return nil, err
+		}
+	}
+	if set.tmpl.shared {
+		if err := add(kindRendered, hashKey("ww-overlay-rendered/1", level, set.ident, rc.shared), memberShared); err != nil {
+			return nil, err
+		}
+	}
+	if set.tmpl.perNode {
+		if check {
+			if err := write(memberNode)(io.Discard); err != nil {
+				return nil, fmt.Errorf("%s overlay %v: %w", ok.what, set.names, err)
+			}
+			b.checked.Add(1)
+			return nil, nil
+		}
+		inputs := rc.nodeInputs()
+		if len(set.imageFiles) > 0 {
+			stamp, err := imageStamp(rc.data.imageDir, set.imageFiles)
+			if err != nil {
+				return nil, templateError(err, "node %q: image %q", n.Name, n.Image)
+			}
+			inputs += "\x00image:" + stamp
+		}
+		if err := add(kindNode, hashKey("ww-overlay-node/1", level, set.ident, inputs), memberNode); err != nil {
+			return nil, err
+		}
+	}
+	if check {
+		return nil, nil
+	}
+	return b.artifact(ok.fileName, parts...), nil
 }
 
 // RenderOverlay writes a listing of one overlay as node n gets it, for the
@@ -293,7 +415,7 @@ func (b *Builder) runtimeOverlay(ctx context.Context, fps *fingerprints, snap *c
 // "--- end path" lines. It goes on past a failing template and returns all
 // template errors at the end.
 func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay string, w io.Writer) (err error) {
-	rc, err := newRenderCtx(snap, n)
+	rc, err := b.renderCtx(snap, n)
 	if err != nil {
 		return err
 	}
@@ -307,10 +429,11 @@ func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay s
 		}
 		return fmt.Errorf("overlay %q: %w", overlay, err)
 	}
-	m, err := openMerged([]string{overlay}, []string{dir})
+	l, err := newListing([]string{overlay}, []string{dir})
 	if err != nil {
 		return err
 	}
+	m := l.open()
 	defer m.Close()
 	var errs []error
 	fmt.Fprintf(w, "# overlay %q for node %q\n", overlay, n.Name)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -21,6 +23,134 @@ type TemplateData struct {
 	Node   *config.Node         // the node the overlay is rendered for
 	Nodes  []*config.PublicNode // all nodes, sorted by name, without their asset keys
 	Server TemplateServer
+
+	imageDir string // the node's image rootfs, for ImageFile
+}
+
+// ImageFile returns the content of a file of the node's image, name being a
+// path inside its rootfs such as "etc/passwd", or "" when the image has no
+// such file. It reads through os.Root: nothing outside the image is read
+// (a symlink leading out of it is an error). Templates call it with a string
+// literal, {{.ImageFile "etc/passwd"}}, because the files it names are part
+// of the cache key of the rendered overlay.
+func (d *TemplateData) ImageFile(name string) (string, error) {
+	b, err := readImageFile(d.imageDir, name)
+	return string(b), err
+}
+
+// readImageFile reads name in the image rootfs dir (nil, nil when either is
+// missing), at most maxTemplateSize bytes.
+func readImageFile(dir, name string) ([]byte, error) {
+	if dir == "" {
+		return nil, nil // no image configured: its build reports that
+	}
+	r, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ImageFile %q: %w", name, err)
+	}
+	defer r.Close()
+	f, err := openRead(r, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ImageFile %q: %w", name, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("ImageFile %q: not a regular file", name)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTemplateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("ImageFile %q: %w", name, err)
+	}
+	if len(b) > maxTemplateSize {
+		return nil, fmt.Errorf("ImageFile %q: larger than %d bytes", name, maxTemplateSize)
+	}
+	return b, nil
+}
+
+// imageStamp identifies the content of the image files a render reads.
+func imageStamp(dir string, names []string) (string, error) {
+	h := sha256.New()
+	for _, name := range names {
+		b, err := readImageFile(dir, name)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%d:%s%d:", len(name), name, len(b))
+		h.Write(b)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil)), nil
+}
+
+// imageFileArgs returns the paths a template passes to ImageFile; each must
+// be a string literal.
+func imageFileArgs(t *template.Template) ([]string, error) {
+	var out []string
+	var bad error
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		case *parse.CommandNode:
+			for i, a := range n.Args {
+				if f, ok := a.(*parse.FieldNode); ok && slices.Contains(f.Ident, "ImageFile") {
+					if i != 0 || len(n.Args) != 2 {
+						bad = fmt.Errorf("ImageFile takes one string literal: %s", n)
+						return
+					}
+					lit, ok := n.Args[1].(*parse.StringNode)
+					if !ok {
+						bad = fmt.Errorf("ImageFile takes one string literal, not %s", n.Args[1])
+						return
+					}
+					out = append(out, lit.Text)
+				}
+				walk(a)
+			}
+		}
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			walk(tt.Tree.Root)
+		}
+	}
+	if bad != nil {
+		return nil, bad
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // TemplateServer is the server as nodes reach it.
@@ -43,6 +173,9 @@ var templateFuncs = template.FuncMap{
 	"prefixlen": config.PrefixLen,
 	"lower":     strings.ToLower,
 	"upper":     strings.ToUpper,
+	// account files: see accounts.go
+	"mergelines":  mergeLines,
+	"lockmissing": lockMissing,
 }
 
 // renderCtx is what one build renders templates with.
@@ -78,6 +211,15 @@ func newRenderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, error) {
 	}{d.Server, snap.Nodes.Hash})}, nil
 }
 
+// renderCtx is newRenderCtx with the node's image, for ImageFile.
+func (b *Builder) renderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, error) {
+	rc, err := newRenderCtx(snap, n)
+	if err == nil && n.Image != "" && checkName("image", n.Image) == nil {
+		rc.data.imageDir = b.imageDir(n.Image)
+	}
+	return rc, err
+}
+
 // nodeInputs is everything a template's output can depend on besides its
 // source: the node (with its asset key, which its JSON leaves out), the
 // server fields and, for .Nodes, the hash of the whole node database.
@@ -99,9 +241,10 @@ func mustJSON(v any) string {
 
 // parsedTemplate is a parsed overlay template.
 type parsedTemplate struct {
-	t       *template.Template
-	key     [32]byte // name and source
-	perNode bool     // may depend on .Node
+	t          *template.Template
+	key        [32]byte // name and source
+	perNode    bool     // may depend on .Node (or its image)
+	imageFiles []string // files of the node's image it reads (ImageFile)
 }
 
 // parse parses a template source; name (overlays/NAME/path.ww) appears in
@@ -125,7 +268,11 @@ func (b *Builder) parse(name string, src []byte) (*parsedTemplate, error) {
 	if err != nil {
 		return nil, err
 	}
-	pt = &parsedTemplate{t: t, key: key, perNode: usesNode(t)}
+	files, err := imageFileArgs(t)
+	if err != nil {
+		return nil, err
+	}
+	pt = &parsedTemplate{t: t, key: key, perNode: usesNode(t) || len(files) > 0, imageFiles: files}
 	b.tmplMu.Lock()
 	if len(b.tmpls) >= 4096 { // old versions pile up; start over
 		clear(b.tmpls)
@@ -271,43 +418,59 @@ func nodeUses(n parse.Node) bool {
 	}
 }
 
-// overlayPerNode reports whether some template of the overlay at dir (in
-// the state fp) may depend on .Node; remembered per overlay fingerprint. A
-// template that does not parse counts as per node (its build reports the
-// error).
-func (b *Builder) overlayPerNode(name, dir string, fp fingerprint) bool {
+// tmplUse is what the templates of an overlay (set) use.
+type tmplUse struct {
+	perNode bool // some template may use .Node (or the node's image)
+	shared  bool // some template does not
+	// imageFiles are the files of the node's image that templates read
+	// (ImageFile): their content is part of the node member's key.
+	imageFiles []string
+}
+
+// templateUse classifies the templates of the overlay at dir (in the state
+// fp); remembered per overlay fingerprint. A template that does not parse
+// counts as per node (building that member reports the error); one that
+// cannot be read (removed since) counts as both, not remembered.
+func (b *Builder) templateUse(name, dir string, fp fingerprint) tmplUse {
 	if len(fp.templates) == 0 {
-		return false
+		return tmplUse{}
 	}
 	b.tmplMu.Lock()
-	v, ok := b.perNode[fp.hash]
+	u, ok := b.tmplUses[fp.hash]
 	b.tmplMu.Unlock()
 	if ok {
-		return v
+		return u
 	}
-	v = false
+	both := tmplUse{perNode: true, shared: true}
 	r, err := os.OpenRoot(dir)
 	if err != nil {
-		return true
+		return both
 	}
 	defer r.Close()
 	for _, out := range fp.templates {
 		rel := out + templateSuffix
 		src, err := readSmall(func() (*os.File, error) { return openRead(r, rel) }, rel)
 		if err != nil {
-			return true // e.g. removed since: do not remember
+			return both
 		}
 		pt, err := b.parse(path.Join("overlays", name, rel), src)
-		if err != nil || pt.perNode {
-			v = true
-			break
+		switch {
+		case err != nil:
+			u.perNode = true
+		case pt.perNode:
+			u.perNode = true
+			u.imageFiles = append(u.imageFiles, pt.imageFiles...)
+		default:
+			u.shared = true
 		}
 	}
+	slices.Sort(u.imageFiles)
+	u.imageFiles = slices.Compact(u.imageFiles)
 	b.tmplMu.Lock()
-	if len(b.perNode) >= 4096 {
-		clear(b.perNode)
+	if len(b.tmplUses) >= 4096 {
+		clear(b.tmplUses)
 	}
-	b.perNode[fp.hash] = v
+	b.tmplUses[fp.hash] = u
 	b.tmplMu.Unlock()
-	return v
+	return u
 }

@@ -1,9 +1,13 @@
 package build
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"text/template"
+
+	"github.com/wwcluster/ww/wwclient/apply"
 )
 
 func TestUsesNode(t *testing.T) {
@@ -55,11 +59,11 @@ func TestNodeIndependentTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r1.ETag != r2.ETag || r1.Parts[0] != r2.Parts[0] {
+	if r1.ETag != r2.ETag || len(r1.Parts) != 2 || r1.Parts[1] != r2.Parts[1] {
 		t.Error("node-independent runtime overlay not shared")
 	}
-	if n := counter(t, reg, "wwserver_build_builds_total", "runtime"); n != 1 {
-		t.Errorf("%v runtime builds, want 1", n)
+	if n := counter(t, reg, "wwserver_build_builds_total", "overlay_rendered"); n != 1 {
+		t.Errorf("%v rendered members built, want 1", n)
 	}
 	if got := unpack(t, r1)["etc/hosts"].data; got != "10.0.2.11 n001\n10.0.2.12 n002\n" {
 		t.Errorf("hosts %q", got)
@@ -72,14 +76,53 @@ func TestNodeIndependentTemplates(t *testing.T) {
 	if r3.ETag == r1.ETag || !strings.Contains(unpack(t, r3)["etc/hosts"].data, "10.0.2.13 n002") {
 		t.Error("nodes.toml change not seen by a node-independent template")
 	}
-	// Mixed: a per-node template makes the archive per node, while the
-	// node-independent one is rendered once (memo) and is still right.
+	// Mixed: a per-node template goes into a member per node, while the
+	// node-independent ones stay in one shared member, stored once.
 	tt.file("overlays/generic/etc/hostname.ww", "{{.Node.Name}}\n", 0o644)
 	r4, _ := b.RuntimeOverlay(bg, snap2, snap2.Nodes.ByName["n001"])
 	r5, _ := b.RuntimeOverlay(bg, snap2, snap2.Nodes.ByName["n002"])
+	if len(r4.Parts) != 3 || r4.Parts[1] != r5.Parts[1] || r4.Parts[2] == r5.Parts[2] {
+		t.Errorf("mixed templates: parts\n%v\n%v", r4.Parts, r5.Parts)
+	}
 	f4, f5 := unpack(t, r4), unpack(t, r5)
 	if r4.ETag == r5.ETag || f4["etc/hostname"].data != "n001\n" || f5["etc/hostname"].data != "n002\n" ||
 		f4["etc/hosts"].data != f5["etc/hosts"].data || !strings.Contains(f5["etc/hosts"].data, "10.0.2.13 n002") {
 		t.Errorf("mixed templates: %q %q", f4["etc/hostname"].data, f5["etc/hosts"].data)
+	}
+}
+
+// TestRuntimeOverlayApplies: wwclient applies the runtime overlay as served
+// (files, rendered and node members concatenated) and gets every file.
+func TestRuntimeOverlayApplies(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	tt.file("overlays/generic/etc/hosts.ww", "{{range .Nodes}}{{.Primary.IPAddr}} {{.Name}}\n{{end}}", 0o644)
+	snap := snapshot(t, testNodesTOML)
+	b, _ := newBuilder(t, tt.root)
+	a, err := b.RuntimeOverlay(bg, snap, snap.Nodes.ByName["n002"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Parts) != 3 {
+		t.Fatalf("%d parts, want 3 (files, rendered, node)", len(a.Parts))
+	}
+	r, err := a.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	root := t.TempDir()
+	if _, err := apply.Apply(root, r, apply.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for rel, want := range map[string]string{
+		"etc/static": "same for all\n",
+		"etc/hosts":  "10.0.2.11 n001\n10.0.2.12 n002\n",
+		"etc/issue":  "N002 rack=r2 args=console=ttyS0,quiet prefix=16 abc\n",
+	} {
+		got, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %q %v, want %q", rel, got, err, want)
+		}
 	}
 }

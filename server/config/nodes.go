@@ -317,6 +317,9 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 		for _, d := range devNames {
 			rd := devs[d]
 			dk := key + ".network." + d
+			if err := checkName(d); err != nil { // rendered into interfaces files and wwclient.toml
+				return nil, fail(dk, "device %v", err)
+			}
 			dev := NetDev{Name: d}
 			if rd.HWAddr != nil {
 				mac, err := NormalizeMAC(*rd.HWAddr)

@@ -53,8 +53,9 @@ type Server struct {
 	// and heartbeats only from its own address; off for relayed/NATed nodes.
 	SourceCheck *bool `toml:"source_check"`
 
-	DHCP DHCP `toml:"dhcp"`
-	TFTP TFTP `toml:"tftp"`
+	DHCP  DHCP  `toml:"dhcp"`
+	TFTP  TFTP  `toml:"tftp"`
+	State State `toml:"state"`
 
 	// Port is the HTTP port nodes connect to, derived from Listen.
 	Port int `toml:"-"`
@@ -98,6 +99,10 @@ type DHCP struct {
 	ARM64File    string   `toml:"arm64_file"`
 	HTTPBootFile string   `toml:"http_boot_file"`
 	Workers      int      `toml:"workers"` // fixed packet-handling pool size
+	// AnswerRouterSolicitations makes the server answer IPv6 router
+	// solicitations on Interface with an RA that announces nothing, so
+	// iPXE's IPv6 autoconfiguration ends at once instead of after ~16 s.
+	AnswerRouterSolicitations bool `toml:"answer_router_solicitations"`
 }
 
 // TFTP is the [tftp] section of wwserver.toml.
@@ -107,6 +112,31 @@ type TFTP struct {
 	Dir        string `toml:"dir"`    // default /usr/lib/ipxe
 	Anticipate int    `toml:"anticipate"`
 }
+
+// State is the [state] section of wwserver.toml: where leases and node
+// status live. "files" (default) keeps them under state/; "etcd" shares
+// them with every wwserver using the same etcd (see docs/deployment.md).
+type State struct {
+	Backend string `toml:"backend"`
+	Etcd    Etcd   `toml:"etcd"`
+}
+
+// Etcd is [state.etcd].
+type Etcd struct {
+	Endpoints []string `toml:"endpoints"`
+	CAFile    string   `toml:"ca_file"`
+	CertFile  string   `toml:"cert_file"`
+	KeyFile   string   `toml:"key_file"`
+	Prefix    string   `toml:"prefix"`    // default "/wwserver/"
+	ServerID  string   `toml:"server_id"` // default: the host name
+	Timeout   Duration `toml:"timeout"`   // per request, default 2s
+}
+
+// State backends.
+const (
+	BackendFiles = "files"
+	BackendEtcd  = "etcd"
+)
 
 // DHCP modes.
 const (
@@ -261,6 +291,24 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	if s.TFTP.Anticipate < 0 || s.TFTP.Anticipate > 64 {
 		return nil, fail("tftp.anticipate", "must be 0..64, got %d", s.TFTP.Anticipate)
 	}
+	st := &s.State
+	switch st.Backend {
+	case BackendFiles:
+	case BackendEtcd:
+		if len(st.Etcd.Endpoints) == 0 {
+			return nil, fail("state.etcd.endpoints", "required when state.backend is %q", BackendEtcd)
+		}
+		for _, e := range st.Etcd.Endpoints {
+			if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+				return nil, fail("state.etcd.endpoints", "%q: want http://HOST:PORT or https://HOST:PORT", e)
+			}
+		}
+		if tls := [3]bool{st.Etcd.CAFile != "", st.Etcd.CertFile != "", st.Etcd.KeyFile != ""}; tls != [3]bool{} && tls != [3]bool{true, true, true} {
+			return nil, fail("state.etcd.ca_file", "ca_file, cert_file and key_file go together")
+		}
+	default:
+		return nil, fail("state.backend", "must be %q or %q, got %q", BackendFiles, BackendEtcd, st.Backend)
+	}
 	return &s, nil
 }
 
@@ -270,6 +318,9 @@ func (s *Server) applyDefaults() {
 	}
 	if s.UpdateInterval.Duration == 0 {
 		s.UpdateInterval.Duration = 60 * time.Second
+	}
+	if s.State.Backend == "" {
+		s.State.Backend = BackendFiles
 	}
 	d := &s.DHCP
 	if d.Mode == "" {

@@ -271,9 +271,12 @@ func (s *Store) settled(now, last []statStamp) bool {
 		if i < len(files) && files[i] == NodesDir {
 			continue // a directory's stamp changes when files come and go: nothing to settle
 		}
-		if i < len(last) && len(now) == len(last) && now[i] != last[i] && !now[i].missing && now[i].ino == last[i].ino &&
+		// Rewritten in place (or created where none was: `cat > nodes.toml`
+		// after a delete), and recently.
+		if i < len(last) && len(now) == len(last) && now[i] != last[i] && !now[i].missing &&
+			(now[i].ino == last[i].ino || last[i].missing) &&
 			s.now().Sub(time.Unix(now[i].ctime.Unix())) < s.settle {
-			inPlace = true // rewritten in place, and recently
+			inPlace = true
 		}
 	}
 	if !inPlace || s.cur.Load() == nil {

@@ -78,10 +78,12 @@ func TestStoreWaitsForInPlaceWrite(t *testing.T) {
 	if !st.Pending() {
 		t.Fatal("a changed file is not reported pending")
 	}
-	clock.Add(DefaultSettle / 2)
+	// (The clock stays well within the settle period of the files' ctime
+	// until the last step.)
+	clock.Add(DefaultSettle / 4)
 	// The writer finishes; the settle period starts again.
 	writeFile(t, path, goodNodes+"\n[nodes.n003]\nprofiles = [\"default\"]\n")
-	clock.Add(DefaultSettle / 2)
+	clock.Add(DefaultSettle / 4)
 	if snap := st.Fresh(); snap.Gen != gen {
 		t.Fatalf("reloaded before the file settled: gen %d", snap.Gen)
 	}
@@ -90,6 +92,29 @@ func TestStoreWaitsForInPlaceWrite(t *testing.T) {
 	if snap.Gen != gen+1 || len(snap.Nodes.List) != 3 || st.Pending() || st.LastError() != nil {
 		t.Fatalf("settled file not loaded: gen %d, %d nodes, pending %v, err %v",
 			snap.Gen, len(snap.Nodes.List), st.Pending(), st.LastError())
+	}
+}
+
+// TestStoreRecreatedFileWaits: after nodes.toml was deleted (refused,
+// degraded), a new file written in its place also waits to settle.
+func TestStoreRecreatedFileWaits(t *testing.T) {
+	st, dir, clock := newTestStore(t)
+	path := filepath.Join(dir, NodesFile)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if snap := st.Fresh(); len(snap.Nodes.List) != 2 || st.LastError() == nil {
+		t.Fatalf("missing nodes.toml: %d nodes, err %v", len(snap.Nodes.List), st.LastError())
+	}
+	writeFile(t, path, goodNodes[:strings.Index(goodNodes, "[nodes.n001]")]) // half written: one node
+	if snap := st.Fresh(); len(snap.Nodes.List) != 2 || !st.Pending() {
+		t.Fatalf("a file created in place loaded before it settled: %d nodes", len(snap.Nodes.List))
+	}
+	writeFile(t, path, goodNodes)
+	st.Fresh() // seen changed: the settle period starts
+	clock.Add(DefaultSettle)
+	if snap := st.Fresh(); len(snap.Nodes.List) != 2 || st.LastError() != nil || st.Pending() {
+		t.Fatalf("settled file: %d nodes, err %v", len(snap.Nodes.List), st.LastError())
 	}
 }
 

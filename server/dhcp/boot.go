@@ -26,11 +26,11 @@ const IPXEBinRoute = "/ipxe-bin/"
 
 // client is what a request tells about the booting firmware.
 type client struct {
-	mac     string // normalised
-	vendor  string // option 60
-	pxe     bool   // option 60 starts with PXEClient
-	http    bool   // option 60 starts with HTTPClient
-	ipxe    bool   // user class (77) contains "iPXE", or option 175 present
+	mac     string    // normalised
+	vendor  string    // option 60
+	pxe     bool      // option 60 starts with PXEClient
+	http    bool      // option 60 starts with HTTPClient
+	ipxe    bool      // user class (77) contains "iPXE", or option 175 present
 	arch    iana.Arch // first entry of option 93
 	hasArch bool
 }

@@ -183,8 +183,17 @@ func TestBootFilesByArch(t *testing.T) {
 			t.Errorf("file %q: event %+v", tc.file, o.event)
 		}
 	}
+	// iPXE is told not to wait for ProxyDHCP offers (175.176 = 1); firmware PXE gets no 175.
+	o := e.do(t, discover(t, mac, withArch(0), withIPXE()))
+	if v := o.reply.Options.Get(dhcpv4.GenericOptionCode(175)); string(v) != "\xb0\x01\x01" {
+		t.Errorf("option 175 to iPXE = %x, want b00101", v)
+	}
+	o = e.do(t, discover(t, mac, withArch(0), withVendor("PXEClient:Arch:00000:UNDI:002001")))
+	if o.reply.Options.Has(dhcpv4.GenericOptionCode(175)) {
+		t.Error("option 175 sent to a firmware PXE client")
+	}
 	// HTTP boot echoes HTTPClient.
-	o := e.do(t, discover(t, mac, withVendor("HTTPClient:Arch:00016:UNDI:003001"), withArch(16)))
+	o = e.do(t, discover(t, mac, withVendor("HTTPClient:Arch:00016:UNDI:003001"), withArch(16)))
 	if o.reply.ClassIdentifier() != vendorHTTP {
 		t.Errorf("option 60 = %q", o.reply.ClassIdentifier())
 	}
@@ -611,6 +620,9 @@ func TestProxyMode(t *testing.T) {
 	o = e.doFrom(t, request(t, mac, withVendor("PXEClient:Arch:00000"), withArch(0), withIPXE(),
 		dhcpv4.WithClientIP(net.ParseIP("10.201.0.50"))), src, true)
 	checkReply(t, o, dhcpv4.MessageTypeAck, "0.0.0.0", "http://10.201.0.1:9873/ipxe/"+mac)
+	if o.reply.Options.Has(dhcpv4.GenericOptionCode(175)) {
+		t.Error("a ProxyDHCP reply tells iPXE to ignore ProxyDHCP")
+	}
 	if o.dst.String() != "10.201.0.50:68" {
 		t.Errorf("4011 dst = %s", o.dst)
 	}

@@ -196,6 +196,9 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 			return nil, errNotTheirs
 		}
 		_, d, err := h.leases.claim(want, x.mac, node, state, expires, x.now)
+		if errors.Is(err, errSharedUnavailable) {
+			return nil, &silence{"shared_leases_unavailable"} // no NAK: the lease may well be good
+		}
 		if err != nil {
 			return nil, errNotTheirs
 		}
@@ -204,6 +207,9 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 	}
 	for attempt := 0; ; attempt++ {
 		l, d, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
+		if errors.Is(err, errSharedUnavailable) {
+			return nil, &silence{"shared_leases_unavailable"}
+		}
 		if err != nil {
 			return nil, &silence{"pool_exhausted"}
 		}

@@ -25,9 +25,16 @@ const (
 // classify a PXEClient offer as "BINL" and ask port 4011 again.
 var pxeVendorOptions = append(dhcpv4.Options{pxeDiscoveryControl: {8}}.ToBytes(), optionEnd)
 
+// ipxeNoProxyWait is option 175 (iPXE's encapsulated options) for iPXE
+// clients of a DHCP (not ProxyDHCP) reply: no-pxedhcp (176) = 1. Without it
+// iPXE keeps collecting ProxyDHCP offers for DHCP_DISC_PROXY_TIMEOUT_SEC
+// after our offer unless the offer itself looks like a PXE offer.
+var ipxeNoProxyWait = dhcpv4.Options{ipxeNoPXEDHCP: {1}}.ToBytes()
+
 // Sub-options used in encapsulated option lists.
 const (
 	pxeDiscoveryControl = 6   // in option 43 (PXE)
+	ipxeNoPXEDHCP       = 176 // in option 175 (iPXE)
 	optionEnd           = 255 // ends an option list
 )
 
@@ -123,6 +130,10 @@ func buildReply(x *exchange, typ dhcpv4.MessageType, p *params) *dhcpv4.DHCPv4 {
 		r.BootFileName = p.boot.File
 		r.UpdateOption(dhcpv4.OptTFTPServerName(x.serverIP.String()))
 		r.UpdateOption(dhcpv4.OptBootFileName(p.boot.File))
+		if x.client.ipxe && !p.proxy {
+			// We are the DHCP server: iPXE need not wait for ProxyDHCP offers.
+			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optionIPXEEncap), ipxeNoProxyWait))
+		}
 		switch p.boot.Vendor {
 		case vendorPXE:
 			r.UpdateOption(dhcpv4.OptClassIdentifier(vendorPXE))

@@ -52,6 +52,9 @@ type Options struct {
 	// PXEPort is the ProxyDHCP boot-server port opened in proxy mode;
 	// 0 means 4011, negative disables it.
 	PXEPort int
+	// Shared, when set, is the pool's lease database shared with other
+	// servers (etcd); StateDir then holds no leases.
+	Shared SharedLeases
 }
 
 // Server is the DHCP server. Create it with New and start it with Run.
@@ -107,12 +110,16 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
-	fs, err := openFileStore(o.StateDir, s.log, m.persistErrors.Inc)
-	if err != nil {
-		return nil, fmt.Errorf("dhcp: %w", err)
+	if o.Shared != nil {
+		s.leases = newSharedStore(o.Shared, s.log)
+	} else {
+		fs, err := openFileStore(o.StateDir, s.log, m.persistErrors.Inc)
+		if err != nil {
+			return nil, fmt.Errorf("dhcp: %w", err)
+		}
+		s.leases = fs
 	}
-	s.leases = fs
-	if lost := fs.lost(); lost != "" {
+	if lost := s.leases.lost(); lost != "" {
 		// Addresses may be in use that the table does not know: probe
 		// pool addresses until every lease given before has run out.
 		lt := o.Store.Current().Server.DHCP.LeaseTime.Duration
@@ -184,6 +191,18 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addrMu.Unlock()
 	s.log.Info("dhcp: serving", "interface", cfg.Interface, "listen", cfg.Listen, "mode", cfg.Mode,
 		"workers", cfg.Workers, "pxe_port", len(conns) > 1)
+	if cfg.AnswerRouterSolicitations {
+		if cfg.Interface == "" {
+			s.log.Warn("dhcp: answer_router_solicitations needs dhcp.interface; not answering")
+		} else {
+			raDone := make(chan struct{})
+			defer func() { <-raDone }()
+			go func() {
+				defer close(raDone)
+				answerRouterSolicitations(ctx, cfg.Interface, s.log, s.m)
+			}()
+		}
+	}
 	return s.serve(ctx, conns, cfg.Workers)
 }
 

@@ -4,11 +4,20 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/wwcluster/ww/server/health"
 )
 
-// serveHealth answers GET /healthz: "ok", or 503 "degraded: …" when the last
-// config reload failed. The server keeps serving the last good config either
-// way; 503 only tells the operator the files on disk are not what is served.
+// Health is the part of *health.Registry /healthz reads.
+type Health interface {
+	Components() (list []health.Component, healthy bool)
+}
+
+// serveHealth answers GET /healthz: "ok", or 503 "degraded: …" naming every
+// component that is not ok (a failed config reload: the last good config is
+// still served; a status file that cannot be written; builds failing, e.g.
+// a full disk). The server keeps serving either way; 503 tells the operator
+// to look. The lines after the first list each component's state.
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -25,12 +34,28 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 			reasons = append(reasons, reason)
 		}
 	}
+	var list []health.Component
+	if h.registry != nil {
+		list, _ = h.registry.Components()
+	}
+	for _, c := range list {
+		if !c.OK {
+			reasons = append(reasons, c.Name+": "+c.Reason)
+		}
+	}
 	if len(reasons) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "degraded: %s\n", strings.Join(reasons, "; "))
-		return
+	} else {
+		fmt.Fprintln(w, "ok")
 	}
-	fmt.Fprintln(w, "ok")
+	for _, c := range list {
+		if c.OK {
+			fmt.Fprintf(w, "%s: ok\n", c.Name)
+		} else {
+			fmt.Fprintf(w, "%s: degraded since %s: %s\n", c.Name, c.Since.UTC().Format("2006-01-02T15:04:05Z"), c.Reason)
+		}
+	}
 }
 
 // HealthCheck reports a service's health for /healthz: false with the reason

@@ -26,32 +26,41 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 			c.snap, c.node = snap, node
 		}
 	}
-	var buf bytes.Buffer
+	var script []byte
 	sent := ReasonNotFound
 	if c.node == nil {
+		var buf bytes.Buffer
 		if err := h.tmpl.RenderUnknown(&buf, c.snap, c.mac); err != nil {
 			h.fail(c, "template", err)
 			return
 		}
+		script = buf.Bytes()
 		h.metrics.refusals.WithLabelValues(ReasonNotFound).Inc()
 		h.logs.Log("ipxe-unknown", slog.LevelInfo, "unknown MAC asked for an iPXE script", "mac", c.mac, "remote", r.RemoteAddr)
 	} else {
 		var err error
-		if sent, err = h.tmpl.Render(&buf, c.snap, c.node, c.mac); err != nil {
+		if script, sent, err = h.tmpl.Script(c.snap, c.node, c.mac); err != nil {
 			h.fail(c, "template", err)
 			return
 		}
 	}
 	c.record(sent)
+	// Header values are shared, pre-canonicalised slices (net/http copies
+	// the map before writing it and never modifies values).
 	hdr := w.Header()
-	hdr.Set("Content-Type", "text/plain; charset=utf-8")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
+	hdr["Content-Type"] = headerTextPlain
+	hdr["Cache-Control"] = headerNoStore
+	hdr["Content-Length"] = []string{strconv.Itoa(len(script))}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(script)
 	}
 }
+
+var (
+	headerTextPlain = []string{"text/plain; charset=utf-8"}
+	headerNoStore   = []string{"no-store"}
+)
 
 // fail answers 500 for a server-side error (logged with its detail, which
 // the client does not get) and counts it by kind. Missing things (wrapping

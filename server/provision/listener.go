@@ -58,10 +58,14 @@ type ConnLimiter struct {
 	mu       sync.Mutex
 	open     int                // slots taken, including one being accepted
 	byClient map[netip.Addr]int // open connections by source address
-	waiting  list.List          // *trackedConn not serving a request (idle or new), longest first
-	wake     chan struct{}      // a slot may have become free
-	done     chan struct{}
-	closeMu  sync.Once
+	// conns holds every open *trackedConn, those waiting (idle or new)
+	// ordered by when they started waiting, longest first. A connection
+	// that serves a request stays where it is (moving it would allocate on
+	// every request) and is skipped by eviction.
+	conns   list.List
+	wake    chan struct{} // a slot may have become free
+	done    chan struct{}
+	closeMu sync.Once
 }
 
 // NewConnLimiter wraps l. reg (may be nil) receives the limiter's metrics,
@@ -99,7 +103,8 @@ type trackedConn struct {
 	client netip.Addr
 	// Guarded by l.mu.
 	since    time.Time     // when it last started waiting (idle or new)
-	elem     *list.Element // in l.waiting while not serving a request
+	elem     *list.Element // in l.conns
+	busy     bool          // serving a request (or hijacked)
 	released bool          // its slot is given back (closed or evicted)
 	isNew    bool          // no complete request yet
 }
@@ -164,7 +169,7 @@ func (l *ConnLimiter) place(c net.Conn) (*trackedConn, error) {
 		tc := &trackedConn{Conn: c, l: l, client: client, since: time.Now(), isNew: true}
 		l.open++
 		l.byClient[client]++
-		tc.elem = l.waiting.PushBack(tc)
+		tc.elem = l.conns.PushBack(tc)
 		l.mu.Unlock()
 		l.m.open.Inc()
 		if victim != nil {
@@ -201,9 +206,9 @@ func (l *ConnLimiter) waitForSlot(retry time.Duration) error {
 // (0: nothing to wait for).
 func (l *ConnLimiter) evictLocked(match func(*trackedConn) bool) (victim *trackedConn, retry time.Duration) {
 	now := time.Now()
-	for e := l.waiting.Front(); e != nil; e = e.Next() {
+	for e := l.conns.Front(); e != nil; e = e.Next() {
 		c := e.Value.(*trackedConn)
-		if !match(c) {
+		if c.busy || !match(c) {
 			continue
 		}
 		if c.isNew {
@@ -236,7 +241,7 @@ func (l *ConnLimiter) releaseLocked(c *trackedConn) {
 	}
 	c.released = true
 	if c.elem != nil {
-		l.waiting.Remove(c.elem)
+		l.conns.Remove(c.elem)
 		c.elem = nil
 	}
 	l.open--
@@ -270,28 +275,17 @@ func (l *ConnLimiter) ConnState(nc net.Conn, state http.ConnState) {
 	}
 	switch state {
 	case http.StateActive:
-		c.isNew = false
-		if c.elem != nil {
-			l.waiting.Remove(c.elem)
-			c.elem = nil
-		}
+		c.isNew, c.busy = false, true
 	case http.StateIdle:
-		c.isNew = false
+		c.isNew, c.busy = false, false
 		c.since = time.Now()
-		if c.elem != nil {
-			l.waiting.MoveToBack(c.elem)
-		} else {
-			c.elem = l.waiting.PushBack(c)
-		}
+		l.conns.MoveToBack(c.elem)
 		l.signalLocked() // an acceptor waiting at the limit may evict it
 	case http.StateClosed:
 		l.releaseLocked(c)
 	case http.StateHijacked:
 		// The hijacker owns it now; its slot is given back on Close.
-		if c.elem != nil {
-			l.waiting.Remove(c.elem)
-			c.elem = nil
-		}
+		c.busy = true
 	}
 }
 

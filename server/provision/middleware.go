@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // recoverer turns a handler panic into a logged, counted 500 instead of a
@@ -36,12 +39,18 @@ func (h *Handler) recoverer(next http.Handler) http.Handler {
 // sent.
 func (h *Handler) instrument(label string, next http.HandlerFunc) http.Handler {
 	bytes := h.metrics.bytes.WithLabelValues(label)
+	var byCode sync.Map // status code → prometheus.Counter, saves a label lookup per request
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &countingWriter{ResponseWriter: w}
 		h.metrics.inflight.Inc()
 		defer h.metrics.inflight.Dec()
 		next(cw, r)
-		h.metrics.requests.WithLabelValues(label, strconv.Itoa(cw.Status())).Inc()
+		code := cw.Status()
+		c, ok := byCode.Load(code)
+		if !ok {
+			c, _ = byCode.LoadOrStore(code, h.metrics.requests.WithLabelValues(label, strconv.Itoa(code)))
+		}
+		c.(prometheus.Counter).Inc()
 		bytes.Add(float64(cw.n))
 	})
 }

@@ -102,10 +102,21 @@ type Options struct {
 	// MACs, refusals, errors): one line, then one summary with a count per
 	// window. Zero means DefaultLogEvery.
 	LogEvery time.Duration
+	// Health, when set, lists the components /healthz reports besides the
+	// config and the checks added by AddHealthCheck (status flushes, builds).
+	Health Health
+	// FreshEvery bounds how often the node routes ask Config.Fresh (a stat
+	// of both config files): at most once per FreshEvery; zero asks on every
+	// request. serve uses DefaultFreshEvery.
+	FreshEvery time.Duration
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
 }
+
+// DefaultFreshEvery is how often serve's node routes look at the config
+// files' stamps (the file watch reloads at once besides).
+const DefaultFreshEvery = 20 * time.Millisecond
 
 // Discoverer assigns an unknown MAC to a waiting node; a nil node means none.
 type Discoverer interface {
@@ -116,6 +127,7 @@ type Discoverer interface {
 type Handler struct {
 	discover Discoverer
 	cfg      Config
+	fresh    *freshSnapshot
 	builder  Builder
 	status   Status
 	leases   Leases
@@ -130,6 +142,7 @@ type Handler struct {
 
 	healthMu sync.Mutex
 	health   []HealthCheck // besides the config's: see AddHealthCheck
+	registry Health        // components (status, build, …); may be nil
 }
 
 // New returns the provisioning handler.
@@ -157,6 +170,7 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		discover: opts.Discoverer,
 		cfg:      opts.Config,
+		fresh:    newFreshSnapshot(opts.Config, opts.FreshEvery),
 		builder:  opts.Builder,
 		status:   opts.Status,
 		leases:   opts.Leases,
@@ -166,6 +180,7 @@ func New(opts Options) (*Handler, error) {
 		metrics:  m,
 		tmpl:     t,
 		minRate:  opts.MinThroughput,
+		registry: opts.Health,
 	}
 	h.mux = h.routes()
 	return h, nil

@@ -42,7 +42,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c
 		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
 		return nil, false
 	}
-	snap := h.cfg.Fresh()
+	snap := h.fresh.get()
 	return &call{
 		h: h, w: w, r: r, stage: stage, mac: mac,
 		ip:   remoteIP(r.RemoteAddr),

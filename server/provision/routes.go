@@ -46,6 +46,7 @@ func (h *Handler) routes() http.Handler {
 
 	// Operators.
 	mux.Handle("GET /status", h.instrument(labelStatus, h.serveStatus))
+	mux.Handle("POST /status/prune", h.instrument(labelStatus, h.serveStatusPrune))
 	mux.Handle("GET /metrics", h.instrument(labelMetrics,
 		promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{ErrorLog: slogPrintln{h.log}}).ServeHTTP))
 	mux.Handle("GET /healthz", h.instrument(labelHealth, h.serveHealth))

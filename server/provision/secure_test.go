@@ -256,6 +256,12 @@ func TestSourceCheck(t *testing.T) {
 	if got := get("127.0.0.40", macN002); got != http.StatusForbidden {
 		t.Errorf("n002 from elsewhere without DHCP: %d", got)
 	}
+	// source_check = false (relayed/NATed nodes) lifts it.
+	e.cfg.snap.Store(&config.Snapshot{Server: newFakeConfig(t, true, "source_check = false").snap.Load().Server, Nodes: n})
+	if got := get("127.0.0.40", macN002); got != http.StatusOK {
+		t.Errorf("n002 from elsewhere with source_check = false: %d", got)
+	}
+	e.cfg.snap.Store(&config.Snapshot{Server: snap.Server, Nodes: n})
 	// Heartbeats too.
 	resp, err := privilegedClientFrom(t, "127.0.0.40").Post(e.srv.URL+"/heartbeat/"+macN002, "application/json", strings.NewReader(`{}`))
 	if err != nil {

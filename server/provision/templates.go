@@ -254,9 +254,22 @@ func oneLine(s string) string {
 // to record as sent: "ipxe" for the built-in template, else the template's
 // name.
 func (t *Templates) Render(w io.Writer, snap *config.Snapshot, n *config.Node, mac string) (sent string, err error) {
-	tp, err := t.lookup(n.IPXETemplate)
+	script, sent, err := t.Script(snap, n, mac)
 	if err != nil {
 		return "", err
+	}
+	if _, err := w.Write(script); err != nil {
+		return "", err
+	}
+	return sent, nil
+}
+
+// Script is Render's output itself, rendered once per (snapshot, template,
+// node, MAC) and shared: the caller must not modify it.
+func (t *Templates) Script(snap *config.Snapshot, n *config.Node, mac string) (script []byte, sent string, err error) {
+	tp, err := t.lookup(n.IPXETemplate)
+	if err != nil {
+		return nil, "", err
 	}
 	key := renderKey{tmpl: tp, node: n, mac: mac}
 	t.renderMu.Lock()
@@ -269,7 +282,7 @@ func (t *Templates) Render(w io.Writer, snap *config.Snapshot, n *config.Node, m
 		// Render to memory first so a failing template sends nothing half-written.
 		var buf bytes.Buffer
 		if err := tp.Execute(&buf, Data(snap, n, mac)); err != nil {
-			return "", fmt.Errorf("render iPXE template for %s: %w", n.Name, err)
+			return nil, "", fmt.Errorf("render iPXE template for %s: %w", n.Name, err)
 		}
 		script = buf.Bytes()
 		t.renderMu.Lock()
@@ -278,13 +291,10 @@ func (t *Templates) Render(w io.Writer, snap *config.Snapshot, n *config.Node, m
 		}
 		t.renderMu.Unlock()
 	}
-	if _, err := w.Write(script); err != nil {
-		return "", err
-	}
 	if n.IPXETemplate == "" {
-		return "ipxe", nil
+		return script, "ipxe", nil
 	}
-	return n.IPXETemplate, nil
+	return script, n.IPXETemplate, nil
 }
 
 // RenderUnknown writes the script for a MAC no node has.

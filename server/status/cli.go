@@ -85,6 +85,50 @@ func Fetch(ctx context.Context, client *http.Client, baseURL string) (*Report, e
 	return &rep, nil
 }
 
+// PruneRequest is the body of POST /status/prune (`wwserver status prune`).
+type PruneRequest struct {
+	Nodes   []string `json:"nodes"`   // node names or unknown MACs
+	Removed bool     `json:"removed"` // every node no longer in nodes.toml
+}
+
+// PruneResponse is its answer: the names whose status was dropped.
+type PruneResponse struct {
+	Pruned []string `json:"pruned"`
+}
+
+// Prune asks the server at baseURL to drop the status of names (and, with
+// removed, of every node no longer configured). The server accepts it from
+// its own host only.
+func Prune(ctx context.Context, client *http.Client, baseURL string, req PruneRequest) ([]string, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	u := strings.TrimRight(baseURL, "/") + "/status/prune"
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("bad server URL %q: %w", baseURL, err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach wwserver at %s (is `wwserver serve` running? see --server): %w", baseURL, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("wwserver at %s answered %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	var pr PruneResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&pr); err != nil {
+		return nil, fmt.Errorf("bad prune answer from %s: %w", u, err)
+	}
+	return pr.Pruned, nil
+}
+
 // unwrapURLError drops the `Get "URL":` prefix that repeats the URL.
 func unwrapURLError(err error) error {
 	var ue *url.Error

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Sort orders for Render.
@@ -34,10 +35,15 @@ type RenderOptions struct {
 	Now time.Time
 }
 
-// Column header and rule of the table.
+// Column widths of the table. The name column widens to the longest name
+// of the report (node names may have 63 characters); STAGE and SENT values
+// are shortened to their column (the full value is in --json), so every
+// row lines up.
 const (
-	rowFormat = "%-20s %-20s %-25s %s"
-	ruleWidth = 80
+	nameWidth  = 20
+	stageWidth = 20
+	sentWidth  = 25
+	lastHeader = "LASTSEEN (s)"
 )
 
 // CheckSort returns an error for an unknown sort order.
@@ -63,33 +69,77 @@ func Render(w io.Writer, r *Report, opts RenderOptions) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
+	nw := nameWidth
+	for _, rows := range [][]NodeStatus{r.Nodes, r.Unknown} {
+		for _, ns := range rows {
+			nw = max(nw, utf8.RuneCountInString(ns.Name))
+		}
+	}
 	bw := bufio.NewWriter(w)
-	table(bw, "NODENAME", r.Nodes, r.UpdateIntervalSeconds, now, opts)
+	table(bw, "NODENAME", r.Nodes, r.UpdateIntervalSeconds, now, opts, nw)
 	if len(r.Unknown) > 0 {
 		bw.WriteString("\n")
-		table(bw, "UNKNOWN MAC", r.Unknown, r.UpdateIntervalSeconds, now, opts)
+		table(bw, "UNKNOWN MAC", r.Unknown, r.UpdateIntervalSeconds, now, opts, nw)
 	}
 	return bw.Flush()
 }
 
-func table(w *bufio.Writer, title string, rows []NodeStatus, interval int64, now time.Time, opts RenderOptions) {
-	fmt.Fprintf(w, rowFormat+"\n", title, "STAGE", "SENT", "LASTSEEN (s)")
-	w.WriteString(strings.Repeat("=", ruleWidth) + "\n")
+func table(w *bufio.Writer, title string, rows []NodeStatus, interval int64, now time.Time, opts RenderOptions, nw int) {
+	row := func(name, stage, sent, last string) string {
+		return fmt.Sprintf("%-*s %-*s %-*s %s", nw, name, stageWidth, stage, sentWidth, sent, last)
+	}
+	w.WriteString(row(title, "STAGE", "SENT", lastHeader) + "\n")
+	w.WriteString(strings.Repeat("=", nw+stageWidth+sentWidth+3+len(lastHeader)) + "\n")
 	rows = sorted(rows, opts.Sort)
 	for _, ns := range rows {
-		stage, sent, last := dash(ns.Stage), dash(ns.Sent), "--"
+		stage, sent, last := clip(dash(ns.Stage), stageWidth), clip(ShortSent(dash(ns.Sent)), sentWidth), "--"
 		stale := false
 		if ns.LastSeen > 0 {
 			age := max(now.Unix()-ns.LastSeen, 0)
 			last = strconv.FormatInt(age, 10)
 			stale = interval > 0 && age > 2*interval
 		}
-		line := fmt.Sprintf(rowFormat, ns.Name, stage, sent, last)
+		line := row(ns.Name, stage, sent, last)
 		if opts.Color && stale {
 			line = ansiRed + line + ansiReset
 		}
 		w.WriteString(line + "\n")
 	}
+}
+
+// ShortSent is how the table shows a SENT value: the boot file URL DHCP
+// hands to iPXE (http://ADDR:PORT/ipxe/MAC) is "ipxe-script", a UEFI HTTP
+// boot URL (…/ipxe-bin/FILE) is its file name, and any other URL its last
+// path element.
+func ShortSent(sent string) string {
+	rest, ok := strings.CutPrefix(sent, "http://")
+	if !ok {
+		rest, ok = strings.CutPrefix(sent, "https://")
+	}
+	if !ok {
+		return sent
+	}
+	_, p, _ := strings.Cut(rest, "/")
+	p = "/" + p
+	switch {
+	case strings.HasPrefix(p, "/ipxe/"):
+		return "ipxe-script"
+	case strings.HasPrefix(p, "/ipxe-bin/"):
+		return strings.TrimPrefix(p, "/ipxe-bin/")
+	}
+	if i := strings.LastIndexByte(p, '/'); i >= 0 && i < len(p)-1 {
+		return p[i+1:]
+	}
+	return sent
+}
+
+// clip shortens s to width characters, marking the cut with "…".
+func clip(s string, width int) string {
+	if utf8.RuneCountInString(s) <= width {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:width-1]) + "…"
 }
 
 func dash(s string) string {

@@ -82,8 +82,15 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
+// shortNames is the sample without its long node name: the classic 80-column table.
+func shortNames() *Report {
+	r := sampleReport()
+	r.Nodes = r.Nodes[:len(r.Nodes)-1]
+	return r
+}
+
 func TestRenderFormat(t *testing.T) {
-	out := string(render(t, sampleReport(), RenderOptions{}))
+	out := string(render(t, shortNames(), RenderOptions{}))
 	lines := strings.Split(out, "\n")
 	if lines[0] != "NODENAME             STAGE                SENT                      LASTSEEN (s)" {
 		t.Errorf("header = %q", lines[0])
@@ -129,7 +136,7 @@ func TestRenderColor(t *testing.T) {
 }
 
 func TestRenderNowOverride(t *testing.T) {
-	r := sampleReport()
+	r := shortNames()
 	out := string(render(t, r, RenderOptions{Now: time.Unix(now+100, 0)}))
 	if !strings.Contains(out, "c001                 RUNTIME_OVERLAY      __RUNTIME__.img.gz        116\n") {
 		t.Errorf("Now not used:\n%s", out)
@@ -160,5 +167,40 @@ func TestFilter(t *testing.T) {
 	cp.Filter([]string{"c005"})
 	if orig.Nodes[0].Name != "c001" || len(orig.Nodes) != 6 {
 		t.Errorf("Filter modified the original rows: %+v", orig.Nodes)
+	}
+}
+
+// TestRenderRowsAligned: long SENT values (the DHCP boot URL, a client's
+// long TFTP file name) and long node names keep every row aligned; URLs
+// get short names in the table and stay whole in --json.
+func TestRenderRowsAligned(t *testing.T) {
+	long := strings.Repeat("n", 63)
+	r := &Report{Now: now, UpdateIntervalSeconds: 60,
+		Nodes: []NodeStatus{
+			{Name: "n001", Stage: StageDHCP, Sent: "http://10.99.0.1:9873/ipxe/52:54:00:99:00:01", LastSeen: now - 1},
+			{Name: "n002", Stage: StageDHCP, Sent: "http://10.99.0.1:9873/ipxe-bin/ipxe.efi", LastSeen: now - 2},
+			{Name: "n003", Stage: StageTFTP, Sent: "NOT_FOUND:" + strings.Repeat("x", 100), LastSeen: now - 3},
+			{Name: long, Stage: StageKernel, Sent: "vmlinuz-6.1.0-28-amd64", LastSeen: now - 4},
+		},
+		Unknown: []NodeStatus{{Name: "52:54:00:ff:00:01", Stage: StageDHCP, Sent: "undionly.kpxe", LastSeen: now - 5}},
+	}
+	out := string(render(t, r, RenderOptions{}))
+	lastCol := len(long) + 1 + stageWidth + 1 + sentWidth + 1
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if line == "" || strings.HasPrefix(line, "===") {
+			continue
+		}
+		runes := []rune(line)
+		if len(runes) <= lastCol || runes[lastCol-1] != ' ' || runes[lastCol] == ' ' {
+			t.Errorf("row not aligned (LASTSEEN not at column %d): %q", lastCol, line)
+		}
+	}
+	for _, want := range []string{"ipxe-script", "ipxe.efi ", "NOT_FOUND:xxxxxxxxxxxxxx…"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "http://") {
+		t.Errorf("table shows a URL:\n%s", out)
 	}
 }

@@ -1,30 +1,39 @@
 package status
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/maphash"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/health"
 )
 
 // FileName is the status file's name under the state directory.
 const FileName = "status.json"
 
-// MaxUnknown caps how many unknown MACs are remembered; past it the one seen
-// longest ago is forgotten, so a flood of random MACs cannot grow memory.
+// MaxUnknown caps how many unknown MACs are remembered; past it the ones seen
+// longest ago are forgotten, so a flood of random MACs cannot grow memory.
 const MaxUnknown = 4096
+
+// UnknownMaxAge is how long an unknown MAC not heard from again is kept
+// (Expire drops older ones).
+const UnknownMaxAge = 24 * time.Hour
+
+// RemovedMaxAge is how long the status of a node no longer in nodes.toml is
+// kept (hidden from reports) before Expire drops it. A config edit never
+// deletes status history: a node removed by mistake and put back keeps its
+// stage and last seen. `wwserver status prune` drops it at once.
+const RemovedMaxAge = 30 * 24 * time.Hour
+
+// HealthComponent is the name the store reports its flushes under.
+const HealthComponent = "status"
 
 // DefaultFlushInterval is how often Run writes the store to disk when a
 // stage, file sent or address changed.
@@ -49,9 +58,9 @@ type Heartbeat struct {
 	RuntimeETag   string `json:"runtime_etag"`
 }
 
-// record is one node's or unknown MAC's status. It is stored by value; its
+// Record is one node's or unknown MAC's status. It is stored by value; its
 // Heartbeat pointer is never mutated once stored, so copies may share it.
-type record struct {
+type Record struct {
 	MAC       string     `json:"mac,omitempty"`
 	IPAddr    string     `json:"ipaddr,omitempty"`
 	Stage     string     `json:"stage,omitempty"`
@@ -60,20 +69,19 @@ type record struct {
 	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
 }
 
-// fileData is the on-disk form of status.json.
-type fileData struct {
-	Version int               `json:"version"`
-	Nodes   map[string]record `json:"nodes"`
-	Unknown map[string]record `json:"unknown"`
-}
-
-// Store is the in-memory node status, persisted to a JSON file by Run.
-// Record and RecordHeartbeat only take a mutex for a map update; all disk
-// I/O and encoding happen outside it.
+// Store is the in-memory node status table, saved through its Persister
+// by Run. Record and RecordHeartbeat only take a mutex for a map update;
+// all disk I/O and encoding happen outside it.
 type Store struct {
-	path string // "" keeps the store in memory only
-	log  *slog.Logger
-	now  func() time.Time
+	backend Persister // nil keeps the store in memory only
+	path    string    // the file of a FileBackend, for Path
+	log     *slog.Logger
+	now     func() time.Time
+
+	// Health, when set before Run, receives the outcome of every flush
+	// (degraded with the reason while saving fails).
+	Health health.Reporter
+	logs   *health.Limiter // flush errors: one line per distinct error per minute
 
 	// FlushInterval, SeenFlushInterval and CacheAge may be changed before
 	// Run/JSON are first used.
@@ -85,7 +93,7 @@ type Store struct {
 	shards [shardCount]shard // node name → record, spread over shards
 
 	unknownMu sync.Mutex
-	unknown   map[string]record // by MAC (or IP when the MAC is not known)
+	unknown   map[string]Record // by MAC (or IP when the MAC is not known)
 
 	version atomic.Uint64 // bumped, under a shard's or unknownMu, on every change
 	major   atomic.Uint64 // bumped likewise on changes of more than last seen/heartbeat
@@ -96,7 +104,7 @@ type Store struct {
 	flushed   uint64     // version last written; under flushMu
 	flushedM  uint64     // major version last written; under flushMu
 	lastWrite time.Time  // when last written; under flushMu
-	flushErr  string     // last flush error logged; under flushMu
+	flushErr  string     // last flush error; under flushMu
 
 	encMu sync.Mutex // one JSON encoding at a time
 	cache atomic.Pointer[jsonCache]
@@ -109,7 +117,7 @@ const shardCount = 64
 
 type shard struct {
 	mu sync.Mutex
-	m  map[string]record
+	m  map[string]Record
 	_  [64 - 16]byte // one cache line per shard (mutex 8 + map 8 bytes)
 }
 
@@ -138,67 +146,47 @@ func New(log *slog.Logger) *Store {
 		SeenFlushInterval: DefaultSeenFlushInterval,
 		CacheAge:          DefaultCacheAge,
 		seed:              maphash.MakeSeed(),
-		unknown:           map[string]record{},
+		unknown:           map[string]Record{},
 	}
+	s.logs = health.NewLimiter(health.DefaultLogEvery, func() time.Time { return s.now() })
 	for i := range s.shards {
-		s.shards[i].m = map[string]record{}
+		s.shards[i].m = map[string]Record{}
 	}
 	s.interval.Store(60)
 	return s
 }
 
-// Open returns a store persisted at path (normally state/status.json),
-// loading it when present. A corrupt file is logged and renamed aside
-// (path.corrupt-TIMESTAMP) and the store starts empty; other read errors
-// are returned. An empty path gives an in-memory store.
+// Open returns a store persisted at path (normally state/status.json) by a
+// FileBackend, loading it when present. A corrupt file is logged and
+// renamed aside (path.corrupt-TIMESTAMP) and the store starts empty; other
+// read errors are returned. An empty path gives an in-memory store.
 func Open(path string, log *slog.Logger) (*Store, error) {
-	s := New(log)
-	s.path = path
 	if path == "" {
-		return s, nil
+		return New(log), nil
 	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
+	s, err := OpenWith(&FileBackend{Path: path, Log: log}, log)
+	if s != nil {
+		s.path = path
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read node status: %w", err)
-	}
-	fd, err := decodeFile(data)
-	if err != nil {
-		aside := fmt.Sprintf("%s.corrupt-%s", path, s.now().UTC().Format("20060102T150405.000000000"))
-		if rerr := os.Rename(path, aside); rerr != nil {
-			s.log.Error("node status file is corrupt and could not be moved aside; starting empty",
-				"file", path, "err", err, "rename_err", rerr)
-		} else {
-			s.log.Error("node status file is corrupt; moved aside, starting empty",
-				"file", path, "moved_to", aside, "err", err)
-		}
-		return s, nil
-	}
-	for k, r := range fd.Nodes {
-		s.shard(k).m[k] = r
-	}
-	for k, r := range fd.Unknown {
-		s.unknown[k] = r
-	}
-	return s, nil
+	return s, err
 }
 
-func decodeFile(data []byte) (*fileData, error) {
-	var fd fileData
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&fd); err != nil {
+// OpenWith returns a store saved through p, loaded from it now.
+func OpenWith(p Persister, log *slog.Logger) (*Store, error) {
+	s := New(log)
+	s.backend = p
+	t, err := p.Load()
+	if err != nil {
 		return nil, err
 	}
-	if dec.More() {
-		return nil, errors.New("trailing data after JSON object")
+	for k, r := range t.Nodes {
+		s.shard(k).m[k] = r
 	}
-	if fd.Version != fileVersion {
-		return nil, fmt.Errorf("unsupported status file version %d", fd.Version)
+	for k, r := range t.Unknown {
+		s.unknown[k] = r
 	}
-	return &fd, nil
+	s.log.Info(fmt.Sprintf("status loaded: %d nodes", len(t.Nodes)), "unknown", len(t.Unknown))
+	return s, nil
 }
 
 // Path is the status file, "" for an in-memory store.
@@ -226,12 +214,29 @@ func (s *Store) RecordHeartbeat(node, mac, ip string, hb Heartbeat) {
 }
 
 func (s *Store) record(ev Event, hb *Heartbeat) {
+	if from, changed := s.update(ev, hb); changed {
+		// One line per stage a node reaches, not one per request.
+		s.log.Info("node stage", "node", ev.Node, "stage", ev.Stage, "from", dashEmpty(from),
+			"sent", ev.Sent, "mac", ev.MAC, "ip", ev.IP)
+	}
+}
+
+func dashEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// update applies ev under the lock of its map. It reports the previous
+// stage when a configured node's stage changed.
+func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool) {
 	t := ev.Time
 	if t.IsZero() {
 		t = s.now()
 	}
 	seen := t.Unix()
-	var m map[string]record
+	var m map[string]Record
 	key := ev.Node
 	if key != "" {
 		sh := s.shard(key)
@@ -244,13 +249,13 @@ func (s *Store) record(ev Event, hb *Heartbeat) {
 			key = ev.IP
 		}
 		if key == "" {
-			return
+			return "", false
 		}
 		s.unknownMu.Lock()
 		defer s.unknownMu.Unlock()
 		m = s.unknown
 		if _, ok := m[key]; !ok && len(m) >= MaxUnknown {
-			s.evictOldestUnknown()
+			s.evictOldestUnknown(unknownEvictBatch)
 		}
 	}
 	r, existed := m[key]
@@ -272,51 +277,128 @@ func (s *Store) record(ev Event, hb *Heartbeat) {
 	}
 	m[key] = r
 	s.version.Add(1)
-	if !existed || r.Stage != old.Stage || r.Sent != old.Sent || r.MAC != old.MAC || r.IPAddr != old.IPAddr {
+	// Unknown MACs are saved with the last-seen cadence: a flood of random
+	// MACs must not rewrite the file every second.
+	if ev.Node != "" && (!existed || r.Stage != old.Stage || r.Sent != old.Sent || r.MAC != old.MAC || r.IPAddr != old.IPAddr) {
 		s.major.Add(1)
 	}
+	return old.Stage, ev.Node != "" && r.Stage != old.Stage
 }
 
-// Prune forgets the status of nodes that are not in nodes and of unknown
-// MACs that now belong to a node. Call it after a config reload; Report
-// leaves such entries out anyway, this only bounds memory and the file.
-func (s *Store) Prune(nodes *config.Nodes) {
-	if nodes == nil {
-		return
+// Forget drops the status of the named nodes (or unknown MACs) and
+// returns the names it had status for. It is the explicit `wwserver status
+// prune NODES`; config edits never drop status.
+func (s *Store) Forget(names ...string) []string {
+	var dropped []string
+	for _, name := range names {
+		found := false
+		sh := s.shard(name)
+		sh.mu.Lock()
+		if _, ok := sh.m[name]; ok {
+			delete(sh.m, name)
+			found = true
+		}
+		sh.mu.Unlock()
+		s.unknownMu.Lock()
+		if _, ok := s.unknown[name]; ok {
+			delete(s.unknown, name)
+			found = true
+		}
+		s.unknownMu.Unlock()
+		if found {
+			dropped = append(dropped, name)
+		}
 	}
+	if len(dropped) > 0 {
+		s.version.Add(1)
+		s.major.Add(1)
+		s.cache.Store(nil) // an admin's prune shows at once, not after CacheAge
+	}
+	return dropped
+}
+
+// ForgetRemoved drops the status of every node not in nodes (`wwserver
+// status prune --removed`) and returns the names dropped, sorted.
+func (s *Store) ForgetRemoved(nodes *config.Nodes) []string {
+	if nodes == nil {
+		return nil
+	}
+	return s.dropNodes(func(name string, _ Record) bool { return nodes.ByName[name] == nil })
+}
+
+// Expire drops what has aged out: nodes no longer in nodes unseen for
+// RemovedMaxAge, and unknown MACs unseen for UnknownMaxAge. The server calls
+// it now and then.
+func (s *Store) Expire(nodes *config.Nodes) (removed, unknown int) {
+	now := s.now().Unix()
+	if nodes != nil {
+		removed = len(s.dropNodes(func(name string, r Record) bool {
+			return nodes.ByName[name] == nil && now-r.LastSeen > int64(RemovedMaxAge/time.Second)
+		}))
+	}
+	s.unknownMu.Lock()
+	for k, r := range s.unknown {
+		if now-r.LastSeen > int64(UnknownMaxAge/time.Second) {
+			delete(s.unknown, k)
+			unknown++
+		}
+	}
+	s.unknownMu.Unlock()
+	if unknown > 0 {
+		s.version.Add(1)
+	}
+	return removed, unknown
+}
+
+func (s *Store) dropNodes(drop func(string, Record) bool) []string {
+	var names []string
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for name := range sh.m {
-			if nodes.ByName[name] == nil {
+		for name, r := range sh.m {
+			if drop(name, r) {
 				delete(sh.m, name)
-				s.version.Add(1)
-				s.major.Add(1)
+				names = append(names, name)
 			}
 		}
 		sh.mu.Unlock()
 	}
-	s.unknownMu.Lock()
-	for key, r := range s.unknown {
-		if r.MAC != "" && nodes.ByMAC[r.MAC] != nil {
-			delete(s.unknown, key)
-			s.version.Add(1)
-			s.major.Add(1)
-		}
+	if len(names) > 0 {
+		s.version.Add(1)
+		s.major.Add(1)
+		s.cache.Store(nil)
 	}
-	s.unknownMu.Unlock()
+	sort.Strings(names)
+	return names
 }
 
-// evictOldestUnknown drops the unknown entry seen longest ago. Caller holds unknownMu.
-func (s *Store) evictOldestUnknown() {
-	var oldest string
-	var at int64
+// unknownEvictBatch is how many unknown entries go at once when the table
+// is full: one scan per batch instead of one per new MAC keeps a flood of
+// random MACs cheap (a scan of MaxUnknown entries per request cost ~200 µs).
+const unknownEvictBatch = MaxUnknown / 8
+
+// evictOldestUnknown drops the n unknown entries seen longest ago (among
+// entries seen in the same second, any). Caller holds unknownMu.
+func (s *Store) evictOldestUnknown(n int) {
+	if n <= 0 || len(s.unknown) == 0 {
+		return
+	}
+	seen := make([]int64, 0, len(s.unknown))
+	for _, r := range s.unknown {
+		seen = append(seen, r.LastSeen)
+	}
+	slices.Sort(seen)
+	cutoff := seen[min(n, len(seen))-1]
+	atCutoff := n - sort.Search(len(seen), func(i int) bool { return seen[i] >= cutoff }) // how many at cutoff to drop
 	for k, r := range s.unknown {
-		if oldest == "" || r.LastSeen < at || r.LastSeen == at && k < oldest {
-			oldest, at = k, r.LastSeen
+		switch {
+		case r.LastSeen < cutoff:
+			delete(s.unknown, k)
+		case r.LastSeen == cutoff && atCutoff > 0:
+			delete(s.unknown, k)
+			atCutoff--
 		}
 	}
-	delete(s.unknown, oldest)
 }
 
 // Report is the answer of GET /status.
@@ -473,7 +555,7 @@ func (s *Store) Flush() error {
 // flush writes the store if it changed; with onlyDue, only when a major
 // change is pending or last-seen changes have waited SeenFlushInterval.
 func (s *Store) flush(onlyDue bool) error {
-	if s.path == "" {
+	if s.backend == nil {
 		return nil
 	}
 	s.flushMu.Lock()
@@ -487,72 +569,25 @@ func (s *Store) flush(onlyDue bool) error {
 	if onlyDue && mv == s.flushedM && s.now().Sub(s.lastWrite) < s.SeenFlushInterval {
 		return nil
 	}
-	fd := fileData{Version: fileVersion, Nodes: map[string]record{}}
+	t := Table{Nodes: map[string]Record{}}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		for k, r := range sh.m {
-			fd.Nodes[k] = r
+			t.Nodes[k] = r
 		}
 		sh.mu.Unlock()
 	}
 	s.unknownMu.Lock()
-	fd.Unknown = make(map[string]record, len(s.unknown))
+	t.Unknown = make(map[string]Record, len(s.unknown))
 	for k, r := range s.unknown {
-		fd.Unknown[k] = r
+		t.Unknown[k] = r
 	}
 	s.unknownMu.Unlock()
-	data, err := json.Marshal(&fd)
-	if err != nil {
-		return fmt.Errorf("encode node status: %w", err)
-	}
-	if err := writeAtomic(s.path, append(data, '\n')); err != nil {
+	if err := s.backend.Save(t); err != nil {
 		return err
 	}
 	s.flushed, s.flushedM, s.lastWrite = v, mv, s.now()
-	return nil
-}
-
-// writeAtomic replaces path with data via a temporary file and rename.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write node status: %w", err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write node status: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-			err = fmt.Errorf("write node status %s: %w", path, err)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Make the rename itself durable.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 	return nil
 }
 
@@ -581,15 +616,23 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 }
 
+// flushLogged flushes what is due and reports the outcome: to Health every
+// time, to the log once per distinct error per minute (a full disk fails
+// every second), and once when saving works again.
 func (s *Store) flushLogged() {
 	err := s.flush(true)
+	if s.Health != nil {
+		s.Health.Report(HealthComponent, err)
+	}
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	switch {
-	case err != nil && err.Error() != s.flushErr:
+	case err != nil:
 		s.flushErr = err.Error()
-		s.log.Error("node status flush failed; will retry", "err", err)
-	case err == nil && s.flushErr != "":
+		if s.logs.Allow(s.flushErr) {
+			s.log.Error("node status flush failed; will retry", "err", err)
+		}
+	case s.flushErr != "":
 		s.flushErr = ""
 		s.log.Info("node status flush works again", "file", s.path)
 	}

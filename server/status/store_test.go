@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wwcluster/ww/server/atomicfile"
 	"github.com/wwcluster/ww/server/config"
 )
 
@@ -143,11 +144,20 @@ func TestUnknownCapped(t *testing.T) {
 	}
 	st.Record(Event{MAC: "02:ff:ff:ff:ff:ff", Stage: StageDHCP})
 	rep := st.Report(nil)
-	if len(rep.Unknown) != MaxUnknown {
-		t.Fatalf("unknown = %d, want cap %d", len(rep.Unknown), MaxUnknown)
+	if want := MaxUnknown - unknownEvictBatch + 1; len(rep.Unknown) != want {
+		t.Fatalf("unknown = %d, want %d (cap %d, oldest %d evicted)", len(rep.Unknown), want, MaxUnknown, unknownEvictBatch)
 	}
-	if rep.Unknown[0].Name != "02:00:00:00:00:01" || rep.Unknown[len(rep.Unknown)-1].Name != "02:ff:ff:ff:ff:ff" {
-		t.Errorf("the oldest unknown MAC was not the one evicted: first %s last %s", rep.Unknown[0].Name, rep.Unknown[len(rep.Unknown)-1].Name)
+	first := fmt.Sprintf("02:00:00:00:%02x:%02x", unknownEvictBatch>>8, unknownEvictBatch&0xff)
+	if rep.Unknown[0].Name != first || rep.Unknown[len(rep.Unknown)-1].Name != "02:ff:ff:ff:ff:ff" {
+		t.Errorf("the oldest unknown MACs were not the ones evicted: first %s (want %s) last %s",
+			rep.Unknown[0].Name, first, rep.Unknown[len(rep.Unknown)-1].Name)
+	}
+	for range 3 * MaxUnknown { // a flood stays bounded
+		clk.Add(time.Second)
+		st.Record(Event{MAC: fmt.Sprintf("06:00:00:%02x:%02x:%02x", clk.Now().Unix()>>16&0xff, clk.Now().Unix()>>8&0xff, clk.Now().Unix()&0xff), Stage: StageDHCP})
+	}
+	if n := len(st.Report(nil).Unknown); n > MaxUnknown {
+		t.Errorf("%d unknown entries after a flood, cap %d", n, MaxUnknown)
 	}
 }
 
@@ -334,7 +344,7 @@ func TestAtomicWriteNoPartialFile(t *testing.T) {
 func TestFailedWriteKeepsOldFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, FileName)
-	if err := writeAtomic(path, []byte("old\n")); err != nil {
+	if err := atomicfile.WriteFile(path, []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// Renaming a file over a non-empty directory fails after the temp file is written.
@@ -343,7 +353,7 @@ func TestFailedWriteKeepsOldFile(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeAtomic(blocker, []byte("new\n")); err == nil {
+	if err := atomicfile.WriteFile(blocker, []byte("new\n"), 0o644); err == nil {
 		t.Fatal("write over a directory succeeded")
 	}
 	if data, _ := os.ReadFile(path); string(data) != "old\n" {
@@ -357,7 +367,7 @@ func TestFailedWriteKeepsOldFile(t *testing.T) {
 	}
 	// The store reports the error and stays dirty, so a later flush retries.
 	st.Record(Event{Node: "a", Stage: StageIPXE})
-	if err := st.Flush(); err == nil || !strings.Contains(err.Error(), "write node status") {
+	if err := st.Flush(); err == nil || !strings.Contains(err.Error(), "save node status") {
 		t.Errorf("Flush error = %v", err)
 	}
 	if err := os.RemoveAll(blocker); err != nil {
@@ -636,30 +646,68 @@ func TestDueFlushPolicy(t *testing.T) {
 	}
 }
 
-func TestPrune(t *testing.T) {
+// TestConfigEditKeepsStatus: a node that leaves nodes.toml is hidden from
+// reports but keeps its status; it comes back with it, and only an explicit
+// Forget / ForgetRemoved (`wwserver status prune`) or RemovedMaxAge drops it.
+func TestConfigEditKeepsStatus(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
-	st, _, _ := newTestStore(t, path)
+	st, clk, _ := newTestStore(t, path)
 	for i := 1; i <= 4; i++ {
-		st.Record(Event{Node: fmt.Sprintf("c%05d", i), Stage: StageIPXE})
+		st.Record(Event{Node: fmt.Sprintf("c%05d", i), Stage: StageIPXE, Sent: "ipxe"})
 	}
-	st.Record(Event{MAC: mac(2), Stage: StageDHCP})              // became configured
-	st.Record(Event{MAC: "52:54:00:ff:ff:01", Stage: StageDHCP}) // still unknown
+	st.Record(Event{MAC: "52:54:00:ff:ff:01", Stage: StageDHCP})
+	all, fewer := testNodes(t, 4), testNodes(t, 2)
+	if rep := st.Report(fewer); len(rep.Nodes) != 2 {
+		t.Fatalf("report of 2 configured nodes has %d rows", len(rep.Nodes))
+	}
+	st.Expire(fewer) // what the server runs now and then: nothing is old yet
 	if err := st.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	st.Prune(testNodes(t, 2))
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
+	st2, _, _ := newTestStore(t, path) // across a restart too
+	for _, s := range []*Store{st, st2} {
+		if rep := s.Report(all); rep.Nodes[3].Stage != StageIPXE || rep.Nodes[3].LastSeen == 0 {
+			t.Errorf("node 4 lost its status after leaving the config: %+v", rep.Nodes[3])
+		}
 	}
-	data, _ := os.ReadFile(path)
-	fd, err := decodeFile(data)
-	if err != nil {
-		t.Fatal(err)
+	// Explicit: by name, then every node not configured.
+	if got := st.Forget("c00004", "nope"); len(got) != 1 || got[0] != "c00004" {
+		t.Errorf("Forget dropped %v", got)
 	}
-	if len(fd.Nodes) != 2 || fd.Nodes["c00003"].Stage != "" || fd.Nodes["c00001"].Stage != StageIPXE {
-		t.Errorf("nodes after prune = %v", fd.Nodes)
+	if got := st.ForgetRemoved(fewer); len(got) != 1 || got[0] != "c00003" {
+		t.Errorf("ForgetRemoved = %v", got)
 	}
-	if len(fd.Unknown) != 1 || fd.Unknown["52:54:00:ff:ff:01"].Stage != StageDHCP {
-		t.Errorf("unknown after prune = %v", fd.Unknown)
+	if rep := st.Report(all); rep.Nodes[2].Stage != "" || rep.Nodes[3].Stage != "" || rep.Nodes[0].Stage != StageIPXE {
+		t.Errorf("after prune: %+v", rep.Nodes)
+	}
+	// Aging: removed nodes after RemovedMaxAge, unknown MACs after UnknownMaxAge.
+	st.Record(Event{Node: "c00003", Stage: StageIPXE})
+	clk.Add(UnknownMaxAge + time.Second)
+	if removed, unknown := st.Expire(fewer); removed != 0 || unknown != 1 {
+		t.Errorf("Expire after a day = %d removed, %d unknown", removed, unknown)
+	}
+	clk.Add(RemovedMaxAge)
+	if removed, _ := st.Expire(fewer); removed != 1 {
+		t.Errorf("Expire after %v = %d removed", RemovedMaxAge, removed)
+	}
+	if rep := st.Report(all); rep.Nodes[0].Stage != StageIPXE {
+		t.Errorf("a configured node aged out: %+v", rep.Nodes[0])
+	}
+}
+
+// BenchmarkRecordUnknownFlood: Record from ever new unknown MACs while the
+// unknown table is full (eviction in batches, not a scan per request).
+func BenchmarkRecordUnknownFlood(b *testing.B) {
+	st := New(slog.New(slog.DiscardHandler))
+	for i := 0; i < MaxUnknown; i++ {
+		st.Record(Event{MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), Stage: StageDHCP})
+	}
+	macs := make([]string, 100000)
+	for i := range macs {
+		macs[i] = fmt.Sprintf("06:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		st.Record(Event{MAC: macs[i%len(macs)], Stage: StageDHCP})
 	}
 }

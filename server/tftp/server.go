@@ -48,9 +48,17 @@ type Options struct {
 	// Leases, when set, names clients that nodes.toml doesn't know by address.
 	Leases LeaseLookup
 	// MaxTransfers bounds concurrent transfers (default 256). A request
-	// waits up to QueueWait (default 1s) for a slot, then gets an error.
+	// waits up to QueueWait (default 1s) for a slot, then gets an error;
+	// at most MaxQueued requests (default MaxTransfers) wait at once, the
+	// others are refused at once (each waiting request holds a goroutine
+	// and a socket: a flood of requests must not exhaust them).
 	MaxTransfers int
 	QueueWait    time.Duration
+	MaxQueued    int
+	// MaxTransferTime bounds one transfer from its first block (default
+	// 5 minutes): a client acknowledging just inside the retransmission
+	// timeout cannot hold a slot for hours.
+	MaxTransferTime time.Duration
 	// Timeout is the retransmission timeout (default 2s); Retries the
 	// number of retransmissions (default 5).
 	Timeout time.Duration
@@ -65,7 +73,9 @@ type Server struct {
 	leases    LeaseLookup
 	m         *metrics
 	sem       chan struct{}
+	queue     chan struct{} // requests waiting for a slot
 	queueWait time.Duration
+	maxTime   time.Duration
 	timeout   time.Duration
 	retries   int
 
@@ -78,6 +88,7 @@ type Server struct {
 	root    *os.Root
 
 	anticipate atomic.Int64 // window currently set on the library server
+	busyLog    onceASecond
 }
 
 type nopRecorder struct{}
@@ -95,6 +106,7 @@ func New(o Options) (*Server, error) {
 		log:       o.Log,
 		leases:    o.Leases,
 		queueWait: o.QueueWait,
+		maxTime:   o.MaxTransferTime,
 		timeout:   o.Timeout,
 		retries:   o.Retries,
 		ready:     make(chan struct{}),
@@ -110,6 +122,14 @@ func New(o Options) (*Server, error) {
 		max = 256
 	}
 	s.sem = make(chan struct{}, max)
+	queued := o.MaxQueued
+	if queued <= 0 {
+		queued = max
+	}
+	s.queue = make(chan struct{}, queued)
+	if s.maxTime <= 0 {
+		s.maxTime = 5 * time.Minute
+	}
 	if s.queueWait <= 0 {
 		s.queueWait = time.Second
 	}

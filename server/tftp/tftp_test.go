@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -95,6 +96,7 @@ func (f fakeLeases) LeaseByIP(ip string) (string, string, bool) {
 }
 
 type env struct {
+	stop  context.CancelFunc // ends Run (the cleanup waits for it)
 	srv   *Server
 	store *config.Store
 	rec   *statustest.Recorder
@@ -102,7 +104,7 @@ type env struct {
 }
 
 // startLoopback runs a server on 127.0.0.1 (no root needed).
-func startLoopback(t *testing.T, o Options, nodeIP string) *env {
+func startLoopback(t testing.TB, o Options, nodeIP string) *env {
 	t.Helper()
 	root, dir := t.TempDir(), t.TempDir()
 	writeTree(t, root, "127.0.0.1:0", dir, 8, nodeIP)
@@ -111,7 +113,10 @@ func startLoopback(t *testing.T, o Options, nodeIP string) *env {
 		t.Fatal(err)
 	}
 	rec := &statustest.Recorder{}
-	o.Store, o.Status, o.Log = store, rec, quietLog()
+	o.Store, o.Status = store, rec
+	if o.Log == nil {
+		o.Log = quietLog()
+	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
@@ -140,10 +145,10 @@ func startLoopback(t *testing.T, o Options, nodeIP string) *env {
 			t.Errorf("Run did not return 10s after its context ended")
 		}
 	})
-	return &env{srv: srv, store: store, rec: rec, dir: dir}
+	return &env{stop: cancel, srv: srv, store: store, rec: rec, dir: dir}
 }
 
-func (e *env) client(t *testing.T) *tftp.Client {
+func (e *env) client(t testing.TB) *tftp.Client {
 	t.Helper()
 	c, err := tftp.NewClient(e.srv.Addr().String())
 	if err != nil {
@@ -397,7 +402,7 @@ func TestSizeProbe(t *testing.T) {
 // out and keep Run from returning.
 func TestLoopbackFIFO(t *testing.T) {
 	const slots = 4
-	e := startLoopback(t, Options{MaxTransfers: slots, QueueWait: 50 * time.Millisecond}, "10.201.0.11")
+	e := startLoopback(t, Options{MaxTransfers: slots, MaxQueued: 4 * slots, QueueWait: 10 * time.Second}, "10.201.0.11")
 	data := randomFile(t, filepath.Join(e.dir, "ok.efi"), 3000)
 	if err := syscall.Mkfifo(filepath.Join(e.dir, "fifo"), 0o644); err != nil {
 		t.Fatal(err)
@@ -442,4 +447,187 @@ func TestLoopbackFIFO(t *testing.T) {
 	if _, err := wt.WriteTo(&buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
 		t.Fatalf("regular file after the FIFO requests: %v (%d bytes)", err, buf.Len())
 	}
+}
+
+// tftpError returns the message of a TFTP ERROR packet ("" if p is not one).
+func tftpError(p []byte) string {
+	if len(p) < 5 || p[0] != 0 || p[1] != 5 {
+		return ""
+	}
+	return strings.TrimRight(string(p[4:]), "\x00")
+}
+
+// TestLoopbackQueueBound: while every slot is busy, at most MaxQueued
+// requests wait for one; the rest are refused at once instead of each
+// holding a goroutine and a socket for QueueWait.
+func TestLoopbackQueueBound(t *testing.T) {
+	const queued, flood = 2, 40
+	var logs syncBuffer
+	e := startLoopback(t, Options{MaxTransfers: 1, MaxQueued: queued, QueueWait: time.Minute,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))}, "10.201.0.11")
+	randomFile(t, filepath.Join(e.dir, "f"), 10_000)
+	// The only slot: the client has the first block and has not acknowledged it.
+	first, err := e.client(t).Receive("f", "octet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Requests for a missing file: the queued ones fail fast once they get the slot.
+	start := time.Now()
+	for i := 0; i < flood; i++ {
+		if _, err := conn.WriteTo([]byte("\x00\x01missing\x00octet\x00"), e.srv.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(n int) map[string]int {
+		got := map[string]int{}
+		buf := make([]byte, 600)
+		for i := 0; i < n; i++ {
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			m, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("after %d answers %v: %v", i, got, err)
+			}
+			got[tftpError(buf[:m])]++
+		}
+		return got
+	}
+	if got := read(flood - queued); got["server busy, try again"] != flood-queued {
+		t.Fatalf("answers while the slot is held: %v; want %d busy", got, flood-queued)
+	}
+	// The flood is counted in full but logged once a second.
+	if got := counterValue(e.srv.m.errors.WithLabelValues("busy")); got != flood-queued {
+		t.Errorf("busy errors = %v, want %d", got, flood-queued)
+	}
+	lines := strings.Count(logs.String(), "too many transfers")
+	if max := 1 + int(time.Since(start)/time.Second); lines < 1 || lines > max {
+		t.Errorf("%d busy log lines for %d refusals in %v", lines, flood-queued, time.Since(start))
+	}
+	// The slot frees: the queued requests are served (and find no file).
+	if _, err := first.WriteTo(io.Discard); err != nil {
+		t.Fatalf("first transfer: %v", err)
+	}
+	if got := read(queued); got["file not found"] != queued {
+		t.Fatalf("answers to the queued requests: %v; want %d not found", got, queued)
+	}
+}
+
+// TestLoopbackTransferTimeLimit: a client that acknowledges slowly (each
+// ACK well inside the retransmission timeout) is cut off at the transfer
+// time limit instead of holding its slot. Without the window it gets the
+// reason as a TFTP error; with it (pin/tftp cannot send the error there)
+// the server must not crash and sends nothing more.
+func TestLoopbackTransferTimeLimit(t *testing.T) {
+	for _, window := range []int{1, 8} {
+		t.Run(fmt.Sprintf("window %d", window), func(t *testing.T) {
+			const limit = 300 * time.Millisecond
+			e := startLoopback(t, Options{MaxTransferTime: limit}, "10.201.0.11")
+			writeTree(t, e.store.Root(), "127.0.0.1:0", e.dir, window, "10.201.0.11")
+			if err := e.store.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			// A request applies the window from the next transfer on.
+			if _, err := e.client(t).Receive("missing", "octet"); err == nil {
+				t.Fatal("a missing file was served")
+			}
+			randomFile(t, filepath.Join(e.dir, "f"), 40*512)
+			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.WriteTo([]byte("\x00\x01f\x00octet\x00"), e.srv.Addr()); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			buf := make([]byte, 600)
+			for {
+				// The server's retransmission timeout is 2s: a second
+				// without a packet means it has stopped sending.
+				_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+				n, from, err := conn.ReadFrom(buf)
+				if ne, ok := err.(net.Error); ok && ne.Timeout() && window > 1 {
+					break
+				}
+				if err != nil {
+					t.Fatalf("after %v: %v", time.Since(start), err)
+				}
+				if msg := tftpError(buf[:n]); msg != "" {
+					if window > 1 || !strings.Contains(msg, "time limit") || time.Since(start) < limit {
+						t.Fatalf("error %q after %v", msg, time.Since(start))
+					}
+					break
+				}
+				if n < 4+512 {
+					t.Fatalf("the whole file was sent in %v despite a %v limit", time.Since(start), limit)
+				}
+				// The slow client: 50 ms per ACK; 40 blocks would take 2 s.
+				time.Sleep(50 * time.Millisecond)
+				if _, err := conn.WriteTo([]byte{0, 4, buf[2], buf[3]}, from); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "transfer failure counted", func() bool { return counterValue(e.srv.m.errors.WithLabelValues("transfer")) == 1 })
+			if got := counterValue(e.srv.m.transfers); got != 0 {
+				t.Errorf("%v transfers counted as complete", got)
+			}
+		})
+	}
+}
+
+// TestShutdownMidTransfer: stopping the server while a windowed transfer
+// is in flight ends that transfer and Run returns (pin/tftp used to panic
+// there, taking wwserver down before it saved its state).
+func TestShutdownMidTransfer(t *testing.T) {
+	e := startLoopback(t, Options{}, "10.201.0.11") // window 8
+	randomFile(t, filepath.Join(e.dir, "f"), 100*512)
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.WriteTo([]byte("\x00\x01f\x00octet\x00"), e.srv.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 600)
+	var from net.Addr
+	for block := 1; block <= 8; block++ { // the first window
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, addr, err := conn.ReadFrom(buf)
+		if err != nil || n < 4 || buf[1] != 3 {
+			t.Fatalf("block %d: %q %v", block, buf[:n], err)
+		}
+		from = addr
+	}
+	e.stop()
+	// The ACKs (pin/tftp wants one per block) make the server read the
+	// next window, after the shutdown began.
+	for block := byte(1); block <= 8; block++ {
+		if _, err := conn.WriteTo([]byte{0, 4, 0, block}, from); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the aborted transfer counted", func() bool { return counterValue(e.srv.m.errors.WithLabelValues("transfer")) == 1 })
+	// (The cleanup checks that Run returns.)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pin/tftp/v3"
@@ -142,21 +143,12 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 			s.anticipate.Store(int64(cfg.Anticipate))
 		}
 
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			t := time.NewTimer(s.queueWait)
-			select {
-			case s.sem <- struct{}{}:
-				t.Stop()
-			case <-t.C:
-				s.m.errors.WithLabelValues("busy").Inc()
-				log.Warn("tftp: too many transfers; refused", "max", cap(s.sem))
-				return errBusy
-			case <-ctx.Done():
-				t.Stop()
-				return errBusy
+		if err := s.acquire(ctx); err != nil {
+			s.m.errors.WithLabelValues("busy").Inc()
+			if skipped, ok := s.busyLog.allow(time.Now()); ok { // a flood logs once a second
+				log.Warn("tftp: too many transfers; refused", "max", cap(s.sem), "why", err, "refused_unlogged", skipped)
 			}
+			return errBusy
 		}
 		defer func() { <-s.sem }()
 
@@ -202,7 +194,7 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 
 		// tsize: the library seeks the reader when the client asks for it
 		// (and only in octet mode, where the size is right); see fileReader.
-		n, err := rf.ReadFrom(&fileReader{ctx: ctx, f: f})
+		n, err := sendFile(rf, &fileReader{ctx: ctx, f: f, deadline: time.Now().Add(s.maxTime), limit: s.maxTime})
 		if err != nil && n == 0 && strings.Contains(err.Error(), "code=8") {
 			// The client ended the transfer after our OACK (RFC 2347 error
 			// 8): UEFI PXE does this to learn the size (tsize) before the
@@ -224,6 +216,67 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 	}
 }
 
+// acquire takes a transfer slot, waiting up to queueWait when all are in
+// use, unless too many requests wait already.
+func (s *Server) acquire(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case s.queue <- struct{}{}:
+		defer func() { <-s.queue }()
+	default:
+		return errors.New("wait queue full")
+	}
+	t := time.NewTimer(s.queueWait)
+	defer t.Stop()
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errors.New("no slot freed in time")
+	case <-ctx.Done():
+		return errors.New("shutting down")
+	}
+}
+
+// sendFile runs the library's transfer of r. pin/tftp v3.1.0 panics when
+// the reader fails while the sliding window (anticipate) is on: its
+// readFromAnticipate aborts with a shadowed, nil error. Without this, a
+// shutdown or time limit during a windowed transfer crashed wwserver. The
+// reader's own error is returned instead; the library has closed the
+// transfer's socket by then, so that client sees a timeout rather than
+// the error message (with tftp.anticipate = 1 it gets the message).
+func sendFile(rf io.ReaderFrom, r *fileReader) (n int64, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if r.err == nil {
+				panic(v) // not the known case
+			}
+			n, err = 0, r.err
+		}
+	}()
+	return rf.ReadFrom(r)
+}
+
+// onceASecond lets one log line through per second and counts the others.
+type onceASecond struct {
+	last    atomic.Int64 // unix ns of the last line let through
+	skipped atomic.Int64
+}
+
+// allow reports whether to log now, and how many lines were held back since.
+func (o *onceASecond) allow(now time.Time) (skipped int64, ok bool) {
+	last := o.last.Load()
+	if now.UnixNano()-last < int64(time.Second) || !o.last.CompareAndSwap(last, now.UnixNano()) {
+		o.skipped.Add(1)
+		return 0, false
+	}
+	return o.skipped.Swap(0), true
+}
+
 // writeHandler refuses every write request with a TFTP error.
 func (s *Server) writeHandler(filename string, wt io.WriterTo) error {
 	s.m.errors.WithLabelValues("write_refused").Inc()
@@ -236,21 +289,34 @@ func (s *Server) writeHandler(filename string, wt io.WriterTo) error {
 	return errReadOnly
 }
 
-// fileReader reads f until ctx ends (so Shutdown aborts transfers quickly).
+// fileReader reads f until ctx ends (so Shutdown aborts transfers quickly)
+// or the transfer's time limit passes.
 // It is an io.Seeker, which pin/tftp uses to answer the tsize option: it
 // wraps the reader in a netascii converter (not a Seeker) for netascii
 // transfers, so tsize is only sent when it is exact. (Calling SetSize
 // would announce the octet size to netascii clients too.)
 type fileReader struct {
-	ctx context.Context
-	f   *os.File
+	ctx      context.Context
+	f        *os.File
+	deadline time.Time     // the transfer is aborted after it
+	limit    time.Duration // for the error message
+	err      error         // the last error other than io.EOF
 }
 
 func (r *fileReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, errors.New("server shutting down")
+	switch {
+	case r.ctx.Err() != nil:
+		r.err = errors.New("server shutting down")
+	case time.Now().After(r.deadline):
+		r.err = fmt.Errorf("transfer time limit (%v) exceeded", r.limit)
+	default:
+		n, err := r.f.Read(p)
+		if err != nil && err != io.EOF {
+			r.err = err
+		}
+		return n, err
 	}
-	return r.f.Read(p)
+	return 0, r.err
 }
 
 func (r *fileReader) Seek(off int64, whence int) (int64, error) { return r.f.Seek(off, whence) }

@@ -45,10 +45,15 @@ type TreeOptions struct {
 	KernelArgs []string
 	// ImageName under images/ (default: the one `wwserver init` made).
 	ImageName string
+	// SystemOverlays and RuntimeOverlays of the default profile (default
+	// wwinit and generic). Overlays other than those two must be put under
+	// TreeDir/overlays/ by the caller before nodes boot.
+	SystemOverlays, RuntimeOverlays []string
 }
 
-// WriteTree runs `wwserver init DIR --wwclient BIN --image-from ROOTFS` into
-// Dir/tree and adapts wwserver.toml and nodes.toml to the lab: the server
+// WriteTree runs `wwserver init DIR --wwclient BIN` into Dir/tree, packages
+// the lab image as an OCI archive and imports it over the placeholder image
+// with `wwserver image import` (so every lab boot runs through import), and adapts wwserver.toml and nodes.toml to the lab: the server
 // address on the bridge, DHCP on the bridge with a pool for unknown MACs,
 // TFTP from the iPXE directory, a short update interval and the given nodes.
 // Keys `wwserver init` wrote that the lab does not set are kept.
@@ -63,13 +68,22 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	if _, err := os.Stat(dir); err == nil {
 		return fmt.Errorf("%s exists", dir)
 	}
-	out, err := run(ctx, l.Paths.Wwserver, "init", dir, "--wwclient", l.Paths.Wwclient, "--image-from", l.Paths.Image,
+	out, err := run(ctx, l.Paths.Wwserver, "init", dir, "--wwclient", l.Paths.Wwclient,
 		"--address", l.ServerIP, "--listen", fmt.Sprintf(":%d", l.Port))
 	if err != nil {
 		return err
 	}
 	l.Log.Info("wwserver init", "dir", dir, "out", string(bytes.TrimSpace([]byte(out))))
 	l.TreeDir = dir
+	archive := filepath.Join(l.Dir, "image.oci.tar")
+	if err := WriteOCIArchive(l.Paths.Image, archive); err != nil {
+		return err
+	}
+	out, err = run(ctx, l.Paths.Wwserver, "image", "import", "--quiet", archive, "default", "--root", dir)
+	if err != nil {
+		return err
+	}
+	l.Log.Info("wwserver image import", "out", string(bytes.TrimSpace([]byte(out))))
 
 	// wwserver.toml
 	srv := map[string]any{}
@@ -88,6 +102,8 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	dhcp["netmask"] = DefaultNetmask
 	dhcp["router"] = ""
 	dhcp["lease_time"] = "1h"
+	// End iPXE's IPv6 autoconfiguration at once (no IPv6 router here): ~16 s per boot.
+	dhcp["answer_router_solicitations"] = true
 	tftp := subTable(srv, "tftp")
 	tftp["enabled"] = true
 	tftp["listen"] = ":69"
@@ -112,10 +128,14 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	}
 	def["image"] = img
 	def["kernel_args"] = opts.KernelArgs
-	if _, ok := def["system_overlays"]; !ok {
+	if opts.SystemOverlays != nil {
+		def["system_overlays"] = opts.SystemOverlays
+	} else if _, ok := def["system_overlays"]; !ok {
 		def["system_overlays"] = []string{"wwinit"}
 	}
-	if _, ok := def["runtime_overlays"]; !ok {
+	if opts.RuntimeOverlays != nil {
+		def["runtime_overlays"] = opts.RuntimeOverlays
+	} else if _, ok := def["runtime_overlays"]; !ok {
 		def["runtime_overlays"] = []string{"generic"}
 	}
 	if _, ok := def["root"]; !ok {

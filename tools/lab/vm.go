@@ -22,6 +22,11 @@ const (
 	// UEFI is OVMF with no option ROM on the NIC (romfile=): the
 	// firmware's own PXE asks DHCP with arch 7 and TFTPs snponly.efi.
 	UEFI Firmware = "uefi"
+	// UEFIHTTP is OVMF with its PXE turned off (fw_cfg
+	// opt/org.tianocore/IPv4PXESupport and IPv6PXESupport = no), so the
+	// boot manager's network option is UEFI HTTP boot: DHCP with vendor
+	// class HTTPClient, then the boot file URL (/ipxe-bin/ipxe.efi).
+	UEFIHTTP Firmware = "uefi-http"
 )
 
 // VMOptions for StartVM.
@@ -117,7 +122,7 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		if o.Kernel == "" {
 			args = append(args, "-boot", "n")
 		}
-	case UEFI:
+	case UEFI, UEFIHTTP:
 		if l.Paths.OVMFCode == "" {
 			return nil, errors.New("no OVMF firmware (FindPaths)")
 		}
@@ -129,6 +134,11 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+l.Paths.OVMFCode,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 		nic += ",romfile="
+		if o.Firmware == UEFIHTTP {
+			args = append(args,
+				"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
+		}
 	default:
 		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
 	}

@@ -63,6 +63,10 @@ type Options struct {
 	// Notify, when set, is called with "READY=1\nSTATUS=…" after the first
 	// sync attempt (sd_notify).
 	Notify func(state string) error
+	// Relabel, when set, is called with the paths (under Root) that an
+	// applied runtime overlay wrote or created, to give them their SELinux
+	// labels (package selabel).
+	Relabel func(ctx context.Context, paths []string) error
 	// After returns a channel that fires after d; default time.After.
 	// Tests replace it to observe the delays without sleeping.
 	After func(d time.Duration) <-chan time.Time
@@ -259,7 +263,26 @@ func (a *Agent) fetch(ctx context.Context) (SyncResult, error) {
 	default:
 		return SyncResult{}, &StatusError{Op: "runtime overlay", Status: resp.StatusCode, Body: firstLine(resp.Body)}
 	}
-	res, err := apply.Apply(a.o.Root, resp.Body, a.o.Apply)
+	opts := a.o.Apply
+	var written []string
+	if a.o.Relabel != nil {
+		progress := opts.Progress
+		opts.Progress = func(name string, act apply.Action) {
+			if act == apply.Written || act == apply.Dir || act == apply.Symlink {
+				written = append(written, filepath.Join(a.o.Root, name))
+			}
+			if progress != nil {
+				progress(name, act)
+			}
+		}
+	}
+	res, err := apply.Apply(a.o.Root, resp.Body, opts)
+	if len(written) > 0 {
+		// also after a failed apply: what it wrote stays
+		if rerr := a.o.Relabel(ctx, written); rerr != nil {
+			a.o.Logger.Error("SELinux labels of the runtime overlay", "err", rerr)
+		}
+	}
 	if err != nil {
 		return SyncResult{Apply: res}, fmt.Errorf("apply runtime overlay to %s: %w", a.o.Root, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -519,4 +520,30 @@ func TestLock(t *testing.T) {
 		t.Fatalf("after release: %v", err)
 	}
 	g.Close()
+}
+
+// TestSyncRelabelsWhatItWrote: Relabel gets the paths an applied overlay
+// wrote (under Root), and nothing when the overlay did not change.
+func TestSyncRelabelsWhatItWrote(t *testing.T) {
+	fs, srv := newFakeServer(t)
+	fs.setOverlay(overlay(t, map[string]string{"etc/motd": "hello\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\n"}), `"v1"`)
+	var got [][]string
+	a, root := newAgent(t, srv, func(o *Options) {
+		o.Relabel = func(ctx context.Context, paths []string) error {
+			got = append(got, paths)
+			return nil
+		}
+	})
+	if _, err := a.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !slices.Contains(got[0], filepath.Join(root, "etc/passwd")) || !slices.Contains(got[0], filepath.Join(root, "etc/motd")) {
+		t.Fatalf("relabelled %v", got)
+	}
+	if _, err := a.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("relabelled again without a change: %v", got)
+	}
 }

@@ -37,8 +37,17 @@ type System interface {
 	Chdir(path string) error
 	Chroot(path string) error
 	// CopyTree copies the tree at src into dst, staying on src's device
-	// and skipping dst itself.
-	CopyTree(src, dst string) error
+	// and skipping dst itself; with label set it labels the copies.
+	CopyTree(src, dst string, label LabelFunc) error
+	// FileContexts loads the file_contexts of the SELinux policy type.
+	FileContexts(selinuxType string) (LabelFunc, error)
+	// EvalSymlinks resolves every symlink in path.
+	EvalSymlinks(path string) (string, error)
+	// LabelTree labels an existing tree (on one device) in place.
+	LabelTree(dir string, label LabelFunc) error
+	// KeepExecContext makes the next Exec keep the caller's SELinux
+	// context instead of taking the policy's exec transition.
+	KeepExecContext() error
 	// RemoveTree deletes the contents of dir that are on dir's device.
 	RemoveTree(dir string) error
 	// Run runs a program to completion.
@@ -137,14 +146,49 @@ func (b *Bootstrap) boot() error {
 	}
 	b.say("node %s, hwaddr %s, server %s, root %s", node, orNone(eff.MAC), orNone(eff.Server), eff.Root)
 
+	// SELinux: with a tmpfs root the policy is loaded first, so that the
+	// copy labels every file as it writes it (no second pass over the
+	// tree); staying in the initramfs, setfiles labels it afterwards.
+	sel := b.decideSELinux(eff)
+	var label LabelFunc
+	loaded := false
+	if sel.Load && eff.Root != nodeconf.RootInitramfs {
+		if loaded, err = b.loadPolicy(sel); err != nil {
+			return err
+		}
+		if loaded {
+			if label, err = b.Sys.FileContexts(sel.Type); err != nil {
+				b.say("warning: SELinux: %v; labelling after the copy instead", err)
+				label = nil
+			}
+		}
+	}
 	switch eff.Root {
 	case nodeconf.RootInitramfs:
 		b.say("root: staying in the initramfs")
 	default:
-		if err := b.switchRoot(); err != nil {
+		start := time.Now()
+		err := b.switchRoot(label)
+		var lerr *LabelError
+		if errors.As(err, &lerr) {
+			b.say("warning: SELinux: %v; relabelling with setfiles", lerr)
+			label, err = nil, nil
+		}
+		if err != nil {
 			return fmt.Errorf("switch to tmpfs root: %w", err)
 		}
-		b.say("root: switched to tmpfs")
+		if label != nil {
+			// the API file systems moved in were not copied: /dev and /run
+			// are labelled in place (/proc and /sys get theirs from the policy)
+			for _, d := range []string{"/dev", "/run"} {
+				if err := b.Sys.LabelTree(d, label); err != nil {
+					b.say("warning: SELinux: %v", err)
+				}
+			}
+			b.say("root: switched to tmpfs, labelled as copied, in %s", time.Since(start).Round(10*time.Millisecond))
+		} else {
+			b.say("root: switched to tmpfs")
+		}
 	}
 	if eff.Config.Node != "" {
 		if err := b.Sys.Sethostname(eff.Config.Node); err != nil {
@@ -152,13 +196,21 @@ func (b *Bootstrap) boot() error {
 		}
 		b.say("hostname %s", eff.Config.Node)
 	}
-	if err := b.selinux(eff); err != nil {
-		return err
+	if sel.Load && eff.Root == nodeconf.RootInitramfs {
+		if loaded, err = b.loadPolicy(sel); err != nil {
+			return err
+		}
+	}
+	if loaded && label == nil {
+		b.relabel(sel)
 	}
 	b.startAgent()
 
 	if !b.Sys.Exists(eff.Init) {
 		return fmt.Errorf("init %s not found in the image", eff.Init)
+	}
+	if loaded {
+		b.initContext(eff.Init)
 	}
 	argv := append([]string{eff.Init}, tail(b.Args)...)
 	b.say("exec %s", eff.Init)
@@ -242,7 +294,7 @@ func (b *Bootstrap) settings() (nodeconf.Effective, error) {
 	return nodeconf.Merge(cfg, cl, ""), nil
 }
 
-func (b *Bootstrap) switchRoot() error {
+func (b *Bootstrap) switchRoot(label LabelFunc) error {
 	if err := b.Sys.MkdirAll(NewRoot, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", NewRoot, err)
 	}
@@ -250,9 +302,14 @@ func (b *Bootstrap) switchRoot() error {
 		return fmt.Errorf("mount tmpfs on %s: %w", NewRoot, err)
 	}
 	b.say("copying the root file system to tmpfs")
-	if err := b.Sys.CopyTree("/", NewRoot); err != nil {
-		_ = b.Sys.Unmount(NewRoot, syscall.MNT_DETACH)
-		return fmt.Errorf("copy root: %w", err)
+	var labelErr error
+	if err := b.Sys.CopyTree("/", NewRoot, label); err != nil {
+		var lerr *LabelError
+		if !errors.As(err, &lerr) {
+			_ = b.Sys.Unmount(NewRoot, syscall.MNT_DETACH)
+			return fmt.Errorf("copy root: %w", err)
+		}
+		labelErr = err // the copy is complete: go on, report it at the end
 	}
 	for _, m := range apiMounts {
 		dst := path.Join(NewRoot, m.target)
@@ -280,7 +337,7 @@ func (b *Bootstrap) switchRoot() error {
 	if err := b.Sys.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir /: %w", err)
 	}
-	return nil
+	return labelErr
 }
 
 // SELinuxDecision says whether to load the policy, or why not.
@@ -327,21 +384,36 @@ func DecideSELinux(config []byte, configErr error, cmdlineSELinux, hasLoadPolicy
 	return d
 }
 
-func (b *Bootstrap) selinux(eff nodeconf.Effective) error {
+// FileContextsDir is where a policy type's file_contexts live.
+func FileContextsDir(selinuxType string) string {
+	return "/etc/selinux/" + selinuxType + "/contexts/files"
+}
+
+func (b *Bootstrap) decideSELinux(eff nodeconf.Effective) SELinuxDecision {
 	cfg, err := b.Sys.ReadFile(SELinuxConfig)
 	d := DecideSELinux(cfg, err, eff.SELinux, b.Sys.Exists(LoadPolicy))
 	if !d.Load {
 		b.say("SELinux: skipped: %s", d.Reason)
-		return nil
 	}
+	return d
+}
+
+// loadPolicy loads the policy; a failure is fatal when enforcing.
+func (b *Bootstrap) loadPolicy(d SELinuxDecision) (bool, error) {
 	b.say("SELinux: loading policy (%s, %s)", d.Type, d.Mode)
 	if err := b.Sys.Run(LoadPolicy, "-i"); err != nil {
 		if d.Mode == "enforcing" {
-			return fmt.Errorf("SELinux: load_policy -i: %w", err)
+			return false, fmt.Errorf("SELinux: load_policy -i: %w", err)
 		}
 		b.say("warning: SELinux: load_policy -i: %v (permissive: continuing)", err)
-		return nil
+		return false, nil
 	}
+	return true, nil
+}
+
+// relabel labels the whole root with setfiles (the second pass the
+// labelling copy avoids).
+func (b *Bootstrap) relabel(d SELinuxDecision) {
 	setfiles := ""
 	for _, p := range []string{"/usr/sbin/setfiles", "/sbin/setfiles"} {
 		if b.Sys.Exists(p) {
@@ -349,15 +421,43 @@ func (b *Bootstrap) selinux(eff nodeconf.Effective) error {
 			break
 		}
 	}
-	fc := "/etc/selinux/" + d.Type + "/contexts/files/file_contexts"
+	fc := FileContextsDir(d.Type) + "/file_contexts"
 	if setfiles == "" {
 		b.say("warning: SELinux: no setfiles in the image; the tree is not relabelled")
-		return nil
+		return
 	}
-	if err := b.Sys.Run(setfiles, "-e", "/proc", "-e", "/sys", fc, "/"); err != nil {
+	// -T 0: one labelling thread per CPU (policycoreutils >= 3.4 only, so
+	// retried without it).
+	start := time.Now()
+	err := b.Sys.Run(setfiles, "-T", "0", "-e", "/proc", "-e", "/sys", fc, "/")
+	if err != nil {
+		err = b.Sys.Run(setfiles, "-e", "/proc", "-e", "/sys", fc, "/")
+	}
+	if err != nil {
 		b.say("warning: SELinux: %s: %v", setfiles, err)
+		return
 	}
-	return nil
+	b.say("SELinux: labelled the root file system in %s", time.Since(start).Round(10*time.Millisecond))
+}
+
+// initContext prepares PID 1's SELinux domain for exec'ing init. systemd
+// reloads the policy itself and then moves from the kernel's domain into
+// init_t with setcon; if the exec had already put it into init_t (the
+// policy's kernel_t -> init_exec_t transition), that setcon is refused
+// (no init_t -> init_t dyntransition) and systemd logs "Failed to
+// transition into init label". So systemd is exec'ed in the kernel's
+// domain and makes the move itself, as on a disk boot; any other init gets
+// the policy's exec transition.
+func (b *Bootstrap) initContext(init string) {
+	real, err := b.Sys.EvalSymlinks(init)
+	if err != nil || path.Base(real) != "systemd" {
+		return
+	}
+	if err := b.Sys.KeepExecContext(); err != nil {
+		b.say("warning: SELinux: keep the exec context for systemd: %v", err)
+		return
+	}
+	b.say("SELinux: %s is systemd: exec in the kernel's domain, systemd moves itself to init_t", init)
 }
 
 func (b *Bootstrap) startAgent() {

@@ -19,6 +19,9 @@ type fakeSys struct {
 	mounted map[string]bool
 	fail    map[string]error // action (as recorded) -> error
 	panicOn string
+	// labelErr is what a labelling CopyTree returns after copying
+	labelErr error
+	links    map[string]string // EvalSymlinks results
 }
 
 func newFake() *fakeSys {
@@ -87,12 +90,36 @@ func (f *fakeSys) ReadFile(p string) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
-func (f *fakeSys) Exists(p string) bool           { return f.exists[p] }
-func (f *fakeSys) Sethostname(name string) error  { return f.act("hostname " + name) }
-func (f *fakeSys) Chdir(p string) error           { return f.act("chdir " + p) }
-func (f *fakeSys) Chroot(p string) error          { return f.act("chroot " + p) }
-func (f *fakeSys) CopyTree(src, dst string) error { return f.act("copy " + src + " " + dst) }
-func (f *fakeSys) RemoveTree(dir string) error    { return f.act("remove " + dir) }
+func (f *fakeSys) Exists(p string) bool          { return f.exists[p] }
+func (f *fakeSys) Sethostname(name string) error { return f.act("hostname " + name) }
+func (f *fakeSys) Chdir(p string) error          { return f.act("chdir " + p) }
+func (f *fakeSys) Chroot(p string) error         { return f.act("chroot " + p) }
+func (f *fakeSys) CopyTree(src, dst string, label LabelFunc) error {
+	if label != nil {
+		if err := f.act("copy labelled " + src + " " + dst); err != nil {
+			return err
+		}
+		return f.labelErr
+	}
+	return f.act("copy " + src + " " + dst)
+}
+func (f *fakeSys) EvalSymlinks(p string) (string, error) {
+	if t, ok := f.links[p]; ok {
+		return t, nil
+	}
+	return p, nil
+}
+func (f *fakeSys) KeepExecContext() error { return f.act("keep exec context") }
+func (f *fakeSys) LabelTree(dir string, label LabelFunc) error {
+	return f.act("label " + dir)
+}
+func (f *fakeSys) FileContexts(typ string) (LabelFunc, error) {
+	if err := f.act("file_contexts " + typ); err != nil {
+		return nil, err
+	}
+	return func(string, uint32) (string, bool) { return "", false }, nil
+}
+func (f *fakeSys) RemoveTree(dir string) error { return f.act("remove " + dir) }
 func (f *fakeSys) Run(p string, args ...string) error {
 	return f.act("run " + p + " " + strings.Join(args, " "))
 }
@@ -392,14 +419,48 @@ func TestBootSELinux(t *testing.T) {
 	}
 	f := selinuxOn("enforcing")
 	calls, console := boot(t, f)
+	// tmpfs root: policy first, then the copy labels as it goes; no setfiles
 	i := indexOf(calls, "run /usr/sbin/load_policy -i")
-	if i < 0 || calls[i+1] != "run /usr/sbin/setfiles -e /proc -e /sys /etc/selinux/mls/contexts/files/file_contexts /" {
+	if i < 0 || calls[i+1] != "file_contexts mls" || indexOf(calls, "copy labelled / /newroot") < i ||
+		indexOf(calls, "label /dev") < indexOf(calls, "chroot .") || indexOf(calls, "label /run") < 0 {
 		t.Fatalf("calls %q", calls)
 	}
-	if i < indexOf(calls, "chroot .") || i > indexOf(calls, "start /usr/sbin/wwclient log=/dev/console") {
-		t.Fatal("SELinux must run after the root switch and before the agent")
+	if i > indexOf(calls, "start /usr/sbin/wwclient log=/dev/console") || contains(calls, setfilesCall) {
+		t.Fatalf("calls %q", calls)
 	}
-	if sel := lines(console, "wwinit: SELinux"); len(sel) != 1 || sel[0] != "wwinit: SELinux: loading policy (mls, enforcing)" {
+	if sel := lines(console, "wwinit: root: switched"); len(sel) != 1 || !strings.HasPrefix(sel[0], "wwinit: root: switched to tmpfs, labelled as copied, in ") {
+		t.Fatalf("%q", sel)
+	}
+	// PID 1 keeps the kernel's domain for systemd only, right before exec
+	if contains(calls, "keep exec context") {
+		t.Fatalf("exec context kept for a non-systemd init: %q", calls)
+	}
+	f = selinuxOn("enforcing")
+	f.links = map[string]string{"/sbin/init": "/usr/lib/systemd/systemd"}
+	calls, _ = boot(t, f)
+	if i := indexOf(calls, "keep exec context"); i < 0 || calls[i+1] != "exec /sbin/init [/sbin/init]" {
+		t.Fatalf("systemd: %q", calls)
+	}
+	// labels that could not be set: setfiles after the switch
+	f = selinuxOn("enforcing")
+	f.labelErr = &LabelError{Labelled: 10, Failed: 1, First: errors.New("EINVAL")}
+	calls, console = boot(t, f)
+	if i := indexOf(calls, setfilesCall); i < indexOf(calls, "chroot .") || i > indexOf(calls, "start /usr/sbin/wwclient log=/dev/console") {
+		t.Fatalf("calls %q", calls)
+	}
+	if w := lines(console, "wwinit: warning: SELinux"); len(w) != 1 || !strings.Contains(w[0], "1 of 10 labels not set") {
+		t.Fatalf("%q", w)
+	}
+	// staying in the initramfs: policy after the hostname, then setfiles
+	f = selinuxOn("enforcing")
+	f.files["/etc/wwclient/wwclient.toml"] = strings.Replace(f.files["/etc/wwclient/wwclient.toml"], `root = "tmpfs"`, `root = "initramfs"`, 1)
+	calls, console = boot(t, f)
+	i = indexOf(calls, "run /usr/sbin/load_policy -i")
+	if i < 0 || calls[i+1] != setfilesCall || contains(calls, "copy / /newroot") {
+		t.Fatalf("initramfs root: calls %q\n%s", calls, console)
+	}
+	if sel := lines(console, "wwinit: SELinux"); len(sel) != 2 || sel[0] != "wwinit: SELinux: loading policy (mls, enforcing)" ||
+		!strings.HasPrefix(sel[1], "wwinit: SELinux: labelled the root file system in ") {
 		t.Fatalf("%q", sel)
 	}
 	// enforcing + load_policy failure is fatal
@@ -413,7 +474,7 @@ func TestBootSELinux(t *testing.T) {
 	f = selinuxOn("permissive")
 	f.fail["run /usr/sbin/load_policy -i"] = errors.New("exit status 2")
 	calls, console = boot(t, f)
-	if !contains(calls, "exec /sbin/init [/sbin/init]") || contains(calls, "run /usr/sbin/setfiles -e /proc -e /sys /etc/selinux/mls/contexts/files/file_contexts /") {
+	if !contains(calls, "exec /sbin/init [/sbin/init]") || contains(calls, setfilesCall) || !contains(calls, "copy / /newroot") {
 		t.Fatalf("calls %q\n%s", calls, console)
 	}
 	// disabled: skipped with one line
@@ -426,6 +487,8 @@ func TestBootSELinux(t *testing.T) {
 		t.Fatal("policy loaded although disabled")
 	}
 }
+
+const setfilesCall = "run /usr/sbin/setfiles -T 0 -e /proc -e /sys /etc/selinux/mls/contexts/files/file_contexts /"
 
 func indexOf(s []string, x string) int {
 	for i, v := range s {

@@ -18,7 +18,12 @@ import (
 // point such as /proc) is created empty and not entered. dst itself is
 // skipped when it lies inside src. Device nodes, FIFOs and sockets are not
 // copied (devtmpfs provides /dev).
-func CopyTree(src, dst string) error {
+//
+// With label set, every copy (dst itself included) gets the SELinux context
+// label gives its path in the new root ("/" + its path below src): the
+// tree is labelled as it is copied, with no second pass. Failures to set a
+// label do not stop the copy; they are returned as a *LabelError at the end.
+func CopyTree(src, dst string, label LabelFunc) error {
 	src, dst = filepath.Clean(src), filepath.Clean(dst)
 	var rootSt unix.Stat_t
 	if err := unix.Lstat(src, &rootSt); err != nil {
@@ -34,6 +39,23 @@ func CopyTree(src, dst string) error {
 	}
 	var dirs []dirAttr
 	links := map[[2]uint64]string{} // (dev, ino) -> copied path, for nlink > 1
+	var lerr LabelError
+	setLabel := func(target, rel string, mode uint32) {
+		if label == nil {
+			return
+		}
+		ctx, ok := label(filepath.Join("/", rel), mode&unix.S_IFMT)
+		if !ok {
+			return
+		}
+		lerr.Labelled++
+		if err := unix.Lsetxattr(target, xattrSELinux, append([]byte(ctx), 0), 0); err != nil {
+			lerr.Failed++
+			if lerr.First == nil {
+				lerr.First = fmt.Errorf("label %s %s: %w", target, ctx, err)
+			}
+		}
+	}
 
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -59,6 +81,7 @@ func CopyTree(src, dst string) error {
 				}
 			}
 			dirs = append(dirs, dirAttr{target, st})
+			setLabel(target, rel, st.Mode)
 			if st.Dev != rootSt.Dev {
 				return filepath.SkipDir // another file system: keep only the mount point
 			}
@@ -71,6 +94,7 @@ func CopyTree(src, dst string) error {
 			if err := os.Symlink(l, target); err != nil {
 				return err
 			}
+			setLabel(target, rel, st.Mode)
 			return setAttrs(target, &st, true)
 		case unix.S_IFREG:
 			if st.Nlink > 1 {
@@ -83,6 +107,7 @@ func CopyTree(src, dst string) error {
 			if err := copyFile(p, target); err != nil {
 				return err
 			}
+			setLabel(target, rel, st.Mode)
 			return setAttrs(target, &st, false)
 		default:
 			return nil // devices, FIFOs, sockets
@@ -98,7 +123,68 @@ func CopyTree(src, dst string) error {
 			return err
 		}
 	}
+	if lerr.Failed > 0 {
+		return &lerr
+	}
 	return nil
+}
+
+// LabelTree labels dir and everything below it on dir's device (an API
+// file system moved into the new root, such as /dev) in place.
+func LabelTree(dir string, label LabelFunc) error {
+	var rootSt unix.Stat_t
+	if err := unix.Lstat(dir, &rootSt); err != nil {
+		return fmt.Errorf("stat %s: %w", dir, err)
+	}
+	var lerr LabelError
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // gone meanwhile (a /dev node): nothing to label
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			return nil
+		}
+		if st.Dev != rootSt.Dev {
+			return filepath.SkipDir
+		}
+		ctx, ok := label(p, st.Mode&unix.S_IFMT)
+		if !ok {
+			return nil
+		}
+		lerr.Labelled++
+		if err := unix.Lsetxattr(p, xattrSELinux, append([]byte(ctx), 0), 0); err != nil {
+			lerr.Failed++
+			if lerr.First == nil {
+				lerr.First = fmt.Errorf("label %s %s: %w", p, ctx, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if lerr.Failed > 0 {
+		return &lerr
+	}
+	return nil
+}
+
+// LabelFunc gives the SELinux context of a path of the new root with the
+// file type mode (S_IFMT bits); ok false: leave it unlabelled.
+type LabelFunc func(path string, mode uint32) (ctx string, ok bool)
+
+const xattrSELinux = "security.selinux"
+
+// LabelError reports labels CopyTree could not set (the copy itself is
+// complete).
+type LabelError struct {
+	Labelled, Failed int
+	First            error
+}
+
+func (e *LabelError) Error() string {
+	return fmt.Sprintf("%d of %d labels not set; first: %v", e.Failed, e.Labelled, e.First)
 }
 
 func copyFile(src, dst string) error {

@@ -2,9 +2,12 @@ package bootstrap
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -66,7 +69,7 @@ func TestCopyTree(t *testing.T) {
 	must(t, os.Mkdir(dst, 0o755))
 	t.Cleanup(func() { os.Chmod(filepath.Join(src, "etc/ro"), 0o755); os.Chmod(filepath.Join(dst, "etc/ro"), 0o755) })
 
-	must(t, CopyTree(src, dst))
+	must(t, CopyTree(src, dst, nil))
 
 	if b, err := os.ReadFile(filepath.Join(dst, "etc/ro/file")); err != nil || string(b) != "inside read-only dir" {
 		t.Fatalf("%q %v", b, err)
@@ -110,7 +113,7 @@ func TestCopyTreeStaysOnDevice(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(src, "proc/cpuinfo"), []byte("other fs"), 0o644))
 	must(t, os.WriteFile(filepath.Join(src, "keep"), []byte("k"), 0o644))
 	dst := t.TempDir()
-	must(t, CopyTree(src, dst))
+	must(t, CopyTree(src, dst, nil))
 	if fi, err := os.Stat(filepath.Join(dst, "proc")); err != nil || !fi.IsDir() {
 		t.Fatalf("mount point not created: %v", err)
 	}
@@ -172,5 +175,80 @@ func TestOSRemoveTreeRefusesWhenNotPID1(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d, "precious")); err != nil {
 		t.Fatal("file deleted")
+	}
+}
+
+// TestCopyTreeLabels: with a label function every copy (the new root
+// itself included) carries the context for its path in the new root, and
+// labels the function leaves out stay unset.
+func TestCopyTreeLabels(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(src, "etc/ssh"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644))
+	must(t, os.Symlink("/usr/lib/systemd/systemd", filepath.Join(src, "init")))
+	must(t, os.WriteFile(filepath.Join(src, "unlabelled"), nil, 0o644))
+	var seen []string
+	label := func(p string, mode uint32) (string, bool) {
+		seen = append(seen, fmt.Sprintf("%s %o", p, mode))
+		if p == "/unlabelled" {
+			return "", false
+		}
+		return "system_u:object_r:" + strings.NewReplacer("/", "_", ".", "_").Replace(p) + "_t:s0", true
+	}
+	if err := CopyTree(src, dst, label); err != nil {
+		var lerr *LabelError
+		if errors.As(err, &lerr) && errors.Is(lerr.First, syscall.EOPNOTSUPP) {
+			t.Skipf("%s cannot hold security.selinux: %v", dst, err)
+		}
+		t.Fatal(err)
+	}
+	get := func(p string) string {
+		buf := make([]byte, 256)
+		n, err := unix.Lgetxattr(p, "security.selinux", buf)
+		if err != nil {
+			return "(" + err.Error() + ")"
+		}
+		return strings.TrimRight(string(buf[:n]), "\x00")
+	}
+	for p, want := range map[string]string{
+		"":           "system_u:object_r:__t:s0",
+		"etc":        "system_u:object_r:_etc_t:s0",
+		"etc/ssh":    "system_u:object_r:_etc_ssh_t:s0",
+		"etc/passwd": "system_u:object_r:_etc_passwd_t:s0",
+		"init":       "system_u:object_r:_init_t:s0",
+	} {
+		if got := get(filepath.Join(dst, p)); got != want {
+			t.Errorf("/%s labelled %q, want %q", p, got, want)
+		}
+	}
+	if got := get(filepath.Join(dst, "unlabelled")); !strings.HasPrefix(got, "(") {
+		t.Errorf("/unlabelled labelled %q", got)
+	}
+	for _, want := range []string{"/ 40000", "/etc/passwd 100000", "/init 120000"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("label not asked for %q (asked: %v)", want, seen)
+		}
+	}
+}
+
+// TestLabelTree: an existing tree is labelled in place, dir included.
+func TestLabelTree(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "shm"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "null"), nil, 0o666))
+	err := LabelTree(dir, func(p string, mode uint32) (string, bool) {
+		return "system_u:object_r:" + filepath.Base(p) + "_t:s0", true
+	})
+	var lerr *LabelError
+	if errors.As(err, &lerr) && errors.Is(lerr.First, syscall.EOPNOTSUPP) {
+		t.Skipf("%s cannot hold security.selinux: %v", dir, err)
+	}
+	must(t, err)
+	for _, p := range []string{dir, filepath.Join(dir, "shm"), filepath.Join(dir, "null")} {
+		buf := make([]byte, 256)
+		n, err := unix.Lgetxattr(p, "security.selinux", buf)
+		if want := "system_u:object_r:" + filepath.Base(p) + "_t:s0\x00"; err != nil || string(buf[:n]) != want {
+			t.Errorf("%s: %q %v, want %q", p, buf[:n], err, want)
+		}
 	}
 }

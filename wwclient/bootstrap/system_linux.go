@@ -7,9 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/wwcluster/ww/wwclient/selabel"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,7 +63,17 @@ func (OS) Chdir(p string) error { return unix.Chdir(p) }
 func (OS) Chroot(p string) error { return unix.Chroot(p) }
 
 // CopyTree implements System.
-func (OS) CopyTree(src, dst string) error { return CopyTree(src, dst) }
+func (OS) CopyTree(src, dst string, label LabelFunc) error { return CopyTree(src, dst, label) }
+
+// FileContexts implements System: the policy's file_contexts, matched in Go
+// (package selabel) as libselinux does.
+func (OS) FileContexts(selinuxType string) (LabelFunc, error) {
+	c, err := selabel.LoadContexts(FileContextsDir(selinuxType))
+	if err != nil {
+		return nil, err
+	}
+	return c.Lookup, nil
+}
 
 // RemoveTree implements System. As a safety net it refuses unless this
 // process is PID 1 and dir is on a ramfs/tmpfs (the initramfs), so that a
@@ -114,6 +127,37 @@ func (OS) Start(p string, args, env []string, logPath string) (int, error) {
 	_ = cmd.Process.Release()
 	return pid, nil
 }
+
+// EvalSymlinks implements System.
+func (OS) EvalSymlinks(p string) (string, error) { return filepath.EvalSymlinks(p) }
+
+// KeepExecContext implements System: it writes the thread's current
+// context as its exec context. The exec context is per thread, so the
+// goroutine stays locked to this thread, and Exec must follow on it.
+func (OS) KeepExecContext() error {
+	runtime.LockOSThread() // never unlocked: the process is about to exec
+	cur, err := os.ReadFile("/proc/thread-self/attr/current")
+	if err != nil {
+		return err
+	}
+	ctx := strings.TrimRight(string(cur), "\x00\n")
+	if ctx == "" {
+		return errors.New("no current SELinux context")
+	}
+	// no O_CREATE: the policy refuses "create" on attr files
+	f, err := os.OpenFile("/proc/thread-self/attr/exec", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write([]byte(ctx)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// LabelTree implements System.
+func (OS) LabelTree(dir string, label LabelFunc) error { return LabelTree(dir, label) }
 
 // Exec implements System.
 func (OS) Exec(p string, argv, env []string) error { return syscall.Exec(p, argv, env) }

@@ -24,8 +24,8 @@ func newBuildCmd() *cobra.Command {
 overlays; the kernel is checked) into state/, so the first boots after a change
 do not wait for the big builds. Images and the shared overlay parts are
 content-addressed and durable, so a running or restarted server reuses them;
-the small per-node parts are rebuilt by the server on a node's first request.
-It also reports template errors for every node up front.`,
+the small per-node parts are rendered to report template errors for every node
+up front, but not stored: the server builds them on a node's first request.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logs.logger(cmd.ErrOrStderr())
@@ -45,8 +45,8 @@ It also reports template errors for every node up front.`,
 			defer stop()
 			st, err := b.BuildAll(ctx, snap, workers)
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "built %d node(s) in %s: %d file(s) written (%s), %d reused, %d failed\n",
-				st.Nodes, st.Elapsed.Round(time.Millisecond), st.Built, humanBytes(st.BytesWritten), st.Reused, st.Failed)
+			fmt.Fprintf(out, "built %d node(s) in %s: %d file(s) written (%s), %d reused, %d per-node part(s) checked, %d failed\n",
+				st.Nodes, st.Elapsed.Round(time.Millisecond), st.Built, humanBytes(st.BytesWritten), st.Reused, st.Checked, st.Failed)
 			if err != nil {
 				return fmt.Errorf("build: %w", err)
 			}

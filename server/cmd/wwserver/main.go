@@ -28,6 +28,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.Execute(); err != nil {
+		var code exitCode
+		if errors.As(err, &code) {
+			if !strings.Contains(strings.Join(args, " "), chrootHelperName) {
+				fmt.Fprintln(stderr, "wwserver:", err)
+			}
+			return int(code)
+		}
 		if !errors.Is(err, errReported) {
 			fmt.Fprintln(stderr, "wwserver:", err)
 		}
@@ -61,6 +68,7 @@ Start with "wwserver init DIR", then "wwserver serve --root DIR".`,
 		newNodesCmd(),
 		newNodeCmd(),
 		newProfileCmd(),
+		newImageCmd(),
 		newRenderCmd(),
 		newBuildCmd(),
 		newCheckCmd(),

@@ -52,7 +52,7 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringSliceVar(&f.kernelArgs, "kernel-args", nil, "kernel command line arguments")
 	fl.StringSliceVar(&f.systemOverlays, "system-overlays", nil, "system overlays, in order")
 	fl.StringSliceVar(&f.runtimeOverlays, "runtime-overlays", nil, "runtime overlays, in order")
-	fl.StringVar(&f.root, "rootfs", "", `"tmpfs" or "initramfs" (the root key)`)
+	fl.StringVar(&f.root, "root-mode", "", `"tmpfs" or "initramfs" (the root key)`)
 	fl.StringVar(&f.assetKey, "asset-key", "", "asset key the node must send")
 	fl.StringVar(&f.ipxeTemplate, "ipxe-template", "", "iPXE template name (ipxe/NAME.ipxe)")
 	fl.BoolVar(&f.discoverable, "discoverable", false, "give the node (if it has no MAC) to the next unknown MAC that boots")
@@ -86,7 +86,7 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 	list("kernel-args", f.kernelArgs, &e.KernelArgs)
 	list("system-overlays", f.systemOverlays, &e.SystemOverlays)
 	list("runtime-overlays", f.runtimeOverlays, &e.RuntimeOverlays)
-	str("rootfs", f.root, &e.Root)
+	str("root-mode", f.root, &e.Root)
 	str("asset-key", f.assetKey, &e.AssetKey)
 	str("ipxe-template", f.ipxeTemplate, &e.IPXETemplate)
 	if ch("discoverable") {

@@ -58,6 +58,7 @@ func TestNodeCommands(t *testing.T) {
 		{[]string{"node", "delete", "c99", r}, "not defined"},
 		{[]string{"profile", "delete", "default", r}, "written by hand"},
 		{[]string{"node", "add", "c[1-", r}, "hostlist"},
+		{[]string{"node", "set", "c01", r, "--root-mode", "ramdisk"}, `must be "tmpfs" or "initramfs"`},
 	} {
 		if out := cli(t, false, c.args...); !strings.Contains(out, c.want) {
 			t.Errorf("%v: output %q lacks %q", c.args, out, c.want)
@@ -68,7 +69,7 @@ func TestNodeCommands(t *testing.T) {
 	}
 
 	cli(t, true, "node", "set", "c[02-03]", r, "--hwaddr", "", "--ipaddr", "10.0.2.202", "--tag", "rack=", "--kernel-args", "quiet,console=ttyS0")
-	cli(t, true, "node", "set", "c01", r, "--hwaddr", "52-54-00-AA-00-01", "--discoverable=false")
+	cli(t, true, "node", "set", "c01", r, "--hwaddr", "52-54-00-AA-00-01", "--discoverable=false", "--root-mode", "initramfs")
 	cli(t, true, "node", "delete", "c03", r)
 	ns, err = config.LoadNodesTree(dir)
 	if err != nil {
@@ -78,8 +79,8 @@ func TestNodeCommands(t *testing.T) {
 	if ns.ByName["c03"] != nil || c2.Primary().IPAddr != "10.0.2.202" || c2.Tags["rack"] != "" || strings.Join(c2.KernelArgs, " ") != "quiet console=ttyS0" {
 		t.Errorf("after set/delete: c03=%v c02=%+v", ns.ByName["c03"], c2)
 	}
-	if ns.ByMAC["52:54:00:aa:00:01"] == nil {
-		t.Errorf("c01 MAC not set")
+	if c1 := ns.ByMAC["52:54:00:aa:00:01"]; c1 == nil || c1.Root != config.RootInitramfs {
+		t.Errorf("c01 MAC or root mode not set: %+v", c1)
 	}
 
 	out = cli(t, true, "node", "list", "c[01-02],n001", r)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
+	"github.com/wwcluster/ww/server/health"
 	"github.com/wwcluster/ww/server/nodeedit"
 	"github.com/wwcluster/ww/server/provision"
 	"github.com/wwcluster/ww/server/status"
@@ -31,6 +33,11 @@ import (
 
 // shutdownGrace is how long in-flight downloads may finish on SIGTERM.
 const shutdownGrace = 20 * time.Second
+
+// gcPercent is serve's GOGC unless the environment sets one: the heap is
+// small (configs, status, caches) and request garbage dominates, so
+// collecting 4x less often cut an iPXE script's server CPU by ~13%.
+const gcPercent = 400
 
 // pruneEvery is how often serve prunes the build cache.
 const pruneEvery = 10 * time.Minute
@@ -59,7 +66,8 @@ cached under state/. Node status is kept in state/status.json.
 DHCP and TFTP start when enabled in wwserver.toml; enabling or disabling
 them, or changing listen addresses, needs a restart.
 
-Under systemd (Type=notify) it reports READY once listening.`,
+Under systemd (Type=notify) it reports READY once listening. GOGC defaults
+to 400 here (the environment's GOGC wins).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := o.logs.logger(cmd.ErrOrStderr())
@@ -88,6 +96,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	root, err := filepath.Abs(o.root)
 	if err != nil {
 		return err
@@ -108,11 +119,14 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
+	// Components report ok or degraded here; /healthz lists them.
+	healthReg := health.New()
 	st, err := status.Open(filepath.Join(stateDir, status.FileName), log)
 	if err != nil {
 		return fmt.Errorf("node status: %w", err)
 	}
 	st.SetUpdateInterval(snap.Server.UpdateInterval.Duration)
+	st.Health = healthReg
 
 	b, err := build.New(build.Options{Root: root, StateDir: stateDir, Log: log, Registerer: reg})
 	if err != nil {
@@ -120,8 +134,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	defer b.Close()
 	store.OnReload = func(next *config.Snapshot) {
+		// Status is never pruned here: a node removed from nodes.toml is
+		// hidden from /status and kept until `wwserver status prune` or
+		// status.RemovedMaxAge.
 		st.SetUpdateInterval(next.Server.UpdateInterval.Duration)
-		st.Prune(next.Nodes) // nodes removed from nodes.toml leave status.json too
 		warnRestartNeeded(log, snap.Server, next.Server, o.listen != "")
 	}
 	done := make(chan struct{})
@@ -150,8 +166,20 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	var leases tftp.LeaseLookup
 	var provLeases provision.Leases
 	var healthChecks []provision.HealthCheck
+	sh, err := openShared(snap.Server, log.With("svc", "etcd"))
+	if err != nil {
+		return fmt.Errorf("state backend: %w", err)
+	}
+	var sharedLeases dhcp.SharedLeases
+	if sh != nil {
+		defer sh.Close()
+		sharedLeases = sh.dhcpLeases()
+		healthChecks = append(healthChecks, sh.health)
+		services = append(services, service{"etcd", func(ctx context.Context) error { sh.run(ctx, store, b); return nil }})
+	}
 	if snap.Server.DHCP.Enabled {
-		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg})
+		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg,
+			Shared: sharedLeases})
 		if err != nil {
 			return fmt.Errorf("dhcp: %w", err)
 		}
@@ -172,8 +200,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 
 	h, err := provision.New(provision.Options{
-		Config: store, Builder: builderAdapter{b}, Status: st, Log: log, Registry: reg, Leases: provLeases,
-		Discoverer: nodeedit.NewDiscoverer(store, log),
+		Config: store, Builder: builderAdapter{b: b, health: healthReg}, Status: st, Log: log, Registry: reg,
+		Leases: provLeases, Discoverer: nodeedit.NewDiscoverer(store, log), Health: healthReg,
+		FreshEvery: provision.DefaultFreshEvery,
 	})
 	if err != nil {
 		return err
@@ -227,7 +256,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 			}
 		}()
 	}
-	go pruneLoop(svcCtx, b, log)
+	go pruneLoop(svcCtx, b, st, store, log)
 
 	// Ready once HTTP listens and DHCP and TFTP have bound their sockets.
 	for _, r := range ready {
@@ -296,8 +325,9 @@ func warnRestartNeeded(log *slog.Logger, was, now *config.Server, listenOverridd
 	}
 }
 
-// pruneLoop removes unused build cache files now and then.
-func pruneLoop(ctx context.Context, b *build.Builder, log *slog.Logger) {
+// pruneLoop removes unused build cache files and aged-out status entries
+// now and then.
+func pruneLoop(ctx context.Context, b *build.Builder, st *status.Store, cfg *config.Store, log *slog.Logger) {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
@@ -308,9 +338,15 @@ func pruneLoop(ctx context.Context, b *build.Builder, log *slog.Logger) {
 			if _, err := b.Prune(build.DefaultPruneAge); err != nil {
 				log.Warn("prune build cache", "err", err)
 			}
+			if removed, unknown := st.Expire(cfg.Current().Nodes); removed+unknown > 0 {
+				log.Info("status entries aged out", "removed_nodes", removed, "unknown_macs", unknown)
+			}
 		}
 	}
 }
+
+// buildHealth is the component builds report under in /healthz.
+const buildHealth = "build"
 
 // dhcpLeases gives provision the DHCP leases (secure mode's source check).
 type dhcpLeases struct{ *dhcp.Server }
@@ -328,31 +364,46 @@ func (l dhcpLeases) HasLease(mac string) bool {
 }
 
 // builderAdapter gives provision the builder; build's not-found errors
-// become provision's (404 instead of 500).
-type builderAdapter struct{ b *build.Builder }
+// become provision's (404 instead of 500). Every other outcome goes to
+// health: a failing build (a full disk) degrades /healthz until one works.
+type builderAdapter struct {
+	b      *build.Builder
+	health health.Reporter
+}
 
 func (a builderAdapter) Kernel(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
-	return artifact(a.b.Kernel(ctx, s, n))
+	return a.artifact(a.b.Kernel(ctx, s, n))
 }
 
 func (a builderAdapter) Image(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
-	return artifact(a.b.Image(ctx, s, n))
+	return a.artifact(a.b.Image(ctx, s, n))
 }
 
 func (a builderAdapter) SystemOverlay(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
-	return artifact(a.b.SystemOverlay(ctx, s, n))
+	return a.artifact(a.b.SystemOverlay(ctx, s, n))
 }
 
 func (a builderAdapter) RuntimeOverlay(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
-	return artifact(a.b.RuntimeOverlay(ctx, s, n))
+	return a.artifact(a.b.RuntimeOverlay(ctx, s, n))
 }
 
-func artifact(a *build.Artifact, err error) (*provision.Artifact, error) {
+func (a builderAdapter) artifact(art *build.Artifact, err error) (*provision.Artifact, error) {
 	if err != nil {
-		if errors.Is(err, build.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %w", provision.ErrNotFound, err)
+		if errors.Is(err, build.ErrNotFound) || errors.Is(err, build.ErrTemplate) || errors.Is(err, build.ErrInvalidName) ||
+			errors.Is(err, context.Canceled) {
+			// The node's config or a client, not the server: no health change.
+			if errors.Is(err, build.ErrNotFound) {
+				return nil, fmt.Errorf("%w: %w", provision.ErrNotFound, err)
+			}
+			return nil, err
+		}
+		if a.health != nil {
+			a.health.Report(buildHealth, err)
 		}
 		return nil, err
 	}
-	return &provision.Artifact{Name: a.Name, ETag: a.ETag, Size: a.Size, ModTime: a.ModTime, Open: a.Open}, nil
+	if a.health != nil {
+		a.health.Report(buildHealth, nil)
+	}
+	return &provision.Artifact{Name: art.Name, ETag: art.ETag, Size: art.Size, ModTime: art.ModTime, Open: art.Open}, nil
 }

@@ -85,6 +85,7 @@ oldest last contact).`,
 			})
 		},
 	}
+	cmd.AddCommand(newStatusPruneCmd())
 	addRootFlag(cmd, &root)
 	f := cmd.Flags()
 	f.StringVar(&server, "server", "", "server URL, e.g. http://10.0.2.1:9873 (default: this host's server for --root)")
@@ -93,5 +94,59 @@ oldest last contact).`,
 	f.BoolVarP(&watch, "watch", "w", false, "refresh every --interval until interrupted (Ctrl-C)")
 	f.DurationVar(&interval, "interval", 2*time.Second, "refresh interval for --watch")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server's answer")
+	return cmd
+}
+
+// newStatusPruneCmd is `wwserver status prune NODES|--removed`.
+func newStatusPruneCmd() *cobra.Command {
+	var (
+		root, server string
+		removed      bool
+		timeout      time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "prune [NODES...] [--removed]",
+		Short: "Drop the status history of nodes (or unknown MACs)",
+		Long: `Editing nodes.toml never deletes status: a node removed from it is hidden
+from "wwserver status" and keeps its stage and last seen, so a node put back
+by mistake loses nothing. Its status goes after ` + fmt.Sprintf("%.0f days", status.RemovedMaxAge.Hours()/24) + ` unseen, or now
+with this command. Unknown MACs go after ` + fmt.Sprintf("%.0f hours", status.UnknownMaxAge.Hours()) + ` unseen.
+
+NODES are names, hostlist patterns or unknown MACs; --removed drops every
+node no longer in nodes.toml. The running server does it (from this host only).`,
+		Example: `  wwserver status prune n017
+  wwserver status prune --removed`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && !removed {
+				return fmt.Errorf("name nodes to prune, or --removed")
+			}
+			names, err := hostlist.ExpandAll(args)
+			if err != nil {
+				return err
+			}
+			if server == "" {
+				if server, err = status.DefaultServerURL(root); err != nil {
+					return fmt.Errorf("cannot find the server (use --server URL or --root DIR): %w", err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			pruned, err := status.Prune(ctx, nil, server, status.PruneRequest{Nodes: names, Removed: removed})
+			if err != nil {
+				return err
+			}
+			for _, n := range pruned {
+				fmt.Fprintln(cmd.OutOrStdout(), "pruned", n)
+			}
+			if len(pruned) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "nothing to prune")
+			}
+			return nil
+		},
+	}
+	addRootFlag(cmd, &root)
+	cmd.Flags().StringVar(&server, "server", "", "server URL (default: this host's server for --root)")
+	cmd.Flags().BoolVar(&removed, "removed", false, "prune every node no longer in nodes.toml")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server's answer")
 	return cmd
 }

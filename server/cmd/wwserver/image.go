@@ -1,0 +1,255 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/hostlist"
+	"github.com/wwcluster/ww/server/image"
+)
+
+func newImageCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Import, list, delete node images and run commands in them",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newImageImportCmd(), newImageListCmd(), newImageDeleteCmd(), newImageExecCmd(), newImageShellCmd(),
+		newImageChrootHelperCmd())
+	return cmd
+}
+
+func newImageImportCmd() *cobra.Command {
+	var (
+		root, platform string
+		quiet          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "import SOURCE NAME",
+		Short: "Import a container image as images/NAME/rootfs",
+		Long: `import flattens a container image into images/NAME/rootfs. SOURCE is one of:
+
+  DIR                         an OCI image layout (index.json, blobs/)
+  FILE.tar                    an OCI archive, or a docker save / podman save archive
+  FILE.tar[.gz|.zst]          a plain root filesystem tar
+  docker://REGISTRY/REPO:TAG  an image in a registry (credentials from ~/.docker/config.json)
+
+Whiteouts are honoured; owners, modes, xattrs (security.selinux, capabilities), hard
+links, device nodes and symlinks are kept; entries that would land outside the image
+(.., absolute paths, through symlinks) are refused. The new tree is built next to the
+old one and swapped in atomically: a failed or interrupted import leaves the old image
+serving, and the next request serves the new one.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			o := image.Options{Tree: root, Source: args[0], Name: args[1], Platform: platform}
+			if !quiet {
+				o.Progress = cmd.ErrOrStderr()
+				o.Terminal = isTerminal(cmd.ErrOrStderr())
+			}
+			m, err := image.Import(ctx, o)
+			if err != nil {
+				return err
+			}
+			what := m.Kind
+			if m.Digest != "" {
+				what += " " + m.Digest
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s) into images/%s/rootfs: %d layer(s), %d files, %.1f MiB\n",
+				args[0], what, args[1], m.Layers, m.Files, float64(m.Bytes)/(1<<20))
+			return nil
+		},
+	}
+	addRootFlag(cmd, &root)
+	cmd.Flags().StringVar(&platform, "platform", "", "OS/ARCH[/VARIANT] to pick from a multi-platform image (default linux/this machine's)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress")
+	return cmd
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// treeNodes loads the nodes for usage checks; a broken nodes config is an
+// error (deleting an image while unsure who uses it would be a guess).
+func treeNodes(root string) (*config.Nodes, error) {
+	nodes, err := config.LoadNodesTree(root)
+	if err != nil {
+		return nil, fmt.Errorf("cannot tell which nodes use images: %w", err)
+	}
+	return nodes, nil
+}
+
+func newImageListCmd() *cobra.Command {
+	var (
+		root   string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List images: size, files, the kernel nodes boot, the nodes that use each",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nodes, err := treeNodes(root)
+			if err != nil {
+				return err
+			}
+			infos, err := image.List(root, nodes)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if infos == nil {
+					infos = []image.Info{}
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(infos)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSIZE\tFILES\tKERNEL\tNODES\tSOURCE")
+			for _, i := range infos {
+				kernel, users, src := "(none)", "-", "-"
+				if i.Kernel != "" {
+					kernel = filepath.Base(i.Kernel)
+				}
+				if len(i.Nodes) > 0 {
+					users = hostlist.Compress(i.Nodes)
+				}
+				if i.Meta != nil {
+					src = i.Meta.Source
+				}
+				fmt.Fprintf(tw, "%s\t%.1f MiB\t%d\t%s\t%s\t%s\n", i.Name, float64(i.Size)/(1<<20), i.Files, kernel, users, src)
+			}
+			return tw.Flush()
+		},
+	}
+	addRootFlag(cmd, &root)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON instead of a table")
+	return cmd
+}
+
+func newImageDeleteCmd() *cobra.Command {
+	var (
+		root  string
+		force bool
+	)
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete images/NAME (refused while nodes use it, unless --force)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			nodes, err := treeNodes(root)
+			if err != nil && !force {
+				return err
+			}
+			if err := image.Delete(root, args[0], nodes, force); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted image %s\n", args[0])
+			return nil
+		},
+	}
+	addRootFlag(cmd, &root)
+	cmd.Flags().BoolVar(&force, "force", false, "delete even while nodes use it (they will fail to boot)")
+	return cmd
+}
+
+func newImageExecCmd() *cobra.Command {
+	var root string
+	cmd := &cobra.Command{
+		Use:   "exec NAME -- CMD [ARG…]",
+		Short: "Run a command chrooted in an image (with /proc, /sys, /dev, resolv.conf)",
+		Long: `exec runs CMD inside images/NAME/rootfs, e.g. "wwserver image exec rocky9 -- dnf install -y slurm".
+/proc, /sys, /dev and the host's /etc/resolv.conf are mounted in a private mount namespace, so they
+disappear when the command ends, however it ends. The next boot serves the changed image.`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 {
+				return errors.New(`usage: wwserver image exec NAME -- CMD [ARG…]`)
+			}
+			return runInImage(cmd, root, args[0], args[1:])
+		},
+	}
+	addRootFlag(cmd, &root)
+	return cmd
+}
+
+func newImageShellCmd() *cobra.Command {
+	var root string
+	cmd := &cobra.Command{
+		Use:   "shell NAME",
+		Short: "Start an interactive shell in an image (as image exec NAME -- /bin/sh)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			shell := "/bin/sh"
+			if _, err := os.Lstat(filepath.Join(root, "images", args[0], "rootfs", "bin", "bash")); err == nil {
+				shell = "/bin/bash"
+			}
+			return runInImage(cmd, root, args[0], []string{shell})
+		},
+	}
+	addRootFlag(cmd, &root)
+	return cmd
+}
+
+// exitCode carries a command's exit status out of cobra.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func runInImage(cmd *cobra.Command, root, name string, argv []string) error {
+	code, err := image.Exec(image.ExecOptions{
+		Tree: root, Name: name, Argv: argv,
+		Self:  []string{"/proc/self/exe", "image", chrootHelperName},
+		Stdin: cmd.InOrStdin(), Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
+	})
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("%s: %w", strings.Join(argv, " "), exitCode(code))
+	}
+	return nil
+}
+
+const chrootHelperName = "__chroot"
+
+// newImageChrootHelperCmd is the hidden helper image exec re-executes in a
+// new mount namespace.
+func newImageChrootHelperCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    chrootHelperName + " ROOTFS -- CMD…",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code, err := image.ChrootHelper(args[0], args[1:], cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitCode(code)
+			}
+			return nil
+		},
+	}
+}

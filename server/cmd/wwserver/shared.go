@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/dhcp"
+	"github.com/wwcluster/ww/server/etcdstate"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// publishEvery is how often a server republishes its fingerprints and
+// reads the list of live servers.
+const publishEvery = 10 * time.Second
+
+// shared is this server's part in a cluster of wwservers that keep leases
+// and node status in etcd ([state] backend = "etcd" in wwserver.toml).
+type shared struct {
+	c   *etcdstate.Client
+	log *slog.Logger
+
+	mu       sync.Mutex
+	servers  []etcdstate.ServerInfo // live servers, by ID
+	disagree string                 // why the servers' trees differ; "" when they agree
+	err      error                  // last failure talking to etcd
+}
+
+// openShared connects to etcd when wwserver.toml asks for it (nil otherwise).
+func openShared(srv *config.Server, log *slog.Logger) (*shared, error) {
+	if srv.State.Backend != config.BackendEtcd {
+		return nil, nil
+	}
+	e := srv.State.Etcd
+	id := e.ServerID
+	if id == "" {
+		id, _ = os.Hostname()
+	}
+	c, err := etcdstate.Connect(etcdstate.Options{
+		Endpoints: e.Endpoints, CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile,
+		Prefix: e.Prefix, Timeout: e.Timeout.Duration, ServerID: id, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("state shared through etcd", "endpoints", e.Endpoints, "server_id", id)
+	return &shared{c: c, log: log}, nil
+}
+
+func (s *shared) Close() error { return s.c.Close() }
+
+// dhcpLeases adapts the etcd lease operations to the DHCP server.
+func (s *shared) dhcpLeases() dhcp.SharedLeases { return etcdLeases{s.c} }
+
+type etcdLeases struct{ c *etcdstate.Client }
+
+func (e etcdLeases) Claim(ctx context.Context, l dhcp.Lease) (dhcp.Lease, error) {
+	got, err := e.c.Claim(ctx, etcdstate.Lease{IP: l.IP, MAC: l.MAC, Node: l.Node, State: l.State, Expires: l.Expires})
+	if errors.Is(err, etcdstate.ErrInUse) {
+		return dhcp.Lease{}, dhcp.ErrSharedInUse
+	}
+	if err != nil {
+		return dhcp.Lease{}, err
+	}
+	return dhcp.Lease{IP: got.IP, MAC: got.MAC, Node: got.Node, State: got.State, Expires: got.Expires}, nil
+}
+
+func (e etcdLeases) Release(ctx context.Context, ip netip.Addr, mac string) error {
+	return e.c.Release(ctx, ip, mac)
+}
+
+func (e etcdLeases) Leases(ctx context.Context) ([]dhcp.Lease, error) {
+	ls, err := e.c.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dhcp.Lease, len(ls))
+	for i, l := range ls {
+		out[i] = dhcp.Lease{IP: l.IP, MAC: l.MAC, Node: l.Node, State: l.State, Expires: l.Expires}
+	}
+	return out, nil
+}
+
+// run publishes this server's address and fingerprints every publishEvery
+// and reads who else is alive, until ctx ends.
+func (s *shared) run(ctx context.Context, store *config.Store, b *build.Builder) {
+	var lease clientv3.LeaseID
+	t := time.NewTicker(publishEvery)
+	defer t.Stop()
+	for {
+		snap := store.Current()
+		info := etcdstate.ServerInfo{
+			Address:           snap.Server.URL()[len("http://"):],
+			ConfigFingerprint: nodesFingerprint(store.Root()),
+			ImagesFingerprint: b.Fingerprint(ctx, snap),
+		}
+		var err error
+		lease, err = s.c.PublishServer(ctx, info, lease)
+		var servers []etcdstate.ServerInfo
+		if err == nil {
+			servers, err = s.c.Servers(ctx)
+		}
+		s.mu.Lock()
+		if err != nil && s.err == nil {
+			s.log.Error("etcd: cannot publish this server; will retry", "err", err)
+		}
+		if err == nil && s.err != nil {
+			s.log.Info("etcd reachable again")
+		}
+		s.err = err
+		if err == nil {
+			s.servers = servers
+			if d := etcdstate.Disagreement(servers); d != s.disagree {
+				if d != "" {
+					s.log.Warn("servers disagree", "why", d)
+				}
+				s.disagree = d
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// health is /healthz's view: etcd reachable and every server serving the
+// same trees.
+func (s *shared) health() (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return false, "etcd unreachable (serving reservations, files and scripts from what this server has; no new pool leases): " + s.err.Error()
+	}
+	if s.disagree != "" {
+		return false, "servers disagree: " + s.disagree
+	}
+	return true, ""
+}
+
+// Servers are the addresses (host:port) of the live servers, this one first.
+func (s *shared) Servers(self string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []string{self}
+	var others []string
+	for _, sv := range s.servers {
+		if sv.Address != self && sv.Address != "" {
+			others = append(others, sv.Address)
+		}
+	}
+	sort.Strings(others)
+	return append(out, others...)
+}
+
+// nodesFingerprint hashes nodes.toml and nodes.d/*.toml: what every server
+// of a cluster must agree on (wwserver.toml differs per server).
+func nodesFingerprint(root string) string {
+	h := sha256.New()
+	files := []string{filepath.Join(root, config.NodesFile)}
+	more, _ := filepath.Glob(filepath.Join(root, config.NodesDir, "*.toml"))
+	sort.Strings(more)
+	for _, f := range append(files, more...) {
+		data, err := os.ReadFile(f)
+		h.Write([]byte(filepath.Base(f) + "\x00"))
+		if err != nil {
+			h.Write([]byte("error\x00"))
+			continue
+		}
+		h.Write(data)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

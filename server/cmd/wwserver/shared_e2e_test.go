@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wwcluster/ww/server/dhcp/netnstest"
+	"github.com/wwcluster/ww/server/etcdstate"
+	"github.com/wwcluster/ww/server/etcdstate/etcdtest"
+)
+
+// dumpLeasesEnv makes the test binary print every lease in etcd as JSON and
+// exit: the test runs it inside the namespace where etcd is reachable.
+const dumpLeasesEnv = "WW_TEST_DUMP_LEASES"
+
+func TestMain(m *testing.M) {
+	etcdtest.MaybeRunChild()
+	if ep := os.Getenv(dumpLeasesEnv); ep != "" {
+		c, err := etcdstate.Connect(etcdstate.Options{Endpoints: []string{ep}, Prefix: "/e2e/", Timeout: 20 * time.Second})
+		if err == nil {
+			var ls []etcdstate.Lease
+			if ls, err = c.Leases(context.Background()); err == nil {
+				err = json.NewEncoder(os.Stdout).Encode(ls)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// sharedNet is a bridge in the client namespace with one veth to each
+// server namespace: two hosts on one provisioning network.
+type sharedNet struct {
+	client  string
+	servers []string
+}
+
+func newSharedNet(t *testing.T, n int) *sharedNet {
+	t.Helper()
+	netnstest.Require(t, "perfdhcp")
+	base := fmt.Sprintf("wws-%d", os.Getpid())
+	sn := &sharedNet{client: base + "-c"}
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	add := func(ns string) {
+		ip("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		ip("-n", ns, "link", "set", "lo", "up")
+	}
+	add(sn.client)
+	ip("-n", sn.client, "link", "add", "br0", "type", "bridge")
+	ip("-n", sn.client, "addr", "add", "10.203.0.250/24", "dev", "br0")
+	ip("-n", sn.client, "link", "set", "br0", "up")
+	for i := 0; i < n; i++ {
+		ns := fmt.Sprintf("%s-%d", base, i)
+		add(ns)
+		sn.servers = append(sn.servers, ns)
+		peer := fmt.Sprintf("v%d", i)
+		ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", sn.client)
+		ip("-n", ns, "addr", "add", fmt.Sprintf("10.203.0.%d/24", i+1), "dev", "eth0")
+		ip("-n", ns, "link", "set", "eth0", "up")
+		ip("-n", sn.client, "link", "set", peer, "master", "br0")
+		ip("-n", sn.client, "link", "set", peer, "up")
+	}
+	return sn
+}
+
+func nsCmd(ns, name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+}
+
+// startNSServer runs `wwserver serve` inside ns and waits for its ready line.
+func startNSServer(t *testing.T, ns, bin, root string) *server {
+	t.Helper()
+	s := &server{t: t, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	s.cmd = nsCmd(ns, bin, "serve", "--root", root, "--log-format", "json")
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("server %s log:\n%s", ns, s.logs.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(s.logs.String(), "wwserver serving") {
+		select {
+		case err := <-s.done:
+			s.done <- err
+			t.Fatalf("server in %s exited: %v\n%s", ns, err, s.logs.String())
+		case <-time.After(50 * time.Millisecond): // polling its log for the ready line
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server in %s not ready after 60 s:\n%s", ns, s.logs.String())
+		}
+	}
+	return s
+}
+
+// Two wwservers on one network answer every DISCOVER from one shared pool
+// in etcd: afterwards no address is held by two MACs, and both servers
+// handed out leases.
+func TestSharedPoolTwoServersPerfdhcp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries, runs etcd, two servers and perfdhcp")
+	}
+	sn := newSharedNet(t, 2)
+	etcd := etcdtest.StartProcessIn(t, []string{"ip", "netns", "exec", sn.servers[0]}, "10.203.0.1", 2379, 2380)
+	wwserver, wwclient := buildBinaries(t, t.TempDir())
+	for i, ns := range sn.servers {
+		root := filepath.Join(t.TempDir(), "tree")
+		addr := fmt.Sprintf("10.203.0.%d", i+1)
+		runCLI(t, wwserver, "init", root, "--wwclient", wwclient, "--image-from", fakeImage(t), "--address", addr)
+		f, err := os.OpenFile(filepath.Join(root, "wwserver.toml"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// init wrote [dhcp] and [tftp] sections; override by appending
+		// a complete [state] section and rewriting dhcp keys below.
+		fmt.Fprintf(f, "\n[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = [%q]\nserver_id = \"srv%d\"\nprefix = \"/e2e/\"\n",
+			etcd.Endpoint, i)
+		f.Close()
+		setTOML(t, filepath.Join(root, "wwserver.toml"), map[string]string{
+			"enabled":     "true", // first occurrence: [dhcp]
+			"interface":   `"eth0"`,
+			"range_start": `"10.203.0.100"`,
+			"range_end":   `"10.203.0.199"`,
+		})
+		startNSServer(t, ns, wwserver, root)
+	}
+	out, err := nsCmd(sn.client, "perfdhcp", "-4", "-l", "br0", "-r", "100", "-R", "80", "-n", "300", "-p", "10", "-W", "1000000").CombinedOutput()
+	t.Logf("perfdhcp:\n%s", out)
+	if err != nil && !strings.Contains(string(out), "Statistics") {
+		t.Fatalf("perfdhcp: %v", err)
+	}
+	dump := exec.Command("ip", "netns", "exec", sn.servers[1], os.Args[0], "-test.run=^$")
+	dump.Env = append(os.Environ(), dumpLeasesEnv+"="+etcd.Endpoint)
+	js, err := dump.Output()
+	if err != nil {
+		t.Fatalf("read leases from etcd: %v", err)
+	}
+	var ls []etcdstate.Lease
+	if err := json.Unmarshal(js, &ls); err != nil {
+		t.Fatal(err)
+	}
+	byIP := map[netip.Addr]string{}
+	byMAC := map[string]netip.Addr{}
+	servers := map[string]int{}
+	for _, l := range ls {
+		if l.MAC == "" {
+			continue
+		}
+		if m, dup := byIP[l.IP]; dup && m != l.MAC {
+			t.Fatalf("address %s held by %s and %s", l.IP, m, l.MAC)
+		}
+		if ip, dup := byMAC[l.MAC]; dup && ip != l.IP {
+			t.Fatalf("MAC %s holds %s and %s", l.MAC, ip, l.IP)
+		}
+		byIP[l.IP], byMAC[l.MAC] = l.MAC, l.IP
+		servers[l.Server]++
+	}
+	if len(byMAC) < 40 {
+		t.Fatalf("only %d clients got a lease (perfdhcp used 80)", len(byMAC))
+	}
+	if len(servers) < 2 {
+		t.Errorf("leases taken by %v: both servers should have taken some", servers)
+	}
+	t.Logf("%d leases in etcd, by server %v", len(byMAC), servers)
+}
+
+// setTOML replaces the first "key = ..." line of each key in path.
+func setTOML(t *testing.T, path string, kv map[string]string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	done := map[string]bool{}
+	for i, line := range lines {
+		trim := strings.TrimLeft(strings.TrimPrefix(strings.TrimSpace(line), "#"), " ")
+		for k, v := range kv {
+			if !done[k] && strings.HasPrefix(trim, k+" ") && strings.Contains(trim, "=") {
+				lines[i] = k + " = " + v
+				done[k] = true
+			}
+		}
+	}
+	for k := range kv {
+		if !done[k] {
+			t.Fatalf("%s: no %q line to set", path, k)
+		}
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

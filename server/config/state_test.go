@@ -1,0 +1,30 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestStateBackend(t *testing.T) {
+	base := "address = \"10.0.0.1\"\n"
+	s, err := ParseServer("wwserver.toml", []byte(base))
+	if err != nil || s.State.Backend != BackendFiles {
+		t.Fatalf("default backend: %+v %v", s, err)
+	}
+	s, err = ParseServer("wwserver.toml", []byte(base+"[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = [\"http://10.0.0.5:2379\"]\nprefix = \"/c1/\"\n"))
+	if err != nil || s.State.Etcd.Endpoints[0] != "http://10.0.0.5:2379" || s.State.Etcd.Prefix != "/c1/" {
+		t.Fatalf("etcd backend: %+v %v", s, err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"[state]\nbackend = \"redis\"\n", "wwserver.toml:3: state.backend: must be"},
+		{"[state]\nbackend = \"etcd\"\n", "state.etcd.endpoints: required"},
+		{"[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = [\"10.0.0.5:2379\"]\n", "want http://HOST:PORT"},
+		{"[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = [\"https://e:2379\"]\nca_file = \"/ca\"\n", "go together"},
+		{"[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoint = [\"http://e:2379\"]\n", "unknown key"},
+	} {
+		_, err := ParseServer("wwserver.toml", []byte(base+tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}

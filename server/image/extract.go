@@ -1,0 +1,324 @@
+package image
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Whiteout markers of the OCI image spec (and Docker before it).
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// UnsafeEntryError is a layer entry refused because it would land outside
+// the image root (or is otherwise not a path inside it).
+type UnsafeEntryError struct {
+	Layer int // 1-based
+	Name  string
+	Msg   string
+}
+
+func (e *UnsafeEntryError) Error() string {
+	return fmt.Sprintf("layer %d: entry %q refused: %s", e.Layer, e.Name, e.Msg)
+}
+
+// applier writes the entries of one layer after another into an image root.
+// Every path is resolved through os.Root (no symlink or ".." can leave the
+// root, absolute symlinks are never followed) and the final component is
+// created with *at system calls on its parent's descriptor, never following
+// what is already there.
+type applier struct {
+	root    *os.Root
+	layer   int
+	written map[string]bool // paths the current layer wrote (opaque whiteouts keep them)
+	files   int64
+	bytes   int64
+}
+
+// cleanName turns a tar entry name into a path relative to the root.
+// "" means the root itself. Absolute names and ".." components are refused.
+func (a *applier) cleanName(name string) (string, error) {
+	if strings.HasPrefix(name, "/") {
+		return "", &UnsafeEntryError{a.layer, name, "absolute path"}
+	}
+	var parts []string
+	for _, p := range strings.Split(name, "/") {
+		switch p {
+		case "", ".":
+		case "..":
+			return "", &UnsafeEntryError{a.layer, name, `".." leaves the image root`}
+		default:
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, "/"), nil
+}
+
+// applyLayer extracts one layer's tar stream.
+func (a *applier) applyLayer(r io.Reader) error {
+	a.written = map[string]bool{}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("layer %d: read tar: %w", a.layer, err)
+		}
+		if err := a.entry(hdr, tr); err != nil {
+			return err
+		}
+	}
+}
+
+func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
+	name, err := a.cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		return nil // the root directory itself: ours, 0755 root
+	}
+	dir, base := path.Split(name)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	if base == whiteoutOpaque {
+		return a.opaque(dir, hdr.Name)
+	}
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		target := base[len(whiteoutPrefix):]
+		if target == "" || target == "." || target == ".." {
+			return &UnsafeEntryError{a.layer, hdr.Name, "whiteout of a path outside its directory"}
+		}
+		if err := a.root.RemoveAll(path.Join(dir, target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return a.refuse(hdr.Name, err)
+		}
+		return nil
+	}
+	if err := a.root.MkdirAll(dir, 0o755); err != nil {
+		return a.refuse(hdr.Name, err)
+	}
+	parent, err := a.root.Open(dir)
+	if err != nil {
+		return a.refuse(hdr.Name, err)
+	}
+	defer parent.Close()
+	pfd := int(parent.Fd())
+
+	// Replace what is there, without following it (a symlink left by a lower
+	// layer is removed, never written through). A directory over a directory
+	// is kept, so its lower-layer contents stay.
+	var st unix.Stat_t
+	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+	isDir := exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if exists && !(hdr.Typeflag == tar.TypeDir && isDir) {
+		if isDir {
+			err = a.root.RemoveAll(name)
+		} else {
+			err = unix.Unlinkat(pfd, base, 0)
+		}
+		if err != nil {
+			return a.fail(hdr.Name, "replace", err)
+		}
+	}
+	mode := uint32(hdr.Mode) & 0o7777
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if !isDir {
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return a.fail(hdr.Name, "mkdir", err)
+			}
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return a.fail(hdr.Name, "open", err)
+		}
+		defer unix.Close(fd)
+		if err := a.fdMeta(fd, hdr, mode); err != nil {
+			return err
+		}
+	case tar.TypeReg: // archive/tar reports old-style TypeRegA as TypeReg
+		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return a.fail(hdr.Name, "create", err)
+		}
+		f := os.NewFile(uintptr(fd), name)
+		n, err := io.Copy(f, r)
+		a.bytes += n
+		if err == nil {
+			err = a.fdMeta(fd, hdr, mode)
+		}
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = a.fail(hdr.Name, "close", cerr)
+		}
+		if err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return a.fail(hdr.Name, "symlink", err)
+		}
+		if err := a.pathMeta(pfd, base, hdr, mode, false); err != nil {
+			return err
+		}
+	case tar.TypeLink:
+		target, err := a.cleanName(hdr.Linkname)
+		if err != nil || target == "" {
+			return &UnsafeEntryError{a.layer, hdr.Name, fmt.Sprintf("hard link to %q outside the image root", hdr.Linkname)}
+		}
+		tdir, tbase := path.Split(target)
+		tdir = strings.TrimSuffix(tdir, "/")
+		if tdir == "" {
+			tdir = "."
+		}
+		tparent, err := a.root.Open(tdir)
+		if err != nil {
+			return a.refuse(hdr.Name, err)
+		}
+		err = unix.Linkat(int(tparent.Fd()), tbase, pfd, base, 0)
+		tparent.Close()
+		if err != nil {
+			return a.fail(hdr.Name, "link to "+hdr.Linkname, err)
+		}
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		kind := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
+		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		if err := unix.Mknodat(pfd, base, kind|mode, int(dev)); err != nil {
+			return a.fail(hdr.Name, "mknod", err)
+		}
+		if err := a.pathMeta(pfd, base, hdr, mode, true); err != nil {
+			return err
+		}
+	default:
+		return nil // PAX/GNU metadata entries are consumed by archive/tar; others have no file
+	}
+	a.files++
+	// The entry and its parents are this layer's: an opaque whiteout in the
+	// same layer keeps them.
+	for p := name; p != "." && !a.written[p]; p = path.Dir(p) {
+		a.written[p] = true
+	}
+	return nil
+}
+
+// fdMeta sets owner, mode (after chown, which clears set-id bits), xattrs
+// and times on an open file or directory.
+func (a *applier) fdMeta(fd int, hdr *tar.Header, mode uint32) error {
+	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+		return a.fail(hdr.Name, "chown", err)
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return a.fail(hdr.Name, "chmod", err)
+	}
+	for k, v := range xattrs(hdr) {
+		if err := unix.Fsetxattr(fd, k, []byte(v), 0); err != nil {
+			return a.fail(hdr.Name, "set xattr "+k, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(hdr.AccessTime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	if hdr.AccessTime.IsZero() {
+		ts[0] = ts[1]
+	}
+	return a.failIf(hdr.Name, "set times", unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH))
+}
+
+// pathMeta is fdMeta for entries that cannot be opened for writing
+// (symlinks, device nodes, FIFOs): by name on the parent, never following.
+func (a *applier) pathMeta(pfd int, base string, hdr *tar.Header, mode uint32, chmod bool) error {
+	if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return a.fail(hdr.Name, "chown", err)
+	}
+	if chmod {
+		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
+			return a.fail(hdr.Name, "chmod", err)
+		}
+	}
+	// The parent's /proc/self/fd link is the confined directory; the last
+	// component is not followed by lsetxattr.
+	p := "/proc/self/fd/" + strconv.Itoa(pfd) + "/" + base
+	for k, v := range xattrs(hdr) {
+		if err := unix.Lsetxattr(p, k, []byte(v), 0); err != nil {
+			return a.fail(hdr.Name, "set xattr "+k, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(hdr.ModTime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	return a.failIf(hdr.Name, "set times", unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW))
+}
+
+func xattrs(hdr *tar.Header) map[string]string {
+	var out map[string]string
+	for k, v := range hdr.PAXRecords {
+		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// opaque empties dir of everything lower layers put there.
+func (a *applier) opaque(dir, entry string) error {
+	d, err := a.root.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return a.refuse(entry, err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return a.fail(entry, "read dir", err)
+	}
+	for _, n := range names {
+		child := path.Join(dir, n)
+		if a.keptByLayer(child) {
+			continue
+		}
+		if err := a.root.RemoveAll(child); err != nil {
+			return a.fail(entry, "opaque whiteout", err)
+		}
+	}
+	return nil
+}
+
+func (a *applier) keptByLayer(p string) bool { return a.written[p] }
+
+// refuse turns an os.Root resolution failure into an UnsafeEntryError when
+// it is one (a path through a symlink that leaves the root).
+func (a *applier) refuse(name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && (strings.Contains(pe.Err.Error(), "escapes") || errors.Is(pe.Err, unix.ELOOP)) {
+		return &UnsafeEntryError{a.layer, name, "path passes through a symlink that leaves the image root"}
+	}
+	if strings.Contains(err.Error(), "path escapes from parent") {
+		return &UnsafeEntryError{a.layer, name, "path passes through a symlink that leaves the image root"}
+	}
+	return fmt.Errorf("layer %d: %s: %w", a.layer, name, err)
+}
+
+func (a *applier) fail(name, op string, err error) error {
+	return fmt.Errorf("layer %d: %s: %s: %w", a.layer, name, op, err)
+}
+
+func (a *applier) failIf(name, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return a.fail(name, op, err)
+}

@@ -1,0 +1,134 @@
+package image
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/config"
+)
+
+// Info describes one image of the tree.
+type Info struct {
+	Name   string   `json:"name"`
+	Size   int64    `json:"size"`   // bytes of regular files (hard links once)
+	Files  int64    `json:"files"`  // entries of any type
+	Kernel string   `json:"kernel"` // what a node boots by default; "" when none
+	Nodes  []string `json:"nodes"`  // nodes that use it
+	Meta   *Meta    `json:"import,omitempty"`
+}
+
+// List walks every images/NAME/rootfs. nodes may be nil (no usage shown).
+func List(tree string, nodes *config.Nodes) ([]Info, error) {
+	ents, err := os.ReadDir(filepath.Join(tree, "images"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		dir := filepath.Join(tree, "images", e.Name())
+		rootfs := filepath.Join(dir, "rootfs")
+		if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
+			continue
+		}
+		info := Info{Name: e.Name(), Nodes: Users(nodes, e.Name())}
+		if info.Size, info.Files, err = usage(rootfs); err != nil {
+			return nil, fmt.Errorf("image %s: %w", e.Name(), err)
+		}
+		if info.Kernel, err = build.NewestKernel(rootfs); err != nil {
+			return nil, fmt.Errorf("image %s: %w", e.Name(), err)
+		}
+		if data, err := os.ReadFile(filepath.Join(dir, MetaFile)); err == nil {
+			var m Meta
+			if json.Unmarshal(data, &m) == nil {
+				info.Meta = &m
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Users are the nodes whose image is name, sorted.
+func Users(nodes *config.Nodes, name string) []string {
+	var users []string
+	if nodes == nil {
+		return nil
+	}
+	for _, n := range nodes.List {
+		if n.Image == name {
+			users = append(users, n.Name)
+		}
+	}
+	sort.Strings(users)
+	return users
+}
+
+func usage(rootfs string) (size, files int64, err error) {
+	seen := map[devIno]bool{}
+	err = filepath.WalkDir(rootfs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == rootfs {
+			return nil
+		}
+		files++
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if k, ok := statT(fi); ok {
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		size += fi.Size()
+		return nil
+	})
+	return size, files, err
+}
+
+// Delete removes images/NAME. It refuses while nodes use the image unless
+// force is set, and while an import or exec of it runs.
+func Delete(tree, name string, nodes *config.Nodes, force bool) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	dir := filepath.Join(tree, "images", name)
+	if _, err := os.Stat(filepath.Join(dir, "rootfs")); err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	if users := Users(nodes, name); len(users) > 0 && !force {
+		return fmt.Errorf("image %s is used by %d node(s): %s (change their image first, or --force)",
+			name, len(users), strings.Join(users, ","))
+	}
+	unlock, err := lockImage(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Rename first, so a reader never sees a half-deleted tree.
+	gone := filepath.Join(tree, "images", "."+name+".deleted")
+	_ = os.RemoveAll(gone)
+	if err := os.Rename(dir, gone); err != nil {
+		return fmt.Errorf("delete image %s: %w", name, err)
+	}
+	return os.RemoveAll(gone)
+}

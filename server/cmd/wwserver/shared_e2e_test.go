@@ -122,7 +122,7 @@ func startNSServer(t *testing.T, ns, bin, root string) *server {
 // Two wwservers on one network answer every DISCOVER from one shared pool
 // in etcd: afterwards no address is held by two MACs, and both servers
 // handed out leases.
-func TestSharedPoolTwoServersPerfdhcp(t *testing.T) {
+func TestTwoServersShareLeasesAndStatus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries, runs etcd, two servers and perfdhcp")
 	}
@@ -188,6 +188,30 @@ func TestSharedPoolTwoServersPerfdhcp(t *testing.T) {
 		t.Errorf("leases taken by %v: both servers should have taken some", servers)
 	}
 	t.Logf("%d leases in etcd, by server %v", len(byMAC), servers)
+
+	// Node status is one table: n001 asks srv0 for its iPXE script, and
+	// srv1's /status shows it, with the server that saw it.
+	if out, err := nsCmd(sn.client, "curl", "-sSf", "-o", "/dev/null", "http://10.203.0.1:9873/ipxe/52:54:00:00:00:01").CombinedOutput(); err != nil {
+		t.Fatalf("iPXE script from srv0: %v %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		js, err := nsCmd(sn.client, "curl", "-sSf", "http://10.203.0.2:9873/status").Output()
+		var rep struct {
+			Nodes []struct{ Name, Stage, Server string }
+		}
+		if err == nil && json.Unmarshal(js, &rep) == nil {
+			for _, n := range rep.Nodes {
+				if n.Name == "n001" && n.Stage == "IPXE" && n.Server == "srv0" {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("srv1 never showed n001 at IPXE from srv0; last /status: %s (%v)", js, err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process's HTTP view
+	}
 }
 
 // setTOML replaces the first "key = ..." line of each key in path.

@@ -29,7 +29,7 @@ func main() {
 		macsOut   = flag.String("macs", "", "also write the nodes' MACs, one per line, to this file")
 		secure    = flag.String("secure", "", `set "secure = true|false" in wwserver.toml (empty: leave it)`)
 		interval  = flag.String("update-interval", "", `set update_interval in wwserver.toml, e.g. "60s" (empty: leave it)`)
-		source    = flag.String("source-check", "", `set "source_check = true|false" in wwserver.toml (empty: leave it); a loopback benchmark sends every node's requests from 127.0.0.1, not from the node's address`)
+		source    = flag.String("source-check", "false", `set "source_check = true|false" in wwserver.toml; false (default): load generators run on 127.0.0.1, never from a node's address, and secure mode's source check would refuse every runtime overlay and heartbeat (bootstorm's nodes do use their own addresses: true)`)
 		fakeImage = flag.Bool("fake-image", false, "replace images/default/rootfs with a fake image: a random boot/vmlinuz-6.1.0-1-amd64 and a few files")
 		kernelMiB = flag.Int("kernel-mib", 8, "with -fake-image: kernel size in MiB")
 	)
@@ -49,10 +49,8 @@ func run(root string, n int, macsOut, secure, interval, source string, fakeImage
 	if _, err := os.Stat(serverPath); err != nil {
 		return fmt.Errorf("%s: %w (run `wwserver init` first)", serverPath, err)
 	}
-	if secure != "" || interval != "" || source != "" {
-		if err := gen.EditServer(serverPath, secure, interval, source); err != nil {
-			return err
-		}
+	if err := gen.EditServer(serverPath, secure, source, interval); err != nil {
+		return err
 	}
 	if err := gen.WriteNodesFile(root, n); err != nil {
 		return err

@@ -232,5 +232,8 @@ log "results"
 if [[ "${BENCH_WRITE:-1}" == 1 ]]; then
 	stamp="Measured $(date -u '+%F %H:%M UTC') on commit $(git -C "$repo" log -1 --format=%h)$(git -C "$repo" diff --quiet HEAD -- server 2>/dev/null || echo ' + local changes') by \`make bench\` ($REPEAT x $DUR per row, $CONNS connections; load average at start: $LOAD_AT_START)."
 	[[ -f "$RES/targets.md" ]] && splice_table "$repo/BENCHMARKS.md" targets "$stamp" "$RES/targets.md"
-	splice_table "$repo/BENCHMARKS.md" full "$stamp" "$RES/table.md"
+	# (the full table only when a phase of it ran)
+	if [[ " $ONLY " == *" ten "* || " $ONLY " == *" one "* || " $ONLY " == *" build "* || " $ONLY " == *" nginx "* ]]; then
+		splice_table "$repo/BENCHMARKS.md" full "$stamp" "$RES/table.md"
+	fi
 fi

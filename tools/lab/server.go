@@ -62,6 +62,18 @@ func (l *Lab) StopServer() {
 	}
 }
 
+// KillServer sends SIGKILL to the wwserver that StartServer started (a
+// crash: no graceful shutdown) and waits for it to exit.
+func (l *Lab) KillServer() {
+	l.mu.Lock()
+	p := l.server
+	l.mu.Unlock()
+	if p != nil && !p.Exited() {
+		_ = p.Cmd.Process.Kill()
+		<-p.Done()
+	}
+}
+
 // ServerLog is the path of wwserver's output.
 func (l *Lab) ServerLog() string { return filepath.Join(l.Dir, "wwserver.log") }
 

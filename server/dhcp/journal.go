@@ -2,7 +2,6 @@ package dhcp
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -252,6 +251,3 @@ func syncDir(dir string) {
 	}
 }
 
-// errTornTail marks a last journal line cut short by a crash: expected,
-// and dropped.
-var errTornTail = errors.New("torn last line")

@@ -48,10 +48,10 @@ func run(root string, n int, macsOut, secure, interval string, fakeImage bool, k
 	if _, err := os.Stat(serverPath); err != nil {
 		return fmt.Errorf("%s: %w (run `wwserver init` first)", serverPath, err)
 	}
-	if secure != "" || interval != "" {
-		if err := gen.EditServer(serverPath, secure, interval); err != nil {
-			return err
-		}
+	// Load generators run on 127.0.0.1, never from a node's address: secure
+	// mode's source check would refuse every runtime overlay and heartbeat.
+	if err := gen.EditServer(serverPath, secure, "false", interval); err != nil {
+		return err
 	}
 	if err := gen.WriteNodesFile(root, n); err != nil {
 		return err

@@ -64,9 +64,12 @@ func TestFailoverServerKilled(t *testing.T) {
 			}); err != nil {
 				return err
 			}
-			startServerB(t, l, treeB)
 			return nil
 		}})
+	// B starts once A is healthy: the two copies' fingerprints differ (they
+	// stamp files by inode and ctime, which a copy changes), so /healthz
+	// says the servers disagree from B's first publication on.
+	startServerB(t, e.lab, treeB)
 	urlB := fmt.Sprintf("http://%s:%d", serverBIP, serverBPort)
 	c := e.lab.HTTPClient()
 
@@ -98,21 +101,21 @@ func TestFailoverServerKilled(t *testing.T) {
 	})
 	t.Logf("A killed (SIGKILL) while sending the image")
 	// The failover time a node sees: from the kill until its next
-	// download reaches B.
+	// download reaches B (B's table holds A's records too, from etcd:
+	// "server" says who saw the node last).
 	waitFor(t, e.ctx, time.Minute, "the node's first request at B", func() bool {
 		st, err := status(e.ctx, c, urlB)
 		if err != nil {
 			return false
 		}
-		node, ok := st.Node(n.Name)
-		return ok && node.Stage != ""
+		node, _ := st.Node(n.Name)
+		return node.Server == "b"
 	})
 	failover := time.Since(killedAt)
 	t.Logf("failover: the node's next request reached B %s after A was killed", failover.Round(10*time.Millisecond))
 
 	e.waitBooted(vm, n.Name)
-	serial := vm.SerialTail(100000)
-	if !strings.Contains(serial, fmt.Sprintf("%s:%d/image/", serverBIP, serverBPort)) {
+	if !strings.Contains(vm.SerialTail(100000), fmt.Sprintf("%s:%d/image/", serverBIP, serverBPort)) {
 		t.Errorf("the serial console does not show the image fetched from B")
 	}
 
@@ -124,7 +127,7 @@ func TestFailoverServerKilled(t *testing.T) {
 			return false
 		}
 		first, _ = st.Node(n.Name)
-		return first.Heartbeat != nil
+		return first.Heartbeat != nil && first.Server == "b"
 	})
 	waitFor(t, e.ctx, time.Minute, "a later heartbeat at B", func() bool {
 		st, err := status(e.ctx, c, urlB)
@@ -132,8 +135,11 @@ func TestFailoverServerKilled(t *testing.T) {
 			return false
 		}
 		nd, _ := st.Node(n.Name)
-		return nd.Heartbeat != nil && nd.Heartbeat.UptimeSeconds > first.Heartbeat.UptimeSeconds
+		return nd.Heartbeat != nil && nd.Server == "b" && nd.Heartbeat.UptimeSeconds > first.Heartbeat.UptimeSeconds
 	})
+	if !strings.Contains(vm.SerialTail(100000), "switched to another server") {
+		t.Errorf("wwclient did not log its switch from A to B")
+	}
 	out, err := exec.CommandContext(e.ctx, "ip", "netns", "exec", e.lab.NS, e.lab.Paths.Wwserver, "status", "--server", urlB).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), n.Name) {
 		t.Errorf("wwserver status on B: %v\n%s", err, out)

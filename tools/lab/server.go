@@ -264,6 +264,7 @@ type NodeStatus struct {
 	Sent      string     `json:"sent"`
 	LastSeen  int64      `json:"last_seen"`
 	Heartbeat *Heartbeat `json:"heartbeat"`
+	Server    string     `json:"server"` // server_id of the server that saw it last (etcd backend)
 }
 
 // Heartbeat is the last heartbeat a node sent.

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -101,14 +103,21 @@ func (e etcdLeases) Leases(ctx context.Context) ([]dhcp.Lease, error) {
 // and reads who else is alive, until ctx ends.
 func (s *shared) run(ctx context.Context, store *config.Store, b *build.Builder) {
 	var lease clientv3.LeaseID
+	var localFP, treesFP string
 	t := time.NewTicker(publishEvery)
 	defer t.Stop()
 	for {
 		snap := store.Current()
+		// The builder's fingerprint is cheap (watched trees) but holds inode
+		// numbers and ctimes, which differ between copies of a tree; the
+		// portable one is recomputed only when the builder's changes.
+		if fp := b.Fingerprint(ctx, snap); fp != localFP {
+			localFP, treesFP = fp, portableFingerprint(store.Root(), snap)
+		}
 		info := etcdstate.ServerInfo{
 			Address:           snap.Server.URL()[len("http://"):],
 			ConfigFingerprint: nodesFingerprint(store.Root()),
-			ImagesFingerprint: b.Fingerprint(ctx, snap),
+			ImagesFingerprint: treesFP,
 		}
 		var err error
 		lease, err = s.c.PublishServer(ctx, info, lease)
@@ -261,4 +270,47 @@ func (s *shared) syncStatus(ctx context.Context, st *status.Store, pub *etcdstat
 		}
 	})
 	<-done
+}
+
+// portableFingerprint hashes what a copy of the tree keeps (rsync -a,
+// cp -a): every entry's path, type, mode, size, mtime (seconds) and
+// symlink target, of the images and overlays snap's nodes use. Servers
+// that serve the same trees publish the same value.
+func portableFingerprint(root string, snap *config.Snapshot) string {
+	dirs := map[string]bool{}
+	for _, n := range snap.Nodes.List {
+		dirs[filepath.Join("images", n.Image, "rootfs")] = true
+		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
+			dirs[filepath.Join("overlays", o)] = true
+		}
+	}
+	names := make([]string, 0, len(dirs))
+	for d := range dirs {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, d := range names {
+		base := filepath.Join(root, d)
+		err := filepath.WalkDir(base, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				fmt.Fprintf(h, "%s error\x00", p[len(root):])
+				return nil
+			}
+			fi, err := e.Info()
+			if err != nil {
+				return nil
+			}
+			fmt.Fprintf(h, "%s\x00%o\x00%d\x00%d\x00", p[len(root):], fi.Mode(), fi.Size(), fi.ModTime().Unix())
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				t, _ := os.Readlink(p)
+				fmt.Fprintf(h, "%s\x00", t)
+			}
+			return nil
+		})
+		if err != nil {
+			fmt.Fprintf(h, "%s: %v\x00", d, err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }

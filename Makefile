@@ -68,7 +68,7 @@ fuzz:
 
 # SELinux enforcing boot (~5-10 min under TCG; not part of make test).
 test-selinux: deps build image image-selinux
-	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 20m -v -run TestSELinuxEnforcingBoot ./integration/
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 25m -v -run TestSELinuxEnforcingBoot ./integration/
 
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: deps build

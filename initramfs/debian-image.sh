@@ -78,6 +78,9 @@ fi
 need_pkgs mmdebstrap:mmdebstrap depmod:kmod modprobe:kmod dpkg-deb:dpkg
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
+# Images carry Go sources (/usr/share/doc, /usr/lib/go…): a go.mod here keeps
+# them out of `go test ./...` when OUTDIR is inside the repository.
+printf 'module invalid.example/node-image // not Go code: a node image tree\n' >"$outdir/go.mod"
 
 # apt_lists_digest: what the host's apt knows of the Debian mirror (the
 # InRelease files change with every apt-get update that found news).

@@ -84,7 +84,7 @@ var wwcheckLine = regexp.MustCompile(`wwcheck: state=(\S*) wwclient=(\S*) failed
 func TestSystemdBoot(t *testing.T) {
 	t.Parallel()
 	n := lab.LabNode(1)
-	e := newEnvWith(t, 8*time.Minute, envOptions{
+	e := newEnvWith(t, 12*time.Minute, envOptions{
 		Image: envOr("WW_SYSTEMD_IMAGE", "../build/debian-systemd"),
 		Tree: lab.TreeOptions{
 			Nodes:          []lab.Node{n},
@@ -142,7 +142,7 @@ func TestSELinuxEnforcingBoot(t *testing.T) {
 	}
 	t.Parallel()
 	n := lab.LabNode(1)
-	e := newEnvWith(t, 15*time.Minute, envOptions{
+	e := newEnvWith(t, 20*time.Minute, envOptions{
 		Image: img,
 		Tree: lab.TreeOptions{
 			Nodes:          []lab.Node{n},
@@ -172,6 +172,10 @@ func TestSELinuxEnforcingBoot(t *testing.T) {
 	}
 	if !strings.Contains(sel[2], ":init_t:") {
 		t.Errorf("PID 1 runs as %s, want init_t", sel[2])
+	}
+	// the root was labelled while copied to the tmpfs: no setfiles pass
+	if !strings.Contains(serial, "wwinit: root: switched to tmpfs, labelled as copied, in ") || strings.Contains(serial, "wwinit: SELinux: labelled the root file system") {
+		t.Errorf("the root was not labelled during the copy")
 	}
 	if strings.Contains(serial, "Failed to transition into init label") {
 		t.Errorf("systemd could not transition into its init label")

@@ -17,17 +17,19 @@ import (
 )
 
 // gzipLevel is the compression level of every archive. Measured with
-// BenchmarkGzipLevel (compress/flate, one core of this 2-core VM):
+// BenchmarkGzipLevel on this 2-core VM (CPU time, as the VM was shared):
 //
-//	tree                           BestSpeed        level 3          Default          Best
-//	lab image (2.9 MB cpio)        1.42 MB  82 ms   1.35 MB 102 ms   1.30 MB 125 ms   1.30 MB 671 ms
-//	/usr/lib/x86_64-linux-gnu      607 MB   22 s    568 MB  38 s     543 MB  105 s    541 MB  447 s
+//	tree                              compress/gzip, 1 core   pgzip, all cores
+//	lab image (2.9 MB cpio)           BestSpeed 1.42 MB 82 ms, Default 1.30 MB 125 ms
+//	/usr/lib/x86_64-linux-gnu         BestSpeed 607 MB 22 s, Default 543 MB 105 s
 //	(1.5 GB cpio, distro-like)
+//	2.9 GB cpio, 74,000 files         BestSpeed 1189 MB 26.6 s  BestSpeed 1208 MB 16.9 s
+//	(copy of a Debian /usr)                                     Default   1094 MB 29.6 s
 //
-// BestSpeed is ~5x faster than Default for ~12% more bytes; a build is on the
-// critical path of the first boot after every change, and a node on a LAN
-// pulls 64 MB more in well under a second, so BestSpeed it is. It is part of
-// every cache key.
+// BestSpeed costs ~10% more bytes than Default for 1.75x less CPU with
+// pgzip (5x with compress/gzip). A build is on the critical path of the
+// first boot after every change, and a node on a LAN pulls 100 MB more in
+// about a second, so BestSpeed it is. It is part of every cache key.
 const gzipLevel = gzip.BestSpeed
 
 // errChanged: a source file changed while it was being archived. The build

@@ -132,8 +132,6 @@ type Builder struct {
 	tmplUses    map[string]tmplUse  // by overlay fingerprint
 	listings    map[string]*listing // by overlay set ident
 
-	imageFiles map[string][]string // overlay fingerprint → image files its templates read (lazy, tmplMu)
-
 	built   atomic.Int64 // cache files written
 	reused  atomic.Int64 // parts found in the cache
 	checked atomic.Int64 // per-node members rendered by BuildAll, not stored

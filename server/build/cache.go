@@ -292,11 +292,15 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 
 // fingerprints memoises tree fingerprints for one request (or one BuildAll
 // run): every tree's fingerprint comes from a check that started after the
-// request arrived: the watcher's (a barrier, see treeWatcher) or a walk.
+// request arrived: a lookup after the request's watch barrier (see
+// treeWatcher; one barrier serves every tree of the request), or a walk.
 type fingerprints struct {
-	b  *Builder
-	mu sync.Mutex
-	m  map[string]*fpOnce
+	b       *Builder
+	mu      sync.Mutex
+	m       map[string]*fpOnce
+	barrier sync.Once
+	epoch   uint64
+	synced  bool
 }
 
 type fpOnce struct {
@@ -319,15 +323,26 @@ func (f *fingerprints) get(ctx context.Context, dir string, kind treeKind) (fing
 	}
 	f.mu.Unlock()
 	o.once.Do(func() {
+		f.barrier.Do(func() { f.epoch, f.synced = f.b.watch.sync() })
+		if f.synced {
+			var ok bool
+			if o.fp, ok = f.b.watch.lookup(dir, f.epoch); ok {
+				return
+			}
+		}
 		label := "overlay"
 		if kind == treeImage {
 			label = "image"
 		}
 		o.fp, o.err = f.b.walks.Do(ctx, dir, func() (fingerprint, error) {
-			tok := f.b.watch.begin(dir)
-			if tok.fresh {
-				return tok.fp, nil
+			// Queued behind a walk that has just made the tree watched
+			// (requests piling up on a cold server): a barrier suffices.
+			if epoch, ok := f.b.watch.sync(); ok {
+				if fp, ok := f.b.watch.lookup(dir, epoch); ok {
+					return fp, nil
+				}
 			}
+			tok := f.b.watch.prepare(dir)
 			var hook func(string)
 			if tok.establish != nil {
 				hook = tok.watchDir

@@ -43,6 +43,9 @@ type treeWatcher struct {
 	state string // directory for the sentinel file
 	log   *slog.Logger
 	reset func() // metrics hook, called on every reset
+	// addWatch adds one watch (a seam for tests: watch limits are
+	// system-wide).
+	addWatch func(w *fsnotify.Watcher, path string) error
 
 	barriers freshGroup[struct{}, uint64]
 
@@ -80,9 +83,10 @@ const (
 func newTreeWatcher(root, state string, log *slog.Logger, reset func()) *treeWatcher {
 	return &treeWatcher{
 		root: root, state: state, log: log, reset: reset,
-		seenCh: make(chan struct{}),
-		dirs:   map[string]bool{},
-		trees:  map[string]*watchedTree{},
+		addWatch: (*fsnotify.Watcher).Add,
+		seenCh:   make(chan struct{}),
+		dirs:     map[string]bool{},
+		trees:    map[string]*watchedTree{},
 	}
 }
 
@@ -94,30 +98,45 @@ func (tw *treeWatcher) Close() {
 	tw.resetEpoch(0, "")
 }
 
-// walkToken carries what begin learnt to the walk and to end.
+// walkToken carries what prepare learnt to the walk and to end.
 type walkToken struct {
 	tw        *treeWatcher
 	dir       string
-	epoch     uint64 // 0: no watcher; the walk's result is not remembered
-	gen       uint64 // the tree's gen after the barrier
-	fresh     bool   // fp is current: no walk needed
-	fp        fingerprint
+	epoch     uint64            // 0: no watcher; the walk's result is not remembered
+	gen       uint64            // the tree's gen before the walk
 	establish *fsnotify.Watcher // non-nil: the walk adds watches here
 	addErr    atomic.Pointer[error]
 }
 
-// begin is called by a fingerprint computation that started after its
-// callers arrived. It returns the tree's remembered fingerprint if it is
-// current, else a token for the walk.
-func (tw *treeWatcher) begin(dir string) *walkToken {
-	tok := &walkToken{tw: tw, dir: dir}
+// sync returns once every event queued before it was called has been
+// handled (a barrier, shared by concurrent callers), with the epoch it holds
+// for; ok is false when no watcher runs.
+func (tw *treeWatcher) sync() (epoch uint64, ok bool) {
 	epoch, err := tw.barriers.Do(context.Background(), struct{}{}, tw.barrier)
-	if err != nil {
-		return tok
-	}
+	return epoch, err == nil
+}
+
+// lookup returns the tree's remembered fingerprint if no event for the tree
+// was handled since the walk that made it started, as of a sync that
+// returned epoch.
+func (tw *treeWatcher) lookup(dir string, epoch uint64) (fingerprint, bool) {
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
-	if tw.epoch != epoch || tw.w == nil {
+	t := tw.trees[dir]
+	if tw.epoch != epoch || t == nil || !t.watched || !t.fpOK || t.fpGen != t.gen {
+		return fingerprint{}, false
+	}
+	return t.fp, true
+}
+
+// prepare is called before a walk of dir. The tree's gen is read without a
+// barrier: an event still queued from before the walk only makes its result
+// look stale later (one more walk), never fresh.
+func (tw *treeWatcher) prepare(dir string) *walkToken {
+	tok := &walkToken{tw: tw, dir: dir}
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if tw.w == nil && tw.start() != nil {
 		return tok
 	}
 	t := tw.trees[dir]
@@ -125,11 +144,8 @@ func (tw *treeWatcher) begin(dir string) *walkToken {
 		t = &watchedTree{}
 		tw.trees[dir] = t
 	}
-	tok.epoch, tok.gen = epoch, t.gen
+	tok.epoch, tok.gen = tw.epoch, t.gen
 	if t.watched {
-		if t.fpOK && t.fpGen == t.gen {
-			tok.fresh, tok.fp = true, t.fp
-		}
 		return tok
 	}
 	if now := time.Now(); now.After(t.retry) {
@@ -153,7 +169,7 @@ func (tok *walkToken) watchDir(rel string) {
 	}
 	var paths []string
 	if rel == "" {
-		for p := filepath.Dir(tok.dir); strings.HasPrefix(p, tok.tw.root+"/"); p = filepath.Dir(p) {
+		for p := filepath.Dir(tok.dir); tok.tw.below(p); p = filepath.Dir(p) {
 			paths = append(paths, p)
 		}
 		paths = append(paths, tok.dir)
@@ -172,7 +188,7 @@ func (tok *walkToken) watchDir(rel string) {
 		}
 		tok.tw.dirs[p] = true
 		tok.tw.mu.Unlock()
-		if err := tok.establish.Add(p); err != nil {
+		if err := tok.tw.addWatch(tok.establish, p); err != nil {
 			err = fmt.Errorf("watch %s: %w", p, err)
 			tok.addErr.CompareAndSwap(nil, &err)
 			return
@@ -185,6 +201,12 @@ func (tw *treeWatcher) end(tok *walkToken, fp fingerprint, err error) {
 	if tok.epoch == 0 || err != nil {
 		return
 	}
+	var giveBack []string
+	defer func() {
+		for _, d := range giveBack {
+			_ = tok.establish.Remove(d) // already gone: nothing to give back
+		}
+	}()
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
 	t := tw.trees[tok.dir]
@@ -196,6 +218,14 @@ func (tw *treeWatcher) end(tok *walkToken, fp fingerprint, err error) {
 			t.retry = time.Now().Add(watchRetry)
 			tw.log.Warn("cannot watch source tree; it is walked on every request (raise fs.inotify.max_user_watches?)",
 				"dir", tok.dir, "err", *p, "retry_in", watchRetry)
+			// Give the watches it got back, for other trees (after
+			// unlocking: see the defer above).
+			for d := range tw.dirs {
+				if d == tok.dir || strings.HasPrefix(d, tok.dir+"/") {
+					giveBack = append(giveBack, d)
+					delete(tw.dirs, d)
+				}
+			}
 			return
 		}
 		t.watched = true
@@ -326,7 +356,7 @@ func (tw *treeWatcher) event(w *fsnotify.Watcher, ev fsnotify.Event, epoch uint6
 	}
 	var t *watchedTree
 	var troot string
-	for p := ev.Name; strings.HasPrefix(p, tw.root+"/"); p = filepath.Dir(p) {
+	for p := ev.Name; tw.below(p); p = filepath.Dir(p) {
 		if t = tw.trees[p]; t != nil {
 			troot = p
 			break
@@ -388,7 +418,7 @@ func (tw *treeWatcher) watchNew(w *fsnotify.Watcher, top string, epoch uint64) e
 		}
 		tw.dirs[p] = true
 		tw.mu.Unlock()
-		if err := w.Add(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := tw.addWatch(w, p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 		return nil
@@ -420,6 +450,11 @@ func (tw *treeWatcher) resetEpoch(epoch uint64, reason string) {
 			tw.reset()
 		}
 	}
+}
+
+// below reports whether path p is below the served tree's root.
+func (tw *treeWatcher) below(p string) bool {
+	return p != tw.root && strings.HasPrefix(p, strings.TrimSuffix(tw.root, "/")+"/")
 }
 
 // localFS reports why a tree's file system cannot be trusted to raise every

@@ -4,7 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // imageFile returns the content of rel in n001's image as served now, and
@@ -165,5 +170,88 @@ func TestWatchReset(t *testing.T) {
 	}
 	if w := walks(); w != 5 {
 		t.Errorf("%v walks, want 5 (a closed builder walks per request)", w)
+	}
+}
+
+// TestWatchLimit: a tree whose directories cannot all be watched (the
+// inotify watch limit) is walked on every request and stays fresh; its
+// partial watches are given back; other trees stay watched.
+func TestWatchLimit(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	b, reg := newBuilder(t, tt.root)
+	var failed atomic.Int64
+	b.watch.addWatch = func(w *fsnotify.Watcher, p string) error {
+		if strings.HasSuffix(p, "/rootfs/etc") {
+			failed.Add(1)
+			return syscall.ENOSPC
+		}
+		return w.Add(p)
+	}
+	walks := func(tree string) float64 { return counter(t, reg, "wwserver_build_tree_walks_total", tree) }
+	snap := snapshot(t, testNodesTOML)
+	for i := range 3 {
+		want := fmt.Sprintf("ID=limit%d\n", i)
+		tt.file("images/debian/rootfs/etc/os-release", want, 0o644)
+		if got, _ := imageFile(t, b, "etc/os-release"); got != want {
+			t.Fatalf("unwatched tree: %q, want %q", got, want)
+		}
+		if _, err := b.RuntimeOverlay(bg, snap, snap.Nodes.ByName["n001"]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := walks("image"); w != 3 {
+		t.Errorf("%v image walks, want 3 (one per request)", w)
+	}
+	if w := walks("overlay"); w != 1 {
+		t.Errorf("%v overlay walks, want 1 (still watched)", w)
+	}
+	if n := failed.Load(); n != 1 {
+		t.Errorf("%d failed adds, want 1 (retried only after watchRetry)", n)
+	}
+	b.watch.mu.Lock()
+	defer b.watch.mu.Unlock()
+	for d := range b.watch.dirs {
+		if strings.Contains(d, "/rootfs") {
+			t.Errorf("watch on %s kept", d)
+		}
+	}
+}
+
+// TestWatchPileUp: requests arriving while the first walk of a tree runs
+// share the next check, which is a barrier, not a second walk.
+func TestWatchPileUp(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	for i := range 2000 {
+		tt.file(fmt.Sprintf("images/debian/rootfs/usr/share/d%02d/f%04d", i/100, i), "x", 0o644)
+	}
+	b, reg := newBuilder(t, tt.root)
+	snap := snapshot(t, testNodesTOML)
+	n := snap.Nodes.ByName["n001"]
+	errs := make(chan error, 20)
+	go func() {
+		_, err := b.Image(bg, snap, n)
+		errs <- err
+	}()
+	// The first walk is running: it has started watching the tree.
+	waitFor(t, "the first walk to start", func() bool {
+		b.watch.mu.Lock()
+		defer b.watch.mu.Unlock()
+		return len(b.watch.dirs) > 0
+	})
+	for range 19 {
+		go func() {
+			_, err := b.Image(bg, snap, n)
+			errs <- err
+		}()
+	}
+	for range 20 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := counter(t, reg, "wwserver_build_tree_walks_total", "image"); w != 1 {
+		t.Errorf("%v image walks for 20 requests of an unchanged tree, want 1", w)
 	}
 }

@@ -145,6 +145,8 @@ func TestServeAnswersAndCounts(t *testing.T) {
 	if r := c.recv(t); r.MessageType() != dhcpv4.MessageTypeOffer || r.YourIPAddr.String() != "10.201.0.11" {
 		t.Fatalf("reply: %s", r.Summary())
 	}
+	// The status event follows the reply; with 2 workers, wait for it to keep the order.
+	waitFor(t, "the offer recorded", func() bool { return len(e.rec.All()) == 1 })
 	c.in <- []byte("garbage")
 	c.in <- discover(t, "02:00:00:00:00:01", withArch(0)).ToBytes() // unknown, no pool
 	waitFor(t, "drop counters", func() bool {

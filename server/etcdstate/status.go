@@ -21,6 +21,8 @@ type StatusRecord struct {
 	Time     time.Time `json:"time"`      // when Stage was reached
 	LastSeen time.Time `json:"last_seen"` // last request or heartbeat
 	Server   string    `json:"server,omitempty"`
+	// Heartbeat is the node's last heartbeat body, as the server keeps it.
+	Heartbeat json.RawMessage `json:"heartbeat,omitempty"`
 }
 
 // Newer reports whether r carries news over old (a later stage or a later
@@ -63,7 +65,7 @@ func (p *StatusPublisher) Put(r StatusRecord) {
 		r.Server = p.c.id
 	}
 	p.mu.Lock()
-	if old, ok := p.pending[r.Node]; !ok || r.Newer(old) || r == old {
+	if old, ok := p.pending[r.Node]; !ok || !old.Newer(r) {
 		p.pending[r.Node] = r
 	}
 	p.mu.Unlock()

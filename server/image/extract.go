@@ -43,6 +43,36 @@ type applier struct {
 	written map[string]bool // paths the current layer wrote (opaque whiteouts keep them)
 	files   int64
 	bytes   int64
+	// The last parent directory opened (tars list a directory's files
+	// together): reused until anything is removed or replaced that could
+	// change what its path resolves to.
+	lastDir    string
+	lastParent *os.File
+}
+
+// parent opens dir (creating it and its parents) through the root, or
+// returns the cached descriptor.
+func (a *applier) parent(dir string) (*os.File, error) {
+	if a.lastParent != nil && a.lastDir == dir {
+		return a.lastParent, nil
+	}
+	a.forgetParent()
+	if err := a.root.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := a.root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	a.lastDir, a.lastParent = dir, f
+	return f, nil
+}
+
+func (a *applier) forgetParent() {
+	if a.lastParent != nil {
+		a.lastParent.Close()
+		a.lastParent = nil
+	}
 }
 
 // cleanName turns a tar entry name into a path relative to the root.
@@ -67,6 +97,7 @@ func (a *applier) cleanName(name string) (string, error) {
 // applyLayer extracts one layer's tar stream.
 func (a *applier) applyLayer(r io.Reader) error {
 	a.written = map[string]bool{}
+	defer a.forgetParent()
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -96,9 +127,11 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		dir = "."
 	}
 	if base == whiteoutOpaque {
+		a.forgetParent()
 		return a.opaque(dir, hdr.Name)
 	}
 	if strings.HasPrefix(base, whiteoutPrefix) {
+		a.forgetParent()
 		target := base[len(whiteoutPrefix):]
 		if target == "" || target == "." || target == ".." {
 			return &UnsafeEntryError{a.layer, hdr.Name, "whiteout of a path outside its directory"}
@@ -108,14 +141,10 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		return nil
 	}
-	if err := a.root.MkdirAll(dir, 0o755); err != nil {
-		return a.refuse(hdr.Name, err)
-	}
-	parent, err := a.root.Open(dir)
+	parent, err := a.parent(dir)
 	if err != nil {
 		return a.refuse(hdr.Name, err)
 	}
-	defer parent.Close()
 	pfd := int(parent.Fd())
 
 	// Replace what is there, without following it (a symlink left by a lower
@@ -124,6 +153,15 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	var st unix.Stat_t
 	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
 	isDir := exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if exists && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		// A directory or symlink going away or changing could be on the
+		// cached parent's path; a regular file cannot.
+		a.forgetParent()
+		if parent, err = a.parent(dir); err != nil {
+			return a.refuse(hdr.Name, err)
+		}
+		pfd = int(parent.Fd())
+	}
 	if exists && !(hdr.Typeflag == tar.TypeDir && isDir) {
 		if isDir {
 			err = a.root.RemoveAll(name)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,6 +16,7 @@ import (
 // server/nodeedit.Discoverer, tested there and end to end.
 type fakeDiscoverer struct {
 	cfg  *fakeConfig
+	snap *config.Snapshot // returned instead of the config's when set
 	node string
 	err  error
 	mu   sync.Mutex
@@ -35,16 +37,19 @@ func (f *fakeDiscoverer) Discover(mac string) (*config.Snapshot, *config.Node, e
 		return nil, nil, f.err
 	}
 	snap := f.cfg.Fresh()
+	if f.snap != nil {
+		snap = f.snap
+	}
 	return snap, snap.Nodes.ByName[f.node], nil
 }
 
-func newDiscoverEnv(t *testing.T, d *fakeDiscoverer) *env {
+func newDiscoverEnv(t *testing.T, d *fakeDiscoverer, freshEvery time.Duration) *env {
 	t.Helper()
 	e := &env{t: t, cfg: newFakeConfig(t, true, ""), builder: newFakeBuilder(), status: &fakeStatus{},
 		reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	d.cfg = e.cfg
 	h, err := New(Options{Config: e.cfg, Builder: e.builder, Status: e.status, Registry: e.reg,
-		Log: newTestLogger(e.logs), Discoverer: d})
+		Log: newTestLogger(e.logs), Discoverer: d, FreshEvery: freshEvery})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +61,7 @@ func newDiscoverEnv(t *testing.T, d *fakeDiscoverer) *env {
 
 func TestIPXEAsksDiscovererForUnknownMAC(t *testing.T) {
 	d := &fakeDiscoverer{node: "n002"}
-	e := newDiscoverEnv(t, d)
+	e := newDiscoverEnv(t, d, 0)
 	resp, body := e.get("/ipxe/" + macNone)
 	wantCode(t, resp, body, 200)
 	if !strings.Contains(string(body), "wwid="+macNone) || strings.Contains(string(body), "not a known node") {
@@ -75,7 +80,7 @@ func TestIPXEAsksDiscovererForUnknownMAC(t *testing.T) {
 
 func TestIPXEDiscoveryFailureServesUnknownScript(t *testing.T) {
 	d := &fakeDiscoverer{err: errBoom}
-	e := newDiscoverEnv(t, d)
+	e := newDiscoverEnv(t, d, 0)
 	resp, body := e.get("/ipxe/" + macNone)
 	wantCode(t, resp, body, 200)
 	if !strings.Contains(string(body), "not a known node") {
@@ -84,4 +89,23 @@ func TestIPXEDiscoveryFailureServesUnknownScript(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "discovery failed") {
 		t.Errorf("discovery error not logged:\n%s", e.logs.String())
 	}
+}
+
+// The discovered node's next request sees its MAC at once, even when the
+// handler asks the config only every so often (FreshEvery).
+func TestDiscoveredNodeKnownOnNextRequest(t *testing.T) {
+	d := &fakeDiscoverer{node: "n002"}
+	e := newDiscoverEnv(t, d, time.Hour)
+	cur := e.cfg.Fresh()
+	nodes, err := config.ParseNodes("nodes.toml", []byte(strings.Replace(testNodes, macN002, macNone, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.snap = &config.Snapshot{Server: cur.Server, Nodes: nodes, Gen: cur.Gen + 1}
+	resp, body := e.get("/ipxe/" + macN001) // fills the handler's snapshot cache
+	wantCode(t, resp, body, 200)
+	resp, body = e.get("/ipxe/" + macNone)
+	wantCode(t, resp, body, 200)
+	resp, body = e.get("/kernel/" + macNone)
+	wantCode(t, resp, body, 200)
 }

@@ -40,3 +40,18 @@ func (f *freshSnapshot) get() *config.Snapshot {
 	f.next.Store(time.Now().UnixNano() + int64(f.every))
 	return s
 }
+
+// offer hands out s from now on when it is newer than the snapshot held
+// (discovery reloads the config and the node's next request, possibly
+// within the interval, must see its MAC).
+func (f *freshSnapshot) offer(s *config.Snapshot) {
+	for {
+		cur := f.snap.Load()
+		if cur != nil && cur.Gen >= s.Gen {
+			return
+		}
+		if f.snap.CompareAndSwap(cur, s) {
+			return
+		}
+	}
+}

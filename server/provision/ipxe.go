@@ -24,6 +24,7 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 			h.log.Error("discovery failed", "mac", c.mac, "err", err)
 		} else if node != nil {
 			c.snap, c.node = snap, node
+			h.fresh.offer(snap)
 		}
 	}
 	var script []byte

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -324,5 +325,62 @@ func TestHugeHeadersRefused(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("%d KiB of headers: %s", len(big)>>10, resp.Status)
+	}
+}
+
+// Many clients churning through a small limit: every request is answered
+// (a client whose idle connection was closed retries on a new one, as
+// net/http does), and the books balance once all have left.
+func TestConnLimiterChurn(t *testing.T) {
+	var mu sync.Mutex
+	opened := 0
+	closedCh := make(chan struct{}, 4096)
+	l, addr, _ := limitedServer(t, ConnLimits{Max: 8, PerClient: -1}, okOrBlock(nil, nil), func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			mu.Lock()
+			opened++
+			mu.Unlock()
+		case http.StateClosed:
+			closedCh <- struct{}{}
+		}
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%4))}}).DialContext}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+			for range 20 {
+				resp, err := client.Get("http://" + addr + "/ok")
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	mu.Lock()
+	n := opened
+	mu.Unlock()
+	for range n {
+		select {
+		case <-closedCh:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connections not all closed: open %d", l.Open())
+		}
+	}
+	if l.Open() != 0 {
+		t.Errorf("%d connections still booked after all closed", l.Open())
 	}
 }

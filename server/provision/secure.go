@@ -49,13 +49,18 @@ func authorize(c *call) bool {
 }
 
 // fromNodeAddress reports whether the request comes from an address the
-// node holds: a configured ipaddr of any of its devices, or an active DHCP
-// lease of one of its MACs. A node with neither cannot be checked and
+// node holds (a configured ipaddr of any of its devices, or an active DHCP
+// lease of one of its MACs) or from the server's own address. A node with neither cannot be checked and
 // passes (as in Warewulf, which checks only nodes with an address).
 func (h *Handler) fromNodeAddress(c *call) bool {
 	src, err := netip.ParseAddr(c.ip)
 	if err != nil {
 		return false
+	}
+	// The server's own address: admin tools on the server host (root there
+	// reads the served tree anyway), not a node.
+	if self, err := netip.ParseAddr(c.snap.Server.Address); err == nil && self == src.Unmap() {
+		return true
 	}
 	configured := false
 	for _, d := range c.node.Network {

@@ -209,7 +209,9 @@ func TestSourceCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.cfg.snap.Store(&config.Snapshot{Server: snap.Server, Nodes: n, LoadedAt: snap.LoadedAt})
+	srv := *snap.Server
+	srv.Address = "127.0.0.99" // the server host's own address passes (admin tools)
+	e.cfg.snap.Store(&config.Snapshot{Server: &srv, Nodes: n, LoadedAt: snap.LoadedAt})
 	e.h.leases = fakeLeases{"127.0.0.22": macN002, "127.0.0.23": macN003, "127.0.0.30": "02:00:00:00:00:30"}
 
 	get := func(src, mac string) int {
@@ -231,6 +233,7 @@ func TestSourceCheck(t *testing.T) {
 		{"127.0.0.30", macN002, http.StatusForbidden}, // a pool client
 		{"127.0.0.23", macN003, http.StatusOK},        // leased only
 		{"127.0.0.12", macN003, http.StatusForbidden},
+		{"127.0.0.99", macN002, http.StatusOK}, // the server's own address
 	} {
 		if got := get(c.src, c.mac); got != c.code {
 			t.Errorf("%s from %s: %d, want %d", c.mac, c.src, got, c.code)

@@ -56,6 +56,10 @@ func appendRows(b []byte, rows []NodeStatus) []byte {
 			b = appendString(b, hb.RuntimeETag)
 			b = append(b, '}')
 		}
+		if ns.Server != "" {
+			b = append(b, `,"server":`...)
+			b = appendString(b, ns.Server)
+		}
 		b = append(b, '}')
 	}
 	return append(b, ']')

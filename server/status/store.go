@@ -67,6 +67,9 @@ type Record struct {
 	Sent      string     `json:"sent,omitempty"`
 	LastSeen  int64      `json:"last_seen"` // unix seconds
 	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
+	// Server is the wwserver that recorded it (several servers share
+	// status through etcd); empty with a single server.
+	Server string `json:"server,omitempty"`
 }
 
 // Store is the in-memory node status table, saved through its Persister
@@ -108,6 +111,10 @@ type Store struct {
 
 	encMu sync.Mutex // one JSON encoding at a time
 	cache atomic.Pointer[jsonCache]
+
+	// Shared status (several servers, etcd): see shared.go.
+	serverID string                 // set before use; recorded in Record.Server
+	sharer   atomic.Pointer[Sharer] // told every local change of a node's record
 }
 
 // shardCount spreads nodes over this many locks, so Report and Flush hold
@@ -214,7 +221,11 @@ func (s *Store) RecordHeartbeat(node, mac, ip string, hb Heartbeat) {
 }
 
 func (s *Store) record(ev Event, hb *Heartbeat) {
-	if from, changed := s.update(ev, hb); changed {
+	from, changed, rec := s.update(ev, hb)
+	if sh := s.sharer.Load(); sh != nil && ev.Node != "" {
+		(*sh).Put(ev.Node, rec)
+	}
+	if changed {
 		// One line per stage a node reaches, not one per request.
 		s.log.Info("node stage", "node", ev.Node, "stage", ev.Stage, "from", dashEmpty(from),
 			"sent", ev.Sent, "mac", ev.MAC, "ip", ev.IP)
@@ -230,7 +241,7 @@ func dashEmpty(s string) string {
 
 // update applies ev under the lock of its map. It reports the previous
 // stage when a configured node's stage changed.
-func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool) {
+func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool, rec Record) {
 	t := ev.Time
 	if t.IsZero() {
 		t = s.now()
@@ -249,7 +260,7 @@ func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool)
 			key = ev.IP
 		}
 		if key == "" {
-			return "", false
+			return "", false, Record{}
 		}
 		s.unknownMu.Lock()
 		defer s.unknownMu.Unlock()
@@ -275,6 +286,7 @@ func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool)
 	if seen > r.LastSeen {
 		r.LastSeen = seen
 	}
+	r.Server = s.serverID
 	m[key] = r
 	s.version.Add(1)
 	// Unknown MACs are saved with the last-seen cadence: a flood of random
@@ -282,7 +294,7 @@ func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool)
 	if ev.Node != "" && (!existed || r.Stage != old.Stage || r.Sent != old.Sent || r.MAC != old.MAC || r.IPAddr != old.IPAddr) {
 		s.major.Add(1)
 	}
-	return old.Stage, ev.Node != "" && r.Stage != old.Stage
+	return old.Stage, ev.Node != "" && r.Stage != old.Stage, r
 }
 
 // Forget drops the status of the named nodes (or unknown MACs) and
@@ -424,6 +436,7 @@ type NodeStatus struct {
 	Sent      string     `json:"sent"`
 	LastSeen  int64      `json:"last_seen"` // unix seconds, 0 = never
 	Heartbeat *Heartbeat `json:"heartbeat"`
+	Server    string     `json:"server,omitempty"` // which server saw it last (etcd backend)
 }
 
 // Report lists every node of nodes (never seen: empty stage, last_seen 0)
@@ -464,7 +477,7 @@ func (s *Store) Report(nodes *config.Nodes) Report {
 			name := list[i].Name
 			rec := sh.m[name]
 			r.Nodes[i] = NodeStatus{Name: name, MAC: rec.MAC, IPAddr: rec.IPAddr, Stage: rec.Stage,
-				Sent: rec.Sent, LastSeen: rec.LastSeen, Heartbeat: rec.Heartbeat}
+				Sent: rec.Sent, LastSeen: rec.LastSeen, Heartbeat: rec.Heartbeat, Server: rec.Server}
 		}
 		sh.mu.Unlock()
 	}

@@ -189,8 +189,10 @@ mktree() {
 	[[ -n "${BENCH_IMAGE:-}" ]] && img=(--image-from "$BENCH_IMAGE")
 	"$BIN/wwserver" init "$dir" --wwclient "$BIN/wwclient" "${img[@]}" --address 127.0.0.1 \
 		--listen "127.0.0.1:$PORT" >/dev/null
-	local -a extra=()
-	[[ -z "${BENCH_IMAGE:-}" ]] && extra=(-fake-image)
+	# Every request comes from 127.0.0.1, not from the nodes' addresses:
+	# secure mode's source check is off (the privileged-port check stays).
+	local -a extra=(-source-check false)
+	[[ -z "${BENCH_IMAGE:-}" ]] && extra+=(-fake-image)
 	# Secure mode needs privileged source ports for the runtime overlay and
 	# heartbeats; without root the benchmark tree runs insecure.
 	[[ $(id -u) != 0 ]] && extra+=(-secure false)

@@ -46,6 +46,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 # --- build ---------------------------------------------------------------
 mkdir -p "$BIN" "$RES"
 rm -f "$RES"/*.json "$BENCH_DIR/wwserver.log"
+LOAD_AT_START=$(cut -d" " -f1-3 /proc/loadavg)
 install_peers
 NGINX=${BENCH_NGINX:-$(command -v nginx || true)}
 build_tools
@@ -229,7 +230,10 @@ log "results"
 
 # Rewrite the generated tables in BENCHMARKS.md (between the markers).
 if [[ "${BENCH_WRITE:-1}" == 1 ]]; then
-	stamp="Measured $(date -u '+%F %H:%M UTC') on commit $(git -C "$repo" log -1 --format=%h)$(git -C "$repo" diff --quiet HEAD -- server 2>/dev/null || echo ' + local changes') by \`make bench\`."
+	stamp="Measured $(date -u '+%F %H:%M UTC') on commit $(git -C "$repo" log -1 --format=%h)$(git -C "$repo" diff --quiet HEAD -- server 2>/dev/null || echo ' + local changes') by \`make bench\` ($REPEAT x $DUR per row, $CONNS connections; load average at start: $LOAD_AT_START)."
 	[[ -f "$RES/targets.md" ]] && splice_table "$repo/BENCHMARKS.md" targets "$stamp" "$RES/targets.md"
-	splice_table "$repo/BENCHMARKS.md" full "$stamp" "$RES/table.md"
+	# (the full table only when a phase of it ran)
+	if [[ " $ONLY " == *" ten "* || " $ONLY " == *" one "* || " $ONLY " == *" build "* || " $ONLY " == *" nginx "* ]]; then
+		splice_table "$repo/BENCHMARKS.md" full "$stamp" "$RES/table.md"
+	fi
 fi

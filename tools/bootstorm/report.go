@@ -30,8 +30,15 @@ func formatTable(reps []Report) string {
 			if r.Target == "nginx" {
 				continue
 			}
-			fmt.Fprintf(&b, "- %s: time to all booted %.2fx nginx's (target <= 1.2x), server CPU %.2fx nginx's\n",
-				runName(r), r.AllBootedSeconds/nginx.AllBootedSeconds, ratio(r.ServerCPUSeconds, nginx.ServerCPUSeconds))
+			note := ""
+			if r.FailedNodes > 0 {
+				note = fmt.Sprintf(" (not met: %d nodes failed, the target needs 0)", r.FailedNodes)
+			}
+			if nginx.FailedNodes > 0 {
+				note += fmt.Sprintf(" (nginx lost %d nodes)", nginx.FailedNodes)
+			}
+			fmt.Fprintf(&b, "- %s: time to all booted %.2fx nginx's (target <= 1.2x)%s, server CPU %.2fx nginx's\n",
+				runName(r), r.AllBootedSeconds/nginx.AllBootedSeconds, note, ratio(r.ServerCPUSeconds, nginx.ServerCPUSeconds))
 		}
 	}
 	for i := range reps {

@@ -61,7 +61,7 @@ if [ ! -f "$tree/.storm-stamp" ] || [ "$(cat "$tree/.storm-stamp")" != "$stamp" 
 	log "writing the served tree ($nodes nodes)"
 	rm -rf "$tree"
 	"$bin/wwserver" init "$tree" --wwclient "$bin/wwclient" --image-from "$image" --address 10.100.0.1 --listen :9873 >&2
-	"$bin/gentree" -root "$tree" -n "$nodes" -update-interval 60s
+	"$bin/gentree" -root "$tree" -n "$nodes" -update-interval 60s -source-check true
 	printf '%s\n' "$stamp" >"$tree/.storm-stamp"
 fi
 

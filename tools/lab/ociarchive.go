@@ -2,7 +2,7 @@ package lab
 
 import (
 	"archive/tar"
-	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,13 +20,24 @@ import (
 // OCI image in an OCI archive (a tar of an OCI image layout) at out, the
 // form `wwserver image import` takes from a container build. Modes, owners,
 // symlinks and device nodes are kept.
+//
+// The layer is streamed through a temporary file next to out (images of
+// gigabytes never sit in memory) and stored with gzip's no-compression
+// level: the archive is read once, by the import, on the same machine.
 func WriteOCIArchive(rootfs, out string) error {
-	var layer bytes.Buffer
-	if err := tarTree(rootfs, &layer, true); err != nil {
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".layer-*.tar")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	err = tarTree(rootfs, tmp, true)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("pack %s: %w", rootfs, err)
 	}
-	data := layer.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	l, err := tarball.LayerFromFile(tmp.Name(), tarball.WithCompressionLevel(gzip.NoCompression))
 	if err != nil {
 		return err
 	}
@@ -84,6 +95,9 @@ func tarTree(dir string, w io.Writer, withRoot bool) error {
 		fi, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if fi.Mode()&fs.ModeSocket != 0 {
+			return nil // tar has no sockets; a program makes its own at run time
 		}
 		link := ""
 		if fi.Mode()&fs.ModeSymlink != 0 {

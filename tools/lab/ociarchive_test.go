@@ -23,6 +23,9 @@ func TestWriteOCIArchiveRoundTrip(t *testing.T) {
 	os.Symlink("busybox", filepath.Join(src, "bin/sh"))
 	os.WriteFile(filepath.Join(src, "boot/vmlinuz-6.1.0-1"), []byte("k"), 0o644)
 	os.Lchown(filepath.Join(src, "boot"), 1000, 1001)
+	if err := syscall.Mknod(filepath.Join(src, "boot/sock"), syscall.S_IFSOCK|0o600, 0); err != nil {
+		t.Fatal(err)
+	}
 	archive := filepath.Join(t.TempDir(), "image.oci.tar")
 	if err := WriteOCIArchive(src, archive); err != nil {
 		t.Fatal(err)
@@ -42,6 +45,9 @@ func TestWriteOCIArchiveRoundTrip(t *testing.T) {
 	}
 	if err := syscall.Stat(filepath.Join(got, "boot"), &st); err != nil || st.Uid != 1000 || st.Gid != 1001 {
 		t.Errorf("boot owner %d:%d (%v)", st.Uid, st.Gid, err)
+	}
+	if _, err := os.Lstat(filepath.Join(got, "boot/sock")); !os.IsNotExist(err) {
+		t.Errorf("socket packed: %v", err)
 	}
 	if l, err := os.Readlink(filepath.Join(got, "bin/sh")); err != nil || l != "busybox" {
 		t.Errorf("bin/sh -> %q (%v)", l, err)

@@ -80,6 +80,7 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 		return err
 	}
 	out, err = run(ctx, l.Paths.Wwserver, "image", "import", "--quiet", archive, "default", "--root", dir)
+	os.Remove(archive) // as large as the image; the imported tree is what serves
 	if err != nil {
 		return err
 	}

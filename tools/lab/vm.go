@@ -47,6 +47,9 @@ type VMOptions struct {
 	Kernel, Initrd, Append string
 	// NoTap leaves the NIC without a network backend.
 	NoTap bool
+	// ExtraNICs are QEMU NIC models (e1000, rtl8139, …) added without a
+	// backend, to check that the image has their drivers.
+	ExtraNICs []string
 	// AssetTag sets the SMBIOS chassis asset tag (type 3), where wwclient
 	// reads a node's asset key.
 	AssetTag string
@@ -143,6 +146,9 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
 	}
 	args = append(args, "-device", nic)
+	for _, m := range o.ExtraNICs {
+		args = append(args, "-device", m)
+	}
 	if o.AssetTag != "" {
 		if strings.ContainsAny(o.AssetTag, ",=") {
 			return nil, fmt.Errorf("asset tag %q: ',' and '=' cannot be passed to -smbios", o.AssetTag)

@@ -502,6 +502,27 @@ func TestPrivilegedDialerSkipsBusyPorts(t *testing.T) {
 	}
 }
 
+// A host with several addresses (bootstorm's simulated nodes) binds the
+// privileged port on the address it asks for.
+func TestPrivilegedDialerKeepsLocalIP(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind ports < 1024")
+	}
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	local := net.IPv4(127, 0, 0, 2) // loopback: every 127/8 address is local
+	dial := PrivilegedDialer(net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: local}}, 600, 1023)
+	c, err := dial(context.Background(), "tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	la := c.LocalAddr().(*net.TCPAddr)
+	if !la.IP.Equal(local) || la.Port < 600 || la.Port > 1023 {
+		t.Fatalf("bound %s, want %s on a port in 600-1023", la, local)
+	}
+}
+
 func TestLock(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "sub", "wwclient.lock")
 	f, err := Lock(p)

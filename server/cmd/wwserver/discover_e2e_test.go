@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ func TestServeDiscoversNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and runs a server")
 	}
-	wwserver, wwclient := buildBinaries(t, t.TempDir())
+	wwserver, wwclient := sharedBinaries(t)
 	root := filepath.Join(t.TempDir(), "tree")
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -96,4 +97,35 @@ func TestServeDiscoversNodes(t *testing.T) {
 		t.Errorf("no discovery log line")
 	}
 	srv.stop()
+}
+
+// sharedBins builds wwserver and wwclient once for the tests that only run
+// them (build time counts in make test).
+var sharedBins struct {
+	once               sync.Once
+	dir                string
+	wwserver, wwclient string
+}
+
+func sharedBinaries(t *testing.T) (wwserver, wwclient string) {
+	t.Helper()
+	sharedBins.once.Do(func() {
+		dir, err := os.MkdirTemp("", "wwserver-test-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedBins.dir = dir
+		sharedBins.wwserver, sharedBins.wwclient = buildBinaries(t, dir)
+	})
+	if sharedBins.wwserver == "" {
+		t.Fatal("building the binaries failed in an earlier test")
+	}
+	return sharedBins.wwserver, sharedBins.wwclient
+}
+
+// removeSharedBinaries runs after all tests (TestMain).
+func removeSharedBinaries() {
+	if sharedBins.dir != "" {
+		os.RemoveAll(sharedBins.dir)
+	}
 }

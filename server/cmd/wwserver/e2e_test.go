@@ -134,26 +134,33 @@ func startServer(t *testing.T, bin, root, base string) *server {
 			t.Logf("server log:\n%s", s.logs.String())
 		}
 	})
-	// Poll /healthz until it answers, the server dies or the deadline passes.
+	waitHealthy(t, base, s.done, s.logs)
+	return s
+}
+
+// waitHealthy polls base/healthz until it answers 200; a server that ends
+// first (done) or takes over 30 s fails the test with its log.
+func waitHealthy(t *testing.T, base string, done chan error, logs *lockedBuffer) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		resp, err := http.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return
 			}
 		}
 		select {
-		case err := <-s.done:
-			s.done <- err
-			t.Fatalf("server exited before it was healthy: %v\n%s", err, s.logs.String())
+		case err := <-done:
+			done <- err
+			t.Fatalf("server exited before it was healthy: %v\n%s", err, logs.String())
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server not healthy after 30s:\n%s", s.logs.String())
+			t.Fatalf("server not healthy after 30s:\n%s", logs.String())
 		}
 	}
 }

@@ -59,7 +59,7 @@ func TestImageCommands(t *testing.T) {
 	if testing.Short() || os.Geteuid() != 0 {
 		t.Skip("needs root (chroot, mount namespace) and builds binaries")
 	}
-	wwserver, wwclient := buildBinaries(t, t.TempDir())
+	wwserver, wwclient := sharedBinaries(t)
 	root := filepath.Join(t.TempDir(), "tree")
 	runCLI(t, wwserver, "init", root, "--wwclient", wwclient, "--address", "127.0.0.1")
 	src := busyboxTar(t)

@@ -175,7 +175,8 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		defer sh.Close()
 		sharedLeases = sh.dhcpLeases()
 		healthChecks = append(healthChecks, sh.health)
-		services = append(services, service{"etcd", func(ctx context.Context) error { sh.run(ctx, store, b); return nil }})
+		services = append(services, service{"etcd", func(ctx context.Context) error { sh.run(ctx, store, b); return nil }},
+			service{"etcd-status", sh.shareStatus(st)})
 	}
 	if snap.Server.DHCP.Enabled {
 		d, err := dhcp.New(dhcp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "dhcp"), Registerer: reg,

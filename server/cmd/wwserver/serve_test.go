@@ -51,27 +51,8 @@ func serveInProcess(t *testing.T, o serveOptions, edit func(root string)) (root,
 		}
 	})
 	base = fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return root, base
-			}
-		}
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("serve exited before it was healthy: %v\n%s", err, logs.String())
-		case <-tick.C:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not healthy after 30s:\n%s", logs.String())
-		}
-	}
+	waitHealthy(t, base, done, logs)
+	return root, base
 }
 
 // idleConn dials from the loopback address src, sends one request, reads

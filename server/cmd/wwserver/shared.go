@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -17,12 +18,17 @@ import (
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
 	"github.com/wwcluster/ww/server/etcdstate"
+	"github.com/wwcluster/ww/server/status"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // publishEvery is how often a server republishes its fingerprints and
 // reads the list of live servers.
 const publishEvery = 10 * time.Second
+
+// statusPublishEvery batches status writes to etcd: a 1,000-node storm is
+// a few transactions per interval, not one per request.
+const statusPublishEvery = 500 * time.Millisecond
 
 // shared is this server's part in a cluster of wwservers that keep leases
 // and node status in etcd ([state] backend = "etcd" in wwserver.toml).
@@ -183,4 +189,76 @@ func nodesFingerprint(root string) string {
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// statusSharer hands every status change this server records to the etcd
+// publisher (batched writes).
+type statusSharer struct{ pub *etcdstate.StatusPublisher }
+
+func (p statusSharer) Put(node string, r status.Record) {
+	p.pub.Put(toStatusRecord(node, r))
+}
+
+func toStatusRecord(node string, r status.Record) etcdstate.StatusRecord {
+	out := etcdstate.StatusRecord{Node: node, MAC: r.MAC, IP: r.IPAddr, Stage: r.Stage, Sent: r.Sent,
+		Time: time.Unix(r.LastSeen, 0).UTC(), LastSeen: time.Unix(r.LastSeen, 0).UTC(), Server: r.Server}
+	if r.Heartbeat != nil {
+		out.Heartbeat, _ = json.Marshal(r.Heartbeat)
+	}
+	return out
+}
+
+func fromStatusRecord(e etcdstate.StatusRecord) status.Record {
+	r := status.Record{MAC: e.MAC, IPAddr: e.IP, Stage: e.Stage, Sent: e.Sent, LastSeen: e.LastSeen.Unix(), Server: e.Server}
+	if len(e.Heartbeat) > 0 {
+		var hb status.Heartbeat
+		if json.Unmarshal(e.Heartbeat, &hb) == nil {
+			r.Heartbeat = &hb
+		}
+	}
+	return r
+}
+
+// shareStatus makes st one table with the other servers': every local
+// change is published (batched) from now on; the returned function, run
+// until ctx ends, merges in what etcd holds and then the others' changes as
+// they come.
+func (s *shared) shareStatus(st *status.Store) func(ctx context.Context) error {
+	pub := s.c.NewStatusPublisher(statusPublishEvery)
+	st.Share(s.c.ID(), statusSharer{pub})
+	return func(ctx context.Context) error {
+		s.syncStatus(ctx, st, pub)
+		return nil
+	}
+}
+
+func (s *shared) syncStatus(ctx context.Context, st *status.Store, pub *etcdstate.StatusPublisher) {
+	var rev int64
+	for ctx.Err() == nil {
+		recs, r, err := s.c.LoadStatus(ctx)
+		if err == nil {
+			for _, e := range recs {
+				st.Merge(e.Node, fromStatusRecord(e))
+			}
+			rev = r
+			break
+		}
+		s.log.Warn("etcd: node status not loaded yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = pub.Run(ctx)
+	}()
+	self := s.c.ID()
+	s.c.WatchStatus(ctx, rev, func(e etcdstate.StatusRecord) {
+		if e.Server != self {
+			st.Merge(e.Node, fromStatusRecord(e))
+		}
+	})
+	<-done
 }

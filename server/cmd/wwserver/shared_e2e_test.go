@@ -37,7 +37,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeSharedBinaries()
+	os.Exit(code)
 }
 
 // sharedNet is a bridge in the client namespace with one veth to each
@@ -122,7 +124,7 @@ func startNSServer(t *testing.T, ns, bin, root string) *server {
 // Two wwservers on one network answer every DISCOVER from one shared pool
 // in etcd: afterwards no address is held by two MACs, and both servers
 // handed out leases.
-func TestSharedPoolTwoServersPerfdhcp(t *testing.T) {
+func TestTwoServersShareLeasesAndStatus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries, runs etcd, two servers and perfdhcp")
 	}
@@ -148,6 +150,7 @@ func TestSharedPoolTwoServersPerfdhcp(t *testing.T) {
 			"range_start": `"10.203.0.100"`,
 			"range_end":   `"10.203.0.199"`,
 		})
+		setTOML(t, filepath.Join(root, "nodes.toml"), map[string]string{"ipaddr": `"10.203.0.11"`}) // n001
 		startNSServer(t, ns, wwserver, root)
 	}
 	out, err := nsCmd(sn.client, "perfdhcp", "-4", "-l", "br0", "-r", "100", "-R", "80", "-n", "300", "-p", "10", "-W", "1000000").CombinedOutput()
@@ -188,6 +191,80 @@ func TestSharedPoolTwoServersPerfdhcp(t *testing.T) {
 		t.Errorf("leases taken by %v: both servers should have taken some", servers)
 	}
 	t.Logf("%d leases in etcd, by server %v", len(byMAC), servers)
+
+	// Node status is one table: n001 asks srv0 for its iPXE script, and
+	// srv1's /status shows it, with the server that saw it.
+	if out, err := nsCmd(sn.client, "curl", "-sSf", "-o", "/dev/null", "http://10.203.0.1:9873/ipxe/52:54:00:00:00:01").CombinedOutput(); err != nil {
+		t.Fatalf("iPXE script from srv0: %v %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		js, err := nsCmd(sn.client, "curl", "-sSf", "http://10.203.0.2:9873/status").Output()
+		var rep struct {
+			Nodes []struct{ Name, Stage, Server string }
+		}
+		if err == nil && json.Unmarshal(js, &rep) == nil {
+			for _, n := range rep.Nodes {
+				if n.Name == "n001" && n.Stage == "IPXE" && n.Server == "srv0" {
+					goto shown
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("srv1 never showed n001 at IPXE from srv0; last /status: %s (%v)", js, err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process's HTTP view
+	}
+shown:
+
+	// etcd down: a reserved node still gets its address, pool clients get
+	// nothing (no risk of a duplicate), /healthz says why.
+	etcd.Kill()
+	acks := func(args ...string) int {
+		t.Helper()
+		out, _ := nsCmd(sn.client, "perfdhcp", append([]string{"-4", "-l", "br0", "-r", "10", "-W", "1000000"}, args...)...).CombinedOutput()
+		return perfdhcpAcks(t, string(out))
+	}
+	pool := acks("-R", "20", "-n", "20", "-p", "8")
+	reserved := acks("-b", "mac=52:54:00:00:00:01", "-R", "1", "-n", "2", "-p", "4")
+	t.Logf("etcd down: %d pool ACKs, %d ACKs for the reserved node", pool, reserved)
+	if pool != 0 {
+		t.Errorf("%d pool leases handed out while etcd was down", pool)
+	}
+	if reserved == 0 {
+		t.Error("the reserved node got no address while etcd was down")
+	}
+	hz, _ := nsCmd(sn.client, "curl", "-sS", "http://10.203.0.1:9873/healthz").CombinedOutput()
+	if !strings.Contains(string(hz), "degraded") || !strings.Contains(string(hz), "etcd") {
+		t.Errorf("/healthz while etcd is down: %s", hz)
+	}
+	// etcd back: pool leases resume.
+	etcd.Restart()
+	deadline = time.Now().Add(60 * time.Second)
+	start := time.Now()
+	for acks("-R", "20", "-n", "10", "-p", "4") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no pool lease 60 s after etcd came back")
+		}
+	}
+	t.Logf("pool leases again %.1f s after etcd restarted", time.Since(start).Seconds())
+}
+
+// perfdhcpAcks reads the received REQUEST-ACK count from perfdhcp's report.
+func perfdhcpAcks(t *testing.T, out string) int {
+	t.Helper()
+	i := strings.Index(out, "***Statistics for: REQUEST-ACK***")
+	if i < 0 {
+		return 0 // no REQUEST was ever sent: no OFFER came
+	}
+	var n int
+	for _, line := range strings.Split(out[i:], "\n") {
+		if _, err := fmt.Sscanf(strings.TrimSpace(line), "received packets: %d", &n); err == nil {
+			return n
+		}
+	}
+	t.Fatalf("no received count in perfdhcp output:\n%s", out)
+	return 0
 }
 
 // setTOML replaces the first "key = ..." line of each key in path.

@@ -24,7 +24,6 @@ type Etcd struct {
 	Endpoint string // http://127.0.0.1:PORT
 	Dir      string
 	e        *embed.Etcd
-	cmd      *exec.Cmd
 }
 
 // freePort asks the kernel for an unused loopback port. Another process may

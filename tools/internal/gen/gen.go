@@ -107,14 +107,15 @@ func MACList(n int) string {
 }
 
 var (
-	secureRe   = regexp.MustCompile(`(?m)^secure\s*=.*$`)
-	intervalRe = regexp.MustCompile(`(?m)^update_interval\s*=.*$`)
+	secureRe      = regexp.MustCompile(`(?m)^secure\s*=.*$`)
+	sourceCheckRe = regexp.MustCompile(`(?m)^source_check\s*=.*$`)
+	intervalRe    = regexp.MustCompile(`(?m)^update_interval\s*=.*$`)
 )
 
 // EditServer sets top-level keys of wwserver.toml in place, keeping the
-// comments: secure ("true", "false" or "" to leave it) and update_interval
-// (a Go duration or "").
-func EditServer(path, secure, interval string) error {
+// comments: secure and source_check ("true", "false" or "" to leave them)
+// and update_interval (a Go duration or "").
+func EditServer(path, secure, sourceCheck, interval string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -133,6 +134,14 @@ func EditServer(path, secure, interval string) error {
 			return errors.New(`secure: want "true" or "false"`)
 		}
 		if err := set(secureRe, "secure = "+secure); err != nil {
+			return err
+		}
+	}
+	if sourceCheck != "" {
+		if sourceCheck != "true" && sourceCheck != "false" {
+			return errors.New(`source_check: want "true" or "false"`)
+		}
+		if err := set(sourceCheckRe, "source_check = "+sourceCheck); err != nil {
 			return err
 		}
 	}

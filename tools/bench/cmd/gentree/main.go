@@ -29,6 +29,7 @@ func main() {
 		macsOut   = flag.String("macs", "", "also write the nodes' MACs, one per line, to this file")
 		secure    = flag.String("secure", "", `set "secure = true|false" in wwserver.toml (empty: leave it)`)
 		interval  = flag.String("update-interval", "", `set update_interval in wwserver.toml, e.g. "60s" (empty: leave it)`)
+		source    = flag.String("source-check", "false", `set "source_check = true|false" in wwserver.toml; false (default): load generators run on 127.0.0.1, never from a node's address, and secure mode's source check would refuse every runtime overlay and heartbeat (bootstorm's nodes do use their own addresses: true)`)
 		fakeImage = flag.Bool("fake-image", false, "replace images/default/rootfs with a fake image: a random boot/vmlinuz-6.1.0-1-amd64 and a few files")
 		kernelMiB = flag.Int("kernel-mib", 8, "with -fake-image: kernel size in MiB")
 	)
@@ -37,21 +38,19 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*root, *n, *macsOut, *secure, *interval, *fakeImage, *kernelMiB); err != nil {
+	if err := run(*root, *n, *macsOut, *secure, *interval, *source, *fakeImage, *kernelMiB); err != nil {
 		fmt.Fprintln(os.Stderr, "gentree:", err)
 		os.Exit(1)
 	}
 }
 
-func run(root string, n int, macsOut, secure, interval string, fakeImage bool, kernelMiB int) error {
+func run(root string, n int, macsOut, secure, interval, source string, fakeImage bool, kernelMiB int) error {
 	serverPath := filepath.Join(root, config.ServerFile)
 	if _, err := os.Stat(serverPath); err != nil {
 		return fmt.Errorf("%s: %w (run `wwserver init` first)", serverPath, err)
 	}
-	if secure != "" || interval != "" {
-		if err := gen.EditServer(serverPath, secure, interval); err != nil {
-			return err
-		}
+	if err := gen.EditServer(serverPath, secure, source, interval); err != nil {
+		return err
 	}
 	if err := gen.WriteNodesFile(root, n); err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wwcluster/ww/server/etcdstate/etcdtest"
 	"github.com/wwcluster/ww/tools/lab"
 )
 
@@ -28,6 +29,7 @@ import (
 var rootCtx context.Context
 
 func TestMain(m *testing.M) {
+	etcdtest.MaybeRunChild() // the child etcd of TestFailoverServerKilled
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	rootCtx = ctx
 	code := m.Run()
@@ -114,6 +116,9 @@ type envOptions struct {
 	// Setup, if set, runs on the served tree after WriteTree and before
 	// wwserver starts (e.g. to add an overlay).
 	Setup func(treeDir string) error
+	// SetupLab, if set, runs after Setup with the lab (namespace up,
+	// tree written, wwserver not started yet).
+	SetupLab func(l *lab.Lab) error
 }
 
 // newEnvWith creates a lab and starts wwserver. The test's hard timeout
@@ -165,6 +170,11 @@ func newEnvWith(t *testing.T, timeout time.Duration, o envOptions) *env {
 	if o.Setup != nil {
 		if err := o.Setup(l.TreeDir); err != nil {
 			t.Fatalf("set up tree: %v", err)
+		}
+	}
+	if o.SetupLab != nil {
+		if err := o.SetupLab(l); err != nil {
+			t.Fatalf("set up lab: %v", err)
 		}
 	}
 	if _, err := l.StartServer(ctx); err != nil {

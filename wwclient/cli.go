@@ -194,7 +194,7 @@ func settings(f *flags, log *slog.Logger) (nodeconf.Effective, error) {
 }
 
 func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent, error) {
-	base, err := nodeconf.ServerURL(eff.Server)
+	servers, err := nodeconf.ServerURLs(eff.Server)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w (set server in %s, wwserver= on the kernel command line, or --server)", err, f.config)
 	}
@@ -214,7 +214,7 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 	}
 	return agent.New(agent.Options{
 		Relabel:    relabel,
-		Server:     base,
+		Servers:    servers,
 		MAC:        eff.MAC,
 		Node:       eff.Config.Node,
 		AssetKey:   assetKey(eff.Config.AssetKey, f.dmiAssetTag),

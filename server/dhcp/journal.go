@@ -2,11 +2,13 @@ package dhcp
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -55,10 +57,17 @@ type commitBatch struct {
 	after   []func(error)
 }
 
-func (b *commitBatch) whenDurable(fn func(error)) {
+func (b *commitBatch) whenDurable(fn func(error)) { b.onWritten(fn, maxWaiting) }
+
+// onWritten calls fn once b is written, unless limit callbacks already
+// wait (then at once, with errJournalBacklog).
+func (b *commitBatch) onWritten(fn func(error), limit int) {
 	b.j.mu.Lock()
-	if b.written {
+	if b.written || len(b.after) >= limit {
 		err := b.err
+		if !b.written {
+			err = errJournalBacklog
+		}
 		b.j.mu.Unlock()
 		fn(err)
 		return
@@ -66,6 +75,13 @@ func (b *commitBatch) whenDurable(fn func(error)) {
 	b.after = append(b.after, fn)
 	b.j.mu.Unlock()
 }
+
+// maxWaiting bounds the replies held for one journal write (a stalled
+// disk must not make them pile up); more are answered with
+// errJournalBacklog, i.e. not sent.
+const maxWaiting = 4096
+
+var errJournalBacklog = errors.New("lease journal write backlog")
 
 // journal is the append-only lease log with a single writer goroutine (run).
 type journal struct {
@@ -105,14 +121,9 @@ func openJournal(dir string, compactAt int64, log *slog.Logger) (*journal, error
 
 // append adds one record to the current batch and returns the batch.
 func (j *journal) append(r *journalRecord) *commitBatch {
-	line, err := json.Marshal(r)
-	if err != nil {
-		// Only a bug gets here (the fields are plain values).
-		panic(fmt.Sprintf("encode journal record: %v", err))
-	}
 	j.mu.Lock()
 	b := j.cur
-	b.buf = append(append(b.buf, line...), '\n')
+	b.buf = appendRecord(b.buf, r)
 	j.mu.Unlock()
 	select {
 	case j.wake <- struct{}{}:
@@ -205,7 +216,7 @@ func (j *journal) write(b *commitBatch) error {
 		_ = j.f.Truncate(j.size)
 		return fmt.Errorf("append to lease journal: %w", err)
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := syncData(j.f); err != nil {
 		_ = j.f.Truncate(j.size)
 		return fmt.Errorf("sync lease journal: %w", err)
 	}
@@ -249,4 +260,44 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		d.Close()
 	}
+}
+
+// appendRecord appends r as one JSON line, the encoding json.Marshal gives
+// for journalRecord, without its reflection (it runs for every ACK).
+func appendRecord(b []byte, r *journalRecord) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"ip":"`...)
+	b = r.IP.AppendTo(b)
+	b = append(b, '"')
+	if r.MAC != "" {
+		b = append(b, `,"mac":`...)
+		b = appendJSONString(b, r.MAC)
+	}
+	if r.Node != "" {
+		b = append(b, `,"node":`...)
+		b = appendJSONString(b, r.Node)
+	}
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, r.State)
+	if !r.Expires.IsZero() {
+		b = append(b, `,"expires":"`...)
+		b = r.Expires.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString appends s as a JSON string: plainly when it needs no
+// escaping (MACs, states, node names), else through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

@@ -3,6 +3,8 @@ package dhcp
 import (
 	"fmt"
 
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,6 +15,18 @@ type metrics struct {
 	persistErrors prometheus.Counter
 	declines      *prometheus.CounterVec // by outcome
 	probes        *prometheus.CounterVec // by result
+
+	// The per-packet counters, resolved once (a label lookup per packet
+	// costs more than the increment): index = message type, 0 = OTHER.
+	receivedByType, sentByType [dhcpv4.MessageTypeInform + 1]prometheus.Counter
+}
+
+// byType returns the counter of message type t from a resolved table.
+func byType(tab *[dhcpv4.MessageTypeInform + 1]prometheus.Counter, t dhcpv4.MessageType) prometheus.Counter {
+	if t < dhcpv4.MessageTypeDiscover || t > dhcpv4.MessageTypeInform {
+		t = 0
+	}
+	return tab[t]
 }
 
 func newMetrics(reg prometheus.Registerer, inUse func() int) (*metrics, error) {
@@ -46,6 +60,11 @@ func newMetrics(reg prometheus.Registerer, inUse func() int) (*metrics, error) {
 		Name: "wwserver_dhcp_leases_in_use",
 		Help: "Active (offered or bound) DHCP leases.",
 	}, func() float64 { return float64(inUse()) })
+	for t := range m.receivedByType {
+		label := typeLabel(dhcpv4.MessageType(t))
+		m.receivedByType[t] = m.received.WithLabelValues(label)
+		m.sentByType[t] = m.sent.WithLabelValues(label)
+	}
 	for _, c := range []prometheus.Collector{m.received, m.sent, m.dropped, m.persistErrors, m.declines, m.probes, inUseGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("dhcp: register metrics: %w", err)

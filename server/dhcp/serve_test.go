@@ -3,6 +3,7 @@ package dhcp
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -143,6 +145,8 @@ func TestServeAnswersAndCounts(t *testing.T) {
 	if r := c.recv(t); r.MessageType() != dhcpv4.MessageTypeOffer || r.YourIPAddr.String() != "10.201.0.11" {
 		t.Fatalf("reply: %s", r.Summary())
 	}
+	// The status event follows the reply; with 2 workers, wait for it to keep the order.
+	waitFor(t, "the offer recorded", func() bool { return len(e.rec.All()) == 1 })
 	c.in <- []byte("garbage")
 	c.in <- discover(t, "02:00:00:00:00:01", withArch(0)).ToBytes() // unknown, no pool
 	waitFor(t, "drop counters", func() bool {
@@ -163,25 +167,36 @@ func TestServeAnswersAndCounts(t *testing.T) {
 	}
 }
 
+// blockingProber holds every probe until release is closed.
+type blockingProber struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingProber) inUse(string, netip.Addr) (bool, error) {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	<-b.release
+	return false, nil
+}
+
+// TestServeQueueFullDrops: while probes can block the workers, packets
+// wait in a bounded queue; what does not fit is dropped and counted.
 func TestServeQueueFullDrops(t *testing.T) {
-	e := newEnv(t, testConfig{})
-	block := make(chan struct{})
-	entered := make(chan struct{}, 1)
-	srv, err := New(Options{Store: e.store, Log: quietLog(), Registerer: prometheus.NewRegistry(), QueueSize: 2,
-		Status: funcRecorder(func(status.Event) {
-			select {
-			case entered <- struct{}{}:
-			default:
-			}
-			<-block
-		})})
+	e := newEnv(t, testConfig{rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"})
+	bp := &blockingProber{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	srv, err := New(Options{Store: e.store, Log: quietLog(), Registerer: prometheus.NewRegistry(), QueueSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.guard = &probeGuard{prober: bp, until: time.Now().Add(time.Hour), reason: "test"}
+	srv.handlers[config.ModeReservation] = &reservationHandler{leases: srv.leases, m: srv.m, guard: srv.guard}
 	c := startServe(t, srv, 1)
-	pkt := discover(t, "52:54:00:00:00:01", withArch(0)).ToBytes()
+	pkt := discover(t, "02:00:00:00:00:01").ToBytes()
 	c.in <- pkt
-	<-entered // the only worker is now stuck in Record
+	<-bp.entered // the only worker is now stuck in a probe
 	for i := 0; i < 10; i++ {
 		c.in <- pkt
 	}
@@ -189,7 +204,7 @@ func TestServeQueueFullDrops(t *testing.T) {
 	waitFor(t, "queue_full drops", func() bool {
 		return counterValue(srv.m.dropped.WithLabelValues("queue_full")) == 8
 	})
-	close(block)
+	close(bp.release)
 	for i := 0; i < 3; i++ {
 		c.recv(t)
 	}

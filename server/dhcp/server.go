@@ -7,10 +7,14 @@
 // built in one place (reply.go) and the boot file comes from a decision
 // table (boot.go).
 //
-// One goroutine per socket reads packets into a bounded queue served by a
-// fixed pool of workers (dhcp.workers); when the queue is full packets are
-// dropped and counted, never queued without bound. Malformed packets are
-// dropped and counted; a panic in a worker is recovered and counted.
+// One goroutine per socket reads packets and, as long as handling cannot
+// block, handles them itself (the kernel's receive buffer is the bounded
+// queue). While pool addresses must be probed (up to 200 ms each), or
+// when leases live in a shared store (etcd round trips), packets go
+// instead to a bounded queue served by a fixed pool of workers
+// (dhcp.workers); when it is full packets are dropped and counted, never
+// queued without bound. Malformed packets are dropped and counted; a panic
+// while handling is recovered and counted.
 //
 // Leases live behind leaseStore (store.go). The files backend keeps them
 // in memory and appends every change that matters to StateDir/leases.journal,
@@ -59,15 +63,18 @@ type Options struct {
 
 // Server is the DHCP server. Create it with New and start it with Run.
 type Server struct {
-	store     *config.Store
-	status    status.Recorder
-	log       *slog.Logger
-	leases    leaseStore
-	guard     *probeGuard // nil unless leases were lost at load
-	m         *metrics
-	handlers  map[string]handler
-	queueSize int
-	pxePort   int
+	store  *config.Store
+	status status.Recorder
+	log    *slog.Logger
+	leases leaseStore
+	guard  *probeGuard // nil unless leases were lost at load
+	// storeBlocks: lease operations may wait on the network (a shared
+	// store), so packets always go to the workers.
+	storeBlocks bool
+	m           *metrics
+	handlers    map[string]handler
+	queueSize   int
+	pxePort     int
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -112,6 +119,7 @@ func New(o Options) (*Server, error) {
 	s.m = m
 	if o.Shared != nil {
 		s.leases = newSharedStore(o.Shared, s.log)
+		s.storeBlocks = true // pool changes wait for the shared database
 	} else {
 		fs, err := openFileStore(o.StateDir, s.log, m.persistErrors.Inc)
 		if err != nil {
@@ -300,6 +308,15 @@ func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet)
 		}
 		src, _ := addr.(*net.UDPAddr)
 		p := packet{data: append([]byte(nil), buf[:n]...), src: src, conn: c.conn, pxePort: c.pxePort}
+		if !s.storeBlocks && !s.guard.active(time.Now()) {
+			// Nothing in the handling can block (no probes, no shared
+			// store; the lease journal is waited for asynchronously; status
+			// recorders never block): handle it here, saving two goroutine
+			// hand-offs per packet. The socket's receive buffer is the
+			// bounded queue.
+			s.handlePacket(p)
+			continue
+		}
 		select {
 		case jobs <- p:
 		default:
@@ -316,7 +333,7 @@ func (s *Server) handlePacket(p packet) {
 	snap := s.store.Current()
 	o := s.decide(p.data, p.src, p.pxePort, snap, time.Now())
 	if o.reqType != "" {
-		s.m.received.WithLabelValues(o.reqType).Inc()
+		byType(&s.m.receivedByType, o.typ).Inc()
 	}
 	if o.durable != nil && o.reply != nil {
 		o.durable.whenDurable(func(err error) {
@@ -362,13 +379,16 @@ func (s *Server) finish(p packet, o *outcome) {
 			s.m.dropped.WithLabelValues("send_error").Inc()
 			s.log.Warn("dhcp: send reply", "type", typ.String(), "dst", o.dst, "err", err)
 		} else {
-			s.m.sent.WithLabelValues(typeLabel(typ)).Inc()
+			byType(&s.m.sentByType, typ).Inc()
 			lvl := slog.LevelDebug
 			if typ == dhcpv4.MessageTypeAck || typ == dhcpv4.MessageTypeNak {
 				lvl = slog.LevelInfo
 			}
-			s.log.Log(context.Background(), lvl, "dhcp: reply", "type", typ.String(), "mac", o.x.mac,
-				"node", nodeName(o.x), "yiaddr", o.reply.YourIPAddr, "file", o.reply.BootFileName, "dst", o.dst, "note", o.note)
+			// Checked first: boxing the attributes allocates even when disabled.
+			if s.log.Enabled(context.Background(), lvl) {
+				s.log.Log(context.Background(), lvl, "dhcp: reply", "type", typ.String(), "mac", o.x.mac,
+					"node", nodeName(o.x), "yiaddr", o.reply.YourIPAddr, "file", o.reply.BootFileName, "dst", o.dst, "note", o.note)
+			}
 		}
 	}
 	if o.event != nil {
@@ -379,6 +399,7 @@ func (s *Server) finish(p packet, o *outcome) {
 // outcome is the decision for one datagram.
 type outcome struct {
 	reqType string // request message type label ("" when unparsable)
+	typ     dhcpv4.MessageType
 	x       *exchange
 	reply   *dhcpv4.DHCPv4
 	dst     *net.UDPAddr
@@ -418,7 +439,7 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	if typ == dhcpv4.MessageTypeNone {
 		return outcome{drop: "bootp"}
 	}
-	o := outcome{reqType: typeLabel(typ)}
+	o := outcome{reqType: typeLabel(typ), typ: typ}
 	cfg := snap.Server
 	if !cfg.DHCP.Enabled {
 		o.drop = "disabled"

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -27,4 +28,9 @@ func socketControl(iface string) func(network, address string, c syscall.RawConn
 		}
 		return serr
 	}
+}
+
+// syncData makes f's data durable (fdatasync: no inode timestamps).
+func syncData(f *os.File) error {
+	return unix.Fdatasync(int(f.Fd()))
 }

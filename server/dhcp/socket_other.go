@@ -4,6 +4,7 @@ package dhcp
 
 import (
 	"errors"
+	"os"
 	"syscall"
 )
 
@@ -23,3 +24,5 @@ func socketControl(iface string) func(network, address string, c syscall.RawConn
 		return serr
 	}
 }
+
+func syncData(f *os.File) error { return f.Sync() }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -250,7 +251,8 @@ func (s *fileStore) compact(rotate bool) error {
 	t.mu.Unlock()
 	if switched != nil {
 		done := make(chan struct{})
-		switched.whenDurable(func(error) { close(done) })
+		switched.onWritten(func(error) { close(done) }, math.MaxInt) // never refused
+
 		<-done
 	}
 	sortLeases(ls)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +187,63 @@ func TestIPXECustomTemplate(t *testing.T) {
 	wantCode(t, resp, body, http.StatusInternalServerError)
 	if strings.Contains(string(body), "#!ipxe") {
 		t.Errorf("half-rendered script sent: %q", body)
+	}
+}
+
+// fakePeers is the server list shared.go gets from etcd.
+type fakePeers struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (p *fakePeers) Servers() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.list...)
+}
+
+func (p *fakePeers) set(list ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.list = list
+}
+
+func TestIPXEFallbackServers(t *testing.T) {
+	e := newEnv(t, false)
+	peers := &fakePeers{}
+	// This server (10.0.2.1:9873) is listed too, as shared.go lists it; an
+	// address that could inject iPXE commands is dropped.
+	peers.set("10.0.2.2:9873", "10.0.2.1:9873", "10.0.2.3:9873 && shell", "10.0.2.4:${x}")
+	e.h.tmpl.SetPeers(peers)
+	_, body := e.get("/ipxe/" + macN002)
+	golden(t, "ipxe_two_servers", body)
+	s := string(body)
+	for _, want := range []string{
+		"kernel --name kernel http://10.0.2.1:9873/kernel/" + macN002 + " && goto kernel_ok ||\n" +
+			"kernel --name kernel http://10.0.2.2:9873/kernel/" + macN002 + " && goto kernel_ok ||\ninc wwtry",
+		"initrd --name image.img.gz http://10.0.2.2:9873/image/" + macN002 + " && goto image_ok ||",
+		"initrd --name system.img.gz http://10.0.2.2:9873/overlay/system/" + macN002 + " && goto system_ok ||",
+		"initrd --name runtime.img.gz http://10.0.2.2:9873/overlay/runtime/" + macN002 + " && goto runtime_ok ||",
+		" wwserver=10.0.2.1:9873,10.0.2.2:9873 ",
+		"FAILED to download the image from http://10.0.2.1:9873/image/" + macN002 + ", http://10.0.2.2:9873/image/" + macN002 + " after 5 tries",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("script lacks %q:\n%s", want, s)
+		}
+	}
+	for _, bad := range []string{"shell", "${x}", "10.0.2.3", "10.0.2.4"} {
+		if strings.Contains(s, bad) {
+			t.Errorf("script contains %q from a bad peer address:\n%s", bad, s)
+		}
+	}
+	// The rendered script is cached per server list: a server leaving
+	// changes it back to the single-server script.
+	peers.set("10.0.2.1:9873")
+	_, body = e.get("/ipxe/" + macN002)
+	golden(t, "ipxe_insecure", body)
+	peers.set("10.0.2.5:9873")
+	_, body = e.get("/ipxe/" + macN002)
+	if !strings.Contains(string(body), "wwserver=10.0.2.1:9873,10.0.2.5:9873 ") {
+		t.Errorf("script after a membership change does not name the new server:\n%s", body)
 	}
 }

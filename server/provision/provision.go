@@ -112,6 +112,10 @@ type Options struct {
 	// MinThroughput sizes the write deadline of file stages:
 	// deadline = 2 minutes + size/MinThroughput. Zero means 1 MiB/s.
 	MinThroughput int64
+	// Peers, when set, lists the live servers of a cluster sharing state
+	// through etcd: iPXE scripts name them all, this one first, and each
+	// download falls back to the next. nil: this server alone.
+	Peers Peers
 }
 
 // DefaultFreshEvery is how often serve's node routes look at the config
@@ -167,6 +171,7 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.SetPeers(opts.Peers)
 	h := &Handler{
 		discover: opts.Discoverer,
 		cfg:      opts.Config,

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +50,9 @@ type IPXEFetch struct {
 	Name    string // --name, e.g. "image.img.gz"
 	URL     string
 	What    string // for messages, e.g. "system overlay"
+	// Fallbacks are the same file at the other live servers, tried in
+	// order when URL fails (empty with a single server).
+	Fallbacks []string
 }
 
 // IPXEData is what iPXE templates (built-in and ROOT/ipxe/NAME.ipxe) see.
@@ -55,6 +60,9 @@ type IPXEData struct {
 	Node   *config.Node
 	MAC    string // the MAC the script was asked for, lower-case with colons
 	Server IPXEServer
+	// ServerURLs are the base URLs of every live server, this one first
+	// (just Server.URL with a single server).
+	ServerURLs []string
 	// URLs of the node's files. RuntimeOverlayURL carries no asset key.
 	KernelURL, ImageURL, SystemOverlayURL, RuntimeOverlayURL string
 	// FetchRuntime is false in secure mode and for nodes with an asset key:
@@ -64,7 +72,7 @@ type IPXEData struct {
 	// KernelArgs is the node's kernel_args, space separated.
 	KernelArgs string
 	// BootArgs is the whole kernel command line after the initrd= entries:
-	// wwid=MAC wwserver=ADDR:PORT wwroot=ROOT and KernelArgs.
+	// wwid=MAC wwserver=ADDR:PORT[,ADDR:PORT…] wwroot=ROOT and KernelArgs.
 	BootArgs string
 	// Initrds are the --name of the initrd downloads, in order.
 	Initrds []string
@@ -87,15 +95,20 @@ type Templates struct {
 	def     *template.Template
 	unknown *template.Template
 
+	// peers lists the live servers of a cluster (nil: this one alone).
+	peers Peers
+
 	mu    sync.Mutex
 	cache map[string]*cachedTemplate
 
-	// Rendered scripts of the current config snapshot: the output depends
-	// only on (snapshot, template, node, MAC), so the hot path renders each
-	// once per config change. Bounded by the MACs in nodes.toml.
-	renderMu     sync.Mutex
-	renderedSnap *config.Snapshot
-	rendered     map[renderKey][]byte
+	// Rendered scripts of the current config snapshot and server list: the
+	// output depends only on (snapshot, servers, template, node, MAC), so the
+	// hot path renders each once per config or membership change. Bounded by
+	// the MACs in nodes.toml.
+	renderMu        sync.Mutex
+	renderedSnap    *config.Snapshot
+	renderedServers string // the server list joined by ","
+	rendered        map[renderKey][]byte
 }
 
 type renderKey struct {
@@ -197,14 +210,53 @@ func stampOf(fi fs.FileInfo) fileStamp {
 	return s
 }
 
-// Data returns the template data for node n booting from mac.
+// Peers lists the live wwservers of a cluster that shares state (see
+// server/etcdstate), each as host:port, in any order.
+type Peers interface {
+	Servers() []string
+}
+
+// SetPeers makes scripts name every server Peers lists (nil: this one
+// alone). Call it before serving.
+func (t *Templates) SetPeers(p Peers) { t.peers = p }
+
+// servers are the node-facing addresses (host:port) of the live servers:
+// this one first, then the others as Peers lists them, without repeats.
+func (t *Templates) servers(snap *config.Snapshot) []string {
+	self := net.JoinHostPort(snap.Server.Address, strconv.Itoa(snap.Server.Port))
+	out := []string{self}
+	if t.peers == nil {
+		return out
+	}
+	for _, s := range t.peers.Servers() {
+		// Addresses come from the other servers through etcd: nothing
+		// that could split or expand an iPXE command line.
+		if _, _, err := net.SplitHostPort(s); err != nil || strings.ContainsAny(s, " \t\r\n$|&;#") {
+			continue
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Data returns the template data for node n booting from mac, served by
+// this server alone.
 func Data(snap *config.Snapshot, n *config.Node, mac string) *IPXEData {
+	return dataFor(snap, n, mac, nil)
+}
+
+// dataFor is Data with the other live servers (host:port each) as
+// fallbacks of every download and in wwserver= on the kernel command line.
+func dataFor(snap *config.Snapshot, n *config.Node, mac string, others []string) *IPXEData {
 	srv := serverData(snap.Server)
 	base := srv.URL
 	d := &IPXEData{
 		Node:              n,
 		MAC:               mac,
 		Server:            srv,
+		ServerURLs:        []string{srv.URL},
 		KernelURL:         base + "/kernel/" + mac,
 		ImageURL:          base + "/image/" + mac,
 		SystemOverlayURL:  base + "/overlay/system/" + mac,
@@ -224,9 +276,20 @@ func Data(snap *config.Snapshot, n *config.Node, mac string) *IPXEData {
 			URL: d.RuntimeOverlayURL, What: "runtime overlay"})
 		d.Initrds = append(d.Initrds, NameRuntime)
 	}
+	addrs := []string{net.JoinHostPort(srv.Address, strconv.Itoa(srv.Port))}
+	for _, o := range others {
+		addrs = append(addrs, o)
+		d.ServerURLs = append(d.ServerURLs, "http://"+o)
+	}
+	for i := range d.Fetches {
+		f := &d.Fetches[i]
+		for _, u := range d.ServerURLs[1:] {
+			f.Fallbacks = append(f.Fallbacks, u+strings.TrimPrefix(f.URL, base))
+		}
+	}
 	args := []string{
 		"wwid=" + mac,
-		"wwserver=" + srv.Address + ":" + strconv.Itoa(srv.Port),
+		"wwserver=" + strings.Join(addrs, ","),
 		"wwroot=" + oneLine(n.Root),
 	}
 	if d.KernelArgs != "" {
@@ -271,22 +334,24 @@ func (t *Templates) Script(snap *config.Snapshot, n *config.Node, mac string) (s
 	if err != nil {
 		return nil, "", err
 	}
+	servers := t.servers(snap)
+	serversKey := strings.Join(servers, ",")
 	key := renderKey{tmpl: tp, node: n, mac: mac}
 	t.renderMu.Lock()
-	if t.renderedSnap != snap {
-		t.renderedSnap, t.rendered = snap, map[renderKey][]byte{}
+	if t.renderedSnap != snap || t.renderedServers != serversKey {
+		t.renderedSnap, t.renderedServers, t.rendered = snap, serversKey, map[renderKey][]byte{}
 	}
 	script, ok := t.rendered[key]
 	t.renderMu.Unlock()
 	if !ok {
 		// Render to memory first so a failing template sends nothing half-written.
 		var buf bytes.Buffer
-		if err := tp.Execute(&buf, Data(snap, n, mac)); err != nil {
+		if err := tp.Execute(&buf, dataFor(snap, n, mac, servers[1:])); err != nil {
 			return nil, "", fmt.Errorf("render iPXE template for %s: %w", n.Name, err)
 		}
 		script = buf.Bytes()
 		t.renderMu.Lock()
-		if t.renderedSnap == snap {
+		if t.renderedSnap == snap && t.renderedServers == serversKey {
 			t.rendered[key] = script
 		}
 		t.renderMu.Unlock()

@@ -62,6 +62,18 @@ func (l *Lab) StopServer() {
 	}
 }
 
+// KillServer sends SIGKILL to the wwserver that StartServer started (a
+// crash: no graceful shutdown) and waits for it to exit.
+func (l *Lab) KillServer() {
+	l.mu.Lock()
+	p := l.server
+	l.mu.Unlock()
+	if p != nil && !p.Exited() {
+		_ = p.Cmd.Process.Kill()
+		<-p.Done()
+	}
+}
+
 // ServerLog is the path of wwserver's output.
 func (l *Lab) ServerLog() string { return filepath.Join(l.Dir, "wwserver.log") }
 
@@ -252,6 +264,7 @@ type NodeStatus struct {
 	Sent      string     `json:"sent"`
 	LastSeen  int64      `json:"last_seen"`
 	Heartbeat *Heartbeat `json:"heartbeat"`
+	Server    string     `json:"server"` // server_id of the server that saw it last (etcd backend)
 }
 
 // Heartbeat is the last heartbeat a node sent.

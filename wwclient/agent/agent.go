@@ -2,7 +2,10 @@
 // jitter) it posts a heartbeat and fetches the runtime overlay with
 // If-None-Match, applying it when it changed. A server that is down or
 // slow is retried with capped exponential backoff and jitter, logged once
-// per outage.
+// per outage. With several servers (a cluster sharing state through etcd)
+// a request that fails for the server's sake (no connection, timeout, 5xx)
+// is tried at the next one, and the agent sticks with the one that
+// answered.
 package agent
 
 import (
@@ -13,12 +16,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/wwcluster/ww/wwclient/apply"
@@ -34,10 +40,14 @@ type Heartbeat struct {
 	RuntimeETag   string `json:"runtime_etag"`
 }
 
-// Options configure an Agent. Server, MAC and Root are required.
+// Options configure an Agent. Server or Servers, MAC and Root are
+// required.
 type Options struct {
-	Server   *url.URL // base URL (nodeconf.ServerURL)
-	MAC      string   // node's MAC, lower-case colon form
+	Server *url.URL // base URL (nodeconf.ServerURL)
+	// Servers are the base URLs of every server, the preferred one first
+	// (nodeconf.ServerURLs); when set, Server is ignored.
+	Servers  []*url.URL
+	MAC      string // node's MAC, lower-case colon form
 	Node     string
 	AssetKey string // sent as ?assetkey= when set
 	Root     string // where the runtime overlay is applied
@@ -49,7 +59,8 @@ type Options struct {
 	// retries double up to Interval.
 	BackoffMin time.Duration
 	// RequestTimeout bounds the heartbeat (default 15 s); DownloadTimeout
-	// bounds fetching and applying the overlay (default 5 min).
+	// bounds fetching and applying the overlay (default 5 min). Each is per
+	// server tried.
 	RequestTimeout, DownloadTimeout time.Duration
 
 	HTTPClient *http.Client // default NewHTTPClient(ClientOptions{})
@@ -75,6 +86,7 @@ type Options struct {
 // Agent syncs one node. Not safe for concurrent use (one loop).
 type Agent struct {
 	o       Options
+	cur     int // index in o.Servers of the server in use
 	etag    string
 	backoff backoff.Backoff
 	down    bool
@@ -85,7 +97,10 @@ type Agent struct {
 // New checks the options and returns an Agent; it loads the persisted
 // ETag when StateDir is set and the ETag was recorded for the same root.
 func New(o Options) (*Agent, error) {
-	if o.Server == nil {
+	if len(o.Servers) == 0 && o.Server != nil {
+		o.Servers = []*url.URL{o.Server}
+	}
+	if len(o.Servers) == 0 || slices.Contains(o.Servers, nil) {
 		return nil, errors.New("agent: no server address (config server, kernel wwserver= or --server)")
 	}
 	if o.MAC == "" {
@@ -171,8 +186,11 @@ func (a *Agent) saveETag() {
 	a.o.Logger.Debug("could not persist runtime overlay ETag", "dir", a.o.StateDir)
 }
 
-func (a *Agent) url(parts ...string) string {
-	u := a.o.Server.JoinPath(parts...)
+// Server is the base URL of the server in use.
+func (a *Agent) Server() *url.URL { return a.o.Servers[a.cur] }
+
+func (a *Agent) url(base *url.URL, parts ...string) string {
+	u := base.JoinPath(parts...)
 	if a.o.AssetKey != "" {
 		q := url.Values{}
 		q.Set("assetkey", a.o.AssetKey)
@@ -206,13 +224,59 @@ func (e *StatusError) Error() string {
 // Sync posts a heartbeat, then fetches and applies the runtime overlay if
 // it changed.
 func (a *Agent) Sync(ctx context.Context) (SyncResult, error) {
-	if err := a.heartbeat(ctx); err != nil {
+	if err := a.failover(ctx, func(base *url.URL) error { return a.heartbeat(ctx, base) }); err != nil {
 		return SyncResult{}, err
 	}
-	return a.fetch(ctx)
+	var res SyncResult
+	err := a.failover(ctx, func(base *url.URL) error {
+		var err error
+		res, err = a.fetch(ctx, base)
+		return err
+	})
+	return res, err
 }
 
-func (a *Agent) heartbeat(ctx context.Context) error {
+// failover runs op against the server in use and, while it fails for the
+// server's sake, against each other server in turn (at most once each);
+// the server that answered is used from then on.
+func (a *Agent) failover(ctx context.Context, op func(base *url.URL) error) error {
+	var err error
+	for i := range a.o.Servers {
+		n := (a.cur + i) % len(a.o.Servers)
+		err = op(a.o.Servers[n])
+		if err == nil || !serverFault(err) || ctx.Err() != nil {
+			if err == nil && n != a.cur {
+				a.o.Logger.Warn("switched to another server", "from", a.Server().String(), "to", a.o.Servers[n].String())
+				a.cur = n
+			}
+			return err
+		}
+		if len(a.o.Servers) > 1 {
+			a.o.Logger.Debug("server failed, trying the next", "server", a.o.Servers[n].String(), "err", err.Error())
+		}
+	}
+	return err
+}
+
+// serverFault reports whether err is the server's failure (unreachable,
+// timed out, 5xx), which another server may not have, rather than an
+// answer about this node (4xx) or a local failure (applying the overlay).
+func serverFault(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Status >= 500
+	}
+	var le *localError
+	return !errors.As(err, &le)
+}
+
+// localError is a failure on the node, not at the server.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+func (a *Agent) heartbeat(ctx context.Context, base *url.URL) error {
 	ctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
 	defer cancel()
 	body, _ := json.Marshal(Heartbeat{
@@ -222,9 +286,9 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		BootID:        a.bootID(),
 		RuntimeETag:   a.etag,
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url("heartbeat", a.o.MAC), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url(base, "heartbeat", a.o.MAC), bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+		return &localError{fmt.Errorf("heartbeat: %w", err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "wwclient/"+a.o.Version)
@@ -240,12 +304,12 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	return nil
 }
 
-func (a *Agent) fetch(ctx context.Context) (SyncResult, error) {
+func (a *Agent) fetch(ctx context.Context, base *url.URL) (SyncResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.o.DownloadTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url("overlay", "runtime", a.o.MAC), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url(base, "overlay", "runtime", a.o.MAC), nil)
 	if err != nil {
-		return SyncResult{}, fmt.Errorf("runtime overlay: %w", err)
+		return SyncResult{}, &localError{fmt.Errorf("runtime overlay: %w", err)}
 	}
 	if a.etag != "" {
 		req.Header.Set("If-None-Match", a.etag)
@@ -284,13 +348,26 @@ func (a *Agent) fetch(ctx context.Context) (SyncResult, error) {
 		}
 	}
 	if err != nil {
-		return SyncResult{Apply: res}, fmt.Errorf("apply runtime overlay to %s: %w", a.o.Root, err)
+		// A broken download fails over like a refused connection; a
+		// full disk does not.
+		err = fmt.Errorf("apply runtime overlay to %s: %w", a.o.Root, err)
+		if ctx.Err() == nil && !isNetError(err) {
+			err = &localError{err}
+		}
+		return SyncResult{Apply: res}, err
 	}
 	a.etag = resp.Header.Get("ETag")
 	a.saveETag()
 	a.o.Logger.Info("applied runtime overlay", "etag", a.etag, "written", res.Written, "unchanged", res.Unchanged,
 		"symlinks", res.Symlinks, "dirs", res.Dirs, "root", a.o.Root)
 	return SyncResult{Changed: true, Apply: res, ETag: a.etag}, nil
+}
+
+// isNetError reports whether err came from the connection (a download
+// cut short by the server's death).
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 func firstLine(r io.Reader) string {
@@ -339,7 +416,7 @@ func (a *Agent) Run(ctx context.Context, trigger <-chan struct{}) error {
 			wait = a.backoff.Next()
 			if !a.down {
 				a.down, a.downAt = true, time.Now()
-				a.o.Logger.Warn("server unreachable, retrying with backoff", "server", a.o.Server.String(), "err", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
+				a.o.Logger.Warn("server unreachable, retrying with backoff", "server", a.Server().String(), "err", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
 			} else {
 				a.o.Logger.Debug("still unreachable", "err", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
 			}
@@ -347,7 +424,7 @@ func (a *Agent) Run(ctx context.Context, trigger <-chan struct{}) error {
 		} else {
 			if a.down {
 				a.down = false
-				a.o.Logger.Info("server reachable again", "server", a.o.Server.String(), "down_for", time.Since(a.downAt).Round(time.Second).String())
+				a.o.Logger.Info("server reachable again", "server", a.Server().String(), "down_for", time.Since(a.downAt).Round(time.Second).String())
 			}
 			a.backoff.Reset()
 			wait = backoff.Jitter(a.o.Interval, a.o.JitterFraction, a.o.Rand)

@@ -14,7 +14,7 @@ const DefaultCmdlinePath = "/proc/cmdline"
 // Cmdline holds the kernel command line parameters wwclient uses.
 type Cmdline struct {
 	WWID    string // booting MAC (normalised), from wwid=
-	Server  string // wwserver=ADDR:PORT
+	Server  string // wwserver=ADDR:PORT[,ADDR:PORT…]
 	Root    string // wwroot=tmpfs|initramfs
 	Init    string // init=PATH
 	SELinux bool   // selinux=1
@@ -142,6 +142,21 @@ func Merge(c *Config, cl Cmdline, serverFlag string) Effective {
 	}
 	e.SELinux = cl.SELinux
 	return e
+}
+
+// ServerURLs turns a comma-separated list of server addresses (wwserver=
+// naming a cluster of servers, the one that served the boot first) into
+// base URLs, each as ServerURL does.
+func ServerURLs(list string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, s := range strings.Split(list, ",") {
+		u, err := ServerURL(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }
 
 // ServerURL turns "host:port", "host" or "http://host:port" into a base URL.

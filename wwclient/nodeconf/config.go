@@ -111,7 +111,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("root: must be %q or %q, got %q", RootTmpfs, RootInitramfs, c.Root))
 	}
 	if c.Server != "" {
-		if _, err := ServerURL(c.Server); err != nil {
+		if _, err := ServerURLs(c.Server); err != nil {
 			errs = append(errs, fmt.Errorf("server: %w", err))
 		}
 	}

@@ -232,3 +232,25 @@ func TestPrefixLenAndMAC(t *testing.T) {
 		t.Fatal("20-byte infiniband address must be refused")
 	}
 }
+
+func TestServerURLs(t *testing.T) {
+	us, err := ServerURLs("10.0.2.1:9873,10.0.2.2, http://10.0.2.3:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range us {
+		got = append(got, u.String())
+	}
+	if want := "http://10.0.2.1:9873 http://10.0.2.2:9873 http://10.0.2.3:80"; strings.Join(got, " ") != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	for _, bad := range []string{"", "10.0.2.1:9873,", "a b,c"} {
+		if _, err := ServerURLs(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if _, err := Parse([]byte("server = \"10.0.2.1:9873,10.0.2.2:9873\"\n")); err != nil {
+		t.Errorf("config with two servers: %v", err)
+	}
+}

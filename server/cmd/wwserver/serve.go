@@ -171,7 +171,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return fmt.Errorf("state backend: %w", err)
 	}
 	var sharedLeases dhcp.SharedLeases
+	var peers provision.Peers
 	if sh != nil {
+		peers = sharedPeers{sh, store}
 		defer sh.Close()
 		sharedLeases = sh.dhcpLeases()
 		healthChecks = append(healthChecks, sh.health)
@@ -203,7 +205,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	h, err := provision.New(provision.Options{
 		Config: store, Builder: builderAdapter{b: b, health: healthReg}, Status: st, Log: log, Registry: reg,
 		Leases: provLeases, Discoverer: nodeedit.NewDiscoverer(store, log), Health: healthReg,
-		FreshEvery: provision.DefaultFreshEvery,
+		FreshEvery: provision.DefaultFreshEvery, Peers: peers,
 	})
 	if err != nil {
 		return err

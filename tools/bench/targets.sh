@@ -95,8 +95,15 @@ LUA
 	"$BIN/httpload" -ready -max-wait 10s "http://127.0.0.1:$NGINX_PORT/small" >/dev/null
 	local pids
 	pids=$(echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"))
+	# The same Lua request hook as for the scripts, so wrk spends the same per request on both.
+	local lua_small=$BENCH_DIR/small.lua
+	cat >"$lua_small" <<LUA
+request = function()
+	return wrk.format("GET", "/small")
+end
+LUA
 	# shellcheck disable=SC2086
-	read -r n_small n_small_cpu n_small_p99 < <(wrk_run nginx-small "http://127.0.0.1:$NGINX_PORT/small" "" $pids)
+	read -r n_small n_small_cpu n_small_p99 < <(wrk_run nginx-small "http://127.0.0.1:$NGINX_PORT/small" "$lua_small" $pids)
 	# shellcheck disable=SC2086
 	read -r n_k n_k_cpu n_k_p99 < <(wrk_run nginx-kernel "http://127.0.0.1:$NGINX_PORT/kernel" "" $pids)
 	stop_nginx

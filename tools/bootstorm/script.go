@@ -31,8 +31,9 @@ var fetchCommands = map[string]bool{
 var errNoKernel = errors.New("script names no kernel")
 
 // parseScript returns the downloads of an iPXE script in order, as iPXE
-// would run them when every download succeeds. Retry loops (a command that
-// appears twice for the same URL) are counted once. Anything else (echo,
+// would run them when every download succeeds. Retry loops and fallback
+// servers (the same URL, or the same --name, again) are counted once: the
+// first one is what iPXE fetches when it succeeds. Anything else (echo,
 // goto, labels, sleep) is ignored.
 func parseScript(script []byte) ([]download, error) {
 	if !bytes.HasPrefix(bytes.TrimLeft(script, " \t\r\n"), []byte("#!ipxe")) {
@@ -71,10 +72,16 @@ func parseScript(script []byte) ([]download, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "tftp") {
 			return nil, fmt.Errorf("line %d: bad URL %q", line, d.URL)
 		}
-		if seen[d.URL] {
+		// A name already fetched is a retry or a fallback server's copy
+		// (the script jumps past it once the first download succeeds).
+		key := d.URL
+		if d.Name != "" {
+			key = d.Command + " " + d.Name
+		}
+		if seen[key] {
 			continue
 		}
-		seen[d.URL] = true
+		seen[key] = true
 		d.Stage = stageOf(u.Path)
 		out = append(out, d)
 	}

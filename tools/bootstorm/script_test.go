@@ -55,6 +55,8 @@ func TestParseScriptCases(t *testing.T) {
 			[]string{"http://s/kernel/x"}, []string{stageKernel}},
 		{"name= form, runtime overlay and other file", "#!ipxe\nkernel --name=k http://s/kernel/m\ninitrd -n r http://s/overlay/runtime/m\nimgfetch http://s/extra.bin\n",
 			[]string{"http://s/kernel/m", "http://s/overlay/runtime/m", "http://s/extra.bin"}, []string{stageKernel, stageRuntimeBoot, stageFile}},
+		{"fallback server for the same name counted once", "#!ipxe\n:k\nkernel --name kernel http://a/kernel/m && goto k_ok ||\nkernel --name kernel http://b/kernel/m && goto k_ok ||\ngoto k\n:k_ok\n",
+			[]string{"http://a/kernel/m"}, []string{stageKernel}},
 		{"chain counts as booting", "#!ipxe\nchain http://s/other.ipxe\n", []string{"http://s/other.ipxe"}, []string{stageFile}},
 		{"bad scheme", "#!ipxe\nkernel ftp://s/kernel\n", nil, nil},
 		{"comments and echo ignored", "#!ipxe\n# kernel http://s/kernel/no\necho kernel http://s/kernel/no\n", nil, nil},

@@ -47,8 +47,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Leases, when set, names clients that nodes.toml doesn't know by address.
 	Leases LeaseLookup
-	// MaxTransfers bounds concurrent transfers (default 256). A request
-	// waits up to QueueWait (default 1s) for a slot, then gets an error;
+	// MaxTransfers bounds concurrent transfers (default 2048: a 1,000-node
+	// mass reboot all at once fits; a transfer holds a goroutine, a socket
+	// and a window of blocks, ~12 KB). A request
+	// waits up to QueueWait (default 10s) for a slot, then gets an error;
 	// at most MaxQueued requests (default MaxTransfers) wait at once, the
 	// others are refused at once (each waiting request holds a goroutine
 	// and a socket: a flood of requests must not exhaust them).
@@ -119,7 +121,7 @@ func New(o Options) (*Server, error) {
 	}
 	max := o.MaxTransfers
 	if max <= 0 {
-		max = 256
+		max = 2048
 	}
 	s.sem = make(chan struct{}, max)
 	queued := o.MaxQueued
@@ -131,7 +133,7 @@ func New(o Options) (*Server, error) {
 		s.maxTime = 5 * time.Minute
 	}
 	if s.queueWait <= 0 {
-		s.queueWait = time.Second
+		s.queueWait = 10 * time.Second // firmware fails the boot on an error: better late than refused
 	}
 	if s.timeout <= 0 {
 		s.timeout = 2 * time.Second

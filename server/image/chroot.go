@@ -65,12 +65,13 @@ func Exec(o ExecOptions) (int, error) {
 	// SIGTERM and SIGHUP are passed on (the helper passes them to the command).
 	signal.Ignore(os.Interrupt)
 	defer signal.Reset(os.Interrupt)
+	fw := catchSignals()
+	defer fw.stop()
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("run in image %s: %w", o.Name, err)
 	}
-	stop := forwardSignals(cmd.Process)
+	fw.forward(cmd.Process)
 	err = cmd.Wait()
-	stop()
 	code, err := exitStatus(err)
 	if err != nil {
 		return 0, fmt.Errorf("run in image %s: %w", o.Name, err)
@@ -98,6 +99,10 @@ func ChrootHelper(rootfs string, argv []string, stdin io.Reader, stdout, stderr 
 	if len(argv) == 0 {
 		return 0, errors.New("no command")
 	}
+	// Caught from here on: a SIGTERM before the command runs must not end
+	// this process before it removes what it created in the image.
+	fw := catchSignals()
+	defer fw.stop()
 	root, err := os.OpenRoot(rootfs)
 	if err != nil {
 		return 0, err
@@ -162,31 +167,42 @@ func ChrootHelper(rootfs string, argv []string, stdin io.Reader, stdout, stderr 
 	if err := cmd.Start(); err != nil {
 		return 127, fmt.Errorf("start %s in the image: %w", argv[0], err)
 	}
-	stop := forwardSignals(cmd.Process)
+	fw.forward(cmd.Process)
 	err = cmd.Wait()
-	stop()
 	return exitStatus(err)
 }
 
-// forwardSignals passes SIGTERM and SIGHUP on to p until stop is called.
-func forwardSignals(p *os.Process) (stop func()) {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
-	done := make(chan struct{})
+// signalForwarder catches SIGTERM and SIGHUP from before a child starts
+// (one arriving in between would otherwise kill this process before its
+// cleanup) and passes them on to the child once it runs.
+type signalForwarder struct {
+	sigs chan os.Signal
+	done chan struct{}
+}
+
+func catchSignals() *signalForwarder {
+	f := &signalForwarder{sigs: make(chan os.Signal, 4), done: make(chan struct{})}
+	signal.Notify(f.sigs, syscall.SIGTERM, syscall.SIGHUP)
+	return f
+}
+
+// forward passes the caught signals (those already caught first) to p.
+func (f *signalForwarder) forward(p *os.Process) {
 	go func() {
 		for {
 			select {
-			case s := <-sigs:
+			case s := <-f.sigs:
 				_ = p.Signal(s)
-			case <-done:
+			case <-f.done:
 				return
 			}
 		}
 	}()
-	return func() {
-		signal.Stop(sigs)
-		close(done)
-	}
+}
+
+func (f *signalForwarder) stop() {
+	signal.Stop(f.sigs)
+	close(f.done)
 }
 
 // bindResolvConf makes the host's name resolution visible in the image.

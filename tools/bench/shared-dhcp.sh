@@ -56,7 +56,8 @@ grep -q "ETCD READY" "$work/etcd.log" || { cat "$work/etcd.log" >&2; exit 1; }
 
 # tree I BACKEND PREFIX: a served tree for server I
 tree() {
-	local i=$1 backend=$2 prefix=$3 root=$work/tree-$i-$3
+	local i=$1 backend=$2 prefix=$3
+	local root=$work/tree-$i-$prefix
 	"$work/wwserver" init "$root" --wwclient "$work/wwclient" --address 10.204.0.$((i + 1)) >/dev/null
 	sed -i '0,/^enabled = false/s//enabled = true/; 0,/^interface = .*/s//interface = "eth0"/;
 		0,/^range_start = .*/s//range_start = "10.204.1.0"/; 0,/^range_end = .*/s//range_end = "10.204.200.255"/;

@@ -197,11 +197,9 @@ func (c *Client) WatchStatus(ctx context.Context, rev int64, fn func(StatusRecor
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		broken := false
 		for resp := range wch {
-			if err := resp.Err(); err != nil {
-				broken = true
-				break
+			if resp.Err() != nil {
+				break // reload below
 			}
 			for _, ev := range resp.Events {
 				if ev.Type != clientv3.EventTypePut {
@@ -219,7 +217,6 @@ func (c *Client) WatchStatus(ctx context.Context, rev int64, fn func(StatusRecor
 		if ctx.Err() != nil {
 			return
 		}
-		_ = broken
 		// Catch up: reload everything (compaction may have dropped the
 		// revisions in between), then watch again from there.
 		for ctx.Err() == nil {

@@ -184,30 +184,7 @@ if [[ " $ONLY " == *" nginx "* && -n "$NGINX" && -x "$NGINX" ]]; then
 	mkdir -p "$nd/html" "$nd/logs" "$nd/tmp"
 	head -c 300 /dev/urandom >"$nd/html/small"
 	head -c $((256 << 20)) /dev/urandom >"$nd/html/big"
-	cat >"$nd/nginx.conf" <<EOF
-daemon off;
-worker_processes auto;
-pid $nd/nginx.pid;
-error_log $nd/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	sendfile on;
-	tcp_nopush on;
-	keepalive_requests 1000000;
-	keepalive_timeout 120s;
-	client_body_temp_path $nd/tmp/body;
-	proxy_temp_path $nd/tmp/proxy;
-	fastcgi_temp_path $nd/tmp/fastcgi;
-	uwsgi_temp_path $nd/tmp/uwsgi;
-	scgi_temp_path $nd/tmp/scgi;
-	default_type application/octet-stream;
-	server {
-		listen 127.0.0.1:$NGINX_PORT;
-		root $nd/html;
-	}
-}
-EOF
+	nginx_conf "$nd" >"$nd/nginx.conf" # targets.sh
 	# (nginx reads inherited sockets from $NGINX: keep it out of its environment)
 	env -u NGINX "$NGINX" -p "$nd" -e "$nd/logs/error.log" -c "$nd/nginx.conf" &
 	NGINX_PID=$!

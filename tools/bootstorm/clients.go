@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -164,7 +162,7 @@ func runClients(in io.Reader, out, progress io.Writer) error {
 		pids = procstat.Tree(cfg.ServerPID)
 	}
 	cpu0, _ := procstat.Usage(pids)
-	self0, busy0 := selfCPU(), machineBusy()
+	self0, busy0 := selfCPU(), procstat.MachineBusy(false)
 	start := time.Now()
 	r.stats = NewStats(start)
 	stopProgress := showProgress(progress, r.stats)
@@ -200,7 +198,7 @@ func runClients(in io.Reader, out, progress io.Writer) error {
 	cpu1, rss := procstat.Usage(pids)
 	rep.ServerCPUSeconds, rep.ServerPeakRSS = cpu1-cpu0, rss
 	if busy0 >= 0 {
-		if busy1 := machineBusy(); busy1 >= 0 {
+		if busy1 := procstat.MachineBusy(false); busy1 >= 0 {
 			rep.OtherCPUSeconds = max(0, busy1-busy0-rep.ServerCPUSeconds-rep.ClientCPUSeconds)
 		}
 	}
@@ -304,34 +302,6 @@ func showProgress(w io.Writer, s *Stats) (stop func()) {
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(done); <-finished }) }
-}
-
-// machineBusy is the CPU time (s) this machine's CPUs spent busy since boot, from
-// /proc/stat; -1 when unknown.
-func machineBusy() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return -1
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return -1
-	}
-	var busy float64
-	// user nice system idle iowait irq softirq: all but idle and iowait (and
-	// not steal: time the hypervisor gave to other machines).
-	for i, v := range f[1:8] {
-		if i == 3 || i == 4 {
-			continue
-		}
-		x, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return -1
-		}
-		busy += x
-	}
-	return busy / 100
 }
 
 // selfCPU is this process's user+system CPU time in seconds.

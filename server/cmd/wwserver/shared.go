@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -115,7 +117,7 @@ func (s *shared) run(ctx context.Context, store *config.Store, b *build.Builder)
 			localFP, treesFP = fp, portableFingerprint(store.Root(), snap)
 		}
 		info := etcdstate.ServerInfo{
-			Address:           snap.Server.URL()[len("http://"):],
+			Address:           net.JoinHostPort(snap.Server.Address, strconv.Itoa(snap.Server.Port)),
 			ConfigFingerprint: nodesFingerprint(store.Root()),
 			ImagesFingerprint: treesFP,
 		}

@@ -110,3 +110,35 @@ func Usage(pids []int) (cpu float64, peakRSS int64) {
 	}
 	return cpu, peakRSS
 }
+
+// MachineBusy is the CPU time (s) all of this machine's CPUs spent busy
+// since boot, from /proc/stat: user, nice, system, irq and softirq, plus
+// steal (time the hypervisor gave to other machines) when withSteal; -1 when
+// unknown.
+func MachineBusy(withSteal bool) float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	fields := f[1:8] // user nice system idle iowait irq softirq
+	if withSteal {
+		fields = f[1:9]
+	}
+	var busy float64
+	for i, v := range fields {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return -1
+		}
+		busy += x
+	}
+	return busy / 100
+}

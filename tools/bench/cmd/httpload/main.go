@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/wwcluster/ww/tools/internal/procstat"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -470,7 +471,7 @@ func (l *load) run() (*Result, error) {
 	)
 	openWindow := func() {
 		cpu0 = selfCPU()
-		busy0 = machineBusy()
+		busy0 = procstat.MachineBusy(true)
 		if len(pids) > 0 {
 			srv0, _ = procCPU(pids)
 		}
@@ -528,7 +529,7 @@ func (l *load) run() (*Result, error) {
 	elapsed := time.Since(measureStart)
 	windowBytes := sumBytes(read) - read0
 	cpu1 := selfCPU()
-	busy1 := machineBusy()
+	busy1 := procstat.MachineBusy(true)
 	l.tr.CloseIdleConnections()
 
 	res := &Result{Label: l.o.label, URLs: l.urls, Connections: l.o.conns, Seconds: elapsed.Seconds(),
@@ -694,33 +695,6 @@ func selfCPU() float64 {
 	}
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 	return tv(ru.Utime) + tv(ru.Stime)
-}
-
-// machineBusy is the CPU time (s) all CPUs spent busy since boot, from
-// /proc/stat; -1 when unknown.
-func machineBusy() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return -1
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return -1
-	}
-	var busy float64
-	// user nice system idle iowait irq softirq steal: all but idle and iowait.
-	for i, v := range f[1:9] {
-		if i == 3 || i == 4 {
-			continue
-		}
-		x, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return -1
-		}
-		busy += x
-	}
-	return busy / 100
 }
 
 func parsePIDs(s string) ([]int, error) {

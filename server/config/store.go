@@ -52,17 +52,25 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 	settle time.Duration
-	cur    atomic.Pointer[Snapshot]
+	// state is the last load attempt: its stamps, the snapshot served and
+	// the error, published together so a request that finds the new stamps
+	// also finds what was loaded from them (never an older generation).
+	state atomic.Pointer[loadState]
 
-	mu      sync.Mutex // serialises reloads; guards pending, since
-	stamps  atomic.Pointer[[]statStamp]
+	mu      sync.Mutex  // serialises reloads; guards pending, since
 	pending []statStamp // stamps seen changed but not yet settled
 	// extra are the nodes.d files of the last load (see configFiles).
-	extra   atomic.Pointer[[]string]
-	since   time.Time // when pending was first seen
-	lastErr atomic.Pointer[error]
+	extra atomic.Pointer[[]string]
+	since time.Time // when pending was first seen
 	// OnReload, when set, is called after each successful reload.
 	OnReload func(*Snapshot)
+}
+
+// loadState is one load attempt as requests see it.
+type loadState struct {
+	stamps []statStamp // of the files the attempt read
+	snap   *Snapshot   // the last good config (nil before the first)
+	err    error       // of the attempt; nil after a good load
 }
 
 // statStamp identifies one version of a file: size, mtime, inode and ctime
@@ -103,7 +111,7 @@ func NewStore(root string, log *slog.Logger) (*Store, error) {
 		log = slog.Default()
 	}
 	s := &Store{root: root, log: log, now: time.Now, settle: DefaultSettle}
-	s.stamps.Store(&[]statStamp{})
+	s.state.Store(&loadState{})
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -114,14 +122,11 @@ func NewStore(root string, log *slog.Logger) (*Store, error) {
 func (s *Store) Root() string { return s.root }
 
 // Current returns the current snapshot without touching the disk.
-func (s *Store) Current() *Snapshot { return s.cur.Load() }
+func (s *Store) Current() *Snapshot { return s.state.Load().snap }
 
 // LastError is the error of the last failed reload, nil after a good one.
 func (s *Store) LastError() error {
-	if p := s.lastErr.Load(); p != nil {
-		return *p
-	}
-	return nil
+	return s.state.Load().err
 }
 
 // Fresh returns the current snapshot after reloading if a config file
@@ -132,7 +137,7 @@ func (s *Store) Fresh() *Snapshot {
 	if s.changed() {
 		_, _ = s.reload(false)
 	}
-	return s.cur.Load()
+	return s.state.Load().snap
 }
 
 // Pending reports whether a changed config file is waiting to settle.
@@ -144,7 +149,7 @@ func (s *Store) Pending() bool {
 
 // changed reports whether any config file's stamp differs from the last load attempt.
 func (s *Store) changed() bool {
-	last := *s.stamps.Load()
+	last := s.state.Load().stamps
 	files := s.configFiles()
 	if len(files) != len(last) {
 		return true
@@ -205,8 +210,9 @@ func (s *Store) reload(force bool) (pending bool, err error) {
 	defer s.mu.Unlock()
 	s.listExtra()
 	before := s.readStamps()
-	last := *s.stamps.Load()
-	if !force && sameStamps(before, last) && s.cur.Load() != nil {
+	last := s.state.Load().stamps
+	prev := s.state.Load().snap
+	if !force && sameStamps(before, last) && prev != nil {
 		s.pending = nil
 		return false, nil
 	}
@@ -231,28 +237,27 @@ func (s *Store) reload(force bool) (pending bool, err error) {
 		return true, nil
 	}
 	s.pending = nil
-	// Remember the stamps even on failure so a bad file is reported once, not per request.
-	s.stamps.Store(&before)
-	prev := s.cur.Load()
 	if err == nil && prev != nil && len(prev.Nodes.List) > 0 && len(snap.Nodes.List) == 0 {
 		err = &Error{File: filepath.Join(s.root, NodesFile), Msg: fmt.Sprintf(
 			"no nodes, but the last good config has %d: refused (an empty or half-written file?); "+
 				"restart wwserver to serve an empty node list", len(prev.Nodes.List))}
 	}
 	if err != nil {
-		s.lastErr.Store(&err)
+		// Remember the stamps even on failure so a bad file is reported once, not per request.
+		s.state.Store(&loadState{stamps: before, snap: prev, err: err})
 		if prev != nil {
 			s.log.Error("config reload failed; keeping last good config", "err", err)
 		}
 		return false, err
 	}
-	s.lastErr.Store(nil)
 	snap.LoadedAt = s.now()
 	if prev != nil {
 		snap.Gen = prev.Gen + 1
+	}
+	s.state.Store(&loadState{stamps: before, snap: snap})
+	if prev != nil {
 		s.log.Info("config reloaded", "gen", snap.Gen, "nodes", len(snap.Nodes.List))
 	}
-	s.cur.Store(snap)
 	if s.OnReload != nil {
 		s.OnReload(snap)
 	}
@@ -279,7 +284,7 @@ func (s *Store) settled(now, last []statStamp) bool {
 			inPlace = true
 		}
 	}
-	if !inPlace || s.cur.Load() == nil {
+	if !inPlace || s.state.Load().snap == nil {
 		return true
 	}
 	if !sameStamps(now, s.pending) {

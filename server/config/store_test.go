@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -297,6 +299,42 @@ func TestPublicNodeIsNodeWithoutSecrets(t *testing.T) {
 		p := ns.Public[i]
 		if p.Name != n.Name || p.Primary() != n.Primary() || !reflect.DeepEqual(p.Tags, n.Tags) {
 			t.Errorf("public %+v does not match %+v", p, n)
+		}
+	}
+}
+
+// TestStoreFreshNeverServesAnOlderGeneration: while a watcher goroutine
+// reloads, a request that comes after an edit (a file replaced by rename)
+// sees that edit. The stamps of a load and its snapshot are published
+// together, so no request can find the new stamps with the old snapshot.
+func TestStoreFreshNeverServesAnOlderGeneration(t *testing.T) {
+	st, dir, _ := newTestStore(t)
+	st.log = slog.New(slog.DiscardHandler)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // what Watch does on every event, as fast as it can
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				_, _ = st.reload(false)
+			}
+		}
+	}()
+	defer func() { close(done); wg.Wait() }()
+	nodes := goodNodes
+	for i := 3; i < 300; i++ {
+		nodes += fmt.Sprintf("\n[nodes.n%03d]\nprofiles = [\"default\"]\n", i)
+		tmp := filepath.Join(dir, ".nodes.toml.tmp")
+		writeFile(t, tmp, nodes)
+		if err := os.Rename(tmp, filepath.Join(dir, NodesFile)); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(st.Fresh().Nodes.List); got != i {
+			t.Fatalf("edit %d: the next request saw %d nodes, want %d (an older generation)", i, got, i)
 		}
 	}
 }

@@ -35,6 +35,7 @@ type Node struct {
 	SystemOverlays  []string          `json:"system_overlays"`
 	RuntimeOverlays []string          `json:"runtime_overlays"`
 	Root            string            `json:"root"`
+	Boot            string            `json:"boot"` // BootInitrd or BootTwoStage
 	AssetKey        string            `json:"-"`
 	IPXETemplate    string            `json:"ipxe_template,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
@@ -70,6 +71,7 @@ type PublicNode struct {
 	SystemOverlays  []string          `json:"system_overlays"`
 	RuntimeOverlays []string          `json:"runtime_overlays"`
 	Root            string            `json:"root"`
+	Boot            string            `json:"boot"`
 	IPXETemplate    string            `json:"ipxe_template,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
 	Network         []NetDev          `json:"network"`
@@ -90,7 +92,7 @@ func (n *PublicNode) Primary() NetDev {
 func (n *Node) Public() *PublicNode {
 	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
 		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
-		Root: n.Root, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
+		Root: n.Root, Boot: n.Boot, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
 		Discoverable: n.Discoverable, File: n.File}
 }
 
@@ -117,6 +119,7 @@ type Entry struct {
 	SystemOverlays  []string                `toml:"system_overlays"`
 	RuntimeOverlays []string                `toml:"runtime_overlays"`
 	Root            *string                 `toml:"root"`
+	Boot            *string                 `toml:"boot"`
 	AssetKey        *string                 `toml:"asset_key"`
 	IPXETemplate    *string                 `toml:"ipxe_template"`
 	Discoverable    *bool                   `toml:"discoverable"`
@@ -150,6 +153,21 @@ const (
 	RootTmpfs     = "tmpfs"
 	RootInitramfs = "initramfs"
 )
+
+// Boot modes: how the node gets its image.
+const (
+	// BootInitrd: iPXE loads the image as one gzip cpio initrd, which the
+	// kernel unpacks (bounded by iPXE's and the firmware's memory, and by
+	// the kernel's gzip unpacker: ~3-4 GB).
+	BootInitrd = "initrd"
+	// BootTwoStage: iPXE loads the kernel, its network drivers and the
+	// overlays; wwclient (/init) fetches the chunked image over HTTP into
+	// the tmpfs root (wwimage= on the kernel command line).
+	BootTwoStage = "twostage"
+)
+
+// TwoStage reports whether the node boots in two stages.
+func (n *Node) TwoStage() bool { return n.Boot == BootTwoStage }
 
 // LoadNodes reads and resolves one nodes file at path.
 func LoadNodes(path string) (*Nodes, error) {
@@ -292,6 +310,9 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 		if n.Root != RootTmpfs && n.Root != RootInitramfs {
 			return nil, fail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
 		}
+		if err := checkBoot(n, key, r, raw.Profiles, fail); err != nil {
+			return nil, err
+		}
 		if n.Image == "" {
 			return nil, fail(key+".image", "no image set (on the node or its profiles)")
 		}
@@ -401,6 +422,7 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 	set(&n.Image, r.Image)
 	set(&n.Kernel, r.Kernel)
 	set(&n.Root, r.Root)
+	set(&n.Boot, r.Boot)
 	set(&n.AssetKey, r.AssetKey)
 	set(&n.IPXETemplate, r.IPXETemplate)
 	if r.Discoverable != nil {

@@ -584,6 +584,11 @@ runtime_overlays = ["generic"]
 # Root filesystem: "tmpfs" (copied to a tmpfs, then switch_root) or
 # "initramfs" (stay in the initramfs).
 root = "tmpfs"
+# Boot: "initrd" (iPXE loads the image as one gzip initrd; iPXE and firmware
+# memory limit it to ~3-4 GB) or "twostage" (iPXE loads the kernel and the
+# overlays, then wwclient fetches the image in zstd chunks into the tmpfs root,
+# with progress in wwserver status).
+boot = "initrd"
 
 [nodes.n001]
 profiles = ["default"]

@@ -129,9 +129,16 @@ func (b *Builder) buildNode(ctx context.Context, fps *fingerprints, kernels *ker
 		}
 	}
 	check("kernel", kernels.check(b, n))
-	_, err := b.image(ctx, fps, n)
-	check("image", err)
-	_, err = b.overlay(ctx, fps, snap, n, systemOverlay, true)
+	if n.TwoStage() { // chunked.go, modules.go
+		_, err := b.imageIndex(ctx, fps, n)
+		check("image_index", err)
+		_, err = b.kernelModules(ctx, fps, n)
+		check("modules", err)
+	} else {
+		_, err := b.image(ctx, fps, n)
+		check("image", err)
+	}
+	_, err := b.overlay(ctx, fps, snap, n, systemOverlay, true)
 	check("system", err)
 	_, err = b.overlay(ctx, fps, snap, n, runtimeOverlay, true)
 	check("runtime", err)

@@ -33,7 +33,8 @@ var (
 	kindFiles    = kind{"overlay_files", filepath.Join("overlays", "shared"), true, false}
 	kindRendered = kind{"overlay_rendered", filepath.Join("overlays", "rendered"), true, false}
 	kindNode     = kind{"overlay_node", filepath.Join("overlays", "node"), false, false}
-	kinds        = []kind{kindImage, kindFiles, kindRendered, kindNode}
+	kindModules  = kind{"modules", "modules", true, false} // two-stage: network drivers (modules.go)
+	kinds        = []kind{kindImage, kindFiles, kindRendered, kindNode, kindModules}
 	// oldCacheDirs held cache files of earlier layouts; Prune empties them.
 	oldCacheDirs = []string{filepath.Join("overlays", "runtime")}
 )
@@ -282,6 +283,11 @@ func (b *Builder) Prune(maxAge time.Duration) (int, error) {
 				errs = append(errs, err)
 			}
 		}
+	}
+	n, err := b.pruneChunks(cutoff) // chunked.go
+	removed += n
+	if err != nil {
+		errs = append(errs, err)
 	}
 	b.m.pruned.Add(float64(removed))
 	if removed > 0 {

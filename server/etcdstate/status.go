@@ -23,6 +23,8 @@ type StatusRecord struct {
 	Server   string    `json:"server,omitempty"`
 	// Heartbeat is the node's last heartbeat body, as the server keeps it.
 	Heartbeat json.RawMessage `json:"heartbeat,omitempty"`
+	// Progress is the node's last download report (two-stage boot).
+	Progress json.RawMessage `json:"progress,omitempty"`
 }
 
 // Newer reports whether r carries news over old (a later stage or a later

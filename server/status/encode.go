@@ -56,6 +56,13 @@ func appendRows(b []byte, rows []NodeStatus) []byte {
 			b = appendString(b, hb.RuntimeETag)
 			b = append(b, '}')
 		}
+		if p := ns.Progress; p != nil {
+			b = append(b, `,"progress":{"done":`...)
+			b = strconv.AppendInt(b, p.Done, 10)
+			b = append(b, `,"total":`...)
+			b = strconv.AppendInt(b, p.Total, 10)
+			b = append(b, '}')
+		}
 		if ns.Server != "" {
 			b = append(b, `,"server":`...)
 			b = appendString(b, ns.Server)

@@ -16,6 +16,7 @@ func TestAppendReportMatchesEncodingJSON(t *testing.T) {
 				{Name: "c001", MAC: "52:54:00:00:00:01", IPAddr: "10.0.2.11", Stage: StageRuntimeOverlay, Sent: "__RUNTIME__.img.gz", LastSeen: 1700000000,
 					Heartbeat: &Heartbeat{Version: "1.0", UptimeSeconds: 99, BootID: "id", RuntimeETag: `"etag"`}},
 				{Name: "c002"},
+				{Name: "c003", Stage: StageImage, Sent: "__IMAGE__.index", Progress: &Progress{Done: 41, Total: 100}},
 				{Name: odd, MAC: odd, IPAddr: odd, Stage: odd, Sent: odd, LastSeen: -1, Heartbeat: &Heartbeat{Version: odd, BootID: odd, RuntimeETag: odd}},
 			},
 			Unknown: []NodeStatus{{Name: "52:54:00:ff:ff:ff", MAC: "52:54:00:ff:ff:ff", Stage: StageDHCP}},

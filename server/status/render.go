@@ -92,7 +92,7 @@ func table(w *bufio.Writer, title string, rows []NodeStatus, interval int64, now
 	w.WriteString(strings.Repeat("=", nw+stageWidth+sentWidth+3+len(lastHeader)) + "\n")
 	rows = sorted(rows, opts.Sort)
 	for _, ns := range rows {
-		stage, sent, last := clip(dash(ns.Stage), stageWidth), clip(ShortSent(dash(ns.Sent)), sentWidth), "--"
+		stage, sent, last := clip(StageText(ns), stageWidth), clip(ShortSent(dash(ns.Sent)), sentWidth), "--"
 		stale := false
 		if ns.LastSeen > 0 {
 			age := max(now.Unix()-ns.LastSeen, 0)
@@ -105,6 +105,15 @@ func table(w *bufio.Writer, title string, rows []NodeStatus, interval int64, now
 		}
 		w.WriteString(line + "\n")
 	}
+}
+
+// StageText is how the table shows a row's stage: the stage, followed by
+// the node's download progress when it reported one ("IMAGE 41%").
+func StageText(ns NodeStatus) string {
+	if ns.Progress == nil || ns.Stage == "" {
+		return dash(ns.Stage)
+	}
+	return ns.Stage + " " + strconv.FormatInt(ns.Progress.Percent(), 10) + "%"
 }
 
 // ShortSent is how the table shows a SENT value: the boot file URL DHCP

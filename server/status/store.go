@@ -67,6 +67,9 @@ type Record struct {
 	Sent      string     `json:"sent,omitempty"`
 	LastSeen  int64      `json:"last_seen"` // unix seconds
 	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
+	// Progress is the node's last download report (two-stage boot); only
+	// set while Stage is the stage it reported for.
+	Progress *Progress `json:"progress,omitempty"`
 	// Server is the wwserver that recorded it (several servers share
 	// status through etcd); empty with a single server.
 	Server string `json:"server,omitempty"`
@@ -278,7 +281,7 @@ func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool,
 		r.IPAddr = ev.IP
 	}
 	if ev.Stage != StageHeartbeat {
-		r.Stage, r.Sent = ev.Stage, ev.Sent
+		r.Stage, r.Sent, r.Progress = ev.Stage, ev.Sent, ev.Progress
 	}
 	if hb != nil {
 		r.Heartbeat = hb
@@ -436,7 +439,8 @@ type NodeStatus struct {
 	Sent      string     `json:"sent"`
 	LastSeen  int64      `json:"last_seen"` // unix seconds, 0 = never
 	Heartbeat *Heartbeat `json:"heartbeat"`
-	Server    string     `json:"server,omitempty"` // which server saw it last (etcd backend)
+	Progress  *Progress  `json:"progress,omitempty"` // the node's download report (two-stage boot)
+	Server    string     `json:"server,omitempty"`   // which server saw it last (etcd backend)
 }
 
 // Report lists every node of nodes (never seen: empty stage, last_seen 0)
@@ -477,7 +481,7 @@ func (s *Store) Report(nodes *config.Nodes) Report {
 			name := list[i].Name
 			rec := sh.m[name]
 			r.Nodes[i] = NodeStatus{Name: name, MAC: rec.MAC, IPAddr: rec.IPAddr, Stage: rec.Stage,
-				Sent: rec.Sent, LastSeen: rec.LastSeen, Heartbeat: rec.Heartbeat, Server: rec.Server}
+				Sent: rec.Sent, LastSeen: rec.LastSeen, Heartbeat: rec.Heartbeat, Progress: rec.Progress, Server: rec.Server}
 		}
 		sh.mu.Unlock()
 	}
@@ -485,7 +489,7 @@ func (s *Store) Report(nodes *config.Nodes) Report {
 	r.Unknown = make([]NodeStatus, 0, len(s.unknown))
 	for key, rec := range s.unknown {
 		r.Unknown = append(r.Unknown, NodeStatus{Name: key, MAC: rec.MAC, IPAddr: rec.IPAddr, Stage: rec.Stage,
-			Sent: rec.Sent, LastSeen: rec.LastSeen, Heartbeat: rec.Heartbeat})
+			Sent: rec.Sent, LastSeen: rec.LastSeen, Heartbeat: rec.Heartbeat, Progress: rec.Progress})
 	}
 	s.unknownMu.Unlock()
 	// Fill in configured addresses where none was seen, outside the lock.

@@ -216,6 +216,9 @@ func toStatusRecord(node string, r status.Record) etcdstate.StatusRecord {
 	if r.Heartbeat != nil {
 		out.Heartbeat, _ = json.Marshal(r.Heartbeat)
 	}
+	if r.Progress != nil {
+		out.Progress, _ = json.Marshal(r.Progress)
+	}
 	return out
 }
 
@@ -225,6 +228,12 @@ func fromStatusRecord(e etcdstate.StatusRecord) status.Record {
 		var hb status.Heartbeat
 		if json.Unmarshal(e.Heartbeat, &hb) == nil {
 			r.Heartbeat = &hb
+		}
+	}
+	if len(e.Progress) > 0 {
+		var p status.Progress
+		if json.Unmarshal(e.Progress, &p) == nil {
+			r.Progress = &p
 		}
 	}
 	return r

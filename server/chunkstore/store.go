@@ -107,6 +107,16 @@ func (s *Store) pin(digest string) {
 	s.mu.Unlock()
 }
 
+// Pin keeps every chunk of ix from Prune until release is called.
+func (s *Store) Pin(ix *chunkimage.Index) (release func()) {
+	ds := make([]string, len(ix.Chunks))
+	for i, c := range ix.Chunks {
+		ds[i] = c.SHA256
+		s.pin(c.SHA256)
+	}
+	return func() { s.unpin(ds) }
+}
+
 func (s *Store) unpin(digests []string) {
 	s.mu.Lock()
 	for _, d := range digests {
@@ -217,11 +227,11 @@ func (s *Store) Prune(cutoff time.Time, keep func(digest string) bool) (int, err
 		if err != nil || fi.ModTime().After(cutoff) {
 			continue
 		}
-		if !tmp && keep != nil && keep(name) {
-			continue
-		}
+		// keep is asked under s.mu, after the pins: a build remembers its
+		// index (keep turns true) before it unpins, so a chunk is always
+		// pinned or kept while an index names it.
 		s.mu.Lock()
-		busy := s.pins[name] > 0 || s.served[name].After(cutoff)
+		busy := !tmp && (s.pins[name] > 0 || s.served[name].After(cutoff) || keep != nil && keep(name))
 		if !busy {
 			err = os.Remove(filepath.Join(s.dir, name))
 			if err == nil {

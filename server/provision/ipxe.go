@@ -39,8 +39,15 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 		h.metrics.refusals.WithLabelValues(ReasonNotFound).Inc()
 		h.logs.Log("ipxe-unknown", slog.LevelInfo, "unknown MAC asked for an iPXE script", "mac", c.mac, "remote", r.RemoteAddr)
 	} else {
-		var err error
-		if script, sent, err = h.tmpl.Script(c.snap, c.node, c.mac); err != nil {
+		digest, err := h.imageDigest(c) // twostage.go
+		if err != nil {
+			if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+				return
+			}
+			h.fail(c, "build", err)
+			return
+		}
+		if script, sent, err = h.tmpl.ScriptImage(c.snap, c.node, c.mac, digest); err != nil {
 			h.fail(c, "template", err)
 			return
 		}

@@ -41,6 +41,8 @@ func (h *Handler) routes() http.Handler {
 	stage("GET /overlay/runtime/{mac}", labelRuntime, h.serveRuntimeOverlay)
 	// Warewulf's spelling of the same stages: /provision/{mac}?stage=NAME.
 	mux.HandleFunc("GET /provision/{mac}", h.serveProvision)
+	// Two-stage boot (twostage.go): network drivers, image index, chunks, progress.
+	h.twoStageRoutes(mux)
 	// The booted node's agent (wwclient); it also pulls /overlay/runtime.
 	mux.Handle("POST /heartbeat/{mac}", h.instrument(labelHeartbeat, h.serveHeartbeat))
 

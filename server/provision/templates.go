@@ -79,6 +79,11 @@ type IPXEData struct {
 	// Fetches are the downloads in order (kernel first).
 	Fetches []IPXEFetch
 	Retries int
+	// ImageDigest is set for two-stage nodes (boot = "twostage"): the
+	// sha256 of the image's chunk index, wwimage= on the kernel command
+	// line; the image download is then the network drivers' (ModulesURL).
+	// See twostage.go.
+	ImageDigest, ModulesURL string
 }
 
 // UnknownData is what the unknown-node script sees.
@@ -113,8 +118,9 @@ type Templates struct {
 
 type renderKey struct {
 	tmpl *template.Template // a changed template file is a new pointer
-	node *config.Node
-	mac  string
+	node   *config.Node
+	mac    string
+	digest string // two-stage image digest
 }
 
 type fileStamp struct {
@@ -244,12 +250,13 @@ func (t *Templates) servers(snap *config.Snapshot) []string {
 // Data returns the template data for node n booting from mac, served by
 // this server alone.
 func Data(snap *config.Snapshot, n *config.Node, mac string) *IPXEData {
-	return dataFor(snap, n, mac, nil)
+	return dataFor(snap, n, mac, nil, "")
 }
 
 // dataFor is Data with the other live servers (host:port each) as
 // fallbacks of every download and in wwserver= on the kernel command line.
-func dataFor(snap *config.Snapshot, n *config.Node, mac string, others []string) *IPXEData {
+// digest is the two-stage node's image digest ("": single stage).
+func dataFor(snap *config.Snapshot, n *config.Node, mac string, others []string, digest string) *IPXEData {
 	srv := serverData(snap.Server)
 	base := srv.URL
 	d := &IPXEData{
@@ -276,6 +283,9 @@ func dataFor(snap *config.Snapshot, n *config.Node, mac string, others []string)
 			URL: d.RuntimeOverlayURL, What: "runtime overlay"})
 		d.Initrds = append(d.Initrds, NameRuntime)
 	}
+	if n.TwoStage() && digest != "" {
+		twoStageData(d, base, mac, digest)
+	}
 	addrs := []string{net.JoinHostPort(srv.Address, strconv.Itoa(srv.Port))}
 	for _, o := range others {
 		addrs = append(addrs, o)
@@ -290,8 +300,11 @@ func dataFor(snap *config.Snapshot, n *config.Node, mac string, others []string)
 	args := []string{
 		"wwid=" + mac,
 		"wwserver=" + strings.Join(addrs, ","),
-		"wwroot=" + oneLine(n.Root),
 	}
+	if d.ImageDigest != "" {
+		args = append(args, "wwimage="+d.ImageDigest)
+	}
+	args = append(args, "wwroot="+oneLine(n.Root))
 	if d.KernelArgs != "" {
 		args = append(args, d.KernelArgs)
 	}
@@ -330,13 +343,18 @@ func (t *Templates) Render(w io.Writer, snap *config.Snapshot, n *config.Node, m
 // Script is Render's output itself, rendered once per (snapshot, template,
 // node, MAC) and shared: the caller must not modify it.
 func (t *Templates) Script(snap *config.Snapshot, n *config.Node, mac string) (script []byte, sent string, err error) {
+	return t.ScriptImage(snap, n, mac, "")
+}
+
+// ScriptImage is Script for a two-stage node whose image has digest.
+func (t *Templates) ScriptImage(snap *config.Snapshot, n *config.Node, mac, digest string) (script []byte, sent string, err error) {
 	tp, err := t.lookup(n.IPXETemplate)
 	if err != nil {
 		return nil, "", err
 	}
 	servers := t.servers(snap)
 	serversKey := strings.Join(servers, ",")
-	key := renderKey{tmpl: tp, node: n, mac: mac}
+	key := renderKey{tmpl: tp, node: n, mac: mac, digest: digest}
 	t.renderMu.Lock()
 	if t.renderedSnap != snap || t.renderedServers != serversKey {
 		t.renderedSnap, t.renderedServers, t.rendered = snap, serversKey, map[renderKey][]byte{}
@@ -346,7 +364,7 @@ func (t *Templates) Script(snap *config.Snapshot, n *config.Node, mac string) (s
 	if !ok {
 		// Render to memory first so a failing template sends nothing half-written.
 		var buf bytes.Buffer
-		if err := tp.Execute(&buf, dataFor(snap, n, mac, servers[1:])); err != nil {
+		if err := tp.Execute(&buf, dataFor(snap, n, mac, servers[1:], digest)); err != nil {
 			return nil, "", fmt.Errorf("render iPXE template for %s: %w", n.Name, err)
 		}
 		script = buf.Bytes()

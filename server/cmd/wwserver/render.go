@@ -79,7 +79,26 @@ func newRenderIPXECmd() *cobra.Command {
 			if mac == "" {
 				return fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
 			}
-			_, err = t.Render(out, snap, n, mac)
+			digest := ""
+			if n.TwoStage() {
+				// The image digest goes on the kernel command line: the
+				// chunked image is built (or found built) first.
+				b, err := newCLIBuilder(root)
+				if err != nil {
+					return err
+				}
+				defer b.Close()
+				ix, err := b.ImageIndex(cmd.Context(), snap, n)
+				if err != nil {
+					return err
+				}
+				digest = ix.Digest
+			}
+			script, _, err := t.ScriptImage(snap, n, mac, digest)
+			if err != nil {
+				return err
+			}
+			_, err = out.Write(script)
 			return err
 		},
 	}

@@ -390,6 +390,30 @@ func (a builderAdapter) RuntimeOverlay(ctx context.Context, s *config.Snapshot, 
 	return a.artifact(a.b.RuntimeOverlay(ctx, s, n))
 }
 
+// ImageIndex, KernelModules and Chunk: provision.TwoStageBuilder.
+func (a builderAdapter) ImageIndex(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.ImageIndex, error) {
+	ix, err := a.b.ImageIndex(ctx, s, n)
+	if _, err := a.artifact(nil, err); err != nil {
+		return nil, err
+	}
+	return &provision.ImageIndex{Digest: ix.Digest, Data: ix.Data, ModTime: ix.ModTime}, nil
+}
+
+func (a builderAdapter) KernelModules(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
+	return a.artifact(a.b.KernelModules(ctx, s, n))
+}
+
+func (a builderAdapter) Chunk(digest string) (*provision.Artifact, error) {
+	art, err := a.b.Chunk(digest)
+	if errors.Is(err, build.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", provision.ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &provision.Artifact{Name: art.Name, ETag: art.ETag, Size: art.Size, ModTime: art.ModTime, Open: art.Open}, nil
+}
+
 func (a builderAdapter) artifact(art *build.Artifact, err error) (*provision.Artifact, error) {
 	if err != nil {
 		if errors.Is(err, build.ErrNotFound) || errors.Is(err, build.ErrTemplate) || errors.Is(err, build.ErrInvalidName) ||
@@ -407,6 +431,9 @@ func (a builderAdapter) artifact(art *build.Artifact, err error) (*provision.Art
 	}
 	if a.health != nil {
 		a.health.Report(buildHealth, nil)
+	}
+	if art == nil {
+		return nil, nil
 	}
 	return &provision.Artifact{Name: art.Name, ETag: art.ETag, Size: art.Size, ModTime: art.ModTime, Open: art.Open}, nil
 }

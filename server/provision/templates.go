@@ -117,7 +117,7 @@ type Templates struct {
 }
 
 type renderKey struct {
-	tmpl *template.Template // a changed template file is a new pointer
+	tmpl   *template.Template // a changed template file is a new pointer
 	node   *config.Node
 	mac    string
 	digest string // two-stage image digest

@@ -18,6 +18,9 @@ type Cmdline struct {
 	Root    string // wwroot=tmpfs|initramfs
 	Init    string // init=PATH
 	SELinux bool   // selinux=1
+	// Image is wwimage=SHA256: a two-stage boot, the sha256 of the image
+	// index wwclient fetches (see package chunkimage).
+	Image string
 }
 
 // ReadCmdline reads and parses the kernel command line at path.
@@ -92,6 +95,10 @@ func ParseCmdline(s string) Cmdline {
 			c.Init = val
 		case "selinux":
 			c.SELinux = val == "1"
+		case "wwimage":
+			if validDigest(val) {
+				c.Image = val
+			}
 		}
 	}
 	return c
@@ -106,6 +113,8 @@ type Effective struct {
 	Init    string // cmdline init= > /sbin/init
 	MAC     string // config primary hwaddr > cmdline wwid=
 	SELinux bool   // cmdline selinux=1
+	Image   string // cmdline wwimage= (two-stage boot), "" otherwise
+	WWID    string // cmdline wwid=: the MAC that booted (its URLs, its NIC)
 }
 
 // DefaultInit is the image's init when the command line names none.
@@ -141,7 +150,22 @@ func Merge(c *Config, cl Cmdline, serverFlag string) Effective {
 		e.MAC = cl.WWID
 	}
 	e.SELinux = cl.SELinux
+	e.Image = cl.Image
+	e.WWID = cl.WWID
 	return e
+}
+
+// validDigest: 64 lower-case hex digits.
+func validDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ServerURLs turns a comma-separated list of server addresses (wwserver=

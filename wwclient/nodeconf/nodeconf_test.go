@@ -138,6 +138,16 @@ func TestParseCmdline(t *testing.T) {
 	if cl.Server != "b:2" || cl.Root != "" || cl.WWID != "" || cl.SELinux || cl.Init != "" {
 		t.Fatalf("got %+v", cl)
 	}
+	d := strings.Repeat("0123456789abcdef", 4)
+	cl = ParseCmdline("wwimage=" + d)
+	if cl.Image != d || Merge(nil, cl, "").Image != d {
+		t.Fatalf("wwimage: %+v", cl)
+	}
+	for _, bad := range []string{"short", strings.ToUpper(d), d + "0", "../" + d[3:]} {
+		if cl := ParseCmdline("wwimage=" + bad); cl.Image != "" {
+			t.Errorf("wwimage=%s accepted", bad)
+		}
+	}
 	words := SplitCmdline(`a "b c" d="e f"g -- h`)
 	if strings.Join(words, "|") != "a|b c|d=e fg" {
 		t.Fatalf("split: %q", words)

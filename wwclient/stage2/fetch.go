@@ -257,7 +257,7 @@ func (f *Fetcher) get(ctx context.Context, u string, from int64) (*response, err
 	}
 	idle.Reset(f.o.IdleTimeout)
 	return &response{Response: resp, status: resp.StatusCode,
-		idle: &idleReader{r: &causeReader{r: resp.Body, ctx: rctx, parent: ctx}, timeout: f.o.IdleTimeout, timer: idle},
+		idle:   &idleReader{r: &causeReader{r: resp.Body, ctx: rctx, parent: ctx}, timeout: f.o.IdleTimeout, timer: idle},
 		cancel: func() { cancel(nil) }}, nil
 }
 

@@ -79,7 +79,8 @@ func percent(done, total int64) int64 {
 	return done * 100 / total
 }
 
-// Run posts updates until ctx ends.
+// Run posts updates until ctx ends; a post under way is finished first
+// (it has its own timeout).
 func (r *Reporter) Run(ctx context.Context) {
 	sent := int64(-1)
 	var last time.Time
@@ -102,7 +103,9 @@ func (r *Reporter) Run(ctx context.Context) {
 		rep := r.latest
 		r.mu.Unlock()
 		if p := percent(rep.Done, rep.Total); p != sent {
-			if err := r.post(ctx, rep); err != nil {
+			// Not cancelled with ctx: when Run returns, the server has
+			// handled every post it made, so a Final post comes after.
+			if err := r.post(context.WithoutCancel(ctx), rep); err != nil {
 				r.log.Debug("progress post", "err", err)
 			}
 			sent, last = p, time.Now()

@@ -121,15 +121,15 @@ type imgServer struct {
 	requests []string // "PATH RANGE"
 	progress []Report
 	// faults
-	down      bool              // every request: 503
-	index     []byte            // served instead of the image's index
-	dropAfter map[string]int    // chunk digest: send this many bytes, then drop the connection (once)
-	stallAt   map[string]int    // chunk digest: send this many bytes, then send nothing more (once)
-	corrupt   map[string]bool   // chunk digest: always served with a byte flipped
-	missing   map[string]bool   // chunk digest: 404
-	noRange   bool              // ignore Range
-	released  chan struct{}     // closed by the test to end stalls
-	chunkHits map[string]int    // requests per chunk digest
+	down      bool            // every request: 503
+	index     []byte          // served instead of the image's index
+	dropAfter map[string]int  // chunk digest: send this many bytes, then drop the connection (once)
+	stallAt   map[string]int  // chunk digest: send this many bytes, then send nothing more (once)
+	corrupt   map[string]bool // chunk digest: always served with a byte flipped
+	missing   map[string]bool // chunk digest: 404
+	noRange   bool            // ignore Range
+	released  chan struct{}   // closed by the test to end stalls
+	chunkHits map[string]int  // requests per chunk digest
 }
 
 func newImgServer(t testing.TB, img *image) *imgServer {

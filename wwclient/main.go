@@ -33,6 +33,7 @@ func runBootstrap() {
 		Version: version(),
 		Args:    os.Args,
 		Env:     os.Environ(),
+		Image:   imageLoader(), // twostage.go
 	}
 	b.Run()
 	fmt.Fprintln(os.Stdout, "wwinit: ERROR: no init, no shell and no reboot possible; halted")

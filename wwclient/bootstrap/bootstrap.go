@@ -39,6 +39,9 @@ type System interface {
 	// CopyTree copies the tree at src into dst, staying on src's device
 	// and skipping dst itself; with label set it labels the copies.
 	CopyTree(src, dst string, label LabelFunc) error
+	// OverlayTree lays the tree at src over the tree at dst, src winning
+	// (two-stage boot: the overlays over the image).
+	OverlayTree(src, dst string) error
 	// FileContexts loads the file_contexts of the SELinux policy type.
 	FileContexts(selinuxType string) (LabelFunc, error)
 	// EvalSymlinks resolves every symlink in path.
@@ -87,6 +90,11 @@ type Bootstrap struct {
 	AgentPath   string   // default /usr/sbin/wwclient
 	AgentLog    string   // default /dev/console
 	RebootDelay time.Duration
+	// Image loads the image of a two-stage boot (wwimage= on the kernel
+	// command line) into the new root; see twostage.go.
+	Image ImageLoader
+	// ImageTimeout bounds the whole image load (default 1 hour).
+	ImageTimeout time.Duration
 }
 
 func (b *Bootstrap) defaults() {
@@ -145,6 +153,9 @@ func (b *Bootstrap) boot() error {
 		node = "(unnamed)"
 	}
 	b.say("node %s, hwaddr %s, server %s, root %s", node, orNone(eff.MAC), orNone(eff.Server), eff.Root)
+	if eff.Image != "" {
+		return b.bootTwoStage(eff) // twostage.go
+	}
 
 	// SELinux: with a tmpfs root the policy is loaded first, so that the
 	// copy labels every file as it writes it (no second pass over the
@@ -190,6 +201,13 @@ func (b *Bootstrap) boot() error {
 			b.say("root: switched to tmpfs")
 		}
 	}
+	return b.finish(eff, sel, loaded, label)
+}
+
+// finish is the end of every boot, once the root is in place: hostname,
+// SELinux policy and labels still to do, the agent, exec init.
+func (b *Bootstrap) finish(eff nodeconf.Effective, sel SELinuxDecision, loaded bool, label LabelFunc) error {
+	var err error
 	if eff.Config.Node != "" {
 		if err := b.Sys.Sethostname(eff.Config.Node); err != nil {
 			return fmt.Errorf("set hostname %s: %w", eff.Config.Node, err)
@@ -295,21 +313,41 @@ func (b *Bootstrap) settings() (nodeconf.Effective, error) {
 }
 
 func (b *Bootstrap) switchRoot(label LabelFunc) error {
+	if err := b.mountNewRoot(); err != nil {
+		return err
+	}
+	b.say("copying the root file system to tmpfs")
+	return b.enterNewRoot(labelErr(b.Sys.CopyTree("/", NewRoot, label)))
+}
+
+// mountNewRoot mounts the tmpfs the root goes to.
+func (b *Bootstrap) mountNewRoot() error {
 	if err := b.Sys.MkdirAll(NewRoot, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", NewRoot, err)
 	}
 	if err := b.Sys.Mount("tmpfs", NewRoot, "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", NewRoot, err)
 	}
-	b.say("copying the root file system to tmpfs")
-	var labelErr error
-	if err := b.Sys.CopyTree("/", NewRoot, label); err != nil {
-		var lerr *LabelError
-		if !errors.As(err, &lerr) {
-			_ = b.Sys.Unmount(NewRoot, syscall.MNT_DETACH)
-			return fmt.Errorf("copy root: %w", err)
-		}
-		labelErr = err // the copy is complete: go on, report it at the end
+	return nil
+}
+
+// labelErr passes a copy's *LabelError through as a warning (the copy is
+// complete) and turns any other error into a failed copy.
+func labelErr(err error) (warn, fail error) {
+	var lerr *LabelError
+	if err != nil && !errors.As(err, &lerr) {
+		return nil, fmt.Errorf("copy root: %w", err)
+	}
+	return err, nil
+}
+
+// enterNewRoot moves the API file systems into the filled new root, frees
+// the initramfs and makes the new root "/". A failed fill (fail) unmounts
+// it instead; warn (labels not set) is returned at the end.
+func (b *Bootstrap) enterNewRoot(warn, fail error) error {
+	if fail != nil {
+		_ = b.Sys.Unmount(NewRoot, syscall.MNT_DETACH)
+		return fail
 	}
 	for _, m := range apiMounts {
 		dst := path.Join(NewRoot, m.target)
@@ -337,7 +375,7 @@ func (b *Bootstrap) switchRoot(label LabelFunc) error {
 	if err := b.Sys.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir /: %w", err)
 	}
-	return labelErr
+	return warn // a copy's labels not set: the caller relabels
 }
 
 // SELinuxDecision says whether to load the policy, or why not.

@@ -65,6 +65,9 @@ func (OS) Chroot(p string) error { return unix.Chroot(p) }
 // CopyTree implements System.
 func (OS) CopyTree(src, dst string, label LabelFunc) error { return CopyTree(src, dst, label) }
 
+// OverlayTree implements System.
+func (OS) OverlayTree(src, dst string) error { return OverlayTree(src, dst) }
+
 // FileContexts implements System: the policy's file_contexts, matched in Go
 // (package selabel) as libselinux does.
 func (OS) FileContexts(selinuxType string) (LabelFunc, error) {

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -479,4 +480,23 @@ func (s *Stream) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	return nil
+}
+
+// NewDownloadClient is an HTTP client for chunk downloads: no proxy, no
+// transparent decompression, a connection per worker kept alive between
+// chunks, bounded dial and header waits (bodies: FetchOptions.IdleTimeout).
+func NewDownloadClient(parallel int) *http.Client {
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		DisableCompression:    true,
+		MaxIdleConns:          parallel + 2,
+		MaxIdleConnsPerHost:   parallel + 2,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}}
 }

@@ -264,7 +264,14 @@ type NodeStatus struct {
 	Sent      string     `json:"sent"`
 	LastSeen  int64      `json:"last_seen"`
 	Heartbeat *Heartbeat `json:"heartbeat"`
-	Server    string     `json:"server"` // server_id of the server that saw it last (etcd backend)
+	Progress  *Progress  `json:"progress"` // the node's image download (two-stage boot)
+	Server    string     `json:"server"`   // server_id of the server that saw it last (etcd backend)
+}
+
+// Progress is a node's report of its image download: bytes unpacked of total.
+type Progress struct {
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
 }
 
 // Heartbeat is the last heartbeat a node sent.

@@ -49,6 +49,9 @@ type TreeOptions struct {
 	// wwinit and generic). Overlays other than those two must be put under
 	// TreeDir/overlays/ by the caller before nodes boot.
 	SystemOverlays, RuntimeOverlays []string
+	// Boot is the default profile's boot key ("initrd" or "twostage";
+	// empty: not set, i.e. initrd).
+	Boot string
 }
 
 // WriteTree runs `wwserver init DIR --wwclient BIN` into Dir/tree, packages
@@ -141,6 +144,9 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	}
 	if _, ok := def["root"]; !ok {
 		def["root"] = "tmpfs"
+	}
+	if opts.Boot != "" {
+		def["boot"] = opts.Boot
 	}
 	l.profiles = profiles
 	return l.SetNodes(opts.Nodes)

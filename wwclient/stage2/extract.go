@@ -43,7 +43,7 @@ func Extract(dir string, r io.Reader) (ExtractResult, error) {
 		return ExtractResult{}, fmt.Errorf("open root: %w", err)
 	}
 	defer root.Close()
-	x := &extractor{dirs: dirStack{stack: []*openDir{{r: root}}}}
+	x := &extractor{uid: os.Geteuid(), gid: os.Getegid(), dirs: dirStack{stack: []*openDir{{r: root}}}}
 	defer x.dirs.closeAll()
 	br := bufio.NewReaderSize(r, 1<<20)
 	archives := 0
@@ -67,9 +67,10 @@ func Extract(dir string, r io.Reader) (ExtractResult, error) {
 }
 
 type extractor struct {
-	dirs    dirStack
-	res     ExtractResult
-	pending []dirAttrs // directories whose mode and mtime are set last
+	uid, gid int // who creates the files
+	dirs     dirStack
+	res      ExtractResult
+	pending  []dirAttrs // directories whose mode and mtime are set last
 }
 
 type dirAttrs struct {
@@ -155,18 +156,25 @@ func (x *extractor) entry(hdr *cpio.Header, rd io.Reader) error {
 		return fmt.Errorf("image: %s: %w", name, err)
 	}
 	base := path.Base(name)
-	if err := x.makeRoom(d, base, typ == cpio.TypeDir); err != nil {
-		return fmt.Errorf("image: %s: %w", name, err)
+	// Into a fresh tree: create first, make room only when something is
+	// there already (a later archive's entry, as the kernel has it).
+	create := func() error {
+		switch typ {
+		case cpio.TypeDir:
+			return x.dir(d, name, base, hdr)
+		case cpio.TypeReg:
+			return x.file(d, base, hdr, rd)
+		case cpio.TypeSymlink:
+			return x.symlink(d, base, hdr)
+		default:
+			return x.fifo(d, base, hdr)
+		}
 	}
-	switch typ {
-	case cpio.TypeDir:
-		err = x.dir(d, name, base, hdr)
-	case cpio.TypeReg:
-		err = x.file(d, base, hdr, rd)
-	case cpio.TypeSymlink:
-		err = x.symlink(d, base, hdr)
-	case cpio.TypeFifo:
-		err = x.fifo(d, base, hdr)
+	err = create()
+	if errors.Is(err, fs.ErrExist) {
+		if err = x.makeRoom(d, base, typ == cpio.TypeDir); err == nil {
+			err = create()
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("image: %s: %w", name, err)
@@ -195,7 +203,11 @@ func (x *extractor) makeRoom(d *openDir, base string, dir bool) error {
 }
 
 func (x *extractor) dir(d *openDir, name, base string, hdr *cpio.Header) error {
-	if err := d.r.Mkdir(base, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := d.r.Mkdir(base, 0o700); errors.Is(err, fs.ErrExist) {
+		if fi, lerr := d.r.Lstat(base); lerr != nil || !fi.IsDir() {
+			return err // not a directory there: make room
+		}
+	} else if err != nil {
 		return err
 	}
 	if err := d.r.Lchown(base, hdr.Uid, hdr.Guid); err != nil {
@@ -226,8 +238,12 @@ func (x *extractor) file(d *openDir, base string, hdr *cpio.Header, rd io.Reader
 	if n != hdr.Size {
 		return fmt.Errorf("write: %d of %d bytes: %w", n, hdr.Size, io.ErrUnexpectedEOF)
 	}
-	if err := f.Chown(hdr.Uid, hdr.Guid); err != nil {
-		return fmt.Errorf("chown: %w", err)
+	// A new file is ours already (its directory is still 0700, never
+	// set-group-ID, while it is filled: see finishDirs).
+	if hdr.Uid != x.uid || hdr.Guid != x.gid {
+		if err := f.Chown(hdr.Uid, hdr.Guid); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
 	}
 	if err := f.Chmod(perm(hdr.Mode)); err != nil { // after chown, which clears set-id bits
 		return fmt.Errorf("chmod: %w", err)

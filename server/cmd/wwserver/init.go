@@ -632,7 +632,7 @@ directory and set ipxe_template = "NAME" on those nodes or on their profile.
 Templates are Go text/template. Fields: .Node (the resolved node: .Node.Name,
 .Node.KernelArgs, ...), .MAC, .Server.Address/.Port/.URL/.Secure, .KernelURL,
 .ImageURL, .SystemOverlayURL, .RuntimeOverlayURL, .FetchRuntime, .KernelArgs,
-.BootArgs, .Initrds, .Fetches (each with .URL and .Fallbacks, the same file at
+.BootArgs, .Initrds, .ImageDigest and .ModulesURL (two-stage nodes), .Fetches (each with .URL and .Fallbacks, the same file at
 the other live servers), .ServerURLs, .Retries. Functions: join, lower, upper.
 
 Edits are used on the next boot; see the result with

@@ -34,7 +34,7 @@ import (
 // Defaults of FetchOptions.
 const (
 	DefaultParallel    = 4
-	DefaultRounds      = 5
+	DefaultRounds      = 8
 	DefaultIdleTimeout = 30 * time.Second
 	DefaultBackoffMin  = 500 * time.Millisecond
 	DefaultBackoffMax  = 15 * time.Second
@@ -53,7 +53,8 @@ type FetchOptions struct {
 	// 2×Parallel compressed chunks plus one uncompressed.
 	Parallel int
 	// Rounds: a chunk (or the index) is given up after failing this many
-	// times on every server (default 5).
+	// times on every server (default 8: with the backoff, about a minute
+	// with one server).
 	Rounds int
 	// IdleTimeout fails an attempt that receives nothing for this long,
 	// headers included (default 30 s).

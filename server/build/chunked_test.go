@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,5 +261,43 @@ func TestKernelModules(t *testing.T) {
 	raw, _ := io.ReadAll(zr)
 	if !bytes.Contains(raw, []byte("TRAILER!!!")) || bytes.Contains(raw, []byte("modules")) {
 		t.Errorf("empty module archive: %q", raw)
+	}
+}
+
+// TestImageIndexConcurrent: nodes asking at once share one build.
+func TestImageIndexConcurrent(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	b, reg := newBuilder(t, tt.root)
+	snap := snapshot(t, testNodesTOML)
+	const n = 8
+	digests := make(chan string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			node := snap.Nodes.List[i%len(snap.Nodes.List)]
+			ix, err := b.ImageIndex(bg, snap, node)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			digests <- ix.Digest
+		}()
+	}
+	wg.Wait()
+	close(digests)
+	first := ""
+	for d := range digests {
+		if first == "" {
+			first = d
+		}
+		if d != first {
+			t.Errorf("digests differ: %s %s", d, first)
+		}
+	}
+	if got := counter(t, reg, "wwserver_build_builds_total", kindChunked); got != 1 {
+		t.Errorf("%v chunked builds, want 1", got)
 	}
 }

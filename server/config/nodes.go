@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // NetDev is one network device of a node.
@@ -145,10 +147,10 @@ type Source struct {
 	Data []byte
 }
 
-// Root modes for the node's root filesystem.
+// Root modes for the node's root filesystem (wwroot= on the kernel command line).
 const (
-	RootTmpfs     = "tmpfs"
-	RootInitramfs = "initramfs"
+	RootTmpfs     = nodeapi.RootTmpfs
+	RootInitramfs = nodeapi.RootInitramfs
 )
 
 // LoadNodes reads and resolves one nodes file at path.

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // DefaultPort is the HTTP port nodes use when wwserver.toml names none.
-const DefaultPort = 9873
+const DefaultPort = nodeapi.DefaultPort
 
 // Duration is a time.Duration written in TOML as a string ("60s", "1h").
 type Duration struct{ time.Duration }
@@ -78,7 +80,7 @@ func (s *Server) ChecksSource() bool {
 
 // URL is the base URL nodes use, e.g. http://10.0.2.1:9873.
 func (s *Server) URL() string {
-	return "http://" + net.JoinHostPort(s.Address, strconv.Itoa(s.Port))
+	return nodeapi.BaseURL(nodeapi.HostPort(s.Address, s.Port))
 }
 
 // DHCP is the [dhcp] section of wwserver.toml.

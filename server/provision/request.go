@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -35,7 +36,7 @@ type call struct {
 // begin parses {mac} and looks the node up. A bad MAC is answered with 400
 // and ok is false; an unknown MAC is not an error here (node is nil).
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c *call, ok bool) {
-	raw := r.PathValue("mac")
+	raw := r.PathValue(nodeapi.MACWildcard)
 	mac, err := config.NormalizeMAC(raw)
 	if err != nil {
 		h.metrics.refusals.WithLabelValues(reasonBadRequest).Inc()

@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // authorize applies secure mode and the asset key to a request for node
@@ -36,7 +37,7 @@ func authorize(c *call) bool {
 		http.Error(c.w, "bad query: "+err.Error(), http.StatusBadRequest)
 		return false
 	}
-	keys := q["assetkey"]
+	keys := q[nodeapi.AssetKeyParam]
 	if len(keys) == 0 || keys[0] == "" {
 		c.refuse(http.StatusUnauthorized, ReasonBadAsset, "this node requires ?assetkey=")
 		return false

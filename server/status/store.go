@@ -13,6 +13,7 @@ import (
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/health"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // FileName is the status file's name under the state directory.
@@ -50,13 +51,9 @@ const DefaultCacheAge = 250 * time.Millisecond
 // fileVersion is the status.json format version.
 const fileVersion = 1
 
-// Heartbeat is what wwclient reports in POST /heartbeat/{mac}.
-type Heartbeat struct {
-	Version       string `json:"version"`
-	UptimeSeconds int64  `json:"uptime_seconds"`
-	BootID        string `json:"boot_id"`
-	RuntimeETag   string `json:"runtime_etag"`
-}
+// Heartbeat is a node's last heartbeat as the store keeps it: what
+// wwclient reported in POST /heartbeat/{mac}, without the name it gave.
+type Heartbeat = nodeapi.AgentState
 
 // Record is one node's or unknown MAC's status. It is stored by value; its
 // Heartbeat pointer is never mutated once stored, so copies may share it.

@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wwcluster/ww/overlays"
+	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/provision"
 )
 
 // The image init creates; nodes.toml's default profile uses it.
@@ -126,7 +126,7 @@ func runInit(o initOptions, out io.Writer) error {
 		// nodes.toml may hold asset keys.
 		{config.NodesFile, nodesText, 0o600},
 		{"ipxe/README", ipxeReadme, 0o644},
-		{"ipxe/example.ipxe.sample", provision.Builtin(), 0o644},
+		{"ipxe/example.ipxe.sample", bootscript.Builtin(), 0o644},
 	}
 	for _, f := range files {
 		if err := writeFileAll(filepath.Join(dir, f.name), []byte(f.data), f.mode); err != nil {

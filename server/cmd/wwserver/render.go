@@ -15,9 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/provision"
 )
 
 // loadSnapshot reads the served tree's configuration once.
@@ -67,7 +67,7 @@ func newRenderIPXECmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := provision.NewTemplates(root)
+			t, err := bootscript.NewIPXE(root)
 			if err != nil {
 				return err
 			}
@@ -206,7 +206,7 @@ func checkTree(root string) []string {
 	if srv == nil || nodes == nil {
 		return problems
 	}
-	t, err := provision.NewTemplates(root)
+	t, err := bootscript.NewIPXE(root)
 	if err != nil {
 		return append(problems, err.Error())
 	}
@@ -243,7 +243,7 @@ func checkTree(root string) []string {
 		if n.IPXETemplate != "" {
 			if _, err := t.Render(io.Discard, snap, n, n.Primary().HWAddr); err != nil {
 				msg := err.Error()
-				if errors.Is(err, provision.ErrNotFound) {
+				if errors.Is(err, bootscript.ErrNoTemplate) {
 					msg = fmt.Sprintf("iPXE template %q: no file ipxe/%s.ipxe", n.IPXETemplate, n.IPXETemplate)
 				}
 				once(fmt.Sprintf("%s.ipxe_template: %s", key, msg))

@@ -27,6 +27,14 @@ type Request struct {
 	Servers []string
 }
 
+// others are the servers besides this one (the first).
+func others(servers []string) []string {
+	if len(servers) == 0 {
+		return nil
+	}
+	return servers[1:]
+}
+
 // Renderer writes boot plans as one boot loader's scripts.
 type Renderer interface {
 	// RenderPlan writes the script of plan p and returns what to record

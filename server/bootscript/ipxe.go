@@ -180,7 +180,7 @@ func (t *IPXE) Script(req Request) (script []byte, sent string, err error) {
 	script, ok := t.rendered.get(req.Snap, serversKey, key)
 	if !ok {
 		var buf bytes.Buffer
-		p := bootplan.New(req.Snap.Server, req.Node, req.MAC, req.Servers[1:])
+		p := bootplan.New(req.Snap.Server, req.Node, req.MAC, others(req.Servers))
 		if err := tp.Execute(&buf, NewIPXEData(p)); err != nil {
 			return nil, "", fmt.Errorf("render iPXE template for %s: %w", req.Node.Name, err)
 		}

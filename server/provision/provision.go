@@ -5,8 +5,8 @@
 // Handlers only look up and render: the config store has already resolved
 // nodes, server/bootplan decides what a node boots and server/bootscript
 // renders it, the builder owns images and overlays (and its cache), and the
-// status store owns persistence. Each stage lives in its own file; routes.go lists
-// them in boot order.
+// status store owns persistence. Each stage lives in its own file; routes.go
+// lists them in boot order.
 package provision
 
 import (

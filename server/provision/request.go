@@ -10,7 +10,9 @@ import (
 	"github.com/wwcluster/ww/server/status"
 )
 
-// Reasons recorded as Event.Sent (and counted) when a request is refused.
+// Reasons a request is refused for, counted in wwserver_http_refusals_total.
+// NOT_FOUND is also recorded as Event.Sent; the others never touch status
+// (see call.deny).
 const (
 	ReasonNotFound     = "NOT_FOUND"
 	ReasonBadAsset     = "BAD_ASSET"
@@ -65,9 +67,23 @@ func (c *call) record(sent string) {
 }
 
 // refuse answers code with msg, counts and records reason and logs it.
+// Only for answers about the request's own outcome that anyone may cause
+// (an unknown MAC, a file that does not exist); a request refused for who
+// sent it is answered by deny, which records nothing.
 func (c *call) refuse(code int, reason, msg string) {
-	c.h.metrics.refusals.WithLabelValues(reason).Inc()
 	c.record(reason)
+	c.deny(code, reason, msg)
+}
+
+// deny answers code with msg, counts reason and logs it, and changes
+// nothing in the status store: a request that was not authorized (wrong
+// source port or address, bad asset key) comes from someone who is not, or
+// cannot be shown to be, the node, so it must not move the node's stage,
+// address or last seen. Otherwise anyone could keep a dead node looking
+// alive, or hide a live one behind a refusal. Refusals are visible in
+// wwserver_http_refusals_total{reason} and the (throttled) log.
+func (c *call) deny(code int, reason, msg string) {
+	c.h.metrics.refusals.WithLabelValues(reason).Inc()
 	node := ""
 	if c.node != nil {
 		node = c.node.Name

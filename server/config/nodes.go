@@ -262,6 +262,24 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// Kernel arguments, where they are written (a profile's are checked
+	// even when no node uses it yet).
+	for _, kind := range []struct {
+		prefix  string
+		entries map[string]*Entry
+	}{{"profiles.", raw.Profiles}, {"nodes.", raw.Nodes}} {
+		for _, name := range sortedKeys(kind.entries) {
+			e := kind.entries[name]
+			if e == nil {
+				continue
+			}
+			for _, a := range e.KernelArgs {
+				if err := CheckKernelArg(a); err != nil {
+					return nil, fail(kind.prefix+name+".kernel_args", "%v", err)
+				}
+			}
+		}
+	}
 
 	ns := &Nodes{ByName: map[string]*Node{}, ByMAC: map[string]*Node{}, ByIP: map[string]*Node{}}
 	macOwner := map[string]string{} // mac → key that set it
@@ -443,6 +461,50 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 			cur.Primary = d.Primary
 		}
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// ipxeMeta are the character sequences iPXE's script parser gives a
+// meaning to (core/exec.c: "${" expands a setting anywhere in a line; a
+// token "||", "&&" or ";" ends a command and starts the next; a token
+// starting with "#" starts a comment). A kernel argument is written into
+// the iPXE script's boot line, and iPXE has no quoting, so none of them may
+// appear in one. (They are refused anywhere in the argument, not only as
+// whole tokens: simpler to explain, and no kernel parameter needs them.)
+var ipxeMeta = []struct{ seq, what string }{
+	{"${", "a setting expansion"},
+	{"&&", "a command separator"},
+	{"||", "a command separator"},
+	{";", "a command separator"},
+	{"#", "the start of a comment"},
+}
+
+// CheckKernelArg reports why s cannot be one kernel_args entry: a control
+// character (a newline would end the iPXE boot line and start a new
+// command), or a sequence iPXE's script parser interprets (see ipxeMeta).
+// Spaces are allowed: "console=ttyS0 quiet" is two kernel arguments.
+func CheckKernelArg(s string) error {
+	for i, r := range s {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) {
+			return fmt.Errorf("kernel argument %q holds a control character (%U at byte %d); "+
+				"each argument must be printable text on one line", s, r, i)
+		}
+	}
+	for _, m := range ipxeMeta {
+		if strings.Contains(s, m.seq) {
+			return fmt.Errorf("kernel argument %q holds %q, which iPXE reads as %s in the boot script "+
+				"(iPXE has no quoting); remove it", s, m.seq, m.what)
+		}
+	}
+	return nil
 }
 
 // NormalizeMAC accepts a 6-byte MAC with ':' or '-' in any case and returns

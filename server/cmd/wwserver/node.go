@@ -49,7 +49,10 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	}
 	fl.StringVar(&f.image, "image", "", "image name (images/NAME/rootfs)")
 	fl.StringVar(&f.kernel, "kernel", "", "kernel path inside the image rootfs")
-	fl.StringSliceVar(&f.kernelArgs, "kernel-args", nil, "kernel command line arguments")
+	// StringArray, not StringSlice: a slice flag is parsed as CSV, which
+	// split console=ttyS0,115200n8 in two and choked on quotes.
+	fl.StringArrayVar(&f.kernelArgs, "kernel-args", nil,
+		`kernel command line argument, taken whole (repeatable: --kernel-args console=ttyS0,115200n8 --kernel-args quiet; --kernel-args "" clears them)`)
 	fl.StringSliceVar(&f.systemOverlays, "system-overlays", nil, "system overlays, in order")
 	fl.StringSliceVar(&f.runtimeOverlays, "runtime-overlays", nil, "runtime overlays, in order")
 	fl.StringVar(&f.root, "root-mode", "", `"tmpfs" or "initramfs" (the root key)`)
@@ -83,7 +86,13 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 	list("profile", f.profiles, &e.Profiles)
 	str("image", f.image, &e.Image)
 	str("kernel", f.kernel, &e.Kernel)
-	list("kernel-args", f.kernelArgs, &e.KernelArgs)
+	if ch("kernel-args") {
+		args, err := kernelArgs(f.kernelArgs)
+		if err != nil {
+			return err
+		}
+		e.KernelArgs = args
+	}
 	list("system-overlays", f.systemOverlays, &e.SystemOverlays)
 	list("runtime-overlays", f.runtimeOverlays, &e.RuntimeOverlays)
 	str("root-mode", f.root, &e.Root)
@@ -137,6 +146,22 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 	str("netmask", f.netmask, &d.Netmask)
 	str("gateway", f.gateway, &d.Gateway)
 	return nil
+}
+
+// kernelArgs checks the --kernel-args values and drops empty ones (a lone
+// "" clears the list).
+func kernelArgs(in []string) ([]string, error) {
+	var out []string
+	for _, a := range in {
+		if a == "" {
+			continue
+		}
+		if err := config.CheckKernelArg(a); err != nil {
+			return nil, fmt.Errorf("--kernel-args: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // addIPv4 returns start + n, refusing to wrap past 255.255.255.255.

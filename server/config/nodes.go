@@ -341,6 +341,9 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			dev := NetDev{Name: d}
 			if rd.HWAddr != nil {
 				mac, err := NormalizeMAC(*rd.HWAddr)
+				if err == nil {
+					err = CheckUnicastMAC(mac)
+				}
 				if err != nil {
 					return nil, fail(dk+".hwaddr", "%v", err)
 				}
@@ -361,6 +364,9 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			}
 			if dev.Netmask != "" && !isMask(dev.Netmask) {
 				return nil, fail(dk+".netmask", "%q is not a netmask", dev.Netmask)
+			}
+			if err := CheckHostAddr(dev.IPAddr, dev.Netmask); err != nil {
+				return nil, fail(dk+".ipaddr", "%v", err)
 			}
 			if rd.Primary != nil && *rd.Primary {
 				dev.Primary = true
@@ -518,6 +524,52 @@ func NormalizeMAC(s string) (string, error) {
 		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
 	}
 	return hw.String(), nil
+}
+
+// CheckUnicastMAC reports why a normalised MAC cannot be a network card's:
+// all zeros, the broadcast address, or a multicast address (the low bit of
+// the first byte set). Such a MAC in a request is forged or broken; given
+// to a node it would match every broadcast or nothing.
+func CheckUnicastMAC(mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", mac)
+	}
+	switch {
+	case bytes.Equal(hw, make([]byte, 6)):
+		return fmt.Errorf("MAC %s is all zeros, not a network card's address", hw)
+	case bytes.Equal(hw, bytes.Repeat([]byte{0xff}, 6)):
+		return fmt.Errorf("MAC %s is the broadcast address, not a network card's", hw)
+	case hw[0]&1 == 1:
+		return fmt.Errorf("MAC %s is a multicast address (the first byte is odd), not a network card's", hw)
+	}
+	return nil
+}
+
+// CheckHostAddr reports why ip cannot be a host's address on a network
+// with netmask: it is the network's own address or its broadcast address
+// (prefixes up to /30; a /31 or /32 has neither). Nothing is checked
+// without a valid netmask.
+func CheckHostAddr(ip, netmask string) error {
+	bits := PrefixLen(netmask)
+	a := parseIPv4(ip)
+	if bits < 0 || bits > 30 || a == nil {
+		return nil
+	}
+	mask := net.CIDRMask(bits, 32)
+	network := a.Mask(mask)
+	bcast := make(net.IP, 4)
+	for i := range bcast {
+		bcast[i] = network[i] | ^mask[i]
+	}
+	prefix := fmt.Sprintf("%s/%d", network, bits)
+	switch {
+	case a.Equal(network):
+		return fmt.Errorf("%s is the network address of %s (netmask %s), not a host's", ip, prefix, netmask)
+	case a.Equal(bcast):
+		return fmt.Errorf("%s is the broadcast address of %s (netmask %s), not a host's", ip, prefix, netmask)
+	}
+	return nil
 }
 
 func checkName(s string) error {

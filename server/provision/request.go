@@ -18,7 +18,10 @@ const (
 	ReasonBadAsset     = "BAD_ASSET"
 	ReasonInsecurePort = "INSECURE_PORT"
 	ReasonWrongSource  = "WRONG_SOURCE"
-	reasonBadRequest   = "BAD_REQUEST"
+	// ReasonBadMAC: a MAC no network card has (all zeros, broadcast,
+	// multicast) in the URL; never looked up, recorded or discovered.
+	ReasonBadMAC     = "BAD_MAC"
+	reasonBadRequest = "BAD_REQUEST"
 )
 
 // call is one request to a per-node route, after its MAC was parsed and its
@@ -34,13 +37,21 @@ type call struct {
 	node  *config.Node // nil for an unknown MAC
 }
 
-// begin parses {mac} and looks the node up. A bad MAC is answered with 400
-// and ok is false; an unknown MAC is not an error here (node is nil).
+// begin parses {mac} and looks the node up. A bad MAC (unparsable, or all
+// zeros, broadcast or multicast) is answered with 400 and ok is false; an
+// unknown MAC is not an error here (node is nil).
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c *call, ok bool) {
 	raw := r.PathValue("mac")
 	mac, err := config.NormalizeMAC(raw)
 	if err != nil {
 		h.metrics.refusals.WithLabelValues(reasonBadRequest).Inc()
+		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	// No node can have such a MAC (config validation refuses them), so
+	// it must not claim a discoverable node or an unknown-MAC slot.
+	if err := config.CheckUnicastMAC(mac); err != nil {
+		h.metrics.refusals.WithLabelValues(ReasonBadMAC).Inc()
 		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
 		return nil, false
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -65,8 +66,9 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringVar(&f.gateway, "gateway", "", "gateway of the network device")
 }
 
-// apply sets the flags the user gave on e; i is the name's index for --ipaddr.
-func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
+// apply sets the flags the user gave on e, the entry of name; i is the
+// name's index for --ipaddr.
+func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, name string, i int) error {
 	ch := cmd.Flags().Changed
 	str := func(flag, v string, dst **string) {
 		if !ch(flag) {
@@ -129,6 +131,9 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 	}
 	if ch("hwaddr") && f.hwaddr != "" {
 		mac, err := config.NormalizeMAC(f.hwaddr)
+		if err == nil {
+			err = config.CheckUnicastMAC(mac)
+		}
 		if err != nil {
 			return fmt.Errorf("--hwaddr: %w", err)
 		}
@@ -139,6 +144,11 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 		var err error
 		if ip, err = addIPv4(ip, i); err != nil {
 			return fmt.Errorf("--ipaddr: %w", err)
+		}
+		if ch("netmask") && f.netmask != "" {
+			if err := inSubnet(f.ipaddr, ip, f.netmask); err != nil {
+				return fmt.Errorf("--ipaddr %s counts up to %s for %s: %w", f.ipaddr, ip, name, err)
+			}
 		}
 	}
 	str("hwaddr", f.hwaddr, &d.HWAddr)
@@ -162,6 +172,30 @@ func kernelArgs(in []string) ([]string, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// inSubnet reports why ip, counted up from start, cannot be a host's
+// address in start's network (netmask): outside it, or its network or
+// broadcast address. (Counting up meets the broadcast address before
+// leaving a network of /30 or larger; a /31 or /32 has none, and is left
+// at once.) Without --netmask the
+// config validation still refuses network and broadcast addresses, with the
+// netmask the node gets from its profiles.
+func inSubnet(start, ip, netmask string) error {
+	bits := config.PrefixLen(netmask)
+	s, err1 := netip.ParseAddr(start)
+	a, err2 := netip.ParseAddr(ip)
+	if bits < 0 || err1 != nil || err2 != nil {
+		return nil // reported by the config validation
+	}
+	p, err := s.Prefix(bits)
+	if err != nil {
+		return nil
+	}
+	if !p.Contains(a) {
+		return fmt.Errorf("%s is outside %s (netmask %s); give fewer names or another start address", ip, p, netmask)
+	}
+	return config.CheckHostAddr(ip, netmask)
 }
 
 // addIPv4 returns start + n, refusing to wrap past 255.255.255.255.
@@ -238,7 +272,7 @@ func newEntryAddCmd(kind nodeedit.Kind) *cobra.Command {
 					if kind == nodeedit.Node && !cmd.Flags().Changed("profile") && t.File(nodeedit.Profile, "default") != "" {
 						e.Profiles = []string{"default"}
 					}
-					if err := f.apply(cmd, e, i); err != nil {
+					if err := f.apply(cmd, e, name, i); err != nil {
 						return err
 					}
 					if err := t.Add(kind, name, e); err != nil {
@@ -285,7 +319,7 @@ func newEntrySetCmd(kind nodeedit.Kind) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					if err := f.apply(cmd, e, i); err != nil {
+					if err := f.apply(cmd, e, name, i); err != nil {
 						return err
 					}
 				}

@@ -178,9 +178,9 @@ func kernelArgs(in []string) ([]string, error) {
 // address in start's network (netmask): outside it, or its network or
 // broadcast address. (Counting up meets the broadcast address before
 // leaving a network of /30 or larger; a /31 or /32 has none, and is left
-// at once.) Without --netmask the
-// config validation still refuses network and broadcast addresses, with the
-// netmask the node gets from its profiles.
+// at once.) Without --netmask the config validation still refuses network
+// and broadcast addresses, with the netmask the node gets from its
+// profiles.
 func inSubnet(start, ip, netmask string) error {
 	bits := config.PrefixLen(netmask)
 	s, err1 := netip.ParseAddr(start)

@@ -140,9 +140,8 @@ func (s *shared) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
 		case <-t.C:
 		}
 		start := time.Now()
-		info := info()
 		var err error
-		lease, err = s.c.PublishServer(ctx, info, lease)
+		lease, err = s.c.PublishServer(ctx, info(), lease)
 		var servers []etcdstate.ServerInfo
 		if err == nil {
 			servers, err = s.c.Servers(ctx)

@@ -298,6 +298,7 @@ func TestImportSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest, _ := img.Digest()
+	configDigest, _ := img.ConfigName() // a docker archive's image ID
 
 	for _, c := range []struct{ src, kind string }{
 		{ociDir, "oci-layout"},
@@ -312,8 +313,12 @@ func TestImportSources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Kind != c.kind || m.Layers != 2 || m.Digest != digest.String() {
-				t.Errorf("meta %+v, want kind %s, 2 layers, digest %s", m, c.kind, digest)
+			want := digest
+			if c.kind == "docker-archive" {
+				want = configDigest
+			}
+			if m.Kind != c.kind || m.Layers != 2 || m.Digest != want.String() {
+				t.Errorf("meta %+v, want kind %s, 2 layers, digest %s", m, c.kind, want)
 			}
 			checkRootfs(t, filepath.Join(tree, "images/node/rootfs"), true)
 		})

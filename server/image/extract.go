@@ -192,7 +192,7 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		if err := a.fdMeta(fd, hdr, mode); err != nil {
 			return err
 		}
-	case tar.TypeReg: // archive/tar reports old-style TypeRegA as TypeReg
+	case tar.TypeReg, tar.TypeGNUSparse: // archive/tar reports TypeRegA as TypeReg, and fills a sparse file's holes
 		// Refused before a byte is written when it would not fit (a
 		// sparse entry counts at its full size: it is written in full).
 		if err := a.lim.need(hdr.Size); err != nil {

@@ -32,7 +32,7 @@ import (
 // paddedTar is a layer as GNU tar writes it: entries, the end marker, then
 // zeros up to a 10 KiB record. A reader that stops at the end marker never
 // reads the padding (nor, compressed, the gzip trailer).
-func paddedTar(t *testing.T, entries []entry) []byte {
+func paddedTar(t testing.TB, entries []entry) []byte {
 	t.Helper()
 	b := tarBytes(t, entries)
 	return append(b, make([]byte, 10240-len(b)%10240)...)
@@ -66,7 +66,7 @@ func tamper(t *testing.T, data []byte) []byte {
 
 // storedGzipImage is a one-layer image whose layer is gzip without
 // compression (so tampering keeps the blob's length and readability).
-func storedGzipImage(t *testing.T, layer []byte) (v1.Image, v1.Layer) {
+func storedGzipImage(t testing.TB, layer []byte) (v1.Image, v1.Layer) {
 	t.Helper()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer)), nil },
 		tarball.WithCompressionLevel(gzip.NoCompression))
@@ -178,7 +178,7 @@ func TestImportRefusesTamperedOCILayer(t *testing.T) {
 // dockerSave writes a docker save archive by hand: layers (uncompressed
 // tars) at the given paths, a config naming their diff_ids (of
 // diffLayers, which may differ from the layers stored), manifest.json.
-func dockerSave(t *testing.T, out string, paths []string, layers, diffLayers [][]byte) string {
+func dockerSave(t testing.TB, out string, paths []string, layers, diffLayers [][]byte) string {
 	t.Helper()
 	var diffIDs []string
 	for _, l := range diffLayers {
@@ -292,6 +292,8 @@ func TestImportBootWarnings(t *testing.T) {
 			{name: "lib", typ: tar.TypeSymlink, link: "usr/lib"},
 			{name: "usr/lib/systemd/systemd", body: "systemd", mode: 0o755},
 		}, nil},
+		// A FIFO where boot/ should be once blocked the kernel lookup forever.
+		"fifo boot": {[]entry{{name: "boot", typ: tar.TypeFifo, mode: 0o644}, {name: "sbin/init", body: "i", mode: 0o755}}, []string{"has no kernel"}},
 		"dangling init": {[]entry{{name: "boot/vmlinuz-6.1", body: "k"}, {name: "sbin/init", typ: tar.TypeSymlink, link: "/nowhere"}}, []string{"no /sbin/init"}},
 	}
 	for name, c := range cases {

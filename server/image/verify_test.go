@@ -293,7 +293,7 @@ func TestImportBootWarnings(t *testing.T) {
 			{name: "usr/lib/systemd/systemd", body: "systemd", mode: 0o755},
 		}, nil},
 		// A FIFO where boot/ should be once blocked the kernel lookup forever.
-		"fifo boot": {[]entry{{name: "boot", typ: tar.TypeFifo, mode: 0o644}, {name: "sbin/init", body: "i", mode: 0o755}}, []string{"has no kernel"}},
+		"fifo boot":     {[]entry{{name: "boot", typ: tar.TypeFifo, mode: 0o644}, {name: "sbin/init", body: "i", mode: 0o755}}, []string{"has no kernel"}},
 		"dangling init": {[]entry{{name: "boot/vmlinuz-6.1", body: "k"}, {name: "sbin/init", typ: tar.TypeSymlink, link: "/nowhere"}}, []string{"no /sbin/init"}},
 	}
 	for name, c := range cases {

@@ -2,6 +2,7 @@ package image
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,8 @@ type tarEntry struct {
 	typ  byte
 	link string
 	size int64
-	off  int64 // data offset in an uncompressed archive; -1 when it must be read through tar (compressed, sparse)
+	off  int64  // data offset in an uncompressed archive; -1 when it must be read through tar (compressed, sparse)
+	data []byte // a small file of a compressed archive, kept from the scan
 }
 
 // seqTar is a tar reader positioned after entry idx.
@@ -45,6 +47,13 @@ type seqTar struct {
 const (
 	maxSniffEntries   = 10000
 	maxArchiveEntries = 100000
+)
+
+// The scan of a compressed archive keeps its small files (manifests,
+// configs, indexes), so reading them takes no further pass.
+const (
+	maxKeptFile  = 1 << 20
+	maxKeptTotal = 16 << 20
 )
 
 // scanArchive opens file and tells what it is: "oci-archive" (oci-layout
@@ -91,6 +100,7 @@ func (a *tarArchive) scan() (string, error) {
 	}
 	tr := tar.NewReader(r)
 	marker := false
+	var kept int64
 	for i := 0; ; i++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -116,13 +126,20 @@ func (a *tarArchive) scan() (string, error) {
 		if i >= maxArchiveEntries {
 			return "", fmt.Errorf("more than %d entries: not an image archive", maxArchiveEntries)
 		}
+		if _, dup := a.entries[name]; dup || name == "" {
+			continue
+		}
 		e := &tarEntry{idx: i, typ: h.Typeflag, link: h.Linkname, size: h.Size, off: -1}
-		if pos != nil && !sparse(h) {
+		switch {
+		case pos != nil && !sparse(h):
 			e.off = pos.n
+		case pos == nil && h.Typeflag == tar.TypeReg && h.Size <= maxKeptFile && kept+h.Size <= maxKeptTotal:
+			if e.data, err = io.ReadAll(tr); err != nil {
+				return "", fmt.Errorf("read tar: %s: %w", name, err)
+			}
+			kept += h.Size
 		}
-		if _, dup := a.entries[name]; !dup && name != "" {
-			a.entries[name] = e
-		}
+		a.entries[name] = e
 	}
 	switch {
 	case a.entries["oci-layout"] != nil && a.entries["index.json"] != nil:
@@ -172,6 +189,9 @@ func (a *tarArchive) open(name string) (io.ReadCloser, error) {
 	}
 	if e.off >= 0 {
 		return io.NopCloser(io.NewSectionReader(a.f, e.off, e.size)), nil
+	}
+	if e.data != nil {
+		return io.NopCloser(bytes.NewReader(e.data)), nil
 	}
 	if a.seq == nil || a.seq.idx >= e.idx {
 		a.closeSeq()

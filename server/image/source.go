@@ -112,6 +112,12 @@ func fromRegistry(ctx context.Context, ref string, platform *v1.Platform) (*sour
 	}
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithPlatform(*platform),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	// One puller: the manifest and every blob share its authentication.
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	opts = append(opts, remote.Reuse(puller))
 	img, err := remote.Image(r, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)

@@ -347,3 +347,57 @@ func TestDigestErrorMessage(t *testing.T) {
 		t.Error(got)
 	}
 }
+
+// A docker save archive read in place, plain and compressed: layers stored
+// out of order, bigger than what the scan keeps in memory, one of them a
+// symlink to another (old docker save links duplicate layers).
+func TestImportDockerArchiveOrderAndLinks(t *testing.T) {
+	big := make([]byte, 2<<20)
+	rand.Read(big)
+	l1 := tarBytes(t, []entry{{name: "boot/vmlinuz-1", body: "k"}, {name: "data/big", body: string(big)}, {name: "etc/v", body: "1"}})
+	l2 := tarBytes(t, []entry{{name: "etc/v", body: "2"}, {name: "sbin/init", body: "i", mode: 0o755}})
+	diff := func(b []byte) string { s := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(s[:]) }
+	cfg, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux",
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{diff(l1), diff(l2), diff(l1)}}})
+	manifest, _ := json.Marshal([]map[string]any{{"Config": "config.json", "Layers": []string{"one/layer.tar", "two/layer.tar", "dup/layer.tar"}}})
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(h *tar.Header, data []byte) {
+		h.Size = int64(len(data))
+		if h.Typeflag == 0 {
+			h.Typeflag, h.Mode = tar.TypeReg, 0o644
+		}
+		tw.WriteHeader(h)
+		tw.Write(data)
+	}
+	add(&tar.Header{Name: "manifest.json"}, manifest)
+	add(&tar.Header{Name: "two/layer.tar"}, l2)
+	add(&tar.Header{Name: "dup/layer.tar", Typeflag: tar.TypeSymlink, Linkname: "../one/layer.tar"}, nil)
+	add(&tar.Header{Name: "one/layer.tar"}, l1)
+	add(&tar.Header{Name: "config.json"}, cfg)
+	tw.Close()
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "save.tar")
+	os.WriteFile(plain, buf.Bytes(), 0o644)
+	gz := filepath.Join(dir, "save.tar.gz")
+	gzipFile(t, plain, gz)
+	for _, src := range []string{plain, gz} {
+		t.Run(filepath.Base(src), func(t *testing.T) {
+			tree := t.TempDir()
+			m, err := importInto(t, tree, "node", src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Kind != "docker-archive" || m.Layers != 3 || len(m.Warnings) != 0 {
+				t.Errorf("meta %+v", m)
+			}
+			rootfs := filepath.Join(tree, "images/node/rootfs")
+			if data, _ := os.ReadFile(filepath.Join(rootfs, "etc/v")); string(data) != "1" {
+				t.Errorf("etc/v = %q, want the last layer's (1)", data)
+			}
+			if data, _ := os.ReadFile(filepath.Join(rootfs, "data/big")); !bytes.Equal(data, big) {
+				t.Errorf("data/big differs (%d bytes)", len(data))
+			}
+		})
+	}
+}

@@ -343,6 +343,8 @@ func prepareImages(root string, log *slog.Logger) {
 			log.Warn("images/ is reachable by every local user and could not be made root-only", "problem", why, "err", err)
 		case changed:
 			log.Warn("images/ was reachable by every local user: made it root-only", "old_mode", fmt.Sprintf("%04o", old))
+		default:
+			log.Warn("images/ is reachable by a user other than root", "problem", why)
 		}
 	}
 	removed, err := image.CleanLeftovers(root)

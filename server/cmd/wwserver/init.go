@@ -20,6 +20,7 @@ import (
 	"github.com/wwcluster/ww/overlays"
 	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/image"
 )
 
 // The image init creates; nodes.toml's default profile uses it.
@@ -139,6 +140,10 @@ func runInit(o initOptions, out io.Writer) error {
 	clientDst := filepath.Join(dir, "overlays", "wwinit", filepath.FromSlash(overlays.ClientBinary))
 	if err := copyRegular(wwclient, clientDst, 0o755); err != nil {
 		return fmt.Errorf("install wwclient: %w", err)
+	}
+	// images/ is root-only: image trees hold setuid-root programs.
+	if _, _, err := image.SecureImagesDir(dir); err != nil {
+		return err
 	}
 	rootfs := filepath.Join(dir, "images", initImage, "rootfs")
 	if o.imageFrom != "" {

@@ -14,15 +14,16 @@ import (
 
 	"github.com/wwcluster/ww/chunkimage"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/status"
 )
 
-// The two-stage boot (nodes.toml boot = "twostage"): iPXE loads the kernel,
-// the network drivers (GET /kernel/{mac}/modules) and the overlays, and
-// boots with wwimage=DIGEST; wwclient then fetches the image index
-// (GET /image/{mac}/index, whose sha256 is DIGEST), every chunk it lists
-// (GET /chunk/{sha256}, from any server that has it) and reports its
-// progress (POST /progress/{mac}).
+// The two-stage boot (nodes.toml boot = "twostage", see server/nodeapi):
+// iPXE loads the kernel, the network drivers (GET /modules/{mac}) and the
+// overlays, and boots with wwimage=DIGEST (server/bootplan); wwclient then
+// fetches the image index (GET /index/{mac}, whose sha256 is DIGEST), every
+// chunk it lists (GET /chunk/{sha256}, from any server that has it) and
+// reports its progress (POST /progress/{mac}).
 
 // Route labels of the two-stage routes.
 const (
@@ -32,9 +33,6 @@ const (
 	labelProgress   = "progress"
 )
 
-// NameModules is the --name iPXE gives the network driver modules.
-const NameModules = "modules.img.gz"
-
 // Names recorded as sent (the builder's names; see server/build).
 const (
 	sentImageIndex = "__IMAGE__.index"
@@ -42,8 +40,8 @@ const (
 
 // Reasons a node may report in POST /progress (recorded as sent).
 const (
-	ReasonNoMemory    = "NO_MEMORY"    // the image does not fit the node's memory
-	ReasonImageFailed = "IMAGE_FAILED" // the download failed for good
+	ReasonNoMemory    = nodeapi.ReasonNoMemory
+	ReasonImageFailed = nodeapi.ReasonImageFailed
 )
 
 // ImageIndex is a node image's chunk index as the builder made it.
@@ -71,10 +69,11 @@ func (h *Handler) twoStage() (TwoStageBuilder, bool) {
 
 // twoStageRoutes registers the two-stage routes (see routes.go).
 func (h *Handler) twoStageRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /kernel/{mac}/modules", h.instrument(labelModules, h.serveModules))
-	mux.Handle("GET /image/{mac}/index", h.instrument(labelImageIndex, h.serveImageIndex))
-	mux.Handle("GET /chunk/{sha256}", h.instrument(labelChunk, h.serveChunk))
-	mux.Handle("POST /progress/{mac}", h.instrument(labelProgress, h.serveProgress))
+	get := http.MethodGet
+	mux.Handle(nodeapi.Modules.Pattern(get), h.instrument(labelModules, h.serveModules))
+	mux.Handle(nodeapi.ImageIndex.Pattern(get), h.instrument(labelImageIndex, h.serveImageIndex))
+	mux.Handle(nodeapi.ChunkPattern(), h.instrument(labelChunk, h.serveChunk))
+	mux.Handle(nodeapi.Progress.Pattern(http.MethodPost), h.instrument(labelProgress, h.serveProgress))
 }
 
 // imageDigest returns the digest for a two-stage node's iPXE script ("" for
@@ -99,7 +98,7 @@ func (h *Handler) imageDigest(c *call) (string, error) {
 	return ix.Digest, nil
 }
 
-// serveModules answers GET /kernel/{mac}/modules: the network drivers of
+// serveModules answers GET /modules/{mac}: the network drivers of
 // the node's kernel (iPXE: initrd --name modules.img.gz), recorded under
 // the KERNEL stage.
 func (h *Handler) serveModules(w http.ResponseWriter, r *http.Request) {
@@ -111,7 +110,7 @@ func (h *Handler) serveModules(w http.ResponseWriter, r *http.Request) {
 	h.serveArtifact(w, r, status.StageKernel, labelModules, tb.KernelModules, nil)
 }
 
-// serveImageIndex answers GET /image/{mac}/index: the node's image index
+// serveImageIndex answers GET /index/{mac}: the node's image index
 // (JSON, see package chunkimage), ETag = its digest. Like the image it is
 // served to anyone who knows the MAC.
 func (h *Handler) serveImageIndex(w http.ResponseWriter, r *http.Request) {
@@ -155,7 +154,7 @@ func (h *Handler) serveImageIndex(w http.ResponseWriter, r *http.Request) {
 // (ETag = its digest, cacheable forever), with Range. Not per node and not
 // recorded in status: a node's progress comes from POST /progress.
 func (h *Handler) serveChunk(w http.ResponseWriter, r *http.Request) {
-	digest := r.PathValue("sha256")
+	digest := r.PathValue(nodeapi.ChunkWildcard)
 	if !chunkimage.ValidDigest(digest) {
 		h.metrics.refusals.WithLabelValues(reasonBadRequest).Inc()
 		http.Error(w, "bad chunk name: want 64 lower-case hex digits (a sha256)", http.StatusBadRequest)
@@ -198,17 +197,6 @@ func (h *Handler) serveChunk(w http.ResponseWriter, r *http.Request) {
 // MaxProgressBytes bounds a progress body.
 const MaxProgressBytes = 4 << 10
 
-// ProgressReport is the body of POST /progress/{mac}.
-type ProgressReport struct {
-	Done  int64 `json:"done"`  // uncompressed image bytes unpacked so far
-	Total int64 `json:"total"` // the image's uncompressed size
-	// Error, when set, says the node gave up: ReasonNoMemory or
-	// ReasonImageFailed (recorded as sent); Message is its console line
-	// (logged, at most 512 bytes).
-	Error   string `json:"error,omitempty"`
-	Message string `json:"message,omitempty"`
-}
-
 // serveProgress answers POST /progress/{mac}[?assetkey=K] from wwclient in
 // stage 2: the bytes of the image unpacked so far, shown as "IMAGE 41%" by
 // `wwserver status`. Same guard as the heartbeat (secure.go). 204.
@@ -224,7 +212,7 @@ func (h *Handler) serveProgress(w http.ResponseWriter, r *http.Request) {
 	if !authorize(c) {
 		return
 	}
-	var p ProgressReport
+	var p nodeapi.ProgressMessage
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxProgressBytes))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&p)
@@ -254,7 +242,12 @@ func (h *Handler) serveProgress(w http.ResponseWriter, r *http.Request) {
 	sent := sentImageIndex
 	if p.Error != "" {
 		sent = p.Error
-		msg := oneLine(p.Message)
+		msg := strings.Map(func(r rune) rune { // one log line
+			if r < ' ' || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, p.Message)
 		if len(msg) > 512 {
 			msg = msg[:512]
 		}
@@ -264,23 +257,4 @@ func (h *Handler) serveProgress(w http.ResponseWriter, r *http.Request) {
 	h.status.Record(status.Event{MAC: c.mac, Node: c.node.Name, IP: c.ip, Stage: status.StageImage, Sent: sent,
 		Progress: &status.Progress{Done: p.Done, Total: p.Total}})
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// twoStageData turns single-stage iPXE data into the two-stage form: the
-// image download becomes the network drivers', and the kernel command line
-// gets wwimage=DIGEST (right after wwserver=).
-func twoStageData(d *IPXEData, base, mac, digest string) {
-	d.ImageDigest = digest
-	d.ModulesURL = base + "/kernel/" + mac + "/modules"
-	for i := range d.Fetches {
-		if d.Fetches[i].Name == NameImage {
-			d.Fetches[i] = IPXEFetch{Label: "modules", Command: "initrd", Name: NameModules, URL: d.ModulesURL,
-				What: "network drivers"}
-		}
-	}
-	for i, n := range d.Initrds {
-		if n == NameImage {
-			d.Initrds[i] = NameModules
-		}
-	}
 }

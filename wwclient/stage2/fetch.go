@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/wwcluster/ww/chunkimage"
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/wwclient/backoff"
 )
 
@@ -107,8 +108,9 @@ func NewFetcher(o FetchOptions) (*Fetcher, error) {
 	return &Fetcher{o: o}, nil
 }
 
-func (f *Fetcher) url(i int, path string) string {
-	return strings.TrimSuffix(f.o.Servers[i].String(), "/") + path
+// base is server i's base URL (no trailing slash).
+func (f *Fetcher) base(i int) string {
+	return strings.TrimSuffix(f.o.Servers[i].String(), "/")
 }
 
 func (f *Fetcher) host(i int) string { return f.o.Servers[i].Host }
@@ -174,7 +176,7 @@ func (f *Fetcher) Index(ctx context.Context) (*chunkimage.Index, error) {
 }
 
 func (f *Fetcher) indexFrom(ctx context.Context, server int) (*chunkimage.Index, error) {
-	body, err := f.get(ctx, f.url(server, "/image/"+url.PathEscape(f.o.MAC)+"/index"), 0)
+	body, err := f.get(ctx, nodeapi.ImageIndex.URL(f.base(server), url.PathEscape(f.o.MAC)), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +313,7 @@ func (f *Fetcher) chunk(ctx context.Context, c chunkimage.Chunk) ([]byte, error)
 // Bytes received before an error stay in *buf.
 func (f *Fetcher) chunkFrom(ctx context.Context, server int, c chunkimage.Chunk, buf *[]byte) error {
 	from := int64(len(*buf))
-	resp, err := f.get(ctx, f.url(server, "/chunk/"+c.SHA256), from)
+	resp, err := f.get(ctx, nodeapi.ChunkURL(f.base(server), c.SHA256), from)
 	if err != nil {
 		return err
 	}

@@ -199,7 +199,7 @@ func (s *imgServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.progress = append(s.progress, rep)
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
-	case strings.HasPrefix(r.URL.Path, "/image/") && strings.HasSuffix(r.URL.Path, "/index"):
+	case strings.HasPrefix(r.URL.Path, "/index/"):
 		s.mu.Lock()
 		data := s.index
 		s.mu.Unlock()

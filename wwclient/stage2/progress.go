@@ -11,21 +11,18 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
-// Reasons a node reports when it gives up (see the server's POST /progress).
+// Reasons a node reports when it gives up.
 const (
-	ReasonNoMemory    = "NO_MEMORY"
-	ReasonImageFailed = "IMAGE_FAILED"
+	ReasonNoMemory    = nodeapi.ReasonNoMemory
+	ReasonImageFailed = nodeapi.ReasonImageFailed
 )
 
 // Report is the body of POST /progress/{mac}.
-type Report struct {
-	Done    int64  `json:"done"`
-	Total   int64  `json:"total"`
-	Error   string `json:"error,omitempty"`
-	Message string `json:"message,omitempty"`
-}
+type Report = nodeapi.ProgressMessage
 
 // DefaultReportEvery is the least time between two progress posts.
 const DefaultReportEvery = 3 * time.Second
@@ -125,9 +122,9 @@ func (r *Reporter) post(ctx context.Context, rep Report) error {
 	if err != nil {
 		return err
 	}
-	u := r.f.url(int(r.f.current.Load()), "/progress/"+url.PathEscape(r.f.o.MAC))
+	u := nodeapi.Progress.URL(r.f.base(int(r.f.current.Load())), url.PathEscape(r.f.o.MAC))
 	if r.assetKey != "" {
-		u += "?assetkey=" + url.QueryEscape(r.assetKey)
+		u += "?" + nodeapi.AssetKeyParam + "=" + url.QueryEscape(r.assetKey)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {

@@ -41,7 +41,7 @@ func (c *renderCache) put(snap *config.Snapshot, servers string, key renderKey, 
 }
 
 type renderKey struct {
-	tmpl *template.Template // a changed template file is a new pointer
+	tmpl   *template.Template // a changed template file is a new pointer
 	node   *config.Node
 	mac    string
 	digest string // two-stage image digest

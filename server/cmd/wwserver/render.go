@@ -16,10 +16,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wwcluster/ww/server/bootscript"
-	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/image"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // loadSnapshot reads the served tree's configuration once.

@@ -61,7 +61,7 @@ func run() int {
 	}
 	paths, err := lab.FindPaths(*binDir, *image)
 	if err != nil {
-		log.Error("missing pieces (make build image; apt-get install "+strings.Join(lab.AptPackages, " ")+")", "err", err)
+		log.Error("missing pieces (make build image; apt-get install --no-install-recommends "+strings.Join(lab.AptPackages, " ")+")", "err", err)
 		return 1
 	}
 

@@ -13,6 +13,7 @@ import (
 // and flags a kernel behind a directory symlink that leaves the image.
 func TestCheckBootFilesAndKernel(t *testing.T) {
 	dir := initTree(t)
+	replacePlaceholderKernel(t, dir)
 	ipxe, boot := t.TempDir(), t.TempDir()
 	for name, content := range map[string]string{"undionly.kpxe": "BIOS", "snponly.efi": "EFI"} {
 		if err := os.WriteFile(filepath.Join(ipxe, name), []byte(content), 0o644); err != nil {

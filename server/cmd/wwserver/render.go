@@ -4,7 +4,6 @@ package main
 // node or starting the server.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/provision"
 )
 
@@ -128,9 +128,8 @@ func newCLIBuilder(root string) (*build.Builder, error) {
 func newNodesCmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
-		Use:   "nodes",
+		Use:   "nodes [DIR]",
 		Short: "List the nodes as resolved from nodes.toml (profiles merged)",
-		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			snap, err := loadSnapshot(root)
 			if err != nil {
@@ -140,7 +139,7 @@ func newNodesCmd() *cobra.Command {
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	return cmd
 }
 
@@ -167,14 +166,15 @@ func printNodes(w io.Writer, nodes []*config.Node) {
 func newCheckCmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
-		Use:   "check",
+		Use:   "check [DIR]",
 		Short: "Validate the served tree: config files, and what they refer to",
-		Long: `check validates wwserver.toml and nodes.toml (errors read file:line: key: reason)
-and that every image, kernel, overlay and iPXE template a node names exists, and
-that every boot file wwserver.toml names (dhcp.bios_file, efi_file, arm64_file,
-http_boot_file, in tftp.dir) is a readable regular file. It exits 1 when
-anything is wrong.`,
-		Args: cobra.NoArgs,
+		Long: `check validates wwserver.toml, nodes.toml and nodes.d/*.toml and reports every
+error in one run, one line each (file:line: key: reason). It also checks that
+every image a node names exists and has a Linux kernel (the placeholder image
+"wwserver init" writes without --image-from has none), that every overlay and
+iPXE template a node names exists, and that every boot file wwserver.toml
+names (dhcp.bios_file, efi_file, arm64_file, http_boot_file, in tftp.dir) is a
+readable regular file. It prints "ok", or exits 1 when anything is wrong.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			problems := checkTree(root)
 			for _, p := range problems {
@@ -187,7 +187,7 @@ anything is wrong.`,
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	return cmd
 }
 
@@ -225,16 +225,38 @@ func checkTree(root string) []string {
 	if err != nil {
 		return append(problems, err.Error())
 	}
+	// Images and kernels: once per image and kernel setting, naming the
+	// nodes concerned (an image of 10,000 nodes is one line, not 10,000).
+	for _, p := range build.NewBootChecker(b).Problems(snap) {
+		first := p.Nodes[0]
+		field := "kernel"
+		if fi, err := os.Stat(filepath.Join(root, "images", first.Image, "rootfs")); err != nil || !fi.IsDir() {
+			field = "image"
+		}
+		msg := fmt.Sprintf("%s: nodes.%s.%s: %v", first.File, first.Name, field, p.Err)
+		if len(p.Nodes) > 1 {
+			names := make([]string, len(p.Nodes))
+			for i, n := range p.Nodes {
+				names[i] = n.Name
+			}
+			msg += fmt.Sprintf(" (%d nodes: %s)", len(p.Nodes), hostlist.Compress(names))
+		}
+		problems = append(problems, msg)
+	}
+	overlayOK := map[string]bool{}
 	for _, n := range nodes.List {
 		key := n.File + ": nodes." + n.Name
-		if fi, err := os.Stat(filepath.Join(root, "images", n.Image, "rootfs")); err != nil || !fi.IsDir() {
-			once(fmt.Sprintf("%s.image: image %q: no directory images/%s/rootfs", key, n.Image, n.Image))
-		} else if _, err := b.Kernel(context.Background(), snap, n); err != nil {
-			once(fmt.Sprintf("%s.kernel: %v", key, err))
-		}
-		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
-			if fi, err := os.Stat(filepath.Join(root, "overlays", o)); err != nil || !fi.IsDir() {
-				once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
+		for _, list := range [][]string{n.SystemOverlays, n.RuntimeOverlays} {
+			for _, o := range list {
+				ok, seenBefore := overlayOK[o]
+				if !seenBefore {
+					fi, err := os.Stat(filepath.Join(root, "overlays", o))
+					ok = err == nil && fi.IsDir()
+					overlayOK[o] = ok
+				}
+				if !ok {
+					once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
+				}
 			}
 		}
 		if n.Primary().HWAddr == "" && !n.Discoverable {

@@ -54,7 +54,7 @@ type serveOptions struct {
 func newServeCmd() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
-		Use:   "serve",
+		Use:   "serve [DIR]",
 		Short: "Serve nodes: HTTP provisioning, plus DHCP and TFTP when enabled",
 		Long: `serve provisions nodes from the served tree until SIGTERM or SIGINT.
 
@@ -68,7 +68,6 @@ them, or changing listen addresses, needs a restart.
 
 Under systemd (Type=notify) it reports READY once listening. GOGC defaults
 to 400 here (the environment's GOGC wins).`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := o.logs.logger(cmd.ErrOrStderr())
 			if err != nil {
@@ -79,7 +78,7 @@ to 400 here (the environment's GOGC wins).`,
 			return serve(ctx, o, log)
 		},
 	}
-	addRootFlag(cmd, &o.root)
+	addTreeArg(cmd, &o.root)
 	cmd.Flags().IntVar(&o.maxConns, "max-connections", 8192,
 		"HTTP connections held at once; at the limit the longest-idle one is closed for a new one, and only when all are busy do new ones wait")
 	cmd.Flags().IntVar(&o.perClient, "max-connections-per-client", 0,

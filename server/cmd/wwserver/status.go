@@ -50,6 +50,11 @@ oldest last contact).`,
 			if watch && interval <= 0 {
 				return fmt.Errorf("--interval must be positive, got %s", interval)
 			}
+			for _, a := range args {
+				if isServedTree(a) {
+					return fmt.Errorf("%s is a served tree, not a node: pass it as --root %s", a, a)
+				}
+			}
 			var names []string
 			if len(args) > 0 {
 				var err error

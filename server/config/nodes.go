@@ -203,25 +203,31 @@ type origin struct {
 
 // ParseNodesFiles parses, merges and validates several nodes files as one
 // node database. A node or profile may be defined in one file only; errors
-// name the file and line of the key concerned.
+// name the file and line of the key concerned. Every error found is
+// reported (an *Errors when there are several): a file that does not parse
+// is skipped, the others are still checked.
 func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 	var raw File
 	raw.Profiles, raw.Nodes = map[string]*Entry{}, map[string]*Entry{}
 	origins := map[string]origin{} // "nodes.X" / "profiles.X" → where written
+	errs := errList{order: make(map[string]int, len(srcs))}
 	var first origin
+	broken := false // a file did not parse: its names are unknown
 	for i, src := range srcs {
-		var f File
-		md, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f)
-		if err != nil {
-			return nil, tomlError(src.Path, err)
-		}
+		errs.order[src.Path] = i
 		o := origin{path: src.Path, loc: newLocator(src.Data)}
 		if i == 0 {
 			first = o
 		}
-		if und := md.Undecoded(); len(und) > 0 {
-			k := und[0].String()
-			return nil, &Error{File: src.Path, Line: o.loc.line(k), Key: k, Msg: "unknown key"}
+		var f File
+		md, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f)
+		if err != nil {
+			errs.add(tomlError(src.Path, err))
+			broken = true
+			continue
+		}
+		for _, k := range md.Undecoded() {
+			errs.add(&Error{File: src.Path, Line: o.loc.line(k.String()), Key: k.String(), Msg: "unknown key"})
 		}
 		for _, kind := range []struct {
 			prefix   string
@@ -230,8 +236,9 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			for name, e := range kind.from {
 				key := kind.prefix + name
 				if prev, dup := origins[key]; dup {
-					return nil, &Error{File: src.Path, Line: o.loc.line(key), Key: key,
-						Msg: fmt.Sprintf("also defined in %s:%d (a name may be defined in one file only)", prev.path, prev.loc.line(key))}
+					errs.add(&Error{File: src.Path, Line: o.loc.line(key), Key: key,
+						Msg: fmt.Sprintf("also defined in %s:%d (a name may be defined in one file only)", prev.path, prev.loc.line(key))})
+					continue
 				}
 				origins[key] = o
 				kind.to[name] = e
@@ -239,7 +246,7 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 		}
 	}
 	// fail reports key in the file that defines its node or profile.
-	fail := func(key, format string, a ...any) error {
+	fail := func(key, format string, a ...any) {
 		o := first
 		parts := strings.SplitN(key, ".", 3)
 		if len(parts) >= 2 {
@@ -247,17 +254,19 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 				o = w
 			}
 		}
-		return &Error{File: o.path, Line: o.loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+		errs.add(&Error{File: o.path, Line: o.loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
 	}
 	for name := range raw.Profiles {
 		if err := checkName(name); err != nil {
-			return nil, fail("profiles."+name, "%v", err)
+			fail("profiles."+name, "%v", err)
 		}
 	}
+	nested := map[string]bool{} // profiles with profiles, reported once
 	names := make([]string, 0, len(raw.Nodes))
 	for name := range raw.Nodes {
 		if err := checkName(name); err != nil {
-			return nil, fail("nodes."+name, "%v", err)
+			fail("nodes."+name, "%v", err)
+			continue
 		}
 		names = append(names, name)
 	}
@@ -272,16 +281,31 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			r = &Entry{}
 		}
 		key := "nodes." + name
+		bad := false
+		nfail := func(k, format string, a ...any) {
+			bad = true
+			fail(k, format, a...)
+		}
 		n := &Node{Name: name, Profiles: r.Profiles, Tags: map[string]string{}, File: origins[key].path}
 		devs := map[string]*NetDevEntry{}
+		unresolved := false // a profile is missing: merged values are incomplete
 		// Profiles merge in order; the node's own values are applied last and win.
 		for _, p := range r.Profiles {
 			pr, ok := raw.Profiles[p]
 			if !ok || pr == nil {
-				return nil, fail(key+".profiles", "profile %q is not defined", p)
+				if !broken { // it may be defined in the file that did not parse
+					nfail(key+".profiles", "profile %q is not defined", p)
+				}
+				bad, unresolved = true, true
+				continue
 			}
 			if len(pr.Profiles) > 0 {
-				return nil, fail("profiles."+p+".profiles", "profiles cannot include other profiles")
+				if !nested[p] {
+					nested[p] = true
+					fail("profiles."+p+".profiles", "profiles cannot include other profiles")
+				}
+				bad, unresolved = true, true
+				continue
 			}
 			n.merge(pr, devs)
 		}
@@ -290,23 +314,25 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			n.Root = RootTmpfs
 		}
 		if n.Root != RootTmpfs && n.Root != RootInitramfs {
-			return nil, fail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
+			nfail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
 		}
-		if n.Image == "" {
-			return nil, fail(key+".image", "no image set (on the node or its profiles)")
+		if n.Image == "" && !unresolved {
+			nfail(key+".image", "no image set (on the node or its profiles)")
 		}
 		for _, field := range []struct{ k, v string }{{"image", n.Image}, {"ipxe_template", n.IPXETemplate}} {
 			if field.v != "" && checkName(field.v) != nil {
-				return nil, fail(key+"."+field.k, "%q is not a plain name", field.v)
+				nfail(key+"."+field.k, "%q is not a plain name", field.v)
 			}
 		}
-		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
-			if checkName(o) != nil {
-				return nil, fail(key, "overlay %q is not a plain name", o)
+		for _, list := range [][]string{n.SystemOverlays, n.RuntimeOverlays} {
+			for _, o := range list {
+				if checkName(o) != nil {
+					nfail(key, "overlay %q is not a plain name", o)
+				}
 			}
 		}
 		if n.Kernel != "" && (strings.HasPrefix(n.Kernel, "/") || strings.Contains("/"+n.Kernel+"/", "/../")) {
-			return nil, fail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
+			nfail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
 		}
 		devNames := make([]string, 0, len(devs))
 		for d := range devs {
@@ -318,13 +344,14 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			rd := devs[d]
 			dk := key + ".network." + d
 			if err := checkName(d); err != nil { // rendered into interfaces files and wwclient.toml
-				return nil, fail(dk, "device %v", err)
+				nfail(dk, "device %v", err)
+				continue
 			}
 			dev := NetDev{Name: d}
 			if rd.HWAddr != nil {
 				mac, err := NormalizeMAC(*rd.HWAddr)
 				if err != nil {
-					return nil, fail(dk+".hwaddr", "%v", err)
+					nfail(dk+".hwaddr", "%v", err)
 				}
 				dev.HWAddr = mac
 			}
@@ -337,12 +364,13 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 					continue
 				}
 				if parseIPv4(*f.src) == nil {
-					return nil, fail(dk+"."+f.k, "%q is not an IPv4 address", *f.src)
+					nfail(dk+"."+f.k, "%q is not an IPv4 address", *f.src)
+					continue
 				}
 				*f.dst = *f.src
 			}
 			if dev.Netmask != "" && !isMask(dev.Netmask) {
-				return nil, fail(dk+".netmask", "%q is not a netmask", dev.Netmask)
+				nfail(dk+".netmask", "%q is not a netmask", dev.Netmask)
 			}
 			if rd.Primary != nil && *rd.Primary {
 				dev.Primary = true
@@ -350,36 +378,44 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			}
 			if dev.HWAddr != "" {
 				if other, dup := macOwner[dev.HWAddr]; dup {
-					return nil, fail(dk+".hwaddr", "MAC %s is also used by %s", dev.HWAddr, other)
+					nfail(dk+".hwaddr", "MAC %s is also used by %s", dev.HWAddr, other)
+				} else {
+					macOwner[dev.HWAddr] = dk
+					ns.ByMAC[dev.HWAddr] = n
 				}
-				macOwner[dev.HWAddr] = dk
-				ns.ByMAC[dev.HWAddr] = n
 			}
 			if dev.IPAddr != "" {
 				if other, dup := ipOwner[dev.IPAddr]; dup {
-					return nil, fail(dk+".ipaddr", "address %s is also used by %s", dev.IPAddr, other)
+					nfail(dk+".ipaddr", "address %s is also used by %s", dev.IPAddr, other)
+				} else {
+					ipOwner[dev.IPAddr] = dk
+					ns.ByIP[dev.IPAddr] = n
 				}
-				ipOwner[dev.IPAddr] = dk
-				ns.ByIP[dev.IPAddr] = n
 			}
 			n.Network = append(n.Network, dev)
 		}
 		if primaries > 1 {
-			return nil, fail(key+".network", "%d devices are marked primary; at most one may be", primaries)
+			nfail(key+".network", "%d devices are marked primary; at most one may be", primaries)
 		}
 		if primaries == 0 && len(n.Network) > 0 {
 			n.Network[0].Primary = true // a single or first device is primary by default
 		}
 		sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
+		if n.Discoverable && n.Primary().HWAddr == "" && filepath.Base(filepath.Dir(n.File)) != NodesDir {
+			nfail(key+".discoverable", "a discoverable node without hwaddr must be defined under %s/ (wwserver node add --discoverable), where discovery writes its MAC", NodesDir)
+		}
+		if bad || !errs.empty() {
+			continue // the database is not returned; keep checking the rest
+		}
 		if n.Discoverable && n.Primary().HWAddr == "" {
-			if filepath.Base(filepath.Dir(n.File)) != NodesDir {
-				return nil, fail(key+".discoverable", "a discoverable node without hwaddr must be defined under %s/ (wwserver node add --discoverable), where discovery writes its MAC", NodesDir)
-			}
 			ns.Undiscovered = append(ns.Undiscovered, n)
 		}
 		ns.List = append(ns.List, n)
 		ns.Public = append(ns.Public, n.Public())
 		ns.ByName[name] = n
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
 	}
 	sum := sha256.New()
 	enc := json.NewEncoder(sum)

@@ -25,7 +25,8 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	h.cfg.Fresh() // look at the files as they are now
 	var reasons []string
 	if err := h.cfg.LastError(); err != nil {
-		reasons = append(reasons, fmt.Sprintf("config reload failed, serving the last good config: %v", err))
+		// Several errors (one per line) stay on the first line.
+		reasons = append(reasons, "config reload failed, serving the last good config: "+strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	h.healthMu.Lock()
 	checks := h.health

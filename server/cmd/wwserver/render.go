@@ -197,11 +197,11 @@ func checkTree(root string) []string {
 	srvPath := filepath.Join(root, config.ServerFile)
 	srv, err := config.LoadServer(srvPath)
 	if err != nil {
-		problems = append(problems, err.Error())
+		problems = append(problems, config.ErrorLines(err)...)
 	}
 	nodes, err := config.LoadNodesTree(root)
 	if err != nil {
-		problems = append(problems, err.Error())
+		problems = append(problems, config.ErrorLines(err)...)
 	}
 	if srv == nil || nodes == nil {
 		return problems

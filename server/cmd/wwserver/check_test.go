@@ -138,3 +138,23 @@ func TestCheckReportsEveryError(t *testing.T) {
 		t.Errorf("stdout %q", stdout.String())
 	}
 }
+
+// TestCheckGroupsNodes: nodes with the same problem make one line naming
+// them all, not one line each.
+func TestCheckGroupsNodes(t *testing.T) {
+	dir := initTree(t)
+	replacePlaceholderKernel(t, dir)
+	var out bytes.Buffer
+	if code := run([]string{"node", "add", "c[001-300]", "--root", dir}, &out, &out); code != 0 {
+		t.Fatalf("node add: %s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"check", dir}, &out, &out); code != 1 {
+		t.Errorf("check exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := "nodes.d/managed.toml: nodes.c001.network: no device has a hwaddr, so the node cannot PXE boot (300 nodes: c[001-300])"
+	if len(lines) != 1 || !strings.HasSuffix(lines[0], want) {
+		t.Errorf("check output:\n%s\nwant one line ending %q", out.String(), want)
+	}
+}

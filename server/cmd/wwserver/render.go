@@ -210,13 +210,6 @@ func checkTree(root string) []string {
 	if err != nil {
 		return append(problems, err.Error())
 	}
-	seen := map[string]bool{}
-	once := func(msg string) {
-		if !seen[msg] {
-			seen[msg] = true
-			problems = append(problems, msg)
-		}
-	}
 	for _, err := range srv.BootFileProblems() {
 		problems = append(problems, err.Error())
 	}
@@ -233,19 +226,17 @@ func checkTree(root string) []string {
 		if fi, err := os.Stat(filepath.Join(root, "images", first.Image, "rootfs")); err != nil || !fi.IsDir() {
 			field = "image"
 		}
-		msg := fmt.Sprintf("%s: nodes.%s.%s: %v", first.File, first.Name, field, p.Err)
-		if len(p.Nodes) > 1 {
-			names := make([]string, len(p.Nodes))
-			for i, n := range p.Nodes {
-				names[i] = n.Name
-			}
-			msg += fmt.Sprintf(" (%d nodes: %s)", len(p.Nodes), hostlist.Compress(names))
+		names := make([]string, len(p.Nodes))
+		for i, n := range p.Nodes {
+			names[i] = n.Name
 		}
-		problems = append(problems, msg)
+		problems = append(problems, nodesLine(first.File, names, "."+field, p.Err.Error()))
 	}
+	// Per-node problems: nodes with the same one in the same file make one
+	// line (10,000 nodes without a MAC are one line, not 10,000).
+	var per nodeProblems
 	overlayOK := map[string]bool{}
 	for _, n := range nodes.List {
-		key := n.File + ": nodes." + n.Name
 		for _, list := range [][]string{n.SystemOverlays, n.RuntimeOverlays} {
 			for _, o := range list {
 				ok, seenBefore := overlayOK[o]
@@ -255,12 +246,12 @@ func checkTree(root string) []string {
 					overlayOK[o] = ok
 				}
 				if !ok {
-					once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
+					per.add(n, "", fmt.Sprintf("overlay %q: no directory overlays/%s", o, o))
 				}
 			}
 		}
 		if n.Primary().HWAddr == "" && !n.Discoverable {
-			once(fmt.Sprintf("%s.network: no device has a hwaddr, so the node cannot PXE boot", key))
+			per.add(n, ".network", "no device has a hwaddr, so the node cannot PXE boot")
 		}
 		if n.IPXETemplate != "" {
 			if _, err := t.Render(io.Discard, snap, n, n.Primary().HWAddr); err != nil {
@@ -268,12 +259,59 @@ func checkTree(root string) []string {
 				if errors.Is(err, provision.ErrNotFound) {
 					msg = fmt.Sprintf("iPXE template %q: no file ipxe/%s.ipxe", n.IPXETemplate, n.IPXETemplate)
 				}
-				once(fmt.Sprintf("%s.ipxe_template: %s", key, msg))
+				per.add(n, ".ipxe_template", msg)
 			}
 		}
 	}
+	problems = append(problems, per.lines()...)
 	if fi, err := os.Stat(srv.TFTP.Dir); (srv.TFTP.Enabled) && (err != nil || !fi.IsDir()) {
-		once(fmt.Sprintf("%s: tftp.dir: %q is not a directory", srvPath, srv.TFTP.Dir))
+		problems = append(problems, fmt.Sprintf("%s: tftp.dir: %q is not a directory", srvPath, srv.TFTP.Dir))
 	}
 	return problems
+}
+
+// nodeProblems groups per-node problems by file, field and message.
+type nodeProblems struct {
+	order  []string
+	groups map[string]*nodeGroup
+}
+
+type nodeGroup struct {
+	file, field, msg string
+	nodes            []string
+}
+
+// add records msg about n's field (".network", or "" for the node).
+func (p *nodeProblems) add(n *config.Node, field, msg string) {
+	k := n.File + "\x00" + field + "\x00" + msg
+	g := p.groups[k]
+	if g == nil {
+		if p.groups == nil {
+			p.groups = map[string]*nodeGroup{}
+		}
+		g = &nodeGroup{file: n.File, field: field, msg: msg}
+		p.groups[k] = g
+		p.order = append(p.order, k)
+	}
+	g.nodes = append(g.nodes, n.Name)
+}
+
+// lines are one line per group, in the order first seen.
+func (p *nodeProblems) lines() []string {
+	out := make([]string, 0, len(p.order))
+	for _, k := range p.order {
+		g := p.groups[k]
+		out = append(out, nodesLine(g.file, g.nodes, g.field, g.msg))
+	}
+	return out
+}
+
+// nodesLine is "FILE: nodes.FIRST.FIELD: MSG", plus " (N nodes: LIST)"
+// when more than one node has the problem.
+func nodesLine(file string, names []string, field, msg string) string {
+	line := fmt.Sprintf("%s: nodes.%s%s: %s", file, names[0], field, msg)
+	if len(names) > 1 {
+		line += fmt.Sprintf(" (%d nodes: %s)", len(names), hostlist.Compress(names))
+	}
+	return line
 }

@@ -34,7 +34,7 @@ NGINX := $(NGINX_DIR)/usr/sbin/nginx
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -127,6 +127,12 @@ test-selinux: check-go deps-lab build image image-selinux
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: check-go deps-bench build $(NGINX)
 	BENCH_NGINX=$${BENCH_NGINX:-$(NGINX)} GO=$(GO) ./tools/bench/run.sh
+
+# What editing 10,000 and 100,000 nodes costs (node import/add/set, check;
+# wall, CPU and peak RSS; a few minutes; not part of make test).
+# EDIT_BASELINE=/path/to/old/wwserver adds a before/after table.
+bench-edit: check-go build
+	GO=$(GO) ./tools/bench/edit.sh
 
 # 1,000 simulated nodes reboot at once from a realistic image, against wwserver
 # and nginx in one run (tools/bootstorm; root; ~15-30 min; not part of make test).

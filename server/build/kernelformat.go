@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/wwcluster/ww/server/config"
 )
@@ -122,17 +123,21 @@ type BootProblem struct {
 type BootChecker struct {
 	b *Builder
 
-	mu       sync.Mutex
-	snap     *config.Snapshot   // groups are of this snapshot
-	groups   [][]*config.Node   // nodes by image and kernel setting
-	verdicts map[string]verdict // kernel ETag → result
+	mu     sync.Mutex       // one Problems at a time
+	snap   *config.Snapshot // groups are of this snapshot
+	groups [][]*config.Node // nodes by image and kernel setting
+	// verdicts maps kernel ETag → result; replaced whole by Problems, read
+	// without a lock by IsBad (on every kernel request).
+	verdicts atomic.Pointer[map[string]verdict]
 }
 
 type verdict struct{ err error }
 
 // NewBootChecker returns a checker using b.
 func NewBootChecker(b *Builder) *BootChecker {
-	return &BootChecker{b: b, verdicts: map[string]verdict{}}
+	c := &BootChecker{b: b}
+	c.verdicts.Store(&map[string]verdict{})
+	return c
 }
 
 // Problems returns every image of snap whose nodes cannot boot, sorted by
@@ -144,6 +149,7 @@ func (c *BootChecker) Problems(snap *config.Snapshot) []BootProblem {
 		c.snap, c.groups = snap, groupByKernel(snap.Nodes.List)
 	}
 	var out []BootProblem
+	known := *c.verdicts.Load()
 	seen := make(map[string]verdict, len(c.groups))
 	for _, g := range c.groups {
 		n := g[0]
@@ -153,7 +159,7 @@ func (c *BootChecker) Problems(snap *config.Snapshot) []BootProblem {
 		case kerr != nil:
 			err = kerr
 		default:
-			v, ok := c.verdicts[a.ETag]
+			v, ok := known[a.ETag]
 			if !ok {
 				_, cerr := c.b.CheckKernel(n)
 				v = verdict{err: cerr}
@@ -165,16 +171,15 @@ func (c *BootChecker) Problems(snap *config.Snapshot) []BootProblem {
 			out = append(out, BootProblem{Image: n.Image, Kernel: n.Kernel, Nodes: g, Err: err})
 		}
 	}
-	c.verdicts = seen // forget kernels no longer in use
+	c.verdicts.Store(&seen) // kernels no longer in use are forgotten
 	return out
 }
 
 // IsBad reports whether the kernel with this ETag was found not to be a
-// kernel by the last Problems call (a map lookup, for the serving path).
+// kernel by the last Problems call (a map lookup without a lock, for the
+// serving path).
 func (c *BootChecker) IsBad(etag string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.verdicts[etag]
+	v, ok := (*c.verdicts.Load())[etag]
 	return ok && v.err != nil
 }
 

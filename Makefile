@@ -5,8 +5,9 @@ SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
 IMAGE := $(CURDIR)/build/image
-# Debian packages the build, the tests and the lab need.
-APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light mmdebstrap
+# Debian packages the build, the tests and the lab need (kea-admin ships
+# perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus).
+APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light mmdebstrap kea-admin
 
 .PHONY: all deps build image image-systemd image-selinux image-hpc lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
 

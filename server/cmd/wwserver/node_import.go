@@ -63,11 +63,11 @@ counts up the same way. --dry-run prints the table and writes nothing.`,
 				if e.Network == nil {
 					e.Network = map[string]*config.NetDevEntry{}
 				}
-				if e.Network[f.netdev] == nil {
-					e.Network[f.netdev] = &config.NetDevEntry{}
+				if e.Network[f.NetDev] == nil {
+					e.Network[f.NetDev] = &config.NetDevEntry{}
 				}
 				mac := macs[i].MAC
-				e.Network[f.netdev].HWAddr = &mac
+				e.Network[f.NetDev].HWAddr = &mac
 				entries[i] = e
 			}
 			edit := nodeedit.New(root).Edit
@@ -92,7 +92,7 @@ counts up the same way. --dry-run prints the table and writes nothing.`,
 			fmt.Fprintln(tw, "LINE\tNAME\tMAC\tIPADDR")
 			for i, name := range list {
 				ip := "-"
-				if d := entries[i].Network[f.netdev]; d.IPAddr != nil {
+				if d := entries[i].Network[f.NetDev]; d.IPAddr != nil {
 					ip = *d.IPAddr
 				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", macs[i].Line, name, macs[i].MAC, ip)

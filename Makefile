@@ -21,8 +21,9 @@ DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
 # test: the lab's and the images' (integration boots image and image-systemd),
 # plus the tools unit tests call: busybox (DHCP client in netns tests, image
 # import), tftp and curl (TFTP/HTTP clients), cpio (archive checks) and the
-# libraries of the nginx binary unpacked for TestStorm20 (see NGINX below).
-TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0
+# libraries of the nginx binary unpacked for TestStorm20 (see NGINX below);
+# kea-admin ships perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus.
+TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0

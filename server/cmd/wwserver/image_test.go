@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wwcluster/ww/server/daemon"
 )
 
 // rootfsTarGz is a tar.gz of one file of size zero bytes (it compresses
@@ -62,6 +64,7 @@ func TestImageImportSizeFlags(t *testing.T) {
 // what killed imports left; serve's start shuts images/ and removes them.
 func TestCheckImagesPermsAndLeftovers(t *testing.T) {
 	dir := initTree(t)
+	replacePlaceholderKernel(t, dir) // check refuses init's placeholder image
 	imgs := filepath.Join(dir, "images")
 	if fi, err := os.Stat(imgs); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("init made images/ %v %v, want 0700", fi, err)
@@ -91,7 +94,7 @@ func TestCheckImagesPermsAndLeftovers(t *testing.T) {
 		}
 	}
 	var logs bytes.Buffer
-	prepareImages(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	daemon.PrepareImages(dir, slog.New(slog.NewTextHandler(&logs, nil)))
 	if fi, _ := os.Stat(imgs); fi.Mode().Perm() != 0o700 {
 		t.Errorf("serve start left images/ %o", fi.Mode().Perm())
 	}

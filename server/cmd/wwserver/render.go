@@ -4,12 +4,9 @@ package main
 // node or starting the server.
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -17,8 +14,8 @@ import (
 
 	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/check"
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/image"
 	"github.com/wwcluster/ww/server/nodeapi"
 )
 
@@ -151,9 +148,8 @@ func newCLIBuilder(root string) (*build.Builder, error) {
 func newNodesCmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
-		Use:   "nodes",
+		Use:   "nodes [DIR]",
 		Short: "List the nodes as resolved from nodes.toml (profiles merged)",
-		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			snap, err := loadSnapshot(root)
 			if err != nil {
@@ -163,7 +159,7 @@ func newNodesCmd() *cobra.Command {
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	return cmd
 }
 
@@ -190,24 +186,25 @@ func printNodes(w io.Writer, nodes []*config.Node) {
 func newCheckCmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
-		Use:   "check",
+		Use:   "check [DIR]",
 		Short: "Validate the served tree: config files, and what they refer to",
-		Long: `check validates wwserver.toml and nodes.toml (errors read file:line: key: reason)
-and that every image, kernel, overlay and iPXE template a node names exists, and
-that every boot file wwserver.toml names (dhcp.bios_file, efi_file, arm64_file,
-http_boot_file, in tftp.dir) is a readable regular file. It exits 1 when
-anything is wrong.
+		Long: `check validates wwserver.toml, nodes.toml and nodes.d/*.toml and reports every
+error in one run, one line each (file:line: key: reason). It also checks that
+every image a node names exists and has a Linux kernel (the placeholder image
+"wwserver init" writes without --image-from has none), that every overlay and
+iPXE template a node names exists, and that every boot file wwserver.toml
+names (dhcp.bios_file, efi_file, arm64_file, http_boot_file, in tftp.dir) is a
+readable regular file. It prints "ok", or exits 1 when anything is wrong.
 
 It warns (without failing) when images/ is reachable by users other than root
 (image trees hold setuid-root programs; serve makes it root-only), and about
 temporary trees killed imports left (serve and the next import remove them).`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			problems := checkTree(root)
 			for _, p := range problems {
 				fmt.Fprintln(cmd.ErrOrStderr(), p)
 			}
-			for _, w := range checkImages(root) {
+			for _, w := range check.Images(root) {
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			if len(problems) > 0 {
@@ -217,90 +214,12 @@ temporary trees killed imports left (serve and the next import remove them).`,
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	return cmd
 }
 
-// checkImages returns warnings about images/: reachable by other users,
-// leftovers of killed imports.
-func checkImages(root string) []string {
-	var warnings []string
-	if why, err := image.ImagesExposure(root); err != nil {
-		warnings = append(warnings, fmt.Sprintf("images/: %v", err))
-	} else if why != "" {
-		warnings = append(warnings, why)
-	}
-	left, err := image.Leftovers(root)
-	if err != nil {
-		warnings = append(warnings, fmt.Sprintf("images/: %v", err))
-	}
-	for _, l := range left {
-		warnings = append(warnings, l.String())
-	}
-	return warnings
-}
-
-// checkTree returns every problem found, one line each.
+// checkTree returns every problem check finds in the tree at root.
 func checkTree(root string) []string {
-	var problems []string
-	srvPath := filepath.Join(root, config.ServerFile)
-	srv, err := config.LoadServer(srvPath)
-	if err != nil {
-		problems = append(problems, err.Error())
-	}
-	nodes, err := config.LoadNodesTree(root)
-	if err != nil {
-		problems = append(problems, err.Error())
-	}
-	if srv == nil || nodes == nil {
-		return problems
-	}
-	t, err := bootscript.NewIPXE(root)
-	if err != nil {
-		return append(problems, err.Error())
-	}
-	seen := map[string]bool{}
-	once := func(msg string) {
-		if !seen[msg] {
-			seen[msg] = true
-			problems = append(problems, msg)
-		}
-	}
-	for _, err := range srv.BootFileProblems() {
-		problems = append(problems, err.Error())
-	}
-	snap := &config.Snapshot{Server: srv, Nodes: nodes}
-	b, err := newCLIBuilder(root)
-	if err != nil {
-		return append(problems, err.Error())
-	}
-	for _, n := range nodes.List {
-		key := n.File + ": nodes." + n.Name
-		if fi, err := os.Stat(filepath.Join(root, "images", n.Image, "rootfs")); err != nil || !fi.IsDir() {
-			once(fmt.Sprintf("%s.image: image %q: no directory images/%s/rootfs", key, n.Image, n.Image))
-		} else if _, err := b.Kernel(context.Background(), snap, n); err != nil {
-			once(fmt.Sprintf("%s.kernel: %v", key, err))
-		}
-		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
-			if fi, err := os.Stat(filepath.Join(root, "overlays", o)); err != nil || !fi.IsDir() {
-				once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
-			}
-		}
-		if n.Primary().HWAddr == "" && !n.Discoverable {
-			once(fmt.Sprintf("%s.network: no device has a hwaddr, so the node cannot PXE boot", key))
-		}
-		if n.IPXETemplate != "" {
-			if _, err := t.Render(io.Discard, snap, n, n.Primary().HWAddr); err != nil {
-				msg := err.Error()
-				if errors.Is(err, bootscript.ErrNoTemplate) {
-					msg = fmt.Sprintf("iPXE template %q: no file ipxe/%s.ipxe", n.IPXETemplate, n.IPXETemplate)
-				}
-				once(fmt.Sprintf("%s.ipxe_template: %s", key, msg))
-			}
-		}
-	}
-	if fi, err := os.Stat(srv.TFTP.Dir); (srv.TFTP.Enabled) && (err != nil || !fi.IsDir()) {
-		once(fmt.Sprintf("%s: tftp.dir: %q is not a directory", srvPath, srv.TFTP.Dir))
-	}
-	return problems
+	log, _ := (&logFlags{format: "text", level: "warn"}).logger(os.Stderr)
+	return check.Tree(root, log)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wwcluster/ww/server/daemon"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -59,7 +60,7 @@ func nodeStatus(t *testing.T, base, name string) (status.NodeStatus, bool) {
 // is); an empty nodes.toml is refused (degraded, last good kept); only
 // `wwserver status prune` drops history.
 func TestServeConfigEditKeepsStatus(t *testing.T) {
-	root, base := serveInProcess(t, serveOptions{}, nil)
+	root, base := serveInProcess(t, daemon.Options{}, nil)
 	for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
 		if code, body := httpGet(t, base+"/ipxe/"+mac); code != 200 {
 			t.Fatalf("ipxe %s: %d %s", mac, code, body)
@@ -111,5 +112,39 @@ func TestServeConfigEditKeepsStatus(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"status", "prune", "--server", base}, &out, &out); code == 0 {
 		t.Error("prune without names or --removed succeeded")
+	}
+}
+
+// TestServePlaceholderImageWarns: serving the tree init writes without
+// --image-from: the server starts and /healthz stays 200, but names the
+// placeholder image and its nodes ("ok, with warnings"); the log says so
+// at start and when a node is sent the placeholder kernel; once a kernel is
+// in place the warning is gone.
+func TestServePlaceholderImageWarns(t *testing.T) {
+	root, base, logs := serveInProcessLogs(t, daemon.Options{}, nil)
+	code, body := httpGet(t, base+"/healthz")
+	first, _, _ := strings.Cut(body, "\n")
+	if code != http.StatusOK || !strings.HasPrefix(first, "ok, with warnings: 2 nodes cannot boot (n[001-002]): ") {
+		t.Errorf("healthz of the placeholder tree: %d\n%s", code, body)
+	}
+	for _, want := range []string{`image "default" is the placeholder wwserver init wrote and will not boot`,
+		"kernel boot/vmlinuz-0-placeholder is not a Linux kernel", "\nwarning: 2 nodes cannot boot"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("healthz lacks %q:\n%s", want, body)
+		}
+	}
+	if !strings.Contains(logs.String(), "nodes cannot boot this image") || !strings.Contains(logs.String(), "image=default") {
+		t.Errorf("no start-up warning in the log:\n%s", logs.String())
+	}
+	// The kernel is still sent (the config says so), with a warning.
+	if code, body := httpGet(t, base+"/kernel/52:54:00:00:00:01"); code != 200 || !strings.HasPrefix(body, "REPLACE ME") {
+		t.Errorf("kernel: %d %.40q", code, body)
+	}
+	if !strings.Contains(logs.String(), "sending a kernel that is not a Linux kernel image") {
+		t.Errorf("no warning when the placeholder kernel was sent:\n%s", logs.String())
+	}
+	replacePlaceholderKernel(t, root)
+	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK || strings.Contains(body, "warning") {
+		t.Errorf("healthz with a kernel in place: %d\n%s", code, body)
 	}
 }

@@ -29,18 +29,21 @@ type NetDev struct {
 
 // Node is a node with its profiles merged in; resolved once per config load.
 type Node struct {
-	Name            string            `json:"name"`
-	Profiles        []string          `json:"profiles,omitempty"`
-	Image           string            `json:"image"`
-	Kernel          string            `json:"kernel,omitempty"`
-	KernelArgs      []string          `json:"kernel_args,omitempty"`
-	SystemOverlays  []string          `json:"system_overlays"`
-	RuntimeOverlays []string          `json:"runtime_overlays"`
-	Root            string            `json:"root"`
-	AssetKey        string            `json:"-"`
-	IPXETemplate    string            `json:"ipxe_template,omitempty"`
-	Tags            map[string]string `json:"tags,omitempty"`
-	Network         []NetDev          `json:"network"` // primary first, then by name
+	Name            string   `json:"name"`
+	Profiles        []string `json:"profiles,omitempty"`
+	Image           string   `json:"image"`
+	Kernel          string   `json:"kernel,omitempty"`
+	KernelArgs      []string `json:"kernel_args,omitempty"`
+	SystemOverlays  []string `json:"system_overlays"`
+	RuntimeOverlays []string `json:"runtime_overlays"`
+	Root            string   `json:"root"`
+	// Bootloader is the node's "ipxe" or "grub" as written on the node or
+	// its profiles; "" means the server's default (Server.LoaderFor).
+	Bootloader   string            `json:"bootloader,omitempty"`
+	AssetKey     string            `json:"-"`
+	IPXETemplate string            `json:"ipxe_template,omitempty"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	Network      []NetDev          `json:"network"` // primary first, then by name
 	// Discoverable nodes without a primary MAC are given to the next unknown
 	// MAC that asks for an iPXE script (see server/nodeedit).
 	Discoverable bool `json:"discoverable,omitempty"`
@@ -72,6 +75,7 @@ type PublicNode struct {
 	SystemOverlays  []string          `json:"system_overlays"`
 	RuntimeOverlays []string          `json:"runtime_overlays"`
 	Root            string            `json:"root"`
+	Bootloader      string            `json:"bootloader,omitempty"`
 	IPXETemplate    string            `json:"ipxe_template,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
 	Network         []NetDev          `json:"network"`
@@ -93,7 +97,7 @@ func (n *Node) Public() *PublicNode {
 	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
 		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
 		Root: n.Root, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
-		Discoverable: n.Discoverable, File: n.File}
+		Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader}
 }
 
 // Nodes is the resolved node database of one config generation.
@@ -119,6 +123,7 @@ type Entry struct {
 	SystemOverlays  []string                `toml:"system_overlays"`
 	RuntimeOverlays []string                `toml:"runtime_overlays"`
 	Root            *string                 `toml:"root"`
+	Bootloader      *string                 `toml:"bootloader"`
 	AssetKey        *string                 `toml:"asset_key"`
 	IPXETemplate    *string                 `toml:"ipxe_template"`
 	Discoverable    *bool                   `toml:"discoverable"`
@@ -294,6 +299,9 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 		if n.Root != RootTmpfs && n.Root != RootInitramfs {
 			return nil, fail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
 		}
+		if err := checkBootloader(n, key, r, raw.Profiles, fail); err != nil {
+			return nil, err
+		}
 		if n.Image == "" {
 			return nil, fail(key+".image", "no image set (on the node or its profiles)")
 		}
@@ -403,6 +411,7 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 	set(&n.Image, r.Image)
 	set(&n.Kernel, r.Kernel)
 	set(&n.Root, r.Root)
+	set(&n.Bootloader, r.Bootloader)
 	set(&n.AssetKey, r.AssetKey)
 	set(&n.IPXETemplate, r.IPXETemplate)
 	if r.Discoverable != nil {

@@ -56,8 +56,13 @@ type Server struct {
 	// and heartbeats only from its own address; off for relayed/NATed nodes.
 	SourceCheck *bool `toml:"source_check"`
 
+	// Bootloader is the default boot loader of nodes that set none:
+	// LoaderIPXE (default) or LoaderGRUB (shim + GRUB, Secure Boot).
+	Bootloader string `toml:"bootloader"`
+
 	DHCP  DHCP  `toml:"dhcp"`
 	TFTP  TFTP  `toml:"tftp"`
+	GRUB  GRUB  `toml:"grub"`
 	State State `toml:"state"`
 
 	// Port is the HTTP port nodes connect to, derived from Listen.
@@ -68,6 +73,7 @@ type Server struct {
 	// Set by LoadServer, read-only afterwards.
 	bootFiles    map[string]string
 	bootProblems []error
+	grubProblems []error
 }
 
 // IsSecure reports whether secure mode is on (the default).
@@ -158,13 +164,16 @@ func LoadServer(path string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.resolveBootFiles(path, newLocator(data))
+	loc := newLocator(data)
+	s.resolveBootFiles(path, loc)
+	s.resolveGRUBFiles(path, loc)
 	return s, nil
 }
 
 // BootFile returns the file to serve for name when name is one of the boot
 // files wwserver.toml configures (dhcp.bios_file, efi_file, arm64_file,
-// http_boot_file) and it resolved to a regular file when the config loaded.
+// http_boot_file; and ShimName, GRUBName for grub.shim, grub.grub) and it
+// resolved to a regular file when the config loaded.
 // The admin's config is trusted, so these may be symlinks leading out of
 // tftp.dir (Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi); any other
 // name a client asks for stays confined to tftp.dir.
@@ -181,7 +190,7 @@ func (s *Server) BootFileProblems() []error { return s.bootProblems }
 // table (server/bootfile).
 func (s *Server) BootFiles() bootfile.Files {
 	d := &s.DHCP
-	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile}
+	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile, Shim: ShimName}
 }
 
 // BootFileKeys are the wwserver.toml keys naming a boot file (the
@@ -303,6 +312,14 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	if s.TFTP.Anticipate < 0 || s.TFTP.Anticipate > 64 {
 		return nil, fail("tftp.anticipate", "must be 0..64, got %d", s.TFTP.Anticipate)
 	}
+	if err := checkLoader(s.Bootloader); err != nil {
+		return nil, fail("bootloader", "%v", err)
+	}
+	for _, f := range []struct{ key, val string }{{"grub.shim", s.GRUB.Shim}, {"grub.grub", s.GRUB.GRUB}} {
+		if !filepath.IsAbs(f.val) {
+			return nil, fail(f.key, "%q: want an absolute path on this server", f.val)
+		}
+	}
 	st := &s.State
 	switch st.Backend {
 	case BackendFiles:
@@ -333,6 +350,15 @@ func (s *Server) applyDefaults() {
 	}
 	if s.State.Backend == "" {
 		s.State.Backend = BackendFiles
+	}
+	if s.Bootloader == "" {
+		s.Bootloader = LoaderIPXE
+	}
+	if s.GRUB.Shim == "" {
+		s.GRUB.Shim = DefaultShim
+	}
+	if s.GRUB.GRUB == "" {
+		s.GRUB.GRUB = DefaultGRUB
 	}
 	d := &s.DHCP
 	if d.Mode == "" {

@@ -29,6 +29,7 @@ type entryFlags struct {
 	systemOverlays  []string
 	runtimeOverlays []string
 	root            string
+	bootloader      string
 	assetKey        string
 	ipxeTemplate    string
 	discoverable    bool
@@ -53,6 +54,7 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringSliceVar(&f.systemOverlays, "system-overlays", nil, "system overlays, in order")
 	fl.StringSliceVar(&f.runtimeOverlays, "runtime-overlays", nil, "runtime overlays, in order")
 	fl.StringVar(&f.root, "root-mode", "", `"tmpfs" or "initramfs" (the root key)`)
+	fl.StringVar(&f.bootloader, "bootloader", "", `"ipxe" or "grub" (shim + GRUB: UEFI Secure Boot); unset: the server's bootloader`)
 	fl.StringVar(&f.assetKey, "asset-key", "", "asset key the node must send")
 	fl.StringVar(&f.ipxeTemplate, "ipxe-template", "", "iPXE template name (ipxe/NAME.ipxe)")
 	fl.BoolVar(&f.discoverable, "discoverable", false, "give the node (if it has no MAC) to the next unknown MAC that boots")
@@ -87,6 +89,7 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 	list("system-overlays", f.systemOverlays, &e.SystemOverlays)
 	list("runtime-overlays", f.runtimeOverlays, &e.RuntimeOverlays)
 	str("root-mode", f.root, &e.Root)
+	str("bootloader", f.bootloader, &e.Bootloader)
 	str("asset-key", f.assetKey, &e.AssetKey)
 	str("ipxe-template", f.ipxeTemplate, &e.IPXETemplate)
 	if ch("discoverable") {

@@ -192,16 +192,6 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		leases = d // TFTP names pool clients by their DHCP lease
 		provLeases = dhcpLeases{d}
 	}
-	if snap.Server.TFTP.Enabled {
-		t, err := tftp.New(tftp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "tftp"),
-			Registerer: reg, Leases: leases})
-		if err != nil {
-			return fmt.Errorf("tftp: %w", err)
-		}
-		services = append(services, service{"tftp", t.Run})
-		ready = append(ready, t.Ready())
-	}
-
 	h, err := provision.New(provision.Options{
 		Config: store, Builder: builderAdapter{b: b, health: healthReg}, Status: st, Log: log, Registry: reg,
 		Leases: provLeases, Discoverer: nodeedit.NewDiscoverer(store, log), Health: healthReg,
@@ -212,6 +202,17 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	for _, c := range healthChecks {
 		h.AddHealthCheck(c)
+	}
+	if snap.Server.TFTP.Enabled {
+		// The handler answers GRUB's names (grub/grub.cfg, grub/MAC, a
+		// node's files): Debian's signed GRUB fetches them over TFTP.
+		t, err := tftp.New(tftp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "tftp"),
+			Registerer: reg, Leases: leases, Generator: h})
+		if err != nil {
+			return fmt.Errorf("tftp: %w", err)
+		}
+		services = append(services, service{"tftp", t.Run})
+		ready = append(ready, t.Ready())
 	}
 
 	ln, err := net.Listen("tcp", listen)

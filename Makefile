@@ -8,7 +8,7 @@ IMAGE := $(CURDIR)/build/image
 # Debian packages the build, the tests and the lab need.
 APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light mmdebstrap
 
-.PHONY: all deps build image image-systemd image-selinux image-hpc lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: all deps build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -37,6 +37,11 @@ image: deps
 image-systemd image-selinux image-hpc: image-%: deps
 	./initramfs/debian-image.sh $* $(CURDIR)/build/debian-$*
 
+# Debian's signed shim and GRUB (Secure Boot nodes, bootloader = "grub"),
+# downloaded and unpacked under build/secureboot, never installed.
+bootloaders:
+	./initramfs/bootloaders.sh $(CURDIR)/build/secureboot
+
 lab: deps build image
 	$(GO) build -o $(BIN)/lab ./tools/lab/cmd/lab
 	$(BIN)/lab --bin $(BIN) --image $(IMAGE)
@@ -56,8 +61,8 @@ fmt-check:
 unit: deps build
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-integration: deps build image image-systemd
-	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd $(GO) test -race -count=1 -timeout 30m -v ./integration/
+integration: deps build image image-systemd bootloaders
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet staticcheck unit integration
 

@@ -108,7 +108,7 @@ func TestSecureBootUnsignedGRUBRefused(t *testing.T) {
 		t.Fatalf("shim did not refuse the unsigned GRUB: %v", err)
 	}
 	t.Logf("%s: refused %s after QEMU started: %q", vm.Name, time.Since(vm.Started).Round(time.Second),
-		strings.TrimSpace(stripANSI(line)))
+		strings.Join(strings.Fields(stripANSI(line)), " "))
 	// GRUB would have asked for grub/grub.cfg before anything else; it
 	// never ran, so nothing past grubx64.efi was asked for.
 	server := lab.Tail(e.lab.ServerLog(), 100000)

@@ -125,9 +125,9 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 		return memFile(buf.Bytes(), nil), true, nil
 	}
 	if rest, ok := strings.CutPrefix(name, nodeapi.TFTPName(string(nodeapi.GRUB))); ok {
-		c, err := h.tftpCall(rest, ip, status.StageGRUB)
-		if err != nil {
-			return nil, true, err
+		c, ok := h.tftpCall(rest, ip, status.StageGRUB)
+		if !ok {
+			return nil, false, nil
 		}
 		script, sent, err := h.grubScript(c, bootscript.ViaTFTP)
 		if err != nil {
@@ -141,9 +141,9 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 		if !ok {
 			continue
 		}
-		c, err := h.tftpCall(rest, ip, rt.stage)
-		if err != nil {
-			return nil, true, err
+		c, ok := h.tftpCall(rest, ip, rt.stage)
+		if !ok {
+			return nil, false, nil
 		}
 		if c.node == nil {
 			c.record(ReasonNotFound)
@@ -183,14 +183,15 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 }
 
 // tftpCall is a call for a TFTP request of mac (a name's last part) from
-// ip; a name that is no MAC is not found.
-func (h *Handler) tftpCall(rawMAC, ip, stage string) (*call, error) {
+// ip; false when it is no MAC (e.g. GRUB's grub/x86_64-efi/fs.lst): that
+// name is left to the TFTP directory.
+func (h *Handler) tftpCall(rawMAC, ip, stage string) (*call, bool) {
 	mac, err := config.NormalizeMAC(rawMAC)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", fs.ErrNotExist, err)
+		return nil, false
 	}
 	snap := h.fresh.get()
-	return &call{h: h, stage: stage, mac: mac, ip: ip, snap: snap, node: snap.Nodes.ByMAC[mac]}, nil
+	return &call{h: h, stage: stage, mac: mac, ip: ip, snap: snap, node: snap.Nodes.ByMAC[mac]}, true
 }
 
 func memFile(b []byte, sent func()) *tftp.File {

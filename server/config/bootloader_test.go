@@ -115,3 +115,41 @@ func TestGRUBFiles(t *testing.T) {
 		t.Errorf("BootFiles().Shim = %q", f.Shim)
 	}
 }
+
+// TestTFTPAnticipate: an unset window is 8, or 1 as soon as anything boots
+// with GRUB; a window written in wwserver.toml is kept.
+func TestTFTPAnticipate(t *testing.T) {
+	grubNodes, err := ParseNodes("nodes.toml", []byte("[profiles.p]\nbootloader = \"grub\"\n[nodes.a]\nimage = \"x\"\nprofiles = [\"p\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipxeNodes, err := ParseNodes("nodes.toml", []byte("[nodes.a]\nimage = \"x\"\nbootloader = \"ipxe\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !grubNodes.AnyGRUB || ipxeNodes.AnyGRUB {
+		t.Fatalf("AnyGRUB: %v, %v", grubNodes.AnyGRUB, ipxeNodes.AnyGRUB)
+	}
+	for _, tc := range []struct {
+		server string
+		nodes  *Nodes
+		grub   bool
+		want   int
+	}{
+		{"", ipxeNodes, false, 8},
+		{"", grubNodes, true, GRUBAnticipate},
+		{"bootloader = \"grub\"\n", ipxeNodes, true, GRUBAnticipate},
+		{"[tftp]\nanticipate = 0\n", grubNodes, true, GRUBAnticipate},
+		{"[tftp]\nanticipate = 4\n", grubNodes, true, 4},
+		{"[tftp]\nanticipate = 16\n", ipxeNodes, false, 16},
+	} {
+		srv, err := ParseServer("wwserver.toml", []byte("address = \"10.0.2.1\"\n"+tc.server))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Snapshot{Server: srv, Nodes: tc.nodes}
+		if s.UsesGRUB() != tc.grub || s.TFTPAnticipate() != tc.want {
+			t.Errorf("%q: UsesGRUB %v, TFTPAnticipate %d; want %v, %d", tc.server, s.UsesGRUB(), s.TFTPAnticipate(), tc.grub, tc.want)
+		}
+	}
+}

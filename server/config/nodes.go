@@ -109,6 +109,8 @@ type Nodes struct {
 	ByIP   map[string]*Node // any configured address → node
 	// Undiscovered are the discoverable nodes still without a MAC, by name.
 	Undiscovered []*Node
+	// AnyGRUB: some node sets bootloader = "grub" (itself or by profile).
+	AnyGRUB bool
 	// Hash identifies this generation's content (nodes and profiles).
 	Hash string
 }
@@ -302,6 +304,7 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 		if err := checkBootloader(n, key, r, raw.Profiles, fail); err != nil {
 			return nil, err
 		}
+		ns.AnyGRUB = ns.AnyGRUB || n.Bootloader == LoaderGRUB
 		if n.Image == "" {
 			return nil, fail(key+".image", "no image set (on the node or its profiles)")
 		}

@@ -74,6 +74,8 @@ type Server struct {
 	bootFiles    map[string]string
 	bootProblems []error
 	grubProblems []error
+	// anticipateSet: tftp.anticipate is written in wwserver.toml (not 0).
+	anticipateSet bool
 }
 
 // IsSecure reports whether secure mode is on (the default).
@@ -263,6 +265,7 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	fail := func(key, format string, a ...any) error {
 		return &Error{File: path, Line: loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
 	}
+	s.anticipateSet = s.TFTP.Anticipate != 0
 	s.applyDefaults()
 	if s.Address == "" {
 		return nil, fail("address", "required: the IP address nodes use to reach this server")

@@ -209,8 +209,9 @@ func (s *Server) serve(ctx context.Context, conn *net.UDPConn, cfg config.TFTP) 
 	srv.SetTimeout(s.timeout)
 	srv.SetRetries(s.retries)
 	srv.SetHook(hook{s})
-	srv.SetAnticipate(uint(cfg.Anticipate))
-	s.anticipate.Store(int64(cfg.Anticipate))
+	window := s.store.Current().TFTPAnticipate()
+	srv.SetAnticipate(uint(window))
+	s.anticipate.Store(int64(window))
 
 	// pin/tftp turns on IP_PKTINFO in Serve, but a request that is queued
 	// before that carries no interface, and the library then caps blksize
@@ -222,7 +223,7 @@ func (s *Server) serve(ctx context.Context, conn *net.UDPConn, cfg config.TFTP) 
 	}
 	s.addr.Store(conn.LocalAddr().(*net.UDPAddr))
 	s.readyOnce.Do(func() { close(s.ready) })
-	s.log.Info("tftp: serving", "listen", conn.LocalAddr().String(), "dir", cfg.Dir, "anticipate", cfg.Anticipate)
+	s.log.Info("tftp: serving", "listen", conn.LocalAddr().String(), "dir", cfg.Dir, "anticipate", window)
 
 	serveDone := make(chan struct{})
 	shutDown := make(chan struct{})

@@ -139,10 +139,12 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 		c := s.lookup(peer.IP.String())
 		log := s.log.With("client", peer.String(), "file", printable(filename), "node", c.node)
 
-		cfg := s.store.Current().Server.TFTP
-		if int64(cfg.Anticipate) != s.anticipate.Load() {
-			setAnticipate(uint(cfg.Anticipate))
-			s.anticipate.Store(int64(cfg.Anticipate))
+		snap := s.store.Current()
+		cfg := snap.Server.TFTP
+		if w := snap.TFTPAnticipate(); int64(w) != s.anticipate.Load() {
+			setAnticipate(uint(w))
+			s.anticipate.Store(int64(w))
+			log.Info("tftp: window changed (from the next transfer)", "anticipate", w, "grub", snap.UsesGRUB())
 		}
 
 		if err := s.acquire(ctx); err != nil {

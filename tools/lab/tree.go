@@ -54,8 +54,6 @@ type TreeOptions struct {
 	// Shim and GRUB, when set, are wwserver.toml's grub.shim and grub.grub
 	// (e.g. build/secureboot from make bootloaders).
 	Shim, GRUB string
-	// TFTPAnticipate, when set, is tftp.anticipate (default: init's).
-	TFTPAnticipate int
 }
 
 // WriteTree runs `wwserver init DIR --wwclient BIN` into Dir/tree, packages
@@ -116,9 +114,6 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	tftp["enabled"] = true
 	tftp["listen"] = ":69"
 	tftp["dir"] = l.Paths.IPXEDir
-	if opts.TFTPAnticipate != 0 {
-		tftp["anticipate"] = opts.TFTPAnticipate
-	}
 	if opts.Shim != "" || opts.GRUB != "" {
 		g := subTable(srv, "grub")
 		if opts.Shim != "" {

@@ -513,6 +513,13 @@ secure = true
 # when nodes reach the server through NAT or a relay.
 source_check = true
 
+# Boot loader of the nodes that set none (nodes.toml bootloader): "ipxe", or
+# "grub" for UEFI Secure Boot: x86-64 UEFI machines get Debian's signed shim
+# over TFTP (or UEFI HTTP boot), shim the signed GRUB, and GRUB its config,
+# the kernel and the initrds over TFTP (needs tftp.enabled). The kernel must
+# be signed: wwserver check says when it is not. BIOS machines keep iPXE.
+bootloader = "ipxe"
+
 # Built-in DHCP server. Leave disabled when another DHCP server hands out
 # addresses and PXE options (point its boot file at iPXE and iPXE at
 # http://ADDRESS:PORT/ipxe/${mac}).
@@ -562,8 +569,17 @@ enabled = false
 listen = ":69"
 # Directory with the iPXE binaries (Debian: apt install ipxe).
 dir = "/usr/lib/ipxe"
-# Sliding window: packets sent ahead of acknowledgements (1..64).
-anticipate = 8
+# Sliding window: packets sent ahead of acknowledgements (1..64; 1 = off).
+# 0: 8, or 1 when a node boots with GRUB (GRUB drops packets of a window
+# sent blind, and each drop costs a 2 s retransmission).
+anticipate = 0
+
+# The Secure Boot chain (bootloader = "grub"): served as shimx64.efi and
+# grubx64.efi over TFTP and /ipxe-bin/. Debian: apt install shim-signed
+# grub-efi-amd64-signed (these paths; grubnetx64 has tftp built in).
+[grub]
+shim = "/usr/lib/shim/shimx64.efi.signed"
+grub = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
 `
 
 const nodesTOML = `# nodes.toml: the nodes and the profiles they share.
@@ -594,6 +610,9 @@ profiles = ["default"]
 asset_key = ""
 # Optional iPXE template: ipxe/NAME.ipxe in this tree (see ipxe/README).
 ipxe_template = ""
+# Optional boot loader: "ipxe" or "grub" (shim + GRUB: UEFI Secure Boot);
+# empty: wwserver.toml's bootloader.
+bootloader = ""
 # Optional kernel path inside the image rootfs, e.g. "boot/vmlinuz-6.1.0-28-amd64".
 kernel = ""
 # Free-form tags, available to overlay templates as .Node.Tags.

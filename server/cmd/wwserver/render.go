@@ -18,6 +18,8 @@ import (
 	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
+	"github.com/wwcluster/ww/server/pesign"
 )
 
 // loadSnapshot reads the served tree's configuration once.
@@ -46,7 +48,7 @@ func newRenderCmd() *cobra.Command {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newRenderIPXECmd(), newRenderOverlayCmd())
+	cmd.AddCommand(newRenderIPXECmd(), newRenderGRUBCmd(), newRenderOverlayCmd())
 	return cmd
 }
 
@@ -84,6 +86,60 @@ func newRenderIPXECmd() *cobra.Command {
 		},
 	}
 	addRootFlag(cmd, &root)
+	return cmd
+}
+
+func newRenderGRUBCmd() *cobra.Command {
+	var root, via string
+	var bootstrap bool
+	cmd := &cobra.Command{
+		Use:   "grub NODE|MAC",
+		Short: "Print the GRUB config of a node (bootloader = \"grub\"), or the unknown-node config of a MAC",
+		Long: `grub prints what GRUB (behind shim, for Secure Boot) gets for NODE|MAC: TFTP grub/MAC
+(--via tftp, Debian's signed GRUB) or GET /grub/MAC (--via http, a GRUB with http).
+--bootstrap prints /grub/grub.cfg, the config every machine's GRUB reads first.`,
+		Example: `  wwserver render grub n001 --root /var/lib/wwserver
+  wwserver render grub --bootstrap`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if bootstrap {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			snap, err := loadSnapshot(root)
+			if err != nil {
+				return err
+			}
+			g, err := bootscript.NewGRUB()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if bootstrap {
+				return g.Bootstrap(out, []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}, via)
+			}
+			n, mac, err := findNode(snap, args[0])
+			if err != nil {
+				return err
+			}
+			if n == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
+				return g.RenderUnknown(out, snap, mac)
+			}
+			if mac == "" {
+				return fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
+			}
+			if l := snap.Server.LoaderFor(n); l != config.LoaderGRUB {
+				fmt.Fprintf(cmd.ErrOrStderr(), "# node %s boots with %s (bootloader); with GRUB it would get:\n", n.Name, l)
+			}
+			_, err = g.Render(out, snap, n, mac, via)
+			return err
+		},
+	}
+	addRootFlag(cmd, &root)
+	cmd.Flags().StringVar(&via, "via", bootscript.ViaTFTP, `how GRUB fetches the files: "tftp" or "http"`)
+	cmd.Flags().BoolVar(&bootstrap, "bootstrap", false, "print /grub/grub.cfg instead")
 	return cmd
 }
 
@@ -221,6 +277,9 @@ func checkTree(root string) []string {
 		problems = append(problems, err.Error())
 	}
 	snap := &config.Snapshot{Server: srv, Nodes: nodes}
+	if snap.UsesGRUB() && snap.TFTPAnticipate() > 1 {
+		problems = append(problems, fmt.Sprintf("%s: tftp.anticipate: %d with nodes booting with GRUB: GRUB drops packets of a window sent blind and waits 2 s for each (boots take minutes); set 1, or 0 for the automatic value", srvPath, snap.TFTPAnticipate()))
+	}
 	b, err := newCLIBuilder(root)
 	if err != nil {
 		return append(problems, err.Error())
@@ -235,6 +294,14 @@ func checkTree(root string) []string {
 		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
 			if fi, err := os.Stat(filepath.Join(root, "overlays", o)); err != nil || !fi.IsDir() {
 				once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
+			}
+		}
+		if srv.LoaderFor(n) == config.LoaderGRUB {
+			for _, err := range srv.GRUBFileProblems() {
+				once(fmt.Sprintf("%s (node %s boots with GRUB)", err, n.Name))
+			}
+			if msg := unsignedKernel(b, snap, n); msg != "" {
+				once(fmt.Sprintf("%s.kernel: %s", key, msg))
 			}
 		}
 		if n.Primary().HWAddr == "" && !n.Discoverable {
@@ -254,4 +321,37 @@ func checkTree(root string) []string {
 		once(fmt.Sprintf("%s: tftp.dir: %q is not a directory", srvPath, srv.TFTP.Dir))
 	}
 	return problems
+}
+
+// unsignedKernel says why node n's kernel will not start under Secure Boot
+// through shim and GRUB ("" when it carries an Authenticode signature, or
+// when there is no kernel: that is reported on its own).
+func unsignedKernel(b *build.Builder, snap *config.Snapshot, n *config.Node) string {
+	art, err := b.Kernel(context.Background(), snap, n)
+	if err != nil {
+		return ""
+	}
+	f, err := art.Open()
+	if err != nil {
+		return fmt.Sprintf("kernel %s: %v", art.Name, err)
+	}
+	defer f.Close()
+	signed, err := pesign.Signed(seekReaderAt{f}, art.Size)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("kernel %s cannot boot with bootloader = %q under Secure Boot: %v", art.Name, config.LoaderGRUB, err)
+	case !signed:
+		return fmt.Sprintf("kernel %s has no Authenticode signature: with bootloader = %q, shim and GRUB refuse it under Secure Boot (use a signed kernel, e.g. Debian's linux-image-amd64)", art.Name, config.LoaderGRUB)
+	}
+	return ""
+}
+
+// seekReaderAt reads at an offset by seeking first (one reader at a time).
+type seekReaderAt struct{ r io.ReadSeeker }
+
+func (s seekReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if _, err := s.r.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return io.ReadFull(s.r, p)
 }

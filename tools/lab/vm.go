@@ -161,7 +161,7 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
 	}
 	if o.SecureBoot && o.Firmware == BIOS {
-		return nil, errors.New("Secure Boot needs UEFI firmware")
+		return nil, errors.New("secure boot needs UEFI firmware")
 	}
 	args = append(args, "-device", nic)
 	for _, m := range o.ExtraNICs {

@@ -67,7 +67,7 @@ type Plan struct {
 	// FetchRuntime is false in secure mode and for nodes with an asset
 	// key: the runtime overlay then comes from wwclient after boot.
 	FetchRuntime bool
-	// KernelArgs are the node's kernel_args, each on one line.
+	// KernelArgs are the node's kernel_args, as configured.
 	KernelArgs []string
 	// Args is the whole kernel command line a boot loader passes (besides
 	// its own initrd entries): wwid=, wwserver=, wwroot=, then KernelArgs.
@@ -96,13 +96,14 @@ func New(srv *config.Server, n *config.Node, mac string, others []string) *Plan 
 	p.Image = p.file("image", NameImage, "image", nodeapi.Image)
 	p.SystemOverlay = p.file("system", NameSystem, "system overlay", nodeapi.SystemOverlay)
 	p.RuntimeOverlay = p.file("runtime", NameRuntime, "runtime overlay", nodeapi.RuntimeOverlay)
-	for i, a := range n.KernelArgs {
-		p.KernelArgs[i] = oneLine(a)
-	}
+	// Values are copied as they are: a renderer refuses what its syntax
+	// would read as more than a value (bootscript's ipxeSafe), rather than
+	// booting a node with an argument silently rewritten.
+	copy(p.KernelArgs, n.KernelArgs)
 	p.Args = []string{
 		nodeapi.ArgID + "=" + mac,
 		nodeapi.ArgServer + "=" + strings.Join(p.Servers, ","),
-		nodeapi.ArgRoot + "=" + oneLine(n.Root),
+		nodeapi.ArgRoot + "=" + n.Root,
 	}
 	if strings.Join(p.KernelArgs, " ") != "" {
 		p.Args = append(p.Args, p.KernelArgs...)
@@ -148,14 +149,4 @@ func Servers(self string, peers []string) []string {
 		}
 	}
 	return out
-}
-
-// oneLine keeps config values from starting new script commands.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

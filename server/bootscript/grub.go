@@ -109,6 +109,21 @@ func GRUBQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
+// grubSafe refuses a plan whose command line holds a control character:
+// quoting keeps $, ; and the like literal, but a newline inside quotes
+// would still put a second line into the config (config validation
+// refuses such kernel_args already; this is defence in depth, as ipxeSafe).
+func grubSafe(p *bootplan.Plan) error {
+	for _, a := range p.Args {
+		for i, r := range a {
+			if r < ' ' || r == 0x7f {
+				return fmt.Errorf("kernel argument %q holds a control character (%U at byte %d)", a, r, i)
+			}
+		}
+	}
+	return nil
+}
+
 // grubServers names the live servers (HOST:PORT each, this one first) as
 // GRUB reaches them via via, dropping any GRUB could not parse as a
 // device (only letters, digits, '.', ':', '-', '[', ']' pass).
@@ -192,6 +207,9 @@ func (g *GRUB) RenderPlan(w io.Writer, p *bootplan.Plan) (sent string, err error
 }
 
 func (g *GRUB) renderVia(w io.Writer, p *bootplan.Plan, via string) (string, error) {
+	if err := grubSafe(p); err != nil {
+		return "", fmt.Errorf("render GRUB config for %s: %w", p.Node.Name, err)
+	}
 	var buf bytes.Buffer
 	if err := g.def.Execute(&buf, NewGRUBData(p, via)); err != nil {
 		return "", fmt.Errorf("render GRUB config for %s: %w", p.Node.Name, err)

@@ -162,7 +162,7 @@ func TestGRUBQuoting(t *testing.T) {
 	nodes := `
 [nodes.n]
 image = "x"
-kernel_args = ["console=ttyS0", "x=$(reboot);reboot", "it's", "a\nb", "two words"]
+kernel_args = ["console=ttyS0", "x=$(reboot)", "it's", "two words", "a|b", "$HOME"]
 [nodes.n.network.eth0]
 hwaddr = "52:54:00:00:00:05"
 `
@@ -188,8 +188,17 @@ hwaddr = "52:54:00:00:00:05"
 		}
 	}
 	want := []string{"linux", "(tftp,10.0.2.1)/kernel/" + mac, "wwid=" + mac, "wwserver=10.0.2.1:9873", "wwroot=tmpfs",
-		"console=ttyS0", "x=$(reboot);reboot", "it's", "a", "b", "two", "words"}
-	if strings.Join(linux, "|") != strings.Join(want, "|") {
+		"console=ttyS0", "x=$(reboot)", "it's", "two", "words", "a|b", "$HOME"}
+	if strings.Join(linux, "\x00") != strings.Join(want, "\x00") {
 		t.Errorf("linux words:\n got %q\nwant %q\n%s", linux, want, buf.String())
+	}
+
+	// A control character (which config validation refuses) fails the
+	// render instead of writing a second line.
+	n := *ns.ByName["n"]
+	n.KernelArgs = []string{"a\nreboot"}
+	buf.Reset()
+	if _, err := g.RenderPlan(&buf, bootplan.New(srv, &n, mac, nil)); err == nil || buf.Len() != 0 {
+		t.Errorf("control character: err %v, wrote %d bytes", err, buf.Len())
 	}
 }

@@ -97,12 +97,18 @@ func parseBuiltin(name string) (*template.Template, error) {
 
 func parseTemplate(name string, data []byte) (*template.Template, error) {
 	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
-		"join":  strings.Join,
-		"lower": strings.ToLower,
-		"upper": strings.ToUpper,
+		"join":       strings.Join,
+		"lower":      strings.ToLower,
+		"upper":      strings.ToUpper,
+		ipxeSafeFunc: ipxeSafe,
 	}).Parse(string(data))
 	if err != nil {
 		return nil, fmt.Errorf("parse iPXE template %s: %w", name, err)
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			guardActions(tt.Tree, tt.Tree.Root)
+		}
 	}
 	return t, nil
 }

@@ -666,3 +666,26 @@ func TestBootFileGRUBNode(t *testing.T) {
 		}
 	}
 }
+
+// TestNonUnicastMACsGetNothing (issue 20, Low 11): a chaddr no network card
+// has (all zeros, broadcast, multicast) gets no pool address and is not
+// listed as an unknown MAC; it is dropped under its own reason.
+func TestNonUnicastMACsGetNothing(t *testing.T) {
+	e := newEnv(t, testConfig{rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"})
+	for _, mac := range []string{"ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "01:00:5e:00:00:01", "33:33:00:00:00:01", "03:00:00:00:00:07"} {
+		for _, req := range []*dhcpv4.DHCPv4{
+			discover(t, mac, withArch(0), withVendor("PXEClient")),
+			request(t, mac, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.201.0.100")))),
+		} {
+			o := e.do(t, req)
+			if o.reply != nil || o.drop != "non_unicast_mac" || o.event != nil {
+				t.Errorf("%s %s: reply %v drop %q event %+v, want dropped as non_unicast_mac", mac, o.reqType, o.reply != nil, o.drop, o.event)
+			}
+		}
+	}
+	// The pool is untouched: a real MAC gets its first address.
+	o := e.do(t, discover(t, "02:00:00:00:00:01", withArch(0)))
+	if o.reply == nil || o.reply.YourIPAddr.String() != "10.201.0.100" {
+		t.Fatalf("unicast MAC after the refused ones: reply %v drop %q", o.reply, o.drop)
+	}
+}

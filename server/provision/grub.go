@@ -129,6 +129,9 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 		if !ok {
 			return nil, false, nil
 		}
+		if err := h.tftpUnicast(c); err != nil {
+			return nil, true, err
+		}
 		script, sent, err := h.grubScript(c, bootscript.ViaTFTP)
 		if err != nil {
 			h.metrics.errors.WithLabelValues("template").Inc()
@@ -145,6 +148,9 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 		if !ok {
 			return nil, false, nil
 		}
+		if err := h.tftpUnicast(c); err != nil {
+			return nil, true, err
+		}
 		if c.node == nil {
 			c.record(ReasonNotFound)
 			return nil, true, fmt.Errorf("no node has MAC %s: %w", c.mac, fs.ErrNotExist)
@@ -152,13 +158,16 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 		if rt.route == nodeapi.RuntimeOverlay {
 			// As the GRUB config: never to a boot loader in secure mode
 			// (no privileged port) or for a node with an asset key.
+			// Counted and logged, never recorded: whoever asked cannot
+			// be shown to be the node (as for HTTP refusals, call.deny).
 			if c.snap.Server.IsSecure() || c.node.HasAssetKey() {
 				reason := ReasonInsecurePort
 				if c.node.HasAssetKey() {
 					reason = ReasonBadAsset
 				}
 				h.metrics.refusals.WithLabelValues(reason).Inc()
-				c.record(reason)
+				h.logs.Log("refused|tftp|"+reason, slog.LevelInfo, "refused", "stage", c.stage, "mac", c.mac, "node", c.node.Name,
+					"remote", ip, "via", "tftp", "reason", reason)
 				return nil, true, fmt.Errorf("runtime overlay of %s over TFTP refused (%s): %w", c.node.Name, reason, fs.ErrNotExist)
 			}
 		}
@@ -192,6 +201,17 @@ func (h *Handler) tftpCall(rawMAC, ip, stage string) (*call, bool) {
 	}
 	snap := h.fresh.get()
 	return &call{h: h, stage: stage, mac: mac, ip: ip, snap: snap, node: snap.Nodes.ByMAC[mac]}, true
+}
+
+// tftpUnicast refuses (not found, nothing recorded) a MAC no network card
+// can have, as begin answers 400 BAD_MAC: it must not claim a discoverable
+// node or an unknown-MAC slot.
+func (h *Handler) tftpUnicast(c *call) error {
+	if err := config.CheckUnicastMAC(c.mac); err != nil {
+		h.metrics.refusals.WithLabelValues(ReasonBadMAC).Inc()
+		return fmt.Errorf("%w: %v", fs.ErrNotExist, err)
+	}
+	return nil
 }
 
 func memFile(b []byte, sent func()) *tftp.File {

@@ -121,12 +121,14 @@ func TestTFTPFiles(t *testing.T) {
 		}
 	}
 
-	// Secure mode: the runtime overlay is never served to a boot loader.
+	// Secure mode: the runtime overlay is never served to a boot loader,
+	// and the refusal leaves the node's status alone (anyone can ask).
+	n := len(e.status.all())
 	if _, _, ok, err := readTFTP(t, e, "overlay/runtime/"+macN002); !ok || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("runtime overlay in secure mode: ok %v, err %v", ok, err)
 	}
-	if ev := e.status.last(t); ev.Sent != ReasonInsecurePort || ev.Stage != status.StageRuntimeOverlay {
-		t.Errorf("runtime overlay refusal recorded as %+v", ev)
+	if evs := e.status.all(); len(evs) != n {
+		t.Errorf("runtime overlay refusal recorded: %+v", evs[n:])
 	}
 	// An unknown MAC's file is not found (and recorded as unknown).
 	if _, _, ok, err := readTFTP(t, e, "kernel/"+macNone); !ok || !errors.Is(err, fs.ErrNotExist) {
@@ -143,6 +145,16 @@ func TestTFTPFiles(t *testing.T) {
 	e.builder.set(func(f *fakeBuilder) { f.err = errors.Join(ErrNotFound, errBoom) })
 	if _, _, ok, err := readTFTP(t, e, "image/"+macN002); !ok || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing image: ok %v, err %v", ok, err)
+	}
+	// A MAC no network card has is not found and recorded nowhere.
+	n = len(e.status.all())
+	for _, name := range []string{"grub/ff:ff:ff:ff:ff:ff", "kernel/01:00:5e:00:00:01", "grub/00-00-00-00-00-00"} {
+		if _, _, ok, err := readTFTP(t, e, name); !ok || !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: ok %v, err %v", name, ok, err)
+		}
+	}
+	if evs := e.status.all(); len(evs) != n {
+		t.Errorf("non-unicast MACs recorded: %+v", evs[n:])
 	}
 	// Names that are not ours are left to the TFTP directory.
 	for _, name := range []string{"snponly.efi", "grub/x86_64-efi/fs.lst", "kernel/xyz", "grubx64.efi"} {
@@ -164,10 +176,11 @@ func TestTFTPRuntimeOverlayInsecure(t *testing.T) {
 	if data, _, ok, err := readTFTP(t, e, "overlay/runtime/"+macN002); !ok || err != nil || !strings.HasPrefix(data, "runtime/n002") {
 		t.Errorf("runtime overlay: ok %v, err %v, %q", ok, err, data)
 	}
+	n := len(e.status.all())
 	if _, _, _, err := readTFTP(t, e, "overlay/runtime/"+macN001); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("runtime overlay of a node with an asset key: %v", err)
 	}
-	if ev := e.status.last(t); ev.Sent != ReasonBadAsset {
-		t.Errorf("asset key refusal recorded as %+v", ev)
+	if evs := e.status.all(); len(evs) != n {
+		t.Errorf("asset key refusal recorded: %+v", evs[n:])
 	}
 }

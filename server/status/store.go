@@ -204,7 +204,9 @@ func (s *Store) SetUpdateInterval(d time.Duration) {
 }
 
 // Record implements Recorder. HEARTBEAT events only refresh last seen (and
-// the addresses); other stages, including refusals, set stage and sent.
+// the addresses); other stages, including NOT_FOUND, set stage and sent.
+// Callers record only what the node itself did: a request refused for who
+// sent it (server/provision's call.deny) is never recorded.
 // Events without a node name are kept per MAC (or IP when the MAC is empty);
 // events with neither are ignored.
 func (s *Store) Record(ev Event) {

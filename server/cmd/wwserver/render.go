@@ -18,6 +18,7 @@ import (
 	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/image"
 	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/pesign"
 )
@@ -229,12 +230,19 @@ func newCheckCmd() *cobra.Command {
 and that every image, kernel, overlay and iPXE template a node names exists, and
 that every boot file wwserver.toml names (dhcp.bios_file, efi_file, arm64_file,
 http_boot_file, in tftp.dir) is a readable regular file. It exits 1 when
-anything is wrong.`,
+anything is wrong.
+
+It warns (without failing) when images/ is reachable by users other than root
+(image trees hold setuid-root programs; serve makes it root-only), and about
+temporary trees killed imports left (serve and the next import remove them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			problems := checkTree(root)
 			for _, p := range problems {
 				fmt.Fprintln(cmd.ErrOrStderr(), p)
+			}
+			for _, w := range checkImages(root) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			if len(problems) > 0 {
 				return errReported
@@ -245,6 +253,25 @@ anything is wrong.`,
 	}
 	addRootFlag(cmd, &root)
 	return cmd
+}
+
+// checkImages returns warnings about images/: reachable by other users,
+// leftovers of killed imports.
+func checkImages(root string) []string {
+	var warnings []string
+	if why, err := image.ImagesExposure(root); err != nil {
+		warnings = append(warnings, fmt.Sprintf("images/: %v", err))
+	} else if why != "" {
+		warnings = append(warnings, why)
+	}
+	left, err := image.Leftovers(root)
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("images/: %v", err))
+	}
+	for _, l := range left {
+		warnings = append(warnings, l.String())
+	}
+	return warnings
 }
 
 // checkTree returns every problem found, one line each.

@@ -42,9 +42,10 @@ image-systemd image-selinux image-hpc: image-%: deps
 bootloaders:
 	./initramfs/bootloaders.sh $(CURDIR)/build/secureboot
 
+# LAB_ARGS, e.g. --firmware uefi-secureboot (needs make bootloaders) --nodes 2
 lab: deps build image
 	$(GO) build -o $(BIN)/lab ./tools/lab/cmd/lab
-	$(BIN)/lab --bin $(BIN) --image $(IMAGE)
+	$(BIN)/lab --bin $(BIN) --image $(IMAGE) $(LAB_ARGS)
 
 vet:
 	$(GO) vet ./...

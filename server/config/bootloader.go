@@ -64,24 +64,24 @@ func checkLoader(v string) error {
 }
 
 // checkBootloader validates the merged bootloader of node n (key
-// "nodes.NAME", written as r), blaming the node or profile entry that set
-// the value, so the error's file:line is where the value is written.
-func checkBootloader(n *Node, key string, r *Entry, profiles map[string]*Entry, fail func(key, format string, a ...any) error) error {
+// "nodes.NAME", written as r; profile returns a profile's entry, nil when
+// undefined), blaming the node or profile entry that set the value, so the
+// error's file:line is where the value is written.
+func checkBootloader(n *Node, key string, r *Entry, profile func(name string) *Entry, fail func(key, format string, a ...any)) {
 	if n.Bootloader == "" {
-		return nil
+		return
 	}
 	where := key + ".bootloader"
 	if r.Bootloader == nil {
 		for _, p := range r.Profiles { // the last profile setting it won the merge
-			if pr := profiles[p]; pr != nil && pr.Bootloader != nil {
+			if pr := profile(p); pr != nil && pr.Bootloader != nil {
 				where = "profiles." + p + ".bootloader"
 			}
 		}
 	}
 	if err := checkLoader(n.Bootloader); err != nil {
-		return fail(where, "%v", err)
+		fail(where, "%v", err)
 	}
-	return nil
 }
 
 // resolveGRUBFiles follows the [grub] files' symlinks once and adds them

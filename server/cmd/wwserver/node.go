@@ -430,10 +430,9 @@ func newProfileListCmd() *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:     "list",
+		Use:     "list [DIR]",
 		Aliases: []string{"ls"},
 		Short:   "List profiles as written, with the file that defines each",
-		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			srcs, err := config.NodesSources(root)
 			if err != nil {
@@ -469,7 +468,7 @@ func newProfileListCmd() *cobra.Command {
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON instead of a table")
 	return cmd
 }

@@ -547,12 +547,13 @@ http_boot_file = "ipxe.efi"
 workers = 8
 # iPXE does not finish "Configuring (net0 ...)" until IPv6 autoconfiguration
 # ends: on a network without an IPv6 router it sends router solicitations for
-# ~16 s. With true, wwserver answers them on the interface above with a router
+# ~16 s. wwserver answers them on the interface above with a router
 # advertisement that announces nothing (router lifetime 0, no prefixes, no
-# DHCPv6), which ends the wait at once. Leave false when a real IPv6 router
-# serves this network (iPXE takes the first answer) or when policy forbids a
-# host sending router advertisements (RFC 4861 reserves them for routers).
-answer_router_solicitations = false
+# DHCPv6), which ends the wait at once. "auto": only while no other IPv6 router
+# advertises on the interface (one that does answers iPXE itself); true:
+# always; false: never (e.g. when policy forbids a host sending router
+# advertisements: RFC 4861 reserves them for routers).
+answer_router_solicitations = "auto"
 
 # Built-in read-only TFTP server for the iPXE binaries (also served over HTTP
 # at /ipxe-bin/ for UEFI HTTP boot).

@@ -191,6 +191,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		ready = append(ready, d.Ready())
 		leases = d // TFTP names pool clients by their DHCP lease
 		provLeases = dhcpLeases{d}
+	} else if snap.Server.DHCP.AnswerRouterSolicitations != config.AnswerRSNever {
+		log.Info("dhcp.enabled is false, so IPv6 router solicitations are not answered either (answer_router_solicitations works on dhcp.interface, with the DHCP server); " +
+			"on a network without an IPv6 router iPXE waits ~16 s for one")
 	}
 	if snap.Server.TFTP.Enabled {
 		t, err := tftp.New(tftp.Options{Store: store, StateDir: stateDir, Status: st, Log: log.With("svc", "tftp"),
@@ -322,6 +325,9 @@ func warnRestartNeeded(log *slog.Logger, was, now *config.Server, listenOverridd
 	}
 	if was.DHCP.Enabled != now.DHCP.Enabled {
 		log.Warn("dhcp.enabled changed; restart wwserver to apply", "now", now.DHCP.Enabled)
+	}
+	if was.DHCP.AnswerRouterSolicitations != now.DHCP.AnswerRouterSolicitations {
+		log.Warn("dhcp.answer_router_solicitations changed; restart wwserver to apply", "now", now.DHCP.AnswerRouterSolicitations)
 	}
 	if was.TFTP.Enabled != now.TFTP.Enabled {
 		log.Warn("tftp.enabled changed; restart wwserver to apply", "now", now.TFTP.Enabled)

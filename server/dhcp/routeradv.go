@@ -120,23 +120,38 @@ type raResponder struct {
 	quiet bool
 }
 
+// raWarnAfter is how long the responder may fail to open its socket before
+// that is logged as a warning (a bridge without carrier: seconds).
+const raWarnAfter = 30 * time.Second
+
 // answerRouterSolicitations serves iface until ctx ends. A bridge gets its
-// link-local address only once a port has carrier, so until iface can be
-// listened on, it retries every second (logging the first failure).
+// link-local address only once a port has carrier (and after duplicate
+// address detection), so until iface can be listened on, it retries every
+// second: the first failure is logged as information, a failure that lasts
+// raWarnAfter (IPv6 off on the interface?) once as a warning.
 func answerRouterSolicitations(ctx context.Context, iface string, mode config.AnswerRS, log *slog.Logger, m *metrics) {
 	if mode != config.AnswerRSAlways {
 		mode = config.AnswerRSAuto
 	}
 	r := &raResponder{iface: iface, mode: mode, log: log, m: m}
-	logged := false
+	var failingSince time.Time
+	warned := false
 	for {
-		err := r.serve(ctx)
+		opened, err := r.serve(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if !logged {
-			log.Warn("dhcp: cannot answer router solicitations yet; retrying every second", "err", err)
-			logged = true
+		if opened { // it failed after working: a new episode
+			failingSince, warned = time.Time{}, false
+		}
+		switch {
+		case failingSince.IsZero():
+			failingSince = time.Now()
+			log.Info("dhcp: cannot answer router solicitations yet; retrying every second", "err", err)
+		case !warned && time.Since(failingSince) >= raWarnAfter:
+			warned = true
+			log.Warn("dhcp: still cannot answer router solicitations; on a network without an IPv6 router iPXE waits ~16 s for one. Retrying every second",
+				"interface", iface, "for", time.Since(failingSince).Round(time.Second), "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -147,30 +162,49 @@ func answerRouterSolicitations(ctx context.Context, iface string, mode config.An
 }
 
 // serve opens the NDP socket on r.iface and answers until ctx ends (nil)
-// or the socket fails.
-func (r *raResponder) serve(ctx context.Context) error {
+// or the socket fails; opened reports whether it got as far as serving.
+func (r *raResponder) serve(ctx context.Context) (opened bool, err error) {
+	c, addr, ifi, err := r.open()
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	return true, r.answer(ctx, c, addr, ifi)
+}
+
+// open opens and sets up the NDP socket on r.iface.
+func (r *raResponder) open() (*ndp.Conn, netip.Addr, *net.Interface, error) {
 	ifi, err := net.InterfaceByName(r.iface)
 	if err != nil {
-		return fmt.Errorf("router solicitations: %w", err)
+		return nil, netip.Addr{}, nil, fmt.Errorf("router solicitations: %w", err)
 	}
 	c, addr, err := ndp.Listen(ifi, ndp.LinkLocal)
 	if err != nil {
-		return fmt.Errorf("router solicitations on %s (needs an IPv6 link-local address): %w", r.iface, err)
+		return nil, netip.Addr{}, nil, fmt.Errorf("router solicitations on %s (needs an IPv6 link-local address): %w", r.iface, err)
 	}
-	defer c.Close()
 	var f ipv6.ICMPFilter
 	f.SetAll(true)
 	f.Accept(ipv6.ICMPTypeRouterSolicitation)
 	f.Accept(ipv6.ICMPTypeRouterAdvertisement)
+	fail := func(what string, err error) (*ndp.Conn, netip.Addr, *net.Interface, error) {
+		c.Close()
+		return nil, netip.Addr{}, nil, fmt.Errorf("router solicitations on %s: %s: %w", r.iface, what, err)
+	}
 	if err := c.SetICMPFilter(&f); err != nil {
-		return fmt.Errorf("router solicitations on %s: %w", r.iface, err)
+		return fail("ICMPv6 filter", err)
 	}
 	if err := c.SetControlMessage(ipv6.FlagHopLimit, true); err != nil {
-		return fmt.Errorf("router solicitations on %s: hop limit control messages: %w", r.iface, err)
+		return fail("hop limit control messages", err)
 	}
 	if err := c.JoinGroup(netip.MustParseAddr("ff02::2")); err != nil { // all-routers
-		return fmt.Errorf("router solicitations on %s: join ff02::2: %w", r.iface, err)
+		return fail("join ff02::2", err)
 	}
+	return c, addr, ifi, nil
+}
+
+// answer serves the open socket c (bound to addr on ifi) until ctx ends
+// (nil) or c fails.
+func (r *raResponder) answer(ctx context.Context, c *ndp.Conn, addr netip.Addr, ifi *net.Interface) error {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	lla := &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: ifi.HardwareAddr}

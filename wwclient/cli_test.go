@@ -17,6 +17,7 @@ import (
 
 	"github.com/cavaliergopher/cpio"
 
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/wwclient/agent"
 )
 
@@ -61,7 +62,7 @@ func runtimeImage(t *testing.T) []byte {
 type server struct {
 	*httptest.Server
 	mu         sync.Mutex
-	heartbeats []agent.Heartbeat
+	heartbeats []nodeapi.HeartbeatMessage
 	seen       chan string
 }
 
@@ -70,7 +71,7 @@ func newServer(t *testing.T) *server {
 	img := runtimeImage(t)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /heartbeat/{mac}", func(w http.ResponseWriter, r *http.Request) {
-		var hb agent.Heartbeat
+		var hb nodeapi.HeartbeatMessage
 		json.NewDecoder(r.Body).Decode(&hb)
 		s.mu.Lock()
 		s.heartbeats = append(s.heartbeats, hb)

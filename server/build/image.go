@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/wwcluster/ww/server/config"
@@ -190,7 +191,11 @@ func (b *Builder) kernel(n *config.Node) (*Artifact, error) {
 
 // newestKernel returns "boot/vmlinuz-V" with the highest version V, or "".
 func newestKernel(root *os.Root) (string, error) {
-	f, err := root.Open(imageBootDir)
+	// O_DIRECTORY: a FIFO at boot/ would block the open forever.
+	f, err := root.OpenFile(imageBootDir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if errors.Is(err, syscall.ENOTDIR) {
+		return "", nil
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}

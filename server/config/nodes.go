@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // NetDev is one network device of a node.
@@ -145,10 +147,10 @@ type Source struct {
 	Data []byte
 }
 
-// Root modes for the node's root filesystem.
+// Root modes for the node's root filesystem (wwroot= on the kernel command line).
 const (
-	RootTmpfs     = "tmpfs"
-	RootInitramfs = "initramfs"
+	RootTmpfs     = nodeapi.RootTmpfs
+	RootInitramfs = nodeapi.RootInitramfs
 )
 
 // LoadNodes reads and resolves one nodes file at path.
@@ -262,6 +264,24 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// Kernel arguments, where they are written (a profile's are checked
+	// even when no node uses it yet).
+	for _, kind := range []struct {
+		prefix  string
+		entries map[string]*Entry
+	}{{"profiles.", raw.Profiles}, {"nodes.", raw.Nodes}} {
+		for _, name := range sortedKeys(kind.entries) {
+			e := kind.entries[name]
+			if e == nil {
+				continue
+			}
+			for _, a := range e.KernelArgs {
+				if err := CheckKernelArg(a); err != nil {
+					return nil, fail(kind.prefix+name+".kernel_args", "%v", err)
+				}
+			}
+		}
+	}
 
 	ns := &Nodes{ByName: map[string]*Node{}, ByMAC: map[string]*Node{}, ByIP: map[string]*Node{}}
 	macOwner := map[string]string{} // mac → key that set it
@@ -323,6 +343,9 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			dev := NetDev{Name: d}
 			if rd.HWAddr != nil {
 				mac, err := NormalizeMAC(*rd.HWAddr)
+				if err == nil {
+					err = CheckUnicastMAC(mac)
+				}
 				if err != nil {
 					return nil, fail(dk+".hwaddr", "%v", err)
 				}
@@ -343,6 +366,9 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 			}
 			if dev.Netmask != "" && !isMask(dev.Netmask) {
 				return nil, fail(dk+".netmask", "%q is not a netmask", dev.Netmask)
+			}
+			if err := CheckHostAddr(dev.IPAddr, dev.Netmask); err != nil {
+				return nil, fail(dk+".ipaddr", "%v", err)
 			}
 			if rd.Primary != nil && *rd.Primary {
 				dev.Primary = true
@@ -445,6 +471,50 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 	}
 }
 
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// ipxeMeta are the character sequences iPXE's script parser gives a
+// meaning to (core/exec.c: "${" expands a setting anywhere in a line; a
+// token "||", "&&" or ";" ends a command and starts the next; a token
+// starting with "#" starts a comment). A kernel argument is written into
+// the iPXE script's boot line, and iPXE has no quoting, so none of them may
+// appear in one. (They are refused anywhere in the argument, not only as
+// whole tokens: simpler to explain, and no kernel parameter needs them.)
+var ipxeMeta = []struct{ seq, what string }{
+	{"${", "a setting expansion"},
+	{"&&", "a command separator"},
+	{"||", "a command separator"},
+	{";", "a command separator"},
+	{"#", "the start of a comment"},
+}
+
+// CheckKernelArg reports why s cannot be one kernel_args entry: a control
+// character (a newline would end the iPXE boot line and start a new
+// command), or a sequence iPXE's script parser interprets (see ipxeMeta).
+// Spaces are allowed: "console=ttyS0 quiet" is two kernel arguments.
+func CheckKernelArg(s string) error {
+	for i, r := range s {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) {
+			return fmt.Errorf("kernel argument %q holds a control character (%U at byte %d); "+
+				"each argument must be printable text on one line", s, r, i)
+		}
+	}
+	for _, m := range ipxeMeta {
+		if strings.Contains(s, m.seq) {
+			return fmt.Errorf("kernel argument %q holds %q, which iPXE reads as %s in the boot script "+
+				"(iPXE has no quoting); remove it", s, m.seq, m.what)
+		}
+	}
+	return nil
+}
+
 // NormalizeMAC accepts a 6-byte MAC with ':' or '-' in any case and returns
 // it lower-case with colons.
 func NormalizeMAC(s string) (string, error) {
@@ -456,6 +526,52 @@ func NormalizeMAC(s string) (string, error) {
 		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
 	}
 	return hw.String(), nil
+}
+
+// CheckUnicastMAC reports why a normalised MAC cannot be a network card's:
+// all zeros, the broadcast address, or a multicast address (the low bit of
+// the first byte set). Such a MAC in a request is forged or broken; given
+// to a node it would match every broadcast or nothing.
+func CheckUnicastMAC(mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", mac)
+	}
+	switch {
+	case bytes.Equal(hw, make([]byte, 6)):
+		return fmt.Errorf("MAC %s is all zeros, not a network card's address", hw)
+	case bytes.Equal(hw, bytes.Repeat([]byte{0xff}, 6)):
+		return fmt.Errorf("MAC %s is the broadcast address, not a network card's", hw)
+	case hw[0]&1 == 1:
+		return fmt.Errorf("MAC %s is a multicast address (the first byte is odd), not a network card's", hw)
+	}
+	return nil
+}
+
+// CheckHostAddr reports why ip cannot be a host's address on a network
+// with netmask: it is the network's own address or its broadcast address
+// (prefixes up to /30; a /31 or /32 has neither). Nothing is checked
+// without a valid netmask.
+func CheckHostAddr(ip, netmask string) error {
+	bits := PrefixLen(netmask)
+	a := parseIPv4(ip)
+	if bits < 0 || bits > 30 || a == nil {
+		return nil
+	}
+	mask := net.CIDRMask(bits, 32)
+	network := a.Mask(mask)
+	bcast := make(net.IP, 4)
+	for i := range bcast {
+		bcast[i] = network[i] | ^mask[i]
+	}
+	prefix := fmt.Sprintf("%s/%d", network, bits)
+	switch {
+	case a.Equal(network):
+		return fmt.Errorf("%s is the network address of %s (netmask %s), not a host's", ip, prefix, netmask)
+	case a.Equal(bcast):
+		return fmt.Errorf("%s is the broadcast address of %s (netmask %s), not a host's", ip, prefix, netmask)
+	}
+	return nil
 }
 
 func checkName(s string) error {

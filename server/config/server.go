@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/wwcluster/ww/server/bootfile"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // DefaultPort is the HTTP port nodes use when wwserver.toml names none.
-const DefaultPort = 9873
+const DefaultPort = nodeapi.DefaultPort
 
 // Duration is a time.Duration written in TOML as a string ("60s", "1h").
 type Duration struct{ time.Duration }
@@ -78,7 +81,7 @@ func (s *Server) ChecksSource() bool {
 
 // URL is the base URL nodes use, e.g. http://10.0.2.1:9873.
 func (s *Server) URL() string {
-	return "http://" + net.JoinHostPort(s.Address, strconv.Itoa(s.Port))
+	return nodeapi.BaseURL(nodeapi.HostPort(s.Address, s.Port))
 }
 
 // DHCP is the [dhcp] section of wwserver.toml.
@@ -216,13 +219,22 @@ func (s *Server) BootFile(name string) (path string, ok bool) {
 // resolved to a readable regular file (errors name file, line and key).
 func (s *Server) BootFileProblems() []error { return s.bootProblems }
 
-// BootFileKeys are the wwserver.toml keys naming a boot file, with their values.
-func (s *Server) BootFileKeys() [][2]string {
+// BootFiles are the boot files wwserver.toml configures, for the boot file
+// table (server/bootfile).
+func (s *Server) BootFiles() bootfile.Files {
 	d := &s.DHCP
-	return [][2]string{
-		{"dhcp.bios_file", d.BIOSFile}, {"dhcp.efi_file", d.EFIFile},
-		{"dhcp.arm64_file", d.ARM64File}, {"dhcp.http_boot_file", d.HTTPBootFile},
+	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile}
+}
+
+// BootFileKeys are the wwserver.toml keys naming a boot file (the
+// bootfile slots), with their values.
+func (s *Server) BootFileKeys() [][2]string {
+	files := s.BootFiles()
+	var out [][2]string
+	for _, slot := range bootfile.Slots() {
+		out = append(out, [2]string{string(slot), files.File(slot)})
 	}
+	return out
 }
 
 func cleanBootName(name string) string {

@@ -14,68 +14,27 @@ import (
 	"github.com/wwcluster/ww/server/status"
 )
 
-func TestBootDecisionTable(t *testing.T) {
-	srv := &config.Server{Address: "10.0.2.1", Port: 9873}
-	srv.DHCP.BIOSFile = "undionly.kpxe"
-	srv.DHCP.EFIFile = "snponly.efi"
-	srv.DHCP.HTTPBootFile = "ipxe.efi"
-	withARM := *srv
-	withARM.DHCP.ARM64File = "arm64.efi"
-	const mac = "52:54:00:00:00:01"
-	cases := []struct {
-		name       string
-		srv        *config.Server
-		c          client
-		rule, file string
-		vendor     string
-	}{
-		{"bios", srv, client{arch: 0, hasArch: true, pxe: true}, "bios", "undionly.kpxe", vendorPXE},
-		{"efi ia32", srv, client{arch: 6, hasArch: true, pxe: true}, "efi", "snponly.efi", vendorPXE},
-		{"efi bc", srv, client{arch: 7, hasArch: true, pxe: true}, "efi", "snponly.efi", vendorPXE},
-		{"efi x64", srv, client{arch: 9, hasArch: true}, "efi", "snponly.efi", ""},
-		{"arm64 unset", srv, client{arch: 11, hasArch: true, pxe: true}, "arm64", "", vendorPXE},
-		{"arm64 set", &withARM, client{arch: 11, hasArch: true, pxe: true}, "arm64", "arm64.efi", vendorPXE},
-		{"ipxe wins over arch", srv, client{arch: 7, hasArch: true, pxe: true, ipxe: true}, "ipxe", "http://10.0.2.1:9873/ipxe/" + mac, vendorPXE},
-		{"ipxe without pxe", srv, client{ipxe: true}, "ipxe", "http://10.0.2.1:9873/ipxe/" + mac, ""},
-		{"http boot", srv, client{http: true, arch: 16, hasArch: true}, "http", "http://10.0.2.1:9873/ipxe-bin/ipxe.efi", vendorHTTP},
-		{"http arm64 unset", srv, client{http: true, arch: 19, hasArch: true}, "http-arm64", "", vendorHTTP},
-		{"http arm64 set", &withARM, client{http: true, arch: 19, hasArch: true}, "http-arm64", "http://10.0.2.1:9873/ipxe-bin/arm64.efi", vendorHTTP},
-		{"pxe without arch", srv, client{pxe: true}, "pxe-no-arch", "undionly.kpxe", vendorPXE},
-		{"unknown arch", srv, client{arch: 2, hasArch: true, pxe: true}, "", "", vendorPXE},
-		{"plain dhcp client", srv, client{}, "", "", ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.c.mac = mac
-			d := decideBoot(tc.srv, tc.c)
-			if d.Rule != tc.rule || d.File != tc.file || d.Vendor != tc.vendor {
-				t.Errorf("decideBoot = %+v, want rule %q file %q vendor %q", d, tc.rule, tc.file, tc.vendor)
-			}
-		})
-	}
-}
-
 func TestClassify(t *testing.T) {
 	req := discover(t, "52:54:00:00:00:01", withArch(7), withVendor("PXEClient:Arch:00007:UNDI:003000"))
 	c := classify(req, "52:54:00:00:00:01")
-	if !c.pxe || c.http || c.ipxe || !c.hasArch || c.arch != 7 || !c.netboot() {
+	if !c.PXE || c.HTTP || c.IPXE || !c.HasArch || c.Arch != 7 || !c.Netboot() {
 		t.Errorf("classify = %+v", c)
 	}
 	// iPXE marks itself with option 175 even without user class.
 	req = discover(t, "52:54:00:00:00:01", dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), []byte{1, 1, 1})))
-	if c := classify(req, ""); !c.ipxe {
+	if c := classify(req, ""); !c.IPXE {
 		t.Errorf("option 175: classify = %+v", c)
 	}
 	// RFC 3004 encoded user class.
 	req = discover(t, "52:54:00:00:00:01", dhcpv4.WithOption(dhcpv4.OptRFC3004UserClass([]string{"iPXE"})))
-	if c := classify(req, ""); !c.ipxe {
+	if c := classify(req, ""); !c.IPXE {
 		t.Errorf("RFC 3004 user class: classify = %+v", c)
 	}
 	req = discover(t, "52:54:00:00:00:01", withVendor("HTTPClient:Arch:00016:UNDI:003001"))
-	if c := classify(req, ""); !c.http || c.pxe {
+	if c := classify(req, ""); !c.HTTP || c.PXE {
 		t.Errorf("HTTPClient: classify = %+v", c)
 	}
-	if c := classify(discover(t, "52:54:00:00:00:01"), ""); c.netboot() {
+	if c := classify(discover(t, "52:54:00:00:00:01"), ""); c.Netboot() {
 		t.Errorf("plain client is netboot: %+v", c)
 	}
 }
@@ -678,5 +637,28 @@ gateway = "10.9.9.9"
 	}
 	if o.note == "" {
 		t.Error("dropping the router was not noted")
+	}
+}
+
+// TestNonUnicastMACsGetNothing (issue 20, Low 11): a chaddr no network card
+// has (all zeros, broadcast, multicast) gets no pool address and is not
+// listed as an unknown MAC; it is dropped under its own reason.
+func TestNonUnicastMACsGetNothing(t *testing.T) {
+	e := newEnv(t, testConfig{rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"})
+	for _, mac := range []string{"ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "01:00:5e:00:00:01", "33:33:00:00:00:01", "03:00:00:00:00:07"} {
+		for _, req := range []*dhcpv4.DHCPv4{
+			discover(t, mac, withArch(0), withVendor("PXEClient")),
+			request(t, mac, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.201.0.100")))),
+		} {
+			o := e.do(t, req)
+			if o.reply != nil || o.drop != "non_unicast_mac" || o.event != nil {
+				t.Errorf("%s %s: reply %v drop %q event %+v, want dropped as non_unicast_mac", mac, o.reqType, o.reply != nil, o.drop, o.event)
+			}
+		}
+	}
+	// The pool is untouched: a real MAC gets its first address.
+	o := e.do(t, discover(t, "02:00:00:00:00:01", withArch(0)))
+	if o.reply == nil || o.reply.YourIPAddr.String() != "10.201.0.100" {
+		t.Fatalf("unicast MAC after the refused ones: reply %v drop %q", o.reply, o.drop)
 	}
 }

@@ -86,7 +86,7 @@ func bootEvent(x *exchange, r *dhcpv4.DHCPv4, file string) *status.Event {
 // unknownEvent records that an unknown netboot client asked and was ignored,
 // so an admin can see its MAC and add it to nodes.toml.
 func unknownEvent(x *exchange) *status.Event {
-	if x.typ != dhcpv4.MessageTypeDiscover || !x.client.netboot() {
+	if x.typ != dhcpv4.MessageTypeDiscover || !x.client.Netboot() {
 		return nil
 	}
 	return &status.Event{MAC: x.mac, Stage: status.StageDHCP, Sent: "UNKNOWN_MAC", Time: x.now}
@@ -94,7 +94,7 @@ func unknownEvent(x *exchange) *status.Event {
 
 // withBoot adds the boot decision to p for netboot clients.
 func withBoot(x *exchange, p *params) {
-	if x.client.netboot() {
+	if x.client.Netboot() {
 		p.boot = decideBoot(x.cfg, x.client)
 	}
 }
@@ -372,7 +372,7 @@ func (h *reservationHandler) inform(x *exchange) result {
 type proxyHandler struct{}
 
 func (proxyHandler) handle(x *exchange) result {
-	if !x.client.pxe && !x.client.http {
+	if !x.client.PXE && !x.client.HTTP {
 		return ignored("proxy_not_pxe")
 	}
 	if x.node == nil {

@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, inUse func() int) (*metrics, error) {
 		}, []string{"type"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wwserver_dhcp_dropped_total",
-			Help: "DHCP packets not answered, by reason (malformed, queue_full, panic, unknown_mac, ...; ra_other_router: a router solicitation left to another IPv6 router).",
+			Help: "DHCP packets not answered, by reason (malformed, queue_full, panic, unknown_mac, non_unicast_mac, ...; ra_other_router: a router solicitation left to another IPv6 router).",
 		}, []string{"reason"}),
 		declines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wwserver_dhcp_declines_total",

@@ -130,7 +130,7 @@ func buildReply(x *exchange, typ dhcpv4.MessageType, p *params) *dhcpv4.DHCPv4 {
 		r.BootFileName = p.boot.File
 		r.UpdateOption(dhcpv4.OptTFTPServerName(x.serverIP.String()))
 		r.UpdateOption(dhcpv4.OptBootFileName(p.boot.File))
-		if x.client.ipxe && !p.proxy {
+		if x.client.IPXE && !p.proxy {
 			// We are the DHCP server: iPXE need not wait for ProxyDHCP offers.
 			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optionIPXEEncap), ipxeNoProxyWait))
 		}

@@ -441,6 +441,11 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
 		return outcome{drop: "bad_hwaddr"}
 	}
+	if !unicastHW(req.ClientHWAddr) {
+		// No network card has it: forged or broken. It must not take a
+		// pool address or show up as an unknown MAC.
+		return outcome{drop: "non_unicast_mac"}
+	}
 	if req.HopCount > maxHops {
 		return outcome{drop: "too_many_hops"}
 	}
@@ -492,6 +497,21 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	o.reply = res.reply
 	o.dst = replyDest(x, res.reply)
 	return o
+}
+
+// unicastHW reports whether a 6-byte chaddr can be a network card's: not
+// all zeros, not broadcast or multicast (the low bit of the first byte).
+// config.CheckUnicastMAC says the same for nodes.toml, with reasons.
+func unicastHW(hw net.HardwareAddr) bool {
+	if hw[0]&1 == 1 {
+		return false
+	}
+	for _, b := range hw {
+		if b != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func typeLabel(t dhcpv4.MessageType) string {

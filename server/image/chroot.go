@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -36,7 +37,10 @@ type ExecOptions struct {
 // code. The helper runs in a private mount namespace (CLONE_NEWNS, mounts
 // made private), so the /proc, /sys, /dev and resolv.conf mounts it makes
 // vanish with it whatever way it ends. The image is locked against import
-// and delete meanwhile.
+// and delete as long as anything started in it runs: the helper and the
+// command inherit the lock (fd 3), so it outlives this process. When this
+// process dies the helper gets SIGTERM (passed on to the command); when
+// the helper dies the command gets SIGKILL.
 func Exec(o ExecOptions) (int, error) {
 	if err := checkName(o.Name); err != nil {
 		return 0, err
@@ -52,15 +56,20 @@ func Exec(o ExecOptions) (int, error) {
 	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
 		return 0, fmt.Errorf("image %s: no images/%s/rootfs", o.Name, o.Name)
 	}
-	unlock, err := lockImage(dir)
+	lock, err := lockImage(dir, false)
 	if err != nil {
 		return 0, err
 	}
-	defer unlock()
+	defer lock.Close()
 	args := append(append(append([]string{}, o.Self[1:]...), rootfs, "--"), o.Argv...)
 	cmd := exec.Command(o.Self[0], args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	cmd.ExtraFiles = []*os.File{lock} // fd 3: see InheritedLock
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGTERM}
+	// The parent-death signal follows the thread that started the child:
+	// this goroutine stays on it until the helper has ended.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	// Ctrl-C reaches the command through the terminal; this process waits.
 	// SIGTERM and SIGHUP are passed on (the helper passes them to the command).
 	signal.Ignore(os.Interrupt)
@@ -91,11 +100,26 @@ func exitStatus(err error) (int, error) {
 	return 0, err
 }
 
+// InheritedLock is the image lock Exec hands its helper as fd 3, or nil
+// when fd 3 is not rootfs's image lock file.
+func InheritedLock(rootfs string) *os.File {
+	dir, err := filepath.EvalSymlinks(filepath.Dir(rootfs))
+	if err != nil {
+		return nil
+	}
+	want := filepath.Join(dir, lockFile)
+	if got, err := os.Readlink("/proc/self/fd/3"); err != nil || got != want {
+		return nil
+	}
+	return os.NewFile(3, want)
+}
+
 // ChrootHelper is the helper side of Exec, already in its own mount
 // namespace: it mounts /proc, /sys, /dev and the host's resolv.conf into
 // rootfs, runs argv chrooted, removes a resolv.conf it had to create, and
-// returns the command's exit code.
-func ChrootHelper(rootfs string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+// returns the command's exit code. lock (the image lock, may be nil) is
+// handed to the command as fd 3, so what it starts keeps the image locked.
+func ChrootHelper(rootfs string, argv []string, lock *os.File, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	if len(argv) == 0 {
 		return 0, errors.New("no command")
 	}
@@ -162,8 +186,13 @@ func ChrootHelper(rootfs string, argv []string, stdin io.Reader, stdout, stderr 
 	if term := os.Getenv("TERM"); term != "" {
 		cmd.Env = append(cmd.Env, "TERM="+term)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: rootfs}
+	if lock != nil {
+		cmd.ExtraFiles = []*os.File{lock}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: rootfs, Pdeathsig: syscall.SIGKILL}
 	signal.Ignore(os.Interrupt)
+	runtime.LockOSThread() // for Pdeathsig, as in Exec
+	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
 		return 127, fmt.Errorf("start %s in the image: %w", argv[0], err)
 	}

@@ -39,6 +39,7 @@ func (e *UnsafeEntryError) Error() string {
 // what is already there.
 type applier struct {
 	root    *os.Root
+	lim     *limits
 	layer   int
 	written map[string]bool // paths the current layer wrote (opaque whiteouts keep them)
 	files   int64
@@ -118,6 +119,9 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if err := a.lim.entry(); err != nil {
+		return fmt.Errorf("layer %d: %s: %w", a.layer, hdr.Name, err)
+	}
 	if name == "" {
 		return nil // the root directory itself: ours, 0755 root
 	}
@@ -188,14 +192,22 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		if err := a.fdMeta(fd, hdr, mode); err != nil {
 			return err
 		}
-	case tar.TypeReg: // archive/tar reports old-style TypeRegA as TypeReg
+	case tar.TypeReg, tar.TypeGNUSparse: // archive/tar reports TypeRegA as TypeReg, and fills a sparse file's holes
+		// Refused before a byte is written when it would not fit (a
+		// sparse entry counts at its full size: it is written in full).
+		if err := a.lim.need(hdr.Size); err != nil {
+			return fmt.Errorf("layer %d: %s: %w", a.layer, hdr.Name, err)
+		}
 		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return a.fail(hdr.Name, "create", err)
 		}
 		f := os.NewFile(uintptr(fd), name)
-		n, err := io.Copy(f, r)
+		n, err := io.Copy(&limitedWriter{f: f, lim: a.lim}, r)
 		a.bytes += n
+		if err != nil {
+			err = a.fail(hdr.Name, "copy", err)
+		}
 		if err == nil {
 			err = a.fdMeta(fd, hdr, mode)
 		}
@@ -359,4 +371,18 @@ func (a *applier) failIf(name, op string, err error) error {
 		return nil
 	}
 	return a.fail(name, op, err)
+}
+
+// limitedWriter writes to f and counts against the import's limits.
+type limitedWriter struct {
+	f   *os.File
+	lim *limits
+}
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if lerr := w.lim.wrote(int64(n)); err == nil {
+		err = lerr
+	}
+	return n, err
 }

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wwcluster/ww/server/atomicfile"
+	"github.com/wwcluster/ww/server/build"
 )
 
 // MetaFile is images/NAME/image.json, written after a successful import.
@@ -31,6 +34,12 @@ type Options struct {
 	Source string // OCI layout dir, OCI archive, docker/podman save tar, rootfs tar(.gz/.zst), docker://REF
 	// Platform picks the image from a multi-platform index (default linux/GOARCH).
 	Platform string
+	// MaxSize refuses an image that writes more file data than this (0: no limit).
+	MaxSize int64
+	// Reserve is the free space to leave on the tree's file system: the
+	// import is refused before it would drop below (0: DefaultReserve;
+	// NoReserve: none).
+	Reserve int64
 	// Progress receives progress; Terminal rewrites one line, otherwise one line per layer.
 	Progress io.Writer
 	Terminal bool
@@ -38,18 +47,25 @@ type Options struct {
 
 // Meta is what image.json records.
 type Meta struct {
-	Source     string    `json:"source"`
-	Kind       string    `json:"kind"`
+	Source string `json:"source"`
+	Kind   string `json:"kind"`
+	// Digest is the image manifest's digest (a docker archive has none: its
+	// image ID, the config's digest). Every layer was checked against it.
 	Digest     string    `json:"digest,omitempty"`
 	Layers     int       `json:"layers"`
 	Files      int64     `json:"files"`
 	Bytes      int64     `json:"bytes"`
 	ImportedAt time.Time `json:"imported_at"`
+	// Warnings about the imported tree (no kernel, no /sbin/init).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Import builds images/NAME/rootfs from opts.Source in a temporary
 // directory next to it and swaps it in with one atomic rename; on any
 // error (or ctx cancelled) the old rootfs is untouched and keeps serving.
+// Every blob is read to its end and checked against its digest before
+// the swap. Nothing is unpacked besides the new tree, which is bounded by
+// opts.MaxSize and opts.Reserve.
 func Import(ctx context.Context, opts Options) (*Meta, error) {
 	if err := checkName(opts.Name); err != nil {
 		return nil, err
@@ -61,30 +77,49 @@ func Import(ctx context.Context, opts Options) (*Meta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--platform %q: %w", opts.Platform, err)
 	}
-	dir := filepath.Join(opts.Tree, "images", opts.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if old, changed, err := SecureImagesDir(opts.Tree); err != nil {
 		return nil, err
+	} else if changed && opts.Progress != nil {
+		fmt.Fprintf(opts.Progress, "images/: mode %04o made 0700 (image trees hold setuid-root files no local user may reach)\n", old)
 	}
-	unlock, err := lockImage(dir)
+	// Temporary trees of killed imports of any image; this one's below.
+	if _, err := CleanLeftovers(opts.Tree); err != nil && opts.Progress != nil {
+		fmt.Fprintf(opts.Progress, "leftovers of killed imports: %v\n", err)
+	}
+	dir := filepath.Join(opts.Tree, "images", opts.Name)
+	lock, err := lockImage(dir, true)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	// Leftovers of an import that was killed.
-	stale, _ := filepath.Glob(filepath.Join(dir, ".import-*"))
-	for _, s := range stale {
-		_ = os.RemoveAll(s)
+	meta, err := importLocked(ctx, opts, dir, platform)
+	if err != nil {
+		// A failed import of a new image leaves no directory behind.
+		removeIfEmptyImage(dir)
 	}
+	lock.Close()
+	return meta, err
+}
+
+func importLocked(ctx context.Context, opts Options, dir string, platform *v1.Platform) (*Meta, error) {
+	// Leftovers of imports of this image that were killed (the lock is ours).
+	removeImportDirs(dir)
 	work, err := os.MkdirTemp(dir, ".import-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(work) // the new tree on failure, the old one after a swap
-
-	src, err := openSource(ctx, opts.Source, work, platform)
+	if err := writeOwner(work); err != nil {
+		return nil, err
+	}
+	lim, err := newLimits(dir, opts.MaxSize, opts.Reserve)
+	if err != nil {
+		return nil, fmt.Errorf("import refused: %w", err)
+	}
+	src, err := openSource(ctx, opts.Source, platform)
 	if err != nil {
 		return nil, err
 	}
+	defer src.Close()
 	newRoot := filepath.Join(work, "rootfs")
 	if err := os.Mkdir(newRoot, 0o755); err != nil {
 		return nil, err
@@ -94,7 +129,7 @@ func Import(ctx context.Context, opts Options) (*Meta, error) {
 		return nil, err
 	}
 	defer root.Close()
-	a := &applier{root: root}
+	a := &applier{root: root, lim: lim}
 	p := &progress{w: opts.Progress, terminal: opts.Terminal, layers: len(src.layers)}
 	for i, l := range src.layers {
 		a.layer = i + 1
@@ -103,11 +138,12 @@ func Import(ctx context.Context, opts Options) (*Meta, error) {
 		}
 	}
 	p.done(a)
+	warnings := bootWarnings(newRoot, opts.Name)
 	if err := swapInto(newRoot, filepath.Join(dir, "rootfs")); err != nil {
 		return nil, err
 	}
 	meta := &Meta{Source: opts.Source, Kind: src.kind, Digest: src.digest, Layers: len(src.layers),
-		Files: a.files, Bytes: a.bytes, ImportedAt: time.Now().UTC()}
+		Files: a.files, Bytes: a.bytes, ImportedAt: time.Now().UTC(), Warnings: warnings}
 	data, _ := json.MarshalIndent(meta, "", "  ")
 	if err := atomicfile.WriteFile(filepath.Join(dir, MetaFile), append(data, '\n'), 0o644); err != nil {
 		return nil, err
@@ -115,24 +151,65 @@ func Import(ctx context.Context, opts Options) (*Meta, error) {
 	return meta, nil
 }
 
-func applyOne(ctx context.Context, a *applier, l layerSource, p *progress) error {
-	rc, err := l.open()
-	if err != nil {
-		return fmt.Errorf("layer %d (%s): %w", a.layer, l.digest, err)
+// bootWarnings says what a node needs that the new tree lacks: a kernel
+// (boot/vmlinuz-*) and /sbin/init. A container base image has neither
+// until they are installed with image exec; an archive imported as a
+// root filesystem by mistake has neither either.
+func bootWarnings(rootfs, name string) []string {
+	var missing []string
+	if k, err := build.NewestKernel(rootfs); err == nil && k == "" {
+		missing = append(missing, "no kernel (boot/vmlinuz-*)")
 	}
-	defer rc.Close()
-	p.start(a.layer, l)
-	r, err := decompress(&ctxReader{ctx: ctx, r: rc, onRead: p.add})
-	if err != nil {
-		return fmt.Errorf("layer %d (%s): %w", a.layer, l.digest, err)
+	if !existsIn(rootfs, "sbin/init") {
+		missing = append(missing, "no /sbin/init")
 	}
-	if err := a.applyLayer(r); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("import interrupted: %w", ctx.Err())
+	if len(missing) == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("image %s has %s: nodes cannot boot it until that is installed (wwserver image exec %s -- …)",
+		name, strings.Join(missing, " and "), name)}
+}
+
+// existsIn reports whether p exists in the tree at rootfs as the image
+// sees it: symlinks are followed, absolute ones from rootfs.
+func existsIn(rootfs, p string) bool {
+	parts := strings.Split(p, "/")
+	cur := ""
+	links := 0
+	for len(parts) > 0 {
+		c := parts[0]
+		parts = parts[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if cur = path.Dir(cur); cur == "." {
+				cur = ""
+			}
+			continue
 		}
-		return err
+		next := path.Join(cur, c)
+		fi, err := os.Lstat(filepath.Join(rootfs, next))
+		if err != nil {
+			return false
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if links++; links > 40 {
+				return false
+			}
+			t, err := os.Readlink(filepath.Join(rootfs, next))
+			if err != nil {
+				return false
+			}
+			if strings.HasPrefix(t, "/") {
+				cur = ""
+			}
+			parts = append(strings.Split(t, "/"), parts...)
+			continue
+		}
+		cur = next
 	}
-	return nil
+	return true
 }
 
 // swapInto puts newRoot at target: one rename when target is new, else an
@@ -149,17 +226,58 @@ func swapInto(newRoot, target string) error {
 	return nil
 }
 
-// lockImage serialises imports and deletes of one image.
-func lockImage(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+// lockFile is images/NAME/.lock.
+const lockFile = ".lock"
+
+// lockImage serialises imports, execs and deletes of one image: it
+// returns the locked file, unlocked when every copy of its descriptor is
+// closed (image exec hands one to the command, so the image stays locked
+// while anything it started runs). create makes the image directory.
+func lockImage(dir string, create bool) (*os.File, error) {
+	p := filepath.Join(dir, lockFile)
+	for range 5 {
+		if create {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("image %s is in use by another image import, exec or delete (or a command image exec started still runs)", filepath.Base(dir))
+		}
+		// A failed import of a new image removes the directory, lock file
+		// and all, while holding the lock: a lock on a file no longer
+		// there protects nothing.
+		var held, now unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(p, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+			return f, nil
+		}
 		f.Close()
-		return nil, fmt.Errorf("image %s is in use by another image import, exec or delete", filepath.Base(dir))
+		if !create {
+			return nil, fmt.Errorf("image %s: no such image", filepath.Base(dir))
+		}
 	}
-	return func() { f.Close() }, nil
+	return nil, fmt.Errorf("image %s: its lock file keeps being removed", filepath.Base(dir))
+}
+
+// removeIfEmptyImage removes dir when it holds nothing but its lock file
+// (a failed import of a new name); called with the lock held.
+func removeIfEmptyImage(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Name() != lockFile {
+			return
+		}
+	}
+	_ = os.Remove(filepath.Join(dir, lockFile))
+	_ = os.Remove(dir)
 }
 
 // checkName accepts what nodes.toml accepts as an image name.

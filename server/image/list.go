@@ -119,11 +119,11 @@ func Delete(tree, name string, nodes *config.Nodes, force bool) error {
 		return fmt.Errorf("image %s is used by %d node(s): %s (change their image first, or --force)",
 			name, len(users), strings.Join(users, ","))
 	}
-	unlock, err := lockImage(dir)
+	lock, err := lockImage(dir, false)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lock.Close()
 	// Rename first, so a reader never sees a half-deleted tree.
 	gone := filepath.Join(tree, "images", "."+name+".deleted")
 	_ = os.RemoveAll(gone)

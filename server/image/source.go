@@ -1,16 +1,16 @@
 package image
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,40 +18,45 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
 
-// layerSource is one layer to apply, in order.
+// layerSource is one layer to apply, in order. Its stored bytes must hash
+// to digest and, uncompressed, to diffID (each when set).
 type layerSource struct {
-	digest string
-	size   int64 // as stored (compressed); 0 when unknown
+	name   string  // for messages: the digest, or the file name
+	digest v1.Hash // of the stored (possibly compressed) bytes; zero: not checked
+	diffID v1.Hash // of the uncompressed tar; zero: not checked
+	size   int64   // stored bytes; 0 when unknown
 	open   func() (io.ReadCloser, error)
 }
 
 // source is an opened SOURCE: its layers, bottom first.
 type source struct {
 	kind   string // "registry", "oci-layout", "oci-archive", "docker-archive", "rootfs-tar"
-	digest string // image manifest digest ("" for a rootfs tar)
+	digest string // manifest digest (docker archive: the image ID, its config's digest); "" for a rootfs tar
 	layers []layerSource
+	closer io.Closer
 }
 
-// openSource recognises SOURCE. work is a private directory for unpacking
-// archives (removed by the caller).
-func openSource(ctx context.Context, src, work string, platform *v1.Platform) (*source, error) {
+func (s *source) Close() error {
+	if s.closer != nil {
+		return s.closer.Close()
+	}
+	return nil
+}
+
+// maxJSON bounds what is read of an index, manifest or config.
+const maxJSON = 8 << 20
+
+// openSource recognises SOURCE. Nothing is unpacked: archives are read in
+// place, layers streamed.
+func openSource(ctx context.Context, src string, platform *v1.Platform) (*source, error) {
 	if ref, ok := strings.CutPrefix(src, "docker://"); ok {
-		r, err := name.ParseReference(ref)
-		if err != nil {
-			return nil, fmt.Errorf("registry reference %q: %w", ref, err)
-		}
-		img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(*platform),
-			remote.WithAuthFromKeychain(authn.DefaultKeychain))
-		if err != nil {
-			return nil, fmt.Errorf("pull %s: %w", ref, err)
-		}
-		return fromImage("registry", img)
+		return fromRegistry(ctx, ref, platform)
 	}
 	fi, err := os.Stat(src)
 	if err != nil {
@@ -61,152 +66,364 @@ func openSource(ctx context.Context, src, work string, platform *v1.Platform) (*
 		if _, err := os.Stat(filepath.Join(src, "index.json")); err != nil {
 			return nil, fmt.Errorf("%s is a directory but not an OCI image layout (no index.json)", src)
 		}
-		return fromLayout("oci-layout", src, platform)
+		root, err := os.OpenRoot(src)
+		if err != nil {
+			return nil, err
+		}
+		s, err := fromOCI("oci-layout", dirFiles{root}, platform)
+		if err != nil {
+			root.Close()
+			return nil, fmt.Errorf("OCI layout %s: %w", src, err)
+		}
+		s.closer = root
+		return s, nil
 	}
-	kind, err := sniffFile(src)
+	kind, a, err := scanArchive(src)
 	if err != nil {
 		return nil, err
 	}
+	var s *source
 	switch kind {
 	case "rootfs-tar":
+		a.Close()
 		return &source{kind: kind, layers: []layerSource{{
-			digest: filepath.Base(src), size: fi.Size(),
+			name: filepath.Base(src), size: fi.Size(),
 			open: func() (io.ReadCloser, error) { return os.Open(src) },
 		}}}, nil
+	case "oci-archive":
+		s, err = fromOCI(kind, a, platform)
+	default:
+		s, err = fromDockerArchive(a)
 	}
-	// An archive: make it an uncompressed file the libraries can seek in.
-	plain, err := decompressedFile(src, work)
 	if err != nil {
-		return nil, err
+		a.Close()
+		return nil, fmt.Errorf("%s: %s: %w", src, kind, err)
 	}
-	if kind == "oci-archive" {
-		dir := filepath.Join(work, "oci")
-		if err := untarLayout(plain, dir); err != nil {
-			return nil, fmt.Errorf("%s: %w", src, err)
-		}
-		return fromLayout(kind, dir, platform)
-	}
-	img, err := tarball.ImageFromPath(plain, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: docker archive: %w", src, err)
-	}
-	return fromImage(kind, img)
+	s.closer = a
+	return s, nil
 }
 
-func fromImage(kind string, img v1.Image) (*source, error) {
+// fromRegistry pulls the manifest for platform; blobs are fetched as the
+// layers are applied.
+func fromRegistry(ctx context.Context, ref string, platform *v1.Platform) (*source, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("registry reference %q: %w", ref, err)
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithPlatform(*platform),
+		remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	// One puller: the manifest and every blob share its authentication.
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	opts = append(opts, remote.Reuse(puller))
+	img, err := remote.Image(r, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: manifest: %w", ref, err)
+	}
 	d, err := img.Digest()
 	if err != nil {
-		return nil, fmt.Errorf("image digest: %w", err)
+		return nil, fmt.Errorf("pull %s: manifest digest: %w", ref, err)
 	}
-	ls, err := img.Layers()
+	if err := checkDigest(raw, d); err != nil {
+		return nil, fmt.Errorf("pull %s: manifest: %w", ref, err)
+	}
+	blob := func(h v1.Hash) (io.ReadCloser, error) {
+		l, err := remote.Layer(r.Context().Digest(h.String()), opts...)
+		if err != nil {
+			return nil, err
+		}
+		return l.Compressed()
+	}
+	s, err := fromManifest("registry", d, raw, blob)
 	if err != nil {
-		return nil, fmt.Errorf("image layers: %w", err)
-	}
-	s := &source{kind: kind, digest: d.String()}
-	for _, l := range ls {
-		ld, _ := l.Digest()
-		size, _ := l.Size()
-		s.layers = append(s.layers, layerSource{digest: ld.String(), size: size, open: l.Uncompressed})
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	return s, nil
 }
 
-// fromLayout picks the image for platform from an OCI layout's index
-// (nested indexes are followed; an image without a platform matches).
-func fromLayout(kind, dir string, platform *v1.Platform) (*source, error) {
-	idx, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
-	}
-	img, err := pickImage(idx, platform, 0)
-	if err != nil {
-		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
-	}
-	return fromImage(kind, img)
+// layoutFiles are the files of an OCI image layout: a directory or an archive.
+type layoutFiles interface {
+	open(name string) (io.ReadCloser, error)
 }
 
-func pickImage(idx v1.ImageIndex, platform *v1.Platform, depth int) (v1.Image, error) {
-	if depth > 4 {
-		return nil, errors.New("indexes nested too deep")
-	}
-	m, err := idx.IndexManifest()
+// dirFiles opens files of a layout directory; nothing resolves outside it.
+type dirFiles struct{ root *os.Root }
+
+func (d dirFiles) open(name string) (io.ReadCloser, error) {
+	f, err := d.root.Open(name)
 	if err != nil {
 		return nil, err
 	}
-	var seen []string
-	for _, d := range m.Manifests {
-		if d.Platform != nil {
-			seen = append(seen, d.Platform.String())
-		}
-		if d.Platform != nil && !d.Platform.Satisfies(*platform) {
-			continue
-		}
-		switch {
-		case d.MediaType.IsImage():
-			return idx.Image(d.Digest)
-		case d.MediaType.IsIndex():
-			child, err := idx.ImageIndex(d.Digest)
-			if err != nil {
-				return nil, err
-			}
-			if img, err := pickImage(child, platform, depth+1); err == nil {
-				return img, nil
-			}
-		}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
-	return nil, fmt.Errorf("no image for platform %s (has %v)", platform, seen)
+	return f, nil
 }
 
-// archiveName matches the top-level names of OCI archives (blobs/, index.json,
-// oci-layout) and docker/podman save archives (manifest.json, repositories,
-// HEX/layer.tar, HEX.json, HEX.tar, sha256:HEX).
-var archiveName = regexp.MustCompile(`^(blobs(/|$)|oci-layout$|index\.json$|manifest\.json$|repositories$|(sha256:)?[0-9a-f]{64}([./]|$))`)
+var hexDigest = regexp.MustCompile(`^[a-f0-9]{64}$`)
 
-// sniffFile tells an OCI or docker archive from a plain root filesystem tar
-// by the first entries' names (archives hold only their own top-level names).
-func sniffFile(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
+// blobPath is where a layout keeps blob h.
+func blobPath(h v1.Hash) (string, error) {
+	if h.Algorithm != "sha256" || !hexDigest.MatchString(h.Hex) {
+		return "", fmt.Errorf("digest %q: only sha256 digests are supported", h)
 	}
-	defer f.Close()
-	r, err := decompress(f)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", file, err)
-	}
-	tr := tar.NewReader(r)
-	oci := false
-	for i := 0; i < 8; i++ {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	return "blobs/" + h.Algorithm + "/" + h.Hex, nil
+}
+
+func layoutBlob(files layoutFiles) func(v1.Hash) (io.ReadCloser, error) {
+	return func(h v1.Hash) (io.ReadCloser, error) {
+		p, err := blobPath(h)
 		if err != nil {
-			if i == 0 {
-				return "", fmt.Errorf("%s: not a tar archive (or OCI layout, docker archive, rootfs tar): %w", file, err)
-			}
-			break
+			return nil, err
 		}
-		n := strings.TrimLeft(path.Clean("/"+h.Name), "/")
-		if n == "" {
-			i--
-			continue
-		}
-		if !archiveName.MatchString(n) {
-			return "rootfs-tar", nil
-		}
-		if strings.HasPrefix(n, "oci-layout") || strings.HasPrefix(n, "index.json") || strings.HasPrefix(n, "blobs") {
-			oci = true
-		}
+		return files.open(p)
 	}
-	if oci {
-		return "oci-archive", nil
-	}
-	return "docker-archive", nil
 }
 
-// decompress returns r, gunzipped or un-zstd'ed when it starts with either magic.
-func decompress(r io.Reader) (io.Reader, error) {
+// fromOCI picks the image for platform from an OCI layout's index (nested
+// indexes are followed; an image without a platform matches). Every blob
+// read is checked against its digest.
+func fromOCI(kind string, files layoutFiles, platform *v1.Platform) (*source, error) {
+	raw, err := readJSON(files.open("index.json"))
+	if err != nil {
+		return nil, fmt.Errorf("index.json: %w", err)
+	}
+	idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("index.json: %w", err)
+	}
+	blob := layoutBlob(files)
+	d, raw, err := pickManifest(blob, idx, "index.json", platform, 0)
+	if err != nil {
+		return nil, err
+	}
+	return fromManifest(kind, d, raw, blob)
+}
+
+// noPlatformError is an index without an image for the platform asked for.
+type noPlatformError struct {
+	platform string
+	offered  []string // platforms the index (and its nested indexes) offer
+	entries  int
+}
+
+func (e *noPlatformError) Error() string {
+	if len(e.offered) == 0 {
+		return fmt.Sprintf("no image for platform %s: the index lists no image manifest (%d entries, none an image or an index of images)", e.platform, e.entries)
+	}
+	return fmt.Sprintf("no image for platform %s: the index offers %s (--platform picks one)", e.platform, strings.Join(e.offered, ", "))
+}
+
+// pickManifest returns the digest and the (verified) manifest of the
+// first image in idx for platform.
+func pickManifest(blob func(v1.Hash) (io.ReadCloser, error), idx *v1.IndexManifest, where string, platform *v1.Platform, depth int) (v1.Hash, []byte, error) {
+	if depth > 4 {
+		return v1.Hash{}, nil, fmt.Errorf("%s: indexes nested too deep", where)
+	}
+	np := &noPlatformError{platform: platform.String(), entries: len(idx.Manifests)}
+	for _, d := range idx.Manifests {
+		if d.Platform != nil && !d.Platform.Satisfies(*platform) {
+			if s := d.Platform.String(); (d.MediaType.IsImage() || d.MediaType.IsIndex()) && s != "unknown/unknown" {
+				np.offered = appendNew(np.offered, s)
+			}
+			continue
+		}
+		if !d.MediaType.IsImage() && !d.MediaType.IsIndex() {
+			continue
+		}
+		raw, err := readBlob(blob, d.Digest)
+		if err != nil {
+			return v1.Hash{}, nil, fmt.Errorf("%s: manifest %s: %w", where, d.Digest, err)
+		}
+		if d.MediaType.IsImage() {
+			return d.Digest, raw, nil
+		}
+		child, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+		if err != nil {
+			return v1.Hash{}, nil, fmt.Errorf("%s: nested index %s: %w", where, d.Digest, err)
+		}
+		h, raw, err := pickManifest(blob, child, "nested index "+d.Digest.String(), platform, depth+1)
+		var cnp *noPlatformError
+		if errors.As(err, &cnp) {
+			for _, o := range cnp.offered {
+				np.offered = appendNew(np.offered, o)
+			}
+			continue
+		}
+		return h, raw, err
+	}
+	return v1.Hash{}, nil, np
+}
+
+func appendNew(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// fromManifest reads an image manifest's config (checked against its
+// digest) and lists its layers with their digests and diff_ids.
+func fromManifest(kind string, digest v1.Hash, raw []byte, blob func(v1.Hash) (io.ReadCloser, error)) (*source, error) {
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", digest, err)
+	}
+	if m.MediaType != "" && !m.MediaType.IsImage() {
+		return nil, fmt.Errorf("manifest %s: media type %s is not an image manifest", digest, m.MediaType)
+	}
+	cfgRaw, err := readBlob(blob, m.Config.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(cfgRaw))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("config %s lists %d diff_ids for the manifest's %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
+	}
+	s := &source{kind: kind, digest: digest.String()}
+	for i, l := range m.Layers {
+		if l.MediaType != "" && !l.MediaType.IsLayer() {
+			return nil, fmt.Errorf("layer %d (%s): media type %s is not a layer this import can read", i+1, l.Digest, l.MediaType)
+		}
+		if _, err := blobPath(l.Digest); err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i+1, err)
+		}
+		d := l.Digest
+		s.layers = append(s.layers, layerSource{name: d.String(), digest: d, diffID: cfg.RootFS.DiffIDs[i], size: l.Size,
+			open: func() (io.ReadCloser, error) { return blob(d) }})
+	}
+	return s, nil
+}
+
+// blobName matches archive paths that name their content's digest.
+var blobName = regexp.MustCompile(`^blobs/sha256/([a-f0-9]{64})$`)
+
+// fromDockerArchive reads a docker/podman save archive: manifest.json
+// names the config and the layers. Layers are checked against the
+// config's diff_ids, the config against its file name when that is a
+// digest, and blobs/sha256/HEX files against HEX.
+func fromDockerArchive(a *tarArchive) (*source, error) {
+	raw, err := readJSON(a.open("manifest.json"))
+	if err != nil {
+		return nil, fmt.Errorf("manifest.json: %w", err)
+	}
+	var m tarball.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("manifest.json: %w", err)
+	}
+	if len(m) != 1 {
+		var tags []string
+		for _, d := range m {
+			tags = append(tags, strings.Join(d.RepoTags, ","))
+		}
+		return nil, fmt.Errorf("manifest.json lists %d images (%s): save one image per archive", len(m), strings.Join(tags, "; "))
+	}
+	d := m[0]
+	if d.Config == "" {
+		return nil, errors.New("manifest.json: no Config")
+	}
+	cfgRaw, err := readJSON(a.open(d.Config))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", d.Config, err)
+	}
+	sum := sha256.Sum256(cfgRaw)
+	id := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	if want, ok := configNameDigest(d.Config); ok && want != id.Hex {
+		return nil, &DigestError{Name: d.Config, What: "config", Want: "sha256:" + want, Got: id.String()}
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(cfgRaw))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", d.Config, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(d.Layers) {
+		return nil, fmt.Errorf("config %s lists %d diff_ids for manifest.json's %d layers", d.Config, len(cfg.RootFS.DiffIDs), len(d.Layers))
+	}
+	s := &source{kind: "docker-archive", digest: id.String()}
+	for i, p := range d.Layers {
+		l := layerSource{name: p, diffID: cfg.RootFS.DiffIDs[i], open: func() (io.ReadCloser, error) { return a.open(p) }}
+		if e, err := a.resolve(p); err == nil {
+			l.size = e.size
+		}
+		if sm := blobName.FindStringSubmatch(cleanArchiveName(p)); sm != nil {
+			l.digest = v1.Hash{Algorithm: "sha256", Hex: sm[1]}
+		}
+		s.layers = append(s.layers, l)
+	}
+	return s, nil
+}
+
+// configNameDigest is the digest a docker archive's config file name
+// carries: HEX.json (docker), sha256:HEX (go-containerregistry),
+// blobs/sha256/HEX (docker 25+).
+func configNameDigest(p string) (string, bool) {
+	n := cleanArchiveName(p)
+	if sm := blobName.FindStringSubmatch(n); sm != nil {
+		return sm[1], true
+	}
+	n = strings.TrimSuffix(strings.TrimPrefix(n, "sha256:"), ".json")
+	return n, hexDigest.MatchString(n)
+}
+
+// readJSON reads a metadata file of at most maxJSON bytes.
+func readJSON(rc io.ReadCloser, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxJSON+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxJSON {
+		return nil, fmt.Errorf("larger than %d MiB", maxJSON>>20)
+	}
+	return data, nil
+}
+
+// readBlob reads blob h (at most maxJSON bytes) and checks its digest.
+func readBlob(blob func(v1.Hash) (io.ReadCloser, error), h v1.Hash) ([]byte, error) {
+	if _, err := blobPath(h); err != nil {
+		return nil, err
+	}
+	data, err := readJSON(blob(h))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDigest(data, h); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func checkDigest(data []byte, want v1.Hash) error {
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); want.Algorithm != "sha256" || got != want.Hex {
+		return &DigestError{Name: want.String(), What: "content", Want: want.String(), Got: "sha256:" + got}
+	}
+	return nil
+}
+
+// compressedMagic reports gzip or zstd magic.
+func compressedMagic(b []byte) bool {
+	return bytes.HasPrefix(b, []byte{0x1f, 0x8b}) || bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd})
+}
+
+// decompress returns r, gunzipped or un-zstd'ed when it starts with either
+// magic. Read to its end, it checks the gzip CRC (every member's) or the
+// zstd checksum.
+func decompress(r io.Reader) (io.ReadCloser, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	magic, _ := br.Peek(4)
 	switch {
@@ -219,84 +436,5 @@ func decompress(r io.Reader) (io.Reader, error) {
 		}
 		return zr.IOReadCloser(), nil
 	}
-	return br, nil
-}
-
-// decompressedFile returns path itself when it is not compressed, else an
-// uncompressed copy in work.
-func decompressedFile(path, work string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var magic [4]byte
-	n, _ := io.ReadFull(f, magic[:])
-	if n < 2 || !(magic[0] == 0x1f && magic[1] == 0x8b) && !bytes.Equal(magic[:], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
-		return path, nil
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", err
-	}
-	r, err := decompress(f)
-	if err != nil {
-		return "", err
-	}
-	out := filepath.Join(work, "archive.tar")
-	w, err := os.Create(out)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(w, r); err != nil {
-		w.Close()
-		return "", fmt.Errorf("decompress %s: %w", path, err)
-	}
-	return out, w.Close()
-}
-
-// untarLayout unpacks an OCI archive's layout files (oci-layout, index.json,
-// blobs/ALG/HEX) into dir. Anything else is skipped; nothing leaves dir.
-func untarLayout(path, dir string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	layoutFile := regexp.MustCompile(`^(oci-layout|index\.json|blobs/[a-z0-9]+/[a-f0-9]{32,128})$`)
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read OCI archive: %w", err)
-		}
-		n := strings.TrimPrefix(h.Name, "./")
-		if h.Typeflag != tar.TypeReg || !layoutFile.MatchString(n) {
-			continue
-		}
-		if err := root.MkdirAll(filepath.Dir(n), 0o700); err != nil {
-			return err
-		}
-		w, err := root.OpenFile(n, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(w, tr)
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("unpack %s: %w", n, err)
-		}
-	}
+	return io.NopCloser(br), nil
 }

@@ -28,8 +28,14 @@ func NewDiscoverer(store *config.Store, log *slog.Logger) *Discoverer {
 // Discover assigns mac to the first undiscovered node, writes it to the
 // node's nodes.d file and returns the reloaded snapshot and the node. It
 // returns a nil node when no node is waiting. A MAC that is already known
-// (assigned by a concurrent request) gets its node back.
+// (assigned by a concurrent request) gets its node back. An all-zeros,
+// broadcast or multicast MAC is an error and gets nothing.
 func (d *Discoverer) Discover(mac string) (*config.Snapshot, *config.Node, error) {
+	// A MAC no network card has (forged, or a broken client) never gets a
+	// node; the HTTP side refuses it before asking (BAD_MAC).
+	if err := config.CheckUnicastMAC(mac); err != nil {
+		return nil, nil, fmt.Errorf("discover: %w", err)
+	}
 	if snap := d.store.Fresh(); snap.Nodes.ByMAC[mac] != nil {
 		return snap, snap.Nodes.ByMAC[mac], nil
 	} else if len(snap.Nodes.Undiscovered) == 0 {

@@ -2,6 +2,7 @@ package nodeedit
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -120,5 +121,30 @@ func TestDiscoverConcurrentNeverSharesANode(t *testing.T) {
 		if _, n, err := ds[0].Discover(mac); err != nil || n == nil || n.Name != name {
 			t.Errorf("repeat %s: %v %v", mac, n, err)
 		}
+	}
+}
+
+// TestDiscoverRefusesNonUnicastMACs (issue 20, Low 11): all zeros,
+// broadcast and multicast MACs never claim a discoverable node.
+func TestDiscoverRefusesNonUnicastMACs(t *testing.T) {
+	dir := discoverTree(t, "d10")
+	st, err := config.NewStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDiscoverer(st, nil)
+	for _, mac := range []string{"ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "01:00:5e:00:00:01", "33:33:00:00:00:01"} {
+		_, n, err := d.Discover(mac)
+		if err == nil || n != nil {
+			t.Errorf("%s: node %v, err %v; want refused", mac, n, err)
+		} else if !strings.Contains(err.Error(), "not a network card's") {
+			t.Errorf("%s: unclear error %v", mac, err)
+		}
+	}
+	if ns, _ := config.LoadNodesTree(dir); len(ns.Undiscovered) != 1 {
+		t.Fatalf("a refused MAC took the slot: %d undiscovered", len(ns.Undiscovered))
+	}
+	if _, n, err := d.Discover("52:54:00:aa:00:01"); err != nil || n == nil || n.Name != "d10" {
+		t.Errorf("a unicast MAC after the refused ones: %v %v", n, err)
 	}
 }

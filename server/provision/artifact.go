@@ -20,7 +20,8 @@ const baseWriteTimeout = 2 * time.Minute
 // serveArtifact is the shared body of the file stages: look the node up,
 // apply guard (nil for unguarded stages), get the artifact from the builder
 // and serve it with http.ServeContent (Content-Length, Range, ETag and
-// If-None-Match, HEAD), streaming from Open; never a whole file in memory.
+// If-None-Match, HEAD; at most maxRanges disjoint ranges, see
+// serveContent), streaming from Open; never a whole file in memory.
 func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, stage, label string, get getArtifact, guard func(*call) bool) {
 	c, ok := h.begin(w, r, stage)
 	if !ok {
@@ -72,7 +73,7 @@ func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, stage, l
 			c.record(art.Name)
 		}
 	}}
-	http.ServeContent(rw, r, art.Name, art.ModTime, f)
+	h.serveContent(rw, r, art.Name, art.ModTime, f, art.Size)
 }
 
 func (h *Handler) writeBudget(size int64) time.Duration {

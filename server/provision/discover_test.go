@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -108,4 +109,41 @@ func TestDiscoveredNodeKnownOnNextRequest(t *testing.T) {
 	wantCode(t, resp, body, 200)
 	resp, body = e.get("/kernel/" + macNone)
 	wantCode(t, resp, body, 200)
+}
+
+// TestNonUnicastMACRefused (issue 20, Low 11): a MAC no network card has
+// (all zeros, broadcast, multicast) in a per-node URL is a 400 with the
+// reason, counted as BAD_MAC; it is not offered to discovery nor recorded
+// as an unknown MAC.
+func TestNonUnicastMACRefused(t *testing.T) {
+	d := &fakeDiscoverer{node: "n002"}
+	e := newDiscoverEnv(t, d, 0)
+	paths := []string{"/ipxe/", "/kernel/", "/image/", "/overlay/system/", "/overlay/runtime/"}
+	macs := []string{"ff:ff:ff:ff:ff:ff", "FF-FF-FF-FF-FF-FF", "00:00:00:00:00:00", "01:00:5e:00:00:01", "33:33:00:00:00:01"}
+	for _, mac := range macs {
+		for _, p := range paths {
+			resp, body := e.get(p + mac)
+			wantCode(t, resp, body, http.StatusBadRequest)
+			if !strings.Contains(string(body), "not a network card's") {
+				t.Errorf("%s%s: reason missing: %q", p, mac, body)
+			}
+		}
+		resp, body := e.do(http.MethodPost, "/heartbeat/"+mac, strings.NewReader(`{}`))
+		wantCode(t, resp, body, http.StatusBadRequest)
+	}
+	if got := d.asked(); len(got) != 0 {
+		t.Errorf("discovery was asked for %v", got)
+	}
+	if evs, hbs := e.status.counts(); evs != 0 || hbs != 0 {
+		t.Errorf("%d events, %d heartbeats recorded for refused MACs", evs, hbs)
+	}
+	if v := counterValue(t, e.reg, "wwserver_http_refusals_total", "reason", ReasonBadMAC); v != float64(len(macs)*(len(paths)+1)) {
+		t.Errorf("BAD_MAC refusals counted %v, want %d", v, len(macs)*(len(paths)+1))
+	}
+	// A unicast unknown MAC still gets discovered.
+	resp, body := e.get("/ipxe/02:00:00:00:00:42")
+	wantCode(t, resp, body, http.StatusOK)
+	if got := d.asked(); len(got) != 1 || got[0] != "02:00:00:00:00:42" {
+		t.Errorf("discovery asked for %v", got)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -28,10 +29,7 @@ func (h *Handler) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if !authorize(c) {
 		return
 	}
-	var hb struct {
-		Node string `json:"node"`
-		status.Heartbeat
-	}
+	var hb nodeapi.HeartbeatMessage
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxHeartbeatBytes))
 	err := dec.Decode(&hb)
 	if err == nil {
@@ -54,6 +52,6 @@ func (h *Handler) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 		// The node was renamed or its MAC moved; config is the truth.
 		h.log.Warn("heartbeat names another node", "mac", c.mac, "config_node", c.node.Name, "says", hb.Node)
 	}
-	h.status.RecordHeartbeat(c.node.Name, c.mac, c.ip, hb.Heartbeat)
+	h.status.RecordHeartbeat(c.node.Name, c.mac, c.ip, hb.AgentState)
 	w.WriteHeader(http.StatusNoContent)
 }

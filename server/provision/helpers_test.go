@@ -214,6 +214,13 @@ func (f *fakeStatus) all() []status.Event {
 	return append([]status.Event(nil), f.events...)
 }
 
+// counts returns how many events and heartbeats were recorded.
+func (f *fakeStatus) counts() (events, heartbeats int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.events), len(f.hbs)
+}
+
 func (f *fakeStatus) last(t *testing.T) status.Event {
 	t.Helper()
 	evs := f.all()

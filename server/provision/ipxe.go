@@ -7,6 +7,10 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/wwcluster/ww/server/bootplan"
+	"github.com/wwcluster/ww/server/bootscript"
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -31,7 +35,7 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 	sent := ReasonNotFound
 	if c.node == nil {
 		var buf bytes.Buffer
-		if err := h.tmpl.RenderUnknown(&buf, c.snap, c.mac); err != nil {
+		if err := h.ipxe.RenderUnknown(&buf, c.snap, c.mac); err != nil {
 			h.fail(c, "template", err)
 			return
 		}
@@ -39,8 +43,12 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 		h.metrics.refusals.WithLabelValues(ReasonNotFound).Inc()
 		h.logs.Log("ipxe-unknown", slog.LevelInfo, "unknown MAC asked for an iPXE script", "mac", c.mac, "remote", r.RemoteAddr)
 	} else {
+		req := bootscript.Request{Snap: c.snap, Node: c.node, MAC: c.mac, Servers: h.servers(c.snap)}
 		var err error
-		if script, sent, err = h.tmpl.Script(c.snap, c.node, c.mac); err != nil {
+		if script, sent, err = h.ipxe.Script(req); err != nil {
+			if errors.Is(err, bootscript.ErrNoTemplate) {
+				err = notFound{err}
+			}
 			h.fail(c, "template", err)
 			return
 		}
@@ -57,6 +65,22 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(script)
 	}
 }
+
+// servers are the node-facing addresses (host:port) of the live servers:
+// this one first, then the others Peers lists.
+func (h *Handler) servers(snap *config.Snapshot) []string {
+	var peers []string
+	if h.peers != nil {
+		peers = h.peers.Servers()
+	}
+	return bootplan.Servers(nodeapi.HostPort(snap.Server.Address, snap.Server.Port), peers)
+}
+
+// notFound marks err as ErrNotFound, keeping its message.
+type notFound struct{ error }
+
+func (e notFound) Unwrap() error      { return e.error }
+func (notFound) Is(target error) bool { return target == ErrNotFound }
 
 var (
 	headerTextPlain = []string{"text/plain; charset=utf-8"}

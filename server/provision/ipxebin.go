@@ -44,5 +44,5 @@ func (h *Handler) serveIPXEBin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+	h.serveContent(w, r, fi.Name(), fi.ModTime(), f, fi.Size())
 }

@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"stage"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wwserver", Subsystem: "http", Name: "refusals_total",
-			Help: "Requests refused, by reason (NOT_FOUND, BAD_ASSET, INSECURE_PORT, WRONG_SOURCE, BAD_REQUEST).",
+			Help: "Requests refused, by reason (NOT_FOUND, BAD_ASSET, INSECURE_PORT, WRONG_SOURCE, BAD_MAC, BAD_RANGE, BAD_REQUEST).",
 		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wwserver", Subsystem: "http", Name: "errors_total",
@@ -48,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("register: %w", err)
 		}
 	}
-	for _, r := range []string{ReasonNotFound, ReasonBadAsset, ReasonInsecurePort, ReasonWrongSource, reasonBadRequest} {
+	for _, r := range []string{ReasonNotFound, ReasonBadAsset, ReasonInsecurePort, ReasonWrongSource, ReasonBadMAC, reasonBadRange, reasonBadRequest} {
 		m.refusals.WithLabelValues(r)
 	}
 	for _, k := range []string{"panic", "build", "template", "open", "status"} {

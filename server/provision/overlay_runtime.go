@@ -49,10 +49,12 @@ import (
 //   - insecure mode without an asset key: anyone may fetch it, and the iPXE
 //     script does, so runtime files are there from the first instant.
 //
-// Refusals answer 403 INSECURE_PORT / 403 WRONG_SOURCE / 401 or 403 BAD_ASSET
-// and are recorded as the node's RUNTIME_OVERLAY stage with that reason, in
-// that order of checks, so a prober learns nothing about asset keys. Nothing
-// is built for a refused request, and a node only ever gets its own files.
+// Refusals answer 403 INSECURE_PORT / 403 WRONG_SOURCE / 401 or 403 BAD_ASSET,
+// in that order of checks, so a prober learns nothing about asset keys.
+// They are counted (wwserver_http_refusals_total{reason}) and logged, never
+// recorded as the node's stage, address or last seen: only the node's own
+// accepted requests may change those. Nothing is built for a refused
+// request, and a node only ever gets its own files.
 func (h *Handler) serveRuntimeOverlay(w http.ResponseWriter, r *http.Request) {
 	h.serveArtifact(w, r, status.StageRuntimeOverlay, labelRuntime, h.builder.RuntimeOverlay, authorize)
 }

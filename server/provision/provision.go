@@ -3,9 +3,10 @@
 // agent's heartbeat, and /status, /metrics, /healthz.
 //
 // Handlers only look up and render: the config store has already resolved
-// nodes, the builder owns images and overlays (and its cache), and the status
-// store owns persistence. Each stage lives in its own file; routes.go lists
-// them in boot order.
+// nodes, server/bootplan decides what a node boots and server/bootscript
+// renders it, the builder owns images and overlays (and its cache), and the
+// status store owns persistence. Each stage lives in its own file; routes.go
+// lists them in boot order.
 package provision
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/status"
 )
@@ -122,6 +124,12 @@ type Options struct {
 // files' stamps (the file watch reloads at once besides).
 const DefaultFreshEvery = 20 * time.Millisecond
 
+// Peers lists the live wwservers of a cluster that shares state (see
+// server/etcdstate), each as host:port, in any order.
+type Peers interface {
+	Servers() []string
+}
+
 // Discoverer assigns an unknown MAC to a waiting node; a nil node means none.
 type Discoverer interface {
 	Discover(mac string) (*config.Snapshot, *config.Node, error)
@@ -139,7 +147,8 @@ type Handler struct {
 	logs     *logThrottle // per-request lines
 	reg      Registry
 	metrics  *metrics
-	tmpl     *Templates
+	ipxe     bootscript.Renderer
+	peers    Peers // nil: this server alone
 	minRate  int64
 	mux      http.Handler
 	stages   map[string]http.Handler // /provision?stage= → stage handler
@@ -167,11 +176,10 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provision metrics: %w", err)
 	}
-	t, err := NewTemplates(opts.Config.Root())
+	ipxe, err := bootscript.NewIPXE(opts.Config.Root())
 	if err != nil {
 		return nil, err
 	}
-	t.SetPeers(opts.Peers)
 	h := &Handler{
 		discover: opts.Discoverer,
 		cfg:      opts.Config,
@@ -183,7 +191,8 @@ func New(opts Options) (*Handler, error) {
 		logs:     newLogThrottle(opts.Log, opts.LogEvery),
 		reg:      opts.Registry,
 		metrics:  m,
-		tmpl:     t,
+		ipxe:     ipxe,
+		peers:    opts.Peers,
 		minRate:  opts.MinThroughput,
 		registry: opts.Health,
 	}

@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // serveProvision is Warewulf's form of the stage routes,
@@ -15,14 +18,14 @@ func (h *Handler) serveProvision(w http.ResponseWriter, r *http.Request) {
 		h.badProvision(w, "bad query: "+err.Error())
 		return
 	}
-	name := q.Get("stage")
+	name := q.Get(nodeapi.StageParam)
 	if name == "" {
-		h.badProvision(w, "missing ?stage= (one of ipxe, kernel, image, system, runtime)")
+		h.badProvision(w, "missing ?"+nodeapi.StageParam+"= (one of "+strings.Join(nodeapi.Stages(), ", ")+")")
 		return
 	}
 	hd, ok := h.stages[name]
 	if !ok {
-		h.badProvision(w, "unknown stage "+strconv.Quote(name)+" (want one of ipxe, kernel, image, system, runtime)")
+		h.badProvision(w, "unknown stage "+strconv.Quote(name)+" (want one of "+strings.Join(nodeapi.Stages(), ", ")+")")
 		return
 	}
 	hd.ServeHTTP(w, r)

@@ -7,16 +7,22 @@ import (
 	"net/netip"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/status"
 )
 
-// Reasons recorded as Event.Sent (and counted) when a request is refused.
+// Reasons a request is refused for, counted in wwserver_http_refusals_total.
+// NOT_FOUND is also recorded as Event.Sent; the others never touch status
+// (see call.deny).
 const (
 	ReasonNotFound     = "NOT_FOUND"
 	ReasonBadAsset     = "BAD_ASSET"
 	ReasonInsecurePort = "INSECURE_PORT"
 	ReasonWrongSource  = "WRONG_SOURCE"
-	reasonBadRequest   = "BAD_REQUEST"
+	// ReasonBadMAC: a MAC no network card has (all zeros, broadcast,
+	// multicast) in the URL; never looked up, recorded or discovered.
+	ReasonBadMAC     = "BAD_MAC"
+	reasonBadRequest = "BAD_REQUEST"
 )
 
 // call is one request to a per-node route, after its MAC was parsed and its
@@ -32,13 +38,21 @@ type call struct {
 	node  *config.Node // nil for an unknown MAC
 }
 
-// begin parses {mac} and looks the node up. A bad MAC is answered with 400
-// and ok is false; an unknown MAC is not an error here (node is nil).
+// begin parses {mac} and looks the node up. A bad MAC (unparsable, or all
+// zeros, broadcast or multicast) is answered with 400 and ok is false; an
+// unknown MAC is not an error here (node is nil).
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c *call, ok bool) {
-	raw := r.PathValue("mac")
+	raw := r.PathValue(nodeapi.MACWildcard)
 	mac, err := config.NormalizeMAC(raw)
 	if err != nil {
 		h.metrics.refusals.WithLabelValues(reasonBadRequest).Inc()
+		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	// No node can have such a MAC (config validation refuses them), so
+	// it must not claim a discoverable node or an unknown-MAC slot.
+	if err := config.CheckUnicastMAC(mac); err != nil {
+		h.metrics.refusals.WithLabelValues(ReasonBadMAC).Inc()
 		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
 		return nil, false
 	}
@@ -65,9 +79,23 @@ func (c *call) record(sent string) {
 }
 
 // refuse answers code with msg, counts and records reason and logs it.
+// Only for answers about the request's own outcome that anyone may cause
+// (an unknown MAC, a file that does not exist); a request refused for who
+// sent it is answered by deny, which records nothing.
 func (c *call) refuse(code int, reason, msg string) {
-	c.h.metrics.refusals.WithLabelValues(reason).Inc()
 	c.record(reason)
+	c.deny(code, reason, msg)
+}
+
+// deny answers code with msg, counts reason and logs it, and changes
+// nothing in the status store: a request that was not authorized (wrong
+// source port or address, bad asset key) comes from someone who is not, or
+// cannot be shown to be, the node, so it must not move the node's stage,
+// address or last seen. Otherwise anyone could keep a dead node looking
+// alive, or hide a live one behind a refusal. Refusals are visible in
+// wwserver_http_refusals_total{reason} and the (throttled) log.
+func (c *call) deny(code int, reason, msg string) {
+	c.h.metrics.refusals.WithLabelValues(reason).Inc()
 	node := ""
 	if c.node != nil {
 		node = c.node.Name

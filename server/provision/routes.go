@@ -4,15 +4,18 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
-// Metric labels of the routes; also the stage names of /provision?stage=.
+// Metric labels of the routes; the stages' are also the stage names of
+// /provision?stage=.
 const (
-	labelIPXE      = "ipxe"
-	labelKernel    = "kernel"
-	labelImage     = "image"
-	labelSystem    = "system"
-	labelRuntime   = "runtime"
+	labelIPXE      = nodeapi.StageIPXE
+	labelKernel    = nodeapi.StageKernel
+	labelImage     = nodeapi.StageImage
+	labelSystem    = nodeapi.StageSystem
+	labelRuntime   = nodeapi.StageRuntime
 	labelHeartbeat = "heartbeat"
 	labelProvision = "provision"
 	labelIPXEBin   = "ipxe-bin"
@@ -32,24 +35,25 @@ func (h *Handler) routes() http.Handler {
 	}
 
 	// Firmware without iPXE in ROM fetches iPXE itself (UEFI HTTP boot).
-	mux.Handle("GET /ipxe-bin/{file...}", h.instrument(labelIPXEBin, h.serveIPXEBin))
+	mux.Handle("GET "+nodeapi.IPXEBin+"{file...}", h.instrument(labelIPXEBin, h.serveIPXEBin))
 	// iPXE, in boot order (ipxe.go, kernel.go, image.go, overlay_*.go).
-	stage("GET /ipxe/{mac}", labelIPXE, h.serveIPXE)
-	stage("GET /kernel/{mac}", labelKernel, h.serveKernel)
-	stage("GET /image/{mac}", labelImage, h.serveImage)
-	stage("GET /overlay/system/{mac}", labelSystem, h.serveSystemOverlay)
-	stage("GET /overlay/runtime/{mac}", labelRuntime, h.serveRuntimeOverlay)
+	get := http.MethodGet
+	stage(nodeapi.IPXE.Pattern(get), labelIPXE, h.serveIPXE)
+	stage(nodeapi.Kernel.Pattern(get), labelKernel, h.serveKernel)
+	stage(nodeapi.Image.Pattern(get), labelImage, h.serveImage)
+	stage(nodeapi.SystemOverlay.Pattern(get), labelSystem, h.serveSystemOverlay)
+	stage(nodeapi.RuntimeOverlay.Pattern(get), labelRuntime, h.serveRuntimeOverlay)
 	// Warewulf's spelling of the same stages: /provision/{mac}?stage=NAME.
-	mux.HandleFunc("GET /provision/{mac}", h.serveProvision)
+	mux.HandleFunc(nodeapi.Provision.Pattern(get), h.serveProvision)
 	// The booted node's agent (wwclient); it also pulls /overlay/runtime.
-	mux.Handle("POST /heartbeat/{mac}", h.instrument(labelHeartbeat, h.serveHeartbeat))
+	mux.Handle(nodeapi.Heartbeat.Pattern(http.MethodPost), h.instrument(labelHeartbeat, h.serveHeartbeat))
 
 	// Operators.
-	mux.Handle("GET /status", h.instrument(labelStatus, h.serveStatus))
-	mux.Handle("POST /status/prune", h.instrument(labelStatus, h.serveStatusPrune))
-	mux.Handle("GET /metrics", h.instrument(labelMetrics,
+	mux.Handle("GET "+nodeapi.Status, h.instrument(labelStatus, h.serveStatus))
+	mux.Handle("POST "+nodeapi.StatusPrune, h.instrument(labelStatus, h.serveStatusPrune))
+	mux.Handle("GET "+nodeapi.Metrics, h.instrument(labelMetrics,
 		promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{ErrorLog: slogPrintln{h.log}}).ServeHTTP))
-	mux.Handle("GET /healthz", h.instrument(labelHealth, h.serveHealth))
+	mux.Handle("GET "+nodeapi.Healthz, h.instrument(labelHealth, h.serveHealth))
 
 	return h.recoverer(mux)
 }

@@ -8,21 +8,23 @@ import (
 	"net/url"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // authorize applies secure mode and the asset key to a request for node
 // c.node (see overlay_runtime.go for the rule and its reasons). It answers
-// and returns false when the request is refused.
+// and returns false when the request is refused; a refused request changes
+// nothing in the node's status (see call.deny).
 func authorize(c *call) bool {
 	if c.snap.Server.IsSecure() {
 		if p := sourcePort(c.r.RemoteAddr); p == 0 || p >= 1024 {
-			c.refuse(http.StatusForbidden, ReasonInsecurePort,
+			c.deny(http.StatusForbidden, ReasonInsecurePort,
 				"secure mode: this is served only to privileged source ports (< 1024), i.e. to root on the node")
 			return false
 		}
 	}
 	if c.snap.Server.ChecksSource() && !c.h.fromNodeAddress(c) {
-		c.refuse(http.StatusForbidden, ReasonWrongSource,
+		c.deny(http.StatusForbidden, ReasonWrongSource,
 			"secure mode: this is served only to the node's own address (its nodes.toml ipaddr or DHCP lease); "+
 				"source_check = false in wwserver.toml allows relayed or NATed nodes")
 		return false
@@ -36,13 +38,13 @@ func authorize(c *call) bool {
 		http.Error(c.w, "bad query: "+err.Error(), http.StatusBadRequest)
 		return false
 	}
-	keys := q["assetkey"]
+	keys := q[nodeapi.AssetKeyParam]
 	if len(keys) == 0 || keys[0] == "" {
-		c.refuse(http.StatusUnauthorized, ReasonBadAsset, "this node requires ?assetkey=")
+		c.deny(http.StatusUnauthorized, ReasonBadAsset, "this node requires ?assetkey=")
 		return false
 	}
 	if !keyEqual(keys[0], c.node.AssetKey) {
-		c.refuse(http.StatusForbidden, ReasonBadAsset, "wrong asset key")
+		c.deny(http.StatusForbidden, ReasonBadAsset, "wrong asset key")
 		return false
 	}
 	return true

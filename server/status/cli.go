@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // Handler serves GET /status: the cached JSON report of the current config.
@@ -55,7 +56,7 @@ func DefaultServerURL(root string) (string, error) {
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(srv.Port)), nil
+	return nodeapi.BaseURL(nodeapi.HostPort(host, srv.Port)), nil
 }
 
 // Fetch asks the server at baseURL (e.g. http://127.0.0.1:9873) for its
@@ -64,7 +65,7 @@ func Fetch(ctx context.Context, client *http.Client, baseURL string) (*Report, e
 	if client == nil {
 		client = http.DefaultClient
 	}
-	u := strings.TrimRight(baseURL, "/") + "/status"
+	u := strings.TrimRight(baseURL, "/") + nodeapi.Status
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("bad server URL %q: %w", baseURL, err)
@@ -107,7 +108,7 @@ func Prune(ctx context.Context, client *http.Client, baseURL string, req PruneRe
 	if err != nil {
 		return nil, err
 	}
-	u := strings.TrimRight(baseURL, "/") + "/status/prune"
+	u := strings.TrimRight(baseURL, "/") + nodeapi.StatusPrune
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("bad server URL %q: %w", baseURL, err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // Sort orders for Render.
@@ -122,10 +124,10 @@ func ShortSent(sent string) string {
 	_, p, _ := strings.Cut(rest, "/")
 	p = "/" + p
 	switch {
-	case strings.HasPrefix(p, "/ipxe/"):
+	case strings.HasPrefix(p, string(nodeapi.IPXE)):
 		return "ipxe-script"
-	case strings.HasPrefix(p, "/ipxe-bin/"):
-		return strings.TrimPrefix(p, "/ipxe-bin/")
+	case strings.HasPrefix(p, nodeapi.IPXEBin):
+		return strings.TrimPrefix(p, nodeapi.IPXEBin)
 	}
 	if i := strings.LastIndexByte(p, '/'); i >= 0 && i < len(p)-1 {
 		return p[i+1:]

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/health"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // FileName is the status file's name under the state directory.
@@ -50,13 +51,9 @@ const DefaultCacheAge = 250 * time.Millisecond
 // fileVersion is the status.json format version.
 const fileVersion = 1
 
-// Heartbeat is what wwclient reports in POST /heartbeat/{mac}.
-type Heartbeat struct {
-	Version       string `json:"version"`
-	UptimeSeconds int64  `json:"uptime_seconds"`
-	BootID        string `json:"boot_id"`
-	RuntimeETag   string `json:"runtime_etag"`
-}
+// Heartbeat is a node's last heartbeat as the store keeps it: what
+// wwclient reported in POST /heartbeat/{mac}, without the name it gave.
+type Heartbeat = nodeapi.AgentState
 
 // Record is one node's or unknown MAC's status. It is stored by value; its
 // Heartbeat pointer is never mutated once stored, so copies may share it.
@@ -207,7 +204,9 @@ func (s *Store) SetUpdateInterval(d time.Duration) {
 }
 
 // Record implements Recorder. HEARTBEAT events only refresh last seen (and
-// the addresses); other stages, including refusals, set stage and sent.
+// the addresses); other stages, including NOT_FOUND, set stage and sent.
+// Callers record only what the node itself did: a request refused for who
+// sent it (server/provision's call.deny) is never recorded.
 // Events without a node name are kept per MAC (or IP when the MAC is empty);
 // events with neither are ignored.
 func (s *Store) Record(ev Event) {

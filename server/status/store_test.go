@@ -89,7 +89,7 @@ func TestRecordAndReport(t *testing.T) {
 	if n1.LastSeen != t0.Add(10*time.Second).Unix() {
 		t.Errorf("heartbeat did not refresh last seen: %d", n1.LastSeen)
 	}
-	if n1.Heartbeat == nil || *n1.Heartbeat != (Heartbeat{"1.2", 42, "b", "e"}) {
+	if n1.Heartbeat == nil || *n1.Heartbeat != (Heartbeat{Version: "1.2", UptimeSeconds: 42, BootID: "b", RuntimeETag: "e"}) {
 		t.Errorf("heartbeat = %+v", n1.Heartbeat)
 	}
 	if n2.Stage != StageRuntimeOverlay || n2.Sent != "BAD_ASSET" {

@@ -35,7 +35,11 @@ func TestCleanName(t *testing.T) {
 		{"./a//b", "a/b", true},
 		{"a/./b/", "a/b", true},
 		{"", "", false},
-		{"/etc/passwd", "", false},
+		{"/etc/passwd", "etc/passwd", true}, // the TFTP root's etc/passwd, not the host's
+		{"/grub/grub.cfg", "grub/grub.cfg", true},
+		{"//undionly.kpxe", "undionly.kpxe", true},
+		{"/", "", false},
+		{"/../etc/passwd", "", false},
 		{`\windows`, "", false},
 		{"../etc/passwd", "", false},
 		{"a/../../etc", "", false},
@@ -256,7 +260,7 @@ func TestLoopbackRefusals(t *testing.T) {
 		{"missing.efi", "not_found"},
 		{"escape", "open_error"}, // symlink out of the directory: os.Root refuses
 		{"../" + filepath.Base(filepath.Dir(secret)) + "/secret", "bad_name"},
-		{secret, "bad_name"},
+		{secret, "not_found"}, // a leading "/" is the TFTP root: the host's file is not reached
 		{".", "bad_name"},
 	} {
 		before := counterValue(e.srv.m.errors.WithLabelValues(tc.reason))
@@ -277,8 +281,16 @@ func TestLoopbackRefusals(t *testing.T) {
 	if !ok || ev.MAC != "02:00:00:00:00:09" || ev.Stage != status.StageTFTP {
 		t.Errorf("NOT_FOUND event = %+v %v", ev, ok)
 	}
-	if _, ok := e.rec.Find("REFUSED:" + secret); !ok {
-		t.Errorf("no REFUSED event for an absolute name")
+	if _, ok := e.rec.Find("NOT_FOUND:" + strings.TrimLeft(secret, "/")); !ok {
+		t.Errorf("no NOT_FOUND event for an absolute name outside the TFTP root")
+	}
+	// The same file named from the TFTP root is served.
+	wt, err := e.client(t).Receive("/ok", "octet")
+	if err != nil {
+		t.Fatalf("/ok: %v", err)
+	}
+	if n, err := wt.WriteTo(io.Discard); err != nil || n != 10 {
+		t.Errorf("/ok: %d bytes, %v", n, err)
 	}
 	// Writes are refused with an error packet.
 	rf, err := e.client(t).Send("new", "octet")

@@ -33,15 +33,16 @@ var (
 )
 
 // cleanName validates a requested file name and returns it relative to the
-// TFTP directory. Absolute names and any ".." element are refused, as are
-// empty names and NUL bytes. (os.Root also stops symlinks escaping.)
+// TFTP directory. A leading "/" names the root of the TFTP directory, as it
+// does to GRUB, iPXE and most firmware (tftp-hpa -s and dnsmasq serve it so:
+// GRUB asks for /grub/grub.cfg); any ".." element is refused, as are empty
+// names, NUL bytes and a leading backslash. (os.Root also stops symlinks
+// escaping.)
 func cleanName(name string) (string, error) {
-	if name == "" || strings.ContainsRune(name, 0) {
+	if name == "" || strings.ContainsRune(name, 0) || strings.HasPrefix(name, `\`) {
 		return "", errBadName
 	}
-	if strings.HasPrefix(name, "/") || strings.HasPrefix(name, `\`) {
-		return "", errBadName
-	}
+	name = strings.TrimLeft(name, "/")
 	for _, el := range strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '\\' }) {
 		if el == ".." {
 			return "", errBadName

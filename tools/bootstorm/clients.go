@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/tools/internal/procstat"
 )
 
@@ -137,7 +138,7 @@ func runClients(in io.Reader, out, progress io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	if err := waitHTTP(ctx, cfg.Base+"/healthz", 60*time.Second); err != nil {
+	if err := waitHTTP(ctx, cfg.Base+nodeapi.Healthz, 60*time.Second); err != nil {
 		return err
 	}
 	r := &runner{cfg: cfg}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wwcluster/ww/server/atomicfile"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // mirrorRequest asks the client side to copy what the nodes get from
@@ -54,7 +55,7 @@ func runMirror(in io.Reader, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	if err := waitHTTP(ctx, req.Base+"/healthz", 60*time.Second); err != nil {
+	if err := waitHTTP(ctx, req.Base+nodeapi.Healthz, 60*time.Second); err != nil {
 		return err
 	}
 	m := &mirror{req: req, byETag: map[string]string{}}
@@ -111,7 +112,7 @@ type mirror struct {
 }
 
 func (m *mirror) node(ctx context.Context, n nodeSpec) error {
-	scriptURL := m.req.Base + "/ipxe/" + n.MAC
+	scriptURL := nodeapi.IPXE.URL(m.req.Base, n.MAC)
 	script, err := m.fetch(ctx, m.plain, scriptURL, true)
 	if err != nil {
 		return err
@@ -137,7 +138,7 @@ func (m *mirror) node(ctx context.Context, n nodeSpec) error {
 	}
 	ww := newHTTPClient(src, m.req.Secure, time.Minute)
 	defer ww.CloseIdleConnections()
-	_, err = m.fetch(ctx, ww, m.req.Base+"/overlay/runtime/"+n.MAC, false)
+	_, err = m.fetch(ctx, ww, nodeapi.RuntimeOverlay.URL(m.req.Base, n.MAC), false)
 	return err
 }
 

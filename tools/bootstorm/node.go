@@ -14,6 +14,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/wwclient/agent"
 )
 
@@ -44,7 +45,7 @@ func (r *runner) boot(ctx context.Context, n simNode) {
 		r.stats.Failed()
 	}
 	src := n.IP
-	scriptURL := r.cfg.Base + "/ipxe/" + n.MAC.String()
+	scriptURL := nodeapi.IPXE.URL(r.cfg.Base, n.MAC.String())
 	if r.cfg.Mode == modeFull {
 		// PXE firmware: DORA, then the iPXE binary over TFTP.
 		t := time.Now()
@@ -137,9 +138,9 @@ func (r *runner) boot(ctx context.Context, n simNode) {
 	etag := ""
 	sync := func() (string, error) {
 		t := time.Now()
-		body, _ := json.Marshal(agent.Heartbeat{Node: "", Version: "bootstorm", UptimeSeconds: int64(time.Since(t0).Seconds()),
-			BootID: bootID, RuntimeETag: etag})
-		if err := httpPost(ctx, ww, base+"/heartbeat/"+n.MAC.String(), body, r.cfg.RequestTimeout); err != nil {
+		body, _ := json.Marshal(nodeapi.HeartbeatMessage{AgentState: nodeapi.AgentState{Version: "bootstorm",
+			UptimeSeconds: int64(time.Since(t0).Seconds()), BootID: bootID, RuntimeETag: etag}})
+		if err := httpPost(ctx, ww, nodeapi.Heartbeat.URL(base, n.MAC.String()), body, r.cfg.RequestTimeout); err != nil {
 			r.stats.Done(stageHeartbeat, time.Since(t), 0, err)
 			return stageHeartbeat, err
 		}
@@ -149,7 +150,7 @@ func (r *runner) boot(ctx context.Context, n simNode) {
 		if etag != "" {
 			hdr = http.Header{"If-None-Match": {etag}}
 		}
-		n, tag, err := httpGet(ctx, ww, base+"/overlay/runtime/"+n.MAC.String(), hdr, io.Discard, r.cfg.DownloadTimeout)
+		n, tag, err := httpGet(ctx, ww, nodeapi.RuntimeOverlay.URL(base, n.MAC.String()), hdr, io.Discard, r.cfg.DownloadTimeout)
 		r.stats.Done(stageRuntime, time.Since(t), n, err)
 		if err != nil {
 			return stageRuntime, err

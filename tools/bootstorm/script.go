@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // maxScript bounds an iPXE script read from the server.
@@ -101,13 +103,13 @@ func parseScript(script []byte) ([]download, error) {
 // anything else is "file".
 func stageOf(path string) string {
 	switch {
-	case strings.HasPrefix(path, "/kernel/"):
+	case strings.HasPrefix(path, string(nodeapi.Kernel)):
 		return stageKernel
-	case strings.HasPrefix(path, "/image/"):
+	case strings.HasPrefix(path, string(nodeapi.Image)):
 		return stageImage
-	case strings.HasPrefix(path, "/overlay/system/"):
+	case strings.HasPrefix(path, string(nodeapi.SystemOverlay)):
 		return stageSystem
-	case strings.HasPrefix(path, "/overlay/runtime/"):
+	case strings.HasPrefix(path, string(nodeapi.RuntimeOverlay)):
 		return stageRuntimeBoot
 	}
 	return stageFile

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // StartServer starts `wwserver serve --root TREE` inside the namespace, its
@@ -82,7 +84,7 @@ func (l *Lab) waitHealthy(ctx context.Context, p *Proc) error {
 	var last error
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, l.ServerURL()+"/healthz", nil)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, l.ServerURL()+nodeapi.Healthz, nil)
 		resp, err := c.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
@@ -136,7 +138,7 @@ func (l *Lab) nsOutput(ctx context.Context, name string, args ...string) ([]byte
 // RuntimeOverlay fetches GET /overlay/runtime/{mac} as a node would (from a
 // privileged source port) and returns its ETag and its regular files.
 func (l *Lab) RuntimeOverlay(ctx context.Context, mac string) (string, map[string][]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.ServerURL()+"/overlay/runtime/"+mac, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nodeapi.RuntimeOverlay.URL(l.ServerURL(), mac), nil)
 	if err != nil {
 		return "", nil, err
 	}
@@ -147,7 +149,7 @@ func (l *Lab) RuntimeOverlay(ctx context.Context, mac string) (string, map[strin
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return "", nil, fmt.Errorf("GET /overlay/runtime/%s: %s: %s", mac, resp.Status, bytes.TrimSpace(body))
+		return "", nil, fmt.Errorf("GET %s: %s: %s", nodeapi.RuntimeOverlay.Path(mac), resp.Status, bytes.TrimSpace(body))
 	}
 	files, err := ReadNewc(resp.Body)
 	if err != nil {
@@ -268,12 +270,7 @@ type NodeStatus struct {
 }
 
 // Heartbeat is the last heartbeat a node sent.
-type Heartbeat struct {
-	Version       string `json:"version"`
-	UptimeSeconds int64  `json:"uptime_seconds"`
-	BootID        string `json:"boot_id"`
-	RuntimeETag   string `json:"runtime_etag"`
-}
+type Heartbeat = nodeapi.AgentState
 
 // ParseStatus decodes the JSON of `wwserver status --json`.
 func ParseStatus(data []byte) (*Status, error) {

@@ -27,18 +27,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/wwclient/apply"
 	"github.com/wwcluster/ww/wwclient/backoff"
 )
-
-// Heartbeat is the JSON body of POST /heartbeat/{mac} (DESIGN.md).
-type Heartbeat struct {
-	Node          string `json:"node"`
-	Version       string `json:"version"`
-	UptimeSeconds int64  `json:"uptime_seconds"`
-	BootID        string `json:"boot_id"`
-	RuntimeETag   string `json:"runtime_etag"`
-}
 
 // Options configure an Agent. Server or Servers, MAC and Root are
 // required.
@@ -189,11 +181,12 @@ func (a *Agent) saveETag() {
 // Server is the base URL of the server in use.
 func (a *Agent) Server() *url.URL { return a.o.Servers[a.cur] }
 
-func (a *Agent) url(base *url.URL, parts ...string) string {
-	u := base.JoinPath(parts...)
+// url is route's URL for this node at the server base, with the asset key.
+func (a *Agent) url(base *url.URL, route nodeapi.Route) string {
+	u := base.JoinPath(route.Path(a.o.MAC))
 	if a.o.AssetKey != "" {
 		q := url.Values{}
-		q.Set("assetkey", a.o.AssetKey)
+		q.Set(nodeapi.AssetKeyParam, a.o.AssetKey)
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
@@ -279,14 +272,16 @@ func (e *localError) Unwrap() error { return e.err }
 func (a *Agent) heartbeat(ctx context.Context, base *url.URL) error {
 	ctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
 	defer cancel()
-	body, _ := json.Marshal(Heartbeat{
-		Node:          a.o.Node,
-		Version:       a.o.Version,
-		UptimeSeconds: a.uptime(),
-		BootID:        a.bootID(),
-		RuntimeETag:   a.etag,
+	body, _ := json.Marshal(nodeapi.HeartbeatMessage{
+		Node: a.o.Node,
+		AgentState: nodeapi.AgentState{
+			Version:       a.o.Version,
+			UptimeSeconds: a.uptime(),
+			BootID:        a.bootID(),
+			RuntimeETag:   a.etag,
+		},
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url(base, "heartbeat", a.o.MAC), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url(base, nodeapi.Heartbeat), bytes.NewReader(body))
 	if err != nil {
 		return &localError{fmt.Errorf("heartbeat: %w", err)}
 	}
@@ -307,7 +302,7 @@ func (a *Agent) heartbeat(ctx context.Context, base *url.URL) error {
 func (a *Agent) fetch(ctx context.Context, base *url.URL) (SyncResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.o.DownloadTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url(base, "overlay", "runtime", a.o.MAC), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url(base, nodeapi.RuntimeOverlay), nil)
 	if err != nil {
 		return SyncResult{}, &localError{fmt.Errorf("runtime overlay: %w", err)}
 	}

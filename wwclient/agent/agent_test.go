@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/cavaliergopher/cpio"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 const testMAC = "52:54:00:00:00:01"
@@ -51,7 +53,7 @@ func overlay(t *testing.T, files map[string]string) []byte {
 type fakeServer struct {
 	t          *testing.T
 	mu         sync.Mutex
-	heartbeats []Heartbeat
+	heartbeats []nodeapi.HeartbeatMessage
 	hbQueries  []url.Values
 	gets       []string // If-None-Match of each GET
 	overlay    []byte
@@ -111,7 +113,7 @@ func (f *fakeServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 	if !f.gate(w, r) {
 		return
 	}
-	var hb Heartbeat
+	var hb nodeapi.HeartbeatMessage
 	if err := json.NewDecoder(r.Body).Decode(&hb); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -204,7 +206,7 @@ func TestSyncHeartbeatThen200Then304(t *testing.T) {
 		t.Fatalf("heartbeats: %d", len(fs.heartbeats))
 	}
 	hb := fs.heartbeats[0]
-	want := Heartbeat{Node: "n001", Version: "1.2.3", UptimeSeconds: 1234, BootID: "0e6c1f6a-1111-2222-3333-444455556666", RuntimeETag: ""}
+	want := nodeapi.HeartbeatMessage{Node: "n001", AgentState: nodeapi.AgentState{Version: "1.2.3", UptimeSeconds: 1234, BootID: "0e6c1f6a-1111-2222-3333-444455556666", RuntimeETag: ""}}
 	if hb != want {
 		t.Fatalf("heartbeat %+v want %+v", hb, want)
 	}

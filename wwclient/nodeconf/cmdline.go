@@ -5,7 +5,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // DefaultCmdlinePath is where the kernel command line is read from.
@@ -78,13 +81,13 @@ func ParseCmdline(s string) Cmdline {
 			continue
 		}
 		switch key {
-		case "wwid":
+		case nodeapi.ArgID:
 			if mac, err := NormalizeMAC(val); err == nil {
 				c.WWID = mac
 			}
-		case "wwserver":
+		case nodeapi.ArgServer:
 			c.Server = val
-		case "wwroot":
+		case nodeapi.ArgRoot:
 			if val == RootTmpfs || val == RootInitramfs {
 				c.Root = val
 			}
@@ -177,7 +180,7 @@ func ServerURL(server string) (*url.URL, error) {
 			return nil, fmt.Errorf("invalid server URL %q: no host", server)
 		}
 		if u.Port() == "" {
-			u.Host = net.JoinHostPort(u.Hostname(), DefaultPort)
+			u.Host = nodeapi.HostPort(u.Hostname(), nodeapi.DefaultPort)
 		}
 		u.Path = strings.TrimSuffix(u.Path, "/")
 		u.RawQuery, u.Fragment = "", ""
@@ -186,7 +189,7 @@ func ServerURL(server string) (*url.URL, error) {
 	host, port, err := net.SplitHostPort(server)
 	if err != nil {
 		// no port (or a bare IPv6 address)
-		host, port = strings.Trim(server, "[]"), DefaultPort
+		host, port = strings.Trim(server, "[]"), strconv.Itoa(nodeapi.DefaultPort)
 	}
 	if host == "" || strings.ContainsAny(host, "/?#@ ") {
 		return nil, fmt.Errorf("invalid server address %q", server)

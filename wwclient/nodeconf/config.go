@@ -13,21 +13,20 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // DefaultPath is where the wwinit overlay renders the configuration.
 const DefaultPath = "/etc/wwclient/wwclient.toml"
-
-// DefaultPort is the wwserver HTTP port when a server address has none.
-const DefaultPort = "9873"
 
 // DefaultUpdateInterval is used when update_interval is missing or zero.
 const DefaultUpdateInterval = 60 * time.Second
 
 // Root modes.
 const (
-	RootTmpfs     = "tmpfs"
-	RootInitramfs = "initramfs"
+	RootTmpfs     = nodeapi.RootTmpfs
+	RootInitramfs = nodeapi.RootInitramfs
 )
 
 // Default privileged source port range for secure mode.

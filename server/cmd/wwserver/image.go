@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -33,8 +34,9 @@ func newImageCmd() *cobra.Command {
 
 func newImageImportCmd() *cobra.Command {
 	var (
-		root, platform string
-		quiet          bool
+		root, platform   string
+		maxSize, reserve string
+		quiet            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import SOURCE NAME",
@@ -50,12 +52,36 @@ Whiteouts are honoured; owners, modes, xattrs (security.selinux, capabilities), 
 links, device nodes and symlinks are kept; entries that would land outside the image
 (.., absolute paths, through symlinks) are refused. The new tree is built next to the
 old one and swapped in atomically: a failed or interrupted import leaves the old image
-serving, and the next request serves the new one.`,
+serving, and the next request serves the new one.
+
+Every layer is read to its end and checked against its digest and diff_id (and
+manifests and configs against theirs): a mismatch refuses the import, naming the
+layer. Archives are read where they are, not unpacked: the new tree is all that is
+written. --max-size refuses an image that writes more file data; the import is
+refused before the tree's file system would have less free than --reserve (default:
+5% of the file system, at least 1 GiB, at most half of it; 0: none), which keeps
+room for node status, leases and the images serve builds under state/. SIZE is
+bytes or e.g. 500MB, 10GiB.
+
+An image with no kernel (boot/vmlinuz-*) or no /sbin/init is imported with a warning:
+install them with image exec.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o := image.Options{Tree: root, Source: args[0], Name: args[1], Platform: platform}
+			var err error
+			if o.MaxSize, err = parseSize("--max-size", maxSize); err != nil {
+				return err
+			}
+			if reserve != "" {
+				if o.Reserve, err = parseSize("--reserve", reserve); err != nil {
+					return err
+				}
+				if o.Reserve == 0 {
+					o.Reserve = image.NoReserve
+				}
+			}
 			if !quiet {
 				o.Progress = cmd.ErrOrStderr()
 				o.Terminal = isTerminal(cmd.ErrOrStderr())
@@ -70,13 +96,30 @@ serving, and the next request serves the new one.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s) into images/%s/rootfs: %d layer(s), %d files, %.1f MiB\n",
 				args[0], what, args[1], m.Layers, m.Files, float64(m.Bytes)/(1<<20))
+			for _, w := range m.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "wwserver: warning:", w)
+			}
 			return nil
 		},
 	}
 	addRootFlag(cmd, &root)
 	cmd.Flags().StringVar(&platform, "platform", "", "OS/ARCH[/VARIANT] to pick from a multi-platform image (default linux/this machine's)")
+	cmd.Flags().StringVar(&maxSize, "max-size", "", "refuse an image that writes more file data than SIZE (default: no limit)")
+	cmd.Flags().StringVar(&reserve, "reserve", "", "free space to leave on the tree's file system (default 5% of it, at least 1GiB, at most half; 0: none)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress")
 	return cmd
+}
+
+// parseSize reads SIZE flags: bytes, or a number with a unit (500MB, 10GiB).
+func parseSize(flag, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > 1<<62 {
+		return 0, fmt.Errorf("%s %q: want bytes or a size such as 500MB or 10GiB", flag, s)
+	}
+	return int64(n), nil
 }
 
 func isTerminal(w any) bool {
@@ -242,7 +285,7 @@ func newImageChrootHelperCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := image.ChrootHelper(args[0], args[1:], cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			code, err := image.ChrootHelper(args[0], args[1:], image.InheritedLock(args[0]), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/wwcluster/ww/server/image"
 )
@@ -153,5 +157,134 @@ func TestImageCommands(t *testing.T) {
 	runCLI(t, wwserver, "image", "delete", "bb", "--force", "--root", root)
 	if _, err := os.Stat(filepath.Join(root, "images", "bb")); !os.IsNotExist(err) {
 		t.Errorf("image still there after delete --force")
+	}
+}
+
+// kill -9 of image exec: the command is told (the helper's parent-death
+// signal, SIGTERM, passed on), and as long as anything started in the
+// image runs, the image stays locked: an import of the same name is
+// refused instead of replacing the tree under it.
+func TestImageExecParentKilled(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("needs root (chroot, mount namespace) and builds binaries")
+	}
+	wwserver, wwclient := sharedBinaries(t)
+	root := filepath.Join(t.TempDir(), "tree")
+	runCLI(t, wwserver, "init", root, "--wwclient", wwclient, "--address", "127.0.0.1")
+	src := busyboxTar(t)
+	runCLI(t, wwserver, "image", "import", src, "bb", "--root", root, "-q")
+	rootfs := filepath.Join(root, "images", "bb", "rootfs")
+
+	// start runs image exec with pipes; the script prints "ready PID".
+	start := func(script string) (*exec.Cmd, *os.File, *bufio.Reader, int) {
+		t.Helper()
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { inW.Close(); outR.Close() })
+		cmd := exec.Command(wwserver, "image", "exec", "bb", "--root", root, "--", "sh", "-c", script)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, outW
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		inR.Close()
+		outW.Close()
+		out := bufio.NewReader(outR)
+		line, err := out.ReadString('\n')
+		var pid int
+		if _, serr := fmt.Sscanf(line, "ready %d", &pid); err != nil || serr != nil {
+			t.Fatalf("image exec: %q %v", line, err)
+		}
+		// Whatever happens, nothing this test started outlives it.
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+		return cmd, inW, out, pid
+	}
+	// untilEOF reads the output to its end: every process that held it
+	// (image exec, the helper, the command) has ended.
+	untilEOF := func(out *bufio.Reader) string {
+		t.Helper()
+		done := make(chan string, 1)
+		go func() {
+			rest, _ := io.ReadAll(out)
+			done <- string(rest)
+		}()
+		select {
+		case s := <-done:
+			return s
+		case <-time.After(20 * time.Second):
+			t.Fatal("the command still runs 20s after image exec was killed")
+		}
+		return ""
+	}
+	importBB := func() (string, error) {
+		out, err := exec.Command(wwserver, "image", "import", src, "bb", "--root", root, "-q").CombinedOutput()
+		return string(out), err
+	}
+	killParent := func(cmd *exec.Cmd) {
+		t.Helper()
+		cmd.Process.Kill()
+		if err := cmd.Wait(); err == nil {
+			t.Fatal("image exec survived SIGKILL")
+		}
+	}
+
+	// A command that ignores SIGTERM runs on: the image stays locked.
+	cmd, stdin, out, _ := start(`trap "" TERM; echo ready $$; read x; echo bye`)
+	killParent(cmd)
+	if msg, err := importBB(); err == nil || !strings.Contains(msg, "in use") {
+		t.Errorf("import while the command runs: %v %s", err, msg)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "bin/busybox")); err != nil {
+		t.Errorf("the tree under the running command changed: %v", err)
+	}
+	stdin.Close()
+	if rest := untilEOF(out); !strings.Contains(rest, "bye") {
+		t.Errorf("command output after its parent died: %q", rest)
+	}
+	if msg, err := importBB(); err != nil {
+		t.Fatalf("import after the command ended: %v %s", err, msg)
+	}
+
+	// A command that honours SIGTERM ends with its parent.
+	cmd, _, out, _ = start(`echo ready $$; exec sleep 60`)
+	killParent(cmd)
+	untilEOF(out)
+	if msg, err := importBB(); err != nil {
+		t.Fatalf("import after the command ended: %v %s", err, msg)
+	}
+	if n := mountsUnder(t, rootfs); n != 0 {
+		t.Errorf("%d mounts left under the image", n)
+	}
+
+	// A process the command left running keeps the image locked.
+	out2, err := exec.Command(wwserver, "image", "exec", "bb", "--root", root, "--", "sh", "-c",
+		`sleep 60 </dev/null >/dev/null 2>&1 & echo $!`).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(out2), &pid); err != nil {
+		t.Fatalf("background pid: %q", out2)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	if msg, err := importBB(); err == nil || !strings.Contains(msg, "in use") {
+		t.Errorf("import while a background process of image exec runs: %v %s", err, msg)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	if _, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 20000); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := importBB(); err != nil {
+		t.Fatalf("import after the background process ended: %v %s", err, msg)
 	}
 }

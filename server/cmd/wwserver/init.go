@@ -18,8 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wwcluster/ww/overlays"
+	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/provision"
+	"github.com/wwcluster/ww/server/image"
 )
 
 // The image init creates; nodes.toml's default profile uses it.
@@ -126,7 +127,7 @@ func runInit(o initOptions, out io.Writer) error {
 		// nodes.toml may hold asset keys.
 		{config.NodesFile, nodesText, 0o600},
 		{"ipxe/README", ipxeReadme, 0o644},
-		{"ipxe/example.ipxe.sample", provision.Builtin(), 0o644},
+		{"ipxe/example.ipxe.sample", bootscript.Builtin(), 0o644},
 	}
 	for _, f := range files {
 		if err := writeFileAll(filepath.Join(dir, f.name), []byte(f.data), f.mode); err != nil {
@@ -139,6 +140,10 @@ func runInit(o initOptions, out io.Writer) error {
 	clientDst := filepath.Join(dir, "overlays", "wwinit", filepath.FromSlash(overlays.ClientBinary))
 	if err := copyRegular(wwclient, clientDst, 0o755); err != nil {
 		return fmt.Errorf("install wwclient: %w", err)
+	}
+	// images/ is root-only: image trees hold setuid-root programs.
+	if _, _, err := image.SecureImagesDir(dir); err != nil {
+		return err
 	}
 	rootfs := filepath.Join(dir, "images", initImage, "rootfs")
 	if o.imageFrom != "" {
@@ -576,6 +581,8 @@ const nodesTOML = `# nodes.toml: the nodes and the profiles they share.
 # Image: images/NAME/rootfs in this tree. The kernel is its newest boot/vmlinuz-*.
 image = "{{.Image}}"
 # Extra kernel command line (wwid=, wwserver= and wwroot= are added for you).
+# It goes into the iPXE boot line, so control characters and iPXE's ${ && || ; #
+# are refused.
 kernel_args = ["console=ttyS0", "console=tty0"]
 # Overlays, from overlays/NAME: system overlays are sent once at boot, runtime
 # overlays at boot and then every update_interval. Files ending in .ww are
@@ -630,6 +637,9 @@ Templates are Go text/template. Fields: .Node (the resolved node: .Node.Name,
 .ImageURL, .SystemOverlayURL, .RuntimeOverlayURL, .FetchRuntime, .KernelArgs,
 .BootArgs, .Initrds, .Fetches (each with .URL and .Fallbacks, the same file at
 the other live servers), .ServerURLs, .Retries. Functions: join, lower, upper.
+Every value a template prints is checked: one that iPXE would read as more
+than a value (a control character, "${", or a word "||", "&&", ";" or "#...")
+fails the render (the node gets a 500) instead of becoming iPXE commands.
 
 Edits are used on the next boot; see the result with
   wwserver render ipxe NODE --root DIR

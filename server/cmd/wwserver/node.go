@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -49,7 +50,10 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	}
 	fl.StringVar(&f.image, "image", "", "image name (images/NAME/rootfs)")
 	fl.StringVar(&f.kernel, "kernel", "", "kernel path inside the image rootfs")
-	fl.StringSliceVar(&f.kernelArgs, "kernel-args", nil, "kernel command line arguments")
+	// StringArray, not StringSlice: a slice flag is parsed as CSV, which
+	// split console=ttyS0,115200n8 in two and choked on quotes.
+	fl.StringArrayVar(&f.kernelArgs, "kernel-args", nil,
+		`kernel command line argument, taken whole (repeatable: --kernel-args console=ttyS0,115200n8 --kernel-args quiet; --kernel-args "" clears them)`)
 	fl.StringSliceVar(&f.systemOverlays, "system-overlays", nil, "system overlays, in order")
 	fl.StringSliceVar(&f.runtimeOverlays, "runtime-overlays", nil, "runtime overlays, in order")
 	fl.StringVar(&f.root, "root-mode", "", `"tmpfs" or "initramfs" (the root key)`)
@@ -62,8 +66,9 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringVar(&f.gateway, "gateway", "", "gateway of the network device")
 }
 
-// apply sets the flags the user gave on e; i is the name's index for --ipaddr.
-func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
+// apply sets the flags the user gave on e, the entry of name; i is the
+// name's index for --ipaddr.
+func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, name string, i int) error {
 	ch := cmd.Flags().Changed
 	str := func(flag, v string, dst **string) {
 		if !ch(flag) {
@@ -83,7 +88,13 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 	list("profile", f.profiles, &e.Profiles)
 	str("image", f.image, &e.Image)
 	str("kernel", f.kernel, &e.Kernel)
-	list("kernel-args", f.kernelArgs, &e.KernelArgs)
+	if ch("kernel-args") {
+		args, err := kernelArgs(f.kernelArgs)
+		if err != nil {
+			return err
+		}
+		e.KernelArgs = args
+	}
 	list("system-overlays", f.systemOverlays, &e.SystemOverlays)
 	list("runtime-overlays", f.runtimeOverlays, &e.RuntimeOverlays)
 	str("root-mode", f.root, &e.Root)
@@ -120,6 +131,9 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 	}
 	if ch("hwaddr") && f.hwaddr != "" {
 		mac, err := config.NormalizeMAC(f.hwaddr)
+		if err == nil {
+			err = config.CheckUnicastMAC(mac)
+		}
 		if err != nil {
 			return fmt.Errorf("--hwaddr: %w", err)
 		}
@@ -131,12 +145,57 @@ func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, i int) error {
 		if ip, err = addIPv4(ip, i); err != nil {
 			return fmt.Errorf("--ipaddr: %w", err)
 		}
+		if ch("netmask") && f.netmask != "" {
+			if err := inSubnet(f.ipaddr, ip, f.netmask); err != nil {
+				return fmt.Errorf("--ipaddr %s counts up to %s for %s: %w", f.ipaddr, ip, name, err)
+			}
+		}
 	}
 	str("hwaddr", f.hwaddr, &d.HWAddr)
 	str("ipaddr", ip, &d.IPAddr)
 	str("netmask", f.netmask, &d.Netmask)
 	str("gateway", f.gateway, &d.Gateway)
 	return nil
+}
+
+// kernelArgs checks the --kernel-args values and drops empty ones (a lone
+// "" clears the list).
+func kernelArgs(in []string) ([]string, error) {
+	var out []string
+	for _, a := range in {
+		if a == "" {
+			continue
+		}
+		if err := config.CheckKernelArg(a); err != nil {
+			return nil, fmt.Errorf("--kernel-args: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// inSubnet reports why ip, counted up from start, cannot be a host's
+// address in start's network (netmask): outside it, or its network or
+// broadcast address. (Counting up meets the broadcast address before
+// leaving a network of /30 or larger; a /31 or /32 has none, and is left
+// at once.) Without --netmask the config validation still refuses network
+// and broadcast addresses, with the netmask the node gets from its
+// profiles.
+func inSubnet(start, ip, netmask string) error {
+	bits := config.PrefixLen(netmask)
+	s, err1 := netip.ParseAddr(start)
+	a, err2 := netip.ParseAddr(ip)
+	if bits < 0 || err1 != nil || err2 != nil {
+		return nil // reported by the config validation
+	}
+	p, err := s.Prefix(bits)
+	if err != nil {
+		return nil
+	}
+	if !p.Contains(a) {
+		return fmt.Errorf("%s is outside %s (netmask %s); give fewer names or another start address", ip, p, netmask)
+	}
+	return config.CheckHostAddr(ip, netmask)
 }
 
 // addIPv4 returns start + n, refusing to wrap past 255.255.255.255.
@@ -213,7 +272,7 @@ func newEntryAddCmd(kind nodeedit.Kind) *cobra.Command {
 					if kind == nodeedit.Node && !cmd.Flags().Changed("profile") && t.File(nodeedit.Profile, "default") != "" {
 						e.Profiles = []string{"default"}
 					}
-					if err := f.apply(cmd, e, i); err != nil {
+					if err := f.apply(cmd, e, name, i); err != nil {
 						return err
 					}
 					if err := t.Add(kind, name, e); err != nil {
@@ -260,7 +319,7 @@ func newEntrySetCmd(kind nodeedit.Kind) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					if err := f.apply(cmd, e, i); err != nil {
+					if err := f.apply(cmd, e, name, i); err != nil {
 						return err
 					}
 				}

@@ -72,6 +72,9 @@ func parseMACList(name string, r io.Reader) ([]macLine, error) {
 			return nil, fmt.Errorf("%s:%d: no column %d", name, line, col+1)
 		}
 		mac, err := config.NormalizeMAC(strings.TrimSpace(rec[col]))
+		if err == nil {
+			err = config.CheckUnicastMAC(mac)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
@@ -167,7 +170,7 @@ counts up the same way. --dry-run prints the table and writes nothing.`,
 			entries := make([]*config.Entry, len(list))
 			for i := range list {
 				e := &config.Entry{}
-				if err := f.apply(cmd, e, i); err != nil {
+				if err := f.apply(cmd, e, list[i], i); err != nil {
 					return err
 				}
 				if e.Network == nil {

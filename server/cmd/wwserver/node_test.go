@@ -68,7 +68,7 @@ func TestNodeCommands(t *testing.T) {
 		t.Errorf("a refused command changed managed.toml")
 	}
 
-	cli(t, true, "node", "set", "c[02-03]", r, "--hwaddr", "", "--ipaddr", "10.0.2.202", "--tag", "rack=", "--kernel-args", "quiet,console=ttyS0")
+	cli(t, true, "node", "set", "c[02-03]", r, "--hwaddr", "", "--ipaddr", "10.0.2.202", "--tag", "rack=", "--kernel-args", "quiet", "--kernel-args", "console=ttyS0")
 	cli(t, true, "node", "set", "c01", r, "--hwaddr", "52-54-00-AA-00-01", "--discoverable=false", "--root-mode", "initramfs")
 	cli(t, true, "node", "delete", "c03", r)
 	ns, err = config.LoadNodesTree(dir)
@@ -159,10 +159,117 @@ SN3,3,52:54:00:44:00:0b
 		{"52:54:00:55:00:01\n52:54:00:55:00:01\n", "x[1-2]", "macs.txt:2: MAC 52:54:00:55:00:01 is also on line 1"},
 		{"52:54:00:44:00:0c\n", "x1", "MAC 52:54:00:44:00:0c is also used by"},
 		{"# empty\n", "x1", "no MAC addresses"},
+		{"52:54:00:55:00:01\nff:ff:ff:ff:ff:ff\n", "x[1-2]", "macs.txt:2: MAC ff:ff:ff:ff:ff:ff is the broadcast address"},
+		{"01:00:5e:00:00:01\n", "x1", "macs.txt:1: MAC 01:00:5e:00:00:01 is a multicast address"},
 	} {
 		writeTestFile(t, plain, c.content)
 		if out := cli(t, false, "node", "import", plain, "--names", c.names, r); !strings.Contains(out, c.want) {
 			t.Errorf("import %q: %q lacks %q", c.content, out, c.want)
 		}
+	}
+}
+
+// TestNodeKernelArgsTakenWhole (issue 20, Medium 5 and Low 10): each
+// --kernel-args is one argument as given (it was parsed as CSV, so
+// console=ttyS0,115200n8 became two arguments and quotes were a parse
+// error); control characters and iPXE metacharacters are refused with a
+// reason and nothing is written; "" clears the list.
+func TestNodeKernelArgsTakenWhole(t *testing.T) {
+	dir := initTree(t)
+	r := "--root=" + dir
+	want := []string{"console=ttyS0,115200n8", `rd.break="pre mount"`, "quiet"}
+	cli(t, true, "node", "add", "k01", r, "--hwaddr", "52:54:00:00:20:01",
+		"--kernel-args", want[0], "--kernel-args", want[1], "--kernel-args", want[2])
+	ns, err := config.LoadNodesTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.ByName["k01"].KernelArgs; strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		t.Errorf("kernel args %q, want %q", got, want)
+	}
+	if out := cli(t, true, "render", "ipxe", "k01", r); !strings.Contains(out, ` console=ttyS0,115200n8 rd.break="pre mount" quiet || goto boot_failed`) {
+		t.Errorf("boot line of k01:\n%s", out)
+	}
+
+	managed := filepath.Join(dir, "nodes.d", "managed.toml")
+	before, _ := os.ReadFile(managed)
+	for _, c := range []struct{ arg, want string }{
+		{"console=ttyS0\nshell", "control character"},
+		{"quiet\x00", "control character"},
+		{"quiet || shell", `holds "||", which iPXE reads as a command separator`},
+		{"a && b", `"&&"`},
+		{"a;b", `";"`},
+		{"#x", "comment"},
+		{"ip=${net0/ip}", "setting expansion"},
+	} {
+		for _, cmd := range [][]string{{"node", "set", "k01"}, {"node", "add", "k02"}, {"profile", "add", "p2"}} {
+			args := append(append([]string{}, cmd...), r, "--kernel-args", "quiet", "--kernel-args", c.arg)
+			if out := cli(t, false, args...); !strings.Contains(out, "--kernel-args: kernel argument") || !strings.Contains(out, c.want) {
+				t.Errorf("%v %q: output %q lacks the reason %q", cmd, c.arg, out, c.want)
+			}
+		}
+	}
+	if after, _ := os.ReadFile(managed); !bytes.Equal(before, after) {
+		t.Errorf("a refused --kernel-args changed managed.toml")
+	}
+
+	// "" clears the node's own list: the profile's applies again.
+	cli(t, true, "node", "set", "k01", r, "--kernel-args", "")
+	ns, err = config.LoadNodesTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, prof := ns.ByName["k01"].KernelArgs, ns.ByName["n001"].KernelArgs; strings.Join(got, " ") != strings.Join(prof, " ") {
+		t.Errorf("after clearing: %q, want the profile's %q", got, prof)
+	}
+}
+
+// TestNodeAddressesRefused (issue 20, Low 11): `node add 'bd[1-3]' --ipaddr
+// 10.8.0.254 --netmask 255.255.255.0` handed out the broadcast address and
+// one outside the network; such a range, a network or broadcast address
+// however it is given, and a MAC no network card has are refused with the
+// reason, and nothing is written.
+func TestNodeAddressesRefused(t *testing.T) {
+	dir := initTree(t)
+	r := "--root=" + dir
+	managed := filepath.Join(dir, "nodes.d", "managed.toml")
+	cli(t, true, "node", "add", "ok1", r, "--ipaddr", "10.8.0.10", "--netmask", "255.255.255.0")
+	before, err := os.ReadFile(managed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"node", "add", "bd[1-3]", "--ipaddr", "10.8.0.254", "--netmask", "255.255.255.0"},
+			"--ipaddr 10.8.0.254 counts up to 10.8.0.255 for bd2: 10.8.0.255 is the broadcast address of 10.8.0.0/24"},
+		{[]string{"node", "add", "bd[1-3]", "--ipaddr", "10.8.0.0", "--netmask", "255.255.255.0"},
+			"10.8.0.0 is the network address of 10.8.0.0/24"},
+		{[]string{"node", "add", "bd[1-3]", "--ipaddr", "10.8.0.4", "--netmask", "255.255.255.254"},
+			"--ipaddr 10.8.0.4 counts up to 10.8.0.6 for bd3: 10.8.0.6 is outside 10.8.0.4/31"},
+		// Without --netmask, the netmask the node ends up with (here its
+		// own, set earlier) decides; the config validation names the key.
+		{[]string{"node", "set", "ok1", "--ipaddr", "10.8.0.255"},
+			"nodes.ok1.network.eth0.ipaddr: 10.8.0.255 is the broadcast address of 10.8.0.0/24"},
+		{[]string{"node", "add", "m1", "--hwaddr", "ff:ff:ff:ff:ff:ff"}, "--hwaddr: MAC ff:ff:ff:ff:ff:ff is the broadcast address"},
+		{[]string{"node", "add", "m1", "--hwaddr", "00:00:00:00:00:00"}, "--hwaddr: MAC 00:00:00:00:00:00 is all zeros"},
+		{[]string{"node", "add", "m1", "--hwaddr", "33:33:00:00:00:01"}, "--hwaddr: MAC 33:33:00:00:00:01 is a multicast address"},
+	} {
+		if out := cli(t, false, append(c.args, r)...); !strings.Contains(out, c.want) {
+			t.Errorf("%v: output %q lacks %q", c.args, out, c.want)
+		}
+	}
+	if after, _ := os.ReadFile(managed); !bytes.Equal(before, after) {
+		t.Errorf("a refused command changed managed.toml")
+	}
+	// The last three host addresses of the network are fine.
+	cli(t, true, "node", "add", "bd[1-3]", r, "--ipaddr", "10.8.0.252", "--netmask", "255.255.255.0")
+	ns, err := config.LoadNodesTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := ns.ByName["bd3"].Primary().IPAddr; ip != "10.8.0.254" {
+		t.Errorf("bd3 got %s", ip)
 	}
 }

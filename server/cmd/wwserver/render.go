@@ -15,9 +15,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/provision"
+	"github.com/wwcluster/ww/server/image"
 )
 
 // loadSnapshot reads the served tree's configuration once.
@@ -67,7 +68,7 @@ func newRenderIPXECmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := provision.NewTemplates(root)
+			t, err := bootscript.NewIPXE(root)
 			if err != nil {
 				return err
 			}
@@ -173,12 +174,19 @@ func newCheckCmd() *cobra.Command {
 and that every image, kernel, overlay and iPXE template a node names exists, and
 that every boot file wwserver.toml names (dhcp.bios_file, efi_file, arm64_file,
 http_boot_file, in tftp.dir) is a readable regular file. It exits 1 when
-anything is wrong.`,
+anything is wrong.
+
+It warns (without failing) when images/ is reachable by users other than root
+(image trees hold setuid-root programs; serve makes it root-only), and about
+temporary trees killed imports left (serve and the next import remove them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			problems := checkTree(root)
 			for _, p := range problems {
 				fmt.Fprintln(cmd.ErrOrStderr(), p)
+			}
+			for _, w := range checkImages(root) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			if len(problems) > 0 {
 				return errReported
@@ -189,6 +197,25 @@ anything is wrong.`,
 	}
 	addRootFlag(cmd, &root)
 	return cmd
+}
+
+// checkImages returns warnings about images/: reachable by other users,
+// leftovers of killed imports.
+func checkImages(root string) []string {
+	var warnings []string
+	if why, err := image.ImagesExposure(root); err != nil {
+		warnings = append(warnings, fmt.Sprintf("images/: %v", err))
+	} else if why != "" {
+		warnings = append(warnings, why)
+	}
+	left, err := image.Leftovers(root)
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("images/: %v", err))
+	}
+	for _, l := range left {
+		warnings = append(warnings, l.String())
+	}
+	return warnings
 }
 
 // checkTree returns every problem found, one line each.
@@ -206,7 +233,7 @@ func checkTree(root string) []string {
 	if srv == nil || nodes == nil {
 		return problems
 	}
-	t, err := provision.NewTemplates(root)
+	t, err := bootscript.NewIPXE(root)
 	if err != nil {
 		return append(problems, err.Error())
 	}
@@ -243,7 +270,7 @@ func checkTree(root string) []string {
 		if n.IPXETemplate != "" {
 			if _, err := t.Render(io.Discard, snap, n, n.Primary().HWAddr); err != nil {
 				msg := err.Error()
-				if errors.Is(err, provision.ErrNotFound) {
+				if errors.Is(err, bootscript.ErrNoTemplate) {
 					msg = fmt.Sprintf("iPXE template %q: no file ipxe/%s.ipxe", n.IPXETemplate, n.IPXETemplate)
 				}
 				once(fmt.Sprintf("%s.ipxe_template: %s", key, msg))

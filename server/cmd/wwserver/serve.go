@@ -25,6 +25,7 @@ import (
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
 	"github.com/wwcluster/ww/server/health"
+	"github.com/wwcluster/ww/server/image"
 	"github.com/wwcluster/ww/server/nodeedit"
 	"github.com/wwcluster/ww/server/provision"
 	"github.com/wwcluster/ww/server/status"
@@ -112,6 +113,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	prepareImages(root, log)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -331,6 +333,32 @@ func warnRestartNeeded(log *slog.Logger, was, now *config.Server, listenOverridd
 	}
 	if was.TFTP.Enabled != now.TFTP.Enabled {
 		log.Warn("tftp.enabled changed; restart wwserver to apply", "now", now.TFTP.Enabled)
+	}
+}
+
+// prepareImages makes images/ root-only when every local user can reach
+// it (image trees hold setuid-root programs), and removes what killed
+// imports left.
+func prepareImages(root string, log *slog.Logger) {
+	if why, err := image.ImagesExposure(root); err != nil {
+		log.Warn("cannot check the permissions of images/", "err", err)
+	} else if why != "" {
+		old, changed, err := image.SecureImagesDir(root)
+		switch {
+		case err != nil:
+			log.Warn("images/ is reachable by every local user and could not be made root-only", "problem", why, "err", err)
+		case changed:
+			log.Warn("images/ was reachable by every local user: made it root-only", "old_mode", fmt.Sprintf("%04o", old))
+		default:
+			log.Warn("images/ is reachable by a user other than root", "problem", why)
+		}
+	}
+	removed, err := image.CleanLeftovers(root)
+	for _, r := range removed {
+		log.Info("removed what a killed image import or delete left", "path", r)
+	}
+	if err != nil {
+		log.Warn("cannot remove what killed image imports left", "err", err)
 	}
 }
 

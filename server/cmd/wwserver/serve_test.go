@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wwcluster/ww/server/status"
 	"github.com/wwcluster/ww/wwclient/agent"
 )
 
@@ -148,8 +150,9 @@ func privilegedFrom(t *testing.T, src string) *http.Client {
 // TestServeSourceCheck (issue 9, weak point 10): in secure mode a node's
 // runtime overlay and heartbeats are answered only from its own address;
 // root on another host (here: another loopback address, n002's) gets 403
-// WRONG_SOURCE, recorded in status (source_check = false: TestSourceCheck
-// in server/provision).
+// WRONG_SOURCE, counted and never recorded in the node's status (issue 20:
+// anyone could keep a dead node looking alive; source_check = false:
+// TestSourceCheck in server/provision).
 func TestServeSourceCheck(t *testing.T) {
 	_, base := serveInProcess(t, serveOptions{}, nil) // init: n001 at 127.0.0.11, n002 at 127.0.0.12
 	const mac = "52:54:00:00:00:01"
@@ -186,8 +189,23 @@ func TestServeSourceCheck(t *testing.T) {
 	}
 	st, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(st), "WRONG_SOURCE") {
-		t.Errorf("refusal not recorded in status: %s", st)
+	var rep status.Report
+	if err := json.Unmarshal(st, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range rep.Nodes {
+		if n.Name == "n001" && (n.LastSeen != 0 || n.Stage != "" || n.IPAddr != "127.0.0.11") {
+			t.Errorf("a refusal was recorded in the node's status: %+v", n)
+		}
+	}
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(m), `wwserver_http_refusals_total{reason="WRONG_SOURCE"} 3`) {
+		t.Errorf("refusals not counted:\n%s", m)
 	}
 
 	if code, body := do(own, http.MethodGet, "/overlay/runtime/"+mac); code != http.StatusOK {

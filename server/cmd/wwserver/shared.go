@@ -30,6 +30,12 @@ import (
 // reads the list of live servers.
 const publishEvery = 10 * time.Second
 
+// retryEvery is how often it tries again while etcd is unreachable, so
+// /healthz recovers within about a second of etcd answering again (it
+// waited for the next publishEvery tick, and longer while the etcd client's
+// reconnect backoff had grown: up to 25 s).
+const retryEvery = time.Second
+
 // statusPublishEvery batches status writes to etcd: a 1,000-node storm is
 // a few transactions per interval, not one per request.
 const statusPublishEvery = 500 * time.Millisecond
@@ -104,11 +110,8 @@ func (e etcdLeases) Leases(ctx context.Context) ([]dhcp.Lease, error) {
 // run publishes this server's address and fingerprints every publishEvery
 // and reads who else is alive, until ctx ends.
 func (s *shared) run(ctx context.Context, store *config.Store, b *build.Builder) {
-	var lease clientv3.LeaseID
 	var localFP, treesFP string
-	t := time.NewTicker(publishEvery)
-	defer t.Stop()
-	for {
+	s.loop(ctx, func() etcdstate.ServerInfo {
 		snap := store.Current()
 		// The builder's fingerprint is cheap (watched trees) but holds inode
 		// numbers and ctimes, which differ between copies of a tree; the
@@ -116,13 +119,29 @@ func (s *shared) run(ctx context.Context, store *config.Store, b *build.Builder)
 		if fp := b.Fingerprint(ctx, snap); fp != localFP {
 			localFP, treesFP = fp, portableFingerprint(store.Root(), snap)
 		}
-		info := etcdstate.ServerInfo{
+		return etcdstate.ServerInfo{
 			Address:           net.JoinHostPort(snap.Server.Address, strconv.Itoa(snap.Server.Port)),
 			ConfigFingerprint: nodesFingerprint(store.Root()),
 			ImagesFingerprint: treesFP,
 		}
+	})
+}
+
+// loop is run with what to publish coming from info: every publishEvery,
+// every retryEvery while the last try failed.
+func (s *shared) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
+	var lease clientv3.LeaseID
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
 		var err error
-		lease, err = s.c.PublishServer(ctx, info, lease)
+		lease, err = s.c.PublishServer(ctx, info(), lease)
 		var servers []etcdstate.ServerInfo
 		if err == nil {
 			servers, err = s.c.Servers(ctx)
@@ -145,11 +164,13 @@ func (s *shared) run(ctx context.Context, store *config.Store, b *build.Builder)
 			}
 		}
 		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		next := publishEvery
+		if err != nil {
+			next = retryEvery
 		}
+		// From the start of this try: a try that timed out does not push
+		// the next one further away.
+		t.Reset(max(next-time.Since(start), 0))
 	}
 }
 

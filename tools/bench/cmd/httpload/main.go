@@ -161,7 +161,7 @@ func run(o options, urls []string, out io.Writer) error {
 
 // checkTarget refuses URLs that are not http:// to a loopback address.
 func checkTarget(raw string, allowRemote bool) error {
-	u, err := url.Parse(strings.ReplaceAll(raw, "{mac}", "00:00:00:00:00:00"))
+	u, err := url.Parse(strings.ReplaceAll(raw, "{mac}", "02:00:00:00:00:00"))
 	if err != nil {
 		return fmt.Errorf("URL %q: %w", raw, err)
 	}
@@ -197,7 +197,7 @@ func waitReady(o options, u string, out io.Writer) error {
 	attempts := 0
 	for time.Now().Before(deadline) {
 		attempts++
-		resp, err := client.Get(strings.ReplaceAll(u, "{mac}", "00:00:00:00:00:00"))
+		resp, err := client.Get(strings.ReplaceAll(u, "{mac}", "02:00:00:00:00:00"))
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

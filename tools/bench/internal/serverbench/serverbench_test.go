@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wwcluster/ww/overlays"
+	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/provision"
@@ -87,7 +88,7 @@ func BenchmarkIPXERender(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tm, err := provision.NewTemplates(root)
+	tm, err := bootscript.NewIPXE(root)
 	if err != nil {
 		b.Fatal(err)
 	}

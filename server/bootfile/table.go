@@ -1,0 +1,111 @@
+package bootfile
+
+import (
+	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/wwcluster/ww/server/nodeapi"
+)
+
+// Rule is one row of the decision table: the first rule whose Match is
+// true decides.
+type Rule struct {
+	Name     string
+	Match    func(Firmware) bool
+	Protocol Protocol
+	// File is the slot handed out for TFTP and HTTP (its name may be
+	// unset: then no boot file).
+	File Slot
+	// Route is the script route for Protocol Script.
+	Route nodeapi.Route
+}
+
+// Rules returns the decision table, in order. Rows for shim, GRUB or
+// other loaders go here, each with its own slot (and, for a script, its
+// route).
+func Rules() []Rule {
+	return []Rule{
+		{
+			// iPXE is already running: hand it its per-node script.
+			Name: "ipxe", Match: func(f Firmware) bool { return f.IPXE },
+			Protocol: Script, Route: nodeapi.IPXE,
+		},
+		{
+			// UEFI HTTP boot on ARM64: the ARM64 iPXE binary over HTTP.
+			Name: "http-arm64", Match: func(f Firmware) bool { return f.HTTP && f.HasArch && f.Arch == iana.EFI_ARM64_HTTP },
+			Protocol: HTTP, File: SlotARM64,
+		},
+		{
+			// UEFI HTTP boot (vendor class HTTPClient): the EFI iPXE binary over HTTP.
+			Name: "http", Match: func(f Firmware) bool { return f.HTTP },
+			Protocol: HTTP, File: SlotHTTP,
+		},
+		{
+			Name: "bios", Match: func(f Firmware) bool { return f.HasArch && f.Arch == iana.INTEL_X86PC },
+			Protocol: TFTP, File: SlotBIOS,
+		},
+		{
+			Name: "efi", Match: func(f Firmware) bool {
+				return f.HasArch && (f.Arch == iana.EFI_IA32 || f.Arch == iana.EFI_X86_64 || f.Arch == iana.EFI_BC)
+			},
+			Protocol: TFTP, File: SlotEFI,
+		},
+		{
+			Name: "arm64", Match: func(f Firmware) bool { return f.HasArch && f.Arch == iana.EFI_ARM64 },
+			Protocol: TFTP, File: SlotARM64,
+		},
+		{
+			// Old PXE ROMs that send no option 93 are BIOS.
+			Name: "pxe-no-arch", Match: func(f Firmware) bool { return f.PXE && !f.HasArch },
+			Protocol: TFTP, File: SlotBIOS,
+		},
+	}
+}
+
+// Decision is the table's answer for one client.
+type Decision struct {
+	Rule     string // name of the matching rule, "" when none matched
+	Protocol Protocol
+	// File is the boot file's name for TFTP and HTTP ("" when its slot is
+	// not configured: no boot file).
+	File  string
+	Route nodeapi.Route // the script route, for Script
+	// Vendor is echoed as option 60 ("PXEClient", "HTTPClient" or "").
+	Vendor string
+}
+
+// Decide runs the decision table for firmware fw with the boot files files.
+func Decide(files Files, fw Firmware) Decision {
+	var d Decision
+	switch {
+	case fw.HTTP:
+		d.Vendor = VendorHTTP
+	case fw.PXE:
+		d.Vendor = VendorPXE
+	}
+	for _, r := range Rules() {
+		if r.Match(fw) {
+			d.Rule, d.Protocol, d.Route = r.Name, r.Protocol, r.Route
+			if r.Protocol != Script {
+				d.File = files.File(r.File)
+			}
+			return d
+		}
+	}
+	return d
+}
+
+// BootFile is the DHCP boot file (siaddr's file, option 67) for the node
+// with mac when the server's base URL is base: a TFTP name as it is, an
+// HTTP file's or the script's URL; "" means no boot file.
+func (d Decision) BootFile(base, mac string) string {
+	switch d.Protocol {
+	case Script:
+		return d.Route.URL(base, mac)
+	case HTTP:
+		if d.File == "" {
+			return ""
+		}
+		return nodeapi.IPXEBinURL(base, d.File)
+	}
+	return d.File
+}

@@ -1,0 +1,108 @@
+package bootfile
+
+import (
+	"testing"
+
+	"github.com/wwcluster/ww/server/nodeapi"
+)
+
+// Moved from server/dhcp (TestBootDecisionTable) with the table.
+func TestBootDecisionTable(t *testing.T) {
+	files := Files{BIOS: "undionly.kpxe", EFI: "snponly.efi", HTTP: "ipxe.efi"}
+	withARM := files
+	withARM.ARM64 = "arm64.efi"
+	const base = "http://10.0.2.1:9873"
+	const mac = "52:54:00:00:00:01"
+	cases := []struct {
+		name       string
+		files      Files
+		fw         Firmware
+		rule, file string
+		protocol   Protocol
+		vendor     string
+	}{
+		{"bios", files, Firmware{Arch: 0, HasArch: true, PXE: true}, "bios", "undionly.kpxe", TFTP, VendorPXE},
+		{"efi ia32", files, Firmware{Arch: 6, HasArch: true, PXE: true}, "efi", "snponly.efi", TFTP, VendorPXE},
+		{"efi bc", files, Firmware{Arch: 7, HasArch: true, PXE: true}, "efi", "snponly.efi", TFTP, VendorPXE},
+		{"efi x64", files, Firmware{Arch: 9, HasArch: true}, "efi", "snponly.efi", TFTP, ""},
+		{"arm64 unset", files, Firmware{Arch: 11, HasArch: true, PXE: true}, "arm64", "", TFTP, VendorPXE},
+		{"arm64 set", withARM, Firmware{Arch: 11, HasArch: true, PXE: true}, "arm64", "arm64.efi", TFTP, VendorPXE},
+		{"ipxe wins over arch", files, Firmware{Arch: 7, HasArch: true, PXE: true, IPXE: true}, "ipxe", "http://10.0.2.1:9873/ipxe/" + mac, Script, VendorPXE},
+		{"ipxe without pxe", files, Firmware{IPXE: true}, "ipxe", "http://10.0.2.1:9873/ipxe/" + mac, Script, ""},
+		{"http boot", files, Firmware{HTTP: true, Arch: 16, HasArch: true}, "http", "http://10.0.2.1:9873/ipxe-bin/ipxe.efi", HTTP, VendorHTTP},
+		{"http arm64 unset", files, Firmware{HTTP: true, Arch: 19, HasArch: true}, "http-arm64", "", HTTP, VendorHTTP},
+		{"http arm64 set", withARM, Firmware{HTTP: true, Arch: 19, HasArch: true}, "http-arm64", "http://10.0.2.1:9873/ipxe-bin/arm64.efi", HTTP, VendorHTTP},
+		{"pxe without arch", files, Firmware{PXE: true}, "pxe-no-arch", "undionly.kpxe", TFTP, VendorPXE},
+		{"unknown arch", files, Firmware{Arch: 2, HasArch: true, PXE: true}, "", "", "", VendorPXE},
+		{"plain dhcp client", files, Firmware{}, "", "", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(tc.files, tc.fw)
+			if got := d.BootFile(base, mac); d.Rule != tc.rule || got != tc.file || d.Vendor != tc.vendor || d.Protocol != tc.protocol {
+				t.Errorf("Decide = %+v, boot file %q; want rule %q protocol %q file %q vendor %q",
+					d, got, tc.rule, tc.protocol, tc.file, tc.vendor)
+			}
+		})
+	}
+}
+
+func TestNetboot(t *testing.T) {
+	for _, tc := range []struct {
+		fw   Firmware
+		want bool
+	}{
+		{Firmware{}, false},
+		{Firmware{PXE: true}, true},
+		{Firmware{HTTP: true}, true},
+		{Firmware{IPXE: true}, true},
+		{Firmware{HasArch: true}, true}, // arch 0 (BIOS) is an architecture too
+	} {
+		if got := tc.fw.Netboot(); got != tc.want {
+			t.Errorf("%+v.Netboot() = %v, want %v", tc.fw, got, tc.want)
+		}
+	}
+}
+
+// TestRulesWellFormed: every row can answer: a script row names a route,
+// a file row a slot that Files knows.
+func TestRulesWellFormed(t *testing.T) {
+	all := Files{BIOS: "b", EFI: "e", ARM64: "a", HTTP: "h"}
+	seen := map[string]bool{}
+	for _, r := range Rules() {
+		if r.Name == "" || seen[r.Name] || r.Match == nil {
+			t.Errorf("rule %+v: empty, repeated name or no match", r)
+		}
+		seen[r.Name] = true
+		switch r.Protocol {
+		case Script:
+			if r.Route == "" || r.File != "" {
+				t.Errorf("script rule %s: route %q, slot %q", r.Name, r.Route, r.File)
+			}
+		case TFTP, HTTP:
+			if all.File(r.File) == "" || r.Route != "" {
+				t.Errorf("file rule %s: slot %q unknown or route %q", r.Name, r.File, r.Route)
+			}
+		default:
+			t.Errorf("rule %s: protocol %q", r.Name, r.Protocol)
+		}
+	}
+}
+
+func TestSlots(t *testing.T) {
+	f := Files{BIOS: "b", EFI: "e", ARM64: "a", HTTP: "h"}
+	got := ""
+	for _, s := range Slots() {
+		got += string(s) + "=" + f.File(s) + " "
+	}
+	want := "dhcp.bios_file=b dhcp.efi_file=e dhcp.arm64_file=a dhcp.http_boot_file=h "
+	if got != want {
+		t.Errorf("slots = %q, want %q", got, want)
+	}
+	if f.File("dhcp.nope") != "" {
+		t.Error("unknown slot has a file")
+	}
+	if d := (Decision{Protocol: Script, Route: nodeapi.IPXE}); d.BootFile("http://s", "m") != "http://s/ipxe/m" {
+		t.Errorf("script boot file = %q", d.BootFile("http://s", "m"))
+	}
+}

@@ -1,0 +1,50 @@
+// Package bootscript renders boot plans (server/bootplan) in a boot
+// loader's script language: ipxe.go writes iPXE scripts from the built-in
+// templates or the admin's ROOT/ipxe/NAME.ipxe. A GRUB renderer (grub.go:
+// grub.cfg from the same plan, its own ROOT/grub overrides) fits the same
+// Renderer interface and shares the override loader (overrides.go) and the
+// render cache (cache.go).
+package bootscript
+
+import (
+	"errors"
+	"io"
+
+	"github.com/wwcluster/ww/server/bootplan"
+	"github.com/wwcluster/ww/server/config"
+)
+
+// ErrNoTemplate marks a node's template override that does not exist.
+var ErrNoTemplate = errors.New("not found")
+
+// Request is one node asking for its boot script.
+type Request struct {
+	Snap *config.Snapshot
+	Node *config.Node
+	MAC  string // the MAC booting, lower-case with colons
+	// Servers are the live servers as HOST:PORT, this one first
+	// (bootplan.Servers); at least this one.
+	Servers []string
+}
+
+// others are the servers besides this one (the first).
+func others(servers []string) []string {
+	if len(servers) == 0 {
+		return nil
+	}
+	return servers[1:]
+}
+
+// Renderer writes boot plans as one boot loader's scripts.
+type Renderer interface {
+	// RenderPlan writes the script of plan p and returns what to record
+	// as sent.
+	RenderPlan(w io.Writer, p *bootplan.Plan) (sent string, err error)
+	// Script is RenderPlan's output for req's plan, cached per config
+	// snapshot and server list; the caller must not modify it.
+	Script(req Request) (script []byte, sent string, err error)
+	// RenderUnknown writes the script for a MAC no node has.
+	RenderUnknown(w io.Writer, snap *config.Snapshot, mac string) error
+}
+
+var _ Renderer = (*IPXE)(nil)

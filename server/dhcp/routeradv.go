@@ -126,9 +126,11 @@ const raWarnAfter = 30 * time.Second
 
 // answerRouterSolicitations serves iface until ctx ends. A bridge gets its
 // link-local address only once a port has carrier (and after duplicate
-// address detection), so until iface can be listened on, it retries every
-// second: the first failure is logged as information, a failure that lasts
-// raWarnAfter (IPv6 off on the interface?) once as a warning.
+// address detection, ~2 s), so until iface can be listened on, it retries
+// every 250 ms (a node booting meanwhile would otherwise wait up to a
+// second more), and after raWarnAfter every second: the first failure is
+// logged as information, a failure that lasts raWarnAfter (IPv6 off on
+// the interface?) once as a warning.
 func answerRouterSolicitations(ctx context.Context, iface string, mode config.AnswerRS, log *slog.Logger, m *metrics) {
 	if mode != config.AnswerRSAlways {
 		mode = config.AnswerRSAuto
@@ -147,16 +149,20 @@ func answerRouterSolicitations(ctx context.Context, iface string, mode config.An
 		switch {
 		case failingSince.IsZero():
 			failingSince = time.Now()
-			log.Info("dhcp: cannot answer router solicitations yet; retrying every second", "err", err)
+			log.Info("dhcp: cannot answer router solicitations yet; retrying", "err", err)
 		case !warned && time.Since(failingSince) >= raWarnAfter:
 			warned = true
 			log.Warn("dhcp: still cannot answer router solicitations; on a network without an IPv6 router iPXE waits ~16 s for one. Retrying every second",
 				"interface", iface, "for", time.Since(failingSince).Round(time.Second), "err", err)
 		}
+		retry := 250 * time.Millisecond
+		if time.Since(failingSince) >= raWarnAfter {
+			retry = time.Second
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
+		case <-time.After(retry):
 		}
 	}
 }

@@ -2,61 +2,116 @@
 #   make lab    a QEMU node PXE-boots from wwserver in a private network namespace
 #   make test   unit tests (-race) and the QEMU PXE integration cases
 SHELL := /bin/bash
-GO ?= go
+# Go: go.mod's version or newer (Debian 12's golang-go is 1.19, too old). When
+# no go is on the PATH, the go.dev/dl tarball's /usr/local/go/bin/go is used.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# PATH for tools and tests that run go or nginx themselves.
+GO_WANT := $(shell sed -n 's/^go \([0-9.]*\)$$/\1/p' go.mod)
 BIN := $(CURDIR)/bin
 IMAGE := $(CURDIR)/build/image
-# Debian packages the build, the tests and the lab need.
-APT_PACKAGES := qemu-system-x86 ipxe ovmf busybox-static tftp-hpa curl kmod cpio iproute2 file nginx-light mmdebstrap
+# Debian packages per target, installed with --no-install-recommends (deps-%).
+# lab: QEMU (qemu-system-x86_64; seabios and ipxe-qemu's efi-virtio.rom come
+# as its dependencies), iPXE boot files, OVMF (UEFI nodes), ip(8).
+LAB_PACKAGES := qemu-system-x86 ipxe ipxe-qemu ovmf iproute2
+# image (initramfs/build.sh): depmod; the kernel and busybox .debs are
+# downloaded with apt-get download, not installed.
+IMAGE_PACKAGES := kmod
+# image-systemd, image-selinux, image-hpc (initramfs/debian-image.sh).
+DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
+# test: the lab's and the images' (integration boots image and image-systemd),
+# plus the tools unit tests call: busybox (DHCP client in netns tests, image
+# import), tftp and curl (TFTP/HTTP clients), cpio (archive checks) and the
+# libraries of the nginx binary unpacked for TestStorm20 (see NGINX below);
+# kea-admin ships perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus.
+TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
+# bench and storm: the load generators and peers measured side by side.
+BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
+STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
+# nginx (the reference static server of TestStorm20, bench and storm) is
+# unpacked from Debian's nginx package under build/, not installed: the
+# package would start and enable a web server on port 80.
+NGINX_DIR := $(CURDIR)/build/nginx
+NGINX := $(NGINX_DIR)/usr/sbin/nginx
+# PATH for tests and scripts that run go or nginx themselves.
+TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: all deps build image image-systemd image-selinux image-hpc lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
-# Installs missing Debian packages (apt-get update first, once).
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# Stops with what to do when go is missing or older than go.mod wants.
+check-go:
+	@have=$$($(GO) version 2>/dev/null | sed -n 's/^go version go\([0-9.]*\).*/\1/p'); \
+	if [ -z "$$have" ] || [ "$$(printf '%s\n' "$(GO_WANT)" "$$have" | sort -V | head -n1)" != "$(GO_WANT)" ]; then \
+	  echo "Go $(GO_WANT) or newer is needed (go.mod); found: $${have:-no go ($(GO))}." >&2; \
+	  echo "Debian 12's golang-go is 1.19, too old. Install Go from the go.dev/dl tarball to /usr/local/go:" >&2; \
+	  echo "  curl -fLO https://go.dev/dl/go$(GO_WANT).linux-amd64.tar.gz && rm -rf /usr/local/go && tar -C /usr/local -xzf go$(GO_WANT).linux-amd64.tar.gz" >&2; \
+	  echo "  export PATH=/usr/local/go/bin:\$$PATH   (or: make GO=/usr/local/go/bin/go ...)" >&2; \
+	  exit 1; \
+	fi
+
+# deps-TARGET installs the missing Debian packages of TARGET (apt-get update
+# first, once), without recommended packages.
+deps-lab: PKGS = $(LAB_PACKAGES)
+deps-image: PKGS = $(IMAGE_PACKAGES)
+deps-debian-image: PKGS = $(DEBIAN_IMAGE_PACKAGES)
+deps-test: PKGS = $(TEST_PACKAGES)
+deps-bench: PKGS = $(BENCH_PACKAGES)
+deps-storm: PKGS = $(STORM_PACKAGES)
+deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm:
+	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-build:
+# Every package of every target.
+deps: deps-test deps-bench
+
+# nginx unpacked from Debian's package (apt-get download; no service, no root needed).
+$(NGINX):
+	rm -rf $(NGINX_DIR).tmp && mkdir -p $(NGINX_DIR).tmp
+	cd $(NGINX_DIR).tmp && { apt-get download -q nginx || { echo "apt-get download nginx failed: run apt-get update (as root), then make again" >&2; exit 1; }; } && dpkg-deb -x nginx_*.deb root
+	rm -rf $(NGINX_DIR) && mv $(NGINX_DIR).tmp/root $(NGINX_DIR) && rm -rf $(NGINX_DIR).tmp
+	$(NGINX) -v
+
+build: check-go
 	mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wwclient ./wwclient
 	$(GO) build -trimpath -o $(BIN)/wwserver ./server/cmd/wwserver
 
 # The lab node image (Debian kernel + busybox), cached under build/.
-image: deps
+image: deps-image
 	./initramfs/build.sh $(IMAGE)
 
 # Debian 12 node images (mmdebstrap, the lab kernel), cached under build/:
 # systemd (~200 MB, booted by make test), selinux (enforcing), hpc (1-3 GB).
-image-systemd image-selinux image-hpc: image-%: deps
+image-systemd image-selinux image-hpc: image-%: deps-debian-image
 	./initramfs/debian-image.sh $* $(CURDIR)/build/debian-$*
 
-lab: deps build image
+lab: check-go deps-lab build image
 	$(GO) build -o $(BIN)/lab ./tools/lab/cmd/lab
 	$(BIN)/lab --bin $(BIN) --image $(IMAGE)
 
-vet:
+vet: check-go
 	$(GO) vet ./...
 
 # staticcheck from the Go module proxy, pinned (v0.8.2 knows Go 1.26); no install step.
 STATICCHECK_VERSION := v0.8.2
-staticcheck:
+staticcheck: check-go
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-unit: deps build
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+unit: check-go deps-test build $(NGINX)
+	PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-integration: deps build image image-systemd
+integration: check-go deps-test build image image-systemd
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet staticcheck unit integration
@@ -67,17 +122,23 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) FUZZ='$(FUZZ)' GO=$(GO) ./tools/fuzz.sh
 
 # SELinux enforcing boot (~5-10 min under TCG; not part of make test).
-test-selinux: deps build image image-selinux
+test-selinux: check-go deps-lab build image image-selinux
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 25m -v -run TestSELinuxEnforcingBoot ./integration/
 
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
-bench: deps build
-	./tools/bench/run.sh
+bench: check-go deps-bench build $(NGINX)
+	BENCH_NGINX=$${BENCH_NGINX:-$(NGINX)} GO=$(GO) ./tools/bench/run.sh
+
+# What editing 10,000 and 100,000 nodes costs (node import/add/set, check;
+# wall, CPU and peak RSS; a few minutes; not part of make test).
+# EDIT_BASELINE=/path/to/old/wwserver adds a before/after table.
+bench-edit: check-go build
+	GO=$(GO) ./tools/bench/edit.sh
 
 # 1,000 simulated nodes reboot at once from a realistic image, against wwserver
 # and nginx in one run (tools/bootstorm; root; ~15-30 min; not part of make test).
-storm: deps build
-	./tools/bootstorm/storm.sh
+storm: check-go deps-storm deps-debian-image build $(NGINX)
+	GO=$(GO) PATH=$(TOOL_PATH) ./tools/bootstorm/storm.sh
 
 clean:
 	rm -rf $(BIN) build/image

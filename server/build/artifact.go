@@ -20,6 +20,9 @@ type Artifact struct {
 	ModTime time.Time // newest part
 	Parts   []string  // files on disk, served concatenated
 
+	// kernelPath is a kernel's path inside its image rootfs ("" otherwise).
+	kernelPath string
+
 	sizes  []int64                       // expected size of each part; nil: take what is there
 	open   func(i int) (*os.File, error) // nil: os.Open(Parts[i])
 	forget func()                        // called when a part has gone missing

@@ -176,6 +176,8 @@ func (b *Builder) kernel(n *config.Node) (*Artifact, error) {
 		ModTime: e.mtime,
 		Parts:   []string{filepath.Join(dir, filepath.FromSlash(real))},
 		sizes:   []int64{e.size},
+
+		kernelPath: rel,
 	}
 	a.open = func(int) (*os.File, error) {
 		// Re-open through os.Root: the rootfs may have changed since.

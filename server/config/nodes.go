@@ -197,69 +197,162 @@ func LoadNodesTree(root string) (*Nodes, error) {
 	return ParseNodesFiles(srcs)
 }
 
-// origin is where an entry is written: its file and that file's key lines.
+// origin is where an entry is written: its file and that file's key
+// lines, found only when an error needs one.
 type origin struct {
 	path string
+	data []byte // nil: not known (a file changed in memory)
 	loc  *locator
+}
+
+func (o *origin) line(key string) int {
+	if o.data == nil {
+		return 0
+	}
+	if o.loc == nil {
+		o.loc = newLocator(o.data)
+	}
+	return o.loc.line(key)
+}
+
+// DecodeNodesFile decodes one nodes file without validating it against
+// the others (see ResolveNodes). Errors (TOML syntax, unknown keys) name
+// the file and line; several come as *Errors.
+func DecodeNodesFile(src Source) (*File, error) {
+	var errs errList
+	f := decodeNodesFile(src, &origin{path: src.Path, data: src.Data}, &errs)
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// decodeNodesFile decodes src with the fast parser, or with the TOML
+// decoder when the fast parser cannot read it; errors go to errs (nil
+// File: it did not parse).
+func decodeNodesFile(src Source, o *origin, errs *errList) *File {
+	if f, ok := fastParseNodes(src.Data); ok {
+		return f
+	}
+	var f File
+	md, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f)
+	if err != nil {
+		errs.add(tomlError(src.Path, err))
+		return nil
+	}
+	for _, k := range md.Undecoded() {
+		errs.add(&Error{File: src.Path, Line: o.line(k.String()), Key: k.String(), Msg: "unknown key"})
+	}
+	return &f
+}
+
+// Decoded is one nodes file already decoded, for ResolveNodes.
+type Decoded struct {
+	Path string
+	// Data is the text File was decoded from, for the lines of error
+	// messages; nil when File has changed since (errors then give no line).
+	Data []byte
+	File *File
+}
+
+// ResolveNodes merges and validates decoded nodes files as ParseNodesFiles
+// does, without decoding anything. The files are only read.
+func ResolveNodes(files []Decoded) (*Nodes, error) {
+	errs := errList{order: make(map[string]int, len(files))}
+	return resolveNodes(files, &errs, false)
 }
 
 // ParseNodesFiles parses, merges and validates several nodes files as one
 // node database. A node or profile may be defined in one file only; errors
-// name the file and line of the key concerned.
+// name the file and line of the key concerned. Every error found is
+// reported (an *Errors when there are several): a file that does not parse
+// is skipped, the others are still checked.
 func ParseNodesFiles(srcs []Source) (*Nodes, error) {
-	var raw File
-	raw.Profiles, raw.Nodes = map[string]*Entry{}, map[string]*Entry{}
-	origins := map[string]origin{} // "nodes.X" / "profiles.X" → where written
-	var first origin
+	errs := errList{order: make(map[string]int, len(srcs))}
+	files := make([]Decoded, 0, len(srcs))
+	broken := false // a file did not parse: its names are unknown
 	for i, src := range srcs {
-		var f File
-		md, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f)
-		if err != nil {
-			return nil, tomlError(src.Path, err)
+		errs.order[src.Path] = i
+		f := decodeNodesFile(src, &origin{path: src.Path, data: src.Data}, &errs)
+		if f == nil {
+			broken = true
+			continue
 		}
-		o := origin{path: src.Path, loc: newLocator(src.Data)}
+		files = append(files, Decoded{Path: src.Path, Data: src.Data, File: f})
+	}
+	return resolveNodes(files, &errs, broken)
+}
+
+// written is an entry and the file it is written in.
+type written struct {
+	e *Entry
+	o *origin
+}
+
+func resolveNodes(files []Decoded, errs *errList, broken bool) (*Nodes, error) {
+	count := 0
+	for _, df := range files {
+		count += len(df.File.Nodes)
+	}
+	profiles := map[string]written{}
+	nodes := make(map[string]written, count)
+	var first *origin
+	for i, df := range files {
+		if _, ok := errs.order[df.Path]; !ok {
+			errs.order[df.Path] = i
+		}
+		o := &origin{path: df.Path, data: df.Data}
 		if i == 0 {
 			first = o
 		}
-		if und := md.Undecoded(); len(und) > 0 {
-			k := und[0].String()
-			return nil, &Error{File: src.Path, Line: o.loc.line(k), Key: k, Msg: "unknown key"}
-		}
 		for _, kind := range []struct {
-			prefix   string
-			from, to map[string]*Entry
-		}{{"profiles.", f.Profiles, raw.Profiles}, {"nodes.", f.Nodes, raw.Nodes}} {
+			prefix string
+			from   map[string]*Entry
+			to     map[string]written
+		}{{"profiles.", df.File.Profiles, profiles}, {"nodes.", df.File.Nodes, nodes}} {
 			for name, e := range kind.from {
-				key := kind.prefix + name
-				if prev, dup := origins[key]; dup {
-					return nil, &Error{File: src.Path, Line: o.loc.line(key), Key: key,
-						Msg: fmt.Sprintf("also defined in %s:%d (a name may be defined in one file only)", prev.path, prev.loc.line(key))}
+				if prev, dup := kind.to[name]; dup {
+					key := kind.prefix + name
+					errs.add(&Error{File: df.Path, Line: o.line(key), Key: key,
+						Msg: fmt.Sprintf("also defined in %s:%d (a name may be defined in one file only)", prev.o.path, prev.o.line(key))})
+					continue
 				}
-				origins[key] = o
-				kind.to[name] = e
+				if e == nil {
+					e = &Entry{}
+				}
+				kind.to[name] = written{e, o}
 			}
 		}
 	}
+	if first == nil {
+		first = &origin{path: NodesFile}
+	}
 	// fail reports key in the file that defines its node or profile.
-	fail := func(key, format string, a ...any) error {
+	fail := func(key, format string, a ...any) {
 		o := first
 		parts := strings.SplitN(key, ".", 3)
 		if len(parts) >= 2 {
-			if w, ok := origins[parts[0]+"."+parts[1]]; ok {
-				o = w
+			m := nodes
+			if parts[0] == "profiles" {
+				m = profiles
+			}
+			if w, ok := m[parts[1]]; ok {
+				o = w.o
 			}
 		}
-		return &Error{File: o.path, Line: o.loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+		errs.add(&Error{File: o.path, Line: o.line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
 	}
-	for name := range raw.Profiles {
+	for name := range profiles {
 		if err := checkName(name); err != nil {
-			return nil, fail("profiles."+name, "%v", err)
+			fail("profiles."+name, "%v", err)
 		}
 	}
-	names := make([]string, 0, len(raw.Nodes))
-	for name := range raw.Nodes {
+	nested := map[string]bool{} // profiles with profiles, reported once
+	names := make([]string, 0, len(nodes))
+	for name := range nodes {
 		if err := checkName(name); err != nil {
-			return nil, fail("nodes."+name, "%v", err)
+			fail("nodes."+name, "%v", err)
+			continue
 		}
 		names = append(names, name)
 	}
@@ -268,77 +361,108 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 	// even when no node uses it yet).
 	for _, kind := range []struct {
 		prefix  string
-		entries map[string]*Entry
-	}{{"profiles.", raw.Profiles}, {"nodes.", raw.Nodes}} {
-		for _, name := range sortedKeys(kind.entries) {
-			e := kind.entries[name]
-			if e == nil {
-				continue
-			}
-			for _, a := range e.KernelArgs {
+		entries map[string]written
+	}{{"profiles.", profiles}, {"nodes.", nodes}} {
+		for name, w := range kind.entries {
+			for _, a := range w.e.KernelArgs {
 				if err := CheckKernelArg(a); err != nil {
-					return nil, fail(kind.prefix+name+".kernel_args", "%v", err)
+					fail(kind.prefix+name+".kernel_args", "%v", err)
+					break
 				}
 			}
 		}
 	}
 
-	ns := &Nodes{ByName: map[string]*Node{}, ByMAC: map[string]*Node{}, ByIP: map[string]*Node{}}
-	macOwner := map[string]string{} // mac → key that set it
-	ipOwner := map[string]string{}
-	for _, name := range names {
-		r := raw.Nodes[name]
-		if r == nil {
-			r = &Entry{}
+	ns := &Nodes{ByName: make(map[string]*Node, len(names)), ByMAC: make(map[string]*Node, len(names)),
+		ByIP: make(map[string]*Node, len(names)), List: make([]*Node, 0, len(names)), Public: make([]*PublicNode, 0, len(names))}
+	// owner names the device that holds an address, for the error message.
+	owner := func(n *Node, match func(NetDev) bool) string {
+		for _, d := range n.Network {
+			if match(d) {
+				return "nodes." + n.Name + ".network." + d.Name
+			}
 		}
+		return "nodes." + n.Name
+	}
+	devs := map[string]*NetDevEntry{}
+	var devNames []string
+	for _, name := range names {
+		w := nodes[name]
+		r := w.e
 		key := "nodes." + name
-		n := &Node{Name: name, Profiles: r.Profiles, Tags: map[string]string{}, File: origins[key].path}
-		devs := map[string]*NetDevEntry{}
+		bad := false
+		nfail := func(k, format string, a ...any) {
+			bad = true
+			fail(k, format, a...)
+		}
+		// Nothing of r is shared with n: an editor changes entries after
+		// resolving them (server/nodeedit).
+		n := &Node{Name: name, Tags: map[string]string{}, File: w.o.path}
+		if len(r.Profiles) > 0 {
+			n.Profiles = append([]string(nil), r.Profiles...)
+		}
+		clear(devs)
+		unresolved := false // a profile is missing: merged values are incomplete
 		// Profiles merge in order; the node's own values are applied last and win.
 		for _, p := range r.Profiles {
-			pr, ok := raw.Profiles[p]
-			if !ok || pr == nil {
-				return nil, fail(key+".profiles", "profile %q is not defined", p)
+			pw, ok := profiles[p]
+			if !ok {
+				if !broken { // it may be defined in the file that did not parse
+					nfail(key+".profiles", "profile %q is not defined", p)
+				}
+				bad, unresolved = true, true
+				continue
 			}
-			if len(pr.Profiles) > 0 {
-				return nil, fail("profiles."+p+".profiles", "profiles cannot include other profiles")
+			if len(pw.e.Profiles) > 0 {
+				if !nested[p] {
+					nested[p] = true
+					fail("profiles."+p+".profiles", "profiles cannot include other profiles")
+				}
+				bad, unresolved = true, true
+				continue
 			}
-			n.merge(pr, devs)
+			n.merge(pw.e, devs)
 		}
 		n.merge(r, devs)
 		if n.Root == "" {
 			n.Root = RootTmpfs
 		}
 		if n.Root != RootTmpfs && n.Root != RootInitramfs {
-			return nil, fail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
+			nfail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
 		}
-		if n.Image == "" {
-			return nil, fail(key+".image", "no image set (on the node or its profiles)")
+		if n.Image == "" && !unresolved {
+			nfail(key+".image", "no image set (on the node or its profiles)")
 		}
-		for _, field := range []struct{ k, v string }{{"image", n.Image}, {"ipxe_template", n.IPXETemplate}} {
+		for _, field := range [2]struct{ k, v string }{{"image", n.Image}, {"ipxe_template", n.IPXETemplate}} {
 			if field.v != "" && checkName(field.v) != nil {
-				return nil, fail(key+"."+field.k, "%q is not a plain name", field.v)
+				nfail(key+"."+field.k, "%q is not a plain name", field.v)
 			}
 		}
-		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
-			if checkName(o) != nil {
-				return nil, fail(key, "overlay %q is not a plain name", o)
+		for _, list := range [2][]string{n.SystemOverlays, n.RuntimeOverlays} {
+			for _, o := range list {
+				if checkName(o) != nil {
+					nfail(key, "overlay %q is not a plain name", o)
+				}
 			}
 		}
 		if n.Kernel != "" && (strings.HasPrefix(n.Kernel, "/") || strings.Contains("/"+n.Kernel+"/", "/../")) {
-			return nil, fail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
+			nfail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
 		}
-		devNames := make([]string, 0, len(devs))
+		devNames = devNames[:0]
 		for d := range devs {
 			devNames = append(devNames, d)
 		}
 		sort.Strings(devNames)
 		primaries := 0
+		if len(devNames) > 0 {
+			n.Network = make([]NetDev, 0, len(devNames))
+		}
 		for _, d := range devNames {
 			rd := devs[d]
-			dk := key + ".network." + d
+			dk := func() string { return key + ".network." + d }
 			if err := checkName(d); err != nil { // rendered into interfaces files and wwclient.toml
-				return nil, fail(dk, "device %v", err)
+				nfail(dk(), "device %v", err)
+				continue
 			}
 			dev := NetDev{Name: d}
 			if rd.HWAddr != nil {
@@ -347,11 +471,11 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 					err = CheckUnicastMAC(mac)
 				}
 				if err != nil {
-					return nil, fail(dk+".hwaddr", "%v", err)
+					nfail(dk()+".hwaddr", "%v", err)
 				}
 				dev.HWAddr = mac
 			}
-			for _, f := range []struct {
+			for _, f := range [3]struct {
 				k   string
 				src *string
 				dst *string
@@ -360,52 +484,61 @@ func ParseNodesFiles(srcs []Source) (*Nodes, error) {
 					continue
 				}
 				if parseIPv4(*f.src) == nil {
-					return nil, fail(dk+"."+f.k, "%q is not an IPv4 address", *f.src)
+					nfail(dk()+"."+f.k, "%q is not an IPv4 address", *f.src)
+					continue
 				}
 				*f.dst = *f.src
 			}
 			if dev.Netmask != "" && !isMask(dev.Netmask) {
-				return nil, fail(dk+".netmask", "%q is not a netmask", dev.Netmask)
+				nfail(dk()+".netmask", "%q is not a netmask", dev.Netmask)
 			}
 			if err := CheckHostAddr(dev.IPAddr, dev.Netmask); err != nil {
-				return nil, fail(dk+".ipaddr", "%v", err)
+				nfail(dk()+".ipaddr", "%v", err)
 			}
 			if rd.Primary != nil && *rd.Primary {
 				dev.Primary = true
 				primaries++
 			}
-			if dev.HWAddr != "" {
-				if other, dup := macOwner[dev.HWAddr]; dup {
-					return nil, fail(dk+".hwaddr", "MAC %s is also used by %s", dev.HWAddr, other)
+			if mac := dev.HWAddr; mac != "" {
+				if other, dup := ns.ByMAC[mac]; dup {
+					nfail(dk()+".hwaddr", "MAC %s is also used by %s", mac, owner(other, func(x NetDev) bool { return x.HWAddr == mac }))
+				} else {
+					ns.ByMAC[mac] = n
 				}
-				macOwner[dev.HWAddr] = dk
-				ns.ByMAC[dev.HWAddr] = n
 			}
-			if dev.IPAddr != "" {
-				if other, dup := ipOwner[dev.IPAddr]; dup {
-					return nil, fail(dk+".ipaddr", "address %s is also used by %s", dev.IPAddr, other)
+			if ip := dev.IPAddr; ip != "" {
+				if other, dup := ns.ByIP[ip]; dup {
+					nfail(dk()+".ipaddr", "address %s is also used by %s", ip, owner(other, func(x NetDev) bool { return x.IPAddr == ip }))
+				} else {
+					ns.ByIP[ip] = n
 				}
-				ipOwner[dev.IPAddr] = dk
-				ns.ByIP[dev.IPAddr] = n
 			}
 			n.Network = append(n.Network, dev)
 		}
 		if primaries > 1 {
-			return nil, fail(key+".network", "%d devices are marked primary; at most one may be", primaries)
+			nfail(key+".network", "%d devices are marked primary; at most one may be", primaries)
 		}
 		if primaries == 0 && len(n.Network) > 0 {
 			n.Network[0].Primary = true // a single or first device is primary by default
 		}
-		sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
+		if len(n.Network) > 1 {
+			sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
+		}
+		if n.Discoverable && n.Primary().HWAddr == "" && filepath.Base(filepath.Dir(n.File)) != NodesDir {
+			nfail(key+".discoverable", "a discoverable node without hwaddr must be defined under %s/ (wwserver node add --discoverable), where discovery writes its MAC", NodesDir)
+		}
+		if bad || !errs.empty() {
+			continue // the database is not returned; keep checking the rest
+		}
 		if n.Discoverable && n.Primary().HWAddr == "" {
-			if filepath.Base(filepath.Dir(n.File)) != NodesDir {
-				return nil, fail(key+".discoverable", "a discoverable node without hwaddr must be defined under %s/ (wwserver node add --discoverable), where discovery writes its MAC", NodesDir)
-			}
 			ns.Undiscovered = append(ns.Undiscovered, n)
 		}
 		ns.List = append(ns.List, n)
 		ns.Public = append(ns.Public, n.Public())
 		ns.ByName[name] = n
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
 	}
 	sum := sha256.New()
 	enc := json.NewEncoder(sum)

@@ -282,6 +282,7 @@ func resolveRegular(p string) (string, error) {
 }
 
 // ParseServer parses wwserver.toml content; path is used in error messages.
+// It reports every error found (an *Errors when there are several).
 func ParseServer(path string, data []byte) (*Server, error) {
 	var s Server
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&s)
@@ -289,79 +290,79 @@ func ParseServer(path string, data []byte) (*Server, error) {
 		return nil, tomlError(path, err)
 	}
 	loc := newLocator(data)
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0].String()
-		return nil, &Error{File: path, Line: loc.line(k), Key: k, Msg: "unknown key"}
+	var errs errList
+	for _, k := range md.Undecoded() {
+		errs.add(&Error{File: path, Line: loc.line(k.String()), Key: k.String(), Msg: "unknown key"})
 	}
-	fail := func(key, format string, a ...any) error {
-		return &Error{File: path, Line: loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)}
+	fail := func(key, format string, a ...any) {
+		errs.add(&Error{File: path, Line: loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
 	}
 	s.applyDefaults()
 	if s.Address == "" {
-		return nil, fail("address", "required: the IP address nodes use to reach this server")
+		fail("address", "required: the IP address nodes use to reach this server")
+	} else if ip := net.ParseIP(s.Address); ip == nil || ip.To4() == nil {
+		fail("address", "%q is not an IPv4 address", s.Address)
 	}
-	if ip := net.ParseIP(s.Address); ip == nil || ip.To4() == nil {
-		return nil, fail("address", "%q is not an IPv4 address", s.Address)
-	}
-	_, port, err := net.SplitHostPort(s.Listen)
-	if err != nil {
-		return nil, fail("listen", "%q: %v", s.Listen, err)
-	}
-	if s.Port, err = strconv.Atoi(port); err != nil || s.Port <= 0 || s.Port > 65535 {
-		return nil, fail("listen", "bad port %q", port)
+	if _, port, err := net.SplitHostPort(s.Listen); err != nil {
+		fail("listen", "%q: %v", s.Listen, err)
+	} else if s.Port, err = strconv.Atoi(port); err != nil || s.Port <= 0 || s.Port > 65535 {
+		fail("listen", "bad port %q", port)
 	}
 	if s.UpdateInterval.Duration < time.Second {
-		return nil, fail("update_interval", "must be at least 1s, got %s", s.UpdateInterval)
+		fail("update_interval", "must be at least 1s, got %s", s.UpdateInterval)
 	}
 	d := &s.DHCP
 	if d.Mode != ModeReservation && d.Mode != ModeProxy {
-		return nil, fail("dhcp.mode", "must be %q or %q, got %q", ModeReservation, ModeProxy, d.Mode)
+		fail("dhcp.mode", "must be %q or %q, got %q", ModeReservation, ModeProxy, d.Mode)
 	}
 	if d.Enabled && d.Interface == "" {
-		return nil, fail("dhcp.interface", "required when dhcp is enabled")
+		fail("dhcp.interface", "required when dhcp is enabled")
 	}
 	for _, f := range []struct{ key, val string }{
 		{"dhcp.range_start", d.RangeStart}, {"dhcp.range_end", d.RangeEnd},
 		{"dhcp.netmask", d.Netmask}, {"dhcp.router", d.Router},
 	} {
 		if f.val != "" && parseIPv4(f.val) == nil {
-			return nil, fail(f.key, "%q is not an IPv4 address", f.val)
+			fail(f.key, "%q is not an IPv4 address", f.val)
 		}
 	}
 	for _, v := range d.DNS {
 		if parseIPv4(v) == nil {
-			return nil, fail("dhcp.dns", "%q is not an IPv4 address", v)
+			fail("dhcp.dns", "%q is not an IPv4 address", v)
 		}
 	}
 	if (d.RangeStart == "") != (d.RangeEnd == "") {
-		return nil, fail("dhcp.range_end", "range_start and range_end go together")
+		fail("dhcp.range_end", "range_start and range_end go together")
 	}
-	if d.RangeStart != "" && ipToU32(parseIPv4(d.RangeStart)) > ipToU32(parseIPv4(d.RangeEnd)) {
-		return nil, fail("dhcp.range_end", "range_end %s is before range_start %s", d.RangeEnd, d.RangeStart)
+	if start, end := parseIPv4(d.RangeStart), parseIPv4(d.RangeEnd); start != nil && end != nil && ipToU32(start) > ipToU32(end) {
+		fail("dhcp.range_end", "range_end %s is before range_start %s", d.RangeEnd, d.RangeStart)
 	}
 	if d.Workers < 1 || d.Workers > 1024 {
-		return nil, fail("dhcp.workers", "must be 1..1024, got %d", d.Workers)
+		fail("dhcp.workers", "must be 1..1024, got %d", d.Workers)
 	}
 	if s.TFTP.Anticipate < 0 || s.TFTP.Anticipate > 64 {
-		return nil, fail("tftp.anticipate", "must be 0..64, got %d", s.TFTP.Anticipate)
+		fail("tftp.anticipate", "must be 0..64, got %d", s.TFTP.Anticipate)
 	}
 	st := &s.State
 	switch st.Backend {
 	case BackendFiles:
 	case BackendEtcd:
 		if len(st.Etcd.Endpoints) == 0 {
-			return nil, fail("state.etcd.endpoints", "required when state.backend is %q", BackendEtcd)
+			fail("state.etcd.endpoints", "required when state.backend is %q", BackendEtcd)
 		}
 		for _, e := range st.Etcd.Endpoints {
 			if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
-				return nil, fail("state.etcd.endpoints", "%q: want http://HOST:PORT or https://HOST:PORT", e)
+				fail("state.etcd.endpoints", "%q: want http://HOST:PORT or https://HOST:PORT", e)
 			}
 		}
 		if tls := [3]bool{st.Etcd.CAFile != "", st.Etcd.CertFile != "", st.Etcd.KeyFile != ""}; tls != [3]bool{} && tls != [3]bool{true, true, true} {
-			return nil, fail("state.etcd.ca_file", "ca_file, cert_file and key_file go together")
+			fail("state.etcd.ca_file", "ca_file, cert_file and key_file go together")
 		}
 	default:
-		return nil, fail("state.backend", "must be %q or %q, got %q", BackendFiles, BackendEtcd, st.Backend)
+		fail("state.backend", "must be %q or %q, got %q", BackendFiles, BackendEtcd, st.Backend)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
 	}
 	return &s, nil
 }

@@ -14,8 +14,11 @@ import (
 // server/etcdstate, adapted in wwserver's serve command). Claim is a
 // compare-and-swap: it takes l.IP for l.MAC, or renews and returns the
 // address l.MAC already holds, and fails with ErrSharedInUse when another
-// MAC holds the address. Any other error means "could not ask": the server
-// then hands out no pool address rather than risk giving one twice.
+// MAC holds the address. A claim by the address's own MAC never turns a
+// bound lease back into an offer nor shortens it: it returns the lease as
+// held (a late OFFER from another server must not undo a binding). Any
+// other error means "could not ask": the server then hands out no pool
+// address rather than risk giving one twice.
 type SharedLeases interface {
 	Claim(ctx context.Context, l Lease) (Lease, error)
 	Release(ctx context.Context, ip netip.Addr, mac string) error

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/wwcluster/ww/server/etcdstate/etcdtest"
 )
 
@@ -317,5 +319,138 @@ func TestServersDisagreement(t *testing.T) {
 	ss, _ = b.Servers(ctx)
 	if d := Disagreement(ss); d == "" {
 		t.Fatal("differing configs not reported")
+	}
+}
+
+// A DORA answered by two servers: the client takes a's offer and a binds
+// it; b's offer for the same DISCOVER reaches etcd afterwards (b was slower,
+// or its transaction was retried). That late offer must neither turn the
+// binding back into an offer nor shorten it: a one-minute offer expires, and
+// the address goes to another MAC while the first still has its hour.
+func TestLateOfferKeepsBinding(t *testing.T) {
+	e := etcdtest.Start(t)
+	a, b := connect(t, e.Endpoint, "a"), connect(t, e.Endpoint, "b")
+	ctx := context.Background()
+	ip1, ip2 := netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")
+	const mac = "52:54:00:00:03:01"
+	offer := func(c *Client, ip netip.Addr) Lease {
+		t.Helper()
+		l, err := c.Claim(ctx, Lease{IP: ip, MAC: mac, State: "offered", Expires: time.Now().Add(time.Minute)})
+		if err != nil {
+			t.Fatalf("offer of %s by %s: %v", ip, c.ID(), err)
+		}
+		return l
+	}
+	offer(a, ip1)
+	offer(b, ip1)
+	boundUntil := time.Now().Add(time.Hour)
+	bound, err := a.Claim(ctx, Lease{IP: ip1, MAC: mac, Node: "n1", State: "bound", Expires: boundUntil})
+	if err != nil || bound.State != "bound" || !bound.Expires.Equal(boundUntil) {
+		t.Fatalf("REQUEST: %+v %v", bound, err)
+	}
+	wantBound := func(what string, l Lease) {
+		t.Helper()
+		if l.IP != ip1 || l.MAC != mac || l.State != "bound" || !l.Expires.Equal(boundUntil) || l.Server != "a" || l.Node != "n1" {
+			t.Fatalf("%s: %+v, want ip %s bound by a for n1 until %s", what, l, ip1, boundUntil)
+		}
+	}
+	wantBound("late offer of the bound address", offer(b, ip1))
+	// b's cache may not know of the binding and offer another address.
+	wantBound("late offer of another address", offer(b, ip2))
+	// A renewal asking for less time does not shorten what is held.
+	l, err := a.Claim(ctx, Lease{IP: ip1, MAC: mac, Node: "n1", State: "bound", Expires: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBound("shorter renewal", l)
+	got, ok, err := b.LeaseOf(ctx, mac)
+	if err != nil || !ok {
+		t.Fatalf("LeaseOf: %v %v", ok, err)
+	}
+	wantBound("stored lease", got)
+	// etcd expires the keys with their etcd lease: it must outlive the
+	// binding, not the offer.
+	for _, key := range []string{a.ipKey(ip1), a.macKey(mac)} {
+		r, err := a.cli.Get(ctx, key)
+		if err != nil || len(r.Kvs) != 1 {
+			t.Fatalf("get %s: %v %v", key, r, err)
+		}
+		ttl, err := a.cli.TimeToLive(ctx, clientv3.LeaseID(r.Kvs[0].Lease))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := time.Duration(ttl.TTL) * time.Second; left < time.Until(boundUntil)-time.Minute {
+			t.Fatalf("%s expires from etcd in %s; the binding lasts %s", key, left, time.Until(boundUntil).Round(time.Second))
+		}
+	}
+	if _, err := b.Claim(ctx, Lease{IP: ip1, MAC: "52:54:00:00:03:02", State: "offered", Expires: time.Now().Add(time.Minute)}); !errors.Is(err, ErrInUse) {
+		t.Fatalf("another MAC offered the bound address: %v", err)
+	}
+	// An offer still becomes a binding, and a binding is still extended.
+	l, err = a.Claim(ctx, Lease{IP: ip1, MAC: mac, Node: "n1", State: "bound", Expires: boundUntil.Add(time.Hour)})
+	if err != nil || l.State != "bound" || !l.Expires.Equal(boundUntil.Add(time.Hour)) {
+		t.Fatalf("longer renewal: %+v %v", l, err)
+	}
+}
+
+// Many DORAs at once, each answered by both servers, with the second
+// server's offer racing the first server's binding: every binding survives
+// with its full expiry, and no address has two MACs.
+func TestRacingOffersKeepBindings(t *testing.T) {
+	e := etcdtest.Start(t)
+	a, b := connect(t, e.Endpoint, "a"), connect(t, e.Endpoint, "b")
+	addrs := pool(40)
+	ctx := context.Background()
+	boundUntil := time.Now().Add(time.Hour).Truncate(time.Second)
+	// claim plays a server's pool scan from addrs[start].
+	claim := func(c *Client, start int, mac, state string, until time.Time) (Lease, error) {
+		for i := range addrs {
+			l, err := c.Claim(ctx, Lease{IP: addrs[(start+i)%len(addrs)], MAC: mac, State: state, Expires: until})
+			if !errors.Is(err, ErrInUse) {
+				return l, err
+			}
+		}
+		return Lease{}, errors.New("pool exhausted")
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 30; i++ {
+		mac := fmt.Sprintf("52:54:00:00:04:%02x", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o, err := claim(a, i, mac, "offered", time.Now().Add(time.Minute))
+			if err != nil {
+				t.Errorf("%s: offer: %v", mac, err)
+				return
+			}
+			// The REQUEST for a's offer and b's (late) offer, at once.
+			var late sync.WaitGroup
+			late.Add(1)
+			go func() {
+				defer late.Done()
+				if _, err := claim(b, i+13, mac, "offered", time.Now().Add(time.Minute)); err != nil {
+					t.Errorf("%s: late offer: %v", mac, err)
+				}
+			}()
+			l, err := a.Claim(ctx, Lease{IP: o.IP, MAC: mac, State: "bound", Expires: boundUntil})
+			late.Wait()
+			if err != nil || l.IP != o.IP {
+				t.Errorf("%s: REQUEST of %s: %+v %v", mac, o.IP, l, err)
+			}
+		}()
+	}
+	wg.Wait()
+	ls, err := b.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkUnique(t, ls)
+	if len(ls) != 30 {
+		t.Fatalf("%d leases, want 30", len(ls))
+	}
+	for _, l := range ls {
+		if l.State != "bound" || !l.Expires.Equal(boundUntil) {
+			t.Errorf("%s %s: %s until %s, want bound until %s", l.IP, l.MAC, l.State, l.Expires, boundUntil)
+		}
 	}
 }

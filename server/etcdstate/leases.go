@@ -20,6 +20,12 @@ var ErrInUse = errors.New("address held by another client")
 // our write; Claim retries.
 var errConflict = errors.New("concurrent change")
 
+// Lease states (the same words as the DHCP server's).
+const (
+	StateOffered = "offered" // held between OFFER and REQUEST
+	StateBound   = "bound"   // ACKed
+)
+
 // Lease is one pool address held for a MAC. MAC is empty for a declined
 // (quarantined) address.
 type Lease struct {
@@ -40,6 +46,10 @@ func (c *Client) macKey(mac string) string   { return c.prefix + "leases/mac/" +
 // answering the same DISCOVER offer the same address). It fails with
 // ErrInUse when another MAC holds the address, and with ErrUnavailable
 // when etcd does not answer: the caller must then not hand out anything.
+//
+// A claim by the holder itself never downgrades a bound lease to an offer
+// nor shortens its expiry (see renewal): the returned lease is what etcd
+// then holds.
 func (c *Client) Claim(ctx context.Context, l Lease) (Lease, error) {
 	if !l.IP.IsValid() {
 		return Lease{}, fmt.Errorf("claim: invalid address")
@@ -93,9 +103,11 @@ func (c *Client) claimOnce(ctx context.Context, l Lease) (Lease, error) {
 	ipKV := firstKV(r.Kvs)
 	if ipKV != nil {
 		var holder Lease
-		if err := json.Unmarshal(ipKV.Value, &holder); err == nil &&
-			holder.MAC != l.MAC && now.Before(holder.Expires) {
-			return Lease{}, fmt.Errorf("claim %s for %s: %w (%s, %s)", l.IP, l.MAC, ErrInUse, holder.MAC, holder.State)
+		if err := json.Unmarshal(ipKV.Value, &holder); err == nil && now.Before(holder.Expires) {
+			if holder.MAC != l.MAC {
+				return Lease{}, fmt.Errorf("claim %s for %s: %w (%s, %s)", l.IP, l.MAC, ErrInUse, holder.MAC, holder.State)
+			}
+			l = renewal(holder, l)
 		}
 	}
 	conds = append(conds, clientv3.Compare(clientv3.ModRevision(ipKey), "=", modRev(ipKV)))
@@ -119,6 +131,29 @@ func (c *Client) claimOnce(ctx context.Context, l Lease) (Lease, error) {
 		return Lease{}, errConflict
 	}
 	return l, nil
+}
+
+// renewal is what a claim l by the current holder of an address writes:
+// an offer may become bound and a lease may be extended, but a bound lease
+// stays bound (with the server and node that bound it) and no expiry is
+// shortened. Two servers answer every DISCOVER; the offer of the one the
+// client did not choose can reach etcd after the other's ACK, and it must
+// not turn the binding into a one-minute offer whose address etcd then
+// frees while the client still holds it.
+func renewal(holder, l Lease) Lease {
+	if holder.State == StateBound && l.State == StateOffered {
+		l.State, l.Server = holder.State, holder.Server
+		if holder.Node != "" {
+			l.Node = holder.Node
+		}
+	}
+	if holder.Expires.After(l.Expires) {
+		l.Expires = holder.Expires
+	}
+	if l.Node == "" {
+		l.Node = holder.Node
+	}
+	return l
 }
 
 // Release frees ip if mac holds it (DHCPRELEASE).

@@ -55,14 +55,18 @@ func (d *Discoverer) Discover(mac string) (*config.Snapshot, *config.Node, error
 		dev    string
 	)
 	_, err := d.editor.Edit(func(t *Tree) error {
-		if n := t.Current.ByMAC[mac]; n != nil { // assigned by another process
+		cur, err := t.Current()
+		if err != nil {
+			return err
+		}
+		if n := cur.ByMAC[mac]; n != nil { // assigned by another process
 			chosen = n.Name
 			return nil
 		}
-		if len(t.Current.Undiscovered) == 0 {
+		if len(cur.Undiscovered) == 0 {
 			return nil
 		}
-		n := t.Current.Undiscovered[0]
+		n := cur.Undiscovered[0]
 		e, err := t.Get(Node, n.Name)
 		if err != nil {
 			return err

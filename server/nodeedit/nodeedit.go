@@ -8,10 +8,14 @@
 // merges all of them; a name may be defined in one file only.
 //
 // Every edit holds an exclusive flock on nodes.d/.lock (so two CLI runs, or
-// the CLI and a discovering server, never interleave), re-reads every file,
-// applies the change, validates the would-be files with the same validator
-// as a hand edit (config.ParseNodesFiles) and only then replaces the changed
-// files with server/atomicfile. A running server picks them up through its
+// the CLI and a discovering server, never interleave), reads every file
+// once, applies the change to the decoded entries, validates the result
+// with the same validator as a hand edit (config.ResolveNodes), checks that
+// every entry it touched reads back from its text unchanged, and only then
+// replaces the changed files with server/atomicfile (written streaming by
+// config.WriteNodesFile). An edit of one node in a tree of 100,000 costs one
+// read and one validation of the tree and one write of the changed file
+// (BENCHMARKS.md, "Editing nodes"). A running server picks them up through its
 // config Store (file watch plus a stat per request).
 package nodeedit
 
@@ -19,11 +23,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
-	"github.com/BurntSushi/toml"
 	"golang.org/x/sys/unix"
 
 	"github.com/wwcluster/ww/server/atomicfile"
@@ -74,15 +79,48 @@ func (e *Editor) ManagedPath() string { return filepath.Join(e.root, config.Node
 
 // Tree is what one edit sees and changes.
 type Tree struct {
-	// Current is the node database before this edit (validated).
-	Current *config.Nodes
+	srcs    []config.Source         // the files as read
+	decoded []config.Decoded        // decoded from srcs; the nodes.d ones are edited in place
+	cur     *config.Nodes           // Current, once resolved
 	files   map[string]*config.File // nodes.d files by path (editable)
 	dirty   map[string]bool
 	where   map[string]string // "node/NAME", "profile/NAME" → defining file
 	managed string
+	changed []changedEntry // entries Get or Add handed out, to check they write back as they are
+}
+
+// changedEntry is an entry an edit may have changed.
+type changedEntry struct {
+	kind Kind
+	name string
+	e    *config.Entry
 }
 
 func key(k Kind, name string) string { return k.String() + "/" + name }
+
+// Current is the node database before this edit, validated. It is resolved
+// on first use (a tree of 100,000 nodes takes a few tenths of a second,
+// which edits that do not ask for it save), from the files as they were
+// read even when the edit has changed entries since.
+func (t *Tree) Current() (*config.Nodes, error) {
+	if t.cur != nil {
+		return t.cur, nil
+	}
+	var (
+		nodes *config.Nodes
+		err   error
+	)
+	if len(t.changed) == 0 && len(t.dirty) == 0 {
+		nodes, err = config.ResolveNodes(t.decoded)
+	} else {
+		nodes, err = config.ParseNodesFiles(t.srcs) // decoded entries have changed
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the current config is invalid, fix it first: %w", err)
+	}
+	t.cur = nodes
+	return nodes, nil
+}
 
 func (f *Tree) table(path string, k Kind) map[string]*config.Entry {
 	file := f.files[path]
@@ -112,7 +150,14 @@ func (t *Tree) Get(k Kind, name string) (*config.Entry, error) {
 		return nil, fmt.Errorf("%s %q is written by hand in %s: edit it there (wwserver edits only %s/)", k, name, path, config.NodesDir)
 	}
 	t.dirty[path] = true
-	return t.table(path, k)[name], nil
+	tab := t.table(path, k)
+	e := tab[name]
+	if e == nil { // [nodes.X] with nothing in it
+		e = &config.Entry{}
+		tab[name] = e
+	}
+	t.changed = append(t.changed, changedEntry{k, name, e})
+	return e, nil
 }
 
 // Add defines a new entry in nodes.d/managed.toml.
@@ -123,9 +168,13 @@ func (t *Tree) Add(k Kind, name string, e *config.Entry) error {
 	if _, ok := t.files[t.managed]; !ok {
 		t.files[t.managed] = &config.File{}
 	}
+	if e == nil {
+		e = &config.Entry{}
+	}
 	t.table(t.managed, k)[name] = e
 	t.where[key(k, name)] = t.managed
 	t.dirty[t.managed] = true
+	t.changed = append(t.changed, changedEntry{k, name, e})
 	return nil
 }
 
@@ -171,80 +220,144 @@ func (e *Editor) edit(fn func(*Tree) error, write bool) (*config.Nodes, error) {
 	if err != nil {
 		return nil, err
 	}
-	cur, err := config.ParseNodesFiles(srcs)
-	if err != nil {
-		return nil, fmt.Errorf("the current config is invalid, fix it first: %w", err)
-	}
-	t := &Tree{Current: cur, files: map[string]*config.File{}, dirty: map[string]bool{},
-		where: map[string]string{}, managed: e.ManagedPath()}
+	// Each file is decoded once; the change is made to the decoded entries,
+	// validated from them, and only the changed files are written.
+	decoded := make([]config.Decoded, len(srcs))
 	for i, src := range srcs {
-		var f config.File
-		if _, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f); err != nil {
-			return nil, fmt.Errorf("read %s: %w", src.Path, err) // validated above; a race with a hand edit
+		f, err := config.DecodeNodesFile(src)
+		if err != nil {
+			_, err = config.ParseNodesFiles(srcs) // every error, not only this file's
+			return nil, fmt.Errorf("the current config is invalid, fix it first: %w", err)
 		}
+		decoded[i] = config.Decoded{Path: src.Path, Data: src.Data, File: f}
+	}
+	t := &Tree{srcs: srcs, decoded: decoded, files: map[string]*config.File{}, dirty: map[string]bool{},
+		where: map[string]string{}, managed: e.ManagedPath()}
+	for i, d := range decoded {
 		if i > 0 {
-			t.files[src.Path] = &f
+			t.files[d.Path] = d.File
 		}
-		for name := range f.Nodes {
-			t.where[key(Node, name)] = src.Path
+		for name := range d.File.Nodes {
+			t.where[key(Node, name)] = d.Path
 		}
-		for name := range f.Profiles {
-			t.where[key(Profile, name)] = src.Path
+		for name := range d.File.Profiles {
+			t.where[key(Profile, name)] = d.Path
 		}
 	}
 	if err := fn(t); err != nil {
 		return nil, err
 	}
 	if len(t.dirty) == 0 {
-		return cur, nil
+		return t.Current()
 	}
-	out := make(map[string][]byte, len(t.dirty))
-	for path := range t.dirty {
-		data, err := encode(t.files[path])
-		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", path, err)
+	// The files as they will be: changed ones from memory.
+	next := make([]config.Decoded, 0, len(decoded)+1)
+	for _, d := range decoded {
+		if t.dirty[d.Path] {
+			d.Data = nil
 		}
-		out[path] = data
+		next = append(next, d)
 	}
-	// Validate exactly what will be on disk, with the same validator.
-	next := make([]config.Source, 0, len(srcs)+1)
-	for _, src := range srcs {
-		if data, ok := out[src.Path]; ok {
-			src.Data = data
-			delete(out, src.Path)
-		}
-		next = append(next, src)
-	}
-	for path, data := range out { // a new managed.toml
-		next = append(next, config.Source{Path: path, Data: data})
+	if f, ok := t.files[t.managed]; ok && !slices.ContainsFunc(next, func(d config.Decoded) bool { return d.Path == t.managed }) {
+		next = append(next, config.Decoded{Path: t.managed, File: f}) // a new managed.toml
 	}
 	sort.SliceStable(next[1:], func(i, j int) bool { return next[1+i].Path < next[1+j].Path })
-	nodes, err := config.ParseNodesFiles(next)
+	nodes, err := config.ResolveNodes(next)
 	if err != nil {
-		return nil, fmt.Errorf("refused, the result would not load: %w", err)
+		if _, cerr := t.Current(); cerr != nil {
+			return nil, cerr // it was wrong before this edit
+		}
+		return nil, fmt.Errorf("refused, the result would not load: %w", withLines(next, t.dirty, err))
+	}
+	// Every entry the edit touched must read back from its text as it is in
+	// memory (what WriteNodesFile cannot write, e.g. invalid UTF-8, is
+	// refused here); the others were read from text and are written the
+	// same way (FuzzWriteNodesFile in server/config).
+	if err := t.checkChanged(); err != nil {
+		return nil, fmt.Errorf("refused: %w", err)
 	}
 	if !write {
 		return nodes, nil
 	}
-	for _, src := range next {
-		if t.dirty[src.Path] {
-			if err := atomicfile.WriteFile(src.Path, src.Data, 0o600); err != nil {
-				return nil, err
+	for _, d := range next {
+		if !t.dirty[d.Path] {
+			continue
+		}
+		err := atomicfile.Write(d.Path, 0o600, func(w io.Writer) error {
+			if _, err := io.WriteString(w, managedHeader); err != nil {
+				return err
 			}
+			return config.WriteNodesFile(w, d.File)
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return nodes, nil
 }
 
-func encode(f *config.File) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString(managedHeader)
-	enc := toml.NewEncoder(&buf)
-	enc.Indent = ""
-	if err := enc.Encode(f); err != nil {
-		return nil, err
+// withLines returns the errors of the would-be files with their lines: the
+// changed files are written out in memory and everything is parsed again
+// (only when an edit is refused).
+func withLines(next []config.Decoded, dirty map[string]bool, err error) error {
+	srcs := make([]config.Source, 0, len(next))
+	for _, d := range next {
+		data := d.Data
+		if dirty[d.Path] || data == nil {
+			var buf bytes.Buffer
+			buf.WriteString(managedHeader)
+			if werr := config.WriteNodesFile(&buf, d.File); werr != nil {
+				return err
+			}
+			data = buf.Bytes()
+		}
+		srcs = append(srcs, config.Source{Path: d.Path, Data: data})
 	}
-	return buf.Bytes(), nil
+	if _, lerr := config.ParseNodesFiles(srcs); lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+// checkChanged encodes every entry the edit touched and reads it back.
+func (t *Tree) checkChanged() error {
+	var live []changedEntry // not deleted, once each
+	seen := make(map[changedEntry]bool, len(t.changed))
+	var text bytes.Buffer
+	for _, c := range t.changed {
+		path := t.where[key(c.kind, c.name)]
+		if seen[c] || path == "" || t.table(path, c.kind)[c.name] != c.e {
+			continue // seen, deleted, or replaced by a later Add
+		}
+		seen[c] = true
+		live = append(live, c)
+		b, err := config.EncodeEntry(tableName(c.kind), c.name, c.e)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", c.kind, c.name, err)
+		}
+		text.Write(b)
+	}
+	back, err := config.DecodeNodesFile(config.Source{Path: "(changed entries)", Data: text.Bytes()})
+	if err != nil {
+		return fmt.Errorf("the changed entries do not read back: %w", err)
+	}
+	for _, c := range live {
+		m := back.Nodes
+		if c.kind == Profile {
+			m = back.Profiles
+		}
+		if !config.SameEntry(c.e, m[c.name]) {
+			return fmt.Errorf("%s %q does not read back as it was written", c.kind, c.name)
+		}
+	}
+	return nil
+}
+
+func tableName(k Kind) string {
+	if k == Profile {
+		return "profiles"
+	}
+	return "nodes"
 }
 
 // lock takes the tree's edit lock (blocking) and returns its release.

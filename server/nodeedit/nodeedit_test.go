@@ -175,3 +175,105 @@ func TestEditInOtherNodesDirFile(t *testing.T) {
 		t.Errorf("managed.toml written for an edit of rack1.toml: %v", err)
 	}
 }
+
+// TestEditRewritesOnlyWhatChanged: an edit writes the managed file in the
+// plain form (read back by the fast path), keeps every other entry as it
+// was, refuses a value TOML cannot hold without writing anything, and a
+// delete and re-add of one name in one edit works.
+func TestEditRewritesOnlyWhatChanged(t *testing.T) {
+	dir := newTree(t)
+	ed := New(dir)
+	add := func(names ...string) {
+		t.Helper()
+		_, err := ed.Edit(func(tr *Tree) error {
+			for i, n := range names {
+				e := &config.Entry{Profiles: []string{"default"}, Tags: map[string]string{"rack": "r1", "odd key": `a "quoted" \ value`},
+					Network: map[string]*config.NetDevEntry{"eth0": {HWAddr: str(fmt.Sprintf("52:54:00:00:01:%02x", i)), IPAddr: str(fmt.Sprintf("10.0.1.%d", i+1))}}}
+				if err := tr.Add(Node, n, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("c1", "c2", "c3")
+	before, err := os.ReadFile(ed.ManagedPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Change one node: only its lines change.
+	if _, err := ed.Edit(func(tr *Tree) error {
+		e, err := tr.Get(Node, "c2")
+		if err != nil {
+			return err
+		}
+		e.Tags["rack"] = "r2"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(ed.ManagedPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Replace(string(before), "[nodes.c2.tags]\n\"odd key\" = \"a \\\"quoted\\\" \\\\ value\"\nrack = \"r1\"",
+		"[nodes.c2.tags]\n\"odd key\" = \"a \\\"quoted\\\" \\\\ value\"\nrack = \"r2\"", 1); string(after) != want || want == string(before) {
+		t.Errorf("managed.toml after changing c2's rack:\n%s\nwant:\n%s", after, want)
+	}
+	nodes, err := config.LoadNodesTree(dir)
+	if err != nil || nodes.ByName["c2"].Tags["rack"] != "r2" || nodes.ByName["c1"].Tags["odd key"] != `a "quoted" \ value` {
+		t.Fatalf("reload: %v", err)
+	}
+	// Invalid UTF-8 cannot be written: refused, file untouched.
+	_, err = ed.Edit(func(tr *Tree) error {
+		e, err := tr.Get(Node, "c1")
+		if err != nil {
+			return err
+		}
+		e.Tags["bad"] = "\xff"
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "UTF-8") {
+		t.Errorf("invalid UTF-8 edit: %v", err)
+	}
+	if now, _ := os.ReadFile(ed.ManagedPath()); string(now) != string(after) {
+		t.Error("a refused edit changed managed.toml")
+	}
+	// Delete and add again under the same name, in one edit.
+	if _, err := ed.Edit(func(tr *Tree) error {
+		if _, err := tr.Get(Node, "c3"); err != nil {
+			return err
+		}
+		if err := tr.Delete(Node, "c3"); err != nil {
+			return err
+		}
+		return tr.Add(Node, "c3", &config.Entry{Profiles: []string{"default"}, Tags: map[string]string{"new": "yes"}})
+	}); err != nil {
+		t.Fatalf("delete and re-add: %v", err)
+	}
+	if nodes, err := config.LoadNodesTree(dir); err != nil || nodes.ByName["c3"].Tags["new"] != "yes" || len(nodes.ByName["c3"].Network) != 0 {
+		t.Errorf("c3 after delete and re-add: %v %+v", err, nodes.ByName["c3"])
+	}
+}
+
+// TestEditRefusalNamesLine: a refused edit names the line the error would
+// be on in the file as it would have been written.
+func TestEditRefusalNamesLine(t *testing.T) {
+	dir := newTree(t)
+	ed := New(dir)
+	_, err := ed.Edit(func(tr *Tree) error {
+		if err := tr.Add(Node, "a1", &config.Entry{Profiles: []string{"default"}}); err != nil {
+			return err
+		}
+		return tr.Add(Node, "a2", &config.Entry{Profiles: []string{"default"}, Root: str("nfs")})
+	})
+	if err == nil || !strings.Contains(err.Error(), "managed.toml:10: nodes.a2.root: must be") {
+		t.Errorf("refusal: %v", err)
+	}
+	if _, serr := os.Stat(ed.ManagedPath()); serr == nil {
+		t.Error("a refused edit wrote managed.toml")
+	}
+}

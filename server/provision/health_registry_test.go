@@ -34,3 +34,33 @@ func TestHealthzListsComponents(t *testing.T) {
 		t.Errorf("healthy body %q", body)
 	}
 }
+
+// TestHealthzWarnings: warnings (nodes that cannot boot) keep /healthz at
+// 200 but name every problem on the first line and one line each; a
+// degraded component still makes it 503, with the warnings listed after.
+func TestHealthzWarnings(t *testing.T) {
+	e := newEnv(t, true)
+	var warnings []string
+	e.h.AddHealthWarnings(func() []string { return warnings })
+	resp, body := e.get("/healthz")
+	wantCode(t, resp, body, http.StatusOK)
+	if string(body) != "ok\n" {
+		t.Errorf("no warnings: %q", body)
+	}
+	warnings = []string{`image "default" (2 nodes: n[001-002]): not a kernel`, `image "x" (1 node: n003): no rootfs`}
+	resp, body = e.get("/healthz")
+	wantCode(t, resp, body, http.StatusOK)
+	want := "ok, with warnings: " + warnings[0] + "; " + warnings[1] + "\n" +
+		"warning: " + warnings[0] + "\n" + "warning: " + warnings[1] + "\n"
+	if string(body) != want {
+		t.Errorf("with warnings:\n%s\nwant:\n%s", body, want)
+	}
+	reg := health.New()
+	e.h.registry = reg
+	reg.Report("build", errors.New("disk full"))
+	resp, body = e.get("/healthz")
+	wantCode(t, resp, body, http.StatusServiceUnavailable)
+	if first, _, _ := strings.Cut(string(body), "\n"); first != "degraded: build: disk full" || !strings.Contains(string(body), "\nwarning: "+warnings[1]+"\n") {
+		t.Errorf("degraded with warnings: %q", body)
+	}
+}

@@ -155,7 +155,8 @@ type Handler struct {
 
 	healthMu sync.Mutex
 	health   []HealthCheck // besides the config's: see AddHealthCheck
-	registry Health        // components (status, build, …); may be nil
+	warnings []HealthWarnings
+	registry Health // components (status, build, …); may be nil
 }
 
 // New returns the provisioning handler.

@@ -36,12 +36,14 @@ PRIV=()
 
 HB_BODY='{"version":"bench","uptime_seconds":100,"boot_id":"bench","runtime_etag":""}'
 
-# Peers measured side by side (Debian packages): nginx, wrk, Kea (kea-dhcp4
-# and perfdhcp, which is in kea-admin), dnsmasq.
-PEER_PACKAGES="nginx-light wrk kea-dhcp4-server kea-admin dnsmasq-base"
+# Peers measured side by side (Debian packages): wrk, Kea (kea-dhcp4 and
+# perfdhcp, which is in kea-admin), dnsmasq. nginx is BENCH_NGINX (make bench
+# unpacks Debian's nginx under build/nginx instead of installing the package,
+# which would start a web server on port 80).
+PEER_PACKAGES="wrk kea-dhcp4-server kea-admin dnsmasq-base"
 
 # install_peers: installs the missing peer packages (as root; services are
-# not started by the packages we use: nginx, Kea and dnsmasq run only as
+# not started by the packages we use: Kea and dnsmasq run only as
 # the benchmark starts them, on addresses of their own).
 install_peers() {
 	local missing="" p
@@ -55,7 +57,7 @@ install_peers() {
 	fi
 	log "installing peers:$missing"
 	apt-get update -q >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2
 }
 
 # build_tools: wwserver (or BENCH_SERVER), wwclient and the load tools into $BIN.

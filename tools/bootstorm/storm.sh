@@ -35,14 +35,15 @@ log() { printf '%s storm: %s\n' "$(date -u +%T)" "$*" >&2; }
 
 [ "$(id -u)" = 0 ] || { echo "storm: needs root (network namespaces)" >&2; exit 1; }
 nginx=$(command -v nginx || true)
-[ -n "$nginx" ] || { echo "storm: nginx missing (make deps installs nginx-light)" >&2; exit 1; }
+[ -n "$nginx" ] || { echo "storm: nginx missing (make storm unpacks it under build/nginx)" >&2; exit 1; }
 
 mkdir -p "$bin" "$res"
 log "building binaries into $bin"
-(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$bin/wwclient" ./wwclient &&
-	go build -trimpath -o "$bin/wwserver" ./server/cmd/wwserver &&
-	go build -trimpath -o "$bin/gentree" ./tools/bench/cmd/gentree &&
-	go build -trimpath -o "$bin/bootstorm" ./tools/bootstorm)
+GO=${GO:-go}
+(cd "$repo" && CGO_ENABLED=0 $GO build -trimpath -o "$bin/wwclient" ./wwclient &&
+	$GO build -trimpath -o "$bin/wwserver" ./server/cmd/wwserver &&
+	$GO build -trimpath -o "$bin/gentree" ./tools/bench/cmd/gentree &&
+	$GO build -trimpath -o "$bin/bootstorm" ./tools/bootstorm)
 
 image=${STORM_IMAGE:-}
 if [ -z "$image" ]; then

@@ -97,3 +97,28 @@ func TestParseStatus(t *testing.T) {
 		t.Fatal("want an error")
 	}
 }
+
+func TestShellQuote(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"ip", "netns", "exec", "wwlab-12-1", "/srv/bin/wwserver", "status", "--server", "http://10.99.0.1:9873"},
+			"ip netns exec wwlab-12-1 /srv/bin/wwserver status --server http://10.99.0.1:9873"},
+		{[]string{"/my dir/wwserver", "it's", ""}, `'/my dir/wwserver' 'it'\''s' ''`},
+	} {
+		if got := ShellQuote(c.argv); got != c.want {
+			t.Errorf("ShellQuote(%q) = %s, want %s", c.argv, got, c.want)
+		}
+	}
+}
+
+// TestStatusCommand: the command the lab prints runs the status client in
+// the lab's namespace against the lab's server, with the binary it serves.
+func TestStatusCommand(t *testing.T) {
+	l := &Lab{NS: "wwlab-1-1", ServerIP: DefaultServerIP, Port: DefaultPort, Paths: Paths{Wwserver: "/repo/bin/wwserver"}}
+	want := []string{"ip", "netns", "exec", "wwlab-1-1", "/repo/bin/wwserver", "status", "--server", "http://10.99.0.1:9873"}
+	if got := l.StatusCommand(); !reflect.DeepEqual(got, want) {
+		t.Errorf("StatusCommand() = %q, want %q", got, want)
+	}
+}

@@ -22,7 +22,7 @@ type Paths struct {
 }
 
 // Debian packages providing what the lab needs.
-var AptPackages = []string{"qemu-system-x86", "ipxe", "ovmf", "busybox-static", "iproute2"}
+var AptPackages = []string{"qemu-system-x86", "ipxe", "ipxe-qemu", "ovmf", "iproute2"}
 
 // ovmfPairs are code/vars pairs of the same flash size, preferred first.
 var ovmfPairs = [][2]string{

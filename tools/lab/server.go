@@ -107,32 +107,64 @@ func (l *Lab) waitHealthy(ctx context.Context, p *Proc) error {
 	}
 }
 
-// Status runs `wwserver status --server URL --json` inside the namespace and
-// returns its JSON output, decoded.
+// StatusCommand is the command that shows `wwserver status` for this lab
+// from any root shell of the host. wwserver listens inside the lab's
+// namespace only, so a plain `wwserver status` on the host finds nothing
+// (no tree at /var/lib/wwserver, no server on the host's loopback); the
+// command runs the status client in the namespace and names the server.
+// The lab runs it itself (StatusText, Status), so the printed command is
+// the one known to work.
+func (l *Lab) StatusCommand() []string {
+	return []string{"ip", "netns", "exec", l.NS, l.Paths.Wwserver, "status", "--server", l.ServerURL()}
+}
+
+// Status runs StatusCommand with --json and returns its output, decoded.
 func (l *Lab) Status(ctx context.Context) (*Status, error) {
-	out, err := l.nsOutput(ctx, l.Paths.Wwserver, "status", "--server", l.ServerURL(), "--json")
+	out, err := l.runCommand(ctx, append(l.StatusCommand(), "--json"))
 	if err != nil {
 		return nil, err
 	}
 	return ParseStatus(out)
 }
 
-// StatusText runs `wwserver status --server URL` (the human table).
+// StatusText runs StatusCommand (the human table).
 func (l *Lab) StatusText(ctx context.Context) (string, error) {
-	out, err := l.nsOutput(ctx, l.Paths.Wwserver, "status", "--server", l.ServerURL())
+	out, err := l.runCommand(ctx, l.StatusCommand())
 	return string(out), err
 }
 
-// nsOutput runs a short command inside the namespace and returns its stdout.
-func (l *Lab) nsOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.NS, name}, args...)...)
+// runCommand runs a short command and returns its stdout; the error names
+// the command and includes its stderr.
+func (l *Lab) runCommand(ctx context.Context, argv []string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return out, fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return out, fmt.Errorf("%s: %w: %s", ShellQuote(argv), err, strings.TrimSpace(stderr.String()))
 	}
 	return out, nil
+}
+
+// ShellQuote joins argv into one line a POSIX shell reads back as argv:
+// words of safe characters as they are, others in single quotes.
+func ShellQuote(argv []string) string {
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		safe := a != ""
+		for _, c := range a {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_./:=@%+,", c)) {
+				safe = false
+				break
+			}
+		}
+		if safe {
+			words[i] = a
+		} else {
+			words[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(words, " ")
 }
 
 // RuntimeOverlay fetches GET /overlay/runtime/{mac} as a node would (from a

@@ -18,7 +18,7 @@ func newBuildCmd() *cobra.Command {
 		logs    logFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "build",
+		Use:   "build [DIR]",
 		Short: "Prebuild every node's image and overlays into the cache",
 		Long: `build builds what every node will be served (image, system and runtime
 overlays; the kernel is checked) into state/, so the first boots after a change
@@ -26,7 +26,6 @@ do not wait for the big builds. Images and the shared overlay parts are
 content-addressed and durable, so a running or restarted server reuses them;
 the small per-node parts are rendered to report template errors for every node
 up front, but not stored: the server builds them on a node's first request.`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logs.logger(cmd.ErrOrStderr())
 			if err != nil {
@@ -53,7 +52,7 @@ up front, but not stored: the server builds them on a node's first request.`,
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	cmd.Flags().IntVar(&workers, "workers", 0, "nodes built in parallel (0: number of CPUs)")
 	logs.add(cmd)
 	return cmd

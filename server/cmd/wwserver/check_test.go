@@ -13,6 +13,7 @@ import (
 // and flags a kernel behind a directory symlink that leaves the image.
 func TestCheckBootFilesAndKernel(t *testing.T) {
 	dir := initTree(t)
+	replacePlaceholderKernel(t, dir)
 	ipxe, boot := t.TempDir(), t.TempDir()
 	for name, content := range map[string]string{"undionly.kpxe": "BIOS", "snponly.efi": "EFI"} {
 		if err := os.WriteFile(filepath.Join(ipxe, name), []byte(content), 0o644); err != nil {
@@ -75,5 +76,85 @@ func TestCheckBootFilesAndKernel(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestCheckReportsEveryError: one check run prints every config error of
+// wwserver.toml, nodes.toml and nodes.d/*.toml, one file:line: key line each.
+func TestCheckReportsEveryError(t *testing.T) {
+	dir := initTree(t)
+	replacePlaceholderKernel(t, dir)
+	edit := func(name, old, new string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.Replace(string(data), old, new, 1)
+		if s == string(data) {
+			t.Fatalf("%s has no %q", name, old)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit("wwserver.toml", `update_interval = "60s"`, `update_interval = "1ms"`)
+	edit("wwserver.toml", "workers = 8", "workers = 2000")
+	edit("nodes.toml", `hwaddr = "52:54:00:00:00:02"`, `hwaddr = "52:54:00:00:00"`)
+	edit("nodes.toml", `root = "tmpfs"`, `root = "nfs"`)
+	if err := os.MkdirAll(filepath.Join(dir, "nodes.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nodes.d", "extra.toml"), []byte("[nodes.x1]\nimage = \"default\"\ncolour = \"red\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", dir}, &stdout, &stderr); code != 1 {
+		t.Errorf("check exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	wants := []string{
+		"wwserver.toml:15: update_interval: must be at least 1s",
+		"wwserver.toml:", "dhcp.workers: must be 1..1024, got 2000",
+		"nodes.toml:", "nodes.n001.root: must be", "nodes.n002.root: must be",
+		"nodes.n002.network.eth0.hwaddr: ",
+		"nodes.d/extra.toml:3: nodes.x1.colour: unknown key",
+	}
+	for _, w := range wants {
+		if !strings.Contains(stderr.String(), w) {
+			t.Errorf("check output lacks %q:\n%s", w, stderr.String())
+		}
+	}
+	if len(lines) != 6 {
+		t.Errorf("%d lines, want 6 (2 + 3 + 1):\n%s", len(lines), stderr.String())
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, dir+"/") || strings.Count(l, ":") < 3 {
+			t.Errorf("not file:line: key: reason: %q", l)
+		}
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout %q", stdout.String())
+	}
+}
+
+// TestCheckGroupsNodes: nodes with the same problem make one line naming
+// them all, not one line each.
+func TestCheckGroupsNodes(t *testing.T) {
+	dir := initTree(t)
+	replacePlaceholderKernel(t, dir)
+	var out bytes.Buffer
+	if code := run([]string{"node", "add", "c[001-300]", "--root", dir}, &out, &out); code != 0 {
+		t.Fatalf("node add: %s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"check", dir}, &out, &out); code != 1 {
+		t.Errorf("check exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := "nodes.d/managed.toml: nodes.c001.network: no device has a hwaddr, so the node cannot PXE boot (300 nodes: c[001-300])"
+	if len(lines) != 1 || !strings.HasSuffix(lines[0], want) {
+		t.Errorf("check output:\n%s\nwant one line ending %q", out.String(), want)
 	}
 }

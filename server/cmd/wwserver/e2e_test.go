@@ -23,7 +23,28 @@ import (
 // `wwserver init`, runs `wwserver serve` on 127.0.0.1 and walks a node
 // through its boot over HTTP.
 
-const fakeKernel = "MZ fake kernel for the e2e test \x00\x01\x02 0123456789abcdefghijklmnopqrstuvwxyz"
+// fakeKernel has an x86 bzImage header, so check and /healthz take it for a
+// kernel; nothing boots it.
+var fakeKernel = fakeBzImage("fake kernel for the e2e test \x00\x01\x02 0123456789abcdefghijklmnopqrstuvwxyz")
+
+// fakeBzImage is note behind the start of an x86 bzImage: "MZ" and the
+// "HdrS" setup header at 0x202 (what build.KernelFormat looks for).
+func fakeBzImage(note string) string {
+	b := make([]byte, 0x240, 0x240+len(note))
+	copy(b, "MZ")
+	copy(b[0x202:], "HdrS")
+	return string(append(b, note...))
+}
+
+// replacePlaceholderKernel puts a fake bzImage where init put its
+// placeholder kernel in the served tree dir.
+func replacePlaceholderKernel(t *testing.T, dir string) {
+	t.Helper()
+	p := filepath.Join(dir, "images", initImage, "rootfs", "boot", "vmlinuz-0-placeholder")
+	if err := os.WriteFile(p, []byte(fakeBzImage("test kernel")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
 
 type lockedBuffer struct {
 	mu sync.Mutex

@@ -147,10 +147,9 @@ func newImageListCmd() *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:     "list",
+		Use:     "list [DIR]",
 		Aliases: []string{"ls"},
 		Short:   "List images: size, files, the kernel nodes boot, the nodes that use each",
-		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			nodes, err := treeNodes(root)
 			if err != nil {
@@ -186,7 +185,7 @@ func newImageListCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON instead of a table")
 	return cmd
 }

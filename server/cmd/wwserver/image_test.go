@@ -62,6 +62,7 @@ func TestImageImportSizeFlags(t *testing.T) {
 // what killed imports left; serve's start shuts images/ and removes them.
 func TestCheckImagesPermsAndLeftovers(t *testing.T) {
 	dir := initTree(t)
+	replacePlaceholderKernel(t, dir) // check refuses init's placeholder image
 	imgs := filepath.Join(dir, "images")
 	if fi, err := os.Stat(imgs); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("init made images/ %v %v, want 0700", fi, err)

@@ -38,7 +38,7 @@ type initOptions struct {
 func newInitCmd() *cobra.Command {
 	var o initOptions
 	cmd := &cobra.Command{
-		Use:   "init DIR",
+		Use:   "init DIR | --root DIR",
 		Short: "Write a complete, commented example served tree to DIR",
 		Long: `init writes a working served tree to DIR:
 
@@ -53,13 +53,20 @@ func newInitCmd() *cobra.Command {
 DIR must be empty or missing unless --force (which overwrites the files init
 writes and leaves others alone).`,
 		Example: `  wwserver init /var/lib/wwserver --image-from /srv/images/debian12 --address 10.0.2.1
-  wwserver serve --root /var/lib/wwserver`,
-		Args: cobra.ExactArgs(1),
+  wwserver check /var/lib/wwserver
+  wwserver serve /var/lib/wwserver`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.dir = args[0]
+			if len(args) == 0 && !cmd.Flags().Changed("root") {
+				return errors.New("init needs the directory to write: wwserver init DIR (or --root DIR)")
+			}
+			if err := takeTreeArg(cmd, &o.dir, args); err != nil {
+				return err
+			}
 			return runInit(o, cmd.OutOrStdout())
 		},
 	}
+	cmd.Flags().StringVar(&o.dir, "root", "", "directory to write (the same as the DIR operand)")
 	cmd.Flags().StringVar(&o.wwclient, "wwclient", "", "wwclient binary to install as /usr/sbin/wwclient and /init (default: wwclient next to this wwserver)")
 	cmd.Flags().StringVar(&o.imageFrom, "image-from", "", "root filesystem to copy to images/default/rootfs (modes, owners, symlinks kept, like cp -a)")
 	cmd.Flags().StringVar(&o.address, "address", "", "IPv4 address nodes use to reach this server (default: this host's first non-loopback IPv4)")
@@ -164,7 +171,7 @@ func runInit(o initOptions, out io.Writer) error {
 	for _, n := range notes {
 		fmt.Fprintf(out, "note: %s\n", n)
 	}
-	fmt.Fprintf(out, "next: edit nodes.toml (MACs, addresses), then\n  wwserver check --root %s\n  wwserver serve --root %s\n", dir, dir)
+	fmt.Fprintf(out, "next: edit nodes.toml (MACs, addresses), then\n  wwserver check %s\n  wwserver serve %s\n", dir, dir)
 	return nil
 }
 

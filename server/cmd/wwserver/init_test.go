@@ -71,8 +71,25 @@ func TestInitPlaceholder(t *testing.T) {
 			t.Errorf("wwserver.toml lacks %s", key)
 		}
 	}
+	// The placeholder image does not boot, and check says so (one line for
+	// both nodes); nothing else is wrong.
+	problems := checkTree(dir)
+	if len(problems) != 1 {
+		t.Errorf("check of a fresh tree: %d problems, want the placeholder only: %q", len(problems), problems)
+	}
+	for _, want := range []string{"nodes.toml: nodes.n001.kernel:", `image "default" is the placeholder wwserver init wrote and will not boot`,
+		"boot/vmlinuz-0-placeholder is not a Linux kernel", "images/default/rootfs", "(2 nodes: n[001-002])"} {
+		if len(problems) == 0 || !strings.Contains(problems[0], want) {
+			t.Errorf("check of a fresh tree lacks %q: %q", want, problems)
+		}
+	}
+	var checkOut bytes.Buffer
+	if code := run([]string{"check", dir}, &checkOut, &checkOut); code != 1 || strings.Contains(checkOut.String(), "ok\n") {
+		t.Errorf("wwserver check of a fresh tree: exit %d:\n%s", code, checkOut.String())
+	}
+	replacePlaceholderKernel(t, dir)
 	if problems := checkTree(dir); len(problems) != 0 {
-		t.Errorf("check of a fresh tree: %v", problems)
+		t.Errorf("check with a kernel in place of the placeholder: %q", problems)
 	}
 
 	// Not empty now: refused without --force, allowed with it.

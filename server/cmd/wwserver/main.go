@@ -9,9 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wwcluster/ww/server/config"
 )
 
 // DefaultRoot is the served tree when --root is not given.
@@ -57,7 +60,11 @@ func newRootCmd() *cobra.Command {
   images/NAME/    node images (rootfs/)    overlays/    overlay sources
   ipxe/           iPXE template overrides  state/       generated (deletable)
 
-Start with "wwserver init DIR", then "wwserver serve --root DIR".`,
+Start with "wwserver init DIR", then "wwserver check DIR" and "wwserver serve DIR".
+
+Every command that reads the served tree takes it as --root DIR (default
+/var/lib/wwserver); those without other operands (init, check, serve, build,
+nodes, image list, profile list) also take it as DIR.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -76,9 +83,61 @@ Start with "wwserver init DIR", then "wwserver serve --root DIR".`,
 	return root
 }
 
-// addRootFlag adds --root to cmd.
+// addRootFlag adds --root to cmd. A command with other operands takes the
+// tree only as --root; when its operands look wrong and one of them is a
+// served tree, the error says to pass it as --root.
 func addRootFlag(cmd *cobra.Command, root *string) {
 	cmd.Flags().StringVar(root, "root", DefaultRoot, "served tree (wwserver.toml, nodes.toml, images/, overlays/)")
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			err := check(c, args)
+			if err == nil {
+				return nil
+			}
+			for _, a := range args {
+				if isServedTree(a) {
+					return fmt.Errorf("%w (%s is a served tree: pass it as --root %s)", err, a, a)
+				}
+			}
+			return err
+		}
+	}
+}
+
+// addTreeArg makes the served tree the one optional operand of cmd, which
+// has no other: "cmd DIR" and "cmd --root DIR" are the same (both at once
+// must agree). Call it after setting cmd.PreRunE, if any.
+func addTreeArg(cmd *cobra.Command, root *string) {
+	cmd.Flags().StringVar(root, "root", DefaultRoot, "served tree (wwserver.toml, nodes.toml, images/, overlays/); also the DIR operand")
+	cmd.Args = cobra.MaximumNArgs(1)
+	pre := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if err := takeTreeArg(c, root, args); err != nil {
+			return err
+		}
+		if pre != nil {
+			return pre(c, args)
+		}
+		return nil
+	}
+}
+
+// takeTreeArg sets *root from the DIR operand, if given.
+func takeTreeArg(c *cobra.Command, root *string, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if c.Flags().Changed("root") && filepath.Clean(*root) != filepath.Clean(args[0]) {
+		return fmt.Errorf("two served trees given: %s and --root %s", args[0], *root)
+	}
+	*root = args[0]
+	return nil
+}
+
+// isServedTree reports whether dir holds a wwserver.toml.
+func isServedTree(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, config.ServerFile))
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // logFlags are --log-format and --log-level.

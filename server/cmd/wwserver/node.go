@@ -427,10 +427,9 @@ func newProfileListCmd() *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:     "list",
+		Use:     "list [DIR]",
 		Aliases: []string{"ls"},
 		Short:   "List profiles as written, with the file that defines each",
-		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			srcs, err := config.NodesSources(root)
 			if err != nil {
@@ -466,7 +465,7 @@ func newProfileListCmd() *cobra.Command {
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON instead of a table")
 	return cmd
 }

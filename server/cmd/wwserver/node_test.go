@@ -25,6 +25,7 @@ func cli(t *testing.T, wantOK bool, args ...string) string {
 
 func TestNodeCommands(t *testing.T) {
 	dir := initTree(t)
+	replacePlaceholderKernel(t, dir) // check is asked for "ok"
 	hand, _ := os.ReadFile(filepath.Join(dir, config.NodesFile))
 	r := "--root=" + dir
 

@@ -4,7 +4,6 @@ package main
 // node or starting the server.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/image"
 )
 
@@ -129,9 +129,8 @@ func newCLIBuilder(root string) (*build.Builder, error) {
 func newNodesCmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
-		Use:   "nodes",
+		Use:   "nodes [DIR]",
 		Short: "List the nodes as resolved from nodes.toml (profiles merged)",
-		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			snap, err := loadSnapshot(root)
 			if err != nil {
@@ -141,7 +140,7 @@ func newNodesCmd() *cobra.Command {
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	return cmd
 }
 
@@ -168,18 +167,19 @@ func printNodes(w io.Writer, nodes []*config.Node) {
 func newCheckCmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
-		Use:   "check",
+		Use:   "check [DIR]",
 		Short: "Validate the served tree: config files, and what they refer to",
-		Long: `check validates wwserver.toml and nodes.toml (errors read file:line: key: reason)
-and that every image, kernel, overlay and iPXE template a node names exists, and
-that every boot file wwserver.toml names (dhcp.bios_file, efi_file, arm64_file,
-http_boot_file, in tftp.dir) is a readable regular file. It exits 1 when
-anything is wrong.
+		Long: `check validates wwserver.toml, nodes.toml and nodes.d/*.toml and reports every
+error in one run, one line each (file:line: key: reason). It also checks that
+every image a node names exists and has a Linux kernel (the placeholder image
+"wwserver init" writes without --image-from has none), that every overlay and
+iPXE template a node names exists, and that every boot file wwserver.toml
+names (dhcp.bios_file, efi_file, arm64_file, http_boot_file, in tftp.dir) is a
+readable regular file. It prints "ok", or exits 1 when anything is wrong.
 
 It warns (without failing) when images/ is reachable by users other than root
 (image trees hold setuid-root programs; serve makes it root-only), and about
 temporary trees killed imports left (serve and the next import remove them).`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			problems := checkTree(root)
 			for _, p := range problems {
@@ -195,7 +195,7 @@ temporary trees killed imports left (serve and the next import remove them).`,
 			return nil
 		},
 	}
-	addRootFlag(cmd, &root)
+	addTreeArg(cmd, &root)
 	return cmd
 }
 
@@ -224,11 +224,11 @@ func checkTree(root string) []string {
 	srvPath := filepath.Join(root, config.ServerFile)
 	srv, err := config.LoadServer(srvPath)
 	if err != nil {
-		problems = append(problems, err.Error())
+		problems = append(problems, config.ErrorLines(err)...)
 	}
 	nodes, err := config.LoadNodesTree(root)
 	if err != nil {
-		problems = append(problems, err.Error())
+		problems = append(problems, config.ErrorLines(err)...)
 	}
 	if srv == nil || nodes == nil {
 		return problems
@@ -236,13 +236,6 @@ func checkTree(root string) []string {
 	t, err := bootscript.NewIPXE(root)
 	if err != nil {
 		return append(problems, err.Error())
-	}
-	seen := map[string]bool{}
-	once := func(msg string) {
-		if !seen[msg] {
-			seen[msg] = true
-			problems = append(problems, msg)
-		}
 	}
 	for _, err := range srv.BootFileProblems() {
 		problems = append(problems, err.Error())
@@ -252,20 +245,40 @@ func checkTree(root string) []string {
 	if err != nil {
 		return append(problems, err.Error())
 	}
-	for _, n := range nodes.List {
-		key := n.File + ": nodes." + n.Name
-		if fi, err := os.Stat(filepath.Join(root, "images", n.Image, "rootfs")); err != nil || !fi.IsDir() {
-			once(fmt.Sprintf("%s.image: image %q: no directory images/%s/rootfs", key, n.Image, n.Image))
-		} else if _, err := b.Kernel(context.Background(), snap, n); err != nil {
-			once(fmt.Sprintf("%s.kernel: %v", key, err))
+	// Images and kernels: once per image and kernel setting, naming the
+	// nodes concerned (an image of 10,000 nodes is one line, not 10,000).
+	for _, p := range build.NewBootChecker(b).Problems(snap) {
+		first := p.Nodes[0]
+		field := "kernel"
+		if fi, err := os.Stat(filepath.Join(root, "images", first.Image, "rootfs")); err != nil || !fi.IsDir() {
+			field = "image"
 		}
-		for _, o := range append(append([]string{}, n.SystemOverlays...), n.RuntimeOverlays...) {
-			if fi, err := os.Stat(filepath.Join(root, "overlays", o)); err != nil || !fi.IsDir() {
-				once(fmt.Sprintf("%s: overlay %q: no directory overlays/%s", key, o, o))
+		names := make([]string, len(p.Nodes))
+		for i, n := range p.Nodes {
+			names[i] = n.Name
+		}
+		problems = append(problems, nodesLine(first.File, names, "."+field, p.Err.Error()))
+	}
+	// Per-node problems: nodes with the same one in the same file make one
+	// line (10,000 nodes without a MAC are one line, not 10,000).
+	var per nodeProblems
+	overlayOK := map[string]bool{}
+	for _, n := range nodes.List {
+		for _, list := range [][]string{n.SystemOverlays, n.RuntimeOverlays} {
+			for _, o := range list {
+				ok, seenBefore := overlayOK[o]
+				if !seenBefore {
+					fi, err := os.Stat(filepath.Join(root, "overlays", o))
+					ok = err == nil && fi.IsDir()
+					overlayOK[o] = ok
+				}
+				if !ok {
+					per.add(n, "", fmt.Sprintf("overlay %q: no directory overlays/%s", o, o))
+				}
 			}
 		}
 		if n.Primary().HWAddr == "" && !n.Discoverable {
-			once(fmt.Sprintf("%s.network: no device has a hwaddr, so the node cannot PXE boot", key))
+			per.add(n, ".network", "no device has a hwaddr, so the node cannot PXE boot")
 		}
 		if n.IPXETemplate != "" {
 			if _, err := t.Render(io.Discard, snap, n, n.Primary().HWAddr); err != nil {
@@ -273,12 +286,59 @@ func checkTree(root string) []string {
 				if errors.Is(err, bootscript.ErrNoTemplate) {
 					msg = fmt.Sprintf("iPXE template %q: no file ipxe/%s.ipxe", n.IPXETemplate, n.IPXETemplate)
 				}
-				once(fmt.Sprintf("%s.ipxe_template: %s", key, msg))
+				per.add(n, ".ipxe_template", msg)
 			}
 		}
 	}
+	problems = append(problems, per.lines()...)
 	if fi, err := os.Stat(srv.TFTP.Dir); (srv.TFTP.Enabled) && (err != nil || !fi.IsDir()) {
-		once(fmt.Sprintf("%s: tftp.dir: %q is not a directory", srvPath, srv.TFTP.Dir))
+		problems = append(problems, fmt.Sprintf("%s: tftp.dir: %q is not a directory", srvPath, srv.TFTP.Dir))
 	}
 	return problems
+}
+
+// nodeProblems groups per-node problems by file, field and message.
+type nodeProblems struct {
+	order  []string
+	groups map[string]*nodeGroup
+}
+
+type nodeGroup struct {
+	file, field, msg string
+	nodes            []string
+}
+
+// add records msg about n's field (".network", or "" for the node).
+func (p *nodeProblems) add(n *config.Node, field, msg string) {
+	k := n.File + "\x00" + field + "\x00" + msg
+	g := p.groups[k]
+	if g == nil {
+		if p.groups == nil {
+			p.groups = map[string]*nodeGroup{}
+		}
+		g = &nodeGroup{file: n.File, field: field, msg: msg}
+		p.groups[k] = g
+		p.order = append(p.order, k)
+	}
+	g.nodes = append(g.nodes, n.Name)
+}
+
+// lines are one line per group, in the order first seen.
+func (p *nodeProblems) lines() []string {
+	out := make([]string, 0, len(p.order))
+	for _, k := range p.order {
+		g := p.groups[k]
+		out = append(out, nodesLine(g.file, g.nodes, g.field, g.msg))
+	}
+	return out
+}
+
+// nodesLine is "FILE: nodes.FIRST.FIELD: MSG", plus " (N nodes: LIST)"
+// when more than one node has the problem.
+func nodesLine(file string, names []string, field, msg string) string {
+	line := fmt.Sprintf("%s: nodes.%s%s: %s", file, names[0], field, msg)
+	if len(names) > 1 {
+		line += fmt.Sprintf(" (%d nodes: %s)", len(names), hostlist.Compress(names))
+	}
+	return line
 }

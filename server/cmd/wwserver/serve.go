@@ -25,6 +25,7 @@ import (
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
 	"github.com/wwcluster/ww/server/health"
+	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/image"
 	"github.com/wwcluster/ww/server/nodeedit"
 	"github.com/wwcluster/ww/server/provision"
@@ -55,7 +56,7 @@ type serveOptions struct {
 func newServeCmd() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
-		Use:   "serve",
+		Use:   "serve [DIR]",
 		Short: "Serve nodes: HTTP provisioning, plus DHCP and TFTP when enabled",
 		Long: `serve provisions nodes from the served tree until SIGTERM or SIGINT.
 
@@ -69,7 +70,6 @@ them, or changing listen addresses, needs a restart.
 
 Under systemd (Type=notify) it reports READY once listening. GOGC defaults
 to 400 here (the environment's GOGC wins).`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := o.logs.logger(cmd.ErrOrStderr())
 			if err != nil {
@@ -80,7 +80,7 @@ to 400 here (the environment's GOGC wins).`,
 			return serve(ctx, o, log)
 		},
 	}
-	addRootFlag(cmd, &o.root)
+	addTreeArg(cmd, &o.root)
 	cmd.Flags().IntVar(&o.maxConns, "max-connections", 8192,
 		"HTTP connections held at once; at the limit the longest-idle one is closed for a new one, and only when all are busy do new ones wait")
 	cmd.Flags().IntVar(&o.perClient, "max-connections-per-client", 0,
@@ -135,12 +135,17 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 	defer b.Close()
+	// Images nodes cannot boot (init's placeholder, no kernel): logged at
+	// start and on each reload that changes them, named by /healthz.
+	boot := newBootWarnings(build.NewBootChecker(b), log)
+	boot.check(snap)
 	store.OnReload = func(next *config.Snapshot) {
 		// Status is never pruned here: a node removed from nodes.toml is
 		// hidden from /status and kept until `wwserver status prune` or
 		// status.RemovedMaxAge.
 		st.SetUpdateInterval(next.Server.UpdateInterval.Duration)
 		warnRestartNeeded(log, snap.Server, next.Server, o.listen != "")
+		boot.check(next)
 	}
 	done := make(chan struct{})
 	defer close(done)
@@ -208,7 +213,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 
 	h, err := provision.New(provision.Options{
-		Config: store, Builder: builderAdapter{b: b, health: healthReg}, Status: st, Log: log, Registry: reg,
+		Config: store, Builder: builderAdapter{b: b, health: healthReg, boot: boot}, Status: st, Log: log, Registry: reg,
 		Leases: provLeases, Discoverer: nodeedit.NewDiscoverer(store, log), Health: healthReg,
 		FreshEvery: provision.DefaultFreshEvery, Peers: peers,
 	})
@@ -218,6 +223,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	for _, c := range healthChecks {
 		h.AddHealthCheck(c)
 	}
+	h.AddHealthWarnings(func() []string { return boot.check(store.Current()) })
 
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -406,10 +412,66 @@ func (l dhcpLeases) HasLease(mac string) bool {
 type builderAdapter struct {
 	b      *build.Builder
 	health health.Reporter
+	boot   *bootWarnings // may be nil
 }
 
 func (a builderAdapter) Kernel(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {
-	return a.artifact(a.b.Kernel(ctx, s, n))
+	art, err := a.b.Kernel(ctx, s, n)
+	if err == nil && a.boot != nil {
+		a.boot.serving(n, art)
+	}
+	return a.artifact(art, err)
+}
+
+// bootWarnings logs and lists the images nodes cannot boot.
+type bootWarnings struct {
+	checker *build.BootChecker
+	log     *slog.Logger
+	limit   *health.Limiter // serving a known non-kernel: once a minute per kernel
+
+	mu     sync.Mutex
+	logged map[string]bool // problems already logged
+}
+
+func newBootWarnings(c *build.BootChecker, log *slog.Logger) *bootWarnings {
+	return &bootWarnings{checker: c, log: log, limit: health.NewLimiter(health.DefaultLogEvery, nil), logged: map[string]bool{}}
+}
+
+// check returns one line per image of snap that nodes cannot boot, naming
+// the nodes, and logs each problem the first time it is seen.
+func (w *bootWarnings) check(snap *config.Snapshot) []string {
+	probs := w.checker.Problems(snap)
+	lines := make([]string, 0, len(probs))
+	now := make(map[string]bool, len(probs))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range probs {
+		names := make([]string, len(p.Nodes))
+		for i, n := range p.Nodes {
+			names[i] = n.Name
+		}
+		nodes := hostlist.Compress(names)
+		plural := "s"
+		if len(names) == 1 {
+			plural = ""
+		}
+		lines = append(lines, fmt.Sprintf("%d node%s cannot boot (%s): %v", len(names), plural, nodes, p.Err))
+		key := p.Image + "\x00" + p.Kernel + "\x00" + p.Err.Error()
+		now[key] = true
+		if !w.logged[key] {
+			w.log.Warn("nodes cannot boot this image; see wwserver check", "image", p.Image, "nodes", nodes, "count", len(names), "err", p.Err)
+		}
+	}
+	w.logged = now
+	return lines
+}
+
+// serving logs (once a minute per kernel) when a node is sent a kernel
+// that check found is not one.
+func (w *bootWarnings) serving(n *config.Node, art *build.Artifact) {
+	if w.checker.IsBad(art.ETag) && w.limit.Allow(art.ETag) {
+		w.log.Warn("sending a kernel that is not a Linux kernel image; the node will not boot", "node", n.Name, "image", n.Image, "kernel", art.Name)
+	}
 }
 
 func (a builderAdapter) Image(ctx context.Context, s *config.Snapshot, n *config.Node) (*provision.Artifact, error) {

@@ -113,3 +113,37 @@ func TestServeConfigEditKeepsStatus(t *testing.T) {
 		t.Error("prune without names or --removed succeeded")
 	}
 }
+
+// TestServePlaceholderImageWarns: serving the tree init writes without
+// --image-from: the server starts and /healthz stays 200, but names the
+// placeholder image and its nodes ("ok, with warnings"); the log says so
+// at start and when a node is sent the placeholder kernel; once a kernel is
+// in place the warning is gone.
+func TestServePlaceholderImageWarns(t *testing.T) {
+	root, base, logs := serveInProcessLogs(t, serveOptions{}, nil)
+	code, body := httpGet(t, base+"/healthz")
+	first, _, _ := strings.Cut(body, "\n")
+	if code != http.StatusOK || !strings.HasPrefix(first, "ok, with warnings: 2 nodes cannot boot (n[001-002]): ") {
+		t.Errorf("healthz of the placeholder tree: %d\n%s", code, body)
+	}
+	for _, want := range []string{`image "default" is the placeholder wwserver init wrote and will not boot`,
+		"kernel boot/vmlinuz-0-placeholder is not a Linux kernel", "\nwarning: 2 nodes cannot boot"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("healthz lacks %q:\n%s", want, body)
+		}
+	}
+	if !strings.Contains(logs.String(), "nodes cannot boot this image") || !strings.Contains(logs.String(), "image=default") {
+		t.Errorf("no start-up warning in the log:\n%s", logs.String())
+	}
+	// The kernel is still sent (the config says so), with a warning.
+	if code, body := httpGet(t, base+"/kernel/52:54:00:00:00:01"); code != 200 || !strings.HasPrefix(body, "REPLACE ME") {
+		t.Errorf("kernel: %d %.40q", code, body)
+	}
+	if !strings.Contains(logs.String(), "sending a kernel that is not a Linux kernel image") {
+		t.Errorf("no warning when the placeholder kernel was sent:\n%s", logs.String())
+	}
+	replacePlaceholderKernel(t, root)
+	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK || strings.Contains(body, "warning") {
+		t.Errorf("healthz with a kernel in place: %d\n%s", code, body)
+	}
+}

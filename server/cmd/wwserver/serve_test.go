@@ -26,6 +26,13 @@ import (
 // tree and the base URL.
 func serveInProcess(t *testing.T, o serveOptions, edit func(root string)) (root, base string) {
 	t.Helper()
+	root, base, _ = serveInProcessLogs(t, o, edit)
+	return root, base
+}
+
+// serveInProcessLogs is serveInProcess that also returns the server's log.
+func serveInProcessLogs(t *testing.T, o serveOptions, edit func(root string)) (root, base string, logs *lockedBuffer) {
+	t.Helper()
 	root = filepath.Join(t.TempDir(), "tree")
 	port := freePort(t)
 	var out bytes.Buffer
@@ -37,7 +44,7 @@ func serveInProcess(t *testing.T, o serveOptions, edit func(root string)) (root,
 		edit(root)
 	}
 	o.root = root
-	logs := &lockedBuffer{}
+	logs = &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -54,7 +61,7 @@ func serveInProcess(t *testing.T, o serveOptions, edit func(root string)) (root,
 	})
 	base = fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitHealthy(t, base, done, logs)
-	return root, base
+	return root, base, logs
 }
 
 // idleConn dials from the loopback address src, sends one request, reads

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/dhcp"
+	"github.com/wwcluster/ww/server/etcdstate"
 )
 
 // A copy of a tree (cp -a, as rsync -a) has another inode for every file
@@ -47,5 +49,13 @@ func TestPortableFingerprintSurvivesCopies(t *testing.T) {
 	os.Chtimes(f, later, later)
 	if portableFingerprint(b, snap) == fa {
 		t.Fatal("an edited overlay kept the fingerprint")
+	}
+}
+
+// etcdLeases passes lease states through as words: etcdstate's guard
+// against downgrading a binding compares them with its own constants.
+func TestLeaseStatesAgree(t *testing.T) {
+	if dhcp.StateBound != etcdstate.StateBound || dhcp.StateOffered != etcdstate.StateOffered {
+		t.Fatalf("dhcp states %q/%q, etcdstate %q/%q", dhcp.StateBound, dhcp.StateOffered, etcdstate.StateBound, etcdstate.StateOffered)
 	}
 }

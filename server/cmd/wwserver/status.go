@@ -50,6 +50,11 @@ oldest last contact).`,
 			if watch && interval <= 0 {
 				return fmt.Errorf("--interval must be positive, got %s", interval)
 			}
+			for _, a := range args {
+				if isServedTree(a) {
+					return fmt.Errorf("%s is a served tree, not a node: pass it as --root %s", a, a)
+				}
+			}
 			var names []string
 			if len(args) > 0 {
 				var err error
@@ -60,7 +65,7 @@ oldest last contact).`,
 			if server == "" {
 				u, err := status.DefaultServerURL(root)
 				if err != nil {
-					return fmt.Errorf("cannot find the server (use --server URL or --root DIR): %w", err)
+					return fmt.Errorf("cannot find the server (use --server URL or --root DIR; make lab prints the command for its server): %w", err)
 				}
 				server = u
 			}
@@ -126,7 +131,7 @@ node no longer in nodes.toml. The running server does it (from this host only).`
 			}
 			if server == "" {
 				if server, err = status.DefaultServerURL(root); err != nil {
-					return fmt.Errorf("cannot find the server (use --server URL or --root DIR): %w", err)
+					return fmt.Errorf("cannot find the server (use --server URL or --root DIR; make lab prints the command for its server): %w", err)
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)

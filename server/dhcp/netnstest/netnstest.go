@@ -34,6 +34,17 @@ type Pair struct {
 	ClientMAC          string // initial MAC of the client end
 }
 
+// debianPackages names the Debian 12 package of each tool the tests ask
+// Require for; the Makefile's TEST_PACKAGES (make deps-test) lists them all.
+var debianPackages = map[string]string{
+	"ip":                 "iproute2",
+	"busybox":            "busybox-static",
+	"tftp":               "tftp-hpa",
+	"curl":               "curl",
+	"perfdhcp":           "kea-admin",
+	"qemu-system-x86_64": "qemu-system-x86",
+}
+
 // Require skips the test unless it runs as root with the named tools on
 // PATH; under CI=true a missing tool fails the test instead.
 func Require(t testing.TB, tools ...string) {
@@ -50,7 +61,16 @@ func Require(t testing.TB, tools ...string) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := fmt.Sprintf("missing tools %v (Debian: apt-get install -y iproute2 busybox-static tftp-hpa curl ipxe)", missing)
+	var pkgs []string
+	for _, tool := range missing {
+		if p, ok := debianPackages[tool]; ok {
+			pkgs = append(pkgs, p)
+		} else {
+			pkgs = append(pkgs, "the package with "+tool)
+		}
+	}
+	msg := fmt.Sprintf("missing tools %v: make deps-test installs them (Debian: apt-get install -y %s); make unit runs the tests that need them",
+		missing, strings.Join(pkgs, " "))
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}

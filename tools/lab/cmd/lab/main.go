@@ -61,7 +61,7 @@ func run() int {
 	}
 	paths, err := lab.FindPaths(*binDir, *image)
 	if err != nil {
-		log.Error("missing pieces (make build image; apt-get install "+strings.Join(lab.AptPackages, " ")+")", "err", err)
+		log.Error("missing pieces (make build image; apt-get install --no-install-recommends "+strings.Join(lab.AptPackages, " ")+")", "err", err)
 		return 1
 	}
 
@@ -97,8 +97,20 @@ func run() int {
 		log.Error("start wwserver", "err", err, "log", l.ServerLog())
 		return 1
 	}
+	// wwserver listens inside the lab's namespace: a plain `wwserver
+	// status` on the host cannot find it. Check the command that can,
+	// before telling the user about it.
+	statusCmd := lab.ShellQuote(l.StatusCommand())
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, serr := l.StatusText(qctx)
+	cancel()
+	if serr != nil {
+		log.Error("the status command does not work", "cmd", statusCmd, "err", serr)
+		return 1
+	}
 
 	var first *lab.VM
+	started := time.Now() // boot time: from QEMU start to the node's booted line
 	for i, n := range ns {
 		o := lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: fw}
 		if i == 0 && *console {
@@ -115,6 +127,7 @@ func run() int {
 	}
 	log.Info("lab running; Ctrl-C tears it down", "ns", l.NS, "server", l.ServerURL(), "tree", l.TreeDir,
 		"server_log", l.ServerLog(), "node", first.Name, "firmware", fw)
+	fmt.Fprintf(os.Stderr, "\nwwserver status from another terminal (as root; checked just now):\n  %s\n\n", statusCmd)
 
 	followDone := make(chan struct{})
 	if !*console {
@@ -136,7 +149,8 @@ func run() int {
 	code := 0
 	switch {
 	case err == nil:
-		log.Info("node booted", "line", line)
+		log.Info("node booted", "line", line, "boot_seconds", fmt.Sprintf("%.1f", time.Since(started).Seconds()),
+			"firmware", fw, "note", "from QEMU start to the booted line, TCG (no KVM)")
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		_, serr := l.WaitStatus(sctx, first.Name+" at RUNTIME_OVERLAY", func(s *lab.Status) bool {
 			n, ok := s.Node(first.Name)
@@ -152,7 +166,8 @@ func run() int {
 		if terr != nil {
 			log.Warn("wwserver status", "err", terr)
 		}
-		fmt.Print(nl + "==== wwserver status ====" + nl + strings.ReplaceAll(text, "\n", nl) + "=========================" + nl)
+		fmt.Print(nl + "==== wwserver status ====" + nl + strings.ReplaceAll(text, "\n", nl) + "=========================" + nl +
+			"the same from another terminal, as root:" + nl + "  " + statusCmd + nl)
 	case errors.Is(err, lab.ErrExited):
 		log.Error("the node's QEMU exited before it booted", "qemu_log", lab.Tail(first.QEMULog(), 20))
 		code = 1

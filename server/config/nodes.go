@@ -604,15 +604,6 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // ipxeMeta are the character sequences iPXE's script parser gives a
 // meaning to (core/exec.c: "${" expands a setting anywhere in a line; a
 // token "||", "&&" or ";" ends a command and starts the next; a token

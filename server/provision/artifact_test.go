@@ -187,9 +187,13 @@ func TestRecoverMiddleware(t *testing.T) {
 
 func TestReadTimeoutDoesNotCancelBuild(t *testing.T) {
 	e := newEnv(t, false)
-	e.builder.set(func(f *fakeBuilder) { f.delay = 300 * time.Millisecond })
+	// The build outlasts the read timeout by far; the timeout itself is long
+	// enough that a loaded machine still reads the request before it
+	// expires (at 50 ms the server sometimes closed the connection before
+	// reading the request: "server closed idle connection").
+	e.builder.set(func(f *fakeBuilder) { f.delay = 2 * time.Second })
 	srv := httptest.NewUnstartedServer(e.h)
-	srv.Config.ReadTimeout = 50 * time.Millisecond
+	srv.Config.ReadTimeout = 500 * time.Millisecond
 	srv.Start()
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + "/image/" + macN002)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wwcluster/ww/server/daemon"
 )
 
 // rootfsTarGz is a tar.gz of one file of size zero bytes (it compresses
@@ -92,7 +94,7 @@ func TestCheckImagesPermsAndLeftovers(t *testing.T) {
 		}
 	}
 	var logs bytes.Buffer
-	prepareImages(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	daemon.PrepareImages(dir, slog.New(slog.NewTextHandler(&logs, nil)))
 	if fi, _ := os.Stat(imgs); fi.Mode().Perm() != 0o700 {
 		t.Errorf("serve start left images/ %o", fi.Mode().Perm())
 	}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,196 +18,39 @@ import (
 )
 
 // entryFlags are the keys a node or profile can be given on the command
-// line. Only flags the user set are applied; an empty value unsets a key.
-type entryFlags struct {
-	profiles        []string
-	image           string
-	kernel          string
-	kernelArgs      []string
-	systemOverlays  []string
-	runtimeOverlays []string
-	root            string
-	assetKey        string
-	ipxeTemplate    string
-	discoverable    bool
-	tags            []string
-	netdev          string
-	hwaddr          string
-	ipaddr          string
-	netmask         string
-	gateway         string
-}
+// line (nodeedit.Fields, one flag each).
+type entryFlags struct{ nodeedit.Fields }
 
 func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl := cmd.Flags()
 	if kind == nodeedit.Node {
-		fl.StringSliceVar(&f.profiles, "profile", nil, `profiles to merge, in order (add: "default" when it exists)`)
-		fl.StringVar(&f.hwaddr, "hwaddr", "", "MAC of the network device (one node only)")
-		fl.StringVar(&f.ipaddr, "ipaddr", "", "IPv4 address; counts up across the names (c[01-03] --ipaddr 10.0.0.11: .11, .12, .13)")
+		fl.StringSliceVar(&f.Profiles, "profile", nil, `profiles to merge, in order (add: "default" when it exists)`)
+		fl.StringVar(&f.HWAddr, "hwaddr", "", "MAC of the network device (one node only)")
+		fl.StringVar(&f.IPAddr, "ipaddr", "", "IPv4 address; counts up across the names (c[01-03] --ipaddr 10.0.0.11: .11, .12, .13)")
 	}
-	fl.StringVar(&f.image, "image", "", "image name (images/NAME/rootfs)")
-	fl.StringVar(&f.kernel, "kernel", "", "kernel path inside the image rootfs")
+	fl.StringVar(&f.Image, "image", "", "image name (images/NAME/rootfs)")
+	fl.StringVar(&f.Kernel, "kernel", "", "kernel path inside the image rootfs")
 	// StringArray, not StringSlice: a slice flag is parsed as CSV, which
 	// split console=ttyS0,115200n8 in two and choked on quotes.
-	fl.StringArrayVar(&f.kernelArgs, "kernel-args", nil,
+	fl.StringArrayVar(&f.KernelArgs, "kernel-args", nil,
 		`kernel command line argument, taken whole (repeatable: --kernel-args console=ttyS0,115200n8 --kernel-args quiet; --kernel-args "" clears them)`)
-	fl.StringSliceVar(&f.systemOverlays, "system-overlays", nil, "system overlays, in order")
-	fl.StringSliceVar(&f.runtimeOverlays, "runtime-overlays", nil, "runtime overlays, in order")
-	fl.StringVar(&f.root, "root-mode", "", `"tmpfs" or "initramfs" (the root key)`)
-	fl.StringVar(&f.assetKey, "asset-key", "", "asset key the node must send")
-	fl.StringVar(&f.ipxeTemplate, "ipxe-template", "", "iPXE template name (ipxe/NAME.ipxe)")
-	fl.BoolVar(&f.discoverable, "discoverable", false, "give the node (if it has no MAC) to the next unknown MAC that boots")
-	fl.StringArrayVar(&f.tags, "tag", nil, "tag KEY=VALUE (repeatable; KEY= removes the tag)")
-	fl.StringVar(&f.netdev, "netdev", "eth0", "network device the network flags apply to")
-	fl.StringVar(&f.netmask, "netmask", "", "netmask of the network device")
-	fl.StringVar(&f.gateway, "gateway", "", "gateway of the network device")
+	fl.StringSliceVar(&f.SystemOverlays, "system-overlays", nil, "system overlays, in order")
+	fl.StringSliceVar(&f.RuntimeOverlays, "runtime-overlays", nil, "runtime overlays, in order")
+	fl.StringVar(&f.Root, "root-mode", "", `"tmpfs" or "initramfs" (the root key)`)
+	fl.StringVar(&f.AssetKey, "asset-key", "", "asset key the node must send")
+	fl.StringVar(&f.IPXETemplate, "ipxe-template", "", "iPXE template name (ipxe/NAME.ipxe)")
+	fl.BoolVar(&f.Discoverable, "discoverable", false, "give the node (if it has no MAC) to the next unknown MAC that boots")
+	fl.StringArrayVar(&f.Tags, "tag", nil, "tag KEY=VALUE (repeatable; KEY= removes the tag)")
+	fl.StringVar(&f.NetDev, "netdev", "eth0", "network device the network flags apply to")
+	fl.StringVar(&f.Netmask, "netmask", "", "netmask of the network device")
+	fl.StringVar(&f.Gateway, "gateway", "", "gateway of the network device")
 }
 
 // apply sets the flags the user gave on e, the entry of name; i is the
 // name's index for --ipaddr.
 func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, name string, i int) error {
-	ch := cmd.Flags().Changed
-	str := func(flag, v string, dst **string) {
-		if !ch(flag) {
-			return
-		}
-		if v == "" {
-			*dst = nil
-			return
-		}
-		*dst = &v
-	}
-	list := func(flag string, v []string, dst *[]string) {
-		if ch(flag) {
-			*dst = append([]string(nil), v...)
-		}
-	}
-	list("profile", f.profiles, &e.Profiles)
-	str("image", f.image, &e.Image)
-	str("kernel", f.kernel, &e.Kernel)
-	if ch("kernel-args") {
-		args, err := kernelArgs(f.kernelArgs)
-		if err != nil {
-			return err
-		}
-		e.KernelArgs = args
-	}
-	list("system-overlays", f.systemOverlays, &e.SystemOverlays)
-	list("runtime-overlays", f.runtimeOverlays, &e.RuntimeOverlays)
-	str("root-mode", f.root, &e.Root)
-	str("asset-key", f.assetKey, &e.AssetKey)
-	str("ipxe-template", f.ipxeTemplate, &e.IPXETemplate)
-	if ch("discoverable") {
-		v := f.discoverable
-		e.Discoverable = &v
-	}
-	for _, t := range f.tags {
-		k, v, ok := strings.Cut(t, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--tag %q: want KEY=VALUE", t)
-		}
-		if e.Tags == nil {
-			e.Tags = map[string]string{}
-		}
-		if v == "" {
-			delete(e.Tags, k)
-		} else {
-			e.Tags[k] = v
-		}
-	}
-	if !ch("hwaddr") && !ch("ipaddr") && !ch("netmask") && !ch("gateway") {
-		return nil
-	}
-	if e.Network == nil {
-		e.Network = map[string]*config.NetDevEntry{}
-	}
-	d := e.Network[f.netdev]
-	if d == nil {
-		d = &config.NetDevEntry{}
-		e.Network[f.netdev] = d
-	}
-	if ch("hwaddr") && f.hwaddr != "" {
-		mac, err := config.NormalizeMAC(f.hwaddr)
-		if err == nil {
-			err = config.CheckUnicastMAC(mac)
-		}
-		if err != nil {
-			return fmt.Errorf("--hwaddr: %w", err)
-		}
-		f.hwaddr = mac
-	}
-	ip := f.ipaddr
-	if ch("ipaddr") && ip != "" {
-		var err error
-		if ip, err = addIPv4(ip, i); err != nil {
-			return fmt.Errorf("--ipaddr: %w", err)
-		}
-		if ch("netmask") && f.netmask != "" {
-			if err := inSubnet(f.ipaddr, ip, f.netmask); err != nil {
-				return fmt.Errorf("--ipaddr %s counts up to %s for %s: %w", f.ipaddr, ip, name, err)
-			}
-		}
-	}
-	str("hwaddr", f.hwaddr, &d.HWAddr)
-	str("ipaddr", ip, &d.IPAddr)
-	str("netmask", f.netmask, &d.Netmask)
-	str("gateway", f.gateway, &d.Gateway)
-	return nil
-}
-
-// kernelArgs checks the --kernel-args values and drops empty ones (a lone
-// "" clears the list).
-func kernelArgs(in []string) ([]string, error) {
-	var out []string
-	for _, a := range in {
-		if a == "" {
-			continue
-		}
-		if err := config.CheckKernelArg(a); err != nil {
-			return nil, fmt.Errorf("--kernel-args: %w", err)
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
-
-// inSubnet reports why ip, counted up from start, cannot be a host's
-// address in start's network (netmask): outside it, or its network or
-// broadcast address. (Counting up meets the broadcast address before
-// leaving a network of /30 or larger; a /31 or /32 has none, and is left
-// at once.) Without --netmask the config validation still refuses network
-// and broadcast addresses, with the netmask the node gets from its
-// profiles.
-func inSubnet(start, ip, netmask string) error {
-	bits := config.PrefixLen(netmask)
-	s, err1 := netip.ParseAddr(start)
-	a, err2 := netip.ParseAddr(ip)
-	if bits < 0 || err1 != nil || err2 != nil {
-		return nil // reported by the config validation
-	}
-	p, err := s.Prefix(bits)
-	if err != nil {
-		return nil
-	}
-	if !p.Contains(a) {
-		return fmt.Errorf("%s is outside %s (netmask %s); give fewer names or another start address", ip, p, netmask)
-	}
-	return config.CheckHostAddr(ip, netmask)
-}
-
-// addIPv4 returns start + n, refusing to wrap past 255.255.255.255.
-func addIPv4(start string, n int) (string, error) {
-	ip := net.ParseIP(start).To4()
-	if ip == nil {
-		return "", fmt.Errorf("%q is not an IPv4 address", start)
-	}
-	v := uint64(binary.BigEndian.Uint32(ip)) + uint64(n)
-	if v > 0xffffffff {
-		return "", fmt.Errorf("%s + %d is past 255.255.255.255", start, n)
-	}
-	out := make(net.IP, 4)
-	binary.BigEndian.PutUint32(out, uint32(v))
-	return out.String(), nil
+	f.Given = cmd.Flags().Changed
+	return f.Apply(e, name, i)
 }
 
 func expandNames(pattern string) ([]string, error) {
@@ -263,7 +103,7 @@ func newEntryAddCmd(kind nodeedit.Kind) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if f.hwaddr != "" && len(names) > 1 {
+			if f.HWAddr != "" && len(names) > 1 {
 				return fmt.Errorf("--hwaddr with %d names: a MAC belongs to one node (use node import for a list)", len(names))
 			}
 			_, err = nodeedit.New(root).Edit(func(t *nodeedit.Tree) error {
@@ -310,7 +150,7 @@ func newEntrySetCmd(kind nodeedit.Kind) *cobra.Command {
 			if cmd.Flags().NFlag() == 0 || (cmd.Flags().NFlag() == 1 && cmd.Flags().Changed("root")) {
 				return fmt.Errorf("nothing to set: give at least one --KEY VALUE")
 			}
-			if f.hwaddr != "" && len(names) > 1 {
+			if f.HWAddr != "" && len(names) > 1 {
 				return fmt.Errorf("--hwaddr with %d names: a MAC belongs to one node", len(names))
 			}
 			_, err = nodeedit.New(root).Edit(func(t *nodeedit.Tree) error {

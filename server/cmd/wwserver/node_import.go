@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -17,115 +13,6 @@ import (
 	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/nodeedit"
 )
-
-// maxMACListSize bounds the vendor file read into memory.
-const maxMACListSize = 16 << 20
-
-// macLine is one MAC of a vendor list and the line it was on.
-type macLine struct {
-	mac  string
-	line int
-}
-
-// parseMACList reads a vendor MAC list in rack order: one MAC per line, or
-// CSV (',' ';' or tab separated) with a column whose header names a MAC
-// ("mac", "MAC Address", "hwaddr" …) or, without a header, the first column
-// holding a MAC. Blank lines and lines starting with '#' are skipped.
-func parseMACList(name string, r io.Reader) ([]macLine, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxMACListSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if len(data) > maxMACListSize {
-		return nil, fmt.Errorf("%s: larger than %d MiB", name, maxMACListSize>>20)
-	}
-	cr := csv.NewReader(bytes.NewReader(data))
-	cr.Comma = detectComma(data)
-	cr.Comment = '#'
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	col := -1
-	var out []macLine
-	seen := map[string]int{}
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
-		}
-		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-			continue
-		}
-		if col < 0 {
-			col = macColumn(rec)
-			if col < 0 {
-				if col = headerColumn(rec); col < 0 {
-					return nil, fmt.Errorf("%s:%d: no MAC address and no column named mac or hwaddr in %q", name, line, strings.Join(rec, string(cr.Comma)))
-				}
-				continue // a header
-			}
-		}
-		if col >= len(rec) {
-			return nil, fmt.Errorf("%s:%d: no column %d", name, line, col+1)
-		}
-		mac, err := config.NormalizeMAC(strings.TrimSpace(rec[col]))
-		if err == nil {
-			err = config.CheckUnicastMAC(mac)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
-		}
-		if prev, dup := seen[mac]; dup {
-			return nil, fmt.Errorf("%s:%d: MAC %s is also on line %d", name, line, mac, prev)
-		}
-		seen[mac] = line
-		out = append(out, macLine{mac: mac, line: line})
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no MAC addresses", name)
-	}
-	return out, nil
-}
-
-// detectComma picks the separator of the first data line.
-func detectComma(data []byte) rune {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		for _, c := range []rune{',', ';', '\t'} {
-			if strings.ContainsRune(l, c) {
-				return c
-			}
-		}
-		break
-	}
-	return ','
-}
-
-func macColumn(rec []string) int {
-	for i, f := range rec {
-		if _, err := config.NormalizeMAC(strings.TrimSpace(f)); err == nil {
-			return i
-		}
-	}
-	return -1
-}
-
-func headerColumn(rec []string) int {
-	for i, f := range rec {
-		h := strings.ToLower(strings.TrimSpace(f))
-		if strings.Contains(h, "mac") || strings.Contains(h, "hwaddr") {
-			return i
-		}
-	}
-	return -1
-}
 
 func newNodeImportCmd() *cobra.Command {
 	var (
@@ -160,7 +47,7 @@ counts up the same way. --dry-run prints the table and writes nothing.`,
 				defer fh.Close()
 				in = fh
 			}
-			macs, err := parseMACList(args[0], in)
+			macs, err := nodeedit.ParseMACList(args[0], in)
 			if err != nil {
 				return err
 			}
@@ -176,11 +63,11 @@ counts up the same way. --dry-run prints the table and writes nothing.`,
 				if e.Network == nil {
 					e.Network = map[string]*config.NetDevEntry{}
 				}
-				if e.Network[f.netdev] == nil {
-					e.Network[f.netdev] = &config.NetDevEntry{}
+				if e.Network[f.NetDev] == nil {
+					e.Network[f.NetDev] = &config.NetDevEntry{}
 				}
-				mac := macs[i].mac
-				e.Network[f.netdev].HWAddr = &mac
+				mac := macs[i].MAC
+				e.Network[f.NetDev].HWAddr = &mac
 				entries[i] = e
 			}
 			edit := nodeedit.New(root).Edit
@@ -193,7 +80,7 @@ counts up the same way. --dry-run prints the table and writes nothing.`,
 						entries[i].Profiles = []string{"default"}
 					}
 					if err := t.Add(nodeedit.Node, name, entries[i]); err != nil {
-						return fmt.Errorf("%s:%d: %w", args[0], macs[i].line, err)
+						return fmt.Errorf("%s:%d: %w", args[0], macs[i].Line, err)
 					}
 				}
 				return nil
@@ -205,10 +92,10 @@ counts up the same way. --dry-run prints the table and writes nothing.`,
 			fmt.Fprintln(tw, "LINE\tNAME\tMAC\tIPADDR")
 			for i, name := range list {
 				ip := "-"
-				if d := entries[i].Network[f.netdev]; d.IPAddr != nil {
+				if d := entries[i].Network[f.NetDev]; d.IPAddr != nil {
 					ip = *d.IPAddr
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", macs[i].line, name, macs[i].mac, ip)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", macs[i].Line, name, macs[i].MAC, ip)
 			}
 			_ = tw.Flush()
 			if dryRun {

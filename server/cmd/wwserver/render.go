@@ -4,11 +4,9 @@ package main
 // node or starting the server.
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -16,9 +14,8 @@ import (
 
 	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/check"
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/hostlist"
-	"github.com/wwcluster/ww/server/image"
 )
 
 // loadSnapshot reads the served tree's configuration once.
@@ -185,7 +182,7 @@ temporary trees killed imports left (serve and the next import remove them).`,
 			for _, p := range problems {
 				fmt.Fprintln(cmd.ErrOrStderr(), p)
 			}
-			for _, w := range checkImages(root) {
+			for _, w := range check.Images(root) {
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			if len(problems) > 0 {
@@ -199,146 +196,8 @@ temporary trees killed imports left (serve and the next import remove them).`,
 	return cmd
 }
 
-// checkImages returns warnings about images/: reachable by other users,
-// leftovers of killed imports.
-func checkImages(root string) []string {
-	var warnings []string
-	if why, err := image.ImagesExposure(root); err != nil {
-		warnings = append(warnings, fmt.Sprintf("images/: %v", err))
-	} else if why != "" {
-		warnings = append(warnings, why)
-	}
-	left, err := image.Leftovers(root)
-	if err != nil {
-		warnings = append(warnings, fmt.Sprintf("images/: %v", err))
-	}
-	for _, l := range left {
-		warnings = append(warnings, l.String())
-	}
-	return warnings
-}
-
-// checkTree returns every problem found, one line each.
+// checkTree returns every problem check finds in the tree at root.
 func checkTree(root string) []string {
-	var problems []string
-	srvPath := filepath.Join(root, config.ServerFile)
-	srv, err := config.LoadServer(srvPath)
-	if err != nil {
-		problems = append(problems, config.ErrorLines(err)...)
-	}
-	nodes, err := config.LoadNodesTree(root)
-	if err != nil {
-		problems = append(problems, config.ErrorLines(err)...)
-	}
-	if srv == nil || nodes == nil {
-		return problems
-	}
-	t, err := bootscript.NewIPXE(root)
-	if err != nil {
-		return append(problems, err.Error())
-	}
-	for _, err := range srv.BootFileProblems() {
-		problems = append(problems, err.Error())
-	}
-	snap := &config.Snapshot{Server: srv, Nodes: nodes}
-	b, err := newCLIBuilder(root)
-	if err != nil {
-		return append(problems, err.Error())
-	}
-	// Images and kernels: once per image and kernel setting, naming the
-	// nodes concerned (an image of 10,000 nodes is one line, not 10,000).
-	for _, p := range build.NewBootChecker(b).Problems(snap) {
-		first := p.Nodes[0]
-		field := "kernel"
-		if fi, err := os.Stat(filepath.Join(root, "images", first.Image, "rootfs")); err != nil || !fi.IsDir() {
-			field = "image"
-		}
-		names := make([]string, len(p.Nodes))
-		for i, n := range p.Nodes {
-			names[i] = n.Name
-		}
-		problems = append(problems, nodesLine(first.File, names, "."+field, p.Err.Error()))
-	}
-	// Per-node problems: nodes with the same one in the same file make one
-	// line (10,000 nodes without a MAC are one line, not 10,000).
-	var per nodeProblems
-	overlayOK := map[string]bool{}
-	for _, n := range nodes.List {
-		for _, list := range [][]string{n.SystemOverlays, n.RuntimeOverlays} {
-			for _, o := range list {
-				ok, seenBefore := overlayOK[o]
-				if !seenBefore {
-					fi, err := os.Stat(filepath.Join(root, "overlays", o))
-					ok = err == nil && fi.IsDir()
-					overlayOK[o] = ok
-				}
-				if !ok {
-					per.add(n, "", fmt.Sprintf("overlay %q: no directory overlays/%s", o, o))
-				}
-			}
-		}
-		if n.Primary().HWAddr == "" && !n.Discoverable {
-			per.add(n, ".network", "no device has a hwaddr, so the node cannot PXE boot")
-		}
-		if n.IPXETemplate != "" {
-			if _, err := t.Render(io.Discard, snap, n, n.Primary().HWAddr); err != nil {
-				msg := err.Error()
-				if errors.Is(err, bootscript.ErrNoTemplate) {
-					msg = fmt.Sprintf("iPXE template %q: no file ipxe/%s.ipxe", n.IPXETemplate, n.IPXETemplate)
-				}
-				per.add(n, ".ipxe_template", msg)
-			}
-		}
-	}
-	problems = append(problems, per.lines()...)
-	if fi, err := os.Stat(srv.TFTP.Dir); (srv.TFTP.Enabled) && (err != nil || !fi.IsDir()) {
-		problems = append(problems, fmt.Sprintf("%s: tftp.dir: %q is not a directory", srvPath, srv.TFTP.Dir))
-	}
-	return problems
-}
-
-// nodeProblems groups per-node problems by file, field and message.
-type nodeProblems struct {
-	order  []string
-	groups map[string]*nodeGroup
-}
-
-type nodeGroup struct {
-	file, field, msg string
-	nodes            []string
-}
-
-// add records msg about n's field (".network", or "" for the node).
-func (p *nodeProblems) add(n *config.Node, field, msg string) {
-	k := n.File + "\x00" + field + "\x00" + msg
-	g := p.groups[k]
-	if g == nil {
-		if p.groups == nil {
-			p.groups = map[string]*nodeGroup{}
-		}
-		g = &nodeGroup{file: n.File, field: field, msg: msg}
-		p.groups[k] = g
-		p.order = append(p.order, k)
-	}
-	g.nodes = append(g.nodes, n.Name)
-}
-
-// lines are one line per group, in the order first seen.
-func (p *nodeProblems) lines() []string {
-	out := make([]string, 0, len(p.order))
-	for _, k := range p.order {
-		g := p.groups[k]
-		out = append(out, nodesLine(g.file, g.nodes, g.field, g.msg))
-	}
-	return out
-}
-
-// nodesLine is "FILE: nodes.FIRST.FIELD: MSG", plus " (N nodes: LIST)"
-// when more than one node has the problem.
-func nodesLine(file string, names []string, field, msg string) string {
-	line := fmt.Sprintf("%s: nodes.%s%s: %s", file, names[0], field, msg)
-	if len(names) > 1 {
-		line += fmt.Sprintf(" (%d nodes: %s)", len(names), hostlist.Compress(names))
-	}
-	return line
+	log, _ := (&logFlags{format: "text", level: "warn"}).logger(os.Stderr)
+	return check.Tree(root, log)
 }

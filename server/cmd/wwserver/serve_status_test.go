@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wwcluster/ww/server/daemon"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -59,7 +60,7 @@ func nodeStatus(t *testing.T, base, name string) (status.NodeStatus, bool) {
 // is); an empty nodes.toml is refused (degraded, last good kept); only
 // `wwserver status prune` drops history.
 func TestServeConfigEditKeepsStatus(t *testing.T) {
-	root, base := serveInProcess(t, serveOptions{}, nil)
+	root, base := serveInProcess(t, daemon.Options{}, nil)
 	for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
 		if code, body := httpGet(t, base+"/ipxe/"+mac); code != 200 {
 			t.Fatalf("ipxe %s: %d %s", mac, code, body)
@@ -120,7 +121,7 @@ func TestServeConfigEditKeepsStatus(t *testing.T) {
 // at start and when a node is sent the placeholder kernel; once a kernel is
 // in place the warning is gone.
 func TestServePlaceholderImageWarns(t *testing.T) {
-	root, base, logs := serveInProcessLogs(t, serveOptions{}, nil)
+	root, base, logs := serveInProcessLogs(t, daemon.Options{}, nil)
 	code, body := httpGet(t, base+"/healthz")
 	first, _, _ := strings.Cut(body, "\n")
 	if code != http.StatusOK || !strings.HasPrefix(first, "ok, with warnings: 2 nodes cannot boot (n[001-002]): ") {

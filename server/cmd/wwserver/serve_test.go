@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wwcluster/ww/server/daemon"
 	"github.com/wwcluster/ww/server/status"
 	"github.com/wwcluster/ww/wwclient/agent"
 )
@@ -24,14 +25,14 @@ import (
 // serveInProcess writes a tree with init (edited by edit, may be nil) and
 // runs serve on a free loopback port until the test ends. It returns the
 // tree and the base URL.
-func serveInProcess(t *testing.T, o serveOptions, edit func(root string)) (root, base string) {
+func serveInProcess(t *testing.T, o daemon.Options, edit func(root string)) (root, base string) {
 	t.Helper()
 	root, base, _ = serveInProcessLogs(t, o, edit)
 	return root, base
 }
 
 // serveInProcessLogs is serveInProcess that also returns the server's log.
-func serveInProcessLogs(t *testing.T, o serveOptions, edit func(root string)) (root, base string, logs *lockedBuffer) {
+func serveInProcessLogs(t *testing.T, o daemon.Options, edit func(root string)) (root, base string, logs *lockedBuffer) {
 	t.Helper()
 	root = filepath.Join(t.TempDir(), "tree")
 	port := freePort(t)
@@ -43,12 +44,12 @@ func serveInProcessLogs(t *testing.T, o serveOptions, edit func(root string)) (r
 	if edit != nil {
 		edit(root)
 	}
-	o.root = root
+	o.Root = root
 	logs = &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, o, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		done <- daemon.Run(ctx, o, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -97,7 +98,7 @@ func idleConn(t *testing.T, base, src string) net.Conn {
 // longest-idle connection and no other.
 func TestServeIdleConnectionsDoNotLockOut(t *testing.T) {
 	const limit = 64
-	_, base := serveInProcess(t, serveOptions{maxConns: limit}, nil)
+	_, base := serveInProcess(t, daemon.Options{MaxConns: limit}, nil)
 
 	// Four clients, each at its cap (a quarter of the limit).
 	var conns []net.Conn
@@ -161,7 +162,7 @@ func privilegedFrom(t *testing.T, src string) *http.Client {
 // anyone could keep a dead node looking alive; source_check = false:
 // TestSourceCheck in server/provision).
 func TestServeSourceCheck(t *testing.T) {
-	_, base := serveInProcess(t, serveOptions{}, nil) // init: n001 at 127.0.0.11, n002 at 127.0.0.12
+	_, base := serveInProcess(t, daemon.Options{}, nil) // init: n001 at 127.0.0.11, n002 at 127.0.0.12
 	const mac = "52:54:00:00:00:01"
 	own, other := privilegedFrom(t, "127.0.0.11"), privilegedFrom(t, "127.0.0.12")
 	do := func(c *http.Client, method, path string) (int, string) {

@@ -1,4 +1,8 @@
-package main
+// Package cluster is this server's part in a cluster of wwservers sharing
+// state through etcd ([state] backend = "etcd"): it publishes this server
+// and its tree fingerprints, reads who else is alive, and shares DHCP
+// leases and node status.
+package cluster
 
 import (
 	"context"
@@ -18,7 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
 	"github.com/wwcluster/ww/server/etcdstate"
@@ -40,9 +43,9 @@ const retryEvery = time.Second
 // a few transactions per interval, not one per request.
 const statusPublishEvery = 500 * time.Millisecond
 
-// shared is this server's part in a cluster of wwservers that keep leases
+// Member is this server's part in a cluster of wwservers that keep leases
 // and node status in etcd ([state] backend = "etcd" in wwserver.toml).
-type shared struct {
+type Member struct {
 	c   *etcdstate.Client
 	log *slog.Logger
 
@@ -52,8 +55,8 @@ type shared struct {
 	err      error                  // last failure talking to etcd
 }
 
-// openShared connects to etcd when wwserver.toml asks for it (nil otherwise).
-func openShared(srv *config.Server, log *slog.Logger) (*shared, error) {
+// Open connects to etcd when wwserver.toml asks for it (nil otherwise).
+func Open(srv *config.Server, log *slog.Logger) (*Member, error) {
 	if srv.State.Backend != config.BackendEtcd {
 		return nil, nil
 	}
@@ -70,13 +73,13 @@ func openShared(srv *config.Server, log *slog.Logger) (*shared, error) {
 		return nil, err
 	}
 	log.Info("state shared through etcd", "endpoints", e.Endpoints, "server_id", id)
-	return &shared{c: c, log: log}, nil
+	return &Member{c: c, log: log}, nil
 }
 
-func (s *shared) Close() error { return s.c.Close() }
+func (s *Member) Close() error { return s.c.Close() }
 
-// dhcpLeases adapts the etcd lease operations to the DHCP server.
-func (s *shared) dhcpLeases() dhcp.SharedLeases { return etcdLeases{s.c} }
+// DHCPLeases adapts the etcd lease operations to the DHCP server.
+func (s *Member) DHCPLeases() dhcp.SharedLeases { return etcdLeases{s.c} }
 
 type etcdLeases struct{ c *etcdstate.Client }
 
@@ -107,9 +110,15 @@ func (e etcdLeases) Leases(ctx context.Context) ([]dhcp.Lease, error) {
 	return out, nil
 }
 
-// run publishes this server's address and fingerprints every publishEvery
+// Fingerprinter is the builder's cheap fingerprint of the trees a snapshot
+// uses (build.Builder).
+type Fingerprinter interface {
+	Fingerprint(ctx context.Context, snap *config.Snapshot) string
+}
+
+// Run publishes this server's address and fingerprints every publishEvery
 // and reads who else is alive, until ctx ends.
-func (s *shared) run(ctx context.Context, store *config.Store, b *build.Builder) {
+func (s *Member) Run(ctx context.Context, store *config.Store, b Fingerprinter) {
 	var localFP, treesFP string
 	s.loop(ctx, func() etcdstate.ServerInfo {
 		snap := store.Current()
@@ -129,7 +138,7 @@ func (s *shared) run(ctx context.Context, store *config.Store, b *build.Builder)
 
 // loop is run with what to publish coming from info: every publishEvery,
 // every retryEvery while the last try failed.
-func (s *shared) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
+func (s *Member) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
 	var lease clientv3.LeaseID
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -174,9 +183,9 @@ func (s *shared) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
 	}
 }
 
-// health is /healthz's view: etcd reachable and every server serving the
+// Health is /healthz's view: etcd reachable and every server serving the
 // same trees.
-func (s *shared) health() (bool, string) {
+func (s *Member) Health() (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
@@ -189,7 +198,7 @@ func (s *shared) health() (bool, string) {
 }
 
 // Servers are the addresses (host:port) of the live servers, this one first.
-func (s *shared) Servers(self string) []string {
+func (s *Member) Servers(self string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := []string{self}
@@ -251,11 +260,11 @@ func fromStatusRecord(e etcdstate.StatusRecord) status.Record {
 	return r
 }
 
-// shareStatus makes st one table with the other servers': every local
+// ShareStatus makes st one table with the other servers': every local
 // change is published (batched) from now on; the returned function, run
 // until ctx ends, merges in what etcd holds and then the others' changes as
 // they come.
-func (s *shared) shareStatus(st *status.Store) func(ctx context.Context) error {
+func (s *Member) ShareStatus(st *status.Store) func(ctx context.Context) error {
 	pub := s.c.NewStatusPublisher(statusPublishEvery)
 	st.Share(s.c.ID(), statusSharer{pub})
 	return func(ctx context.Context) error {
@@ -264,7 +273,7 @@ func (s *shared) shareStatus(st *status.Store) func(ctx context.Context) error {
 	}
 }
 
-func (s *shared) syncStatus(ctx context.Context, st *status.Store, pub *etcdstate.StatusPublisher) {
+func (s *Member) syncStatus(ctx context.Context, st *status.Store, pub *etcdstate.StatusPublisher) {
 	var rev int64
 	for ctx.Err() == nil {
 		recs, r, err := s.c.LoadStatus(ctx)

@@ -1,4 +1,4 @@
-package main
+package cluster
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func TestSharedHealthRecoversPromptly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	s := &shared{c: c, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &Member{c: c, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -46,7 +46,7 @@ func TestSharedHealthRecoversPromptly(t *testing.T) {
 		s.loop(ctx, func() etcdstate.ServerInfo { return etcdstate.ServerInfo{Address: "127.0.0.1:9873"} })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	healthy := func() bool { ok, _ := s.health(); return ok }
+	healthy := func() bool { ok, _ := s.Health(); return ok }
 
 	// Healthy once the first publish went through (before it there is no
 	// error either).
@@ -66,7 +66,7 @@ func TestSharedHealthRecoversPromptly(t *testing.T) {
 	if up > 4*time.Second {
 		t.Errorf("healthy only %s after etcd was back, want within 4 s", up.Round(time.Millisecond))
 	}
-	if ok, reason := s.health(); !ok || reason != "" {
+	if ok, reason := s.Health(); !ok || reason != "" {
 		t.Errorf("health %v %q", ok, reason)
 	}
 }

@@ -110,10 +110,52 @@ type DHCP struct {
 	ARM64File    string   `toml:"arm64_file"`
 	HTTPBootFile string   `toml:"http_boot_file"`
 	Workers      int      `toml:"workers"` // fixed packet-handling pool size
-	// AnswerRouterSolicitations makes the server answer IPv6 router
+	// AnswerRouterSolicitations: whether the server answers IPv6 router
 	// solicitations on Interface with an RA that announces nothing, so
-	// iPXE's IPv6 autoconfiguration ends at once instead of after ~16 s.
-	AnswerRouterSolicitations bool `toml:"answer_router_solicitations"`
+	// iPXE's IPv6 autoconfiguration ends at once instead of after ~16 s:
+	// "auto" (default: only while no other router advertises there),
+	// "true" (always) or "false" (never).
+	AnswerRouterSolicitations AnswerRS `toml:"answer_router_solicitations"`
+}
+
+// AnswerRS is dhcp.answer_router_solicitations. TOML accepts the strings
+// "auto", "true" and "false" and, as before it had three values, the
+// booleans true and false.
+type AnswerRS string
+
+// The values of AnswerRS ("" after decoding means AnswerRSAuto).
+const (
+	AnswerRSAuto   AnswerRS = "auto"
+	AnswerRSAlways AnswerRS = "true"
+	AnswerRSNever  AnswerRS = "false"
+)
+
+// UnmarshalTOML implements toml.Unmarshaler: a bool or one of the strings.
+func (a *AnswerRS) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case bool:
+		*a = AnswerRSNever
+		if v {
+			*a = AnswerRSAlways
+		}
+		return nil
+	case string:
+		switch x := AnswerRS(v); x {
+		case AnswerRSAuto, AnswerRSAlways, AnswerRSNever:
+			*a = x
+			return nil
+		}
+		return fmt.Errorf("must be \"auto\", true or false, got %q", v)
+	}
+	return fmt.Errorf("must be \"auto\", true or false, got %v", v)
+}
+
+// MarshalText implements encoding.TextMarshaler ("" encodes as "auto").
+func (a AnswerRS) MarshalText() ([]byte, error) {
+	if a == "" {
+		return []byte(AnswerRSAuto), nil
+	}
+	return []byte(a), nil
 }
 
 // TFTP is the [tftp] section of wwserver.toml.
@@ -388,6 +430,9 @@ func (s *Server) applyDefaults() {
 	}
 	if d.Workers == 0 {
 		d.Workers = 8
+	}
+	if d.AnswerRouterSolicitations == "" {
+		d.AnswerRouterSolicitations = AnswerRSAuto
 	}
 	t := &s.TFTP
 	if t.Listen == "" {

@@ -224,6 +224,9 @@ func (s *server) addServices() error {
 		s.ready = append(s.ready, d.Ready())
 		s.tftpLeases = d // TFTP names pool clients by their DHCP lease
 		s.leases = dhcpLeases{d}
+	} else if s.snap.Server.DHCP.AnswerRouterSolicitations != config.AnswerRSNever {
+		s.log.Info("dhcp.enabled is false, so IPv6 router solicitations are not answered either (answer_router_solicitations works on dhcp.interface, with the DHCP server); " +
+			"on a network without an IPv6 router iPXE waits ~16 s for one")
 	}
 	if sh != nil {
 		s.peers = cluster.Peers{Member: sh, Store: s.store}

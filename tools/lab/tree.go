@@ -108,8 +108,6 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	dhcp["netmask"] = DefaultNetmask
 	dhcp["router"] = ""
 	dhcp["lease_time"] = "1h"
-	// End iPXE's IPv6 autoconfiguration at once (no IPv6 router here): ~16 s per boot.
-	dhcp["answer_router_solicitations"] = true
 	tftp := subTable(srv, "tftp")
 	tftp["enabled"] = true
 	tftp["listen"] = ":69"

@@ -1,9 +1,9 @@
 // Package bootscript renders boot plans (server/bootplan) in a boot
 // loader's script language: ipxe.go writes iPXE scripts from the built-in
-// templates or the admin's ROOT/ipxe/NAME.ipxe. A GRUB renderer (grub.go:
-// grub.cfg from the same plan, its own ROOT/grub overrides) fits the same
-// Renderer interface and shares the override loader (overrides.go) and the
-// render cache (cache.go).
+// templates or the admin's ROOT/ipxe/NAME.ipxe; grub.go writes GRUB
+// configs (the per-node config, the unknown-node one and the bootstrap
+// /grub/grub.cfg) from built-in templates. Both implement Renderer and
+// share the render cache (cache.go).
 package bootscript
 
 import (
@@ -28,6 +28,9 @@ type Request struct {
 	// ImageDigest, for a two-stage node (boot = "twostage"), is the sha256
 	// of its image index: the plan becomes a two-stage one.
 	ImageDigest string
+	// Via is how a GRUB config's files are fetched (ViaTFTP, the default,
+	// or ViaHTTP); iPXE ignores it.
+	Via string
 }
 
 // plan is req's boot plan.

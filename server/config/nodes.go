@@ -29,19 +29,22 @@ type NetDev struct {
 
 // Node is a node with its profiles merged in; resolved once per config load.
 type Node struct {
-	Name            string            `json:"name"`
-	Profiles        []string          `json:"profiles,omitempty"`
-	Image           string            `json:"image"`
-	Kernel          string            `json:"kernel,omitempty"`
-	KernelArgs      []string          `json:"kernel_args,omitempty"`
-	SystemOverlays  []string          `json:"system_overlays"`
-	RuntimeOverlays []string          `json:"runtime_overlays"`
-	Root            string            `json:"root"`
-	Boot            string            `json:"boot"` // BootInitrd or BootTwoStage
-	AssetKey        string            `json:"-"`
-	IPXETemplate    string            `json:"ipxe_template,omitempty"`
-	Tags            map[string]string `json:"tags,omitempty"`
-	Network         []NetDev          `json:"network"` // primary first, then by name
+	Name            string   `json:"name"`
+	Profiles        []string `json:"profiles,omitempty"`
+	Image           string   `json:"image"`
+	Kernel          string   `json:"kernel,omitempty"`
+	KernelArgs      []string `json:"kernel_args,omitempty"`
+	SystemOverlays  []string `json:"system_overlays"`
+	RuntimeOverlays []string `json:"runtime_overlays"`
+	Root            string   `json:"root"`
+	Boot            string   `json:"boot"` // BootInitrd or BootTwoStage
+	// Bootloader is the node's "ipxe" or "grub" as written on the node or
+	// its profiles; "" means the server's default (Server.LoaderFor).
+	Bootloader   string            `json:"bootloader,omitempty"`
+	AssetKey     string            `json:"-"`
+	IPXETemplate string            `json:"ipxe_template,omitempty"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	Network      []NetDev          `json:"network"` // primary first, then by name
 	// Discoverable nodes without a primary MAC are given to the next unknown
 	// MAC that asks for an iPXE script (see server/nodeedit).
 	Discoverable bool `json:"discoverable,omitempty"`
@@ -74,6 +77,7 @@ type PublicNode struct {
 	RuntimeOverlays []string          `json:"runtime_overlays"`
 	Root            string            `json:"root"`
 	Boot            string            `json:"boot"`
+	Bootloader      string            `json:"bootloader,omitempty"`
 	IPXETemplate    string            `json:"ipxe_template,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
 	Network         []NetDev          `json:"network"`
@@ -95,7 +99,7 @@ func (n *Node) Public() *PublicNode {
 	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
 		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
 		Root: n.Root, Boot: n.Boot, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
-		Discoverable: n.Discoverable, File: n.File}
+		Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader}
 }
 
 // Nodes is the resolved node database of one config generation.
@@ -107,6 +111,8 @@ type Nodes struct {
 	ByIP   map[string]*Node // any configured address → node
 	// Undiscovered are the discoverable nodes still without a MAC, by name.
 	Undiscovered []*Node
+	// AnyGRUB: some node sets bootloader = "grub" (itself or by profile).
+	AnyGRUB bool
 	// Hash identifies this generation's content (nodes and profiles).
 	Hash string
 }
@@ -122,6 +128,7 @@ type Entry struct {
 	RuntimeOverlays []string                `toml:"runtime_overlays"`
 	Root            *string                 `toml:"root"`
 	Boot            *string                 `toml:"boot"`
+	Bootloader      *string                 `toml:"bootloader"`
 	AssetKey        *string                 `toml:"asset_key"`
 	IPXETemplate    *string                 `toml:"ipxe_template"`
 	Discoverable    *bool                   `toml:"discoverable"`
@@ -454,6 +461,8 @@ func resolveNodes(files []Decoded, errs *errList, broken bool) (*Nodes, error) {
 			}
 			return nil
 		}, nfail)
+		checkBootloader(n, key, r, func(p string) *Entry { return profiles[p].e }, nfail)
+		ns.AnyGRUB = ns.AnyGRUB || n.Bootloader == LoaderGRUB
 		if n.Image == "" && !unresolved {
 			nfail(key+".image", "no image set (on the node or its profiles)")
 		}
@@ -585,6 +594,7 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 	set(&n.Kernel, r.Kernel)
 	set(&n.Root, r.Root)
 	set(&n.Boot, r.Boot)
+	set(&n.Bootloader, r.Bootloader)
 	set(&n.AssetKey, r.AssetKey)
 	set(&n.IPXETemplate, r.IPXETemplate)
 	if r.Discoverable != nil {

@@ -22,6 +22,7 @@ type Fields struct {
 	RuntimeOverlays []string
 	Root            string
 	Boot            string // "initrd" or "twostage"
+	Bootloader      string
 	AssetKey        string
 	IPXETemplate    string
 	Discoverable    bool
@@ -80,6 +81,7 @@ func (f *Fields) applyKeys(e *config.Entry) error {
 	list("runtime-overlays", f.RuntimeOverlays, &e.RuntimeOverlays)
 	str("root-mode", f.Root, &e.Root)
 	str("boot", f.Boot, &e.Boot)
+	str("bootloader", f.Bootloader, &e.Bootloader)
 	str("asset-key", f.AssetKey, &e.AssetKey)
 	str("ipxe-template", f.IPXETemplate, &e.IPXETemplate)
 	if ch("discoverable") {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -84,18 +85,38 @@ func (h *Handler) imageDigest(c *call) (string, error) {
 	if !c.node.TwoStage() {
 		return "", nil
 	}
+	rc := http.NewResponseController(c.w)
+	_ = rc.SetReadDeadline(time.Time{})
+	d, err := h.twoStageDigest(c.r.Context(), c)
+	_ = rc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+	return d, err
+}
+
+// twoStageDigest is the image digest of c's node when it boots in two
+// stages and this server builds chunked images, else "".
+func (h *Handler) twoStageDigest(ctx context.Context, c *call) (string, error) {
+	if c.node == nil || !c.node.TwoStage() {
+		return "", nil
+	}
 	tb, ok := h.twoStage()
 	if !ok {
 		return "", nil
 	}
-	rc := http.NewResponseController(c.w)
-	_ = rc.SetReadDeadline(time.Time{})
-	ix, err := tb.ImageIndex(c.r.Context(), c.snap, c.node)
-	_ = rc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+	ix, err := tb.ImageIndex(ctx, c.snap, c.node)
 	if err != nil {
 		return "", err
 	}
 	return ix.Digest, nil
+}
+
+// kernelModules is TwoStageBuilder.KernelModules as a getArtifact (GRUB's
+// TFTP routes); ErrNotFound without a two-stage builder.
+func (h *Handler) kernelModules(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
+	tb, ok := h.twoStage()
+	if !ok {
+		return nil, fmt.Errorf("network drivers: this server does not build two-stage images: %w", ErrNotFound)
+	}
+	return tb.KernelModules(ctx, snap, n)
 }
 
 // serveModules answers GET /modules/{mac}: the network drivers of

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,15 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/image"
+	"github.com/wwcluster/ww/server/status"
 )
 
 func newImageCmd() *cobra.Command {
@@ -84,7 +81,8 @@ install them with image exec.`,
 			}
 			if !quiet {
 				o.Progress = cmd.ErrOrStderr()
-				o.Terminal = isTerminal(cmd.ErrOrStderr())
+				f, ok := cmd.ErrOrStderr().(*os.File)
+				o.Terminal = ok && status.IsTerminal(f)
 			}
 			m, err := image.Import(ctx, o)
 			if err != nil {
@@ -122,15 +120,6 @@ func parseSize(flag, s string) (int64, error) {
 	return int64(n), nil
 }
 
-func isTerminal(w any) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
 // treeNodes loads the nodes for usage checks; a broken nodes config is an
 // error (deleting an image while unsure who uses it would be a guess).
 func treeNodes(root string) (*config.Nodes, error) {
@@ -163,26 +152,9 @@ func newImageListCmd() *cobra.Command {
 				if infos == nil {
 					infos = []image.Info{}
 				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(infos)
+				return writeJSON(cmd.OutOrStdout(), infos)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSIZE\tFILES\tKERNEL\tNODES\tSOURCE")
-			for _, i := range infos {
-				kernel, users, src := "(none)", "-", "-"
-				if i.Kernel != "" {
-					kernel = filepath.Base(i.Kernel)
-				}
-				if len(i.Nodes) > 0 {
-					users = hostlist.Compress(i.Nodes)
-				}
-				if i.Meta != nil {
-					src = i.Meta.Source
-				}
-				fmt.Fprintf(tw, "%s\t%.1f MiB\t%d\t%s\t%s\t%s\n", i.Name, float64(i.Size)/(1<<20), i.Files, kernel, users, src)
-			}
-			return tw.Flush()
+			return image.WriteList(cmd.OutOrStdout(), infos)
 		},
 	}
 	addTreeArg(cmd, &root)

@@ -5,10 +5,7 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -16,10 +13,8 @@ import (
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/check"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeedit"
 )
-
-// loadSnapshot reads the served tree's configuration once.
-func loadSnapshot(root string) (*config.Snapshot, error) { return config.Load(root) }
 
 // findNode resolves NODE|MAC. For a MAC it returns the normalised MAC and
 // the node (nil when no node has it); for a name, the node and its primary MAC.
@@ -57,7 +52,7 @@ func newRenderIPXECmd() *cobra.Command {
   wwserver render ipxe 52-54-00-00-00-01`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			snap, err := loadSnapshot(root)
+			snap, err := config.Load(root)
 			if err != nil {
 				return err
 			}
@@ -95,7 +90,7 @@ owner, size and path, and the rendered content of each *.ww template.`,
 		Example: "  wwserver render overlay n001 wwinit --root /var/lib/wwserver",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			snap, err := loadSnapshot(root)
+			snap, err := config.Load(root)
 			if err != nil {
 				return err
 			}
@@ -129,36 +124,16 @@ func newNodesCmd() *cobra.Command {
 		Use:   "nodes [DIR]",
 		Short: "List the nodes as resolved from nodes.toml (profiles merged)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			snap, err := loadSnapshot(root)
+			snap, err := config.Load(root)
 			if err != nil {
 				return err
 			}
-			printNodes(cmd.OutOrStdout(), snap.Nodes.List)
+			nodeedit.WriteNodes(cmd.OutOrStdout(), snap.Nodes.List)
 			return nil
 		},
 	}
 	addTreeArg(cmd, &root)
 	return cmd
-}
-
-func printNodes(w io.Writer, nodes []*config.Node) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tMAC\tIP\tIMAGE\tSYSTEM OVERLAYS\tRUNTIME OVERLAYS\tROOT")
-	dash := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return s
-	}
-	for _, n := range nodes {
-		p := n.Primary()
-		if p.HWAddr == "" && n.Discoverable {
-			p.HWAddr = "(discoverable)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, dash(p.HWAddr), dash(p.IPAddr), n.Image,
-			dash(strings.Join(n.SystemOverlays, ",")), dash(strings.Join(n.RuntimeOverlays, ",")), n.Root)
-	}
-	_ = tw.Flush()
 }
 
 func newCheckCmd() *cobra.Command {

@@ -239,24 +239,12 @@ func (w *fpWalker) dir(d *os.Root, rel string) ([]byte, error) {
 	if w.watch != nil {
 		w.watch(rel)
 	}
-	f, err := d.Open(".")
+	names, err := readNames(d, rel)
 	if err != nil {
 		return nil, err
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read directory %s: %w", displayRel(rel), err)
-	}
-	sort.Strings(names)
-
-	type child struct {
-		sum  []byte
-		err  error
-		done chan struct{}
-	}
 	records := make([][]byte, 0, len(names))
-	children := make([]*child, 0, len(names)) // parallel to records; nil for non-directories
+	children := make([]*dirChild, 0, len(names)) // parallel to records; nil for non-directories
 	fail := func(err error) ([]byte, error) {
 		for _, c := range children {
 			if c != nil {
@@ -266,27 +254,12 @@ func (w *fpWalker) dir(d *os.Root, rel string) ([]byte, error) {
 		return nil, err
 	}
 	for _, name := range names {
-		fi, err := d.Lstat(name)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		e, fi, skip, err := w.lstat(d, rel, name)
 		if err != nil {
 			return fail(err)
 		}
-		e := newEntry(path.Join(rel, name), fi)
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if e.link, err = d.Readlink(name); err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					continue
-				}
-				return fail(err)
-			}
-		}
-		skip := w.kind == treeImage && e.rel == imageBootDir && fi.IsDir()
-		if skip {
-			// Only the empty directory goes into the image: adding a
-			// kernel must not rebuild it.
-			e.size, e.mtime, e.ctime, e.ino = 0, time.Unix(0, 0), 0, 0
+		if fi == nil {
+			continue // gone since it was listed
 		}
 		rec, err := w.record(&e, d, name)
 		if err != nil {
@@ -313,25 +286,88 @@ func (w *fpWalker) dir(d *os.Root, rel string) ([]byte, error) {
 		if err != nil {
 			return fail(err)
 		}
-		c := &child{done: make(chan struct{})}
-		children = append(children, c)
-		walk := func() {
-			c.sum, c.err = w.dir(sub, e.rel)
-			sub.Close()
-			close(c.done)
-		}
-		select {
-		case w.slots <- struct{}{}:
-			go func() {
-				defer func() { <-w.slots }()
-				walk()
-			}()
-		default:
-			walk()
+		children = append(children, w.walkChild(sub, e.rel))
+	}
+	return sumDir(records, children)
+}
+
+// readNames lists a directory, sorted: the order of its fingerprint.
+func readNames(d *os.Root, rel string) ([]string, error) {
+	f, err := d.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", displayRel(rel), err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// lstat describes one directory entry; fi is nil when it has gone since it
+// was listed. skip marks the image's boot directory, whose contents are not
+// part of the image.
+func (w *fpWalker) lstat(d *os.Root, rel, name string) (e entry, fi fs.FileInfo, skip bool, err error) {
+	fi, err = d.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return e, nil, false, nil
+	}
+	if err != nil {
+		return e, nil, false, err
+	}
+	e = newEntry(path.Join(rel, name), fi)
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if e.link, err = d.Readlink(name); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return e, nil, false, nil
+			}
+			return e, nil, false, err
 		}
 	}
+	skip = w.kind == treeImage && e.rel == imageBootDir && fi.IsDir()
+	if skip {
+		// Only the empty directory goes into the image: adding a
+		// kernel must not rebuild it.
+		e.size, e.mtime, e.ctime, e.ino = 0, time.Unix(0, 0), 0, 0
+	}
+	return e, fi, skip, nil
+}
+
+// dirChild is a subdirectory being fingerprinted, maybe on another goroutine.
+type dirChild struct {
+	sum  []byte
+	err  error
+	done chan struct{}
+}
+
+// walkChild fingerprints sub on a free slot's goroutine, or in place when
+// none is free (which bounds the goroutines), and closes sub.
+func (w *fpWalker) walkChild(sub *os.Root, rel string) *dirChild {
+	c := &dirChild{done: make(chan struct{})}
+	walk := func() {
+		c.sum, c.err = w.dir(sub, rel)
+		sub.Close()
+		close(c.done)
+	}
+	select {
+	case w.slots <- struct{}{}:
+		go func() {
+			defer func() { <-w.slots }()
+			walk()
+		}()
+	default:
+		walk()
+	}
+	return c
+}
+
+// sumDir hashes the records in order, each directory's followed by its
+// children's sum; it waits for every child and returns the first error.
+func sumDir(records [][]byte, children []*dirChild) ([]byte, error) {
 	h := sha256.New()
-	err = nil
+	var err error
 	for i, rec := range records {
 		h.Write(rec)
 		if c := children[i]; c != nil {

@@ -160,36 +160,9 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 			s.record(c, "REFUSED:"+printable(filename))
 			return err
 		}
-		root, err := s.rootFor(cfg.Dir)
+		f, fi, err := s.openFile(cfg.Dir, name, c, log)
 		if err != nil {
-			s.m.errors.WithLabelValues("dir_error").Inc()
-			log.Error("tftp: directory unavailable", "dir", cfg.Dir, "err", err)
-			return errDir
-		}
-		var f *os.File
-		var fi fs.FileInfo
-		if p, ok := s.store.Current().Server.BootFile(name); ok {
-			f, fi, err = regularfile.OpenPath(p) // a configured boot file, resolved at config load (trusted)
-		} else {
-			f, fi, err = regularfile.Open(root, name)
-		}
-		if errors.Is(err, regularfile.ErrNotRegular) {
-			// A FIFO or device is never opened (it could block a slot
-			// forever); directories land here too.
-			s.m.errors.WithLabelValues("not_regular").Inc()
-			log.Warn("tftp: refused a file that is not a regular file", "err", err)
-			s.record(c, "REFUSED:"+printable(name))
-			return errNotRegular
-		}
-		if err != nil {
-			reason := "not_found"
-			if !errors.Is(err, fs.ErrNotExist) {
-				reason = "open_error"
-			}
-			s.m.errors.WithLabelValues(reason).Inc()
-			log.Warn("tftp: file not served", "reason", reason, "err", err)
-			s.record(c, "NOT_FOUND:"+printable(name))
-			return errNotFound
+			return err
 		}
 		defer f.Close()
 
@@ -215,6 +188,44 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 		s.record(c, name)
 		return nil
 	}
+}
+
+// openFile opens name for a transfer: a configured boot file by its path,
+// anything else inside dir. A refusal is counted, logged and recorded as
+// the client's stage; the error is what the client is sent.
+func (s *Server) openFile(dir, name string, c client, log *slog.Logger) (*os.File, fs.FileInfo, error) {
+	root, err := s.rootFor(dir)
+	if err != nil {
+		s.m.errors.WithLabelValues("dir_error").Inc()
+		log.Error("tftp: directory unavailable", "dir", dir, "err", err)
+		return nil, nil, errDir
+	}
+	var f *os.File
+	var fi fs.FileInfo
+	if p, ok := s.store.Current().Server.BootFile(name); ok {
+		f, fi, err = regularfile.OpenPath(p) // a configured boot file, resolved at config load (trusted)
+	} else {
+		f, fi, err = regularfile.Open(root, name)
+	}
+	if errors.Is(err, regularfile.ErrNotRegular) {
+		// A FIFO or device is never opened (it could block a slot
+		// forever); directories land here too.
+		s.m.errors.WithLabelValues("not_regular").Inc()
+		log.Warn("tftp: refused a file that is not a regular file", "err", err)
+		s.record(c, "REFUSED:"+printable(name))
+		return nil, nil, errNotRegular
+	}
+	if err != nil {
+		reason := "not_found"
+		if !errors.Is(err, fs.ErrNotExist) {
+			reason = "open_error"
+		}
+		s.m.errors.WithLabelValues(reason).Inc()
+		log.Warn("tftp: file not served", "reason", reason, "err", err)
+		s.record(c, "NOT_FOUND:"+printable(name))
+		return nil, nil, errNotFound
+	}
+	return f, fi, nil
 }
 
 // acquire takes a transfer slot, waiting up to queueWait when all are in

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/health"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -89,8 +90,8 @@ type Server struct {
 	rootDir string
 	root    *os.Root
 
-	anticipate atomic.Int64 // window currently set on the library server
-	busyLog    onceASecond
+	anticipate atomic.Int64    // window currently set on the library server
+	busyLog    *health.Limiter // "too many transfers": a flood logs once a second
 }
 
 type nopRecorder struct{}
@@ -112,6 +113,7 @@ func New(o Options) (*Server, error) {
 		timeout:   o.Timeout,
 		retries:   o.Retries,
 		ready:     make(chan struct{}),
+		busyLog:   health.NewLimiter(time.Second, nil),
 	}
 	if s.status == nil {
 		s.status = nopRecorder{}

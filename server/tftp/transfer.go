@@ -12,7 +12,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/pin/tftp/v3"
@@ -146,7 +145,7 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 
 		if err := s.acquire(ctx); err != nil {
 			s.m.errors.WithLabelValues("busy").Inc()
-			if skipped, ok := s.busyLog.allow(time.Now()); ok { // a flood logs once a second
+			if skipped, ok := s.busyLog.AllowCount("busy"); ok { // a flood logs once a second
 				log.Warn("tftp: too many transfers; refused", "max", cap(s.sem), "why", err, "refused_unlogged", skipped)
 			}
 			return errBusy
@@ -271,22 +270,6 @@ func sendFile(rf io.ReaderFrom, r *fileReader) (n int64, err error) {
 		}
 	}()
 	return rf.ReadFrom(r)
-}
-
-// onceASecond lets one log line through per second and counts the others.
-type onceASecond struct {
-	last    atomic.Int64 // unix ns of the last line let through
-	skipped atomic.Int64
-}
-
-// allow reports whether to log now, and how many lines were held back since.
-func (o *onceASecond) allow(now time.Time) (skipped int64, ok bool) {
-	last := o.last.Load()
-	if now.UnixNano()-last < int64(time.Second) || !o.last.CompareAndSwap(last, now.UnixNano()) {
-		o.skipped.Add(1)
-		return 0, false
-	}
-	return o.skipped.Swap(0), true
 }
 
 // writeHandler refuses every write request with a TFTP error.

@@ -560,7 +560,7 @@ func (c *nodeCheck) checkDev(d string, rd *NetDevEntry) NetDev {
 	dk := c.key + ".network." + d
 	dev := NetDev{Name: d}
 	if rd.HWAddr != nil {
-		mac, err := NormalizeMAC(*rd.HWAddr)
+		mac, err := nodeapi.NormalizeMAC(*rd.HWAddr)
 		if err == nil {
 			err = CheckUnicastMAC(mac)
 		}
@@ -711,19 +711,6 @@ func CheckKernelArg(s string) error {
 		}
 	}
 	return nil
-}
-
-// NormalizeMAC accepts a 6-byte MAC with ':' or '-' in any case and returns
-// it lower-case with colons.
-func NormalizeMAC(s string) (string, error) {
-	if len(s) != 17 {
-		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
-	}
-	hw, err := net.ParseMAC(strings.ReplaceAll(s, "-", ":"))
-	if err != nil || len(hw) != 6 {
-		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
-	}
-	return hw.String(), nil
 }
 
 // CheckUnicastMAC reports why a normalised MAC cannot be a network card's:

@@ -13,13 +13,14 @@ import (
 	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/check"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/nodeedit"
 )
 
 // findNode resolves NODE|MAC. For a MAC it returns the normalised MAC and
 // the node (nil when no node has it); for a name, the node and its primary MAC.
 func findNode(snap *config.Snapshot, arg string) (n *config.Node, mac string, err error) {
-	if m, err := config.NormalizeMAC(arg); err == nil {
+	if m, err := nodeapi.NormalizeMAC(arg); err == nil {
 		return snap.Nodes.ByMAC[m], m, nil
 	}
 	n = snap.Nodes.ByName[arg]

@@ -39,7 +39,7 @@ type LeaseLookup interface {
 
 // Options configure a Server.
 type Options struct {
-	Store *config.Store
+	Store config.Current
 	// StateDir is unused (the TFTP server keeps no state); kept so all
 	// servers share one Options shape.
 	StateDir   string
@@ -70,7 +70,7 @@ type Options struct {
 
 // Server is the TFTP server. Create it with New and start it with Run.
 type Server struct {
-	store     *config.Store
+	store     config.Current
 	status    status.Recorder
 	log       *slog.Logger
 	leases    LeaseLookup

@@ -114,7 +114,7 @@ type Builder struct {
 	walks  freshGroup[string, fingerprint] // by tree directory
 	watch  *treeWatcher                    // spares walks of unchanged trees
 	hashes hashCache                       // content hashes of racy files
-	builds flightGroup[string, partResult] // by cache key
+	builds freshGroup[string, partResult]  // by cache key; shareRunning
 	slots  chan struct{}                   // bounds concurrent builds
 	// beforeBuild, if set, is called as a build of a cache file starts (a
 	// seam for tests).
@@ -175,6 +175,7 @@ func New(o Options) (*Builder, error) {
 		return nil, err
 	}
 	b := &Builder{
+		builds:   freshGroup[string, partResult]{shareRunning: true},
 		root:     root,
 		state:    state,
 		log:      o.Log,

@@ -19,9 +19,14 @@ import (
 //
 // The computation runs in its own goroutine, so a caller whose ctx ends stops
 // waiting without cancelling the call for the others.
+//
+// With shareRunning set, a caller instead shares the running call (a small
+// singleflight): for builds, whose result does not depend on when they
+// started (content-addressed cache files).
 type freshGroup[K comparable, V any] struct {
-	mu sync.Mutex
-	m  map[K]*freshState[V]
+	shareRunning bool
+	mu           sync.Mutex
+	m            map[K]*freshState[V]
 }
 
 type freshState[V any] struct {
@@ -53,6 +58,8 @@ func (g *freshGroup[K, V]) Do(ctx context.Context, key K, fn func() (V, error)) 
 		st = &freshState[V]{running: c}
 		g.m[key] = st
 		go g.run(key, st)
+	case g.shareRunning:
+		c = st.running
 	case st.next == nil:
 		c = &freshCall[V]{fn: fn, done: make(chan struct{})}
 		st.next = c
@@ -69,6 +76,22 @@ func (g *freshGroup[K, V]) Do(ctx context.Context, key K, fn func() (V, error)) 
 		var zero V
 		return zero, ctx.Err()
 	}
+}
+
+// joined returns how many callers share the calls of every key, running
+// or queued (for tests).
+func (g *freshGroup[K, V]) joined() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, st := range g.m {
+		for _, c := range []*freshCall[V]{st.running, st.next} {
+			if c != nil {
+				n += c.waiters
+			}
+		}
+	}
+	return n
 }
 
 // run executes st.running, then any call queued meanwhile, until none is left.

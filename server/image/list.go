@@ -12,7 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/hostlist"
 )
@@ -50,7 +50,7 @@ func List(tree string, nodes *config.Nodes) ([]Info, error) {
 		if info.Size, info.Files, err = usage(rootfs); err != nil {
 			return nil, fmt.Errorf("image %s: %w", e.Name(), err)
 		}
-		if info.Kernel, err = build.NewestKernel(rootfs); err != nil {
+		if info.Kernel, err = artifact.NewestKernel(rootfs); err != nil {
 			return nil, fmt.Errorf("image %s: %w", e.Name(), err)
 		}
 		if data, err := os.ReadFile(filepath.Join(dir, MetaFile)); err == nil {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/config"
 )
 
@@ -35,7 +35,7 @@ up front, but not stored: the server builds them on a node's first request.`,
 			if err != nil {
 				return err
 			}
-			b, err := build.New(build.Options{Root: root, Log: log})
+			b, err := artifact.New(artifact.Options{Root: root, Log: log})
 			if err != nil {
 				return err
 			}

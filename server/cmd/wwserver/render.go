@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/bootscript"
-	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/check"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/nodeapi"
@@ -114,9 +114,9 @@ owner, size and path, and the rendered content of each *.ww template.`,
 }
 
 // newCLIBuilder is a builder for one-off commands (logs to stderr, warn+).
-func newCLIBuilder(root string) (*build.Builder, error) {
+func newCLIBuilder(root string) (*artifact.Builder, error) {
 	log, _ := (&logFlags{format: "text", level: "warn"}).logger(os.Stderr)
-	return build.New(build.Options{Root: root, Log: log})
+	return artifact.New(artifact.Options{Root: root, Log: log})
 }
 
 func newNodesCmd() *cobra.Command {

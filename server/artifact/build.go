@@ -60,7 +60,7 @@
 // All source reads go through os.Root: a symlink in a tree is archived as a
 // symlink and never followed, and no path through a symlinked directory can
 // read outside the tree.
-package build
+package artifact
 
 import (
 	"crypto/sha256"

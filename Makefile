@@ -35,7 +35,7 @@ NGINX := $(NGINX_DIR)/usr/sbin/nginx
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -92,9 +92,16 @@ image: deps-image
 image-systemd image-selinux image-hpc: image-%: deps-debian-image
 	./initramfs/debian-image.sh $* $(CURDIR)/build/debian-$*
 
+# Debian's signed shim and GRUB (Secure Boot nodes, bootloader = "grub"),
+# downloaded (apt-get download) and unpacked under build/secureboot, never
+# installed: shim-signed's maintainer scripts would install a boot loader.
+bootloaders:
+	./initramfs/bootloaders.sh $(CURDIR)/build/secureboot
+
+# LAB_ARGS, e.g. --firmware uefi-secureboot (needs make bootloaders) --nodes 2
 lab: check-go deps-lab build image
 	$(GO) build -o $(BIN)/lab ./tools/lab/cmd/lab
-	$(BIN)/lab --bin $(BIN) --image $(IMAGE)
+	$(BIN)/lab --bin $(BIN) --image $(IMAGE) $(LAB_ARGS)
 
 vet: check-go
 	$(GO) vet ./...
@@ -111,8 +118,8 @@ fmt-check:
 unit: check-go deps-test build $(NGINX)
 	PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-integration: check-go deps-test build image image-systemd
-	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd $(GO) test -race -count=1 -timeout 30m -v ./integration/
+integration: check-go deps-test build image image-systemd bootloaders
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet staticcheck unit integration
 

@@ -32,6 +32,17 @@ const (
 	Script Protocol = "script"
 )
 
+// Loader is the boot loader the node is to be started with (its
+// bootloader key, else the server's): the values of config.LoaderIPXE and
+// config.LoaderGRUB.
+type Loader string
+
+// Boot loaders.
+const (
+	IPXE Loader = "ipxe" // iPXE, then the node's iPXE script
+	GRUB Loader = "grub" // shim, then GRUB, then the node's GRUB config (Secure Boot)
+)
+
 // Firmware is what a DHCP request tells about the booting firmware.
 type Firmware struct {
 	PXE     bool      // option 60 starts with PXEClient
@@ -56,14 +67,22 @@ const (
 	SlotEFI   Slot = "dhcp.efi_file"       // x86 UEFI PXE, option 93 = 6, 7, 9
 	SlotARM64 Slot = "dhcp.arm64_file"     // ARM64 UEFI, option 93 = 11 (PXE) and 19 (HTTP)
 	SlotHTTP  Slot = "dhcp.http_boot_file" // UEFI HTTP boot, vendor class HTTPClient
+	// SlotShim is the shim of nodes whose boot loader is GRUB (x86-64
+	// UEFI PXE and HTTP boot): wwserver.toml grub.shim, a path on the
+	// server, handed out under the name config.ShimName. Not one of
+	// Slots (those name files in tftp.dir).
+	SlotShim Slot = "grub.shim"
 )
 
-// Slots lists every slot, in the order of the keys in wwserver.toml.
+// Slots lists the dhcp.* slots (files of tftp.dir), in the order of the
+// keys in wwserver.toml.
 func Slots() []Slot { return []Slot{SlotBIOS, SlotEFI, SlotARM64, SlotHTTP} }
 
 // Files are the configured boot file names ("" = none configured).
 type Files struct {
 	BIOS, EFI, ARM64, HTTP string
+	// Shim is the name the shim is served under (SlotShim).
+	Shim string
 }
 
 // File is the name configured for slot s.
@@ -77,6 +96,8 @@ func (f Files) File(s Slot) string {
 		return f.ARM64
 	case SlotHTTP:
 		return f.HTTP
+	case SlotShim:
+		return f.Shim
 	}
 	return ""
 }

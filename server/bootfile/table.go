@@ -17,11 +17,14 @@ type Rule struct {
 	File Slot
 	// Route is the script route for Protocol Script.
 	Route nodeapi.Route
+	// Loader, when set, limits the rule to nodes booting with that loader
+	// ("" matches every node).
+	Loader Loader
 }
 
-// Rules returns the decision table, in order. Rows for shim, GRUB or
-// other loaders go here, each with its own slot (and, for a script, its
-// route).
+// Rules returns the decision table, in order. A row for a boot loader
+// other than iPXE names its Loader and its own slot (and, for a script,
+// its route).
 func Rules() []Rule {
 	return []Rule{
 		{
@@ -35,6 +38,14 @@ func Rules() []Rule {
 			Protocol: HTTP, File: SlotARM64,
 		},
 		{
+			// UEFI HTTP boot on x86-64 of a GRUB node: the signed shim over
+			// HTTP (/ipxe-bin/shimx64.efi); shim fetches grubx64.efi next
+			// to it, GRUB then GET /grub/grub.cfg and /grub/{mac}.
+			Name: "grub-http", Loader: GRUB,
+			Match:    func(f Firmware) bool { return f.HTTP && f.HasArch && f.Arch == iana.EFI_X86_64_HTTP },
+			Protocol: HTTP, File: SlotShim,
+		},
+		{
 			// UEFI HTTP boot (vendor class HTTPClient): the EFI iPXE binary over HTTP.
 			Name: "http", Match: func(f Firmware) bool { return f.HTTP },
 			Protocol: HTTP, File: SlotHTTP,
@@ -42,6 +53,17 @@ func Rules() []Rule {
 		{
 			Name: "bios", Match: func(f Firmware) bool { return f.HasArch && f.Arch == iana.INTEL_X86PC },
 			Protocol: TFTP, File: SlotBIOS,
+		},
+		{
+			// x86-64 UEFI PXE of a GRUB node (Secure Boot): the signed shim
+			// over TFTP; shim asks for grubx64.efi, GRUB for
+			// /grub/grub.cfg (made by wwserver), which loads /grub/{mac}
+			// over HTTP. (7 and 9 are both x86-64 in practice: RFC 4578's
+			// table has them swapped against what firmware sends.)
+			Name: "grub-efi", Loader: GRUB, Match: func(f Firmware) bool {
+				return f.HasArch && (f.Arch == iana.EFI_X86_64 || f.Arch == iana.EFI_BC)
+			},
+			Protocol: TFTP, File: SlotShim,
 		},
 		{
 			Name: "efi", Match: func(f Firmware) bool {
@@ -73,8 +95,15 @@ type Decision struct {
 	Vendor string
 }
 
-// Decide runs the decision table for firmware fw with the boot files files.
-func Decide(files Files, fw Firmware) Decision {
+// Decide runs the decision table for firmware fw with the boot files
+// files, for a node booting with iPXE.
+func Decide(files Files, fw Firmware) Decision { return DecideFor(files, fw, IPXE) }
+
+// DecideFor runs the decision table for firmware fw with the boot files
+// files, for a node booting with loader: rows of another loader are
+// skipped. A GRUB node on firmware without a GRUB row (BIOS, ARM64) gets
+// the iPXE rows.
+func DecideFor(files Files, fw Firmware, loader Loader) Decision {
 	var d Decision
 	switch {
 	case fw.HTTP:
@@ -83,6 +112,9 @@ func Decide(files Files, fw Firmware) Decision {
 		d.Vendor = VendorPXE
 	}
 	for _, r := range Rules() {
+		if r.Loader != "" && r.Loader != loader {
+			continue
+		}
 		if r.Match(fw) {
 			d.Rule, d.Protocol, d.Route = r.Name, r.Protocol, r.Route
 			if r.Protocol != Script {

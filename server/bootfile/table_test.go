@@ -1,6 +1,7 @@
 package bootfile
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/wwcluster/ww/server/nodeapi"
@@ -67,7 +68,7 @@ func TestNetboot(t *testing.T) {
 // TestRulesWellFormed: every row can answer: a script row names a route,
 // a file row a slot that Files knows.
 func TestRulesWellFormed(t *testing.T) {
-	all := Files{BIOS: "b", EFI: "e", ARM64: "a", HTTP: "h"}
+	all := Files{BIOS: "b", EFI: "e", ARM64: "a", HTTP: "h", Shim: "s"}
 	seen := map[string]bool{}
 	for _, r := range Rules() {
 		if r.Name == "" || seen[r.Name] || r.Match == nil {
@@ -104,5 +105,41 @@ func TestSlots(t *testing.T) {
 	}
 	if d := (Decision{Protocol: Script, Route: nodeapi.IPXE}); d.BootFile("http://s", "m") != "http://s/ipxe/m" {
 		t.Errorf("script boot file = %q", d.BootFile("http://s", "m"))
+	}
+}
+
+// TestGRUBRows: a node whose boot loader is GRUB gets the shim on x86-64
+// UEFI PXE (arch 7, 9) and UEFI HTTP boot (arch 16); everywhere else (BIOS,
+// IA32, ARM64, a running iPXE) it gets what an iPXE node gets. An iPXE node
+// never gets the shim.
+func TestGRUBRows(t *testing.T) {
+	files := Files{BIOS: "undionly.kpxe", EFI: "snponly.efi", HTTP: "ipxe.efi", Shim: "shimx64.efi"}
+	const base = "http://10.0.2.1:9873"
+	const mac = "52:54:00:00:00:01"
+	cases := []struct {
+		name       string
+		fw         Firmware
+		rule, file string
+	}{
+		{"efi bc", Firmware{Arch: 7, HasArch: true, PXE: true}, "grub-efi", "shimx64.efi"},
+		{"efi x64", Firmware{Arch: 9, HasArch: true, PXE: true}, "grub-efi", "shimx64.efi"},
+		{"http boot x64", Firmware{HTTP: true, Arch: 16, HasArch: true}, "grub-http", base + "/ipxe-bin/shimx64.efi"},
+		{"http boot without arch", Firmware{HTTP: true}, "http", base + "/ipxe-bin/ipxe.efi"},
+		{"efi ia32", Firmware{Arch: 6, HasArch: true, PXE: true}, "efi", "snponly.efi"},
+		{"bios", Firmware{Arch: 0, HasArch: true, PXE: true}, "bios", "undionly.kpxe"},
+		{"ipxe running", Firmware{Arch: 7, HasArch: true, IPXE: true}, "ipxe", base + "/ipxe/" + mac},
+	}
+	for _, tc := range cases {
+		d := DecideFor(files, tc.fw, GRUB)
+		if got := d.BootFile(base, mac); d.Rule != tc.rule || got != tc.file {
+			t.Errorf("%s: GRUB node: rule %q, boot file %q; want %q, %q", tc.name, d.Rule, got, tc.rule, tc.file)
+		}
+		ipxe := DecideFor(files, tc.fw, IPXE)
+		if ipxe != Decide(files, tc.fw) {
+			t.Errorf("%s: Decide differs from DecideFor(IPXE)", tc.name)
+		}
+		if strings.HasPrefix(ipxe.Rule, "grub") || strings.Contains(ipxe.BootFile(base, mac), "shim") {
+			t.Errorf("%s: iPXE node got %+v", tc.name, ipxe)
+		}
 	}
 }

@@ -1,9 +1,9 @@
 // Package bootscript renders boot plans (server/bootplan) in a boot
 // loader's script language: ipxe.go writes iPXE scripts from the built-in
-// templates or the admin's ROOT/ipxe/NAME.ipxe. A GRUB renderer (grub.go:
-// grub.cfg from the same plan, its own ROOT/grub overrides) fits the same
-// Renderer interface and shares the override loader (overrides.go) and the
-// render cache (cache.go).
+// templates or the admin's ROOT/ipxe/NAME.ipxe; grub.go writes GRUB
+// configs (the per-node config, the unknown-node one and the bootstrap
+// /grub/grub.cfg) from built-in templates. Both implement Renderer and
+// share the render cache (cache.go).
 package bootscript
 
 import (
@@ -25,6 +25,9 @@ type Request struct {
 	// Servers are the live servers as HOST:PORT, this one first
 	// (bootplan.Servers); at least this one.
 	Servers []string
+	// Via is how a GRUB config's files are fetched (ViaTFTP, the default,
+	// or ViaHTTP); iPXE ignores it.
+	Via string
 }
 
 // others are the servers besides this one (the first).

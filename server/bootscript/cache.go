@@ -44,4 +44,5 @@ type renderKey struct {
 	tmpl *template.Template // a changed template file is a new pointer
 	node *config.Node
 	mac  string
+	via  string // GRUB's transport ("" for iPXE)
 }

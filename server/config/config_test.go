@@ -222,3 +222,37 @@ func FuzzParseNodes(f *testing.F) {
 		}
 	})
 }
+
+// TestAnswerRouterSolicitations: "auto" by default; the strings "auto",
+// "true" and "false" and the booleans of old configs are accepted; anything
+// else is refused with file, line and key.
+func TestAnswerRouterSolicitations(t *testing.T) {
+	for in, want := range map[string]AnswerRS{
+		"":                                      AnswerRSAuto,
+		`answer_router_solicitations = "auto"`:  AnswerRSAuto,
+		`answer_router_solicitations = "true"`:  AnswerRSAlways,
+		`answer_router_solicitations = "false"`: AnswerRSNever,
+		`answer_router_solicitations = true`:    AnswerRSAlways,
+		`answer_router_solicitations = false`:   AnswerRSNever,
+	} {
+		s, err := ParseServer("wwserver.toml", []byte(goodServer+in+"\n"))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if got := s.DHCP.AnswerRouterSolicitations; got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
+	for _, in := range []string{`"yes"`, `1`, `"Auto"`, `["auto"]`} {
+		_, err := ParseServer("wwserver.toml", []byte(goodServer+"answer_router_solicitations = "+in+"\n"))
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "wwserver.toml:8: dhcp.answer_router_solicitations: ") ||
+			!strings.Contains(err.Error(), `"auto", true or false`) {
+			t.Errorf("%s: error = %v", in, err)
+		}
+	}
+	if b, err := AnswerRS("").MarshalText(); err != nil || string(b) != "auto" {
+		t.Errorf(`AnswerRS("").MarshalText() = %q, %v`, b, err)
+	}
+}

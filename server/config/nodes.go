@@ -29,18 +29,21 @@ type NetDev struct {
 
 // Node is a node with its profiles merged in; resolved once per config load.
 type Node struct {
-	Name            string            `json:"name"`
-	Profiles        []string          `json:"profiles,omitempty"`
-	Image           string            `json:"image"`
-	Kernel          string            `json:"kernel,omitempty"`
-	KernelArgs      []string          `json:"kernel_args,omitempty"`
-	SystemOverlays  []string          `json:"system_overlays"`
-	RuntimeOverlays []string          `json:"runtime_overlays"`
-	Root            string            `json:"root"`
-	AssetKey        string            `json:"-"`
-	IPXETemplate    string            `json:"ipxe_template,omitempty"`
-	Tags            map[string]string `json:"tags,omitempty"`
-	Network         []NetDev          `json:"network"` // primary first, then by name
+	Name            string   `json:"name"`
+	Profiles        []string `json:"profiles,omitempty"`
+	Image           string   `json:"image"`
+	Kernel          string   `json:"kernel,omitempty"`
+	KernelArgs      []string `json:"kernel_args,omitempty"`
+	SystemOverlays  []string `json:"system_overlays"`
+	RuntimeOverlays []string `json:"runtime_overlays"`
+	Root            string   `json:"root"`
+	// Bootloader is the node's "ipxe" or "grub" as written on the node or
+	// its profiles; "" means the server's default (Server.LoaderFor).
+	Bootloader   string            `json:"bootloader,omitempty"`
+	AssetKey     string            `json:"-"`
+	IPXETemplate string            `json:"ipxe_template,omitempty"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	Network      []NetDev          `json:"network"` // primary first, then by name
 	// Discoverable nodes without a primary MAC are given to the next unknown
 	// MAC that asks for an iPXE script (see server/nodeedit).
 	Discoverable bool `json:"discoverable,omitempty"`
@@ -72,6 +75,7 @@ type PublicNode struct {
 	SystemOverlays  []string          `json:"system_overlays"`
 	RuntimeOverlays []string          `json:"runtime_overlays"`
 	Root            string            `json:"root"`
+	Bootloader      string            `json:"bootloader,omitempty"`
 	IPXETemplate    string            `json:"ipxe_template,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
 	Network         []NetDev          `json:"network"`
@@ -93,7 +97,7 @@ func (n *Node) Public() *PublicNode {
 	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
 		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
 		Root: n.Root, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
-		Discoverable: n.Discoverable, File: n.File}
+		Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader}
 }
 
 // Nodes is the resolved node database of one config generation.
@@ -105,6 +109,8 @@ type Nodes struct {
 	ByIP   map[string]*Node // any configured address → node
 	// Undiscovered are the discoverable nodes still without a MAC, by name.
 	Undiscovered []*Node
+	// AnyGRUB: some node sets bootloader = "grub" (itself or by profile).
+	AnyGRUB bool
 	// Hash identifies this generation's content (nodes and profiles).
 	Hash string
 }
@@ -119,6 +125,7 @@ type Entry struct {
 	SystemOverlays  []string                `toml:"system_overlays"`
 	RuntimeOverlays []string                `toml:"runtime_overlays"`
 	Root            *string                 `toml:"root"`
+	Bootloader      *string                 `toml:"bootloader"`
 	AssetKey        *string                 `toml:"asset_key"`
 	IPXETemplate    *string                 `toml:"ipxe_template"`
 	Discoverable    *bool                   `toml:"discoverable"`
@@ -447,7 +454,7 @@ func (r *resolver) resolveNode(name string) {
 		n.Profiles = append([]string(nil), w.e.Profiles...)
 	}
 	unresolved := c.merge(n, w.e)
-	c.checkKeys(n, unresolved)
+	c.checkKeys(n, w.e, unresolved)
 	c.resolveNetwork(n)
 	if n.Discoverable && n.Primary().HWAddr == "" && filepath.Base(filepath.Dir(n.File)) != NodesDir {
 		c.nfail(c.key+".discoverable", "a discoverable node without hwaddr must be defined under %s/ (wwserver node add --discoverable), where discovery writes its MAC", NodesDir)
@@ -492,7 +499,7 @@ func (c *nodeCheck) merge(n *Node, e *Entry) (unresolved bool) {
 }
 
 // checkKeys checks the merged values other than the network devices.
-func (c *nodeCheck) checkKeys(n *Node, unresolved bool) {
+func (c *nodeCheck) checkKeys(n *Node, e *Entry, unresolved bool) {
 	key := c.key
 	if n.Root == "" {
 		n.Root = RootTmpfs
@@ -500,6 +507,8 @@ func (c *nodeCheck) checkKeys(n *Node, unresolved bool) {
 	if n.Root != RootTmpfs && n.Root != RootInitramfs {
 		c.nfail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
 	}
+	checkBootloader(n, key, e, func(p string) *Entry { return c.profiles[p].e }, c.nfail)
+	c.ns.AnyGRUB = c.ns.AnyGRUB || n.Bootloader == LoaderGRUB
 	if n.Image == "" && !unresolved {
 		c.nfail(key+".image", "no image set (on the node or its profiles)")
 	}
@@ -634,6 +643,7 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 	set(&n.Image, r.Image)
 	set(&n.Kernel, r.Kernel)
 	set(&n.Root, r.Root)
+	set(&n.Bootloader, r.Bootloader)
 	set(&n.AssetKey, r.AssetKey)
 	set(&n.IPXETemplate, r.IPXETemplate)
 	if r.Discoverable != nil {

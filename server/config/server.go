@@ -56,8 +56,13 @@ type Server struct {
 	// and heartbeats only from its own address; off for relayed/NATed nodes.
 	SourceCheck *bool `toml:"source_check"`
 
+	// Bootloader is the default boot loader of nodes that set none:
+	// LoaderIPXE (default) or LoaderGRUB (shim + GRUB, Secure Boot).
+	Bootloader string `toml:"bootloader"`
+
 	DHCP  DHCP  `toml:"dhcp"`
 	TFTP  TFTP  `toml:"tftp"`
+	GRUB  GRUB  `toml:"grub"`
 	State State `toml:"state"`
 
 	// Port is the HTTP port nodes connect to, derived from Listen.
@@ -68,6 +73,9 @@ type Server struct {
 	// Set by LoadServer, read-only afterwards.
 	bootFiles    map[string]string
 	bootProblems []error
+	grubProblems []error
+	// anticipateSet: tftp.anticipate is written in wwserver.toml (not 0).
+	anticipateSet bool
 }
 
 // IsSecure reports whether secure mode is on (the default).
@@ -102,10 +110,52 @@ type DHCP struct {
 	ARM64File    string   `toml:"arm64_file"`
 	HTTPBootFile string   `toml:"http_boot_file"`
 	Workers      int      `toml:"workers"` // fixed packet-handling pool size
-	// AnswerRouterSolicitations makes the server answer IPv6 router
+	// AnswerRouterSolicitations: whether the server answers IPv6 router
 	// solicitations on Interface with an RA that announces nothing, so
-	// iPXE's IPv6 autoconfiguration ends at once instead of after ~16 s.
-	AnswerRouterSolicitations bool `toml:"answer_router_solicitations"`
+	// iPXE's IPv6 autoconfiguration ends at once instead of after ~16 s:
+	// "auto" (default: only while no other router advertises there),
+	// "true" (always) or "false" (never).
+	AnswerRouterSolicitations AnswerRS `toml:"answer_router_solicitations"`
+}
+
+// AnswerRS is dhcp.answer_router_solicitations. TOML accepts the strings
+// "auto", "true" and "false" and, as before it had three values, the
+// booleans true and false.
+type AnswerRS string
+
+// The values of AnswerRS ("" after decoding means AnswerRSAuto).
+const (
+	AnswerRSAuto   AnswerRS = "auto"
+	AnswerRSAlways AnswerRS = "true"
+	AnswerRSNever  AnswerRS = "false"
+)
+
+// UnmarshalTOML implements toml.Unmarshaler: a bool or one of the strings.
+func (a *AnswerRS) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case bool:
+		*a = AnswerRSNever
+		if v {
+			*a = AnswerRSAlways
+		}
+		return nil
+	case string:
+		switch x := AnswerRS(v); x {
+		case AnswerRSAuto, AnswerRSAlways, AnswerRSNever:
+			*a = x
+			return nil
+		}
+		return fmt.Errorf("must be \"auto\", true or false, got %q", v)
+	}
+	return fmt.Errorf("must be \"auto\", true or false, got %v", v)
+}
+
+// MarshalText implements encoding.TextMarshaler ("" encodes as "auto").
+func (a AnswerRS) MarshalText() ([]byte, error) {
+	if a == "" {
+		return []byte(AnswerRSAuto), nil
+	}
+	return []byte(a), nil
 }
 
 // TFTP is the [tftp] section of wwserver.toml.
@@ -158,13 +208,16 @@ func LoadServer(path string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.resolveBootFiles(path, newLocator(data))
+	loc := newLocator(data)
+	s.resolveBootFiles(path, loc)
+	s.resolveGRUBFiles(path, loc)
 	return s, nil
 }
 
 // BootFile returns the file to serve for name when name is one of the boot
 // files wwserver.toml configures (dhcp.bios_file, efi_file, arm64_file,
-// http_boot_file) and it resolved to a regular file when the config loaded.
+// http_boot_file; and ShimName, GRUBName for grub.shim, grub.grub) and it
+// resolved to a regular file when the config loaded.
 // The admin's config is trusted, so these may be symlinks leading out of
 // tftp.dir (Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi); any other
 // name a client asks for stays confined to tftp.dir.
@@ -181,7 +234,7 @@ func (s *Server) BootFileProblems() []error { return s.bootProblems }
 // table (server/bootfile).
 func (s *Server) BootFiles() bootfile.Files {
 	d := &s.DHCP
-	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile}
+	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile, Shim: ShimName}
 }
 
 // BootFileKeys are the wwserver.toml keys naming a boot file (the
@@ -255,6 +308,7 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	fail := func(key, format string, a ...any) {
 		errs.add(&Error{File: path, Line: loc.line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
 	}
+	s.anticipateSet = s.TFTP.Anticipate != 0
 	s.applyDefaults()
 	if s.Address == "" {
 		fail("address", "required: the IP address nodes use to reach this server")
@@ -273,6 +327,14 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	if s.TFTP.Anticipate < 0 || s.TFTP.Anticipate > 64 {
 		fail("tftp.anticipate", "must be 0..64, got %d", s.TFTP.Anticipate)
 	}
+	if err := checkLoader(s.Bootloader); err != nil {
+		fail("bootloader", "%v", err)
+	}
+	for _, f := range []struct{ key, val string }{{"grub.shim", s.GRUB.Shim}, {"grub.grub", s.GRUB.GRUB}} {
+		if !filepath.IsAbs(f.val) {
+			fail(f.key, "%q: want an absolute path on this server", f.val)
+		}
+	}
 	checkState(&s.State, fail)
 	if err := errs.err(); err != nil {
 		return nil, err
@@ -289,6 +351,15 @@ func (s *Server) applyDefaults() {
 	}
 	if s.State.Backend == "" {
 		s.State.Backend = BackendFiles
+	}
+	if s.Bootloader == "" {
+		s.Bootloader = LoaderIPXE
+	}
+	if s.GRUB.Shim == "" {
+		s.GRUB.Shim = DefaultShim
+	}
+	if s.GRUB.GRUB == "" {
+		s.GRUB.GRUB = DefaultGRUB
 	}
 	d := &s.DHCP
 	if d.Mode == "" {
@@ -314,6 +385,9 @@ func (s *Server) applyDefaults() {
 	}
 	if d.Workers == 0 {
 		d.Workers = 8
+	}
+	if d.AnswerRouterSolicitations == "" {
+		d.AnswerRouterSolicitations = AnswerRSAuto
 	}
 	t := &s.TFTP
 	if t.Listen == "" {

@@ -76,6 +76,7 @@ type server struct {
 	boot       *bootWarnings
 	handler    *provision.Handler
 	leases     provision.Leases // DHCP's, for secure mode's source check; nil without DHCP
+	tftpLeases tftp.LeaseLookup // DHCP's, naming TFTP clients; nil without DHCP
 	peers      provision.Peers  // the cluster's live servers; nil without etcd
 
 	services     []service
@@ -105,6 +106,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		return err
 	}
 	if err := s.newHandler(); err != nil {
+		return err
+	}
+	if err := s.addTFTP(); err != nil {
 		return err
 	}
 	ln, srv, err := s.listen()
@@ -193,8 +197,8 @@ func (s *server) watchConfig() {
 	}
 }
 
-// addServices creates the etcd cluster member, DHCP and TFTP as
-// wwserver.toml asks.
+// addServices creates the etcd cluster member and DHCP as wwserver.toml
+// asks (TFTP: addTFTP, once the handler exists).
 func (s *server) addServices() error {
 	sh, err := cluster.Open(s.snap.Server, s.log.With("svc", "etcd"))
 	if err != nil {
@@ -209,7 +213,6 @@ func (s *server) addServices() error {
 			service{"etcd", func(ctx context.Context) error { sh.Run(ctx, s.store, s.builder); return nil }},
 			service{"etcd-status", sh.ShareStatus(s.status)})
 	}
-	var leases tftp.LeaseLookup
 	if s.snap.Server.DHCP.Enabled {
 		d, err := dhcp.New(dhcp.Options{Store: s.store, StateDir: s.stateDir, Status: s.status, Log: s.log.With("svc", "dhcp"),
 			Registerer: s.reg, Shared: sharedLeases})
@@ -219,21 +222,32 @@ func (s *server) addServices() error {
 		s.healthChecks = append(s.healthChecks, d.Health) // e.g. a corrupt lease file moved aside
 		s.services = append(s.services, service{"dhcp", d.Run})
 		s.ready = append(s.ready, d.Ready())
-		leases = d // TFTP names pool clients by their DHCP lease
+		s.tftpLeases = d // TFTP names pool clients by their DHCP lease
 		s.leases = dhcpLeases{d}
-	}
-	if s.snap.Server.TFTP.Enabled {
-		t, err := tftp.New(tftp.Options{Store: s.store, StateDir: s.stateDir, Status: s.status, Log: s.log.With("svc", "tftp"),
-			Registerer: s.reg, Leases: leases})
-		if err != nil {
-			return fmt.Errorf("tftp: %w", err)
-		}
-		s.services = append(s.services, service{"tftp", t.Run})
-		s.ready = append(s.ready, t.Ready())
+	} else if s.snap.Server.DHCP.AnswerRouterSolicitations != config.AnswerRSNever {
+		s.log.Info("dhcp.enabled is false, so IPv6 router solicitations are not answered either (answer_router_solicitations works on dhcp.interface, with the DHCP server); " +
+			"on a network without an IPv6 router iPXE waits ~16 s for one")
 	}
 	if sh != nil {
 		s.peers = cluster.Peers{Member: sh, Store: s.store}
 	}
+	return nil
+}
+
+// addTFTP creates the TFTP server as wwserver.toml asks, after the
+// handler: the handler answers GRUB's names (grub/grub.cfg, grub/MAC, a
+// node's files), which Debian's signed GRUB fetches over TFTP.
+func (s *server) addTFTP() error {
+	if !s.snap.Server.TFTP.Enabled {
+		return nil
+	}
+	t, err := tftp.New(tftp.Options{Store: s.store, StateDir: s.stateDir, Status: s.status, Log: s.log.With("svc", "tftp"),
+		Registerer: s.reg, Leases: s.tftpLeases, Generator: s.handler})
+	if err != nil {
+		return fmt.Errorf("tftp: %w", err)
+	}
+	s.services = append(s.services, service{"tftp", t.Run})
+	s.ready = append(s.ready, t.Ready())
 	return nil
 }
 

@@ -21,6 +21,9 @@ func warnRestartNeeded(log *slog.Logger, was, now *config.Server, listenOverridd
 	if was.DHCP.Enabled != now.DHCP.Enabled {
 		log.Warn("dhcp.enabled changed; restart wwserver to apply", "now", now.DHCP.Enabled)
 	}
+	if was.DHCP.AnswerRouterSolicitations != now.DHCP.AnswerRouterSolicitations {
+		log.Warn("dhcp.answer_router_solicitations changed; restart wwserver to apply", "now", now.DHCP.AnswerRouterSolicitations)
+	}
 	if was.TFTP.Enabled != now.TFTP.Enabled {
 		log.Warn("tftp.enabled changed; restart wwserver to apply", "now", now.TFTP.Enabled)
 	}

@@ -55,8 +55,10 @@ type bootDecision struct {
 	Vendor string
 }
 
-// decideBoot runs the boot file table (server/bootfile) for c.
-func decideBoot(s *config.Server, c client) bootDecision {
-	d := bootfile.Decide(s.BootFiles(), c.Firmware)
+// decideBoot runs the boot file table (server/bootfile) for c, the
+// firmware of node n (nil: an unknown MAC) which boots with n's boot
+// loader (bootloader key, else the server's).
+func decideBoot(s *config.Server, n *config.Node, c client) bootDecision {
+	d := bootfile.DecideFor(s.BootFiles(), c.Firmware, bootfile.Loader(s.LoaderFor(n)))
 	return bootDecision{Rule: d.Rule, File: d.BootFile(s.URL(), c.mac), Vendor: d.Vendor}
 }

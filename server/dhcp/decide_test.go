@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -637,6 +638,32 @@ gateway = "10.9.9.9"
 	}
 	if o.note == "" {
 		t.Error("dropping the router was not noted")
+	}
+}
+
+// TestBootFileGRUBNode: DHCP knows the MAC, so a node with bootloader =
+// "grub" gets the shim on x86-64 UEFI PXE and HTTP boot, and iPXE on
+// BIOS; the other nodes keep iPXE.
+func TestBootFileGRUBNode(t *testing.T) {
+	nodes := strings.Replace(testNodesTOML, "[nodes.n001]\n", "[nodes.n001]\nbootloader = \"grub\"\n", 1)
+	e := newEnv(t, testConfig{nodes: nodes})
+	for _, tc := range []struct {
+		mac  string
+		mods []dhcpv4.Modifier
+		ip   string
+		file string
+	}{
+		{"52:54:00:00:00:01", []dhcpv4.Modifier{withArch(7), withVendor("PXEClient:Arch:00007:UNDI:003001")}, "10.201.0.11", "shimx64.efi"},
+		{"52:54:00:00:00:01", []dhcpv4.Modifier{withArch(9)}, "10.201.0.11", "shimx64.efi"},
+		{"52:54:00:00:00:01", []dhcpv4.Modifier{withVendor("HTTPClient:Arch:00016:UNDI:003001"), withArch(16)}, "10.201.0.11", "http://10.201.0.1:9873/ipxe-bin/shimx64.efi"},
+		{"52:54:00:00:00:01", []dhcpv4.Modifier{withArch(0)}, "10.201.0.11", "undionly.kpxe"},
+		{"52:54:00:00:00:02", []dhcpv4.Modifier{withArch(7)}, "10.201.0.102", "snponly.efi"},
+	} {
+		o := e.do(t, discover(t, tc.mac, tc.mods...))
+		checkReply(t, o, dhcpv4.MessageTypeOffer, tc.ip, tc.file)
+		if o.event == nil || o.event.Sent != tc.file || o.event.Node == "" {
+			t.Errorf("%s: status event %+v, want sent %q", tc.mac, o.event, tc.file)
+		}
 	}
 }
 

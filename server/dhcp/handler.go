@@ -95,7 +95,7 @@ func unknownEvent(x *exchange) *status.Event {
 // withBoot adds the boot decision to p for netboot clients.
 func withBoot(x *exchange, p *params) {
 	if x.client.Netboot() {
-		p.boot = decideBoot(x.cfg, x.client)
+		p.boot = decideBoot(x.cfg, x.node, x.client)
 	}
 }
 
@@ -404,7 +404,7 @@ func (proxyHandler) handle(x *exchange) result {
 	default:
 		return ignored("unsupported_type")
 	}
-	p := &params{proxy: true, boot: decideBoot(x.cfg, x.client)}
+	p := &params{proxy: true, boot: decideBoot(x.cfg, x.node, x.client)}
 	if p.boot.File == "" {
 		return ignored("no_boot_file")
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
-	"github.com/mdlayher/ndp"
 
 	"github.com/wwcluster/ww/server/config"
 )
@@ -31,9 +29,6 @@ const helperEnv = "WWT_DHCP_CLIENT"
 func TestMain(m *testing.M) {
 	if args := os.Getenv(helperEnv); args != "" {
 		os.Exit(runClientHelper(args))
-	}
-	if iface := os.Getenv(solicitHelperEnv); iface != "" {
-		os.Exit(runSolicitHelper(iface))
 	}
 	if root := os.Getenv(serverHelperEnv); root != "" {
 		os.Exit(runServerHelper(root))
@@ -347,65 +342,4 @@ func runServerHelper(root string) int {
 		return 1
 	}
 	return 0
-}
-
-// solicitHelperEnv makes this test binary send one IPv6 router solicitation
-// on the named interface (as iPXE does) and print the first router
-// advertisement it gets within 5 s as JSON (an empty line on none).
-const solicitHelperEnv = "WWT_DHCP_SOLICIT"
-
-type raSummary struct {
-	From           string
-	RouterLifetime time.Duration
-	Managed, Other bool
-	Prefixes       int
-}
-
-func runSolicitHelper(iface string) int {
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer c.Close()
-	rs := &ndp.RouterSolicitation{Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: ifi.HardwareAddr}}}
-	// Like iPXE: solicit again every half second (the server may still be
-	// starting its responder), for at most 5 s.
-	deadline := time.Now().Add(5 * time.Second)
-	next := time.Now()
-	for {
-		if time.Now().After(deadline) {
-			fmt.Println()
-			return 0
-		}
-		if !time.Now().Before(next) {
-			if err := c.WriteTo(rs, nil, netip.MustParseAddr("ff02::2")); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			next = time.Now().Add(500 * time.Millisecond)
-		}
-		_ = c.SetReadDeadline(next)
-		msg, _, from, err := c.ReadFrom()
-		if err != nil {
-			continue // deadline: solicit again
-		}
-		ra, ok := msg.(*ndp.RouterAdvertisement)
-		if !ok {
-			continue
-		}
-		out := raSummary{From: from.String(), RouterLifetime: ra.RouterLifetime, Managed: ra.ManagedConfiguration, Other: ra.OtherConfiguration}
-		for _, o := range ra.Options {
-			if _, ok := o.(*ndp.PrefixInformation); ok {
-				out.Prefixes++
-			}
-		}
-		_ = json.NewEncoder(os.Stdout).Encode(out)
-		return 0
-	}
 }

@@ -35,6 +35,7 @@ domain = "cluster.test"
 lease_time = "1h"
 arm64_file = "%ARM64%"
 workers = 2
+answer_router_solicitations = %ANSWER_RS%
 `
 
 const testNodesTOML = `
@@ -68,6 +69,10 @@ type testConfig struct {
 	arm64                string
 	netmask              string // default 255.255.255.0
 	nodes                string // nodes.toml; testNodesTOML when empty
+	// answerRS is dhcp.answer_router_solicitations as TOML (`"auto"`,
+	// `true`, ...; "omit": no such line), false when empty: a server run in-process on a netns
+	// thread would start its responder on a goroutine outside the namespace.
+	answerRS string
 }
 
 func (c testConfig) serverTOML() string {
@@ -85,11 +90,18 @@ func (c testConfig) serverTOML() string {
 		r["%LISTEN%"] = c.listen
 	}
 	r["%RANGE_START%"], r["%RANGE_END%"], r["%ARM64%"] = c.rangeStart, c.rangeEnd, c.arm64
+	r["%ANSWER_RS%"] = "false"
+	if c.answerRS != "" {
+		r["%ANSWER_RS%"] = c.answerRS
+	}
 	r["%NETMASK%"] = "255.255.255.0"
 	if c.netmask != "" {
 		r["%NETMASK%"] = c.netmask
 	}
 	s := testServerTOML
+	if c.answerRS == "omit" {
+		s = strings.Replace(s, "answer_router_solicitations = %ANSWER_RS%\n", "", 1)
+	}
 	for k, v := range r {
 		s = strings.ReplaceAll(s, k, v)
 	}

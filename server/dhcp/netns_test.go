@@ -435,62 +435,6 @@ func TestNetnsProbeAfterLostLeases(t *testing.T) {
 	}
 }
 
-// TestNetnsRouterSolicitation: with dhcp.answer_router_solicitations a
-// router solicitation (what iPXE sends for ~16 s on a network without an
-// IPv6 router) gets a router advertisement that announces nothing; without
-// it, none.
-func TestNetnsRouterSolicitation(t *testing.T) {
-	netnstest.Require(t)
-	p := netnstest.New(t, knownMAC)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	solicit := func() string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := p.ClientCommand(ctx, exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), solicitHelperEnv+"="+p.ClientIf)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("solicit helper: %v", err)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	waitLinkLocal(t, p)
-	for _, answer := range []bool{false, true} {
-		root := t.TempDir()
-		c := testConfig{iface: p.ServerIf, listen: ":67"}
-		writeTree(t, root, c)
-		if answer {
-			f := filepath.Join(root, config.ServerFile)
-			data, _ := os.ReadFile(f)
-			data = bytes.Replace(data, []byte("[dhcp]\n"), []byte("[dhcp]\nanswer_router_solicitations = true\n"), 1)
-			if err := os.WriteFile(f, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		srv := startServerProcess(t, p, root)
-		got := solicit()
-		_ = srv.Process.Kill()
-		_ = srv.Wait()
-		if !answer {
-			if got != "" {
-				t.Errorf("answered a router solicitation when not configured to: %s", got)
-			}
-			continue
-		}
-		var ra raSummary
-		if err := json.Unmarshal([]byte(got), &ra); err != nil {
-			t.Fatalf("no router advertisement (%q): %v", got, err)
-		}
-		if ra.RouterLifetime != 0 || ra.Managed || ra.Other || ra.Prefixes != 0 || !strings.HasPrefix(ra.From, "fe80::") {
-			t.Errorf("router advertisement announces something: %+v", ra)
-		}
-	}
-}
-
 // waitLinkLocal waits until both veth ends have a usable (not tentative)
 // IPv6 link-local address.
 func waitLinkLocal(t *testing.T, p *netnstest.Pair) {

@@ -172,8 +172,11 @@ func (s *Server) Leases() []Lease {
 
 // Run binds dhcp.listen on dhcp.interface (and, in proxy mode, the PXE
 // port) and serves until ctx is done; then it closes the sockets, lets the
-// workers finish and writes the leases. Listen address, interface and the
-// worker count are read once here; everything else per packet.
+// workers finish and writes the leases. It also answers IPv6 router
+// solicitations on the interface (routeradv.go) unless
+// answer_router_solicitations is false. Listen address, interface, the
+// worker count and answer_router_solicitations are read once here;
+// everything else per packet.
 func (s *Server) Run(ctx context.Context) error {
 	cfg := s.store.Current().Server.DHCP
 	conn, err := listenUDP(cfg.Interface, cfg.Listen)
@@ -199,17 +202,23 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addrMu.Unlock()
 	s.log.Info("dhcp: serving", "interface", cfg.Interface, "listen", cfg.Listen, "mode", cfg.Mode,
 		"workers", cfg.Workers, "pxe_port", len(conns) > 1)
-	if cfg.AnswerRouterSolicitations {
-		if cfg.Interface == "" {
-			s.log.Warn("dhcp: answer_router_solicitations needs dhcp.interface; not answering")
-		} else {
-			raDone := make(chan struct{})
-			defer func() { <-raDone }()
-			go func() {
-				defer close(raDone)
-				answerRouterSolicitations(ctx, cfg.Interface, s.log, s.m)
-			}()
+	switch ra := cfg.AnswerRouterSolicitations; {
+	case ra == config.AnswerRSNever:
+		s.log.Info("dhcp: not answering IPv6 router solicitations (answer_router_solicitations = false); on a network without an IPv6 router iPXE waits ~16 s for one")
+	case cfg.Interface == "":
+		level := slog.LevelInfo
+		if ra == config.AnswerRSAlways {
+			level = slog.LevelWarn
 		}
+		s.log.Log(ctx, level, "dhcp: not answering IPv6 router solicitations: dhcp.interface is not set, so there is no link to answer on; "+
+			"on a network without an IPv6 router iPXE waits ~16 s for one (set dhcp.interface)", "answer_router_solicitations", ra)
+	default:
+		raDone := make(chan struct{})
+		defer func() { <-raDone }()
+		go func() {
+			defer close(raDone)
+			answerRouterSolicitations(ctx, cfg.Interface, ra, s.log, s.m)
+		}()
 	}
 	return s.serve(ctx, conns, cfg.Workers)
 }

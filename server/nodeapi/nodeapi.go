@@ -9,6 +9,7 @@ package nodeapi
 import (
 	"net"
 	"strconv"
+	"strings"
 )
 
 // DefaultPort is wwserver's HTTP port when an address names none.
@@ -29,7 +30,19 @@ const (
 	// Provision is Warewulf's spelling of the GET stages:
 	// /provision/{mac}?stage=NAME, NAME one of Stages.
 	Provision Route = "/provision/"
+	// GRUB is the node's GRUB config (GET, and over TFTP as grub/MAC:
+	// GRUB behind shim, for Secure Boot). GRUB asks for GRUBConfig first.
+	GRUB Route = "/grub/"
 )
+
+// GRUBConfig is the config GRUB reads first, the same for every machine
+// (GRUB names no MAC): over TFTP (as grub/grub.cfg, the TFTP root's) and
+// HTTP. It loads GRUB.Path(${net_default_mac}).
+const GRUBConfig = "/grub/grub.cfg"
+
+// TFTPName is the TFTP name of a route path: the path without its leading
+// "/" (GRUB fetches a node's files over TFTP under the HTTP paths).
+func TFTPName(path string) string { return strings.TrimPrefix(path, "/") }
 
 // MACWildcard is the name of the MAC in a Route's server-side pattern.
 const MACWildcard = "mac"

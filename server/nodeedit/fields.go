@@ -22,6 +22,7 @@ type Fields struct {
 	SystemOverlays  []string
 	RuntimeOverlays []string
 	Root            string
+	Bootloader      string
 	AssetKey        string
 	IPXETemplate    string
 	Discoverable    bool
@@ -79,6 +80,7 @@ func (f *Fields) applyKeys(e *config.Entry) error {
 	list("system-overlays", f.SystemOverlays, &e.SystemOverlays)
 	list("runtime-overlays", f.RuntimeOverlays, &e.RuntimeOverlays)
 	str("root-mode", f.Root, &e.Root)
+	str("bootloader", f.Bootloader, &e.Bootloader)
 	str("asset-key", f.AssetKey, &e.AssetKey)
 	str("ipxe-template", f.IPXETemplate, &e.IPXETemplate)
 	if ch("discoverable") {

@@ -148,6 +148,7 @@ type Handler struct {
 	reg      Registry
 	metrics  *metrics
 	ipxe     bootscript.Renderer
+	grub     *bootscript.GRUB
 	peers    Peers // nil: this server alone
 	minRate  int64
 	mux      http.Handler
@@ -181,7 +182,12 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	grub, err := bootscript.NewGRUB()
+	if err != nil {
+		return nil, err
+	}
 	h := &Handler{
+		grub:     grub,
 		discover: opts.Discoverer,
 		cfg:      opts.Config,
 		fresh:    newFreshSnapshot(opts.Config, opts.FreshEvery),

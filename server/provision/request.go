@@ -66,9 +66,9 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c
 }
 
 // record notes what was sent (or why not) in the status store. HEAD
-// requests only probe, so they are not recorded.
+// requests only probe, so they are not recorded. (A TFTP call has no r.)
 func (c *call) record(sent string) {
-	if c.r.Method == http.MethodHead {
+	if c.r != nil && c.r.Method == http.MethodHead {
 		return
 	}
 	name := ""

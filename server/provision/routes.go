@@ -19,6 +19,7 @@ const (
 	labelHeartbeat = "heartbeat"
 	labelProvision = "provision"
 	labelIPXEBin   = "ipxe-bin"
+	labelGRUB      = "grub"
 	labelStatus    = "status"
 	labelMetrics   = "metrics"
 	labelHealth    = "healthz"
@@ -39,6 +40,10 @@ func (h *Handler) routes() http.Handler {
 	// iPXE, in boot order (ipxe.go, kernel.go, image.go, overlay_*.go).
 	get := http.MethodGet
 	stage(nodeapi.IPXE.Pattern(get), labelIPXE, h.serveIPXE)
+	// GRUB behind shim (Secure Boot), a GRUB with http: grub.go. (Debian's
+	// signed GRUB fetches the same over TFTP: Handler.TFTPFile.)
+	mux.Handle("GET "+nodeapi.GRUBConfig, h.instrument(labelGRUB, h.serveGRUBBootstrap))
+	stage(nodeapi.GRUB.Pattern(get), labelGRUB, h.serveGRUB)
 	stage(nodeapi.Kernel.Pattern(get), labelKernel, h.serveKernel)
 	stage(nodeapi.Image.Pattern(get), labelImage, h.serveImage)
 	stage(nodeapi.SystemOverlay.Pattern(get), labelSystem, h.serveSystemOverlay)

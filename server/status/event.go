@@ -9,6 +9,7 @@ const (
 	StageDHCP           = "DHCP"
 	StageTFTP           = "TFTP"
 	StageIPXE           = "IPXE"
+	StageGRUB           = "GRUB" // a node's GRUB config (shim + GRUB boot), instead of IPXE
 	StageKernel         = "KERNEL"
 	StageImage          = "IMAGE"
 	StageSystemOverlay  = "SYSTEM_OVERLAY"

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -37,6 +38,27 @@ type LeaseLookup interface {
 	LeaseByIP(ip string) (mac, node string, ok bool)
 }
 
+// Generator answers names that are not files of the TFTP directory:
+// wwserver's GRUB configs and a node's boot files, which GRUB behind shim
+// fetches over TFTP (server/provision implements it).
+type Generator interface {
+	// TFTPFile returns the content of name (cleaned, without a leading
+	// "/") for the client at ip. ok is false for a name it does not
+	// answer: the TFTP directory serves that. An error wrapping
+	// fs.ErrNotExist answers "file not found".
+	TFTPFile(ctx context.Context, name, ip string) (f *File, ok bool, err error)
+}
+
+// File is generated content (see Generator).
+type File struct {
+	Content io.ReadSeekCloser
+	Size    int64
+	// Sent, when set, is called once the whole file was acknowledged and
+	// records the status event itself; when nil the TFTP stage is recorded
+	// as for a file of the directory.
+	Sent func()
+}
+
 // Options configure a Server.
 type Options struct {
 	Store config.Current
@@ -48,6 +70,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Leases, when set, names clients that nodes.toml doesn't know by address.
 	Leases LeaseLookup
+	// Generator, when set, answers the names it knows before the directory.
+	Generator Generator
 	// MaxTransfers bounds concurrent transfers (default 2048: a 1,000-node
 	// mass reboot all at once fits; a transfer holds a goroutine, a socket
 	// and a window of blocks, ~12 KB). A request
@@ -74,6 +98,7 @@ type Server struct {
 	status    status.Recorder
 	log       *slog.Logger
 	leases    LeaseLookup
+	gen       Generator
 	m         *metrics
 	sem       chan struct{}
 	queue     chan struct{} // requests waiting for a slot
@@ -108,6 +133,7 @@ func New(o Options) (*Server, error) {
 		status:    o.Status,
 		log:       o.Log,
 		leases:    o.Leases,
+		gen:       o.Generator,
 		queueWait: o.QueueWait,
 		maxTime:   o.MaxTransferTime,
 		timeout:   o.Timeout,
@@ -185,8 +211,9 @@ func (s *Server) serve(ctx context.Context, conn *net.UDPConn, cfg config.TFTP) 
 	srv.SetTimeout(s.timeout)
 	srv.SetRetries(s.retries)
 	srv.SetHook(hook{s})
-	srv.SetAnticipate(uint(cfg.Anticipate))
-	s.anticipate.Store(int64(cfg.Anticipate))
+	window := s.store.Current().TFTPAnticipate()
+	srv.SetAnticipate(uint(window))
+	s.anticipate.Store(int64(window))
 
 	// pin/tftp turns on IP_PKTINFO in Serve, but a request that is queued
 	// before that carries no interface, and the library then caps blksize
@@ -198,7 +225,7 @@ func (s *Server) serve(ctx context.Context, conn *net.UDPConn, cfg config.TFTP) 
 	}
 	s.addr.Store(conn.LocalAddr().(*net.UDPAddr))
 	s.readyOnce.Do(func() { close(s.ready) })
-	s.log.Info("tftp: serving", "listen", conn.LocalAddr().String(), "dir", cfg.Dir, "anticipate", cfg.Anticipate)
+	s.log.Info("tftp: serving", "listen", conn.LocalAddr().String(), "dir", cfg.Dir, "anticipate", window)
 
 	serveDone := make(chan struct{})
 	shutDown := make(chan struct{})

@@ -29,6 +29,7 @@ var (
 	errReadOnly   = errors.New("access violation: read-only server")
 	errDir        = errors.New("TFTP directory unavailable")
 	errNotRegular = errors.New("access violation: not a regular file")
+	errGenerated  = errors.New("server error (see the server log)")
 )
 
 // cleanName validates a requested file name and returns it relative to the
@@ -137,10 +138,12 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 		c := s.lookup(peer.IP.String())
 		log := s.log.With("client", peer.String(), "file", printable(filename), "node", c.node)
 
-		cfg := s.store.Current().Server.TFTP
-		if int64(cfg.Anticipate) != s.anticipate.Load() {
-			setAnticipate(uint(cfg.Anticipate))
-			s.anticipate.Store(int64(cfg.Anticipate))
+		snap := s.store.Current()
+		cfg := snap.Server.TFTP
+		if w := snap.TFTPAnticipate(); int64(w) != s.anticipate.Load() {
+			setAnticipate(uint(w))
+			s.anticipate.Store(int64(w))
+			log.Info("tftp: window changed (from the next transfer)", "anticipate", w, "grub", snap.UsesGRUB())
 		}
 
 		if err := s.acquire(ctx); err != nil {
@@ -159,6 +162,12 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 			s.record(c, "REFUSED:"+printable(filename))
 			return err
 		}
+		if s.gen != nil {
+			g, ok, err := s.gen.TFTPFile(ctx, name, c.ip)
+			if ok {
+				return s.sendGenerated(ctx, rf, log, c, name, g, err)
+			}
+		}
 		f, fi, err := s.openFile(cfg.Dir, name, c, log)
 		if err != nil {
 			return err
@@ -167,23 +176,9 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 
 		// tsize: the library seeks the reader when the client asks for it
 		// (and only in octet mode, where the size is right); see fileReader.
-		n, err := sendFile(rf, &fileReader{ctx: ctx, f: f, deadline: time.Now().Add(s.maxTime), limit: s.maxTime})
-		if err != nil && n == 0 && strings.Contains(err.Error(), "code=8") {
-			// The client ended the transfer after our OACK (RFC 2347 error
-			// 8): UEFI PXE does this to learn the size (tsize) before the
-			// real download. Not a failure.
-			log.Debug("tftp: size probe", "size", fi.Size())
+		if err := s.send(ctx, rf, log, f, fi.Size(), start); err != nil {
 			return err
 		}
-		if err != nil {
-			s.m.errors.WithLabelValues("transfer").Inc()
-			log.Warn("tftp: transfer failed", "sent", n, "size", fi.Size(), "err", err)
-			return err
-		}
-		s.m.transfers.Inc()
-		s.m.bytes.Add(float64(n))
-		dur := time.Since(start)
-		log.Info("tftp: sent", "bytes", n, "duration", dur.Round(time.Millisecond))
 		s.record(c, name)
 		return nil
 	}
@@ -225,6 +220,55 @@ func (s *Server) openFile(dir, name string, c client, log *slog.Logger) (*os.Fil
 		return nil, nil, errNotFound
 	}
 	return f, fi, nil
+}
+
+// send transfers r (size bytes) to the client; nil once all of it went
+// out. A size probe (see below) returns its error without counting it as
+// a failure.
+func (s *Server) send(ctx context.Context, rf io.ReaderFrom, log *slog.Logger, r io.ReadSeeker, size int64, start time.Time) error {
+	n, err := sendFile(rf, &fileReader{ctx: ctx, f: r, deadline: time.Now().Add(s.maxTime), limit: s.maxTime})
+	if err != nil && n == 0 && strings.Contains(err.Error(), "code=8") {
+		// The client ended the transfer after our OACK (RFC 2347 error
+		// 8): UEFI PXE does this to learn the size (tsize) before the
+		// real download. Not a failure.
+		log.Debug("tftp: size probe", "size", size)
+		return err
+	}
+	if err != nil {
+		s.m.errors.WithLabelValues("transfer").Inc()
+		log.Warn("tftp: transfer failed", "sent", n, "size", size, "err", err)
+		return err
+	}
+	s.m.transfers.Inc()
+	s.m.bytes.Add(float64(n))
+	dur := time.Since(start)
+	log.Info("tftp: sent", "bytes", n, "duration", dur.Round(time.Millisecond))
+	return nil
+}
+
+// sendGenerated answers a name the Generator knows: g (when gerr is nil)
+// is sent and recorded (by g.Sent, else as the TFTP stage).
+func (s *Server) sendGenerated(ctx context.Context, rf io.ReaderFrom, log *slog.Logger, c client, name string, g *File, gerr error) error {
+	if gerr != nil {
+		if errors.Is(gerr, fs.ErrNotExist) {
+			s.m.errors.WithLabelValues("not_found").Inc()
+			log.Warn("tftp: file not served", "reason", "not_found", "err", gerr)
+			return errNotFound
+		}
+		s.m.errors.WithLabelValues("open_error").Inc()
+		log.Error("tftp: generated file failed", "err", gerr)
+		return errGenerated
+	}
+	defer g.Content.Close()
+	if err := s.send(ctx, rf, log, g.Content, g.Size, time.Now()); err != nil {
+		return err
+	}
+	if g.Sent != nil {
+		g.Sent()
+	} else {
+		s.record(c, name)
+	}
+	return nil
 }
 
 // acquire takes a transfer slot, waiting up to queueWait when all are in
@@ -292,7 +336,7 @@ func (s *Server) writeHandler(filename string, wt io.WriterTo) error {
 // would announce the octet size to netascii clients too.)
 type fileReader struct {
 	ctx      context.Context
-	f        *os.File
+	f        io.ReadSeeker
 	deadline time.Time     // the transfer is aborted after it
 	limit    time.Duration // for the error message
 	err      error         // the last error other than io.EOF

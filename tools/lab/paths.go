@@ -19,7 +19,18 @@ type Paths struct {
 	IPXEDir  string // /usr/lib/ipxe (undionly.kpxe, snponly.efi, ipxe.efi)
 	OVMFCode string // OVMF_CODE*.fd
 	OVMFVars string // the matching OVMF_VARS*.fd (copied per VM)
+	// OVMFSecureCode and OVMFMSVars are the Secure Boot firmware (SMM
+	// required) and a variable store with Microsoft's keys enrolled (Secure
+	// Boot on): VMOptions.SecureBoot. Empty when this OVMF has none.
+	OVMFSecureCode, OVMFMSVars string
 }
+
+// Secure Boot firmware: OVMF built with SMM and a variable store with
+// Microsoft's UEFI CA (which signed Debian's shim) enrolled.
+const (
+	ovmfSecureCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	ovmfMSVars     = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+)
 
 // Debian packages providing what the lab needs.
 var AptPackages = []string{"qemu-system-x86", "ipxe", "ipxe-qemu", "ovmf", "iproute2"}
@@ -87,6 +98,9 @@ func FindPaths(binDir, image string) (Paths, error) {
 	}
 	if p.OVMFCode == "" {
 		errs = append(errs, errors.New("OVMF firmware missing (apt-get install ovmf)"))
+	}
+	if fileExists(ovmfSecureCode) && fileExists(ovmfMSVars) {
+		p.OVMFSecureCode, p.OVMFMSVars = ovmfSecureCode, ovmfMSVars
 	}
 	return p, errors.Join(errs...)
 }

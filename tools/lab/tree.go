@@ -20,6 +20,8 @@ type Node struct {
 	// AssetKey, when set, is the node's asset_key; boot its VM with the
 	// same VMOptions.AssetTag (the SMBIOS chassis asset tag wwclient reads).
 	AssetKey string
+	// Bootloader, when set, is the node's bootloader ("ipxe" or "grub").
+	Bootloader string
 }
 
 // LabNode returns node i (1-based): n00i, MAC 52:54:00:99:00:i, 10.99.0.(10+i).
@@ -49,6 +51,9 @@ type TreeOptions struct {
 	// wwinit and generic). Overlays other than those two must be put under
 	// TreeDir/overlays/ by the caller before nodes boot.
 	SystemOverlays, RuntimeOverlays []string
+	// Shim and GRUB, when set, are wwserver.toml's grub.shim and grub.grub
+	// (e.g. build/secureboot from make bootloaders).
+	Shim, GRUB string
 }
 
 // WriteTree runs `wwserver init DIR --wwclient BIN` into Dir/tree, packages
@@ -103,12 +108,19 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	dhcp["netmask"] = DefaultNetmask
 	dhcp["router"] = ""
 	dhcp["lease_time"] = "1h"
-	// End iPXE's IPv6 autoconfiguration at once (no IPv6 router here): ~16 s per boot.
-	dhcp["answer_router_solicitations"] = true
 	tftp := subTable(srv, "tftp")
 	tftp["enabled"] = true
 	tftp["listen"] = ":69"
 	tftp["dir"] = l.Paths.IPXEDir
+	if opts.Shim != "" || opts.GRUB != "" {
+		g := subTable(srv, "grub")
+		if opts.Shim != "" {
+			g["shim"] = opts.Shim
+		}
+		if opts.GRUB != "" {
+			g["grub"] = opts.GRUB
+		}
+	}
 	if err := encodeFile(filepath.Join(dir, "wwserver.toml"), srv); err != nil {
 		return err
 	}
@@ -169,6 +181,9 @@ func (l *Lab) SetNodes(nodes []Node) error {
 		}
 		if n.AssetKey != "" {
 			entry["asset_key"] = n.AssetKey
+		}
+		if n.Bootloader != "" {
+			entry["bootloader"] = n.Bootloader
 		}
 		nt[n.Name] = entry
 	}

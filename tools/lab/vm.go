@@ -53,6 +53,12 @@ type VMOptions struct {
 	// AssetTag sets the SMBIOS chassis asset tag (type 3), where wwclient
 	// reads a node's asset key.
 	AssetTag string
+	// SecureBoot (Firmware UEFI or UEFIHTTP) boots OVMF's Secure Boot
+	// build on a q35 machine with SMM (its variable store can only be
+	// written from SMM) and a copy of the variable store with Microsoft's
+	// keys enrolled: Secure Boot enforcing, so only binaries signed for
+	// the Microsoft UEFI CA (shim) or by a key shim trusts start.
+	SecureBoot bool
 }
 
 // VM is a running QEMU.
@@ -129,12 +135,21 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		if l.Paths.OVMFCode == "" {
 			return nil, errors.New("no OVMF firmware (FindPaths)")
 		}
+		code, varsSrc := l.Paths.OVMFCode, l.Paths.OVMFVars
+		if o.SecureBoot {
+			if l.Paths.OVMFSecureCode == "" {
+				return nil, errors.New("no Secure Boot OVMF (" + ovmfSecureCode + ", " + ovmfMSVars + ")")
+			}
+			code, varsSrc = l.Paths.OVMFSecureCode, l.Paths.OVMFMSVars
+			args = append(args, "-machine", "q35,smm=on",
+				"-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
 		vars := filepath.Join(l.Dir, o.Name+".OVMF_VARS.fd")
-		if err := copyFile(l.Paths.OVMFVars, vars); err != nil {
+		if err := copyFile(varsSrc, vars); err != nil {
 			return nil, err
 		}
 		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+l.Paths.OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 		nic += ",romfile="
 		if o.Firmware == UEFIHTTP {
@@ -144,6 +159,9 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		}
 	default:
 		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
+	}
+	if o.SecureBoot && o.Firmware == BIOS {
+		return nil, errors.New("secure boot needs UEFI firmware")
 	}
 	args = append(args, "-device", nic)
 	for _, m := range o.ExtraNICs {
@@ -204,7 +222,7 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	if err := l.track(p); err != nil {
 		return nil, err
 	}
-	l.Log.Info("VM started", "vm", o.Name, "mac", o.MAC, "firmware", o.Firmware, "tap", v.Tap, "serial", v.SerialLog)
+	l.Log.Info("VM started", "vm", o.Name, "mac", o.MAC, "firmware", o.Firmware, "secure_boot", o.SecureBoot, "tap", v.Tap, "serial", v.SerialLog)
 	return v, nil
 }
 

@@ -63,7 +63,7 @@ func TestInitPlaceholder(t *testing.T) {
 	text, _ := os.ReadFile(filepath.Join(dir, config.ServerFile))
 	for _, key := range []string{"address", "listen", "update_interval", "secure", "source_check", "[dhcp]", "mode", "interface",
 		"range_start", "range_end", "netmask", "router", "dns", "domain", "lease_time", "bios_file", "efi_file",
-		"arm64_file", "http_boot_file", "workers", "[tftp]", "dir", "anticipate"} {
+		"arm64_file", "http_boot_file", "workers", "[tftp]", "dir", "anticipate", "bootloader", "[grub]", "shim", "grub"} {
 		if !strings.Contains(string(text), "\n"+key) {
 			t.Errorf("wwserver.toml lacks %s", key)
 		}

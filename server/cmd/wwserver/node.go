@@ -30,6 +30,7 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringSliceVar(&f.SystemOverlays, "system-overlays", nil, "system overlays, in order")
 	fl.StringSliceVar(&f.RuntimeOverlays, "runtime-overlays", nil, "runtime overlays, in order")
 	fl.StringVar(&f.Root, "root-mode", "", `"tmpfs" or "initramfs" (the root key)`)
+	fl.StringVar(&f.Bootloader, "bootloader", "", `"ipxe" or "grub" (shim + GRUB: UEFI Secure Boot); unset: the server's bootloader`)
 	fl.StringVar(&f.AssetKey, "asset-key", "", "asset key the node must send")
 	fl.StringVar(&f.IPXETemplate, "ipxe-template", "", "iPXE template name (ipxe/NAME.ipxe)")
 	fl.BoolVar(&f.Discoverable, "discoverable", false, "give the node (if it has no MAC) to the next unknown MAC that boots")

@@ -40,7 +40,7 @@ func newRenderCmd() *cobra.Command {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newRenderIPXECmd(), newRenderOverlayCmd())
+	cmd.AddCommand(newRenderIPXECmd(), newRenderGRUBCmd(), newRenderOverlayCmd())
 	return cmd
 }
 
@@ -78,6 +78,60 @@ func newRenderIPXECmd() *cobra.Command {
 		},
 	}
 	addRootFlag(cmd, &root)
+	return cmd
+}
+
+func newRenderGRUBCmd() *cobra.Command {
+	var root, via string
+	var bootstrap bool
+	cmd := &cobra.Command{
+		Use:   "grub NODE|MAC",
+		Short: "Print the GRUB config of a node (bootloader = \"grub\"), or the unknown-node config of a MAC",
+		Long: `grub prints what GRUB (behind shim, for Secure Boot) gets for NODE|MAC: TFTP grub/MAC
+(--via tftp, Debian's signed GRUB) or GET /grub/MAC (--via http, a GRUB with http).
+--bootstrap prints /grub/grub.cfg, the config every machine's GRUB reads first.`,
+		Example: `  wwserver render grub n001 --root /var/lib/wwserver
+  wwserver render grub --bootstrap`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if bootstrap {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			snap, err := config.Load(root)
+			if err != nil {
+				return err
+			}
+			g, err := bootscript.NewGRUB()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if bootstrap {
+				return g.Bootstrap(out, []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}, via)
+			}
+			n, mac, err := findNode(snap, args[0])
+			if err != nil {
+				return err
+			}
+			if n == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
+				return g.RenderUnknown(out, snap, mac)
+			}
+			if mac == "" {
+				return fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
+			}
+			if l := snap.Server.LoaderFor(n); l != config.LoaderGRUB {
+				fmt.Fprintf(cmd.ErrOrStderr(), "# node %s boots with %s (bootloader); with GRUB it would get:\n", n.Name, l)
+			}
+			_, err = g.Render(out, snap, n, mac, via)
+			return err
+		},
+	}
+	addRootFlag(cmd, &root)
+	cmd.Flags().StringVar(&via, "via", bootscript.ViaTFTP, `how GRUB fetches the files: "tftp" or "http"`)
+	cmd.Flags().BoolVar(&bootstrap, "bootstrap", false, "print /grub/grub.cfg instead")
 	return cmd
 }
 

@@ -169,18 +169,27 @@ func nsCommand(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
 // returns. Goroutines that fn starts do not inherit the namespace, but the
 // sockets they use do.
 func (p *Pair) InServer(t testing.TB, fn func()) <-chan struct{} {
+	return inNamespace(t, p.Server, fn)
+}
+
+// InClient is InServer for the client namespace.
+func (p *Pair) InClient(t testing.TB, fn func()) <-chan struct{} {
+	return inNamespace(t, p.Client, fn)
+}
+
+func inNamespace(t testing.TB, ns string, fn func()) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		runtime.LockOSThread()
-		h, err := netns.GetFromName(p.Server)
+		h, err := netns.GetFromName(ns)
 		if err != nil {
-			t.Errorf("open namespace %s: %v", p.Server, err)
+			t.Errorf("open namespace %s: %v", ns, err)
 			return
 		}
 		defer h.Close()
 		if err := netns.Set(h); err != nil {
-			t.Errorf("enter namespace %s: %v", p.Server, err)
+			t.Errorf("enter namespace %s: %v", ns, err)
 			return
 		}
 		fn()

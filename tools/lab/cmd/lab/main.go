@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -29,7 +30,8 @@ func run() int {
 	var (
 		binDir   = flag.String("bin", "bin", "directory with wwserver and wwclient")
 		image    = flag.String("image", "build/image", "image directory from initramfs/build.sh (or its rootfs/)")
-		firmware = flag.String("firmware", "bios", "node firmware: bios (SeaBIOS + iPXE ROM) or uefi (OVMF PXE)")
+		firmware = flag.String("firmware", "bios", "node firmware: bios (SeaBIOS + iPXE ROM), uefi (OVMF PXE) or uefi-secureboot (OVMF Secure Boot: shim + GRUB)")
+		sbDir    = flag.String("secureboot", "build/secureboot", "directory with shimx64.efi.signed and grubnetx64.efi.signed (make bootloaders), for uefi-secureboot")
 		nodes    = flag.Int("nodes", 1, "number of nodes to boot (the first one's console is shown)")
 		dir      = flag.String("dir", "", "work directory (default: a temporary one, removed at exit)")
 		keep     = flag.Bool("keep", false, "keep the work directory at exit")
@@ -47,6 +49,10 @@ func run() int {
 	slog.SetDefault(log)
 
 	fw := lab.Firmware(*firmware)
+	secureBoot := *firmware == "uefi-secureboot"
+	if secureBoot {
+		fw = lab.UEFI
+	}
 	if fw != lab.BIOS && fw != lab.UEFI {
 		log.Error("bad --firmware", "firmware", *firmware)
 		return 2
@@ -87,9 +93,22 @@ func run() int {
 
 	var ns []lab.Node
 	for i := 1; i <= *nodes; i++ {
-		ns = append(ns, lab.LabNode(i))
+		n := lab.LabNode(i)
+		if secureBoot {
+			n.Bootloader = "grub"
+		}
+		ns = append(ns, n)
 	}
-	if err := l.WriteTree(ctx, lab.TreeOptions{Nodes: ns, UpdateInterval: *interval}); err != nil {
+	tree := lab.TreeOptions{Nodes: ns, UpdateInterval: *interval}
+	if secureBoot {
+		dir, err := filepath.Abs(*sbDir)
+		if err != nil {
+			log.Error("bad --secureboot", "err", err)
+			return 2
+		}
+		tree.Shim, tree.GRUB = filepath.Join(dir, "shimx64.efi.signed"), filepath.Join(dir, "grubnetx64.efi.signed")
+	}
+	if err := l.WriteTree(ctx, tree); err != nil {
 		log.Error("write tree", "err", err)
 		return 1
 	}
@@ -112,7 +131,7 @@ func run() int {
 	var first *lab.VM
 	started := time.Now() // boot time: from QEMU start to the node's booted line
 	for i, n := range ns {
-		o := lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: fw}
+		o := lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: fw, SecureBoot: secureBoot}
 		if i == 0 && *console {
 			o.Console, o.Stdin = os.Stdout, os.Stdin
 		}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/wwcluster/ww/server/config"
@@ -67,17 +66,8 @@ install them with image exec.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o := image.Options{Tree: root, Source: args[0], Name: args[1], Platform: platform}
-			var err error
-			if o.MaxSize, err = parseSize("--max-size", maxSize); err != nil {
+			if err := o.SetLimits(maxSize, reserve); err != nil {
 				return err
-			}
-			if reserve != "" {
-				if o.Reserve, err = parseSize("--reserve", reserve); err != nil {
-					return err
-				}
-				if o.Reserve == 0 {
-					o.Reserve = image.NoReserve
-				}
 			}
 			if !quiet {
 				o.Progress = cmd.ErrOrStderr()
@@ -88,12 +78,7 @@ install them with image exec.`,
 			if err != nil {
 				return err
 			}
-			what := m.Kind
-			if m.Digest != "" {
-				what += " " + m.Digest
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s) into images/%s/rootfs: %d layer(s), %d files, %.1f MiB\n",
-				args[0], what, args[1], m.Layers, m.Files, float64(m.Bytes)/(1<<20))
+			fmt.Fprintln(cmd.OutOrStdout(), m.Summary(args[0], args[1]))
 			for _, w := range m.Warnings {
 				fmt.Fprintln(cmd.ErrOrStderr(), "wwserver: warning:", w)
 			}
@@ -106,18 +91,6 @@ install them with image exec.`,
 	cmd.Flags().StringVar(&reserve, "reserve", "", "free space to leave on the tree's file system (default 5% of it, at least 1GiB, at most half; 0: none)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress")
 	return cmd
-}
-
-// parseSize reads SIZE flags: bytes, or a number with a unit (500MB, 10GiB).
-func parseSize(flag, s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n > 1<<62 {
-		return 0, fmt.Errorf("%s %q: want bytes or a size such as 500MB or 10GiB", flag, s)
-	}
-	return int64(n), nil
 }
 
 // treeNodes loads the nodes for usage checks; a broken nodes config is an

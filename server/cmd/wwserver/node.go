@@ -40,13 +40,6 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringVar(&f.Gateway, "gateway", "", "gateway of the network device")
 }
 
-// apply sets the flags the user gave on e, the entry of name; i is the
-// name's index for --ipaddr.
-func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, name string, i int) error {
-	f.Given = cmd.Flags().Changed
-	return f.Apply(e, name, i)
-}
-
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -92,22 +85,8 @@ func newEntryAddCmd(kind nodeedit.Kind) *cobra.Command {
 			if f.HWAddr != "" && len(names) > 1 {
 				return fmt.Errorf("--hwaddr with %d names: a MAC belongs to one node (use node import for a list)", len(names))
 			}
-			_, err = nodeedit.New(root).Edit(func(t *nodeedit.Tree) error {
-				for i, name := range names {
-					e := &config.Entry{}
-					if kind == nodeedit.Node && !cmd.Flags().Changed("profile") && t.File(nodeedit.Profile, "default") != "" {
-						e.Profiles = []string{"default"}
-					}
-					if err := f.apply(cmd, e, name, i); err != nil {
-						return err
-					}
-					if err := t.Add(kind, name, e); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
+			f.Given = cmd.Flags().Changed
+			if err := nodeedit.New(root).AddEntries(kind, names, &f.Fields); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %d %s(s): %s\n", len(names), kind, hostlist.Compress(names))
@@ -139,19 +118,8 @@ func newEntrySetCmd(kind nodeedit.Kind) *cobra.Command {
 			if f.HWAddr != "" && len(names) > 1 {
 				return fmt.Errorf("--hwaddr with %d names: a MAC belongs to one node", len(names))
 			}
-			_, err = nodeedit.New(root).Edit(func(t *nodeedit.Tree) error {
-				for i, name := range names {
-					e, err := t.Get(kind, name)
-					if err != nil {
-						return err
-					}
-					if err := f.apply(cmd, e, name, i); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
+			f.Given = cmd.Flags().Changed
+			if err := nodeedit.New(root).SetEntries(kind, names, &f.Fields); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "changed %d %s(s): %s\n", len(names), kind, hostlist.Compress(names))
@@ -174,15 +142,7 @@ func newEntryDeleteCmd(kind nodeedit.Kind) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = nodeedit.New(root).Edit(func(t *nodeedit.Tree) error {
-				for _, name := range names {
-					if err := t.Delete(kind, name); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
+			if err := nodeedit.New(root).DeleteEntries(kind, names); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d %s(s): %s\n", len(names), kind, hostlist.Compress(names))

@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -16,19 +17,6 @@ import (
 	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/nodeedit"
 )
-
-// findNode resolves NODE|MAC. For a MAC it returns the normalised MAC and
-// the node (nil when no node has it); for a name, the node and its primary MAC.
-func findNode(snap *config.Snapshot, arg string) (n *config.Node, mac string, err error) {
-	if m, err := nodeapi.NormalizeMAC(arg); err == nil {
-		return snap.Nodes.ByMAC[m], m, nil
-	}
-	n = snap.Nodes.ByName[arg]
-	if n == nil {
-		return nil, "", fmt.Errorf("no node named %q (and it is not a MAC address)", arg)
-	}
-	return n, n.Primary().HWAddr, nil
-}
 
 func newRenderCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -44,6 +32,21 @@ func newRenderCmd() *cobra.Command {
 	return cmd
 }
 
+// renderUnknown handles the render operands that get no node's script: a
+// MAC no node has (its unknown-node script is rendered, with a note on
+// stderr) and a node without a MAC. done is false for a node to render.
+func renderUnknown(cmd *cobra.Command, snap *config.Snapshot, n *config.Node, mac string,
+	unknown func(io.Writer, *config.Snapshot, string) error) (done bool, err error) {
+	if n == nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
+		return true, unknown(cmd.OutOrStdout(), snap, mac)
+	}
+	if mac == "" {
+		return true, fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
+	}
+	return false, nil
+}
+
 func newRenderIPXECmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
@@ -57,7 +60,7 @@ func newRenderIPXECmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, mac, err := findNode(snap, args[0])
+			n, mac, err := snap.Find(args[0])
 			if err != nil {
 				return err
 			}
@@ -65,15 +68,10 @@ func newRenderIPXECmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if n == nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
-				return t.RenderUnknown(out, snap, mac)
+			if done, err := renderUnknown(cmd, snap, n, mac, t.RenderUnknown); done {
+				return err
 			}
-			if mac == "" {
-				return fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
-			}
-			_, err = t.Render(out, snap, n, mac)
+			_, err = t.Render(cmd.OutOrStdout(), snap, n, mac)
 			return err
 		},
 	}
@@ -111,16 +109,12 @@ func newRenderGRUBCmd() *cobra.Command {
 			if bootstrap {
 				return g.Bootstrap(out, []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}, via)
 			}
-			n, mac, err := findNode(snap, args[0])
+			n, mac, err := snap.Find(args[0])
 			if err != nil {
 				return err
 			}
-			if n == nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
-				return g.RenderUnknown(out, snap, mac)
-			}
-			if mac == "" {
-				return fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
+			if done, err := renderUnknown(cmd, snap, n, mac, g.RenderUnknown); done {
+				return err
 			}
 			if l := snap.Server.LoaderFor(n); l != config.LoaderGRUB {
 				fmt.Fprintf(cmd.ErrOrStderr(), "# node %s boots with %s (bootloader); with GRUB it would get:\n", n.Name, l)
@@ -149,7 +143,7 @@ owner, size and path, and the rendered content of each *.ww template.`,
 			if err != nil {
 				return err
 			}
-			n, mac, err := findNode(snap, args[0])
+			n, mac, err := snap.Find(args[0])
 			if err != nil {
 				return err
 			}

@@ -61,7 +61,7 @@ var funcs = template.FuncMap{
 		return nodeconf.PrefixLen(mask)
 	},
 	// Stand-ins with the server's signatures: this package checks that the
-	// templates fit the data; server/build tests the account merge itself
+	// templates fit the data; server/artifact tests the account merge itself
 	// on these templates (TestRuntimeOverlayAccountsFromImage).
 	"mergelines":  func(base string, extra ...string) string { return base + strings.Join(extra, "") },
 	"lockmissing": func(accounts, shadow string) string { return shadow },

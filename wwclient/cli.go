@@ -146,10 +146,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !f.noNetWait {
 		waitNetwork(ctx, eff, log)
 	}
+	trigger, stopHup := hupTrigger(ctx)
+	defer stopHup()
+	if err := a.Run(ctx, trigger); err != nil {
+		log.Error("agent", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// hupTrigger turns SIGHUP into a sync now (one pending at most) until ctx
+// ends; stop stops listening.
+func hupTrigger(ctx context.Context) (trigger <-chan struct{}, stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	trigger := make(chan struct{}, 1)
+	t := make(chan struct{}, 1)
 	go func() {
 		for {
 			select {
@@ -157,18 +169,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return
 			case <-hup:
 				select {
-				case trigger <- struct{}{}:
+				case t <- struct{}{}:
 				default:
 				}
 			}
 		}
 	}()
-	if err := a.Run(ctx, trigger); err != nil {
-		log.Error("agent", "err", err)
-		return 1
-	}
-	log.Info("stopped")
-	return 0
+	return t, func() { signal.Stop(hup) }
 }
 
 // settings merges config file, kernel command line and --server. A

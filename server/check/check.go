@@ -12,8 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/bootscript"
-	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/image"
@@ -54,7 +54,7 @@ func Tree(root string, log *slog.Logger) []string {
 		problems = append(problems, err.Error())
 	}
 	snap := &config.Snapshot{Server: srv, Nodes: nodes}
-	b, err := build.New(build.Options{Root: root, Log: log})
+	b, err := artifact.New(artifact.Options{Root: root, Log: log})
 	if err != nil {
 		return append(problems, err.Error())
 	}
@@ -84,9 +84,9 @@ func load(srvPath, root string) (*config.Server, *config.Nodes, []string) {
 // bootProblems are the images and kernels nodes cannot boot: once per
 // image and kernel setting, naming the nodes concerned (an image of 10,000
 // nodes is one line, not 10,000).
-func bootProblems(root string, b *build.Builder, snap *config.Snapshot) []string {
+func bootProblems(root string, b *artifact.Builder, snap *config.Snapshot) []string {
 	var problems []string
-	for _, p := range build.NewBootChecker(b).Problems(snap) {
+	for _, p := range artifact.NewBootChecker(b).Problems(snap) {
 		first := p.Nodes[0]
 		field := "kernel"
 		if fi, err := os.Stat(filepath.Join(root, "images", first.Image, "rootfs")); err != nil || !fi.IsDir() {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/pesign"
@@ -17,7 +17,7 @@ import (
 // like the other per-node lines), [grub] files that did not resolve, and
 // a TFTP window set above 1 (GRUB drops packets of a blind window). srvPath
 // names wwserver.toml in messages.
-func secureBoot(srvPath string, b *build.Builder, snap *config.Snapshot) []string {
+func secureBoot(srvPath string, b *artifact.Builder, snap *config.Snapshot) []string {
 	var problems []string
 	if snap.UsesGRUB() && snap.TFTPAnticipate() > 1 {
 		problems = append(problems, fmt.Sprintf("%s: tftp.anticipate: %d with nodes booting with GRUB: GRUB drops packets "+
@@ -54,7 +54,7 @@ func secureBoot(srvPath string, b *build.Builder, snap *config.Snapshot) []strin
 // unsignedKernel says why node n's kernel will not start under Secure Boot
 // through shim and GRUB ("" when it carries an Authenticode signature, or
 // when there is no kernel: bootProblems reports that).
-func unsignedKernel(b *build.Builder, snap *config.Snapshot, n *config.Node) string {
+func unsignedKernel(b *artifact.Builder, snap *config.Snapshot, n *config.Node) string {
 	art, err := b.Kernel(context.Background(), snap, n)
 	if err != nil {
 		return ""

@@ -111,7 +111,7 @@ func (e etcdLeases) Leases(ctx context.Context) ([]dhcp.Lease, error) {
 }
 
 // Fingerprinter is the builder's cheap fingerprint of the trees a snapshot
-// uses (build.Builder).
+// uses (artifact.Builder).
 type Fingerprinter interface {
 	Fingerprint(ctx context.Context, snap *config.Snapshot) string
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 const goodServer = `address = "10.0.2.1"
@@ -140,20 +142,6 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 	}
 }
 
-func TestNormalizeMAC(t *testing.T) {
-	for in, want := range map[string]string{"52:54:00:AB:cd:01": "52:54:00:ab:cd:01", "52-54-00-ab-CD-01": "52:54:00:ab:cd:01"} {
-		got, err := NormalizeMAC(in)
-		if err != nil || got != want {
-			t.Errorf("NormalizeMAC(%q) = %q, %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "52:54:00:ab:cd", "52:54:00:ab:cd:01:02:03", "zz:54:00:ab:cd:01", "5254.00ab.cd01", "../../../etc/pa"} {
-		if _, err := NormalizeMAC(bad); err == nil {
-			t.Errorf("NormalizeMAC(%q) accepted", bad)
-		}
-	}
-}
-
 func TestStoreKeepsLastGoodConfig(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, s string) { // by rename, as editors do: seen on the next request
@@ -227,7 +215,7 @@ func FuzzParseNodes(f *testing.F) {
 		ns, err := ParseNodes("nodes.toml", data)
 		if err == nil {
 			for mac, n := range ns.ByMAC {
-				if _, err := NormalizeMAC(mac); err != nil || ns.ByName[n.Name] != n {
+				if _, err := nodeapi.NormalizeMAC(mac); err != nil || ns.ByName[n.Name] != n {
 					t.Fatalf("inconsistent index for %s", mac)
 				}
 			}

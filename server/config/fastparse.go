@@ -89,20 +89,32 @@ func (p *fastParser) header(s string) bool {
 		return false
 	}
 	if len(keys) == 1 {
-		// [nodes]: the map exists even when empty, as the decoder makes it.
-		// Its key-value lines would be entries; none are accepted.
-		top := &p.topSeen[0]
-		if keys[0] == "profiles" {
-			top = &p.topSeen[1]
-		}
-		if *top {
-			return false // a table defined twice: a TOML error
-		}
-		*top = true
-		p.entryMap(keys[0])
-		p.curKind, p.curName = "", ""
-		return true
+		return p.topHeader(keys[0])
 	}
+	return p.entryHeader(keys)
+}
+
+// topHeader is [nodes] or [profiles]: the map exists even when empty, as
+// the decoder makes it. Its key-value lines would be entries; none are
+// accepted.
+func (p *fastParser) topHeader(kind string) bool {
+	top := &p.topSeen[0]
+	if kind == "profiles" {
+		top = &p.topSeen[1]
+	}
+	if *top {
+		return false // a table defined twice: a TOML error
+	}
+	*top = true
+	p.entryMap(kind)
+	p.curKind, p.curName = "", ""
+	return true
+}
+
+// entryHeader is a table of one node or profile: [nodes.N], [nodes.N.tags],
+// [nodes.N.network] or [nodes.N.network.DEV]. An entry's tables must come
+// together, each once.
+func (p *fastParser) entryHeader(keys []string) bool {
 	var table string // which table of the entry
 	switch {
 	case len(keys) == 2:
@@ -128,6 +140,11 @@ func (p *fastParser) header(s string) bool {
 		}
 	}
 	p.curTables = append(p.curTables, table)
+	return p.enterTable(keys)
+}
+
+// enterTable points the parser at the table key-value lines now fill.
+func (p *fastParser) enterTable(keys []string) bool {
 	e := p.curEntry
 	switch {
 	case len(keys) == 2:
@@ -199,32 +216,43 @@ func (p *fastParser) keyValue(s string) bool {
 	case "network":
 		return false // devices are tables, not values
 	case "dev":
-		if key == "primary" {
-			b, ok := boolValue(rest)
-			if !ok {
-				return false
-			}
-			p.dev.Primary = &b
-			return true
-		}
-		v, ok := stringValue(rest)
+		return p.devValue(key, rest)
+	}
+	return p.entryValue(key, rest)
+}
+
+// devValue sets one key of the current network device.
+func (p *fastParser) devValue(key, rest string) bool {
+	if key == "primary" {
+		b, ok := boolValue(rest)
 		if !ok {
 			return false
 		}
-		switch key {
-		case "hwaddr":
-			p.dev.HWAddr = &v
-		case "ipaddr":
-			p.dev.IPAddr = &v
-		case "netmask":
-			p.dev.Netmask = &v
-		case "gateway":
-			p.dev.Gateway = &v
-		default:
-			return false
-		}
+		p.dev.Primary = &b
 		return true
 	}
+	v, ok := stringValue(rest)
+	if !ok {
+		return false
+	}
+	switch key {
+	case "hwaddr":
+		p.dev.HWAddr = &v
+	case "ipaddr":
+		p.dev.IPAddr = &v
+	case "netmask":
+		p.dev.Netmask = &v
+	case "gateway":
+		p.dev.Gateway = &v
+	default:
+		return false
+	}
+	return true
+}
+
+// entryValue sets one key of the current node or profile; an unknown key
+// is left to the full parser (false).
+func (p *fastParser) entryValue(key, rest string) bool {
 	e := p.entry
 	switch key {
 	case "profiles", "kernel_args", "system_overlays", "runtime_overlays":

@@ -314,31 +314,70 @@ type written struct {
 	o *origin
 }
 
+// resolver is one resolveNodes run: every entry as written, and the node
+// database being filled. Its steps report every problem found (fail), so one
+// run lists them all.
+type resolver struct {
+	profiles, nodes map[string]written
+	first           *origin // where errors about no particular file go
+	errs            *errList
+	broken          bool            // a file did not parse: its names are unknown
+	nested          map[string]bool // profiles with profiles, reported once
+	ns              *Nodes
+	devs            map[string]*NetDevEntry // one node's merged devices (reused)
+	devNames        []string
+}
+
 func resolveNodes(files []Decoded, errs *errList, broken bool) (*Nodes, error) {
+	r := &resolver{errs: errs, broken: broken, nested: map[string]bool{}, devs: map[string]*NetDevEntry{}}
+	r.collect(files)
+	names := r.checkNames()
+	r.checkKernelArgs()
+	r.ns = &Nodes{ByName: make(map[string]*Node, len(names)), ByMAC: make(map[string]*Node, len(names)),
+		ByIP: make(map[string]*Node, len(names)), List: make([]*Node, 0, len(names)), Public: make([]*PublicNode, 0, len(names))}
+	for _, name := range names {
+		r.resolveNode(name)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	ns := r.ns
+	sum := sha256.New()
+	enc := json.NewEncoder(sum)
+	for _, n := range ns.List {
+		_ = enc.Encode(n)
+		sum.Write([]byte(n.AssetKey))
+	}
+	ns.Hash = hex.EncodeToString(sum.Sum(nil))
+	return ns, nil
+}
+
+// collect gathers every profile and node of files with the file that
+// defines it; a name defined twice is an error (one file per name).
+func (r *resolver) collect(files []Decoded) {
 	count := 0
 	for _, df := range files {
 		count += len(df.File.Nodes)
 	}
-	profiles := map[string]written{}
-	nodes := make(map[string]written, count)
-	var first *origin
+	r.profiles = map[string]written{}
+	r.nodes = make(map[string]written, count)
 	for i, df := range files {
-		if _, ok := errs.order[df.Path]; !ok {
-			errs.order[df.Path] = i
+		if _, ok := r.errs.order[df.Path]; !ok {
+			r.errs.order[df.Path] = i
 		}
 		o := &origin{path: df.Path, data: df.Data}
 		if i == 0 {
-			first = o
+			r.first = o
 		}
 		for _, kind := range []struct {
 			prefix string
 			from   map[string]*Entry
 			to     map[string]written
-		}{{"profiles.", df.File.Profiles, profiles}, {"nodes.", df.File.Nodes, nodes}} {
+		}{{"profiles.", df.File.Profiles, r.profiles}, {"nodes.", df.File.Nodes, r.nodes}} {
 			for name, e := range kind.from {
 				if prev, dup := kind.to[name]; dup {
 					key := kind.prefix + name
-					errs.add(&Error{File: df.Path, Line: o.line(key), Key: key,
+					r.errs.add(&Error{File: df.Path, Line: o.line(key), Key: key,
 						Msg: fmt.Sprintf("also defined in %s:%d (a name may be defined in one file only)", prev.o.path, prev.o.line(key))})
 					continue
 				}
@@ -349,238 +388,273 @@ func resolveNodes(files []Decoded, errs *errList, broken bool) (*Nodes, error) {
 			}
 		}
 	}
-	if first == nil {
-		first = &origin{path: NodesFile}
+	if r.first == nil {
+		r.first = &origin{path: NodesFile}
 	}
-	// fail reports key in the file that defines its node or profile.
-	fail := func(key, format string, a ...any) {
-		o := first
-		parts := strings.SplitN(key, ".", 3)
-		if len(parts) >= 2 {
-			m := nodes
-			if parts[0] == "profiles" {
-				m = profiles
-			}
-			if w, ok := m[parts[1]]; ok {
-				o = w.o
-			}
+}
+
+// fail reports key in the file that defines its node or profile.
+func (r *resolver) fail(key, format string, a ...any) {
+	o := r.first
+	parts := strings.SplitN(key, ".", 3)
+	if len(parts) >= 2 {
+		m := r.nodes
+		if parts[0] == "profiles" {
+			m = r.profiles
 		}
-		errs.add(&Error{File: o.path, Line: o.line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
-	}
-	for name := range profiles {
-		if err := checkName(name); err != nil {
-			fail("profiles."+name, "%v", err)
+		if w, ok := m[parts[1]]; ok {
+			o = w.o
 		}
 	}
-	nested := map[string]bool{} // profiles with profiles, reported once
-	names := make([]string, 0, len(nodes))
-	for name := range nodes {
+	r.errs.add(&Error{File: o.path, Line: o.line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
+}
+
+// checkNames checks every profile and node name and returns the valid node
+// names, sorted: the order nodes are resolved and listed in.
+func (r *resolver) checkNames() []string {
+	for name := range r.profiles {
 		if err := checkName(name); err != nil {
-			fail("nodes."+name, "%v", err)
+			r.fail("profiles."+name, "%v", err)
+		}
+	}
+	names := make([]string, 0, len(r.nodes))
+	for name := range r.nodes {
+		if err := checkName(name); err != nil {
+			r.fail("nodes."+name, "%v", err)
 			continue
 		}
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	// Kernel arguments, where they are written (a profile's are checked
-	// even when no node uses it yet).
+	return names
+}
+
+// checkKernelArgs checks kernel arguments where they are written (a
+// profile's are checked even when no node uses it yet).
+func (r *resolver) checkKernelArgs() {
 	for _, kind := range []struct {
 		prefix  string
 		entries map[string]written
-	}{{"profiles.", profiles}, {"nodes.", nodes}} {
+	}{{"profiles.", r.profiles}, {"nodes.", r.nodes}} {
 		for name, w := range kind.entries {
 			for _, a := range w.e.KernelArgs {
 				if err := CheckKernelArg(a); err != nil {
-					fail(kind.prefix+name+".kernel_args", "%v", err)
+					r.fail(kind.prefix+name+".kernel_args", "%v", err)
 					break
 				}
 			}
 		}
 	}
+}
 
-	ns := &Nodes{ByName: make(map[string]*Node, len(names)), ByMAC: make(map[string]*Node, len(names)),
-		ByIP: make(map[string]*Node, len(names)), List: make([]*Node, 0, len(names)), Public: make([]*PublicNode, 0, len(names))}
-	// owner names the device that holds an address, for the error message.
-	owner := func(n *Node, match func(NetDev) bool) string {
-		for _, d := range n.Network {
-			if match(d) {
-				return "nodes." + n.Name + ".network." + d.Name
-			}
-		}
-		return "nodes." + n.Name
+// nodeCheck is the resolving of one node: bad records that it failed, so it
+// is left out while the rest are still checked.
+type nodeCheck struct {
+	*resolver
+	key string // "nodes.NAME"
+	bad bool
+}
+
+func (c *nodeCheck) nfail(k, format string, a ...any) {
+	c.bad = true
+	c.fail(k, format, a...)
+}
+
+// resolveNode merges a node with its profiles, checks the result and adds
+// it to the database when it and everything before it are valid.
+func (r *resolver) resolveNode(name string) {
+	w := r.nodes[name]
+	c := &nodeCheck{resolver: r, key: "nodes." + name}
+	// Nothing of the entry is shared with n: an editor changes entries after
+	// resolving them (server/nodeedit).
+	n := &Node{Name: name, Tags: map[string]string{}, File: w.o.path}
+	if len(w.e.Profiles) > 0 {
+		n.Profiles = append([]string(nil), w.e.Profiles...)
 	}
-	devs := map[string]*NetDevEntry{}
-	var devNames []string
-	for _, name := range names {
-		w := nodes[name]
-		r := w.e
-		key := "nodes." + name
-		bad := false
-		nfail := func(k, format string, a ...any) {
-			bad = true
-			fail(k, format, a...)
-		}
-		// Nothing of r is shared with n: an editor changes entries after
-		// resolving them (server/nodeedit).
-		n := &Node{Name: name, Tags: map[string]string{}, File: w.o.path}
-		if len(r.Profiles) > 0 {
-			n.Profiles = append([]string(nil), r.Profiles...)
-		}
-		clear(devs)
-		unresolved := false // a profile is missing: merged values are incomplete
-		// Profiles merge in order; the node's own values are applied last and win.
-		for _, p := range r.Profiles {
-			pw, ok := profiles[p]
-			if !ok {
-				if !broken { // it may be defined in the file that did not parse
-					nfail(key+".profiles", "profile %q is not defined", p)
-				}
-				bad, unresolved = true, true
-				continue
-			}
-			if len(pw.e.Profiles) > 0 {
-				if !nested[p] {
-					nested[p] = true
-					fail("profiles."+p+".profiles", "profiles cannot include other profiles")
-				}
-				bad, unresolved = true, true
-				continue
-			}
-			n.merge(pw.e, devs)
-		}
-		n.merge(r, devs)
-		if n.Root == "" {
-			n.Root = RootTmpfs
-		}
-		if n.Root != RootTmpfs && n.Root != RootInitramfs {
-			nfail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
-		}
-		checkBoot(n, key, r, func(p string) *string { // boot.go
-			if pw, ok := profiles[p]; ok && pw.e != nil {
-				return pw.e.Boot
-			}
-			return nil
-		}, nfail)
-		checkBootloader(n, key, r, func(p string) *Entry { return profiles[p].e }, nfail)
-		ns.AnyGRUB = ns.AnyGRUB || n.Bootloader == LoaderGRUB
-		if n.Image == "" && !unresolved {
-			nfail(key+".image", "no image set (on the node or its profiles)")
-		}
-		for _, field := range [2]struct{ k, v string }{{"image", n.Image}, {"ipxe_template", n.IPXETemplate}} {
-			if field.v != "" && checkName(field.v) != nil {
-				nfail(key+"."+field.k, "%q is not a plain name", field.v)
-			}
-		}
-		for _, list := range [2][]string{n.SystemOverlays, n.RuntimeOverlays} {
-			for _, o := range list {
-				if checkName(o) != nil {
-					nfail(key, "overlay %q is not a plain name", o)
-				}
-			}
-		}
-		if n.Kernel != "" && (strings.HasPrefix(n.Kernel, "/") || strings.Contains("/"+n.Kernel+"/", "/../")) {
-			nfail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
-		}
-		devNames = devNames[:0]
-		for d := range devs {
-			devNames = append(devNames, d)
-		}
-		sort.Strings(devNames)
-		primaries := 0
-		if len(devNames) > 0 {
-			n.Network = make([]NetDev, 0, len(devNames))
-		}
-		for _, d := range devNames {
-			rd := devs[d]
-			dk := func() string { return key + ".network." + d }
-			if err := checkName(d); err != nil { // rendered into interfaces files and wwclient.toml
-				nfail(dk(), "device %v", err)
-				continue
-			}
-			dev := NetDev{Name: d}
-			if rd.HWAddr != nil {
-				mac, err := NormalizeMAC(*rd.HWAddr)
-				if err == nil {
-					err = CheckUnicastMAC(mac)
-				}
-				if err != nil {
-					nfail(dk()+".hwaddr", "%v", err)
-				}
-				dev.HWAddr = mac
-			}
-			for _, f := range [3]struct {
-				k   string
-				src *string
-				dst *string
-			}{{"ipaddr", rd.IPAddr, &dev.IPAddr}, {"netmask", rd.Netmask, &dev.Netmask}, {"gateway", rd.Gateway, &dev.Gateway}} {
-				if f.src == nil || *f.src == "" {
-					continue
-				}
-				if parseIPv4(*f.src) == nil {
-					nfail(dk()+"."+f.k, "%q is not an IPv4 address", *f.src)
-					continue
-				}
-				*f.dst = *f.src
-			}
-			if dev.Netmask != "" && !isMask(dev.Netmask) {
-				nfail(dk()+".netmask", "%q is not a netmask", dev.Netmask)
-			}
-			if err := CheckHostAddr(dev.IPAddr, dev.Netmask); err != nil {
-				nfail(dk()+".ipaddr", "%v", err)
-			}
-			if rd.Primary != nil && *rd.Primary {
-				dev.Primary = true
-				primaries++
-			}
-			if mac := dev.HWAddr; mac != "" {
-				if other, dup := ns.ByMAC[mac]; dup {
-					nfail(dk()+".hwaddr", "MAC %s is also used by %s", mac, owner(other, func(x NetDev) bool { return x.HWAddr == mac }))
-				} else {
-					ns.ByMAC[mac] = n
-				}
-			}
-			if ip := dev.IPAddr; ip != "" {
-				if other, dup := ns.ByIP[ip]; dup {
-					nfail(dk()+".ipaddr", "address %s is also used by %s", ip, owner(other, func(x NetDev) bool { return x.IPAddr == ip }))
-				} else {
-					ns.ByIP[ip] = n
-				}
-			}
-			n.Network = append(n.Network, dev)
-		}
-		if primaries > 1 {
-			nfail(key+".network", "%d devices are marked primary; at most one may be", primaries)
-		}
-		if primaries == 0 && len(n.Network) > 0 {
-			n.Network[0].Primary = true // a single or first device is primary by default
-		}
-		if len(n.Network) > 1 {
-			sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
-		}
-		if n.Discoverable && n.Primary().HWAddr == "" && filepath.Base(filepath.Dir(n.File)) != NodesDir {
-			nfail(key+".discoverable", "a discoverable node without hwaddr must be defined under %s/ (wwserver node add --discoverable), where discovery writes its MAC", NodesDir)
-		}
-		if bad || !errs.empty() {
-			continue // the database is not returned; keep checking the rest
-		}
-		if n.Discoverable && n.Primary().HWAddr == "" {
-			ns.Undiscovered = append(ns.Undiscovered, n)
-		}
-		ns.List = append(ns.List, n)
-		ns.Public = append(ns.Public, n.Public())
-		ns.ByName[name] = n
+	unresolved := c.merge(n, w.e)
+	c.checkKeys(n, w.e, unresolved)
+	c.resolveNetwork(n)
+	if n.Discoverable && n.Primary().HWAddr == "" && filepath.Base(filepath.Dir(n.File)) != NodesDir {
+		c.nfail(c.key+".discoverable", "a discoverable node without hwaddr must be defined under %s/ (wwserver node add --discoverable), where discovery writes its MAC", NodesDir)
 	}
-	if err := errs.err(); err != nil {
-		return nil, err
+	if c.bad || !r.errs.empty() {
+		return // the database is not returned; keep checking the rest
 	}
-	sum := sha256.New()
-	enc := json.NewEncoder(sum)
-	for _, n := range ns.List {
-		_ = enc.Encode(n)
-		sum.Write([]byte(n.AssetKey))
+	ns := r.ns
+	if n.Discoverable && n.Primary().HWAddr == "" {
+		ns.Undiscovered = append(ns.Undiscovered, n)
 	}
-	ns.Hash = hex.EncodeToString(sum.Sum(nil))
-	return ns, nil
+	ns.List = append(ns.List, n)
+	ns.Public = append(ns.Public, n.Public())
+	ns.ByName[name] = n
+}
+
+// merge applies the node's profiles in order, then its own values, which
+// win. It reports whether a profile was missing (merged values incomplete).
+func (c *nodeCheck) merge(n *Node, e *Entry) (unresolved bool) {
+	clear(c.devs)
+	for _, p := range e.Profiles {
+		pw, ok := c.profiles[p]
+		if !ok {
+			if !c.broken { // it may be defined in the file that did not parse
+				c.nfail(c.key+".profiles", "profile %q is not defined", p)
+			}
+			c.bad, unresolved = true, true
+			continue
+		}
+		if len(pw.e.Profiles) > 0 {
+			if !c.nested[p] {
+				c.nested[p] = true
+				c.fail("profiles."+p+".profiles", "profiles cannot include other profiles")
+			}
+			c.bad, unresolved = true, true
+			continue
+		}
+		n.merge(pw.e, c.devs)
+	}
+	n.merge(e, c.devs)
+	return unresolved
+}
+
+// checkKeys checks the merged values other than the network devices.
+func (c *nodeCheck) checkKeys(n *Node, e *Entry, unresolved bool) {
+	key := c.key
+	if n.Root == "" {
+		n.Root = RootTmpfs
+	}
+	if n.Root != RootTmpfs && n.Root != RootInitramfs {
+		c.nfail(key+".root", "must be %q or %q, got %q", RootTmpfs, RootInitramfs, n.Root)
+	}
+	checkBoot(n, key, e, func(p string) *string { // boot.go
+		if pw, ok := c.profiles[p]; ok && pw.e != nil {
+			return pw.e.Boot
+		}
+		return nil
+	}, c.nfail)
+	checkBootloader(n, key, e, func(p string) *Entry { return c.profiles[p].e }, c.nfail)
+	c.ns.AnyGRUB = c.ns.AnyGRUB || n.Bootloader == LoaderGRUB
+	if n.Image == "" && !unresolved {
+		c.nfail(key+".image", "no image set (on the node or its profiles)")
+	}
+	for _, field := range [2]struct{ k, v string }{{"image", n.Image}, {"ipxe_template", n.IPXETemplate}} {
+		if field.v != "" && checkName(field.v) != nil {
+			c.nfail(key+"."+field.k, "%q is not a plain name", field.v)
+		}
+	}
+	for _, list := range [2][]string{n.SystemOverlays, n.RuntimeOverlays} {
+		for _, o := range list {
+			if checkName(o) != nil {
+				c.nfail(key, "overlay %q is not a plain name", o)
+			}
+		}
+	}
+	if n.Kernel != "" && (strings.HasPrefix(n.Kernel, "/") || strings.Contains("/"+n.Kernel+"/", "/../")) {
+		c.nfail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
+	}
+}
+
+// resolveNetwork checks the merged devices in name order, indexes their
+// MACs and addresses, and puts the primary device first.
+func (c *nodeCheck) resolveNetwork(n *Node) {
+	c.devNames = c.devNames[:0]
+	for d := range c.devs {
+		c.devNames = append(c.devNames, d)
+	}
+	sort.Strings(c.devNames)
+	primaries := 0
+	if len(c.devNames) > 0 {
+		n.Network = make([]NetDev, 0, len(c.devNames))
+	}
+	for _, d := range c.devNames {
+		if err := checkName(d); err != nil { // rendered into interfaces files and wwclient.toml
+			c.nfail(c.key+".network."+d, "device %v", err)
+			continue
+		}
+		dev := c.checkDev(d, c.devs[d])
+		if dev.Primary {
+			primaries++
+		}
+		c.index(n, dev)
+		n.Network = append(n.Network, dev)
+	}
+	if primaries > 1 {
+		c.nfail(c.key+".network", "%d devices are marked primary; at most one may be", primaries)
+	}
+	if primaries == 0 && len(n.Network) > 0 {
+		n.Network[0].Primary = true // a single or first device is primary by default
+	}
+	if len(n.Network) > 1 {
+		sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
+	}
+}
+
+// checkDev checks one merged device's MAC and addresses.
+func (c *nodeCheck) checkDev(d string, rd *NetDevEntry) NetDev {
+	dk := c.key + ".network." + d
+	dev := NetDev{Name: d}
+	if rd.HWAddr != nil {
+		mac, err := nodeapi.NormalizeMAC(*rd.HWAddr)
+		if err == nil {
+			err = CheckUnicastMAC(mac)
+		}
+		if err != nil {
+			c.nfail(dk+".hwaddr", "%v", err)
+		}
+		dev.HWAddr = mac
+	}
+	for _, f := range [3]struct {
+		k   string
+		src *string
+		dst *string
+	}{{"ipaddr", rd.IPAddr, &dev.IPAddr}, {"netmask", rd.Netmask, &dev.Netmask}, {"gateway", rd.Gateway, &dev.Gateway}} {
+		if f.src == nil || *f.src == "" {
+			continue
+		}
+		if parseIPv4(*f.src) == nil {
+			c.nfail(dk+"."+f.k, "%q is not an IPv4 address", *f.src)
+			continue
+		}
+		*f.dst = *f.src
+	}
+	if dev.Netmask != "" && !isMask(dev.Netmask) {
+		c.nfail(dk+".netmask", "%q is not a netmask", dev.Netmask)
+	}
+	if err := CheckHostAddr(dev.IPAddr, dev.Netmask); err != nil {
+		c.nfail(dk+".ipaddr", "%v", err)
+	}
+	dev.Primary = rd.Primary != nil && *rd.Primary
+	return dev
+}
+
+// index records dev's MAC and address for n; one used by an earlier node
+// is an error naming that node's device.
+func (c *nodeCheck) index(n *Node, dev NetDev) {
+	dk := c.key + ".network." + dev.Name
+	ns := c.ns
+	if mac := dev.HWAddr; mac != "" {
+		if other, dup := ns.ByMAC[mac]; dup {
+			c.nfail(dk+".hwaddr", "MAC %s is also used by %s", mac, owner(other, func(x NetDev) bool { return x.HWAddr == mac }))
+		} else {
+			ns.ByMAC[mac] = n
+		}
+	}
+	if ip := dev.IPAddr; ip != "" {
+		if other, dup := ns.ByIP[ip]; dup {
+			c.nfail(dk+".ipaddr", "address %s is also used by %s", ip, owner(other, func(x NetDev) bool { return x.IPAddr == ip }))
+		} else {
+			ns.ByIP[ip] = n
+		}
+	}
+}
+
+// owner names the device that holds an address, for the error message.
+func owner(n *Node, match func(NetDev) bool) string {
+	for _, d := range n.Network {
+		if match(d) {
+			return "nodes." + n.Name + ".network." + d.Name
+		}
+	}
+	return "nodes." + n.Name
 }
 
 // merge applies the set fields of r over n. Network devices merge per device and field.
@@ -672,19 +746,6 @@ func CheckKernelArg(s string) error {
 		}
 	}
 	return nil
-}
-
-// NormalizeMAC accepts a 6-byte MAC with ':' or '-' in any case and returns
-// it lower-case with colons.
-func NormalizeMAC(s string) (string, error) {
-	if len(s) != 17 {
-		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
-	}
-	hw, err := net.ParseMAC(strings.ReplaceAll(s, "-", ":"))
-	if err != nil || len(hw) != 6 {
-		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
-	}
-	return hw.String(), nil
 }
 
 // CheckUnicastMAC reports why a normalised MAC cannot be a network card's:

@@ -323,35 +323,7 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	if s.UpdateInterval.Duration < time.Second {
 		fail("update_interval", "must be at least 1s, got %s", s.UpdateInterval)
 	}
-	d := &s.DHCP
-	if d.Mode != ModeReservation && d.Mode != ModeProxy {
-		fail("dhcp.mode", "must be %q or %q, got %q", ModeReservation, ModeProxy, d.Mode)
-	}
-	if d.Enabled && d.Interface == "" {
-		fail("dhcp.interface", "required when dhcp is enabled")
-	}
-	for _, f := range []struct{ key, val string }{
-		{"dhcp.range_start", d.RangeStart}, {"dhcp.range_end", d.RangeEnd},
-		{"dhcp.netmask", d.Netmask}, {"dhcp.router", d.Router},
-	} {
-		if f.val != "" && parseIPv4(f.val) == nil {
-			fail(f.key, "%q is not an IPv4 address", f.val)
-		}
-	}
-	for _, v := range d.DNS {
-		if parseIPv4(v) == nil {
-			fail("dhcp.dns", "%q is not an IPv4 address", v)
-		}
-	}
-	if (d.RangeStart == "") != (d.RangeEnd == "") {
-		fail("dhcp.range_end", "range_start and range_end go together")
-	}
-	if start, end := parseIPv4(d.RangeStart), parseIPv4(d.RangeEnd); start != nil && end != nil && ipToU32(start) > ipToU32(end) {
-		fail("dhcp.range_end", "range_end %s is before range_start %s", d.RangeEnd, d.RangeStart)
-	}
-	if d.Workers < 1 || d.Workers > 1024 {
-		fail("dhcp.workers", "must be 1..1024, got %d", d.Workers)
-	}
+	checkDHCP(&s.DHCP, fail)
 	if s.TFTP.Anticipate < 0 || s.TFTP.Anticipate > 64 {
 		fail("tftp.anticipate", "must be 0..64, got %d", s.TFTP.Anticipate)
 	}
@@ -363,24 +335,7 @@ func ParseServer(path string, data []byte) (*Server, error) {
 			fail(f.key, "%q: want an absolute path on this server", f.val)
 		}
 	}
-	st := &s.State
-	switch st.Backend {
-	case BackendFiles:
-	case BackendEtcd:
-		if len(st.Etcd.Endpoints) == 0 {
-			fail("state.etcd.endpoints", "required when state.backend is %q", BackendEtcd)
-		}
-		for _, e := range st.Etcd.Endpoints {
-			if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
-				fail("state.etcd.endpoints", "%q: want http://HOST:PORT or https://HOST:PORT", e)
-			}
-		}
-		if tls := [3]bool{st.Etcd.CAFile != "", st.Etcd.CertFile != "", st.Etcd.KeyFile != ""}; tls != [3]bool{} && tls != [3]bool{true, true, true} {
-			fail("state.etcd.ca_file", "ca_file, cert_file and key_file go together")
-		}
-	default:
-		fail("state.backend", "must be %q or %q, got %q", BackendFiles, BackendEtcd, st.Backend)
-	}
+	checkState(&s.State, fail)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
@@ -456,4 +411,60 @@ func parseIPv4(s string) net.IP {
 
 func ipToU32(ip net.IP) uint32 {
 	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+}
+
+// failFunc reports a problem with key of the file being checked.
+type failFunc func(key, format string, a ...any)
+
+// checkDHCP checks the [dhcp] table: the mode, addresses, range and workers.
+func checkDHCP(d *DHCP, fail failFunc) {
+	if d.Mode != ModeReservation && d.Mode != ModeProxy {
+		fail("dhcp.mode", "must be %q or %q, got %q", ModeReservation, ModeProxy, d.Mode)
+	}
+	if d.Enabled && d.Interface == "" {
+		fail("dhcp.interface", "required when dhcp is enabled")
+	}
+	for _, f := range []struct{ key, val string }{
+		{"dhcp.range_start", d.RangeStart}, {"dhcp.range_end", d.RangeEnd},
+		{"dhcp.netmask", d.Netmask}, {"dhcp.router", d.Router},
+	} {
+		if f.val != "" && parseIPv4(f.val) == nil {
+			fail(f.key, "%q is not an IPv4 address", f.val)
+		}
+	}
+	for _, v := range d.DNS {
+		if parseIPv4(v) == nil {
+			fail("dhcp.dns", "%q is not an IPv4 address", v)
+		}
+	}
+	if (d.RangeStart == "") != (d.RangeEnd == "") {
+		fail("dhcp.range_end", "range_start and range_end go together")
+	}
+	if start, end := parseIPv4(d.RangeStart), parseIPv4(d.RangeEnd); start != nil && end != nil && ipToU32(start) > ipToU32(end) {
+		fail("dhcp.range_end", "range_end %s is before range_start %s", d.RangeEnd, d.RangeStart)
+	}
+	if d.Workers < 1 || d.Workers > 1024 {
+		fail("dhcp.workers", "must be 1..1024, got %d", d.Workers)
+	}
+}
+
+// checkState checks the [state] table: the backend and its etcd settings.
+func checkState(st *State, fail failFunc) {
+	switch st.Backend {
+	case BackendFiles:
+	case BackendEtcd:
+		if len(st.Etcd.Endpoints) == 0 {
+			fail("state.etcd.endpoints", "required when state.backend is %q", BackendEtcd)
+		}
+		for _, e := range st.Etcd.Endpoints {
+			if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+				fail("state.etcd.endpoints", "%q: want http://HOST:PORT or https://HOST:PORT", e)
+			}
+		}
+		if tls := [3]bool{st.Etcd.CAFile != "", st.Etcd.CertFile != "", st.Etcd.KeyFile != ""}; tls != [3]bool{} && tls != [3]bool{true, true, true} {
+			fail("state.etcd.ca_file", "ca_file, cert_file and key_file go together")
+		}
+	default:
+		fail("state.backend", "must be %q or %q, got %q", BackendFiles, BackendEtcd, st.Backend)
+	}
 }

@@ -121,6 +121,12 @@ func NewStore(root string, log *slog.Logger) (*Store, error) {
 // Root is the served tree's directory.
 func (s *Store) Root() string { return s.root }
 
+// Current is the part of *Store a service that only reads the config
+// needs (dhcp, tftp): the snapshot in effect.
+type Current interface {
+	Current() *Snapshot
+}
+
 // Current returns the current snapshot without touching the disk.
 func (s *Store) Current() *Snapshot { return s.state.Load().snap }
 

@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/health"
 	"github.com/wwcluster/ww/server/provision"
 )
@@ -17,7 +17,7 @@ import (
 func TestBuildFailureDegradesHealth(t *testing.T) {
 	reg := health.New()
 	a := builderAdapter{health: reg}
-	if _, err := a.artifact(nil, fmt.Errorf("image %q: %w", "debian", build.ErrNotFound)); !errors.Is(err, provision.ErrNotFound) {
+	if _, err := a.artifact(nil, fmt.Errorf("image %q: %w", "debian", artifact.ErrNotFound)); !errors.Is(err, provision.ErrNotFound) {
 		t.Errorf("not-found error = %v", err)
 	}
 	if _, ok := reg.Components(); !ok {
@@ -31,7 +31,7 @@ func TestBuildFailureDegradesHealth(t *testing.T) {
 	if ok || len(list) != 1 || list[0].Name != "build" || list[0].Reason != enospc.Error() {
 		t.Fatalf("health after ENOSPC: %+v", list)
 	}
-	if _, err := a.artifact(&build.Artifact{Name: "x"}, nil); err != nil {
+	if _, err := a.artifact(&artifact.Artifact{Name: "x"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := reg.Components(); !ok {

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
 	"github.com/wwcluster/ww/server/health"
@@ -38,7 +38,7 @@ func (l dhcpLeases) HasLease(mac string) bool {
 // become provision's (404 instead of 500). Every other outcome goes to
 // health: a failing build (a full disk) degrades /healthz until one works.
 type builderAdapter struct {
-	b      *build.Builder
+	b      *artifact.Builder
 	health health.Reporter
 	boot   *bootWarnings // may be nil
 }
@@ -53,7 +53,7 @@ func (a builderAdapter) Kernel(ctx context.Context, s *config.Snapshot, n *confi
 
 // bootWarnings logs and lists the images nodes cannot boot.
 type bootWarnings struct {
-	checker *build.BootChecker
+	checker *artifact.BootChecker
 	log     *slog.Logger
 	limit   *health.Limiter // serving a known non-kernel: once a minute per kernel
 
@@ -61,7 +61,7 @@ type bootWarnings struct {
 	logged map[string]bool // problems already logged
 }
 
-func newBootWarnings(c *build.BootChecker, log *slog.Logger) *bootWarnings {
+func newBootWarnings(c *artifact.BootChecker, log *slog.Logger) *bootWarnings {
 	return &bootWarnings{checker: c, log: log, limit: health.NewLimiter(health.DefaultLogEvery, nil), logged: map[string]bool{}}
 }
 
@@ -96,7 +96,7 @@ func (w *bootWarnings) check(snap *config.Snapshot) []string {
 
 // serving logs (once a minute per kernel) when a node is sent a kernel
 // that check found is not one.
-func (w *bootWarnings) serving(n *config.Node, art *build.Artifact) {
+func (w *bootWarnings) serving(n *config.Node, art *artifact.Artifact) {
 	if w.checker.IsBad(art.ETag) && w.limit.Allow(art.ETag) {
 		w.log.Warn("sending a kernel that is not a Linux kernel image; the node will not boot", "node", n.Name, "image", n.Image, "kernel", art.Name)
 	}
@@ -129,7 +129,7 @@ func (a builderAdapter) KernelModules(ctx context.Context, s *config.Snapshot, n
 
 func (a builderAdapter) Chunk(digest string) (*provision.Artifact, error) {
 	art, err := a.b.Chunk(digest)
-	if errors.Is(err, build.ErrNotFound) {
+	if errors.Is(err, artifact.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %w", provision.ErrNotFound, err)
 	}
 	if err != nil {
@@ -138,12 +138,12 @@ func (a builderAdapter) Chunk(digest string) (*provision.Artifact, error) {
 	return &provision.Artifact{Name: art.Name, ETag: art.ETag, Size: art.Size, ModTime: art.ModTime, Open: art.Open}, nil
 }
 
-func (a builderAdapter) artifact(art *build.Artifact, err error) (*provision.Artifact, error) {
+func (a builderAdapter) artifact(art *artifact.Artifact, err error) (*provision.Artifact, error) {
 	if err != nil {
-		if errors.Is(err, build.ErrNotFound) || errors.Is(err, build.ErrTemplate) || errors.Is(err, build.ErrInvalidName) ||
+		if errors.Is(err, artifact.ErrNotFound) || errors.Is(err, artifact.ErrTemplate) || errors.Is(err, artifact.ErrInvalidName) ||
 			errors.Is(err, context.Canceled) {
 			// The node's config or a client, not the server: no health change.
-			if errors.Is(err, build.ErrNotFound) {
+			if errors.Is(err, artifact.ErrNotFound) {
 				return nil, fmt.Errorf("%w: %w", provision.ErrNotFound, err)
 			}
 			return nil, err

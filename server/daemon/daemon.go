@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/cluster"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
@@ -72,7 +72,7 @@ type server struct {
 	reg        *prometheus.Registry
 	health     *health.Registry
 	status     *status.Store
-	builder    *build.Builder
+	builder    *artifact.Builder
 	boot       *bootWarnings
 	handler    *provision.Handler
 	leases     provision.Leases // DHCP's, for secure mode's source check; nil without DHCP
@@ -157,7 +157,7 @@ func (s *server) open() error {
 	s.status.SetUpdateInterval(s.snap.Server.UpdateInterval.Duration)
 	s.status.Health = s.health
 
-	s.builder, err = build.New(build.Options{Root: root, StateDir: s.stateDir, Log: s.log, Registerer: s.reg})
+	s.builder, err = artifact.New(artifact.Options{Root: root, StateDir: s.stateDir, Log: s.log, Registerer: s.reg})
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func (s *server) open() error {
 func (s *server) watchConfig() {
 	// Images nodes cannot boot (init's placeholder, no kernel): logged at
 	// start and on each reload that changes them, named by /healthz.
-	s.boot = newBootWarnings(build.NewBootChecker(s.builder), s.log)
+	s.boot = newBootWarnings(artifact.NewBootChecker(s.builder), s.log)
 	s.boot.check(s.snap)
 	s.store.OnReload = func(next *config.Snapshot) {
 		// Status is never pruned here: a node removed from nodes.toml is

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/image"
 	"github.com/wwcluster/ww/server/status"
@@ -57,7 +57,7 @@ func PrepareImages(root string, log *slog.Logger) {
 
 // pruneLoop removes unused build cache files and aged-out status entries
 // now and then.
-func pruneLoop(ctx context.Context, b *build.Builder, st *status.Store, cfg *config.Store, log *slog.Logger) {
+func pruneLoop(ctx context.Context, b *artifact.Builder, st *status.Store, cfg *config.Store, log *slog.Logger) {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
@@ -65,7 +65,7 @@ func pruneLoop(ctx context.Context, b *build.Builder, st *status.Store, cfg *con
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := b.Prune(build.DefaultPruneAge); err != nil {
+			if _, err := b.Prune(artifact.DefaultPruneAge); err != nil {
 				log.Warn("prune build cache", "err", err)
 			}
 			if removed, unknown := st.Expire(cfg.Current().Nodes); removed+unknown > 0 {

@@ -156,26 +156,7 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		p.hostname = x.node.Name
 	}
 	if x.node != nil && x.dev.IPAddr != "" {
-		// Reservation.
-		ip := parseAddr(x.dev.IPAddr)
-		if m := parseAddr(x.dev.Netmask); m.IsValid() {
-			p.netmask = m
-		}
-		if gw := parseAddr(x.dev.Gateway); gw.IsValid() {
-			p.router = gw
-		}
-		if x.relayed() && !sameSubnet(ip, x.giaddr(), p.netmask) {
-			return nil, &silence{"reservation_not_in_relay_subnet"}
-		}
-		if strict && want != ip {
-			return nil, errNotTheirs
-		}
-		_, d, err := h.leases.claimReserved(ip, x.mac, node, state, expires, x.now)
-		if err != nil {
-			return nil, &silence{"reserved_address_in_use"}
-		}
-		p.yiaddr, p.durable, p.reserved = ip, d, true
-		return p, nil
+		return h.assignReserved(x, p, node, want, strict, state, expires)
 	}
 	pl := x.pool()
 	if pl == nil {
@@ -205,6 +186,36 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		p.yiaddr, p.durable = want, d
 		return p, nil
 	}
+	return h.allocateFree(x, pl, p, node, want, state, expires)
+}
+
+// assignReserved gives a node its reserved address, when it may have it
+// here (the relay's subnet) and no one else holds it.
+func (h *reservationHandler) assignReserved(x *exchange, p *params, node string, want netip.Addr, strict bool, state string, expires time.Time) (*params, error) {
+	ip := parseAddr(x.dev.IPAddr)
+	if m := parseAddr(x.dev.Netmask); m.IsValid() {
+		p.netmask = m
+	}
+	if gw := parseAddr(x.dev.Gateway); gw.IsValid() {
+		p.router = gw
+	}
+	if x.relayed() && !sameSubnet(ip, x.giaddr(), p.netmask) {
+		return nil, &silence{"reservation_not_in_relay_subnet"}
+	}
+	if strict && want != ip {
+		return nil, errNotTheirs
+	}
+	_, d, err := h.leases.claimReserved(ip, x.mac, node, state, expires, x.now)
+	if err != nil {
+		return nil, &silence{"reserved_address_in_use"}
+	}
+	p.yiaddr, p.durable, p.reserved = ip, d, true
+	return p, nil
+}
+
+// allocateFree picks a free pool address (want, when free), skipping those
+// another host answers ARP for (probeAttempts at most).
+func (h *reservationHandler) allocateFree(x *exchange, pl *pool, p *params, node string, want netip.Addr, state string, expires time.Time) (*params, error) {
 	for attempt := 0; ; attempt++ {
 		l, d, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
 		if errors.Is(err, errSharedUnavailable) {

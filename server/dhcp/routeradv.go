@@ -208,6 +208,24 @@ func (r *raResponder) open() (*ndp.Conn, netip.Addr, *net.Interface, error) {
 	return c, addr, ifi, nil
 }
 
+// start logs the mode and, in auto mode, asks the link's routers to show
+// themselves now (a router solicitation), so another router is known early.
+func (r *raResponder) start(c *ndp.Conn, lla *ndp.LinkLayerAddress) {
+	if r.mode != config.AnswerRSAuto {
+		r.log.Info("dhcp: answering IPv6 router solicitations with an empty router advertisement, also while another IPv6 router advertises",
+			"interface", r.iface, "answer_router_solicitations", r.mode)
+		return
+	}
+	r.log.Info("dhcp: answering IPv6 router solicitations with an empty router advertisement while no other IPv6 router advertises",
+		"interface", r.iface, "answer_router_solicitations", r.mode)
+	rs := &ndp.RouterSolicitation{Options: []ndp.Option{lla}}
+	if err := c.WriteTo(rs, nil, netip.MustParseAddr("ff02::2")); err != nil {
+		r.log.Warn("dhcp: send router solicitation", "interface", r.iface, "err", err)
+	} else {
+		r.m.sent.WithLabelValues("ROUTER_SOLICITATION").Inc()
+	}
+}
+
 // answer serves the open socket c (bound to addr on ifi) until ctx ends
 // (nil) or c fails.
 func (r *raResponder) answer(ctx context.Context, c *ndp.Conn, addr netip.Addr, ifi *net.Interface) error {
@@ -218,20 +236,7 @@ func (r *raResponder) answer(ctx context.Context, c *ndp.Conn, addr netip.Addr, 
 	ra := &ndp.RouterAdvertisement{Options: []ndp.Option{lla}}
 	allNodes := netip.MustParseAddr("ff02::1")
 	own := addr.WithZone("")
-	if r.mode == config.AnswerRSAuto {
-		r.log.Info("dhcp: answering IPv6 router solicitations with an empty router advertisement while no other IPv6 router advertises",
-			"interface", r.iface, "answer_router_solicitations", r.mode)
-		// Ask the link's routers to show themselves now.
-		rs := &ndp.RouterSolicitation{Options: []ndp.Option{lla}}
-		if err := c.WriteTo(rs, nil, netip.MustParseAddr("ff02::2")); err != nil {
-			r.log.Warn("dhcp: send router solicitation", "interface", r.iface, "err", err)
-		} else {
-			r.m.sent.WithLabelValues("ROUTER_SOLICITATION").Inc()
-		}
-	} else {
-		r.log.Info("dhcp: answering IPv6 router solicitations with an empty router advertisement, also while another IPv6 router advertises",
-			"interface", r.iface, "answer_router_solicitations", r.mode)
-	}
+	r.start(c, lla)
 	buf := make([]byte, max(ifi.MTU, 1500))
 	var last time.Time
 	for {

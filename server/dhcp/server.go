@@ -44,7 +44,7 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	Store *config.Store
+	Store config.Current
 	// StateDir holds leases.json; "" keeps leases in memory only.
 	StateDir string
 	Status   status.Recorder // may be nil
@@ -63,7 +63,7 @@ type Options struct {
 
 // Server is the DHCP server. Create it with New and start it with Run.
 type Server struct {
-	store  *config.Store
+	store  config.Current
 	status status.Recorder
 	log    *slog.Logger
 	leases leaseStore

@@ -71,13 +71,19 @@ func (r *Registry) Components() (list []Component, healthy bool) {
 
 // Limiter lets a repeated message through once per interval per key (for
 // example the error text), so a failure that repeats every second logs
-// once a minute. Keys not seen for an interval are forgotten, so the map
-// stays small.
+// once a minute, and counts the messages it holds back. Keys not seen for
+// an interval are forgotten, so the map stays small.
 type Limiter struct {
 	every time.Duration
 	now   func() time.Time
 	mu    sync.Mutex
-	last  map[string]time.Time
+	last  map[string]limited
+}
+
+// limited is a key's last message let through and the count held back since.
+type limited struct {
+	at      time.Time
+	skipped int64
 }
 
 // DefaultLogEvery is how often one distinct error is logged again.
@@ -92,20 +98,31 @@ func NewLimiter(every time.Duration, now func() time.Time) *Limiter {
 	if now == nil {
 		now = time.Now
 	}
-	return &Limiter{every: every, now: now, last: map[string]time.Time{}}
+	return &Limiter{every: every, now: now, last: map[string]limited{}}
 }
 
 // Allow reports whether a message with key should be logged now.
 func (l *Limiter) Allow(key string) bool {
+	_, ok := l.AllowCount(key)
+	return ok
+}
+
+// AllowCount is Allow that also reports, when it lets a message through,
+// how many with key it held back since the last one (for a flood's
+// "N unlogged" attribute).
+func (l *Limiter) AllowCount(key string) (skipped int64, ok bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.every {
-		return false
+	if t, ok := l.last[key]; ok && now.Sub(t.at) < l.every {
+		t.skipped++
+		l.last[key] = t
+		return 0, false
 	}
+	skipped = l.last[key].skipped
 	if len(l.last) >= maxLimiterKeys {
 		for k, t := range l.last {
-			if now.Sub(t) >= l.every {
+			if now.Sub(t.at) >= l.every {
 				delete(l.last, k)
 			}
 		}
@@ -113,6 +130,6 @@ func (l *Limiter) Allow(key string) bool {
 			clear(l.last)
 		}
 	}
-	l.last[key] = now
-	return true
+	l.last[key] = limited{at: now}
+	return skipped, true
 }

@@ -44,3 +44,26 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("limiter holds %d keys", len(l.last))
 	}
 }
+
+// TestLimiterCounts: the count of held-back messages is reported with the
+// next one let through, then starts again (tftp's "refused_unlogged").
+func TestLimiterCounts(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := NewLimiter(time.Second, func() time.Time { return now })
+	if n, ok := l.AllowCount("busy"); !ok || n != 0 {
+		t.Fatalf("first: %d, %v", n, ok)
+	}
+	for range 3 {
+		if _, ok := l.AllowCount("busy"); ok {
+			t.Fatal("repeat within the second passed")
+		}
+	}
+	now = now.Add(time.Second)
+	if n, ok := l.AllowCount("busy"); !ok || n != 3 {
+		t.Fatalf("after a second: %d, %v; want 3, true", n, ok)
+	}
+	now = now.Add(time.Second)
+	if n, ok := l.AllowCount("busy"); !ok || n != 0 {
+		t.Fatalf("count not reset: %d, %v", n, ok)
+	}
+}

@@ -132,40 +132,8 @@ func ChrootHelper(rootfs string, argv []string, lock *os.File, stdin io.Reader, 
 		return 0, err
 	}
 	defer root.Close()
-	// Mount points must be real directories (or a file) of the image, never
-	// symlinks that could point at the host's own tree.
-	mountDir := func(name string) (string, error) {
-		fi, err := root.Lstat(name)
-		if errors.Is(err, fs.ErrNotExist) {
-			if err := root.Mkdir(name, 0o755); err != nil {
-				return "", err
-			}
-			fi, err = root.Lstat(name)
-		}
-		if err != nil {
-			return "", err
-		}
-		if !fi.IsDir() {
-			return "", fmt.Errorf("/%s in the image is not a directory", name)
-		}
-		return filepath.Join(rootfs, name), nil
-	}
-	mounts := []struct {
-		name, src, fstype string
-		flags             uintptr
-	}{
-		{"proc", "proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
-		{"sys", "/sys", "", unix.MS_BIND | unix.MS_REC},
-		{"dev", "/dev", "", unix.MS_BIND | unix.MS_REC},
-	}
-	for _, m := range mounts {
-		target, err := mountDir(m.name)
-		if err != nil {
-			return 0, fmt.Errorf("mount /%s: %w", m.name, err)
-		}
-		if err := unix.Mount(m.src, target, m.fstype, m.flags, ""); err != nil {
-			return 0, fmt.Errorf("mount /%s: %w", m.name, err)
-		}
+	if err := mountAPIFS(root, rootfs); err != nil {
+		return 0, err
 	}
 	created, err := bindResolvConf(root, rootfs, stderr)
 	if err != nil {
@@ -199,6 +167,49 @@ func ChrootHelper(rootfs string, argv []string, lock *os.File, stdin io.Reader, 
 	fw.forward(cmd.Process)
 	err = cmd.Wait()
 	return exitStatus(err)
+}
+
+// mountAPIFS mounts /proc, /sys and /dev in the image (in the helper's
+// private mount namespace: they go when it ends).
+func mountAPIFS(root *os.Root, rootfs string) error {
+	mounts := []struct {
+		name, src, fstype string
+		flags             uintptr
+	}{
+		{"proc", "proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+		{"sys", "/sys", "", unix.MS_BIND | unix.MS_REC},
+		{"dev", "/dev", "", unix.MS_BIND | unix.MS_REC},
+	}
+	for _, m := range mounts {
+		target, err := mountDir(root, rootfs, m.name)
+		if err != nil {
+			return fmt.Errorf("mount /%s: %w", m.name, err)
+		}
+		if err := unix.Mount(m.src, target, m.fstype, m.flags, ""); err != nil {
+			return fmt.Errorf("mount /%s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// mountDir returns the mount point /name of the image, made when missing.
+// Mount points must be real directories of the image, never symlinks that
+// could point at the host's own tree.
+func mountDir(root *os.Root, rootfs, name string) (string, error) {
+	fi, err := root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := root.Mkdir(name, 0o755); err != nil {
+			return "", err
+		}
+		fi, err = root.Lstat(name)
+	}
+	if err != nil {
+		return "", err
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("/%s in the image is not a directory", name)
+	}
+	return filepath.Join(rootfs, name), nil
 }
 
 // signalForwarder catches SIGTERM and SIGHUP from before a child starts

@@ -125,44 +125,73 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	if name == "" {
 		return nil // the root directory itself: ours, 0755 root
 	}
-	dir, base := path.Split(name)
+	dir, base := splitDir(name)
+	if base == whiteoutOpaque || strings.HasPrefix(base, whiteoutPrefix) {
+		return a.whiteout(hdr, dir, base)
+	}
+	pfd, isDir, err := a.replace(hdr, name, dir, base)
+	if err != nil {
+		return err
+	}
+	created, err := a.create(hdr, r, name, pfd, base, isDir)
+	if err != nil || !created {
+		return err
+	}
+	a.files++
+	// The entry and its parents are this layer's: an opaque whiteout in the
+	// same layer keeps them.
+	for p := name; p != "." && !a.written[p]; p = path.Dir(p) {
+		a.written[p] = true
+	}
+	return nil
+}
+
+// splitDir splits a clean name into its directory ("." at the top) and base.
+func splitDir(name string) (dir, base string) {
+	dir, base = path.Split(name)
 	dir = strings.TrimSuffix(dir, "/")
 	if dir == "" {
 		dir = "."
 	}
+	return dir, base
+}
+
+// whiteout applies a whiteout entry: opaque (hide the lower layers' dir
+// contents) or one removed path.
+func (a *applier) whiteout(hdr *tar.Header, dir, base string) error {
+	a.forgetParent()
 	if base == whiteoutOpaque {
-		a.forgetParent()
 		return a.opaque(dir, hdr.Name)
 	}
-	if strings.HasPrefix(base, whiteoutPrefix) {
-		a.forgetParent()
-		target := base[len(whiteoutPrefix):]
-		if target == "" || target == "." || target == ".." {
-			return &UnsafeEntryError{a.layer, hdr.Name, "whiteout of a path outside its directory"}
-		}
-		if err := a.root.RemoveAll(path.Join(dir, target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return a.refuse(hdr.Name, err)
-		}
-		return nil
+	target := base[len(whiteoutPrefix):]
+	if target == "" || target == "." || target == ".." {
+		return &UnsafeEntryError{a.layer, hdr.Name, "whiteout of a path outside its directory"}
 	}
-	parent, err := a.parent(dir)
-	if err != nil {
+	if err := a.root.RemoveAll(path.Join(dir, target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return a.refuse(hdr.Name, err)
 	}
-	pfd := int(parent.Fd())
+	return nil
+}
 
-	// Replace what is there, without following it (a symlink left by a lower
-	// layer is removed, never written through). A directory over a directory
-	// is kept, so its lower-layer contents stay.
+// replace opens the entry's parent and removes what is there, without
+// following it (a symlink left by a lower layer is removed, never written
+// through). A directory over a directory is kept, so its lower-layer
+// contents stay (isDir).
+func (a *applier) replace(hdr *tar.Header, name, dir, base string) (pfd int, isDir bool, err error) {
+	parent, err := a.parent(dir)
+	if err != nil {
+		return 0, false, a.refuse(hdr.Name, err)
+	}
+	pfd = int(parent.Fd())
 	var st unix.Stat_t
 	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
-	isDir := exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
+	isDir = exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if exists && st.Mode&unix.S_IFMT != unix.S_IFREG {
 		// A directory or symlink going away or changing could be on the
 		// cached parent's path; a regular file cannot.
 		a.forgetParent()
 		if parent, err = a.parent(dir); err != nil {
-			return a.refuse(hdr.Name, err)
+			return 0, false, a.refuse(hdr.Name, err)
 		}
 		pfd = int(parent.Fd())
 	}
@@ -173,93 +202,95 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 			err = unix.Unlinkat(pfd, base, 0)
 		}
 		if err != nil {
-			return a.fail(hdr.Name, "replace", err)
+			return 0, false, a.fail(hdr.Name, "replace", err)
 		}
 	}
+	return pfd, isDir, nil
+}
+
+// create makes the entry base in the directory pfd, by type; created is
+// false for types that make no file.
+func (a *applier) create(hdr *tar.Header, r io.Reader, name string, pfd int, base string, isDir bool) (created bool, err error) {
 	mode := uint32(hdr.Mode) & 0o7777
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if !isDir {
-			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
-				return a.fail(hdr.Name, "mkdir", err)
-			}
-		}
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return a.fail(hdr.Name, "open", err)
-		}
-		defer unix.Close(fd)
-		if err := a.fdMeta(fd, hdr, mode); err != nil {
-			return err
-		}
+		return true, a.createDir(hdr, pfd, base, isDir, mode)
 	case tar.TypeReg, tar.TypeGNUSparse: // archive/tar reports TypeRegA as TypeReg, and fills a sparse file's holes
-		// Refused before a byte is written when it would not fit (a
-		// sparse entry counts at its full size: it is written in full).
-		if err := a.lim.need(hdr.Size); err != nil {
-			return fmt.Errorf("layer %d: %s: %w", a.layer, hdr.Name, err)
-		}
-		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return a.fail(hdr.Name, "create", err)
-		}
-		f := os.NewFile(uintptr(fd), name)
-		n, err := io.Copy(&limitedWriter{f: f, lim: a.lim}, r)
-		a.bytes += n
-		if err != nil {
-			err = a.fail(hdr.Name, "copy", err)
-		}
-		if err == nil {
-			err = a.fdMeta(fd, hdr, mode)
-		}
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = a.fail(hdr.Name, "close", cerr)
-		}
-		if err != nil {
-			return err
-		}
+		return true, a.createFile(hdr, r, name, pfd, base, mode)
 	case tar.TypeSymlink:
 		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
-			return a.fail(hdr.Name, "symlink", err)
+			return true, a.fail(hdr.Name, "symlink", err)
 		}
-		if err := a.pathMeta(pfd, base, hdr, mode, false); err != nil {
-			return err
-		}
+		return true, a.pathMeta(pfd, base, hdr, mode, false)
 	case tar.TypeLink:
-		target, err := a.cleanName(hdr.Linkname)
-		if err != nil || target == "" {
-			return &UnsafeEntryError{a.layer, hdr.Name, fmt.Sprintf("hard link to %q outside the image root", hdr.Linkname)}
-		}
-		tdir, tbase := path.Split(target)
-		tdir = strings.TrimSuffix(tdir, "/")
-		if tdir == "" {
-			tdir = "."
-		}
-		tparent, err := a.root.Open(tdir)
-		if err != nil {
-			return a.refuse(hdr.Name, err)
-		}
-		err = unix.Linkat(int(tparent.Fd()), tbase, pfd, base, 0)
-		tparent.Close()
-		if err != nil {
-			return a.fail(hdr.Name, "link to "+hdr.Linkname, err)
-		}
+		return true, a.createLink(hdr, pfd, base)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		kind := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
 		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
 		if err := unix.Mknodat(pfd, base, kind|mode, int(dev)); err != nil {
-			return a.fail(hdr.Name, "mknod", err)
+			return true, a.fail(hdr.Name, "mknod", err)
 		}
-		if err := a.pathMeta(pfd, base, hdr, mode, true); err != nil {
-			return err
-		}
-	default:
-		return nil // PAX/GNU metadata entries are consumed by archive/tar; others have no file
+		return true, a.pathMeta(pfd, base, hdr, mode, true)
 	}
-	a.files++
-	// The entry and its parents are this layer's: an opaque whiteout in the
-	// same layer keeps them.
-	for p := name; p != "." && !a.written[p]; p = path.Dir(p) {
-		a.written[p] = true
+	return false, nil // PAX/GNU metadata entries are consumed by archive/tar; others have no file
+}
+
+// createDir makes a directory (unless one is kept) and sets its metadata.
+func (a *applier) createDir(hdr *tar.Header, pfd int, base string, isDir bool, mode uint32) error {
+	if !isDir {
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+			return a.fail(hdr.Name, "mkdir", err)
+		}
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return a.fail(hdr.Name, "open", err)
+	}
+	defer unix.Close(fd)
+	return a.fdMeta(fd, hdr, mode)
+}
+
+// createFile writes a regular file within the limits, then its metadata.
+func (a *applier) createFile(hdr *tar.Header, r io.Reader, name string, pfd int, base string, mode uint32) error {
+	// Refused before a byte is written when it would not fit (a sparse
+	// entry counts at its full size: it is written in full).
+	if err := a.lim.need(hdr.Size); err != nil {
+		return fmt.Errorf("layer %d: %s: %w", a.layer, hdr.Name, err)
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return a.fail(hdr.Name, "create", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	n, err := io.Copy(&limitedWriter{f: f, lim: a.lim}, r)
+	a.bytes += n
+	if err != nil {
+		err = a.fail(hdr.Name, "copy", err)
+	}
+	if err == nil {
+		err = a.fdMeta(fd, hdr, mode)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = a.fail(hdr.Name, "close", cerr)
+	}
+	return err
+}
+
+// createLink makes a hard link to an entry already in the image.
+func (a *applier) createLink(hdr *tar.Header, pfd int, base string) error {
+	target, err := a.cleanName(hdr.Linkname)
+	if err != nil || target == "" {
+		return &UnsafeEntryError{a.layer, hdr.Name, fmt.Sprintf("hard link to %q outside the image root", hdr.Linkname)}
+	}
+	tdir, tbase := splitDir(target)
+	tparent, err := a.root.Open(tdir)
+	if err != nil {
+		return a.refuse(hdr.Name, err)
+	}
+	err = unix.Linkat(int(tparent.Fd()), tbase, pfd, base, 0)
+	tparent.Close()
+	if err != nil {
+		return a.fail(hdr.Name, "link to "+hdr.Linkname, err)
 	}
 	return nil
 }

@@ -20,8 +20,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/atomicfile"
-	"github.com/wwcluster/ww/server/build"
 )
 
 // MetaFile is images/NAME/image.json, written after a successful import.
@@ -157,7 +157,7 @@ func importLocked(ctx context.Context, opts Options, dir string, platform *v1.Pl
 // root filesystem by mistake has neither either.
 func bootWarnings(rootfs, name string) []string {
 	var missing []string
-	if k, err := build.NewestKernel(rootfs); err == nil && k == "" {
+	if k, err := artifact.NewestKernel(rootfs); err == nil && k == "" {
 		missing = append(missing, "no kernel (boot/vmlinuz-*)")
 	}
 	if !existsIn(rootfs, "sbin/init") {

@@ -4,14 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"text/tabwriter"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/hostlist"
 )
 
 // Info describes one image of the tree.
@@ -47,7 +50,7 @@ func List(tree string, nodes *config.Nodes) ([]Info, error) {
 		if info.Size, info.Files, err = usage(rootfs); err != nil {
 			return nil, fmt.Errorf("image %s: %w", e.Name(), err)
 		}
-		if info.Kernel, err = build.NewestKernel(rootfs); err != nil {
+		if info.Kernel, err = artifact.NewestKernel(rootfs); err != nil {
 			return nil, fmt.Errorf("image %s: %w", e.Name(), err)
 		}
 		if data, err := os.ReadFile(filepath.Join(dir, MetaFile)); err == nil {
@@ -131,4 +134,25 @@ func Delete(tree, name string, nodes *config.Nodes, force bool) error {
 		return fmt.Errorf("delete image %s: %w", name, err)
 	}
 	return os.RemoveAll(gone)
+}
+
+// WriteList prints images as a table: size, files, the kernel nodes boot,
+// the nodes that use each (a hostlist) and where it was imported from.
+func WriteList(w io.Writer, infos []Info) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSIZE\tFILES\tKERNEL\tNODES\tSOURCE")
+	for _, i := range infos {
+		kernel, users, src := "(none)", "-", "-"
+		if i.Kernel != "" {
+			kernel = filepath.Base(i.Kernel)
+		}
+		if len(i.Nodes) > 0 {
+			users = hostlist.Compress(i.Nodes)
+		}
+		if i.Meta != nil {
+			src = i.Meta.Source
+		}
+		fmt.Fprintf(tw, "%s\t%.1f MiB\t%d\t%s\t%s\t%s\n", i.Name, float64(i.Size)/(1<<20), i.Files, kernel, users, src)
+	}
+	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // Fields are the keys a node or profile can be given on the command line,
@@ -121,7 +122,7 @@ func (f *Fields) applyNetwork(e *config.Entry, name string, i int) error {
 		e.Network[f.NetDev] = d
 	}
 	if ch("hwaddr") && f.HWAddr != "" {
-		mac, err := config.NormalizeMAC(f.HWAddr)
+		mac, err := nodeapi.NormalizeMAC(f.HWAddr)
 		if err == nil {
 			err = config.CheckUnicastMAC(mac)
 		}

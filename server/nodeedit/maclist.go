@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 // maxMACListSize bounds the vendor file read into memory.
@@ -65,7 +66,7 @@ func ParseMACList(name string, r io.Reader) ([]MACLine, error) {
 		if col >= len(rec) {
 			return nil, fmt.Errorf("%s:%d: no column %d", name, line, col+1)
 		}
-		mac, err := config.NormalizeMAC(strings.TrimSpace(rec[col]))
+		mac, err := nodeapi.NormalizeMAC(strings.TrimSpace(rec[col]))
 		if err == nil {
 			err = config.CheckUnicastMAC(mac)
 		}
@@ -104,7 +105,7 @@ func detectComma(data []byte) rune {
 
 func macColumn(rec []string) int {
 	for i, f := range rec {
-		if _, err := config.NormalizeMAC(strings.TrimSpace(f)); err == nil {
+		if _, err := nodeapi.NormalizeMAC(strings.TrimSpace(f)); err == nil {
 			return i
 		}
 	}

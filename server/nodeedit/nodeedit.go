@@ -216,12 +216,47 @@ func (e *Editor) edit(fn func(*Tree) error, write bool) (*config.Nodes, error) {
 		return nil, err
 	}
 	defer unlock()
+	t, err := e.readTree()
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(t); err != nil {
+		return nil, err
+	}
+	if len(t.dirty) == 0 {
+		return t.Current()
+	}
+	next := t.next()
+	nodes, err := config.ResolveNodes(next)
+	if err != nil {
+		if _, cerr := t.Current(); cerr != nil {
+			return nil, cerr // it was wrong before this edit
+		}
+		return nil, fmt.Errorf("refused, the result would not load: %w", withLines(next, t.dirty, err))
+	}
+	// Every entry the edit touched must read back from its text as it is in
+	// memory (what WriteNodesFile cannot write, e.g. invalid UTF-8, is
+	// refused here); the others were read from text and are written the
+	// same way (FuzzWriteNodesFile in server/config).
+	if err := t.checkChanged(); err != nil {
+		return nil, fmt.Errorf("refused: %w", err)
+	}
+	if !write {
+		return nodes, nil
+	}
+	if err := writeDirty(next, t.dirty); err != nil {
+		return nil, err
+	}
+	return nodes, nil
+}
+
+// readTree decodes every nodes file once; the change is made to the decoded
+// entries, validated from them, and only the changed files are written.
+func (e *Editor) readTree() (*Tree, error) {
 	srcs, err := config.NodesSources(e.root)
 	if err != nil {
 		return nil, err
 	}
-	// Each file is decoded once; the change is made to the decoded entries,
-	// validated from them, and only the changed files are written.
 	decoded := make([]config.Decoded, len(srcs))
 	for i, src := range srcs {
 		f, err := config.DecodeNodesFile(src)
@@ -244,15 +279,14 @@ func (e *Editor) edit(fn func(*Tree) error, write bool) (*config.Nodes, error) {
 			t.where[key(Profile, name)] = d.Path
 		}
 	}
-	if err := fn(t); err != nil {
-		return nil, err
-	}
-	if len(t.dirty) == 0 {
-		return t.Current()
-	}
-	// The files as they will be: changed ones from memory.
-	next := make([]config.Decoded, 0, len(decoded)+1)
-	for _, d := range decoded {
+	return t, nil
+}
+
+// next is the files as they will be after the edit: changed ones from
+// memory, a new managed.toml included, in load order.
+func (t *Tree) next() []config.Decoded {
+	next := make([]config.Decoded, 0, len(t.decoded)+1)
+	for _, d := range t.decoded {
 		if t.dirty[d.Path] {
 			d.Data = nil
 		}
@@ -262,25 +296,13 @@ func (e *Editor) edit(fn func(*Tree) error, write bool) (*config.Nodes, error) {
 		next = append(next, config.Decoded{Path: t.managed, File: f}) // a new managed.toml
 	}
 	sort.SliceStable(next[1:], func(i, j int) bool { return next[1+i].Path < next[1+j].Path })
-	nodes, err := config.ResolveNodes(next)
-	if err != nil {
-		if _, cerr := t.Current(); cerr != nil {
-			return nil, cerr // it was wrong before this edit
-		}
-		return nil, fmt.Errorf("refused, the result would not load: %w", withLines(next, t.dirty, err))
-	}
-	// Every entry the edit touched must read back from its text as it is in
-	// memory (what WriteNodesFile cannot write, e.g. invalid UTF-8, is
-	// refused here); the others were read from text and are written the
-	// same way (FuzzWriteNodesFile in server/config).
-	if err := t.checkChanged(); err != nil {
-		return nil, fmt.Errorf("refused: %w", err)
-	}
-	if !write {
-		return nodes, nil
-	}
+	return next
+}
+
+// writeDirty writes the changed files, each atomically.
+func writeDirty(next []config.Decoded, dirty map[string]bool) error {
 	for _, d := range next {
-		if !t.dirty[d.Path] {
+		if !dirty[d.Path] {
 			continue
 		}
 		err := atomicfile.Write(d.Path, 0o600, func(w io.Writer) error {
@@ -290,10 +312,10 @@ func (e *Editor) edit(fn func(*Tree) error, write bool) (*config.Nodes, error) {
 			return config.WriteNodesFile(w, d.File)
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return nodes, nil
+	return nil
 }
 
 // withLines returns the errors of the would-be files with their lines: the

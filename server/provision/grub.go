@@ -203,7 +203,7 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 // ip; false when it is no MAC (e.g. GRUB's grub/x86_64-efi/fs.lst): that
 // name is left to the TFTP directory.
 func (h *Handler) tftpCall(rawMAC, ip, stage string) (*call, bool) {
-	mac, err := config.NormalizeMAC(rawMAC)
+	mac, err := nodeapi.NormalizeMAC(rawMAC)
 	if err != nil {
 		return nil, false
 	}

@@ -24,6 +24,11 @@ func TestStatusRoute(t *testing.T) {
 	if iv != 60*time.Second {
 		t.Errorf("update interval passed to status: %v", iv)
 	}
+	resp, body = e.do(http.MethodPost, "/status", nil)
+	wantCode(t, resp, body, http.StatusMethodNotAllowed)
+	if resp.Header.Get("Allow") == "" {
+		t.Error("405 without Allow")
+	}
 	e.status.mu.Lock()
 	e.status.jsonErr = errBoom
 	e.status.mu.Unlock()

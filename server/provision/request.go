@@ -43,7 +43,7 @@ type call struct {
 // unknown MAC is not an error here (node is nil).
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c *call, ok bool) {
 	raw := r.PathValue(nodeapi.MACWildcard)
-	mac, err := config.NormalizeMAC(raw)
+	mac, err := nodeapi.NormalizeMAC(raw)
 	if err != nil {
 		h.metrics.refusals.WithLabelValues(reasonBadRequest).Inc()
 		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)

@@ -11,38 +11,12 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/nodeapi"
 )
-
-// Handler serves GET /status: the cached JSON report of the current config.
-func Handler(st *Store, current func() *config.Snapshot) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		snap := current()
-		st.SetUpdateInterval(snap.Server.UpdateInterval.Duration)
-		data, err := st.JSON(snap.Nodes)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
-		h.Set("Content-Length", strconv.Itoa(len(data)))
-		if r.Method == http.MethodGet {
-			_, _ = w.Write(data)
-		}
-	})
-}
 
 // DefaultServerURL is the URL of the server running on this host for the
 // served tree at root: the port from its wwserver.toml, and the listen

@@ -19,7 +19,8 @@ import (
 	"github.com/wwcluster/ww/server/config"
 )
 
-// testServer serves Handler for a store with 3 configured nodes.
+// testServer serves GET /status, as provision does (serveStatus), for a
+// store with 3 configured nodes.
 func testServer(t *testing.T) (*httptest.Server, *Store) {
 	t.Helper()
 	st, _, _ := newTestStore(t, "")
@@ -30,12 +31,30 @@ func testServer(t *testing.T) (*httptest.Server, *Store) {
 	snap := &config.Snapshot{Server: srv, Nodes: testNodes(t, 3)}
 	st.Record(Event{Node: "c00001", MAC: mac(1), Stage: StageRuntimeOverlay, Sent: "__RUNTIME__.img.gz", Time: t0.Add(-16 * time.Second)})
 	st.Record(Event{MAC: "52:54:00:ff:ff:01", Stage: StageDHCP, Time: t0})
-	ts := httptest.NewServer(Handler(st, func() *config.Snapshot { return snap }))
+	ts := httptest.NewServer(jsonHandler(st, snap))
 	t.Cleanup(ts.Close)
 	return ts, st
 }
 
-func TestHandler(t *testing.T) {
+// jsonHandler serves the store's report of snap, as GET /status does
+// (provision.Handler.serveStatus, whose route tests check method and
+// headers).
+func jsonHandler(st *Store, snap *config.Snapshot) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		st.SetUpdateInterval(snap.Server.UpdateInterval.Duration)
+		data, err := st.JSON(snap.Nodes)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(data)
+	})
+}
+
+// TestReportJSON: the report GET /status serves has the update interval,
+// every configured node and the unknown MACs.
+func TestReportJSON(t *testing.T) {
 	ts, _ := testServer(t)
 	resp, err := http.Get(ts.URL + "/status")
 	if err != nil {
@@ -46,16 +65,8 @@ func TestHandler(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Header.Get("Content-Type") != "application/json" || rep.UpdateIntervalSeconds != 5 || len(rep.Nodes) != 3 || len(rep.Unknown) != 1 {
-		t.Errorf("type %q report %+v", resp.Header.Get("Content-Type"), rep)
-	}
-	resp2, err := http.Post(ts.URL+"/status", "text/plain", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp2.Body.Close()
-	if resp2.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("POST /status = %d", resp2.StatusCode)
+	if rep.UpdateIntervalSeconds != 5 || len(rep.Nodes) != 3 || len(rep.Unknown) != 1 {
+		t.Errorf("report %+v", rep)
 	}
 }
 
@@ -278,7 +289,7 @@ func BenchmarkHTTPStatus10k(b *testing.B) {
 	st, nodes := seenStore(b, 10000)
 	srv, _ := config.ParseServer("wwserver.toml", []byte("address = \"10.0.2.1\"\n"))
 	snap := &config.Snapshot{Server: srv, Nodes: nodes}
-	ts := httptest.NewServer(Handler(st, func() *config.Snapshot { return snap }))
+	ts := httptest.NewServer(jsonHandler(st, snap))
 	defer ts.Close()
 	stop := make(chan struct{})
 	defer close(stop)

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/health"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -60,7 +61,7 @@ type File struct {
 
 // Options configure a Server.
 type Options struct {
-	Store *config.Store
+	Store config.Current
 	// StateDir is unused (the TFTP server keeps no state); kept so all
 	// servers share one Options shape.
 	StateDir   string
@@ -93,7 +94,7 @@ type Options struct {
 
 // Server is the TFTP server. Create it with New and start it with Run.
 type Server struct {
-	store     *config.Store
+	store     config.Current
 	status    status.Recorder
 	log       *slog.Logger
 	leases    LeaseLookup
@@ -114,8 +115,8 @@ type Server struct {
 	rootDir string
 	root    *os.Root
 
-	anticipate atomic.Int64 // window currently set on the library server
-	busyLog    onceASecond
+	anticipate atomic.Int64    // window currently set on the library server
+	busyLog    *health.Limiter // "too many transfers": a flood logs once a second
 }
 
 type nopRecorder struct{}
@@ -138,6 +139,7 @@ func New(o Options) (*Server, error) {
 		timeout:   o.Timeout,
 		retries:   o.Retries,
 		ready:     make(chan struct{}),
+		busyLog:   health.NewLimiter(time.Second, nil),
 	}
 	if s.status == nil {
 		s.status = nopRecorder{}

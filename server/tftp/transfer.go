@@ -12,7 +12,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/pin/tftp/v3"
@@ -149,7 +148,7 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 
 		if err := s.acquire(ctx); err != nil {
 			s.m.errors.WithLabelValues("busy").Inc()
-			if skipped, ok := s.busyLog.allow(time.Now()); ok { // a flood logs once a second
+			if skipped, ok := s.busyLog.AllowCount("busy"); ok { // a flood logs once a second
 				log.Warn("tftp: too many transfers; refused", "max", cap(s.sem), "why", err, "refused_unlogged", skipped)
 			}
 			return errBusy
@@ -169,36 +168,9 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 				return s.sendGenerated(ctx, rf, log, c, name, g, err)
 			}
 		}
-		root, err := s.rootFor(cfg.Dir)
+		f, fi, err := s.openFile(cfg.Dir, name, c, log)
 		if err != nil {
-			s.m.errors.WithLabelValues("dir_error").Inc()
-			log.Error("tftp: directory unavailable", "dir", cfg.Dir, "err", err)
-			return errDir
-		}
-		var f *os.File
-		var fi fs.FileInfo
-		if p, ok := s.store.Current().Server.BootFile(name); ok {
-			f, fi, err = regularfile.OpenPath(p) // a configured boot file, resolved at config load (trusted)
-		} else {
-			f, fi, err = regularfile.Open(root, name)
-		}
-		if errors.Is(err, regularfile.ErrNotRegular) {
-			// A FIFO or device is never opened (it could block a slot
-			// forever); directories land here too.
-			s.m.errors.WithLabelValues("not_regular").Inc()
-			log.Warn("tftp: refused a file that is not a regular file", "err", err)
-			s.record(c, "REFUSED:"+printable(name))
-			return errNotRegular
-		}
-		if err != nil {
-			reason := "not_found"
-			if !errors.Is(err, fs.ErrNotExist) {
-				reason = "open_error"
-			}
-			s.m.errors.WithLabelValues(reason).Inc()
-			log.Warn("tftp: file not served", "reason", reason, "err", err)
-			s.record(c, "NOT_FOUND:"+printable(name))
-			return errNotFound
+			return err
 		}
 		defer f.Close()
 
@@ -210,6 +182,44 @@ func (s *Server) readHandler(ctx context.Context, setAnticipate func(uint)) func
 		s.record(c, name)
 		return nil
 	}
+}
+
+// openFile opens name for a transfer: a configured boot file by its path,
+// anything else inside dir. A refusal is counted, logged and recorded as
+// the client's stage; the error is what the client is sent.
+func (s *Server) openFile(dir, name string, c client, log *slog.Logger) (*os.File, fs.FileInfo, error) {
+	root, err := s.rootFor(dir)
+	if err != nil {
+		s.m.errors.WithLabelValues("dir_error").Inc()
+		log.Error("tftp: directory unavailable", "dir", dir, "err", err)
+		return nil, nil, errDir
+	}
+	var f *os.File
+	var fi fs.FileInfo
+	if p, ok := s.store.Current().Server.BootFile(name); ok {
+		f, fi, err = regularfile.OpenPath(p) // a configured boot file, resolved at config load (trusted)
+	} else {
+		f, fi, err = regularfile.Open(root, name)
+	}
+	if errors.Is(err, regularfile.ErrNotRegular) {
+		// A FIFO or device is never opened (it could block a slot
+		// forever); directories land here too.
+		s.m.errors.WithLabelValues("not_regular").Inc()
+		log.Warn("tftp: refused a file that is not a regular file", "err", err)
+		s.record(c, "REFUSED:"+printable(name))
+		return nil, nil, errNotRegular
+	}
+	if err != nil {
+		reason := "not_found"
+		if !errors.Is(err, fs.ErrNotExist) {
+			reason = "open_error"
+		}
+		s.m.errors.WithLabelValues(reason).Inc()
+		log.Warn("tftp: file not served", "reason", reason, "err", err)
+		s.record(c, "NOT_FOUND:"+printable(name))
+		return nil, nil, errNotFound
+	}
+	return f, fi, nil
 }
 
 // send transfers r (size bytes) to the client; nil once all of it went
@@ -304,22 +314,6 @@ func sendFile(rf io.ReaderFrom, r *fileReader) (n int64, err error) {
 		}
 	}()
 	return rf.ReadFrom(r)
-}
-
-// onceASecond lets one log line through per second and counts the others.
-type onceASecond struct {
-	last    atomic.Int64 // unix ns of the last line let through
-	skipped atomic.Int64
-}
-
-// allow reports whether to log now, and how many lines were held back since.
-func (o *onceASecond) allow(now time.Time) (skipped int64, ok bool) {
-	last := o.last.Load()
-	if now.UnixNano()-last < int64(time.Second) || !o.last.CompareAndSwap(last, now.UnixNano()) {
-		o.skipped.Add(1)
-		return 0, false
-	}
-	return o.skipped.Swap(0), true
 }
 
 // writeHandler refuses every write request with a TFTP error.

@@ -178,27 +178,8 @@ func (b *Bootstrap) boot() error {
 	case nodeconf.RootInitramfs:
 		b.say("root: staying in the initramfs")
 	default:
-		start := time.Now()
-		err := b.switchRoot(label)
-		var lerr *LabelError
-		if errors.As(err, &lerr) {
-			b.say("warning: SELinux: %v; relabelling with setfiles", lerr)
-			label, err = nil, nil
-		}
-		if err != nil {
-			return fmt.Errorf("switch to tmpfs root: %w", err)
-		}
-		if label != nil {
-			// the API file systems moved in were not copied: /dev and /run
-			// are labelled in place (/proc and /sys get theirs from the policy)
-			for _, d := range []string{"/dev", "/run"} {
-				if err := b.Sys.LabelTree(d, label); err != nil {
-					b.say("warning: SELinux: %v", err)
-				}
-			}
-			b.say("root: switched to tmpfs, labelled as copied, in %s", time.Since(start).Round(10*time.Millisecond))
-		} else {
-			b.say("root: switched to tmpfs")
+		if label, err = b.toTmpfs(label); err != nil {
+			return err
 		}
 	}
 	return b.finish(eff, sel, loaded, label)
@@ -234,6 +215,35 @@ func (b *Bootstrap) finish(eff nodeconf.Effective, sel SELinuxDecision, loaded b
 	b.say("exec %s", eff.Init)
 	err = b.Sys.Exec(eff.Init, argv, b.env())
 	return fmt.Errorf("exec %s: %w", eff.Init, err)
+}
+
+// toTmpfs switches to a tmpfs root, labelling the copy with label when set.
+// It returns nil for label when the copy could not be labelled: setfiles
+// relabels then.
+func (b *Bootstrap) toTmpfs(label LabelFunc) (LabelFunc, error) {
+	start := time.Now()
+	err := b.switchRoot(label)
+	var lerr *LabelError
+	if errors.As(err, &lerr) {
+		b.say("warning: SELinux: %v; relabelling with setfiles", lerr)
+		label, err = nil, nil
+	}
+	if err != nil {
+		return label, fmt.Errorf("switch to tmpfs root: %w", err)
+	}
+	if label != nil {
+		// the API file systems moved in were not copied: /dev and /run
+		// are labelled in place (/proc and /sys get theirs from the policy)
+		for _, d := range []string{"/dev", "/run"} {
+			if err := b.Sys.LabelTree(d, label); err != nil {
+				b.say("warning: SELinux: %v", err)
+			}
+		}
+		b.say("root: switched to tmpfs, labelled as copied, in %s", time.Since(start).Round(10*time.Millisecond))
+	} else {
+		b.say("root: switched to tmpfs")
+	}
+	return label, nil
 }
 
 func orNone(s string) string {

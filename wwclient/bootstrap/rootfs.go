@@ -24,109 +24,126 @@ import (
 // tree is labelled as it is copied, with no second pass. Failures to set a
 // label do not stop the copy; they are returned as a *LabelError at the end.
 func CopyTree(src, dst string, label LabelFunc) error {
-	src, dst = filepath.Clean(src), filepath.Clean(dst)
-	var rootSt unix.Stat_t
-	if err := unix.Lstat(src, &rootSt); err != nil {
-		return fmt.Errorf("stat %s: %w", src, err)
+	c := &treeCopier{src: filepath.Clean(src), dst: filepath.Clean(dst), label: label, links: map[[2]uint64]string{}}
+	if err := unix.Lstat(c.src, &c.rootSt); err != nil {
+		return fmt.Errorf("stat %s: %w", c.src, err)
 	}
-	var dstSt unix.Stat_t
-	if err := unix.Stat(dst, &dstSt); err != nil {
-		return fmt.Errorf("stat %s: %w", dst, err)
+	if err := unix.Stat(c.dst, &c.dstSt); err != nil {
+		return fmt.Errorf("stat %s: %w", c.dst, err)
 	}
-	type dirAttr struct {
-		path string
-		st   unix.Stat_t
-	}
-	var dirs []dirAttr
-	links := map[[2]uint64]string{} // (dev, ino) -> copied path, for nlink > 1
-	var lerr LabelError
-	setLabel := func(target, rel string, mode uint32) {
-		if label == nil {
-			return
-		}
-		ctx, ok := label(filepath.Join("/", rel), mode&unix.S_IFMT)
-		if !ok {
-			return
-		}
-		lerr.Labelled++
-		if err := unix.Lsetxattr(target, xattrSELinux, append([]byte(ctx), 0), 0); err != nil {
-			lerr.Failed++
-			if lerr.First == nil {
-				lerr.First = fmt.Errorf("label %s %s: %w", target, ctx, err)
-			}
-		}
-	}
-
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", p, err)
-		}
-		if st.Dev == dstSt.Dev && st.Ino == dstSt.Ino {
-			return filepath.SkipDir // the destination itself
-		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFDIR:
-			if rel != "." {
-				if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-					return err
-				}
-			}
-			dirs = append(dirs, dirAttr{target, st})
-			setLabel(target, rel, st.Mode)
-			if st.Dev != rootSt.Dev {
-				return filepath.SkipDir // another file system: keep only the mount point
-			}
-			return nil
-		case unix.S_IFLNK:
-			l, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			if err := os.Symlink(l, target); err != nil {
-				return err
-			}
-			setLabel(target, rel, st.Mode)
-			return setAttrs(target, &st, true)
-		case unix.S_IFREG:
-			if st.Nlink > 1 {
-				key := [2]uint64{uint64(st.Dev), st.Ino}
-				if first, ok := links[key]; ok {
-					return os.Link(first, target)
-				}
-				links[key] = target
-			}
-			if err := copyFile(p, target); err != nil {
-				return err
-			}
-			setLabel(target, rel, st.Mode)
-			return setAttrs(target, &st, false)
-		default:
-			return nil // devices, FIFOs, sockets
-		}
-	})
-	if err != nil {
+	if err := filepath.WalkDir(c.src, c.visit); err != nil {
 		return err
 	}
 	// directories last (deepest first) so their mtimes and read-only modes
 	// are not disturbed by filling them
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := setAttrs(dirs[i].path, &dirs[i].st, false); err != nil {
+	for i := len(c.dirs) - 1; i >= 0; i-- {
+		if err := setAttrs(c.dirs[i].path, &c.dirs[i].st, false); err != nil {
 			return err
 		}
 	}
-	if lerr.Failed > 0 {
-		return &lerr
+	if c.lerr.Failed > 0 {
+		return &c.lerr
 	}
 	return nil
+}
+
+// treeCopier is one CopyTree run.
+type treeCopier struct {
+	src, dst      string
+	rootSt, dstSt unix.Stat_t
+	label         LabelFunc
+	dirs          []dirAttr            // copied directories, attributes set at the end
+	links         map[[2]uint64]string // (dev, ino) -> copied path, for nlink > 1
+	lerr          LabelError
+}
+
+// dirAttr is a copied directory and the attributes it gets last.
+type dirAttr struct {
+	path string
+	st   unix.Stat_t
+}
+
+// setLabel labels target (rel below src) when label gives it a context,
+// counting failures instead of stopping the copy.
+func (c *treeCopier) setLabel(target, rel string, mode uint32) {
+	if c.label == nil {
+		return
+	}
+	ctx, ok := c.label(filepath.Join("/", rel), mode&unix.S_IFMT)
+	if !ok {
+		return
+	}
+	c.lerr.Labelled++
+	if err := unix.Lsetxattr(target, xattrSELinux, append([]byte(ctx), 0), 0); err != nil {
+		c.lerr.Failed++
+		if c.lerr.First == nil {
+			c.lerr.First = fmt.Errorf("label %s %s: %w", target, ctx, err)
+		}
+	}
+}
+
+// visit copies one entry of src (a filepath.WalkDir callback).
+func (c *treeCopier) visit(p string, _ fs.DirEntry, err error) error {
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(c.src, p)
+	if err != nil {
+		return err
+	}
+	target := filepath.Join(c.dst, rel)
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", p, err)
+	}
+	if st.Dev == c.dstSt.Dev && st.Ino == c.dstSt.Ino {
+		return filepath.SkipDir // the destination itself
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if rel != "." {
+			if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+		}
+		c.dirs = append(c.dirs, dirAttr{target, st})
+		c.setLabel(target, rel, st.Mode)
+		if st.Dev != c.rootSt.Dev {
+			return filepath.SkipDir // another file system: keep only the mount point
+		}
+		return nil
+	case unix.S_IFLNK:
+		l, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(l, target); err != nil {
+			return err
+		}
+		c.setLabel(target, rel, st.Mode)
+		return setAttrs(target, &st, true)
+	case unix.S_IFREG:
+		return c.copyRegular(p, target, rel, &st)
+	default:
+		return nil // devices, FIFOs, sockets
+	}
+}
+
+// copyRegular copies a regular file, or links it to the copy of a file
+// already copied (a hard link in src).
+func (c *treeCopier) copyRegular(p, target, rel string, st *unix.Stat_t) error {
+	if st.Nlink > 1 {
+		key := [2]uint64{uint64(st.Dev), st.Ino}
+		if first, ok := c.links[key]; ok {
+			return os.Link(first, target)
+		}
+		c.links[key] = target
+	}
+	if err := copyFile(p, target); err != nil {
+		return err
+	}
+	c.setLabel(target, rel, st.Mode)
+	return setAttrs(target, st, false)
 }
 
 // LabelTree labels dir and everything below it on dir's device (an API

@@ -69,6 +69,27 @@ func Wait(ctx context.Context, t Target, o Options) (Result, error) {
 	if len(t.HWAddr) == 0 {
 		return Result{}, errors.New("netwait: no hardware address to wait for")
 	}
+	o = o.withDefaults()
+	h, err := openHandle(o)
+	if err != nil {
+		return Result{}, err
+	}
+	defer h.Close()
+	// subscribe before the first look, so no change is missed
+	linkCh, addrCh, stop, err := subscribe(o)
+	if err != nil {
+		return Result{}, err
+	}
+	defer stop()
+	w := &waiter{h: h, t: t, o: o}
+	if t.Configure {
+		w.loopbackUp()
+	}
+	return w.wait(ctx, linkCh, addrCh)
+}
+
+// withDefaults fills in the options left zero.
+func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -78,48 +99,58 @@ func Wait(ctx context.Context, t Target, o Options) (Result, error) {
 	if o.ErrorAfter == 0 {
 		o.ErrorAfter = DefaultErrorAfter
 	}
+	return o
+}
+
+// openHandle opens an rtnetlink handle, in o.Namespace if set. Only
+// rtnetlink: a handle for all families also opens NETLINK_XFRM, which fails
+// where xfrm_user is a module not loaded (Debian kernels).
+func openHandle(o Options) (*netlink.Handle, error) {
 	var (
 		h   *netlink.Handle
 		err error
 	)
-	// only rtnetlink: a handle for all families also opens NETLINK_XFRM,
-	// which fails where xfrm_user is a module not loaded (Debian kernels)
 	if o.Namespace != nil {
 		h, err = netlink.NewHandleAt(*o.Namespace, unix.NETLINK_ROUTE)
 	} else {
 		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("netlink handle: %w", err)
+		return nil, fmt.Errorf("netlink handle: %w", err)
 	}
-	defer h.Close()
+	return h, nil
+}
 
-	// subscribe before the first look, so no change is missed
+// subscribe subscribes to link and address updates; stop ends both.
+func subscribe(o Options) (linkCh chan netlink.LinkUpdate, addrCh chan netlink.AddrUpdate, stop func(), err error) {
 	done := make(chan struct{})
-	linkCh := make(chan netlink.LinkUpdate, 64)
-	addrCh := make(chan netlink.AddrUpdate, 64)
+	linkCh = make(chan netlink.LinkUpdate, 64)
+	addrCh = make(chan netlink.AddrUpdate, 64)
 	subErr := func(err error) { o.Logger.Debug("netlink subscription", "err", err) }
 	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: o.Namespace, ErrorCallback: subErr}); err != nil {
 		close(done)
-		return Result{}, fmt.Errorf("subscribe to link updates: %w", err)
+		return nil, nil, nil, fmt.Errorf("subscribe to link updates: %w", err)
 	}
 	if err := netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{Namespace: o.Namespace, ErrorCallback: subErr}); err != nil {
 		close(done)
 		go drain(linkCh)
-		return Result{}, fmt.Errorf("subscribe to address updates: %w", err)
+		return nil, nil, nil, fmt.Errorf("subscribe to address updates: %w", err)
 	}
-	defer func() {
+	stop = func() {
 		close(done)
 		// the subscription goroutines block on a full channel; let them
 		// finish and close their channels
 		go drain(linkCh)
 		go drain(addrCh)
-	}()
-
-	w := &waiter{h: h, t: t, o: o}
-	if t.Configure {
-		w.loopbackUp()
 	}
+	return linkCh, addrCh, stop, nil
+}
+
+// wait checks the interface on every update and every o.Recheck until it
+// is ready or ctx ends, logging each new status, and an ERROR after
+// o.ErrorAfter and then less and less often.
+func (w *waiter) wait(ctx context.Context, linkCh <-chan netlink.LinkUpdate, addrCh <-chan netlink.AddrUpdate) (Result, error) {
+	o, t := w.o, w.t
 	tick := time.NewTicker(o.Recheck)
 	defer tick.Stop()
 	start := time.Now()

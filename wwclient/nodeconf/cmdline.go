@@ -85,7 +85,7 @@ func ParseCmdline(s string) Cmdline {
 		}
 		switch key {
 		case nodeapi.ArgID:
-			if mac, err := NormalizeMAC(val); err == nil {
+			if mac, err := nodeapi.NormalizeMAC(strings.TrimSpace(val)); err == nil {
 				c.WWID = mac
 			}
 		case nodeapi.ArgServer:

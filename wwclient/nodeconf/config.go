@@ -117,7 +117,7 @@ func (c *Config) Validate() error {
 	for i := range c.Network {
 		n := &c.Network[i]
 		if n.HWAddr != "" {
-			mac, err := NormalizeMAC(n.HWAddr)
+			mac, err := nodeapi.NormalizeMAC(strings.TrimSpace(n.HWAddr))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("network[%d] (%s): hwaddr: %w", i, n.Name, err))
 			} else {
@@ -205,19 +205,6 @@ func (c *Config) Primary() (Network, bool) {
 		return c.Network[0], true
 	}
 	return Network{}, false
-}
-
-// NormalizeMAC returns mac in lower-case colon form; '-' separators and
-// upper case are accepted.
-func NormalizeMAC(mac string) (string, error) {
-	hw, err := net.ParseMAC(strings.ReplaceAll(strings.TrimSpace(mac), "-", ":"))
-	if err != nil {
-		return "", fmt.Errorf("invalid MAC %q", mac)
-	}
-	if len(hw) != 6 {
-		return "", fmt.Errorf("invalid MAC %q: want 6 bytes", mac)
-	}
-	return hw.String(), nil
 }
 
 // PrefixLen converts a dotted netmask (255.255.255.0) or a bare prefix

@@ -235,11 +235,15 @@ func TestPrefixLenAndMAC(t *testing.T) {
 			t.Errorf("PrefixLen(%q): want error", bad)
 		}
 	}
-	if m, err := NormalizeMAC(" AA-bb-CC-00-11-22 "); err != nil || m != "aa:bb:cc:00:11:22" {
-		t.Fatalf("%q %v", m, err)
+	// hwaddr is trimmed and normalised (nodeapi.NormalizeMAC); a 20-byte
+	// infiniband address is refused.
+	c := &Config{Network: []Network{{Name: "eth0", HWAddr: " AA-bb-CC-00-11-22 "}}}
+	if err := c.Validate(); err != nil && strings.Contains(err.Error(), "hwaddr") || c.Network[0].HWAddr != "aa:bb:cc:00:11:22" {
+		t.Fatalf("%q %v", c.Network[0].HWAddr, err)
 	}
-	if _, err := NormalizeMAC("00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01"); err == nil {
-		t.Fatal("20-byte infiniband address must be refused")
+	c = &Config{Network: []Network{{Name: "ib0", HWAddr: "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01"}}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "hwaddr") {
+		t.Fatalf("20-byte infiniband address must be refused: %v", err)
 	}
 }
 

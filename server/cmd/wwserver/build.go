@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/wwcluster/ww/server/build"
+	"github.com/wwcluster/ww/server/artifact"
+	"github.com/wwcluster/ww/server/config"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -31,11 +31,11 @@ up front, but not stored: the server builds them on a node's first request.`,
 			if err != nil {
 				return err
 			}
-			snap, err := loadSnapshot(root)
+			snap, err := config.Load(root)
 			if err != nil {
 				return err
 			}
-			b, err := build.New(build.Options{Root: root, Log: log})
+			b, err := artifact.New(artifact.Options{Root: root, Log: log})
 			if err != nil {
 				return err
 			}
@@ -43,9 +43,7 @@ up front, but not stored: the server builds them on a node's first request.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			st, err := b.BuildAll(ctx, snap, workers)
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "built %d node(s) in %s: %d file(s) written (%s), %d reused, %d per-node part(s) checked, %d failed\n",
-				st.Nodes, st.Elapsed.Round(time.Millisecond), st.Built, humanBytes(st.BytesWritten), st.Reused, st.Checked, st.Failed)
+			fmt.Fprintln(cmd.OutOrStdout(), st)
 			if err != nil {
 				return fmt.Errorf("build: %w", err)
 			}
@@ -56,17 +54,4 @@ up front, but not stored: the server builds them on a node's first request.`,
 	cmd.Flags().IntVar(&workers, "workers", 0, "nodes built in parallel (0: number of CPUs)")
 	logs.add(cmd)
 	return cmd
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -28,7 +28,7 @@ import (
 var fakeKernel = fakeBzImage("fake kernel for the e2e test \x00\x01\x02 0123456789abcdefghijklmnopqrstuvwxyz")
 
 // fakeBzImage is note behind the start of an x86 bzImage: "MZ" and the
-// "HdrS" setup header at 0x202 (what build.KernelFormat looks for).
+// "HdrS" setup header at 0x202 (what artifact.KernelFormat looks for).
 func fakeBzImage(note string) string {
 	b := make([]byte, 0x240, 0x240+len(note))
 	copy(b, "MZ")
@@ -464,7 +464,7 @@ func (s *server) waitLog(text string) {
 	}
 }
 
-// racyWindow mirrors server/build: a source file changed this recently is
+// racyWindow mirrors server/artifact: a source file changed this recently is
 // fingerprinted by content as well, so the ETags of what it goes into change
 // once (same content, new ETag) when the window passes.
 const racyWindow = 3 * time.Second

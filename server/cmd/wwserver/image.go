@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,15 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/wwcluster/ww/server/config"
-	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/image"
+	"github.com/wwcluster/ww/server/status"
 )
 
 func newImageCmd() *cobra.Command {
@@ -70,32 +66,19 @@ install them with image exec.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o := image.Options{Tree: root, Source: args[0], Name: args[1], Platform: platform}
-			var err error
-			if o.MaxSize, err = parseSize("--max-size", maxSize); err != nil {
+			if err := o.SetLimits(maxSize, reserve); err != nil {
 				return err
-			}
-			if reserve != "" {
-				if o.Reserve, err = parseSize("--reserve", reserve); err != nil {
-					return err
-				}
-				if o.Reserve == 0 {
-					o.Reserve = image.NoReserve
-				}
 			}
 			if !quiet {
 				o.Progress = cmd.ErrOrStderr()
-				o.Terminal = isTerminal(cmd.ErrOrStderr())
+				f, ok := cmd.ErrOrStderr().(*os.File)
+				o.Terminal = ok && status.IsTerminal(f)
 			}
 			m, err := image.Import(ctx, o)
 			if err != nil {
 				return err
 			}
-			what := m.Kind
-			if m.Digest != "" {
-				what += " " + m.Digest
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s) into images/%s/rootfs: %d layer(s), %d files, %.1f MiB\n",
-				args[0], what, args[1], m.Layers, m.Files, float64(m.Bytes)/(1<<20))
+			fmt.Fprintln(cmd.OutOrStdout(), m.Summary(args[0], args[1]))
 			for _, w := range m.Warnings {
 				fmt.Fprintln(cmd.ErrOrStderr(), "wwserver: warning:", w)
 			}
@@ -108,27 +91,6 @@ install them with image exec.`,
 	cmd.Flags().StringVar(&reserve, "reserve", "", "free space to leave on the tree's file system (default 5% of it, at least 1GiB, at most half; 0: none)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress")
 	return cmd
-}
-
-// parseSize reads SIZE flags: bytes, or a number with a unit (500MB, 10GiB).
-func parseSize(flag, s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n > 1<<62 {
-		return 0, fmt.Errorf("%s %q: want bytes or a size such as 500MB or 10GiB", flag, s)
-	}
-	return int64(n), nil
-}
-
-func isTerminal(w any) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 // treeNodes loads the nodes for usage checks; a broken nodes config is an
@@ -163,26 +125,9 @@ func newImageListCmd() *cobra.Command {
 				if infos == nil {
 					infos = []image.Info{}
 				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(infos)
+				return writeJSON(cmd.OutOrStdout(), infos)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSIZE\tFILES\tKERNEL\tNODES\tSOURCE")
-			for _, i := range infos {
-				kernel, users, src := "(none)", "-", "-"
-				if i.Kernel != "" {
-					kernel = filepath.Base(i.Kernel)
-				}
-				if len(i.Nodes) > 0 {
-					users = hostlist.Compress(i.Nodes)
-				}
-				if i.Meta != nil {
-					src = i.Meta.Source
-				}
-				fmt.Fprintf(tw, "%s\t%.1f MiB\t%d\t%s\t%s\t%s\n", i.Name, float64(i.Size)/(1<<20), i.Files, kernel, users, src)
-			}
-			return tw.Flush()
+			return image.WriteList(cmd.OutOrStdout(), infos)
 		},
 	}
 	addTreeArg(cmd, &root)

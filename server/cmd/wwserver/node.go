@@ -1,15 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"path/filepath"
-	"sort"
-	"strings"
-	"text/tabwriter"
 
-	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 
 	"github.com/wwcluster/ww/server/config"
@@ -46,21 +39,6 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringVar(&f.NetDev, "netdev", "eth0", "network device the network flags apply to")
 	fl.StringVar(&f.Netmask, "netmask", "", "netmask of the network device")
 	fl.StringVar(&f.Gateway, "gateway", "", "gateway of the network device")
-}
-
-// apply sets the flags the user gave on e, the entry of name; i is the
-// name's index for --ipaddr.
-func (f *entryFlags) apply(cmd *cobra.Command, e *config.Entry, name string, i int) error {
-	f.Given = cmd.Flags().Changed
-	return f.Apply(e, name, i)
-}
-
-func expandNames(pattern string) ([]string, error) {
-	names, err := hostlist.Expand(pattern)
-	if err != nil {
-		return nil, err
-	}
-	return names, nil
 }
 
 func newNodeCmd() *cobra.Command {
@@ -101,29 +79,15 @@ func newEntryAddCmd(kind nodeedit.Kind) *cobra.Command {
 		Short: fmt.Sprintf("Add %ss (hostlist NAMES)", kind),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, err := expandNames(args[0])
+			names, err := hostlist.Expand(args[0])
 			if err != nil {
 				return err
 			}
 			if f.HWAddr != "" && len(names) > 1 {
 				return fmt.Errorf("--hwaddr with %d names: a MAC belongs to one node (use node import for a list)", len(names))
 			}
-			_, err = nodeedit.New(root).Edit(func(t *nodeedit.Tree) error {
-				for i, name := range names {
-					e := &config.Entry{}
-					if kind == nodeedit.Node && !cmd.Flags().Changed("profile") && t.File(nodeedit.Profile, "default") != "" {
-						e.Profiles = []string{"default"}
-					}
-					if err := f.apply(cmd, e, name, i); err != nil {
-						return err
-					}
-					if err := t.Add(kind, name, e); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
+			f.Given = cmd.Flags().Changed
+			if err := nodeedit.New(root).AddEntries(kind, names, &f.Fields); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %d %s(s): %s\n", len(names), kind, hostlist.Compress(names))
@@ -145,7 +109,7 @@ func newEntrySetCmd(kind nodeedit.Kind) *cobra.Command {
 		Short: fmt.Sprintf("Change %ss (an empty value unsets a key)", kind),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, err := expandNames(args[0])
+			names, err := hostlist.Expand(args[0])
 			if err != nil {
 				return err
 			}
@@ -155,19 +119,8 @@ func newEntrySetCmd(kind nodeedit.Kind) *cobra.Command {
 			if f.HWAddr != "" && len(names) > 1 {
 				return fmt.Errorf("--hwaddr with %d names: a MAC belongs to one node", len(names))
 			}
-			_, err = nodeedit.New(root).Edit(func(t *nodeedit.Tree) error {
-				for i, name := range names {
-					e, err := t.Get(kind, name)
-					if err != nil {
-						return err
-					}
-					if err := f.apply(cmd, e, name, i); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
+			f.Given = cmd.Flags().Changed
+			if err := nodeedit.New(root).SetEntries(kind, names, &f.Fields); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "changed %d %s(s): %s\n", len(names), kind, hostlist.Compress(names))
@@ -186,19 +139,11 @@ func newEntryDeleteCmd(kind nodeedit.Kind) *cobra.Command {
 		Short: fmt.Sprintf("Delete %ss (refused when the result would not load, e.g. a profile still in use)", kind),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, err := expandNames(args[0])
+			names, err := hostlist.Expand(args[0])
 			if err != nil {
 				return err
 			}
-			_, err = nodeedit.New(root).Edit(func(t *nodeedit.Tree) error {
-				for _, name := range names {
-					if err := t.Delete(kind, name); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
+			if err := nodeedit.New(root).DeleteEntries(kind, names); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d %s(s): %s\n", len(names), kind, hostlist.Compress(names))
@@ -226,41 +171,23 @@ func newNodeListCmd() *cobra.Command {
 			}
 			list := nodes.List
 			if len(args) == 1 {
-				names, err := expandNames(args[0])
-				if err != nil {
+				if list, err = nodeedit.SelectNodes(nodes, args[0]); err != nil {
 					return err
-				}
-				list = nil
-				for _, n := range names {
-					node := nodes.ByName[n]
-					if node == nil {
-						return fmt.Errorf("no node named %q", n)
-					}
-					list = append(list, node)
 				}
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
 				if list == nil {
 					list = []*config.Node{}
 				}
-				return enc.Encode(list)
+				return writeJSON(cmd.OutOrStdout(), list)
 			}
-			printNodes(cmd.OutOrStdout(), list)
+			nodeedit.WriteNodes(cmd.OutOrStdout(), list)
 			return nil
 		},
 	}
 	addRootFlag(cmd, &root)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON instead of a table")
 	return cmd
-}
-
-// profileRow is one profile as written, with the file that defines it.
-type profileRow struct {
-	Name string `json:"name"`
-	File string `json:"file"`
-	*config.Entry
 }
 
 func newProfileListCmd() *cobra.Command {
@@ -273,63 +200,21 @@ func newProfileListCmd() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List profiles as written, with the file that defines each",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srcs, err := config.NodesSources(root)
+			rows, err := nodeedit.Profiles(root)
 			if err != nil {
 				return err
 			}
-			if _, err := config.ParseNodesFiles(srcs); err != nil {
-				return err
-			}
-			var rows []profileRow
-			for _, src := range srcs {
-				var f config.File
-				if err := toml.Unmarshal(src.Data, &f); err != nil {
-					return fmt.Errorf("%s: %w", src.Path, err)
-				}
-				for name, e := range f.Profiles {
-					if e == nil {
-						e = &config.Entry{}
-					}
-					rel, _ := filepath.Rel(root, src.Path)
-					rows = append(rows, profileRow{Name: name, File: rel, Entry: e})
-				}
-			}
-			sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
 				if rows == nil {
-					rows = []profileRow{}
+					rows = []nodeedit.ProfileRow{}
 				}
-				return enc.Encode(rows)
+				return writeJSON(cmd.OutOrStdout(), rows)
 			}
-			printProfiles(cmd.OutOrStdout(), rows)
+			nodeedit.WriteProfiles(cmd.OutOrStdout(), rows)
 			return nil
 		},
 	}
 	addTreeArg(cmd, &root)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON instead of a table")
 	return cmd
-}
-
-func printProfiles(w io.Writer, rows []profileRow) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tFILE\tIMAGE\tSYSTEM OVERLAYS\tRUNTIME OVERLAYS\tKERNEL ARGS")
-	val := func(p *string) string {
-		if p == nil || *p == "" {
-			return "-"
-		}
-		return *p
-	}
-	join := func(l []string) string {
-		if len(l) == 0 {
-			return "-"
-		}
-		return strings.Join(l, ",")
-	}
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.File, val(r.Image), join(r.SystemOverlays),
-			join(r.RuntimeOverlays), strings.Join(r.KernelArgs, " "))
-	}
-	_ = tw.Flush()
 }

@@ -3,13 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/nodeedit"
 )
@@ -34,68 +31,23 @@ counts up the same way. --dry-run prints the table and writes nothing.`,
 			if cmd.Flags().Changed("hwaddr") {
 				return errors.New("--hwaddr: the MACs come from FILE")
 			}
-			list, err := expandNames(names)
+			list, err := hostlist.Expand(names)
 			if err != nil {
 				return err
 			}
-			var in io.Reader = cmd.InOrStdin()
-			if args[0] != "-" {
-				fh, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer fh.Close()
-				in = fh
-			}
-			macs, err := nodeedit.ParseMACList(args[0], in)
-			if err != nil {
-				return err
-			}
-			if len(macs) != len(list) {
-				return fmt.Errorf("%s has %d MACs but --names gives %d names: they must match one to one", args[0], len(macs), len(list))
-			}
-			entries := make([]*config.Entry, len(list))
-			for i := range list {
-				e := &config.Entry{}
-				if err := f.apply(cmd, e, list[i], i); err != nil {
-					return err
-				}
-				if e.Network == nil {
-					e.Network = map[string]*config.NetDevEntry{}
-				}
-				if e.Network[f.NetDev] == nil {
-					e.Network[f.NetDev] = &config.NetDevEntry{}
-				}
-				mac := macs[i].MAC
-				e.Network[f.NetDev].HWAddr = &mac
-				entries[i] = e
-			}
-			edit := nodeedit.New(root).Edit
-			if dryRun {
-				edit = nodeedit.New(root).DryRun
-			}
-			_, err = edit(func(t *nodeedit.Tree) error {
-				for i, name := range list {
-					if !cmd.Flags().Changed("profile") && t.File(nodeedit.Profile, "default") != "" {
-						entries[i].Profiles = []string{"default"}
-					}
-					if err := t.Add(nodeedit.Node, name, entries[i]); err != nil {
-						return fmt.Errorf("%s:%d: %w", args[0], macs[i].Line, err)
-					}
-				}
-				return nil
-			})
+			f.Given = cmd.Flags().Changed
+			rows, err := nodeedit.New(root).Import(args[0], cmd.InOrStdin(), list, &f.Fields, dryRun)
 			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "LINE\tNAME\tMAC\tIPADDR")
-			for i, name := range list {
-				ip := "-"
-				if d := entries[i].Network[f.NetDev]; d.IPAddr != nil {
-					ip = *d.IPAddr
+			for _, r := range rows {
+				ip := r.IPAddr
+				if ip == "" {
+					ip = "-"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", macs[i].Line, name, macs[i].MAC, ip)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Line, r.Name, r.MAC, ip)
 			}
 			_ = tw.Flush()
 			if dryRun {

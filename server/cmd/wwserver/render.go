@@ -4,36 +4,20 @@ package main
 // node or starting the server.
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/bootscript"
-	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/check"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/nodeapi"
+	"github.com/wwcluster/ww/server/nodeedit"
 )
-
-// loadSnapshot reads the served tree's configuration once.
-func loadSnapshot(root string) (*config.Snapshot, error) { return config.Load(root) }
-
-// findNode resolves NODE|MAC. For a MAC it returns the normalised MAC and
-// the node (nil when no node has it); for a name, the node and its primary MAC.
-func findNode(snap *config.Snapshot, arg string) (n *config.Node, mac string, err error) {
-	if m, err := config.NormalizeMAC(arg); err == nil {
-		return snap.Nodes.ByMAC[m], m, nil
-	}
-	n = snap.Nodes.ByName[arg]
-	if n == nil {
-		return nil, "", fmt.Errorf("no node named %q (and it is not a MAC address)", arg)
-	}
-	return n, n.Primary().HWAddr, nil
-}
 
 func newRenderCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -49,6 +33,21 @@ func newRenderCmd() *cobra.Command {
 	return cmd
 }
 
+// renderUnknown handles the render operands that get no node's script: a
+// MAC no node has (its unknown-node script is rendered, with a note on
+// stderr) and a node without a MAC. done is false for a node to render.
+func renderUnknown(cmd *cobra.Command, snap *config.Snapshot, n *config.Node, mac string,
+	unknown func(io.Writer, *config.Snapshot, string) error) (done bool, err error) {
+	if n == nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
+		return true, unknown(cmd.OutOrStdout(), snap, mac)
+	}
+	if mac == "" {
+		return true, fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
+	}
+	return false, nil
+}
+
 func newRenderIPXECmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
@@ -58,11 +57,11 @@ func newRenderIPXECmd() *cobra.Command {
   wwserver render ipxe 52-54-00-00-00-01`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			snap, err := loadSnapshot(root)
+			snap, err := config.Load(root)
 			if err != nil {
 				return err
 			}
-			n, mac, err := findNode(snap, args[0])
+			n, mac, err := snap.Find(args[0])
 			if err != nil {
 				return err
 			}
@@ -70,36 +69,18 @@ func newRenderIPXECmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if n == nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
-				return t.RenderUnknown(out, snap, mac)
+			if done, err := renderUnknown(cmd, snap, n, mac, t.RenderUnknown); done {
+				return err
 			}
-			if mac == "" {
-				return fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
-			}
-			digest := ""
-			if n.TwoStage() {
-				// The image digest goes on the kernel command line: the
-				// chunked image is built (or found built) first.
-				b, err := newCLIBuilder(root)
-				if err != nil {
-					return err
-				}
-				defer b.Close()
-				ix, err := b.ImageIndex(cmd.Context(), snap, n)
-				if err != nil {
-					return err
-				}
-				digest = ix.Digest
-			}
-			req := bootscript.Request{Snap: snap, Node: n, MAC: mac,
-				Servers: []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}, ImageDigest: digest}
-			script, _, err := t.Script(req)
+			digest, err := imageDigest(cmd.Context(), root, snap, n)
 			if err != nil {
 				return err
 			}
-			_, err = out.Write(script)
+			script, _, err := t.Script(bootscript.Request{Snap: snap, Node: n, MAC: mac, ImageDigest: digest,
+				Servers: []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}})
+			if err == nil {
+				_, err = cmd.OutOrStdout().Write(script)
+			}
 			return err
 		},
 	}
@@ -125,7 +106,7 @@ func newRenderGRUBCmd() *cobra.Command {
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			snap, err := loadSnapshot(root)
+			snap, err := config.Load(root)
 			if err != nil {
 				return err
 			}
@@ -137,21 +118,25 @@ func newRenderGRUBCmd() *cobra.Command {
 			if bootstrap {
 				return g.Bootstrap(out, []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}, via)
 			}
-			n, mac, err := findNode(snap, args[0])
+			n, mac, err := snap.Find(args[0])
 			if err != nil {
 				return err
 			}
-			if n == nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "# no node has MAC %s; it gets:\n", mac)
-				return g.RenderUnknown(out, snap, mac)
-			}
-			if mac == "" {
-				return fmt.Errorf("node %s has no network device with a hwaddr, so it cannot PXE boot", n.Name)
+			if done, err := renderUnknown(cmd, snap, n, mac, g.RenderUnknown); done {
+				return err
 			}
 			if l := snap.Server.LoaderFor(n); l != config.LoaderGRUB {
 				fmt.Fprintf(cmd.ErrOrStderr(), "# node %s boots with %s (bootloader); with GRUB it would get:\n", n.Name, l)
 			}
-			_, err = g.Render(out, snap, n, mac, via)
+			digest, err := imageDigest(cmd.Context(), root, snap, n)
+			if err != nil {
+				return err
+			}
+			script, _, err := g.Script(bootscript.Request{Snap: snap, Node: n, MAC: mac, ImageDigest: digest, Via: via,
+				Servers: []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}})
+			if err == nil {
+				_, err = out.Write(script)
+			}
 			return err
 		},
 	}
@@ -171,11 +156,11 @@ owner, size and path, and the rendered content of each *.ww template.`,
 		Example: "  wwserver render overlay n001 wwinit --root /var/lib/wwserver",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			snap, err := loadSnapshot(root)
+			snap, err := config.Load(root)
 			if err != nil {
 				return err
 			}
-			n, mac, err := findNode(snap, args[0])
+			n, mac, err := snap.Find(args[0])
 			if err != nil {
 				return err
 			}
@@ -193,10 +178,28 @@ owner, size and path, and the rendered content of each *.ww template.`,
 	return cmd
 }
 
+// imageDigest is the image digest of a two-stage node's boot script (""
+// for other nodes): the chunked image is built, or found built, first.
+func imageDigest(ctx context.Context, root string, snap *config.Snapshot, n *config.Node) (string, error) {
+	if !n.TwoStage() {
+		return "", nil
+	}
+	b, err := newCLIBuilder(root)
+	if err != nil {
+		return "", err
+	}
+	defer b.Close()
+	ix, err := b.ImageIndex(ctx, snap, n)
+	if err != nil {
+		return "", err
+	}
+	return ix.Digest, nil
+}
+
 // newCLIBuilder is a builder for one-off commands (logs to stderr, warn+).
-func newCLIBuilder(root string) (*build.Builder, error) {
+func newCLIBuilder(root string) (*artifact.Builder, error) {
 	log, _ := (&logFlags{format: "text", level: "warn"}).logger(os.Stderr)
-	return build.New(build.Options{Root: root, Log: log})
+	return artifact.New(artifact.Options{Root: root, Log: log})
 }
 
 func newNodesCmd() *cobra.Command {
@@ -205,36 +208,16 @@ func newNodesCmd() *cobra.Command {
 		Use:   "nodes [DIR]",
 		Short: "List the nodes as resolved from nodes.toml (profiles merged)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			snap, err := loadSnapshot(root)
+			snap, err := config.Load(root)
 			if err != nil {
 				return err
 			}
-			printNodes(cmd.OutOrStdout(), snap.Nodes.List)
+			nodeedit.WriteNodes(cmd.OutOrStdout(), snap.Nodes.List)
 			return nil
 		},
 	}
 	addTreeArg(cmd, &root)
 	return cmd
-}
-
-func printNodes(w io.Writer, nodes []*config.Node) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tMAC\tIP\tIMAGE\tSYSTEM OVERLAYS\tRUNTIME OVERLAYS\tROOT")
-	dash := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return s
-	}
-	for _, n := range nodes {
-		p := n.Primary()
-		if p.HWAddr == "" && n.Discoverable {
-			p.HWAddr = "(discoverable)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, dash(p.HWAddr), dash(p.IPAddr), n.Image,
-			dash(strings.Join(n.SystemOverlays, ",")), dash(strings.Join(n.RuntimeOverlays, ",")), n.Root)
-	}
-	_ = tw.Flush()
 }
 
 func newCheckCmd() *cobra.Command {

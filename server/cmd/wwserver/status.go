@@ -50,24 +50,12 @@ oldest last contact).`,
 			if watch && interval <= 0 {
 				return fmt.Errorf("--interval must be positive, got %s", interval)
 			}
-			for _, a := range args {
-				if isServedTree(a) {
-					return fmt.Errorf("%s is a served tree, not a node: pass it as --root %s", a, a)
-				}
+			names, err := statusNames(args)
+			if err != nil {
+				return err
 			}
-			var names []string
-			if len(args) > 0 {
-				var err error
-				if names, err = hostlist.ExpandAll(args); err != nil {
-					return err
-				}
-			}
-			if server == "" {
-				u, err := status.DefaultServerURL(root)
-				if err != nil {
-					return fmt.Errorf("cannot find the server (use --server URL or --root DIR; make lab prints the command for its server): %w", err)
-				}
-				server = u
+			if err := findServer(&server, root); err != nil {
+				return err
 			}
 			tty := status.IsTerminal(os.Stdout) && cmd.OutOrStdout() == os.Stdout
 			_, noColor := os.LookupEnv("NO_COLOR")
@@ -129,10 +117,8 @@ node no longer in nodes.toml. The running server does it (from this host only).`
 			if err != nil {
 				return err
 			}
-			if server == "" {
-				if server, err = status.DefaultServerURL(root); err != nil {
-					return fmt.Errorf("cannot find the server (use --server URL or --root DIR; make lab prints the command for its server): %w", err)
-				}
+			if err := findServer(&server, root); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
@@ -154,4 +140,28 @@ node no longer in nodes.toml. The running server does it (from this host only).`
 	cmd.Flags().BoolVar(&removed, "removed", false, "prune every node no longer in nodes.toml")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server's answer")
 	return cmd
+}
+
+// findServer sets *server, when not given, to this host's server for root.
+func findServer(server *string, root string) (err error) {
+	if *server == "" {
+		if *server, err = status.DefaultServerURL(root); err != nil {
+			return fmt.Errorf("cannot find the server (use --server URL or --root DIR; make lab prints the command for its server): %w", err)
+		}
+	}
+	return nil
+}
+
+// statusNames expands the NODES operands (nil for none); a served tree among
+// them is a misplaced --root.
+func statusNames(args []string) ([]string, error) {
+	for _, a := range args {
+		if isServedTree(a) {
+			return nil, fmt.Errorf("%s is a served tree, not a node: pass it as --root %s", a, a)
+		}
+	}
+	if len(args) == 0 {
+		return nil, nil
+	}
+	return hostlist.ExpandAll(args)
 }

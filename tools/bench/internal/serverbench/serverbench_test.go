@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/wwcluster/ww/overlays"
+	"github.com/wwcluster/ww/server/artifact"
 	"github.com/wwcluster/ww/server/bootscript"
-	"github.com/wwcluster/ww/server/build"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/provision"
 	"github.com/wwcluster/ww/server/status"
@@ -106,12 +106,12 @@ func BenchmarkIPXERender(b *testing.B) {
 	b.ReportMetric(float64(buf.Len()), "bytes/script")
 }
 
-func builder(b *testing.B, root string) (*build.Builder, *config.Snapshot) {
+func builder(b *testing.B, root string) (*artifact.Builder, *config.Snapshot) {
 	st, err := config.NewStore(root, quiet())
 	if err != nil {
 		b.Fatal(err)
 	}
-	bl, err := build.New(build.Options{Root: root, Log: quiet()})
+	bl, err := artifact.New(artifact.Options{Root: root, Log: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -192,9 +192,9 @@ func BenchmarkStatusJSON10k(b *testing.B) {
 }
 
 // builderAdapter is serve's adapter (server/cmd/wwserver), repeated here.
-type builderAdapter struct{ b *build.Builder }
+type builderAdapter struct{ b *artifact.Builder }
 
-func conv(a *build.Artifact, err error) (*provision.Artifact, error) {
+func conv(a *artifact.Artifact, err error) (*provision.Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func (a builderAdapter) RuntimeOverlay(ctx context.Context, s *config.Snapshot, 
 // warm builds what every node is served, as the server's first requests do
 // (BuildAll stores the shared parts only; a server builds per-node parts on
 // request).
-func warm(b *testing.B, bl *build.Builder, snap *config.Snapshot) {
+func warm(b *testing.B, bl *artifact.Builder, snap *config.Snapshot) {
 	ctx := context.Background()
 	if _, err := bl.BuildAll(ctx, snap, 2); err != nil {
 		b.Fatal(err)
@@ -241,7 +241,7 @@ func handler(b *testing.B, n int) (http.Handler, *config.Nodes) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bl, err := build.New(build.Options{Root: root, Log: quiet()})
+	bl, err := artifact.New(artifact.Options{Root: root, Log: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func BenchmarkHandlerImageRange67k(b *testing.B) {
 	}
 	for _, mode := range []string{"watched", "walked"} {
 		b.Run(mode, func(b *testing.B) {
-			bl, err := build.New(build.Options{Root: root, Log: quiet()})
+			bl, err := artifact.New(artifact.Options{Root: root, Log: quiet()})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,0 +1,21 @@
+package nodeapi
+
+import (
+	"fmt"
+	"net"
+	"strings"
+)
+
+// NormalizeMAC returns a 6-byte MAC in lower-case colon form
+// (52:54:00:12:34:56); '-' separators are accepted. It is the one MAC form
+// of the server (nodes.toml, requests, status) and of wwclient.
+func NormalizeMAC(s string) (string, error) {
+	if len(s) != 17 {
+		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
+	}
+	hw, err := net.ParseMAC(strings.ReplaceAll(s, "-", ":"))
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("%q is not a MAC address (want 6 bytes like 52:54:00:12:34:56)", s)
+	}
+	return hw.String(), nil
+}

@@ -75,151 +75,177 @@ func (s *Store) Build(ctx context.Context, r io.Reader, o BuildOptions) (ix *chu
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	// Raw chunk buffers: one being filled, one per worker, one queued per
-	// worker. Taking one from bufs bounds the chunks in flight.
-	nbuf := 2*workers + 1
-	bufs := make(chan *[]byte, nbuf)
-	for range nbuf {
-		b := make([]byte, 0, MaxChunk)
-		bufs <- &b
-	}
-	jobs := make(chan job, workers)
-	results := make(chan result, nbuf)
-
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-		pinMu    sync.Mutex
-		pinned   []string
-	)
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err; cancel() })
-	}
+	b := newPipeline(s, workers, cancel)
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(Level), zstd.WithEncoderConcurrency(1),
-				zstd.WithWindowSize(MaxChunk), zstd.WithZeroFrames(true))
-			if err != nil {
-				fail(fmt.Errorf("zstd encoder: %w", err))
-				return
-			}
-			defer enc.Close()
-			out := make([]byte, 0, MaxChunk+MaxChunk/128+4096)
-			for j := range jobs {
-				if ctx.Err() != nil {
-					bufs <- j.raw
-					continue
-				}
-				raw := *j.raw
-				out = enc.EncodeAll(raw, out[:0])
-				c := chunkimage.Chunk{SHA256: chunkimage.Digest(out), Size: int64(len(out)), USize: int64(len(raw))}
-				bufs <- j.raw
-				s.pin(c.SHA256)
-				pinMu.Lock()
-				pinned = append(pinned, c.SHA256)
-				pinMu.Unlock()
-				reused, err := s.put(c.SHA256, out)
-				if err != nil {
-					fail(err)
-					continue
-				}
-				results <- result{seq: j.seq, chunk: c, stored: !reused}
-			}
-		}()
+		b.wg.Add(1)
+		go b.compress(ctx)
 	}
-
-	// Collect results in stream order.
-	var chunks []chunkimage.Chunk
-	var have []bool
 	collected := make(chan struct{})
-	go func() {
-		defer close(collected)
-		for res := range results {
-			for len(chunks) <= res.seq {
-				chunks = append(chunks, chunkimage.Chunk{})
-				have = append(have, false)
-			}
-			chunks[res.seq], have[res.seq] = res.chunk, true
-			if res.stored {
-				st.Stored++
-				st.Written += res.chunk.Size
-			} else {
-				st.Reused++
-			}
-		}
-	}()
+	go func() { defer close(collected); b.collect() }()
+	total := b.cut(ctx, r)
+	close(b.jobs)
+	b.wg.Wait()
+	close(b.results)
+	<-collected
+	return b.finish(ctx, total)
+}
 
+// pipeline is one Build: the reader cuts chunks into bufs-bounded
+// jobs, workers compress and store them, the collector puts the results
+// back in stream order.
+type pipeline struct {
+	s       *Store
+	cancel  context.CancelFunc
+	bufs    chan *[]byte // raw chunk buffers: taking one bounds the chunks in flight
+	jobs    chan job
+	results chan result
+	wg      sync.WaitGroup
+
+	errOnce  sync.Once
+	firstErr error
+	pinMu    sync.Mutex
+	pinned   []string
+
+	chunks []chunkimage.Chunk // written by collect only
+	have   []bool
+	st     Stats
+}
+
+func newPipeline(s *Store, workers int, cancel context.CancelFunc) *pipeline {
+	// One buffer being filled, one per worker, one queued per worker.
+	nbuf := 2*workers + 1
+	b := &pipeline{s: s, cancel: cancel, bufs: make(chan *[]byte, nbuf), jobs: make(chan job, workers),
+		results: make(chan result, nbuf)}
+	for range nbuf {
+		raw := make([]byte, 0, MaxChunk)
+		b.bufs <- &raw
+	}
+	return b
+}
+
+func (b *pipeline) fail(err error) {
+	b.errOnce.Do(func() { b.firstErr = err; b.cancel() })
+}
+
+// compress is one worker: each job's chunk is compressed as its own zstd
+// frame, pinned and stored under its digest.
+func (b *pipeline) compress(ctx context.Context) {
+	defer b.wg.Done()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(Level), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(MaxChunk), zstd.WithZeroFrames(true))
+	if err != nil {
+		b.fail(fmt.Errorf("zstd encoder: %w", err))
+		for j := range b.jobs { // keep the reader from blocking
+			b.bufs <- j.raw
+		}
+		return
+	}
+	defer enc.Close()
+	out := make([]byte, 0, MaxChunk+MaxChunk/128+4096)
+	for j := range b.jobs {
+		if ctx.Err() != nil {
+			b.bufs <- j.raw
+			continue
+		}
+		raw := *j.raw
+		out = enc.EncodeAll(raw, out[:0])
+		c := chunkimage.Chunk{SHA256: chunkimage.Digest(out), Size: int64(len(out)), USize: int64(len(raw))}
+		b.bufs <- j.raw
+		b.s.pin(c.SHA256)
+		b.pinMu.Lock()
+		b.pinned = append(b.pinned, c.SHA256)
+		b.pinMu.Unlock()
+		reused, err := b.s.put(c.SHA256, out)
+		if err != nil {
+			b.fail(err)
+			continue
+		}
+		b.results <- result{seq: j.seq, chunk: c, stored: !reused}
+	}
+}
+
+// collect puts the results in stream order and counts what was stored.
+func (b *pipeline) collect() {
+	for res := range b.results {
+		for len(b.chunks) <= res.seq {
+			b.chunks = append(b.chunks, chunkimage.Chunk{})
+			b.have = append(b.have, false)
+		}
+		b.chunks[res.seq], b.have[res.seq] = res.chunk, true
+		if res.stored {
+			b.st.Stored++
+			b.st.Written += res.chunk.Size
+		} else {
+			b.st.Reused++
+		}
+	}
+}
+
+// cut reads r to its end (or until the build fails), handing each
+// content-defined chunk to the workers; it returns the bytes read.
+func (b *pipeline) cut(ctx context.Context, r io.Reader) (total int64) {
 	ch := chunker.NewWithBoundaries(r, Polynomial, MinChunk, MaxChunk)
 	ch.SetAverageBits(AverageBits)
-	seq := 0
-	var total int64
-read:
-	for {
-		var b *[]byte
+	for seq := 0; ; seq++ {
+		var buf *[]byte
 		select {
-		case b = <-bufs:
+		case buf = <-b.bufs:
 		case <-ctx.Done():
-			break read
+			return total
 		}
-		c, err := ch.Next((*b)[:0])
-		if errors.Is(err, io.EOF) {
-			bufs <- b
-			break
-		}
+		c, err := ch.Next((*buf)[:0])
 		if err != nil {
-			bufs <- b
-			fail(fmt.Errorf("read image stream: %w", err))
-			break
+			b.bufs <- buf
+			if !errors.Is(err, io.EOF) {
+				b.fail(fmt.Errorf("read image stream: %w", err))
+			}
+			return total
 		}
-		*b = c.Data
+		*buf = c.Data
 		total += int64(len(c.Data))
 		select {
-		case jobs <- job{seq: seq, raw: b}:
-			seq++
+		case b.jobs <- job{seq: seq, raw: buf}:
 		case <-ctx.Done():
-			bufs <- b
-			break read
+			b.bufs <- buf
+			return total
 		}
 	}
-	close(jobs)
-	wg.Wait()
-	close(results)
-	<-collected
+}
 
-	releaseFn := func() {
-		pinMu.Lock()
-		p := pinned
-		pinned = nil
-		pinMu.Unlock()
-		s.unpin(p)
+func (b *pipeline) release() {
+	b.pinMu.Lock()
+	p := b.pinned
+	b.pinned = nil
+	b.pinMu.Unlock()
+	b.s.unpin(p)
+}
+
+// finish checks that every chunk arrived, syncs the store and makes the
+// index; on any error the chunks are unpinned.
+func (b *pipeline) finish(ctx context.Context, total int64) (*chunkimage.Index, Stats, func(), error) {
+	err := b.firstErr
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
 	}
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = ctx.Err()
-	}
-	if firstErr == nil {
-		for i, ok := range have {
-			if !ok {
-				firstErr = fmt.Errorf("chunk %d missing from the build", i)
-				break
-			}
+	for i, ok := range b.have {
+		if err == nil && !ok {
+			err = fmt.Errorf("chunk %d missing from the build", i)
 		}
 	}
-	if firstErr == nil {
-		firstErr = s.Sync()
+	if err == nil {
+		err = b.s.Sync()
 	}
-	if firstErr != nil {
-		releaseFn()
-		return nil, Stats{}, nil, firstErr
+	if err != nil {
+		b.release()
+		return nil, Stats{}, nil, err
 	}
+	chunks := b.chunks
 	if chunks == nil {
 		chunks = []chunkimage.Chunk{}
 	}
+	st := b.st
 	st.Chunks = len(chunks)
-	ix = &chunkimage.Index{Version: chunkimage.Version, Format: chunkimage.Format, Compression: chunkimage.Compression,
+	ix := &chunkimage.Index{Version: chunkimage.Version, Format: chunkimage.Format, Compression: chunkimage.Compression,
 		Size: total, Chunks: chunks}
-	return ix, st, releaseFn, nil
+	return ix, st, b.release, nil
 }

@@ -29,11 +29,11 @@ import (
 // skips dst itself, and copies no device nodes or sockets.
 func OverlayTree(src, dst string) error {
 	src, dst = filepath.Clean(src), filepath.Clean(dst)
-	var rootSt, dstSt unix.Stat_t
-	if err := unix.Lstat(src, &rootSt); err != nil {
+	o := &overlayWalk{src: src, realOf: map[string]string{".": "."}}
+	if err := unix.Lstat(src, &o.srcSt); err != nil {
 		return fmt.Errorf("stat %s: %w", src, err)
 	}
-	if err := unix.Stat(dst, &dstSt); err != nil {
+	if err := unix.Stat(dst, &o.dstSt); err != nil {
 		return fmt.Errorf("stat %s: %w", dst, err)
 	}
 	root, err := os.OpenRoot(dst)
@@ -41,83 +41,105 @@ func OverlayTree(src, dst string) error {
 		return err
 	}
 	defer root.Close()
-	type dirAttr struct {
-		real string // in dst, symlinks resolved
-		st   unix.Stat_t
+	o.root = root
+	if err := filepath.WalkDir(src, o.visit); err != nil {
+		return err
 	}
-	var dirs []dirAttr
-	realOf := map[string]string{".": "."} // src dir (relative) → its real path in dst
-	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", p, err)
-		}
-		if st.Dev == dstSt.Dev && st.Ino == dstSt.Ino {
-			return filepath.SkipDir // the destination itself
-		}
-		if rel == "." {
-			dirs = append(dirs, dirAttr{".", st})
-			return nil
-		}
-		parent, ok := realOf[filepath.Dir(rel)]
-		if !ok {
-			return fmt.Errorf("%s: parent not laid over", rel)
-		}
-		target := path.Join(parent, filepath.Base(rel))
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFDIR:
-			real, err := overlayDir(root, target)
-			if err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-			realOf[rel] = real
-			if err := root.Lchown(real, int(st.Uid), int(st.Gid)); err != nil {
-				return fmt.Errorf("chown %s: %w", rel, err)
-			}
-			dirs = append(dirs, dirAttr{real, st})
-			if st.Dev != rootSt.Dev {
-				return filepath.SkipDir // a mount point: keep it empty
-			}
-			return nil
-		case unix.S_IFLNK:
-			l, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			if err := makeRoom(root, target); err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-			if err := root.Symlink(l, target); err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-			return root.Lchown(target, int(st.Uid), int(st.Gid))
-		case unix.S_IFREG:
-			if err := makeRoom(root, target); err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-			return overlayFile(root, p, target, &st)
-		default:
-			return nil // devices, FIFOs, sockets (as CopyTree)
-		}
-	})
+	return o.setDirAttrs()
+}
+
+// overlayWalk is OverlayTree's state while it walks src.
+type overlayWalk struct {
+	src          string
+	root         *os.Root // dst
+	srcSt, dstSt unix.Stat_t
+	dirs         []overlayDirAttr
+	realOf       map[string]string // src dir (relative) → its real path in dst
+}
+
+type overlayDirAttr struct {
+	real string // in dst, symlinks resolved
+	st   unix.Stat_t
+}
+
+// visit lays one entry of src over dst.
+func (o *overlayWalk) visit(p string, d fs.DirEntry, err error) error {
 	if err != nil {
 		return err
 	}
-	// Modes and mtimes of directories last, deepest first.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		a := dirs[i]
-		if err := root.Chmod(a.real, fs.FileMode(a.st.Mode&0o777)|modeBits(a.st.Mode)); err != nil {
+	rel, err := filepath.Rel(o.src, p)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", p, err)
+	}
+	if st.Dev == o.dstSt.Dev && st.Ino == o.dstSt.Ino {
+		return filepath.SkipDir // the destination itself
+	}
+	if rel == "." {
+		o.dirs = append(o.dirs, overlayDirAttr{".", st})
+		return nil
+	}
+	parent, ok := o.realOf[filepath.Dir(rel)]
+	if !ok {
+		return fmt.Errorf("%s: parent not laid over", rel)
+	}
+	target := path.Join(parent, filepath.Base(rel))
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return o.dir(rel, target, &st)
+	case unix.S_IFLNK:
+		l, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		if err := makeRoom(o.root, target); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		if err := o.root.Symlink(l, target); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		return o.root.Lchown(target, int(st.Uid), int(st.Gid))
+	case unix.S_IFREG:
+		if err := makeRoom(o.root, target); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		return overlayFile(o.root, p, target, &st)
+	default:
+		return nil // devices, FIFOs, sockets (as CopyTree)
+	}
+}
+
+// dir lays a directory over dst (through a symlink to a directory there);
+// its mode and times are set at the end, by setDirAttrs.
+func (o *overlayWalk) dir(rel, target string, st *unix.Stat_t) error {
+	real, err := overlayDir(o.root, target)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	o.realOf[rel] = real
+	if err := o.root.Lchown(real, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("chown %s: %w", rel, err)
+	}
+	o.dirs = append(o.dirs, overlayDirAttr{real, *st})
+	if st.Dev != o.srcSt.Dev {
+		return filepath.SkipDir // a mount point: keep it empty
+	}
+	return nil
+}
+
+// setDirAttrs sets modes and mtimes of directories last, deepest first
+// (writing into a directory changes its mtime).
+func (o *overlayWalk) setDirAttrs() error {
+	for i := len(o.dirs) - 1; i >= 0; i-- {
+		a := o.dirs[i]
+		if err := o.root.Chmod(a.real, fs.FileMode(a.st.Mode&0o777)|modeBits(a.st.Mode)); err != nil {
 			return fmt.Errorf("chmod %s: %w", a.real, err)
 		}
 		mt := unixTime(a.st.Mtim)
-		if err := root.Chtimes(a.real, mt, mt); err != nil {
+		if err := o.root.Chtimes(a.real, mt, mt); err != nil {
 			return fmt.Errorf("set times %s: %w", a.real, err)
 		}
 	}

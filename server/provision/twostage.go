@@ -3,10 +3,8 @@ package provision
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -222,42 +220,17 @@ const MaxProgressBytes = 4 << 10
 // stage 2: the bytes of the image unpacked so far, shown as "IMAGE 41%" by
 // `wwserver status`. Same guard as the heartbeat (secure.go). 204.
 func (h *Handler) serveProgress(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.begin(w, r, status.StageImage)
-	if !ok {
-		return
-	}
-	if c.node == nil {
-		c.unknownNode()
-		return
-	}
-	if !authorize(c) {
-		return
-	}
 	var p nodeapi.ProgressMessage
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxProgressBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&p)
-	if err == nil {
-		if _, extra := dec.Token(); !errors.Is(extra, io.EOF) {
-			err = errors.New("trailing data after the JSON object")
-		}
-	}
-	if err == nil {
+	c, ok := h.nodePost(w, r, status.StageImage, "progress", MaxProgressBytes, true, &p, func() error {
 		switch {
 		case p.Done < 0 || p.Total < 0 || p.Done > p.Total:
-			err = errors.New("want 0 <= done <= total")
+			return errors.New("want 0 <= done <= total")
 		case p.Error != "" && p.Error != ReasonNoMemory && p.Error != ReasonImageFailed:
-			err = errors.New("error must be " + strconv.Quote(ReasonNoMemory) + " or " + strconv.Quote(ReasonImageFailed))
+			return errors.New("error must be " + strconv.Quote(ReasonNoMemory) + " or " + strconv.Quote(ReasonImageFailed))
 		}
-	}
-	if err != nil {
-		h.metrics.refusals.WithLabelValues(reasonBadRequest).Inc()
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, "progress body larger than 4 KiB", http.StatusRequestEntityTooLarge)
-			return
-		}
-		http.Error(w, "bad progress JSON: "+err.Error(), http.StatusBadRequest)
+		return nil
+	})
+	if !ok {
 		return
 	}
 	sent := sentImageIndex

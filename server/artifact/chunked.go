@@ -377,3 +377,22 @@ func (b *Builder) pruneChunks(cutoff time.Time) (int, error) {
 	}
 	return removed, errors.Join(errs...)
 }
+
+// ImageDigest is the image digest a two-stage node's boot script names (""
+// for other nodes), for one-off commands (wwserver render): a Builder with
+// o builds the chunked image, or finds it built, first.
+func ImageDigest(ctx context.Context, o Options, snap *config.Snapshot, n *config.Node) (string, error) {
+	if !n.TwoStage() {
+		return "", nil
+	}
+	b, err := New(o)
+	if err != nil {
+		return "", err
+	}
+	defer b.Close()
+	ix, err := b.ImageIndex(ctx, snap, n)
+	if err != nil {
+		return "", err
+	}
+	return ix.Digest, nil
+}

@@ -4,7 +4,6 @@ package main
 // node or starting the server.
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -72,7 +71,7 @@ func newRenderIPXECmd() *cobra.Command {
 			if done, err := renderUnknown(cmd, snap, n, mac, t.RenderUnknown); done {
 				return err
 			}
-			digest, err := imageDigest(cmd.Context(), root, snap, n)
+			digest, err := artifact.ImageDigest(cmd.Context(), cliBuilderOptions(root), snap, n)
 			if err != nil {
 				return err
 			}
@@ -128,7 +127,7 @@ func newRenderGRUBCmd() *cobra.Command {
 			if l := snap.Server.LoaderFor(n); l != config.LoaderGRUB {
 				fmt.Fprintf(cmd.ErrOrStderr(), "# node %s boots with %s (bootloader); with GRUB it would get:\n", n.Name, l)
 			}
-			digest, err := imageDigest(cmd.Context(), root, snap, n)
+			digest, err := artifact.ImageDigest(cmd.Context(), cliBuilderOptions(root), snap, n)
 			if err != nil {
 				return err
 			}
@@ -178,28 +177,14 @@ owner, size and path, and the rendered content of each *.ww template.`,
 	return cmd
 }
 
-// imageDigest is the image digest of a two-stage node's boot script (""
-// for other nodes): the chunked image is built, or found built, first.
-func imageDigest(ctx context.Context, root string, snap *config.Snapshot, n *config.Node) (string, error) {
-	if !n.TwoStage() {
-		return "", nil
-	}
-	b, err := newCLIBuilder(root)
-	if err != nil {
-		return "", err
-	}
-	defer b.Close()
-	ix, err := b.ImageIndex(ctx, snap, n)
-	if err != nil {
-		return "", err
-	}
-	return ix.Digest, nil
-}
-
 // newCLIBuilder is a builder for one-off commands (logs to stderr, warn+).
 func newCLIBuilder(root string) (*artifact.Builder, error) {
+	return artifact.New(cliBuilderOptions(root))
+}
+
+func cliBuilderOptions(root string) artifact.Options {
 	log, _ := (&logFlags{format: "text", level: "warn"}).logger(os.Stderr)
-	return artifact.New(artifact.Options{Root: root, Log: log})
+	return artifact.Options{Root: root, Log: log}
 }
 
 func newNodesCmd() *cobra.Command {

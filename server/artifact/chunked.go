@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wwcluster/ww/chunkimage"
 	"github.com/wwcluster/ww/server/chunkstore"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 )
 
 // Chunked images (two-stage boot, see package chunkimage): the same newc

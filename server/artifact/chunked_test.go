@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wwcluster/ww/chunkimage"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 )
 
 // chunkedStream reassembles an image index's chunks into the uncompressed

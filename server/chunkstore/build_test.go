@@ -14,7 +14,7 @@ import (
 
 	"github.com/cavaliergopher/cpio"
 
-	"github.com/wwcluster/ww/chunkimage"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 )
 
 // testStream is a newc cpio archive of n files of pseudo-random sizes and

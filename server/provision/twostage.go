@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wwcluster/ww/chunkimage"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/nodeapi"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 	"github.com/wwcluster/ww/server/status"
 )
 

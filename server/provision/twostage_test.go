@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wwcluster/ww/chunkimage"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 	"github.com/wwcluster/ww/server/status"
 )
 

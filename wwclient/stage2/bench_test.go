@@ -14,8 +14,8 @@ import (
 
 	"github.com/cavaliergopher/cpio"
 
-	"github.com/wwcluster/ww/chunkimage"
 	"github.com/wwcluster/ww/server/chunkstore"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 )
 
 // benchTree is the tree BenchmarkUnpack archives: $WW_BENCH_TREE, else the

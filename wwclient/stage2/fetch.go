@@ -27,8 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wwcluster/ww/chunkimage"
 	"github.com/wwcluster/ww/server/nodeapi"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 	"github.com/wwcluster/ww/wwclient/backoff"
 )
 

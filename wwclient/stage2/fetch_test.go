@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wwcluster/ww/chunkimage"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 )
 
 var (

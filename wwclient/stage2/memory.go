@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/wwcluster/ww/chunkimage"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 )
 
 // ErrTooBig is returned (wrapped) when the image will not fit in memory.

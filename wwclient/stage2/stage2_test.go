@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wwcluster/ww/chunkimage"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 )
 
 // consoleLines collects say's lines.

@@ -24,14 +24,7 @@ LOG_PREFIX=bootloaders
 
 umask 022
 export LC_ALL=C
-[ $# -eq 1 ] || die "usage: $0 OUTDIR"
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-outdir=$1
-mkdir -p "$outdir"
-outdir=$(cd "$outdir" && pwd)
-cache=${WW_CACHE:-$repo/build/cache/debs}
-mkdir -p "$cache"
+init_outdir "$@"
 need_pkgs dpkg-deb:dpkg
 
 resolve() {

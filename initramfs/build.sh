@@ -41,16 +41,8 @@ LOG_PREFIX=initramfs
 
 umask 022
 export LC_ALL=C
-[ $# -eq 1 ] || die "usage: $0 OUTDIR"
-
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-outdir=$1
-mkdir -p "$outdir"
-outdir=$(cd "$outdir" && pwd)
-cache=${WW_CACHE:-$repo/build/cache/debs}
+init_outdir "$@"
 modules=${WW_MODULES:-$NIC_MODULES}
-mkdir -p "$cache"
 need_pkgs depmod:kmod modprobe:kmod dpkg-deb:dpkg
 
 # --- resolve inputs ------------------------------------------------------

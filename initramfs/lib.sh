@@ -7,6 +7,19 @@ log() { printf '%s: %s\n' "${LOG_PREFIX:-initramfs}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 apt_updated=0
+# init_outdir sets here, repo, outdir (made, absolute) and cache (the .deb
+# cache, made) from the script's one argument, OUTDIR.
+init_outdir() {
+	[ $# -eq 1 ] || die "usage: $0 OUTDIR"
+	here=$(cd "$(dirname "$0")" && pwd)
+	repo=$(cd "$here/.." && pwd)
+	outdir=$1
+	mkdir -p "$outdir"
+	outdir=$(cd "$outdir" && pwd)
+	cache=${WW_CACHE:-$repo/build/cache/debs}
+	mkdir -p "$cache"
+}
+
 apt_update_once() {
 	if [ "$apt_updated" = 0 ]; then
 		apt_updated=1

@@ -35,7 +35,7 @@ NGINX := $(NGINX_DIR)/usr/sbin/nginx
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -130,7 +130,16 @@ fuzz:
 
 # SELinux enforcing boot (~5-10 min under TCG; not part of make test).
 test-selinux: check-go deps-lab build image image-selinux
+	$(GO) test -count=1 -v -run TestLookupMatchesLibselinux ./wwclient/selabel/
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 25m -v -run TestSELinuxEnforcingBoot ./integration/
+
+# Opt-in measurements and the firmware-against-servers boots that make test
+# leaves out (minutes each): DHCP exchanges per second, TFTP throughput
+# (dnsmasq beside), QEMU firmware DHCP/TFTP against the servers.
+test-measure: check-go deps-test deps-bench build
+	WWT_DHCP_PERF=1 $(GO) test -count=1 -v -run TestNetnsPerf ./server/dhcp/
+	WWT_TFTP_MEASURE=1 $(GO) test -count=1 -v -run TestNetnsMeasure ./server/tftp/
+	WWT_QEMU=1 $(GO) test -count=1 -v -timeout 20m -run TestQEMUFirmware ./server/dhcp/
 
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: check-go deps-bench build $(NGINX)

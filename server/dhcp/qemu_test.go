@@ -31,7 +31,7 @@ import (
 //     and snponly.efi (iPXE) then asks DHCP again and gets the script URL.
 func TestQEMUFirmware(t *testing.T) {
 	if os.Getenv("WWT_QEMU") == "" {
-		t.Skip("set WWT_QEMU=1 to boot QEMU firmware against the servers")
+		t.Skip("set WWT_QEMU=1 to boot QEMU firmware against the servers (make test-measure runs it)")
 	}
 	netnstest.Require(t, "qemu-system-x86_64")
 	for _, fw := range []string{"bios", "uefi"} {

@@ -179,7 +179,7 @@ func TestNetnsClients(t *testing.T) {
 // (WWT_TFTP_RUNS, default 5).
 func TestNetnsMeasure(t *testing.T) {
 	if os.Getenv("WWT_TFTP_MEASURE") == "" {
-		t.Skip("set WWT_TFTP_MEASURE=1 to measure TFTP throughput")
+		t.Skip("set WWT_TFTP_MEASURE=1 to measure TFTP throughput (make test-measure runs it)")
 	}
 	netnstest.Require(t, "curl")
 	requireIPXE(t)

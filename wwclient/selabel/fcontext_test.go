@@ -92,7 +92,7 @@ func TestLookupMatchesLibselinux(t *testing.T) {
 	root := filepath.Join(img, "rootfs")
 	fcdir := filepath.Join(root, "etc/selinux/default/contexts/files")
 	if _, err := os.Stat(filepath.Join(root, "usr/sbin/matchpathcon")); err != nil || os.Geteuid() != 0 {
-		t.Skipf("needs root and the SELinux image with matchpathcon (make image-selinux): %v", err)
+		t.Skipf("needs root and the SELinux image with matchpathcon (make test-selinux builds it and runs this): %v", err)
 	}
 	c, err := LoadContexts(fcdir)
 	if err != nil {

@@ -240,6 +240,10 @@ func (s *Store) reload(force bool) (pending bool, err error) {
 	}
 	if after := s.readStamps(); !sameStamps(before, after) {
 		s.pending, s.since = after, s.now()
+		if force { // the caller asked for a load and did not get one
+			return true, &Error{File: filepath.Join(s.root, NodesDir),
+				Msg: "config files kept changing while being read; the last good config stays, try again"}
+		}
 		return true, nil
 	}
 	s.pending = nil

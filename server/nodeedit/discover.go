@@ -94,7 +94,9 @@ func (d *Discoverer) Discover(mac string) (*config.Snapshot, *config.Node, error
 	if chosen == "" {
 		return nil, nil, nil
 	}
-	if err := d.store.Reload(); err != nil {
+	// Reload under the edit lock: another server discovering at the same
+	// moment would otherwise keep the files changing under our read.
+	if err := d.editor.Locked(d.store.Reload); err != nil {
 		return nil, nil, fmt.Errorf("discover %s: reload: %w", mac, err)
 	}
 	snap = d.store.Current()

@@ -382,6 +382,18 @@ func tableName(k Kind) string {
 	return "nodes"
 }
 
+// Locked runs fn while holding the tree's edit lock, so no cooperating
+// writer (another CLI run or server) changes nodes files meanwhile: a
+// reload inside fn reads a stable tree.
+func (e *Editor) Locked(fn func() error) error {
+	unlock, err := e.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return fn()
+}
+
 // lock takes the tree's edit lock (blocking) and returns its release.
 func (e *Editor) lock() (func(), error) {
 	dir := filepath.Join(e.root, config.NodesDir)

@@ -8,6 +8,14 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # PATH for tools and tests that run go or nginx themselves.
 GO_WANT := $(shell sed -n 's/^go \([0-9.]*\)$$/\1/p' go.mod)
 BIN := $(CURDIR)/bin
+# The version linked into wwserver and wwclient (--version) and, turned into
+# a dpkg/rpm version by tools/pkg, the packages'; the commit time dates an
+# untagged build's package version and every packaged file.
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION_TIME := $(shell git log -1 --format=%ct 2>/dev/null || echo 1)
+LDFLAGS := -X main.buildVersion=$(VERSION)
+# make packages: .deb and .rpm of wwserver (amd64) and wwclient (amd64, arm64).
+PKG_DIR := $(CURDIR)/build/packages
 IMAGE := $(CURDIR)/build/image
 # Debian packages per target, installed with --no-install-recommends (deps-%).
 # lab: QEMU (qemu-system-x86_64; seabios and ipxe-qemu's efi-virtio.rom come
@@ -35,7 +43,7 @@ NGINX := $(NGINX_DIR)/usr/sbin/nginx
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: packages test-packages bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -80,8 +88,20 @@ $(NGINX):
 
 build: check-go
 	mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wwclient ./wwclient
-	$(GO) build -trimpath -o $(BIN)/wwserver ./server/cmd/wwserver
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/wwclient ./wwclient
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/wwserver ./server/cmd/wwserver
+
+# Static (CGO_ENABLED=0), stripped binaries, man pages and completions from
+# the cobra commands (wwserver __gendocs), then the packages (tools/pkg,
+# nfpm): build/packages/wwserver_*.deb, wwserver-*.rpm, wwclient_* (README).
+packages: check-go
+	rm -rf $(PKG_DIR) && mkdir -p $(PKG_DIR)/bin
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKG_DIR)/bin/wwserver ./server/cmd/wwserver
+	for a in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKG_DIR)/bin/wwclient-$$a ./wwclient || exit 1; \
+	done
+	$(PKG_DIR)/bin/wwserver __gendocs $(PKG_DIR)/docs
+	$(GO) run ./tools/pkg --bin $(PKG_DIR)/bin --docs $(PKG_DIR)/docs --out $(PKG_DIR) --version $(VERSION) --time $(VERSION_TIME)
 
 # The lab node image (Debian kernel + busybox), cached under build/.
 image: deps-image

@@ -11,12 +11,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/wwcluster/ww/internal/buildinfo"
 	"github.com/wwcluster/ww/wwclient/agent"
 	"github.com/wwcluster/ww/wwclient/apply"
 	"github.com/wwcluster/ww/wwclient/kmod"
@@ -28,22 +28,7 @@ import (
 // buildVersion is set at link time: -ldflags "-X main.buildVersion=v1.2.3".
 var buildVersion string
 
-func version() string {
-	if buildVersion != "" {
-		return buildVersion
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			return bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
-			}
-		}
-	}
-	return "dev"
-}
+func version() string { return buildinfo.Version(buildVersion) }
 
 type flags struct {
 	config, root, server, cmdline, stateDir, lock, logLevel, dmiAssetTag string

@@ -222,6 +222,11 @@ func findWWClient(flag string) (string, error) {
 			return "", fmt.Errorf("locate wwclient: %w; pass --wwclient PATH", err)
 		}
 		p = filepath.Join(filepath.Dir(exe), "wwclient")
+		// The packages install the nodes' wwclient off the server's PATH:
+		// /usr/sbin/wwserver finds /usr/lib/wwserver/wwclient.
+		if pkg := filepath.Join(filepath.Dir(exe), "..", "lib", "wwserver", "wwclient"); !isRegular(p) && isRegular(pkg) {
+			p = filepath.Clean(pkg)
+		}
 	}
 	fi, err := os.Stat(p)
 	if err != nil || !fi.Mode().IsRegular() {
@@ -232,6 +237,11 @@ func findWWClient(flag string) (string, error) {
 		return "", fmt.Errorf("--wwclient %s: not a regular file", p)
 	}
 	return p, nil
+}
+
+func isRegular(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // elfInterpreter is the dynamic loader an ELF executable asks for, "" for a

@@ -16,6 +16,8 @@ VERSION_TIME := $(shell git log -1 --format=%ct 2>/dev/null || echo 1)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 # make packages: .deb and .rpm of wwserver (amd64) and wwclient (amd64, arm64).
 PKG_DIR := $(CURDIR)/build/packages
+# The fresh Debian 12 root the package tests install into (tools/pkg/testroot.sh), outside the clone.
+PKG_ROOT := /var/cache/ww/pkgtest/debian12-root.tar
 IMAGE := $(CURDIR)/build/image
 # Debian packages per target, installed with --no-install-recommends (deps-%).
 # lab: QEMU (qemu-system-x86_64; seabios and ipxe-qemu's efi-virtio.rom come
@@ -32,6 +34,8 @@ DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
 # libraries of the nginx binary unpacked for TestStorm20 (see NGINX below);
 # kea-admin ships perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus.
 TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
+# rpm: the package tests install the .rpm into a temporary root (rpm --root).
+TEST_PACKAGES += rpm
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
@@ -43,7 +47,7 @@ NGINX := $(NGINX_DIR)/usr/sbin/nginx
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: packages test-packages bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: packages pkgroot test-packages bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -103,6 +107,14 @@ packages: check-go
 	$(PKG_DIR)/bin/wwserver __gendocs $(PKG_DIR)/docs
 	$(GO) run ./tools/pkg --bin $(PKG_DIR)/bin --docs $(PKG_DIR)/docs --out $(PKG_DIR) --version $(VERSION) --time $(VERSION_TIME)
 
+# The Debian 12 root (minbase, ipxe, systemd; mmdebstrap, cached) the package tests install into.
+pkgroot: deps-debian-image
+	./tools/pkg/testroot.sh $(PKG_ROOT)
+
+# The package tests alone (integration/package_*_test.go; also part of make integration).
+test-packages: check-go deps-test build image packages pkgroot
+	WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 15m -v -run 'TestPackage' ./integration/
+
 # The lab node image (Debian kernel + busybox), cached under build/.
 image: deps-image
 	./initramfs/build.sh $(IMAGE)
@@ -138,8 +150,8 @@ fmt-check:
 unit: check-go deps-test build $(NGINX)
 	PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-integration: check-go deps-test build image image-systemd bootloaders
-	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
+integration: check-go deps-test build image image-systemd bootloaders packages pkgroot
+	WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet staticcheck unit integration
 

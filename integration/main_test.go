@@ -119,6 +119,9 @@ type envOptions struct {
 	// SetupLab, if set, runs after Setup with the lab (namespace up,
 	// tree written, wwserver not started yet).
 	SetupLab func(l *lab.Lab) error
+	// Paths, if set, changes the found paths before the lab is created
+	// (e.g. a wwserver from an installed package).
+	Paths func(p *lab.Paths)
 }
 
 // newEnvWith creates a lab and starts wwserver. The test's hard timeout
@@ -133,6 +136,9 @@ func newEnvWith(t *testing.T, timeout time.Duration, o envOptions) *env {
 			unavailable(t, err)
 		}
 		p.Image, p.Kernel = img.Image, img.Kernel
+	}
+	if o.Paths != nil {
+		o.Paths(&p)
 	}
 	ctx, cancel := context.WithTimeout(rootCtx, timeout)
 	t.Cleanup(cancel)

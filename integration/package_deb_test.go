@@ -40,6 +40,13 @@ func TestPackageDeb(t *testing.T) {
 	r.checkFirstStart(t)
 
 	t.Run("boot", func(t *testing.T) { bootFromPackage(t, r) })
+	if err := os.Remove(r.path(unitStartScript)); err != nil {
+		t.Fatal(err)
+	}
+	// /run is a tmpfs on a running system (systemd-analyze wrote there).
+	if err := os.RemoveAll(r.path("/run/systemd")); err != nil {
+		t.Fatal(err)
+	}
 
 	r.mustRun("dpkg", "-r", "wwserver", "wwclient")
 	removed := leftovers(before, r.snapshot(), pkgTree, "/var/lib/dpkg", "/var/log")
@@ -194,6 +201,9 @@ func bootFromPackage(t *testing.T, r *pkgRoot) {
 	checkServerCaps(t, r.path(pkgServer), u.caps)
 }
 
+// unitStartScript holds the unit's start lines in the root (bootFromPackage).
+const unitStartScript = "/wwtest-unit-start"
+
 // writeServeWrapper writes the wwserver the lab runs (see bootFromPackage):
 // a host script entering a private mount namespace, and the unit's start
 // lines as a script in the root.
@@ -201,7 +211,7 @@ func (r *pkgRoot) writeServeWrapper(t *testing.T, u unitExec) string {
 	t.Helper()
 	start := "#!/bin/sh\n# the unit's start lines (integration/package_deb_test.go)\nset -e\n" +
 		strings.Join(u.pre, "\n") + "\nexec " + u.start + "\n"
-	if err := os.WriteFile(r.path("/wwtest-unit-start"), []byte(start), 0o755); err != nil {
+	if err := os.WriteFile(r.path(unitStartScript), []byte(start), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	tmp, err := filepath.EvalSymlinks(os.TempDir())
@@ -222,7 +232,7 @@ mount --rbind /dev "$R/dev"
 mount --rbind /sys "$R/sys"
 if [ "$1" = serve ] && [ "$2" = --root ]; then
 	mount --bind "$3" "$R` + pkgTree + `"
-	exec chroot "$R" setpriv --bounding-set ` + caps + ` --no-new-privs /bin/sh /wwtest-unit-start
+	exec chroot "$R" setpriv --bounding-set ` + caps + ` --no-new-privs /bin/sh ` + unitStartScript + `
 fi
 exec chroot "$R" ` + pkgServer + ` "$@"
 `
@@ -263,11 +273,16 @@ func (r *pkgRoot) checkRPM(t *testing.T, file string, before map[string]bool) {
 	}
 	start := time.Now()
 	// --nodeps: the root is Debian; Rocky's package names are not there.
-	rpm("--root", r.dir, "-i", "--nodeps", file)
+	// --dbpath: Debian's rpm keeps its database in ~/.rpmdb by default.
+	db := []string{"--root", r.dir, "--dbpath", "/var/lib/rpm"}
+	rpm(append(db, "-i", "--nodeps", file)...)
 	t.Logf("rpm -i: %s", time.Since(start).Round(time.Millisecond))
-	r.checkInstalled(t, rpm("--root", r.dir, "-q", "--qf", "%{VERSION}", "wwserver"), pkgServer, pkgNodeClient)
-	rpm("--root", r.dir, "-e", "--nodeps", "wwserver")
-	if extra := leftovers(before, r.snapshot(), pkgTree, "/var/lib/rpm", "/usr/lib/sysimage/rpm", "/var/log"); len(extra) > 0 {
+	r.checkInstalled(t, rpm(append(db, "-q", "--qf", "%{VERSION}", "wwserver")...), pkgServer, pkgNodeClient)
+	if err := os.RemoveAll(r.path("/run/systemd")); err != nil {
+		t.Fatal(err)
+	}
+	rpm(append(db, "-e", "--nodeps", "wwserver")...)
+	if extra := leftovers(before, r.snapshot(), pkgTree, "/var/lib/rpm", "/var/log"); len(extra) > 0 {
 		t.Errorf("rpm -e left behind: %v", extra)
 	}
 }

@@ -74,11 +74,13 @@ func newPkgRoot(t *testing.T, tarball string) *pkgRoot {
 	return &pkgRoot{t: t, dir: dir}
 }
 
-// run runs argv in the root (chroot) and returns its combined output.
+// run runs argv in the root (chroot, with /proc mounted in a private
+// mount namespace, gone when it ends) and returns its combined output.
 func (r *pkgRoot) run(argv ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(rootCtx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "chroot", append([]string{r.dir}, argv...)...)
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "/bin/sh", "-c",
+		`mount -t proc proc "$0/proc" && exec chroot "$0" "$@"`, r.dir}, argv...)...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive", "HOME=/root"}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -72,7 +72,7 @@ func run(args []string) error {
 	for _, format := range []string{"deb", "rpm"} {
 		infos := []*nfpm.Info{wwserverInfo(o, format, man)}
 		for _, arch := range []string{"amd64", "arm64"} {
-			infos = append(infos, wwclientInfo(o, arch))
+			infos = append(infos, wwclientInfo(o, format, arch))
 		}
 		for _, info := range infos {
 			info.Version = version

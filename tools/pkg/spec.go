@@ -28,9 +28,10 @@ const (
 // serverDepends are the boot loaders wwserver serves, per format: Debian's
 // ipxe (/usr/lib/ipxe, the default tftp.dir) and signed shim + GRUB for
 // Secure Boot nodes; Rocky's ipxe-bootimgs-x86 installs /usr/share/ipxe
-// with other names (README: Install from packages).
+// with other names (README: Install from packages). procps: the unit's
+// /bin/kill on Debian (util-linux has it on Rocky).
 var serverDepends = map[string]struct{ depends, recommends []string }{
-	"deb": {[]string{"ipxe"}, []string{"shim-signed", "grub-efi-amd64-signed"}},
+	"deb": {[]string{"ipxe", "procps"}, []string{"shim-signed", "grub-efi-amd64-signed"}},
 	"rpm": {[]string{"ipxe-bootimgs-x86"}, []string{"shim-x64", "grub2-efi-x64"}},
 }
 
@@ -47,7 +48,17 @@ func wwserverInfo(o options, format string, man []string) *nfpm.Info {
 	for _, m := range man {
 		c = append(c, file(m, "/usr/share/man/man8/"+filepath.Base(m), 0o644, o.mtime))
 	}
-	c = append(c, docs(o, "wwserver", "README.md", "DESIGN.md")...)
+	c = append(c, docs(o, format, "wwserver", "README.md", "DESIGN.md")...)
+	if format == "rpm" {
+		// rpm removes only the directories a package owns (dpkg those it
+		// created); zsh and fish may be absent, so their completion
+		// directories are owned too, as Fedora's guidelines allow.
+		for _, d := range []string{"/usr/lib/wwserver", "/usr/share/doc/wwserver", "/usr/share/fish",
+			"/usr/share/fish/vendor_completions.d", "/usr/share/zsh", "/usr/share/zsh/site-functions"} {
+			c = append(c, &files.Content{Destination: d, Type: files.TypeDir,
+				FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: 0o755, MTime: o.mtime}})
+		}
+	}
 	scripts := filepath.Join(o.src, "tools/pkg/scripts")
 	info := baseInfo(o, "wwserver", "amd64", serverSummary, `wwserver boots disk-less cluster nodes over PXE from one served tree of plain
 files (/var/lib/wwserver): built-in DHCP and TFTP, iPXE scripts, kernels, node
@@ -64,13 +75,17 @@ images and overlays over HTTP, and a status view of every node. Start with
 	return info
 }
 
-func wwclientInfo(o options, arch string) *nfpm.Info {
+func wwclientInfo(o options, format, arch string) *nfpm.Info {
 	info := baseInfo(o, "wwclient", arch, "node agent and /init of wwserver-provisioned cluster nodes",
 		`wwclient is the node side of wwserver: the /init bootstrap of a disk-less node
 and the agent that keeps its runtime overlay in sync. For node images built
 outside the served tree; "wwserver init" installs it in the system overlay.`)
 	info.Contents = append(files.Contents{file(filepath.Join(o.bin, "wwclient-"+arch), clientBinary, 0o755, o.mtime)},
-		docs(o, "wwclient", "README.md")...)
+		docs(o, format, "wwclient", "README.md")...)
+	if format == "rpm" {
+		info.Contents = append(info.Contents, &files.Content{Destination: "/usr/share/doc/wwclient", Type: files.TypeDir,
+			FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: 0o755, MTime: o.mtime}})
+	}
 	return info
 }
 
@@ -96,11 +111,15 @@ func file(src, dst string, mode os.FileMode, mtime time.Time) *files.Content {
 		FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode, MTime: mtime}}
 }
 
-func docs(o options, pkg string, names ...string) files.Contents {
+// docs are the package's documentation files (%doc in the .rpm; nfpm
+// leaves files of that type out of a .deb, so they are plain files there).
+func docs(o options, format, pkg string, names ...string) files.Contents {
 	var c files.Contents
 	for _, n := range names {
 		d := file(filepath.Join(o.src, n), "/usr/share/doc/"+pkg+"/"+n, 0o644, o.mtime)
-		d.Type = files.TypeRPMDoc
+		if format == "rpm" {
+			d.Type = files.TypeRPMDoc
+		}
 		c = append(c, d)
 	}
 	return c

@@ -3,7 +3,7 @@
 #
 # A fresh Debian 12 root as a tarball, for the package tests
 # (integration/package_test.go): minbase plus what the wwserver package
-# depends on (ipxe) and systemd (systemctl enable/disable offline, and
+# depends on (ipxe, procps) and systemd (systemctl enable/disable offline, and
 # systemd-analyze verify of the installed unit). Nothing of this repository
 # is in it: the tests install the built packages into a copy.
 #
@@ -24,7 +24,7 @@ tmp=$out.tmp.tar
 trap 'rm -f "$tmp"' EXIT
 start=$(date +%s)
 # sync-in/sync-out keep the downloaded .debs in $debcache.
-mmdebstrap --variant=minbase --include=ipxe,systemd \
+mmdebstrap --variant=minbase --include=ipxe,procps,systemd \
 	--aptopt='Acquire::Retries "3"' \
 	--setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
 	--setup-hook="sync-in $debcache /var/cache/apt/archives/" \

@@ -17,7 +17,7 @@ LDFLAGS := -X main.buildVersion=$(VERSION)
 # make packages: .deb and .rpm of wwserver (amd64) and wwclient (amd64, arm64).
 PKG_DIR := $(CURDIR)/build/packages
 # The fresh Debian 12 root the package tests install into (tools/pkg/testroot.sh), outside the clone.
-PKG_ROOT := /var/cache/ww/pkgtest/debian12-root.tar
+PKG_ROOT := /var/cache/ww/pkgtest/debian12-root
 IMAGE := $(CURDIR)/build/image
 # Debian packages per target, installed with --no-install-recommends (deps-%).
 # lab: QEMU (qemu-system-x86_64; seabios and ipxe-qemu's efi-virtio.rom come

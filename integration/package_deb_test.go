@@ -24,7 +24,7 @@ import (
 func TestPackageDeb(t *testing.T) {
 	t.Parallel()
 	art := findPackages(t)
-	r := newPkgRoot(t, art.rootTar)
+	r := newPkgRoot(t, art.rootDir)
 	before := r.snapshot()
 	start := time.Now()
 	srv, cli := r.copyIn(art.serverDeb), r.copyIn(art.clientDeb)

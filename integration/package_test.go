@@ -14,8 +14,8 @@ import (
 )
 
 // The package tests install what make packages built (WW_PACKAGES, default
-// ../build/packages) into a fresh Debian 12 root (WW_PKG_ROOT: the tarball
-// tools/pkg/testroot.sh caches under /var/cache/ww) and use only what the
+// ../build/packages) into a fresh Debian 12 root (an overlay on WW_PKG_ROOT,
+// which tools/pkg/testroot.sh caches under /var/cache/ww) and use only what the
 // packages installed there, through chroot.
 
 // Installed paths the tests rely on (tools/pkg/spec.go).
@@ -27,9 +27,9 @@ const (
 	pkgEnableLink = "/etc/systemd/system/multi-user.target.wants/wwserver.service"
 )
 
-// pkgArtifacts are the package files and the root tarball.
+// pkgArtifacts are the package files and the cached Debian 12 root.
 type pkgArtifacts struct {
-	serverDeb, clientDeb, serverRPM, rootTar string
+	serverDeb, clientDeb, serverRPM, rootDir string
 }
 
 func findPackages(t *testing.T) pkgArtifacts {
@@ -46,9 +46,9 @@ func findPackages(t *testing.T) pkgArtifacts {
 		serverDeb: one("wwserver_*_amd64.deb"),
 		clientDeb: one("wwclient_*_amd64.deb"),
 		serverRPM: one("wwserver-*.x86_64.rpm"),
-		rootTar:   envOr("WW_PKG_ROOT", "/var/cache/ww/pkgtest/debian12-root.tar"),
+		rootDir:   envOr("WW_PKG_ROOT", "/var/cache/ww/pkgtest/debian12-root"),
 	}
-	if _, err := os.Stat(a.rootTar); err != nil {
+	if _, err := os.Stat(filepath.Join(a.rootDir, "usr")); err != nil {
 		unavailable(t, fmt.Errorf("Debian 12 test root: %w (tools/pkg/testroot.sh, run by make integration)", err))
 	}
 	if os.Geteuid() != 0 {
@@ -63,14 +63,27 @@ type pkgRoot struct {
 	dir string
 }
 
-func newPkgRoot(t *testing.T, tarball string) *pkgRoot {
+// newPkgRoot mounts an overlay with the cached root (never written) as
+// its lower layer: a fresh root in no time, unmounted and removed when the
+// test ends.
+func newPkgRoot(t *testing.T, lower string) *pkgRoot {
 	t.Helper()
-	dir := t.TempDir()
-	start := time.Now()
-	if out, err := exec.Command("tar", "-C", dir, "--numeric-owner", "-xf", tarball).CombinedOutput(); err != nil {
-		t.Fatalf("unpack %s: %v\n%s", tarball, err, out)
+	base := t.TempDir()
+	dir := filepath.Join(base, "root")
+	for _, d := range []string{"upper", "work", "root"} {
+		if err := os.Mkdir(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Logf("unpacked the Debian 12 root in %s", time.Since(start).Round(time.Millisecond))
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, filepath.Join(base, "upper"), filepath.Join(base, "work"))
+	if out, err := exec.Command("mount", "-t", "overlay", "overlay", "-o", opts, dir).CombinedOutput(); err != nil {
+		unavailable(t, fmt.Errorf("overlay mount of the Debian 12 root: %v: %s", err, out))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
 	return &pkgRoot{t: t, dir: dir}
 }
 

@@ -3,8 +3,9 @@
 #
 # A fresh Debian 12 root in DIR, for the package tests
 # (integration/package_test.go): minbase plus what the wwserver package
-# depends on (ipxe, procps) and systemd (systemctl enable/disable offline, and
-# systemd-analyze verify of the installed unit). Nothing of this repository
+# depends on (ipxe, procps), systemd (systemctl enable/disable offline, and
+# systemd-analyze verify of the installed unit) and man-db (verify runs
+# `man` for the unit's Documentation=man:...). Nothing of this repository
 # is in it; the tests never write to it: each installs the built packages
 # into an overlay (overlayfs) with DIR as its read-only lower layer.
 #
@@ -26,7 +27,7 @@ rm -rf "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
 # sync-in/sync-out keep the downloaded .debs in $debcache.
-mmdebstrap --variant=minbase --format=directory --include=ipxe,procps,systemd \
+mmdebstrap --variant=minbase --format=directory --include=ipxe,procps,systemd,man-db \
 	--aptopt='Acquire::Retries "3"' \
 	--setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
 	--setup-hook="sync-in $debcache /var/cache/apt/archives/" \

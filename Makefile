@@ -113,7 +113,7 @@ pkgroot: deps-debian-image
 
 # The package tests alone (integration/package_*_test.go; also part of make integration).
 test-packages: check-go deps-test build image packages pkgroot
-	WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 15m -v -run 'TestPackage' ./integration/
+	WW_PKG_BOOT=1 WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 15m -v -run 'TestPackage' ./integration/
 
 # The lab node image (Debian kernel + busybox), cached under build/.
 image: deps-image

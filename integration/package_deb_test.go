@@ -12,7 +12,8 @@ import (
 	"github.com/wwcluster/ww/tools/lab"
 )
 
-// TestPackageDeb installs the wwserver and wwclient .debs into a fresh
+// TestPackageDeb installs the wwserver and wwclient .debs (apt-get install
+// ./FILE) into a fresh
 // Debian 12 root and checks what they installed (versions, unit, man
 // pages, completions; the unit passes systemd-analyze verify there and
 // enables offline); runs the unit's first start on an empty served tree;
@@ -28,14 +29,16 @@ func TestPackageDeb(t *testing.T) {
 	before := r.snapshot()
 	start := time.Now()
 	srv, cli := r.copyIn(art.serverDeb), r.copyIn(art.clientDeb)
-	r.mustRun("dpkg", "-i", srv, cli)
+	// As the README says (apt install ./wwserver_*.deb); the root has the
+	// dependencies, so apt needs no network and checks them as dpkg would.
+	r.mustRun("apt-get", "install", "-y", "-q", "--no-install-recommends", srv, cli)
 	if err := os.Remove(r.path(srv)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(r.path(cli)); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("dpkg -i wwserver wwclient: %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("apt-get install ./wwserver_*.deb ./wwclient_*.deb: %s", time.Since(start).Round(time.Millisecond))
 	r.checkInstalled(t, r.mustRun("dpkg-query", "-W", "-f=${Version}", "wwserver"), pkgServer, pkgNodeClient, "/usr/sbin/wwclient")
 	r.checkFirstStart(t)
 
@@ -46,9 +49,9 @@ func TestPackageDeb(t *testing.T) {
 	}
 
 	r.mustRun("dpkg", "-r", "wwserver", "wwclient")
-	// Allowed besides the served tree: dpkg's and rpm's own records and
-	// logs, and man-db's cache (systemd-analyze verify ran man).
-	allowed := []string{pkgTree, "/var/lib/dpkg", "/var/lib/rpm", "/var/log", "/var/cache/man"}
+	// Allowed besides the served tree: apt's, dpkg's and rpm's own records,
+	// caches and logs, and man-db's cache (systemd-analyze verify ran man).
+	allowed := []string{pkgTree, "/var/lib/apt", "/var/cache/apt", "/var/cache/debconf", "/var/lib/dpkg", "/var/lib/rpm", "/var/log", "/var/cache/man"}
 	removed := leftovers(before, r.snapshot(), allowed...)
 	if len(removed) > 0 {
 		t.Errorf("dpkg -r left behind: %v", removed)

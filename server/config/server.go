@@ -64,6 +64,7 @@ type Server struct {
 	TFTP  TFTP  `toml:"tftp"`
 	GRUB  GRUB  `toml:"grub"`
 	State State `toml:"state"`
+	TLS   TLS   `toml:"tls"`
 
 	// Port is the HTTP port nodes connect to, derived from Listen.
 	Port int `toml:"-"`
@@ -336,6 +337,7 @@ func ParseServer(path string, data []byte) (*Server, error) {
 		}
 	}
 	checkState(&s.State, fail)
+	checkTLS(&s.TLS, s.Port, fail)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}

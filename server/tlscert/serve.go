@@ -6,24 +6,22 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 )
 
 // Reloader serves the tree's certificate and picks up a rotated one on the
-// next handshake (a stat of both files per handshake at most every
-// second), so `wwserver tls rotate` needs no restart.
+// next handshake (a stat of both files per handshake, cheap beside the
+// handshake itself), so `wwserver tls rotate` needs no restart.
 type Reloader struct {
 	root string
 	mu   sync.Mutex
 	cur  *tls.Certificate
 	tag  string // mtimes and sizes of the pair cur came from
-	seen time.Time
 }
 
 // NewReloader loads the serving pair of root; it fails when there is none.
 func NewReloader(root string) (*Reloader, error) {
 	r := &Reloader{root: root}
-	if _, err := r.get(time.Now()); err != nil {
+	if _, err := r.get(); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -35,18 +33,14 @@ func (r *Reloader) Config() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return r.get(time.Now())
+			return r.get()
 		},
 	}
 }
 
-func (r *Reloader) get(now time.Time) (*tls.Certificate, error) {
+func (r *Reloader) get() (*tls.Certificate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cur != nil && now.Sub(r.seen) < time.Second {
-		return r.cur, nil
-	}
-	r.seen = now
 	tag, err := r.stamp()
 	if err == nil && tag == r.tag {
 		return r.cur, nil

@@ -81,6 +81,7 @@ nodes, image list, profile list) also take it as DIR.`,
 		newBuildCmd(),
 		newCheckCmd(),
 		newTLSCmd(),
+		newUpgradeCmd(),
 	)
 	return root
 }

@@ -98,7 +98,7 @@ type authority struct {
 }
 
 func loadCA(root string) (*authority, error) {
-	certs, err := readCerts(filepath.Join(root, CAFile))
+	certs, err := ReadCerts(filepath.Join(root, CAFile))
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +337,7 @@ func WritePins(root string, pin []byte) ([]string, error) {
 // CA that signed it (the pin), after checking that the key matches and the
 // chain verifies against the CA for every host.
 func Import(root, certFile, keyFile, caFile string, hosts []string) (*Result, error) {
-	chain, err := readCerts(certFile)
+	chain, err := ReadCerts(certFile)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +345,7 @@ func Import(root, certFile, keyFile, caFile string, hosts []string) (*Result, er
 	if err != nil {
 		return nil, err
 	}
-	cas, err := readCerts(caFile)
+	cas, err := ReadCerts(caFile)
 	if err != nil {
 		return nil, err
 	}
@@ -373,6 +373,14 @@ func Import(root, certFile, keyFile, caFile string, hosts []string) (*Result, er
 func publicKeyEqual(a, b crypto.PublicKey) bool {
 	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(b)
+}
+
+// ParseLeaf is pair's first certificate.
+func ParseLeaf(pair *tls.Certificate) (*x509.Certificate, error) {
+	if len(pair.Certificate) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	return x509.ParseCertificate(pair.Certificate[0])
 }
 
 // Verify checks that pair's chain verifies against cas for every host.
@@ -404,7 +412,8 @@ func Verify(pair *tls.Certificate, cas []*x509.Certificate, hosts []string) erro
 	return nil
 }
 
-func readCerts(path string) ([]*x509.Certificate, error) {
+// ReadCerts reads the PEM certificates of a file.
+func ReadCerts(path string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

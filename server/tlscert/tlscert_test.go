@@ -11,7 +11,7 @@ import (
 
 func pool(t *testing.T, pemFile string) []*x509.Certificate {
 	t.Helper()
-	certs, err := readCerts(pemFile)
+	certs, err := ReadCerts(pemFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,10 @@ import (
 // rule and the source check apply over HTTPS too: TLS hides the bytes, the
 // port still tells root on the node from any user there.
 func authorizePrivate(c *call) bool {
-	if c.h.tlsPort != 0 && c.r.TLS == nil {
+	// Both: the listener runs (set at start) and the config still asks for
+	// it (turned off without a restart, scripts fetch the runtime overlay
+	// over plain HTTP again: bootplan).
+	if c.h.tlsPort != 0 && c.snap.Server.TLS.Enabled && c.r.TLS == nil {
 		c.deny(http.StatusForbidden, ReasonTLSRequired,
 			fmt.Sprintf("tls.enabled: the runtime overlay and heartbeats are served only over HTTPS (port %d)", c.h.tlsPort))
 		return false

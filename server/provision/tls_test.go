@@ -16,6 +16,7 @@ import (
 func TestTLSRequired(t *testing.T) {
 	e := &env{t: t, cfg: newFakeConfig(t, false, ""), builder: newFakeBuilder(), status: &fakeStatus{},
 		reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e.cfg.snap.Load().Server.TLS.Enabled = true // (before anything reads it)
 	h, err := New(Options{Config: e.cfg, Builder: e.builder, Status: e.status, Registry: e.reg,
 		Log: newTestLogger(e.logs), TLSPort: 9874})
 	if err != nil {
@@ -61,4 +62,14 @@ func TestTLSRequired(t *testing.T) {
 			t.Errorf("%s %s over TLS: %d %s", req.method, req.path, resp.StatusCode, b)
 		}
 	}
+
+	// [tls] turned off without a restart: plain HTTP is served again (the
+	// iPXE script fetches the runtime overlay again, bootplan).
+	snap := *e.cfg.snap.Load()
+	srv := *snap.Server
+	srv.TLS.Enabled = false
+	snap.Server = &srv
+	e.cfg.snap.Store(&snap)
+	resp, body = e.get("/overlay/runtime/" + macN002)
+	wantCode(t, resp, body, http.StatusOK)
 }

@@ -49,3 +49,30 @@ func tlsProblems(srvPath, root string, srv *config.Server) []string {
 	}
 	return out
 }
+
+// tlsPinless are the nodes none of whose system overlays carries the pin
+// (with [tls] on their wwclient would have no CA to trust), one line per
+// group of nodes.
+func tlsPinless(root string, snap *config.Snapshot) []string {
+	if !snap.Server.TLS.Enabled {
+		return nil
+	}
+	var per nodeProblems
+	has := map[string]bool{}
+	for _, n := range snap.Nodes.List {
+		found := false
+		for _, o := range n.SystemOverlays {
+			ok, seen := has[o]
+			if !seen {
+				_, err := tlscert.ReadCerts(filepath.Join(root, "overlays", o, tlscert.PinInImage))
+				ok = err == nil
+				has[o] = ok
+			}
+			found = found || ok
+		}
+		if !found {
+			per.add(n, ".system_overlays", fmt.Sprintf("tls.enabled, but no system overlay has %s (the CA wwclient pins): copy tls/ca.pem there", tlscert.PinInImage))
+		}
+	}
+	return per.lines()
+}

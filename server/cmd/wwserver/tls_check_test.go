@@ -30,6 +30,12 @@ func TestCheckTLS(t *testing.T) {
 	if out := cli(t, false, "check", dir); !strings.Contains(out, "tls.enabled: "+pin+" does not verify the serving certificate") {
 		t.Errorf("check with another CA pinned:\n%s", out)
 	}
+	if err := os.Remove(pin); err != nil {
+		t.Fatal(err)
+	}
+	if out := cli(t, false, "check", dir); !strings.Contains(out, "nodes.n001.system_overlays: tls.enabled, but no system overlay has etc/wwclient/tls-ca.pem") {
+		t.Errorf("check without a pin in the system overlay:\n%s", out)
+	}
 	if err := os.Remove(filepath.Join(dir, tlscert.CertFile)); err != nil {
 		t.Fatal(err)
 	}

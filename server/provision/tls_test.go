@@ -1,7 +1,9 @@
 package provision
 
 import (
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,6 +63,18 @@ func TestTLSRequired(t *testing.T) {
 		if resp.StatusCode/100 != 2 {
 			t.Errorf("%s %s over TLS: %d %s", req.method, req.path, resp.StatusCode, b)
 		}
+	}
+
+	// GRUB over TFTP: its config leaves the runtime overlay out, TFTP refuses it.
+	cfg, _, _, err := readTFTP(t, e, "grub/"+macN002)
+	if err != nil || strings.Contains(cfg, "/overlay/runtime/") || !strings.Contains(cfg, "/overlay/system/") {
+		t.Errorf("GRUB config with TLS on (err %v):\n%s", err, cfg)
+	}
+	if _, _, _, err := readTFTP(t, e, "overlay/runtime/"+macN002); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("runtime overlay over TFTP with TLS on: %v", err)
+	}
+	if v := counterValue(t, e.reg, "wwserver_http_refusals_total", "reason", ReasonTLSRequired); v != 3 {
+		t.Errorf("TLS_REQUIRED refusals counted %v, want 3 (with TFTP's)", v)
 	}
 
 	// [tls] turned off without a restart: plain HTTP is served again (the

@@ -59,6 +59,9 @@ type TreeOptions struct {
 	// Shim and GRUB, when set, are wwserver.toml's grub.shim and grub.grub
 	// (e.g. build/secureboot from make bootloaders).
 	Shim, GRUB string
+	// TLS enables [tls] (runtime overlay and heartbeats over HTTPS on
+	// :9874, the certificate and pin `wwserver init` made).
+	TLS bool
 }
 
 // DefaultKernelArgs are the lab nodes' kernel arguments (see TreeOptions.KernelArgs).
@@ -128,6 +131,9 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 		if opts.GRUB != "" {
 			g["grub"] = opts.GRUB
 		}
+	}
+	if opts.TLS {
+		subTable(srv, "tls")["enabled"] = true
 	}
 	if err := encodeFile(filepath.Join(dir, "wwserver.toml"), srv); err != nil {
 		return err

@@ -122,6 +122,7 @@ func (e *encoder) entry(kind, name string, en *Entry) {
 		e.str("gateway", nd.Gateway)
 		e.boolean("primary", nd.Primary)
 	}
+	e.bmc(head, en.BMC)
 }
 
 func (e *encoder) str(key string, v *string) {
@@ -232,7 +233,8 @@ func SameEntry(a, b *Entry) bool {
 	if !sameList(a.Profiles, b.Profiles) || !sameStr(a.Image, b.Image) || !sameStr(a.Kernel, b.Kernel) ||
 		!sameList(a.KernelArgs, b.KernelArgs) || !sameList(a.SystemOverlays, b.SystemOverlays) ||
 		!sameList(a.RuntimeOverlays, b.RuntimeOverlays) || !sameStr(a.Root, b.Root) || !sameStr(a.AssetKey, b.AssetKey) ||
-		!sameStr(a.IPXETemplate, b.IPXETemplate) || !sameBool(a.Discoverable, b.Discoverable) || len(a.Tags) != len(b.Tags) {
+		!sameStr(a.IPXETemplate, b.IPXETemplate) || !sameBool(a.Discoverable, b.Discoverable) || len(a.Tags) != len(b.Tags) ||
+		!sameBMC(a.BMC, b.BMC) {
 		return false
 	}
 	for k, v := range a.Tags {

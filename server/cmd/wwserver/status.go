@@ -19,7 +19,7 @@ import (
 func newStatusCmd() *cobra.Command {
 	var (
 		root, server, sortBy string
-		asJSON, watch        bool
+		asJSON, watch, pwr   bool
 		interval, timeout    time.Duration
 	)
 	cmd := &cobra.Command{
@@ -65,7 +65,10 @@ oldest last contact).`,
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return status.Show(ctx, cmd.OutOrStdout(), status.ShowOptions{
+			if pwr && asJSON {
+				return fmt.Errorf("--power shows a table column; use wwserver power status for the states alone")
+			}
+			opts := status.ShowOptions{
 				Server:   server,
 				Names:    names,
 				JSON:     asJSON,
@@ -75,7 +78,11 @@ oldest last contact).`,
 				Clear:    tty,
 				Timeout:  timeout,
 				Stderr:   cmd.ErrOrStderr(),
-			})
+			}
+			if pwr {
+				opts.Power = powerColumn(root, timeout, cmd.ErrOrStderr())
+			}
+			return status.Show(ctx, cmd.OutOrStdout(), opts)
 		},
 	}
 	cmd.AddCommand(newStatusPruneCmd())
@@ -87,6 +94,7 @@ oldest last contact).`,
 	f.BoolVarP(&watch, "watch", "w", false, "refresh every --interval until interrupted (Ctrl-C)")
 	f.DurationVar(&interval, "interval", 2*time.Second, "refresh interval for --watch")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server's answer")
+	f.BoolVar(&pwr, "power", false, "add a POWER column: each node's BMC asked (nodes.toml of --root), up to 32 at once, within --timeout")
 	return cmd
 }
 

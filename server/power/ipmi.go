@@ -69,7 +69,11 @@ func (c *ipmiController) ipmiClient(ctx context.Context) (*client.Client, error)
 	cl.WithInterface(client.InterfaceLanplus).WithTimeout(time.Second).WithRetry(2).
 		WithCipherSuiteID(types.CipherSuiteID(c.t.CipherSuite)).WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
 	if err := cl.Connect(ctx); err != nil {
-		return nil, fmt.Errorf("IPMI session with %s: %w", net.JoinHostPort(c.host, strconv.Itoa(c.port)), err)
+		bmc := net.JoinHostPort(c.host, strconv.Itoa(c.port))
+		if strings.Contains(err.Error(), "RAKP") {
+			return nil, fmt.Errorf("IPMI login to %s refused (wrong username or password?): %s", bmc, oneLine(err))
+		}
+		return nil, fmt.Errorf("IPMI session with %s: %s", bmc, oneLine(err))
 	}
 	return cl, nil
 }
@@ -123,4 +127,10 @@ func (c *ipmiController) Status(ctx context.Context) (State, error) {
 		return nil
 	})
 	return st, err
+}
+
+// oneLine is err's text on one line (go-ipmi joins the errors of each
+// cipher suite tried with newlines): a power result is one line per node.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }

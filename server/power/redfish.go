@@ -13,7 +13,8 @@ import (
 
 // redfishController drives a BMC's Redfish service with
 // github.com/stmcginnis/gofish: the first ComputerSystem's Reset action and
-// PowerState. One HTTP client per call; ctx bounds every request.
+// PowerState. One HTTP client and Redfish session per call; ctx bounds
+// every request.
 type redfishController struct {
 	t        Target
 	endpoint string
@@ -32,7 +33,7 @@ func (c *redfishController) system(ctx context.Context, fn func(*redfish.Compute
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.t.Insecure} //nolint:gosec // the admin's choice (bmc.insecure)
 	api, err := gofish.ConnectContext(ctx, gofish.ClientConfig{Endpoint: c.endpoint, Username: c.t.Username,
-		Password: c.t.Password, HTTPClient: &http.Client{Transport: transport}, BasicAuth: true})
+		Password: c.t.Password, HTTPClient: &http.Client{Transport: transport}})
 	if err != nil {
 		return fmt.Errorf("Redfish service %s: %w", c.endpoint, err)
 	}

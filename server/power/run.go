@@ -87,7 +87,7 @@ func runOne(ctx context.Context, j Job, a Action, opts Options) Result {
 	}
 	r.Elapsed = time.Since(start)
 	if err != nil {
-		r.Err = fmt.Errorf("%s via %s: %w", a, j.Target.Address, timeoutError(ctx, err, opts.Timeout))
+		r.Err = fmt.Errorf("%s: %w", a, timeoutError(ctx, err, opts.Timeout))
 	}
 	return r
 }

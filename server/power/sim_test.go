@@ -2,79 +2,12 @@ package power
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wwcluster/ww/server/power/ipmisim"
 )
-
-// simNode is a node for ipmi_sim's startcmd: a shell script that records
-// its PID and then sleeps; its process is the node's "power".
-type simNode struct {
-	t    *testing.T
-	pids string
-}
-
-func newSimNode(t *testing.T) (*simNode, string) {
-	dir := t.TempDir()
-	n := &simNode{t: t, pids: filepath.Join(dir, "pids")}
-	script := filepath.Join(dir, "node.sh")
-	body := "#!/bin/sh\necho $$ >> " + n.pids + "\nexec sleep 600\n"
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { // ipmi_sim leaves its node running when it stops
-		for _, pid := range n.all() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-	return n, script
-}
-
-// all is every PID the node ever had, oldest first.
-func (n *simNode) all() []int {
-	data, _ := os.ReadFile(n.pids)
-	var out []int
-	for _, f := range strings.Fields(string(data)) {
-		if pid, err := strconv.Atoi(f); err == nil {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// running returns the PIDs of the node that are alive (not zombies).
-func (n *simNode) running() []int {
-	var out []int
-	for _, pid := range n.all() {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] != "Z" {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// waitFor polls cond until it holds or 15 s pass (ipmi_sim acts on its own
-// timers: SIGTERM after a power off, the restart of a cycle).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
-}
 
 // TestIPMISimPower drives OpenIPMI's ipmi_sim (a real RMCP+ BMC) through the
 // lanplus controller: on starts the node's process, status tells the truth,
@@ -84,8 +17,8 @@ func TestIPMISimPower(t *testing.T) {
 	if err := ipmisim.Available(); err != nil {
 		t.Skipf("%v (run by make test, which installs it)", err)
 	}
-	node, script := newSimNode(t)
-	sim := ipmisim.Start(t, ipmisim.Options{StartCmd: script})
+	node := ipmisim.NewProcessNode(t)
+	sim := ipmisim.Start(t, ipmisim.Options{StartCmd: node.Script})
 	target := Target{Node: "n001", Interface: "lanplus", Address: sim.Address(), Username: ipmisim.User,
 		Password: ipmisim.Password, CipherSuite: 3}
 	c, err := New(target)
@@ -110,18 +43,18 @@ func TestIPMISimPower(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("power on answered in %s", time.Since(start))
-	waitFor(t, "the node process to start", func() bool { return len(node.running()) == 1 })
+	ipmisim.WaitFor(t, "the node process to start", func() bool { return len(node.Running()) == 1 })
 	if st := status(); st != StateOn {
 		t.Fatalf("status with the node running = %q, want on", st)
 	}
-	first := node.running()[0]
+	first := node.Running()[0]
 
 	start = time.Now()
 	if err := c.Cycle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a new node process after cycle", func() bool {
-		r := node.running()
+	ipmisim.WaitFor(t, "a new node process after cycle", func() bool {
+		r := node.Running()
 		return len(r) == 1 && r[0] != first
 	})
 	t.Logf("cycle: new process after %s", time.Since(start))
@@ -129,8 +62,8 @@ func TestIPMISimPower(t *testing.T) {
 	if err := c.Off(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the node process to end after off", func() bool { return len(node.running()) == 0 })
-	waitFor(t, "status off", func() bool { return status() == StateOff })
+	ipmisim.WaitFor(t, "the node process to end after off", func() bool { return len(node.Running()) == 0 })
+	ipmisim.WaitFor(t, "status off", func() bool { return status() == StateOff })
 
 	bad := target
 	bad.Password = "wrong"

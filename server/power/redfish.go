@@ -35,16 +35,16 @@ func (c *redfishController) system(ctx context.Context, fn func(*redfish.Compute
 	api, err := gofish.ConnectContext(ctx, gofish.ClientConfig{Endpoint: c.endpoint, Username: c.t.Username,
 		Password: c.t.Password, HTTPClient: &http.Client{Transport: transport}})
 	if err != nil {
-		return fmt.Errorf("Redfish service %s: %w", c.endpoint, err)
+		return fmt.Errorf("redfish service %s: %w", c.endpoint, err)
 	}
 	defer api.Logout()
 	defer transport.CloseIdleConnections()
 	systems, err := api.Service.Systems()
 	if err != nil {
-		return fmt.Errorf("Redfish %s: list systems: %w", c.endpoint, err)
+		return fmt.Errorf("redfish %s: list systems: %w", c.endpoint, err)
 	}
 	if len(systems) == 0 {
-		return fmt.Errorf("Redfish %s: no computer system", c.endpoint)
+		return fmt.Errorf("redfish %s: no computer system", c.endpoint)
 	}
 	return fn(systems[0])
 }
@@ -88,7 +88,7 @@ func (c *redfishController) Status(ctx context.Context) (State, error) {
 		default:
 			st = State(strings.ToLower(string(s.PowerState)))
 			if st == "" {
-				return fmt.Errorf("Redfish %s: system %s reports no PowerState", c.endpoint, s.ID)
+				return fmt.Errorf("redfish %s: system %s reports no PowerState", c.endpoint, s.ID)
 			}
 		}
 		return nil

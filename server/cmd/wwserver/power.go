@@ -181,10 +181,13 @@ func runConsole(ctx context.Context, cmd *cobra.Command, t power.Target, opts po
 	return err
 }
 
-// powerColumn is status --power's query: the power state of the named
-// nodes of root's tree, "error" where the BMC failed (the reason to
-// stderr) and "--" (absent) where a node has no BMC.
-func powerColumn(root string, timeout time.Duration, stderr io.Writer) func(context.Context, []string) map[string]string {
+// powerColumn is status --power's query (nil without --power): the power
+// state of the named nodes of root's tree, "error" where the BMC failed
+// (the reason to stderr) and "--" (absent) where a node has no BMC.
+func powerColumn(on bool, root string, timeout time.Duration, stderr io.Writer) func(context.Context, []string) map[string]string {
+	if !on {
+		return nil
+	}
 	return func(ctx context.Context, names []string) map[string]string {
 		out := map[string]string{}
 		ns, err := config.LoadNodesTree(root)

@@ -65,10 +65,7 @@ oldest last contact).`,
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if pwr && asJSON {
-				return fmt.Errorf("--power shows a table column; use wwserver power status for the states alone")
-			}
-			opts := status.ShowOptions{
+			return status.Show(ctx, cmd.OutOrStdout(), status.ShowOptions{
 				Server:   server,
 				Names:    names,
 				JSON:     asJSON,
@@ -78,11 +75,8 @@ oldest last contact).`,
 				Clear:    tty,
 				Timeout:  timeout,
 				Stderr:   cmd.ErrOrStderr(),
-			}
-			if pwr {
-				opts.Power = powerColumn(root, timeout, cmd.ErrOrStderr())
-			}
-			return status.Show(ctx, cmd.OutOrStdout(), opts)
+				Power:    powerColumn(pwr, root, timeout, cmd.ErrOrStderr()),
+			})
 		},
 	}
 	cmd.AddCommand(newStatusPruneCmd())
@@ -95,6 +89,7 @@ oldest last contact).`,
 	f.DurationVar(&interval, "interval", 2*time.Second, "refresh interval for --watch")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server's answer")
 	f.BoolVar(&pwr, "power", false, "add a POWER column: each node's BMC asked (nodes.toml of --root), up to 32 at once, within --timeout")
+	cmd.MarkFlagsMutuallyExclusive("power", "json") // power status NODES gives the states alone
 	return cmd
 }
 

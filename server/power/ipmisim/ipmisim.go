@@ -40,6 +40,14 @@ type Options struct {
 	// SOL, when set, is the node's serial port, "tcp:127.0.0.1:PORT",
 	// which the simulator connects to for Serial-over-LAN.
 	SOL string
+	// Port is the RMCP+ UDP port; 0 picks a free one.
+	Port int
+	// Netns runs the simulator (and so its node) in this network namespace
+	// (ip netns exec); its 127.0.0.1 is then the namespace's.
+	Netns string
+	// Ready, when set, tells whether the simulator answers (default: a
+	// chassis status from this process, which cannot reach into Netns).
+	Ready func() error
 }
 
 // Sim is a running ipmi_sim.
@@ -68,7 +76,10 @@ func Start(t testing.TB, o Options) *Sim {
 	s := &Sim{Dir: t.TempDir()}
 	var lastErr error
 	for range 5 { // a free port picked here may be taken before ipmi_sim binds it
-		s.Port = FreeUDPPort(t)
+		s.Port = o.Port
+		if s.Port == 0 {
+			s.Port = FreeUDPPort(t)
+		}
 		if lastErr = s.start(t, o); lastErr == nil {
 			return s
 		}
@@ -95,7 +106,11 @@ func (s *Sim) start(t testing.TB, o Options) error {
 		return err
 	}
 	defer log.Close()
-	cmd := exec.Command("ipmi_sim", "-c", conf, "-f", emu, "-s", state, "-n")
+	argv := []string{"ipmi_sim", "-c", conf, "-f", emu, "-s", state, "-n"}
+	if o.Netns != "" {
+		argv = append([]string{"ip", "netns", "exec", o.Netns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		return err
@@ -111,7 +126,11 @@ func (s *Sim) start(t testing.TB, o Options) error {
 			<-exited
 		}
 	}
-	if err := s.waitReady(exited); err != nil {
+	ready := o.Ready
+	if ready == nil {
+		ready = func() error { _, err := s.PowerOn(context.Background()); return err }
+	}
+	if err := waitReady(exited, ready); err != nil {
 		stop()
 		data, _ := os.ReadFile(log.Name())
 		return fmt.Errorf("%w; log: %s", err, data)
@@ -121,8 +140,8 @@ func (s *Sim) start(t testing.TB, o Options) error {
 	return nil
 }
 
-// waitReady asks for the chassis status until the simulator answers.
-func (s *Sim) waitReady(exited <-chan error) error {
+// waitReady asks ready until the simulator answers.
+func waitReady(exited <-chan error, ready func() error) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {
@@ -130,10 +149,10 @@ func (s *Sim) waitReady(exited <-chan error) error {
 			return fmt.Errorf("ipmi_sim exited: %v", err)
 		default:
 		}
-		if _, err := s.PowerOn(context.Background()); err == nil {
+		if err := ready(); err == nil {
 			return nil
 		} else if time.Now().After(deadline) {
-			return fmt.Errorf("no answer on UDP port %d: %w", s.Port, err)
+			return fmt.Errorf("no answer: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
 	}

@@ -212,3 +212,13 @@ func powerColumn(on bool, root string, timeout time.Duration, stderr io.Writer) 
 		return out
 	}
 }
+
+// addBMCFlags adds the --bmc-* flags of node/profile add and set.
+func addBMCFlags(cmd *cobra.Command, b *nodeedit.BMCFields) {
+	fl := cmd.Flags()
+	fl.StringVar(&b.Address, "bmc-address", "", "BMC host[:port]; an IPv4 address counts up across the names, as --ipaddr")
+	fl.StringVar(&b.Username, "bmc-username", "", "BMC user name")
+	fl.StringVar(&b.Password, "bmc-password", "", "BMC password (kept in nodes.d/, never in overlays; --bmc-password-file keeps it out of the tree)")
+	fl.StringVar(&b.PasswordFile, "bmc-password-file", "", "file whose first line is the BMC password (relative: under --root)")
+	fl.StringVar(&b.Interface, "bmc-interface", "", `"lanplus" (IPMI 2.0, default) or "redfish"`)
+}

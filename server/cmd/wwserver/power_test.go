@@ -128,3 +128,45 @@ password_file = "bmc.pass"
 		t.Error("power commands wrote into the tree")
 	}
 }
+
+// TestNodeBMCFlags: node add/set --bmc-*: an IPv4 BMC address counts up
+// across the names, a password replaces a password file, '' unsets, and
+// the password never shows in node list.
+func TestNodeBMCFlags(t *testing.T) {
+	dir := initTree(t)
+	r := "--root=" + dir
+	cli(t, true, "node", "add", "c[01-02]", r, "--bmc-address", "10.9.0.11:6230", "--bmc-username", "admin",
+		"--bmc-password-file", "/etc/wwserver/bmc.pass")
+	ns, err := config.LoadNodesTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, addr := range map[string]string{"c01": "10.9.0.11:6230", "c02": "10.9.0.12:6230"} {
+		b := ns.ByName[name].BMC
+		if b == nil || b.Address != addr || b.Username != "admin" || b.PasswordFile != "/etc/wwserver/bmc.pass" || b.Interface != "lanplus" {
+			t.Errorf("%s bmc = %+v, want address %s", name, b, addr)
+		}
+	}
+	cli(t, true, "node", "set", "c01", r, "--bmc-password", "hunter2", "--bmc-interface", "redfish")
+	cli(t, true, "node", "set", "c02", r, "--bmc-address", "")
+	ns, err = config.LoadNodesTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := ns.ByName["c01"].BMC; b.PasswordFile != "" || b.Password != config.RedactedPassword || b.Interface != "redfish" ||
+		ns.BMCPassword("c01") != "hunter2" {
+		t.Errorf("c01 after --bmc-password: %+v %q", b, ns.BMCPassword("c01"))
+	}
+	if b := ns.ByName["c02"].BMC; b.Address != "" || b.Username != "admin" {
+		t.Errorf("c02 after --bmc-address '': %+v", b)
+	}
+	if out := cli(t, false, "node", "add", "c[03-04]", r, "--bmc-address", "bmc-c03"); !strings.Contains(out, "cannot count up") {
+		t.Errorf("a host name for two nodes: %s", out)
+	}
+	if out := cli(t, false, "node", "set", "c01", r, "--bmc-interface", "ipmi"); !strings.Contains(out, `nodes.c01.bmc.interface: must be "lanplus" or "redfish"`) {
+		t.Errorf("bad interface: %s", out)
+	}
+	if out := cli(t, true, "node", "list", "c01", "--json", r); strings.Contains(out, "hunter2") {
+		t.Errorf("node list shows the password:\n%s", out)
+	}
+}

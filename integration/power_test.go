@@ -8,10 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,7 +92,7 @@ func TestIPMIPowerConsole(t *testing.T) {
 		t.Fatalf("power reset: %q %v", out, err)
 	}
 	con.waitForAfter(t, e.ctx, mark, "SeaBIOS")
-	if p := q.running(); len(p) != 1 || p[0] != second {
+	if p := q.Running(); len(p) != 1 || p[0] != second {
 		t.Errorf("reset: QEMU processes %v, want the same %d", p, second)
 	}
 
@@ -173,7 +171,8 @@ func (e *env) waitReboot(name string) {
 // simQEMU is the node behind ipmi_sim: a script that records its PID and
 // execs QEMU (started by ipmi_sim in the lab's namespace).
 type simQEMU struct {
-	script, pids string
+	script string
+	ipmisim.PIDFile
 }
 
 func newSimQEMU(t *testing.T, e *env, n lab.Node) *simQEMU {
@@ -181,7 +180,7 @@ func newSimQEMU(t *testing.T, e *env, n lab.Node) *simQEMU {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := &simQEMU{script: filepath.Join(e.lab.Dir, n.Name+".qemu.sh"), pids: filepath.Join(e.lab.Dir, n.Name+".pids")}
+	q := &simQEMU{script: filepath.Join(e.lab.Dir, n.Name+".qemu.sh"), PIDFile: ipmisim.PIDFile(filepath.Join(e.lab.Dir, n.Name+".pids"))}
 	args := []string{e.lab.Paths.QEMU, "-name", n.Name, "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic",
 		"-monitor", "none", "-boot", "n",
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
@@ -193,39 +192,12 @@ func newSimQEMU(t *testing.T, e *env, n lab.Node) *simQEMU {
 		"-chardev", fmt.Sprintf("socket,id=ser0,host=127.0.0.1,port=%d,server=on,wait=on,logfile=%s,logappend=on",
 			nodeSerPort, filepath.Join(e.lab.Dir, n.Name+".serial.log")),
 		"-serial", "chardev:ser0"}
-	body := "#!/bin/sh\necho $$ >> " + q.pids + "\nexec " + lab.ShellQuote(args) + " 2>>" + filepath.Join(e.lab.Dir, n.Name+".qemu.log") + "\n"
+	body := "#!/bin/sh\n" + q.Record() + "exec " + lab.ShellQuote(args) + " 2>>" + filepath.Join(e.lab.Dir, n.Name+".qemu.log") + "\n"
 	if err := os.WriteFile(q.script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { // ipmi_sim leaves its QEMU running when it stops
-		for _, pid := range q.all() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
+	t.Cleanup(q.KillAll) // ipmi_sim leaves its QEMU running when it stops
 	return q
-}
-
-func (q *simQEMU) all() []int {
-	data, _ := os.ReadFile(q.pids)
-	var out []int
-	for _, f := range strings.Fields(string(data)) {
-		if pid, err := strconv.Atoi(f); err == nil {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// running are the QEMU PIDs alive (not zombies).
-func (q *simQEMU) running() []int {
-	var out []int
-	for _, pid := range q.all() {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if f := strings.Fields(string(stat)); err == nil && len(f) > 2 && f[2] != "Z" {
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 // waitPIDs polls the running QEMUs until ok holds (30 s).
@@ -233,11 +205,11 @@ func (q *simQEMU) waitPIDs(t *testing.T, ok func([]int) bool) []int {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if p := q.running(); ok(p) {
+		if p := q.Running(); ok(p) {
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("QEMU processes %v (all %v)", q.running(), q.all())
+			t.Fatalf("QEMU processes %v (all %v)", q.Running(), q.All())
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval
 	}

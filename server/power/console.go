@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/bougou/go-ipmi/pkg/command/transport"
@@ -75,8 +76,11 @@ func Console(ctx context.Context, t Target, in io.Reader, out io.Writer, opts Co
 		opts.Activated()
 	}
 	err = cl.SOLStream(ctx, in, out, nil)
-	if errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, context.Canceled):
 		return nil
+	case err != nil && strings.Contains(err.Error(), "SOL deactivation"):
+		return fmt.Errorf("the BMC ended the console (node powered off or cycled, or another session took it over): %w", err)
 	}
 	return err
 }

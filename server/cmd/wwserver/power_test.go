@@ -130,7 +130,7 @@ password_file = "bmc.pass"
 }
 
 // TestNodeBMCFlags: node add/set --bmc-*: an IPv4 BMC address counts up
-// across the names, a password replaces a password file, '' unsets, and
+// across the names, a password replaces a password file, ” unsets, and
 // the password never shows in node list.
 func TestNodeBMCFlags(t *testing.T) {
 	dir := initTree(t)

@@ -15,7 +15,7 @@ import (
 // on.
 type ProcessNode struct {
 	Script string // give as Options.StartCmd
-	pids   string
+	PIDFile
 }
 
 // NewProcessNode writes the script; t.Cleanup kills every process it
@@ -23,22 +23,25 @@ type ProcessNode struct {
 func NewProcessNode(t testing.TB) *ProcessNode {
 	t.Helper()
 	dir := t.TempDir()
-	n := &ProcessNode{Script: filepath.Join(dir, "node.sh"), pids: filepath.Join(dir, "pids")}
-	body := "#!/bin/sh\necho $$ >> " + n.pids + "\nexec sleep 600\n"
+	n := &ProcessNode{Script: filepath.Join(dir, "node.sh"), PIDFile: PIDFile(filepath.Join(dir, "pids"))}
+	body := "#!/bin/sh\n" + n.PIDFile.Record() + "exec sleep 600\n"
 	if err := os.WriteFile(n.Script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for _, pid := range n.all() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
+	t.Cleanup(n.KillAll)
 	return n
 }
 
-// all is every PID the node ever had, oldest first.
-func (n *ProcessNode) all() []int {
-	data, _ := os.ReadFile(n.pids)
+// PIDFile is a file the node's start script appends its PID to (the
+// script then execs the node), one line per start.
+type PIDFile string
+
+// Record is the shell line that appends the script's PID.
+func (p PIDFile) Record() string { return "echo $$ >> '" + string(p) + "'\n" }
+
+// All is every PID the node ever had, oldest first.
+func (p PIDFile) All() []int {
+	data, _ := os.ReadFile(string(p))
 	var out []int
 	for _, f := range strings.Fields(string(data)) {
 		if pid, err := strconv.Atoi(f); err == nil {
@@ -49,9 +52,9 @@ func (n *ProcessNode) all() []int {
 }
 
 // Running returns the node's live PIDs (zombies are not alive).
-func (n *ProcessNode) Running() []int {
+func (p PIDFile) Running() []int {
 	var out []int
-	for _, pid := range n.all() {
+	for _, pid := range p.All() {
 		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
 			continue
@@ -61,6 +64,13 @@ func (n *ProcessNode) Running() []int {
 		}
 	}
 	return out
+}
+
+// KillAll kills every process the node had (SIGKILL).
+func (p PIDFile) KillAll() {
+	for _, pid := range p.All() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // WaitFor polls cond until it holds, failing t after 15 s (ipmi_sim acts

@@ -217,3 +217,45 @@ func sameBMC(a, b *BMCEntry) bool {
 		(a.CipherSuite == nil) == (b.CipherSuite == nil) && (a.CipherSuite == nil || *a.CipherSuite == *b.CipherSuite) &&
 		(a.Insecure == nil) == (b.Insecure == nil) && (a.Insecure == nil || *a.Insecure == *b.Insecure)
 }
+
+// bmcValue sets one key of a [X.bmc] table for the fast parser (false:
+// leave the file to the TOML decoder). cipher_suite is read only as a
+// plain decimal of up to three digits.
+func bmcValue(b *BMCEntry, key, rest string) bool {
+	switch key {
+	case "insecure":
+		v, ok := boolValue(rest)
+		b.Insecure = &v
+		return ok
+	case "cipher_suite":
+		end := 0
+		for end < len(rest) && end < 4 && rest[end] >= '0' && rest[end] <= '9' {
+			end++
+		}
+		if end == 0 || end > 3 || (end > 1 && rest[0] == '0') || !restIsComment(rest[end:]) {
+			return false
+		}
+		n, _ := strconv.Atoi(rest[:end])
+		b.CipherSuite = &n
+		return true
+	}
+	v, ok := stringValue(rest)
+	if !ok {
+		return false
+	}
+	switch key {
+	case "address":
+		b.Address = &v
+	case "username":
+		b.Username = &v
+	case "password":
+		b.Password = &v
+	case "password_file":
+		b.PasswordFile = &v
+	case "interface":
+		b.Interface = &v
+	default:
+		return false
+	}
+	return true
+}

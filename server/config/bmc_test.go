@@ -144,3 +144,15 @@ func TestBMCEncodeRoundTrip(t *testing.T) {
 		t.Error("SameEntry ignores a changed cipher_suite")
 	}
 }
+
+// TestBMCFastParse: the fast parser reads bmc tables as wwserver writes
+// them (the TOML decoder would be ten times slower on a tree of
+// thousands of nodes with BMCs), the same as the TOML decoder.
+func TestBMCFastParse(t *testing.T) {
+	if !checkFast(t, []byte(bmcNodes)) {
+		t.Error("the fast parser left a plain bmc file to the TOML decoder")
+	}
+	for _, odd := range []string{"cipher_suite = 03", "cipher_suite = 1_7", "cipher_suite = +3", "cipher_suite = 0x3", "cipher_suite = 3.0", "port = 1"} {
+		checkFast(t, []byte("[nodes.a.bmc]\n"+odd+"\n"))
+	}
+}

@@ -156,3 +156,33 @@ func TestBMCFastParse(t *testing.T) {
 		checkFast(t, []byte("[nodes.a.bmc]\n"+odd+"\n"))
 	}
 }
+
+// TestEncodeKeepsBootKeys: WriteNodesFile (every node edit under nodes.d)
+// keeps boot and bootloader; it used to drop them, so `node set --boot
+// twostage` or any later edit of that file lost them silently.
+func TestEncodeKeepsBootKeys(t *testing.T) {
+	src := "[nodes.a]\nboot = \"twostage\"\nbootloader = \"grub\"\n"
+	if !checkFast(t, []byte(src)) {
+		t.Error("the fast parser left boot/bootloader to the TOML decoder")
+	}
+	f, err := DecodeNodesFile(Source{Path: "x", Data: []byte(src)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteNodesFile(&b, f); err != nil {
+		t.Fatal(err)
+	}
+	g, err := DecodeNodesFile(Source{Path: "y", Data: b.Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := g.Nodes["a"]; e.Boot == nil || *e.Boot != "twostage" || e.Bootloader == nil || *e.Bootloader != "grub" {
+		t.Fatalf("written as %q", b.String())
+	}
+	other := *g.Nodes["a"]
+	other.Boot = nil
+	if SameEntry(g.Nodes["a"], &other) {
+		t.Error("SameEntry ignores boot")
+	}
+}

@@ -295,6 +295,10 @@ func (p *fastParser) entryValue(key, rest string) bool {
 		e.Kernel = &v
 	case "root":
 		e.Root = &v
+	case "boot":
+		e.Boot = &v
+	case "bootloader":
+		e.Bootloader = &v
 	case "asset_key":
 		e.AssetKey = &v
 	case "ipxe_template":

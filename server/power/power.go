@@ -29,11 +29,11 @@ const (
 )
 
 // Actions lists every action, in the order help texts give them.
-var Actions = []Action{On, Off, Cycle, Reset, Status}
+func Actions() []Action { return []Action{On, Off, Cycle, Reset, Status} }
 
 // ParseAction returns the action named s.
 func ParseAction(s string) (Action, error) {
-	for _, a := range Actions {
+	for _, a := range Actions() {
 		if string(a) == s {
 			return a, nil
 		}

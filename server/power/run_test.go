@@ -148,7 +148,7 @@ func TestEscapeReader(t *testing.T) {
 }
 
 func TestParseAction(t *testing.T) {
-	for _, a := range Actions {
+	for _, a := range Actions() {
 		if got, err := ParseAction(string(a)); err != nil || got != a {
 			t.Errorf("%s: %v %v", a, got, err)
 		}

@@ -35,7 +35,7 @@ is 1 when any node failed (including nodes without BMC settings).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	for _, a := range power.Actions {
+	for _, a := range power.Actions() {
 		cmd.AddCommand(newPowerActionCmd(a))
 	}
 	return cmd

@@ -118,7 +118,7 @@ func (p *fastParser) entryHeader(keys []string) bool {
 	var table string // which table of the entry
 	switch {
 	case len(keys) == 2:
-	case len(keys) == 3 && (keys[2] == "tags" || keys[2] == "network"):
+	case len(keys) == 3 && (keys[2] == "tags" || keys[2] == "network" || keys[2] == "bmc"):
 		table = keys[2]
 	case len(keys) == 4 && keys[2] == "network":
 		table = "network." + keys[3]
@@ -154,6 +154,9 @@ func (p *fastParser) enterTable(keys []string) bool {
 		if e.Tags == nil {
 			e.Tags = map[string]string{}
 		}
+	case len(keys) == 3 && keys[2] == "bmc":
+		p.entry, p.sub = e, "bmc"
+		e.BMC = &BMCEntry{}
 	case len(keys) == 3 && keys[2] == "network":
 		p.entry, p.sub = e, "network"
 		if e.Network == nil {
@@ -220,6 +223,8 @@ func (p *fastParser) keyValue(s string) bool {
 		return false // devices are tables, not values
 	case "dev":
 		return p.devValue(key, rest)
+	case "bmc":
+		return bmcValue(p.entry.BMC, key, rest)
 	}
 	return p.entryValue(key, rest)
 }
@@ -293,6 +298,10 @@ func (p *fastParser) entryValue(key, rest string) bool {
 		e.Kernel = &v
 	case "root":
 		e.Root = &v
+	case "boot":
+		e.Boot = &v
+	case "bootloader":
+		e.Bootloader = &v
 	case "asset_key":
 		e.AssetKey = &v
 	case "ipxe_template":

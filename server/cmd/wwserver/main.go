@@ -82,6 +82,8 @@ nodes, image list, profile list) also take it as DIR.`,
 		newCheckCmd(),
 		newTLSCmd(),
 		newUpgradeCmd(),
+		newPowerCmd(),
+		newConsoleCmd(),
 	)
 	return root
 }

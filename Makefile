@@ -36,6 +36,9 @@ DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
 TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
 # rpm: the package tests install the .rpm into a temporary root (rpm --root).
 TEST_PACKAGES += rpm
+# power (wwserver power/console): OpenIPMI's BMC simulator ipmi_sim, the BMC
+# of the unit tests in make test and of the QEMU node in make test-power.
+TEST_PACKAGES += openipmi
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
@@ -164,6 +167,14 @@ fuzz:
 test-selinux: check-go deps-lab build image image-selinux
 	$(GO) test -count=1 -v -run TestLookupMatchesLibselinux ./wwclient/selabel/
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 25m -v -run TestSELinuxEnforcingBoot ./integration/
+
+# IPMI power and console through the BMC: a QEMU lab node whose BMC is
+# ipmi_sim (power on/cycle/reset/off, SOL console, wrong password; a few
+# minutes, not part of make test; part of make test-cluster).
+.PHONY: test-power test-cluster
+test-power: check-go deps-test build image
+	WW_TEST_POWER=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 15m -v -run 'TestIPMIPowerConsole' ./integration/
+test-cluster: test-power
 
 # Opt-in measurements and the firmware-against-servers boots that make test
 # leaves out (minutes each): DHCP exchanges per second, TFTP throughput

@@ -81,6 +81,10 @@ nodes, image list, profile list) also take it as DIR.`,
 		newRenderCmd(),
 		newBuildCmd(),
 		newCheckCmd(),
+		newTLSCmd(),
+		newUpgradeCmd(),
+		newPowerCmd(),
+		newConsoleCmd(),
 		newGenDocsCmd(),
 	)
 	root.Version = buildinfo.Version(buildVersion)

@@ -81,6 +81,7 @@ $(NGINX):
 build: check-go
 	mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wwclient ./wwclient
+	CGO_ENABLED=0 GOARCH=arm64 $(GO) build -trimpath -o $(BIN)/arm64/wwclient ./wwclient
 	$(GO) build -trimpath -o $(BIN)/wwserver ./server/cmd/wwserver
 
 # The lab node image (Debian kernel + busybox), cached under build/.

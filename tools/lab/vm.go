@@ -27,6 +27,10 @@ const (
 	// boot manager's network option is UEFI HTTP boot: DHCP with vendor
 	// class HTTPClient, then the boot file URL (/ipxe-bin/ipxe.efi).
 	UEFIHTTP Firmware = "uefi-http"
+	// ARM64 is an arm64 QEMU virt machine (cortex-a57) with the EDK2
+	// firmware of qemu-efi-aarch64 and no option ROM on the NIC: its own
+	// PXE asks DHCP with arch 11 and TFTPs the arm64 shim.
+	ARM64 Firmware = "arm64"
 )
 
 // VMOptions for StartVM.
@@ -92,8 +96,12 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	if o.MemoryMB == 0 {
 		o.MemoryMB = 1024
 	}
-	if l.Paths.QEMU == "" {
-		return nil, errors.New("no QEMU path (FindPaths)")
+	qemu := l.Paths.QEMU
+	if o.Firmware == ARM64 {
+		qemu = l.Paths.QEMUARM64
+	}
+	if qemu == "" {
+		return nil, fmt.Errorf("no QEMU for firmware %s (FindPaths; arm64: apt-get install qemu-system-arm qemu-efi-aarch64)", o.Firmware)
 	}
 	v := &VM{Name: o.Name, MAC: o.MAC, Firmware: o.Firmware, SerialLog: filepath.Join(l.Dir, o.Name+".serial.log")}
 	if err := os.WriteFile(v.SerialLog, nil, 0o644); err != nil {
@@ -157,11 +165,17 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 				"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
 				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
 		}
+	case ARM64:
+		if l.Paths.AAVMF == "" {
+			return nil, errors.New("no arm64 UEFI firmware " + aavmf + " (apt-get install qemu-efi-aarch64)")
+		}
+		args = append(args, "-machine", "virt", "-cpu", "cortex-a57", "-bios", l.Paths.AAVMF)
+		nic += ",romfile="
 	default:
 		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
 	}
-	if o.SecureBoot && o.Firmware == BIOS {
-		return nil, errors.New("secure boot needs UEFI firmware")
+	if o.SecureBoot && (o.Firmware == BIOS || o.Firmware == ARM64) {
+		return nil, errors.New("secure boot needs x86 UEFI firmware (OVMF)")
 	}
 	args = append(args, "-device", nic)
 	for _, m := range o.ExtraNICs {
@@ -189,7 +203,7 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		return nil, err
 	}
 	defer out.Close()
-	cmd := l.nsCommand(l.Paths.QEMU, args...)
+	cmd := l.nsCommand(qemu, args...)
 	cmd.Stderr = out
 	var serial *os.File
 	if o.Console != nil {

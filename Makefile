@@ -145,7 +145,7 @@ test-selinux: check-go deps-lab build image image-selinux
 # arm64 node (QEMU virt, cortex-a57, EDK2, TCG) PXE-boots through DHCP,
 # TFTP, shim, GRUB to a two-stage boot (~1.5 min; not part of make test).
 test-arm64: check-go deps-test deps-arm64 build image image-arm64 bootloaders
-	WW_ARM64=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_ARM64_IMAGE=$(CURDIR)/build/image-arm64 WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v -run 'ARM64' ./integration/
+	WW_ARM64=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_ARM64_IMAGE=$(CURDIR)/build/image-arm64 WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v -run 'ARM64|SecureBootGRUBInitrd' ./integration/
 
 # Opt-in measurements and the firmware-against-servers boots that make test
 # leaves out (minutes each): DHCP exchanges per second, TFTP throughput

@@ -116,3 +116,38 @@ func TestARM64GRUBTwoStage(t *testing.T) {
 		}
 	}
 }
+
+// TestARM64WrongArch: an arm64 machine boots a node whose image is the x86
+// lab image: GRUB (arm64) reads the node's config, which checks $grub_cpu
+// against the image's architecture (from its kernel), says so on the
+// console, reports it (status GRUB, sent WRONG_ARCH:arm64) and exits to
+// the firmware, without loading the kernel.
+func TestARM64WrongArch(t *testing.T) {
+	in := arm64Prereqs(t)
+	n := lab.LabNode(1)
+	n.Bootloader = "grub"
+	o := arm64Tree(in, []lab.Node{n}, "twostage")
+	o.Image, o.Tree.Arch = "", "" // the x86 lab image (WW_IMAGE)
+	e := newEnvWith(t, 10*time.Minute, o)
+	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.ARM64})
+	line, err := vm.WaitForLine(e.ctx, "cannot boot on this machine")
+	if err != nil {
+		t.Fatalf("no architecture message on the console: %v", err)
+	}
+	t.Logf("%s: %q %s after QEMU started", vm.Name, strings.TrimSpace(stripANSI(line)), time.Since(vm.Started).Round(time.Second))
+	if !strings.Contains(line, `image "default" is amd64`) || !strings.Contains(line, "runs on arm64") {
+		t.Errorf("console line %q does not name the image's and the machine's architectures", line)
+	}
+	if _, err := e.lab.WaitStatus(e.ctx, n.Name+" at GRUB, sent WRONG_ARCH:arm64", func(s *lab.Status) bool {
+		ns, ok := s.Node(n.Name)
+		return ok && ns.Stage == "GRUB" && ns.Sent == "WRONG_ARCH:arm64"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.WaitForLine(e.ctx, "exiting to the firmware"); err != nil {
+		t.Fatal(err)
+	}
+	if server := lab.Tail(e.lab.ServerLog(), 100000); tftpSent(server, "kernel/"+n.MAC) {
+		t.Error("GRUB loaded the kernel of another architecture")
+	}
+}

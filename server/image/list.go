@@ -19,15 +19,15 @@ import (
 
 // Info describes one image of the tree.
 type Info struct {
-	Name   string   `json:"name"`
-	Size   int64    `json:"size"`   // bytes of regular files (hard links once)
-	Files  int64    `json:"files"`  // entries of any type
-	Kernel string   `json:"kernel"` // what a node boots by default; "" when none
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`   // bytes of regular files (hard links once)
+	Files  int64  `json:"files"`  // entries of any type
+	Kernel string `json:"kernel"` // what a node boots by default; "" when none
 	// Arch is the CPU architecture of the image (GOARCH names: amd64,
 	// arm64): its kernel's, else what its import source said; "" unknown.
-	Arch string `json:"arch"`
-	Nodes  []string `json:"nodes"`  // nodes that use it
-	Meta   *Meta    `json:"import,omitempty"`
+	Arch  string   `json:"arch"`
+	Nodes []string `json:"nodes"` // nodes that use it
+	Meta  *Meta    `json:"import,omitempty"`
 }
 
 // List walks every images/NAME/rootfs. nodes may be nil (no usage shown).

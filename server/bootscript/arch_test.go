@@ -24,7 +24,7 @@ func TestArchCheck(t *testing.T) {
 		want       []string
 	}{
 		{"ipxe arm64", "arm64", ipxe.Script, []string{
-			"iseq ${buildarch} arm64 && goto ww_arch_ok ||\necho wwserver: node n002 cannot boot on this machine: its image",
+			"iseq ${buildarch} arm64 && goto ww_arch_ok ||\necho wwserver: node n002 cannot boot on this machine:\n",
 			"is arm64, this iPXE runs on ${buildarch}",
 			"imgfetch --name wrongarch http://10.0.2.1:9873/ipxe/" + macN002 + report + "${buildarch} ||",
 			"exit 1\n:ww_arch_ok\necho wwserver: booting n002"}},
@@ -32,7 +32,7 @@ func TestArchCheck(t *testing.T) {
 			"iseq ${buildarch} x86_64 && goto ww_arch_ok ||\niseq ${buildarch} i386 && goto ww_arch_ok ||\necho"}},
 		{"grub arm64", "arm64", g.Script, []string{
 			`if [ "$grub_cpu" != 'arm64' ]; then`,
-			`this GRUB runs on '"$grub_cpu"`,
+			`is arm64, this GRUB runs on '"$grub_cpu"`,
 			`source '(tftp,10.0.2.1)/grub/` + macN002 + report + `'"$grub_cpu"`,
 			"exit 1\nfi\necho 'wwserver: booting n002"}},
 		{"grub amd64", "amd64", g.Script, []string{`if [ "$grub_cpu" != 'x86_64' ]; then`}},

@@ -54,24 +54,25 @@ func (h *Handler) wrongArchRoutes(mux *http.ServeMux) {
 			if !ok {
 				return
 			}
-			body := h.wrongArch(c, req.PathValue("arch"))
+			body, sent := h.wrongArch(c, req.PathValue("arch"))
+			c.record(sent)
 			writeText(w, req, body)
 		}))
 	}
 }
 
-// wrongArch records and logs a wrong-architecture report of c's node and
-// returns a body that loads nothing (GRUB sources it, iPXE ignores it).
-func (h *Handler) wrongArch(c *call, loaderArch string) []byte {
-	sent := bootscript.WrongArchSent(loaderArch)
+// wrongArch logs a wrong-architecture report of c's node and returns a
+// body that loads nothing (GRUB sources it, iPXE ignores it) and what to
+// record as sent.
+func (h *Handler) wrongArch(c *call, loaderArch string) (body []byte, sent string) {
+	sent = bootscript.WrongArchSent(loaderArch)
 	name, img := "", ""
 	if c.node != nil {
 		name, img = c.node.Name, c.node.Image
 	}
 	h.logs.Log("wrong-arch", slog.LevelWarn, "node booted on a machine of another architecture than its image",
 		"node", name, "mac", c.mac, "image", img, "image_arch", h.imageArch(c), "loader_arch", strings.TrimPrefix(sent, "WRONG_ARCH:"))
-	c.record(sent)
-	return []byte("# wwserver: recorded " + sent + "\n")
+	return []byte("# wwserver: recorded " + sent + "\n"), sent
 }
 
 // tftpWrongArch answers GRUB's TFTP report grub/MAC/wrongarch/ARCH (rest
@@ -85,6 +86,8 @@ func (h *Handler) tftpWrongArch(rest, ip string) (*tftp.File, bool) {
 	if !ok || h.tftpUnicast(c) != nil {
 		return nil, false
 	}
-	body := h.wrongArch(c, arch)
-	return memFile(body, nil), true
+	body, sent := h.wrongArch(c, arch)
+	// Recorded once sent, as every generated file (else the TFTP server
+	// records it as a plain TFTP transfer).
+	return memFile(body, func() { c.record(sent) }), true
 }

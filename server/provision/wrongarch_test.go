@@ -65,10 +65,11 @@ func TestWrongArch(t *testing.T) {
 			t.Errorf("%s: event %+v, want stage %s sent %s", tc.path, ev, tc.stage, tc.sent)
 		}
 	}
-	content, _, ok, err := readTFTP(t, e, "grub/"+macN002+"/wrongarch/x86_64")
-	if !ok || err != nil || !strings.HasPrefix(content, "#") {
+	content, sent, ok, err := readTFTP(t, e, "grub/"+macN002+"/wrongarch/x86_64")
+	if !ok || err != nil || !strings.HasPrefix(content, "#") || sent == nil {
 		t.Fatalf("TFTP report: %q, %v, %v", content, ok, err)
 	}
+	sent() // the TFTP server calls it once the transfer completed
 	if ev := e.status.last(t); ev.Node != "n002" || ev.Stage != status.StageGRUB || ev.Sent != "WRONG_ARCH:x86_64" {
 		t.Errorf("TFTP report: event %+v", ev)
 	}

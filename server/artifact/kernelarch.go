@@ -116,3 +116,15 @@ func (b *Builder) ImageArch(n *config.Node) (string, error) {
 	c.mu.Unlock()
 	return arch, nil
 }
+
+// ImageArchOf is Builder.ImageArch for one-off commands (wwserver render:
+// the script the server would send): "" when unknown or unreadable.
+func ImageArchOf(o Options, n *config.Node) string {
+	b, err := New(o)
+	if err != nil {
+		return ""
+	}
+	defer b.Close()
+	arch, _ := b.ImageArch(n)
+	return arch
+}

@@ -75,7 +75,7 @@ if ! up_to_date && { [ ! -s "$(debpath "$kpkg" "$kver")" ] || [ ! -s "$(debpath 
 	resolve
 fi
 if up_to_date; then
-	log "$outdir/rootfs is up to date ($kpkg $kver, busybox-static $bbver)"
+	log "$outdir/rootfs is up to date ($kpkg $kver, busybox-static$q $bbver)"
 	exit 0
 fi
 stamp_want=$(stamp)

@@ -31,6 +31,9 @@ const (
 	// firmware of qemu-efi-aarch64 and no option ROM on the NIC: its own
 	// PXE asks DHCP with arch 11 and TFTPs the arm64 shim.
 	ARM64 Firmware = "arm64"
+	// ARM64HTTP is ARM64 with its PXE turned off (fw_cfg, as UEFIHTTP):
+	// UEFI HTTP boot, DHCP arch 19.
+	ARM64HTTP Firmware = "arm64-http"
 )
 
 // VMOptions for StartVM.
@@ -97,7 +100,7 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		o.MemoryMB = 1024
 	}
 	qemu := l.Paths.QEMU
-	if o.Firmware == ARM64 {
+	if o.Firmware == ARM64 || o.Firmware == ARM64HTTP {
 		qemu = l.Paths.QEMUARM64
 	}
 	if qemu == "" {
@@ -161,20 +164,21 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 		nic += ",romfile="
 		if o.Firmware == UEFIHTTP {
-			args = append(args,
-				"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
-				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
+			args = append(args, noPXE...)
 		}
-	case ARM64:
+	case ARM64, ARM64HTTP:
 		if l.Paths.AAVMF == "" {
 			return nil, errors.New("no arm64 UEFI firmware " + aavmf + " (apt-get install qemu-efi-aarch64)")
 		}
 		args = append(args, "-machine", "virt", "-cpu", "cortex-a57", "-bios", l.Paths.AAVMF)
 		nic += ",romfile="
+		if o.Firmware == ARM64HTTP {
+			args = append(args, noPXE...)
+		}
 	default:
 		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
 	}
-	if o.SecureBoot && (o.Firmware == BIOS || o.Firmware == ARM64) {
+	if o.SecureBoot && o.Firmware != UEFI && o.Firmware != UEFIHTTP {
 		return nil, errors.New("secure boot needs x86 UEFI firmware (OVMF)")
 	}
 	args = append(args, "-device", nic)
@@ -238,6 +242,13 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	}
 	l.Log.Info("VM started", "vm", o.Name, "mac", o.MAC, "firmware", o.Firmware, "secure_boot", o.SecureBoot, "tap", v.Tap, "serial", v.SerialLog)
 	return v, nil
+}
+
+// noPXE turns EDK2's PXE off (its boot manager's network entry is then
+// UEFI HTTP boot).
+var noPXE = []string{
+	"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+	"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
 }
 
 // QEMULog is the path of a VM's QEMU stderr.

@@ -147,7 +147,7 @@ func TestSELinuxEnforcingBoot(t *testing.T) {
 		Tree: lab.TreeOptions{
 			Nodes:          []lab.Node{n},
 			SystemOverlays: []string{"wwinit", "wwcheck"},
-			KernelArgs:     []string{"console=ttyS0", "panic=-1", "security=selinux", "selinux=1"},
+			KernelArgs:     append(lab.DefaultKernelArgs(), "security=selinux", "selinux=1"),
 		},
 		Setup: func(tree string) error { return writeBootReport(tree, "wwcheck") },
 	})

@@ -113,7 +113,8 @@ func New(srv *config.Server, n *config.Node, mac string, others []string) *Plan 
 	for _, o := range others {
 		p.ServerURLs = append(p.ServerURLs, nodeapi.BaseURL(o))
 	}
-	p.FetchRuntime = !s.Secure && !p.AssetKey
+	// With TLS the runtime overlay goes only over HTTPS, which boot loaders lack.
+	p.FetchRuntime = !s.Secure && !p.AssetKey && !srv.TLS.Enabled
 	p.Kernel = p.file("kernel", NameKernel, "kernel", nodeapi.Kernel)
 	p.Image = p.file("image", NameImage, "image", nodeapi.Image)
 	p.SystemOverlay = p.file("system", NameSystem, "system overlay", nodeapi.SystemOverlay)

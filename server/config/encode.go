@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -19,6 +20,9 @@ import (
 func WriteNodesFile(w io.Writer, f *File) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	e := encoder{w: bw}
+	if f.Schema != 0 {
+		e.line(SchemaKey + " = " + strconv.Itoa(f.Schema))
+	}
 	for _, kind := range []struct {
 		name string
 		m    map[string]*Entry

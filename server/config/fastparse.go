@@ -190,6 +190,9 @@ func (p *fastParser) entryMap(kind string) map[string]*Entry {
 // keyValue handles "key = value" in the current table.
 func (p *fastParser) keyValue(s string) bool {
 	keys, rest, ok := parseDottedKey(s)
+	if ok && len(keys) == 1 && p.entry == nil && p.curKind == "" && p.topSeen == [2]bool{} {
+		return fastSchema(p.file, keys[0], rest) // the one top-level key (schema.go)
+	}
 	if !ok || len(keys) != 1 || p.entry == nil {
 		return false
 	}

@@ -147,6 +147,7 @@ type NetDevEntry struct {
 
 // File is the content of one nodes file as written.
 type File struct {
+	Schema   int               `toml:"schema,omitempty"` // 0: not written (SchemaLegacy); see schema.go
 	Profiles map[string]*Entry `toml:"profiles,omitempty"`
 	Nodes    map[string]*Entry `toml:"nodes,omitempty"`
 }
@@ -257,12 +258,25 @@ func DecodeNodesFile(src Source) (*File, error) {
 // File: it did not parse).
 func decodeNodesFile(src Source, o *origin, errs *errList) *File {
 	if f, ok := fastParseNodes(src.Data); ok {
+		if msg := schemaProblem(f.Schema, f.Schema != 0); msg != "" {
+			errs.add(&Error{File: src.Path, Line: o.line(SchemaKey), Key: SchemaKey, Msg: msg})
+			return nil
+		}
 		return f
 	}
 	var f File
 	md, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f)
 	if err != nil {
+		if e := newerSchemaError(src.Path, src.Data); e != nil {
+			errs.add(e)
+			return nil
+		}
 		errs.add(tomlError(src.Path, err))
+		return nil
+	}
+	if msg := schemaProblem(f.Schema, md.IsDefined(SchemaKey)); msg != "" {
+		// A newer file may mean anything: nothing else of it is read.
+		errs.add(&Error{File: src.Path, Line: o.line(SchemaKey), Key: SchemaKey, Msg: msg})
 		return nil
 	}
 	for _, k := range md.Undecoded() {

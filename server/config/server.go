@@ -44,6 +44,8 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // Server is wwserver.toml.
 type Server struct {
+	// Schema is the file's format version (schema.go); 0: not written.
+	Schema int `toml:"schema"`
 	// Address is the IP nodes use to reach the server.
 	Address string `toml:"address"`
 	// Listen is the HTTP listen address (default ":9873").
@@ -64,6 +66,7 @@ type Server struct {
 	TFTP  TFTP  `toml:"tftp"`
 	GRUB  GRUB  `toml:"grub"`
 	State State `toml:"state"`
+	TLS   TLS   `toml:"tls"`
 
 	// Port is the HTTP port nodes connect to, derived from Listen.
 	Port int `toml:"-"`
@@ -300,10 +303,17 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	var s Server
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&s)
 	if err != nil {
+		if e := newerSchemaError(path, data); e != nil {
+			return nil, e
+		}
 		return nil, tomlError(path, err)
 	}
 	loc := newLocator(data)
 	var errs errList
+	if msg := schemaProblem(s.Schema, md.IsDefined(SchemaKey)); msg != "" {
+		// A newer file may mean anything: nothing else of it is read.
+		return nil, &Error{File: path, Line: loc.line(SchemaKey), Key: SchemaKey, Msg: msg}
+	}
 	for _, k := range md.Undecoded() {
 		errs.add(&Error{File: path, Line: loc.line(k.String()), Key: k.String(), Msg: "unknown key"})
 	}
@@ -339,6 +349,7 @@ func ParseServer(path string, data []byte) (*Server, error) {
 		}
 	}
 	checkState(&s.State, fail)
+	checkTLS(&s.TLS, s.Port, fail)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}

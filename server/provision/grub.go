@@ -172,10 +172,13 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 			// (no privileged port) or for a node with an asset key.
 			// Counted and logged, never recorded: whoever asked cannot
 			// be shown to be the node (as for HTTP refusals, call.deny).
-			if c.snap.Server.IsSecure() || c.node.HasAssetKey() {
+			tlsOnly := h.tlsPort != 0 && c.snap.Server.TLS.Enabled
+			if c.snap.Server.IsSecure() || c.node.HasAssetKey() || tlsOnly {
 				reason := ReasonInsecurePort
 				if c.node.HasAssetKey() {
 					reason = ReasonBadAsset
+				} else if tlsOnly {
+					reason = ReasonTLSRequired
 				}
 				h.metrics.refusals.WithLabelValues(reason).Inc()
 				h.logs.Log("refused|tftp|"+reason, slog.LevelInfo, "refused", "stage", c.stage, "mac", c.mac, "node", c.node.Name,

@@ -42,8 +42,10 @@ type TreeOptions struct {
 	// UpdateInterval is wwclient's heartbeat/runtime overlay interval
 	// (default "5s").
 	UpdateInterval string
-	// KernelArgs for the default profile (default console=ttyS0 panic=-1:
-	// with QEMU's -no-reboot a panic ends the VM at once).
+	// KernelArgs for the default profile (default console=ttyS0 panic=-1
+	// no_timer_check: with QEMU's -no-reboot a panic ends the VM at once;
+	// under TCG on a loaded host the kernel's IO-APIC timer check can run
+	// out of time and panic "IO-APIC + timer doesn't work", so skip it).
 	KernelArgs []string
 	// ImageName under images/ (default: the one `wwserver init` made).
 	ImageName string
@@ -63,7 +65,13 @@ type TreeOptions struct {
 	// Arch is the image's architecture (GOARCH name; default amd64): the
 	// OCI archive says so and the import picks it with --platform linux/ARCH.
 	Arch string
+	// TLS enables [tls] (runtime overlay and heartbeats over HTTPS on
+	// :9874, the certificate and pin `wwserver init` made).
+	TLS bool
 }
+
+// DefaultKernelArgs are the lab nodes' kernel arguments (see TreeOptions.KernelArgs).
+func DefaultKernelArgs() []string { return []string{"console=ttyS0", "panic=-1", "no_timer_check"} }
 
 // WriteTree runs `wwserver init DIR --wwclient BIN` into Dir/tree, packages
 // the lab image as an OCI archive and imports it over the placeholder image
@@ -76,7 +84,7 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 		opts.UpdateInterval = "5s"
 	}
 	if opts.KernelArgs == nil {
-		opts.KernelArgs = []string{"console=ttyS0", "panic=-1"}
+		opts.KernelArgs = DefaultKernelArgs()
 	}
 	dir := filepath.Join(l.Dir, "tree")
 	if _, err := os.Stat(dir); err == nil {
@@ -131,6 +139,9 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 		if f.val != "" {
 			subTable(srv, "grub")[f.key] = f.val
 		}
+	}
+	if opts.TLS {
+		subTable(srv, "tls")["enabled"] = true
 	}
 	if err := encodeFile(filepath.Join(dir, "wwserver.toml"), srv); err != nil {
 		return err

@@ -80,6 +80,8 @@ nodes, image list, profile list) also take it as DIR.`,
 		newRenderCmd(),
 		newBuildCmd(),
 		newCheckCmd(),
+		newTLSCmd(),
+		newUpgradeCmd(),
 	)
 	return root
 }

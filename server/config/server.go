@@ -77,6 +77,8 @@ type Server struct {
 	bootFiles    map[string]string
 	bootProblems []error
 	grubProblems []error
+	// grubARM64Problems: grub.shim_arm64, grub.grub_arm64 (GRUBARM64FileProblems).
+	grubARM64Problems []error
 	// anticipateSet: tftp.anticipate is written in wwserver.toml (not 0).
 	anticipateSet bool
 }
@@ -237,7 +239,7 @@ func (s *Server) BootFileProblems() []error { return s.bootProblems }
 // table (server/bootfile).
 func (s *Server) BootFiles() bootfile.Files {
 	d := &s.DHCP
-	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile, Shim: ShimName}
+	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile, Shim: ShimName, ShimARM64: ShimARM64Name}
 }
 
 // BootFileKeys are the wwserver.toml keys naming a boot file (the
@@ -340,7 +342,8 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	if err := checkLoader(s.Bootloader); err != nil {
 		fail("bootloader", "%v", err)
 	}
-	for _, f := range []struct{ key, val string }{{"grub.shim", s.GRUB.Shim}, {"grub.grub", s.GRUB.GRUB}} {
+	for _, f := range []struct{ key, val string }{{"grub.shim", s.GRUB.Shim}, {"grub.grub", s.GRUB.GRUB},
+		{"grub.shim_arm64", s.GRUB.ShimARM64}, {"grub.grub_arm64", s.GRUB.GRUBARM64}} {
 		if !filepath.IsAbs(f.val) {
 			fail(f.key, "%q: want an absolute path on this server", f.val)
 		}
@@ -371,6 +374,12 @@ func (s *Server) applyDefaults() {
 	}
 	if s.GRUB.GRUB == "" {
 		s.GRUB.GRUB = DefaultGRUB
+	}
+	if s.GRUB.ShimARM64 == "" {
+		s.GRUB.ShimARM64 = DefaultShimARM64
+	}
+	if s.GRUB.GRUBARM64 == "" {
+		s.GRUB.GRUBARM64 = DefaultGRUBARM64
 	}
 	d := &s.DHCP
 	if d.Mode == "" {

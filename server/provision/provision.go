@@ -218,4 +218,7 @@ func New(opts Options) (*Handler, error) {
 func (h *Handler) FlushLogs() { h.logs.Flush() }
 
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	collapseBootBinSlashes(r)
+	h.mux.ServeHTTP(w, r)
+}

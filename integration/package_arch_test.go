@@ -12,7 +12,7 @@ import (
 // TestPackageArches: the wwclient packages hold a static binary of their
 // architecture (ELF machine, no interpreter) and say so in their metadata
 // (deb Architecture, rpm ARCH); the wwserver package's binaries are static
-// amd64.
+// amd64, and its wwclient for arm64 nodes' overlays static arm64.
 func TestPackageArches(t *testing.T) {
 	t.Parallel()
 	dir := envOr("WW_PACKAGES", "../build/packages")
@@ -53,6 +53,7 @@ func TestPackageArches(t *testing.T) {
 	output(t, "dpkg-deb", "-x", srv[0], root)
 	checkStaticELF(t, filepath.Join(root, pkgServer), elf.EM_X86_64)
 	checkStaticELF(t, filepath.Join(root, pkgNodeClient), elf.EM_X86_64)
+	checkStaticELF(t, filepath.Join(root, "/usr/lib/wwserver/arm64/wwclient"), elf.EM_AARCH64)
 }
 
 func checkStaticELF(t *testing.T, path string, want elf.Machine) {

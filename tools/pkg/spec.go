@@ -17,12 +17,13 @@ import (
 
 // What the packages put where (the same on Debian and Rocky, merged /usr).
 const (
-	unitPath      = "/usr/lib/systemd/system/wwserver.service"
-	nodeClient    = "/usr/lib/wwserver/wwclient" // the nodes' wwclient, found by `wwserver init`
-	serverBinary  = "/usr/sbin/wwserver"
-	clientBinary  = "/usr/sbin/wwclient"
-	homepage      = "https://github.com/wwcluster/ww"
-	serverSummary = "cluster node provisioning server (PXE, iPXE, HTTP, DHCP, TFTP)"
+	unitPath        = "/usr/lib/systemd/system/wwserver.service"
+	nodeClient      = "/usr/lib/wwserver/wwclient" // the nodes' wwclient, found by `wwserver init`
+	nodeClientARM64 = "/usr/lib/wwserver/arm64/wwclient"
+	serverBinary    = "/usr/sbin/wwserver"
+	clientBinary    = "/usr/sbin/wwclient"
+	homepage        = "https://github.com/wwcluster/ww"
+	serverSummary   = "cluster node provisioning server (PXE, iPXE, HTTP, DHCP, TFTP)"
 )
 
 // serverDepends are the boot loaders wwserver serves, per format: Debian's
@@ -39,6 +40,8 @@ func wwserverInfo(o options, format string, man []string) *nfpm.Info {
 	c := files.Contents{
 		file(filepath.Join(o.bin, "wwserver"), serverBinary, 0o755, o.mtime),
 		file(filepath.Join(o.bin, "wwclient-amd64"), nodeClient, 0o755, o.mtime),
+		// for arm64 nodes' overlays (README: arm64 nodes), as make build's bin/arm64/wwclient
+		file(filepath.Join(o.bin, "wwclient-arm64"), nodeClientARM64, 0o755, o.mtime),
 		file(filepath.Join(o.src, "server/systemd/wwserver.service"), unitPath, 0o644, o.mtime),
 		file(filepath.Join(o.docs, "completions/wwserver.bash"), "/usr/share/bash-completion/completions/wwserver", 0o644, o.mtime),
 		file(filepath.Join(o.docs, "completions/wwserver.fish"), "/usr/share/fish/vendor_completions.d/wwserver.fish", 0o644, o.mtime),
@@ -53,7 +56,7 @@ func wwserverInfo(o options, format string, man []string) *nfpm.Info {
 		// rpm removes only the directories a package owns (dpkg those it
 		// created); zsh and fish may be absent, so their completion
 		// directories are owned too, as Fedora's guidelines allow.
-		for _, d := range []string{"/usr/lib/wwserver", "/usr/share/doc/wwserver", "/usr/share/fish",
+		for _, d := range []string{"/usr/lib/wwserver", "/usr/lib/wwserver/arm64", "/usr/share/doc/wwserver", "/usr/share/fish",
 			"/usr/share/fish/vendor_completions.d", "/usr/share/zsh", "/usr/share/zsh/site-functions"} {
 			c = append(c, &files.Content{Destination: d, Type: files.TypeDir,
 				FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: 0o755, MTime: o.mtime}})

@@ -29,7 +29,8 @@ const (
 // serverDepends are the boot loaders wwserver serves, per format: Debian's
 // ipxe (/usr/lib/ipxe, the default tftp.dir) and signed shim + GRUB for
 // Secure Boot nodes; Rocky's ipxe-bootimgs-x86 installs /usr/share/ipxe
-// with other names (README: Install from packages). procps: the unit's
+// with other names (README: Install from packages). Rocky's names are
+// not tested here. procps: the unit's
 // /bin/kill on Debian (util-linux has it on Rocky).
 var serverDepends = map[string]struct{ depends, recommends []string }{
 	"deb": {[]string{"ipxe", "procps"}, []string{"shim-signed", "grub-efi-amd64-signed"}},

@@ -40,6 +40,8 @@ var Symlinks = map[string]string{
 // or 0755 (directories). Keys are paths in FS.
 var Modes = map[string]fs.FileMode{
 	"wwinit/etc/wwclient/wwclient.toml.ww": 0o600, // holds the asset key
+	// NetworkManager ignores keyfiles others can read
+	"wwinit/etc/NetworkManager/system-connections/ww.nmconnection.ww": 0o600,
 	"generic/etc/shadow.ww":                0o600,
 	"generic/etc/gshadow.ww":               0o600,
 	"generic/root":                         0o700,

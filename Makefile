@@ -24,6 +24,9 @@ DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
 # libraries of the nginx binary unpacked for TestStorm20 (see NGINX below);
 # kea-admin ships perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus.
 TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
+# server/netrender's tool checks: systemd-networkd (systemd) and the libraries
+# of the network tools unpacked under build/nettools (see NETTOOLS below).
+TEST_PACKAGES += systemd libglib2.0-0 libgnutls30
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
@@ -32,6 +35,12 @@ STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
 # package would start and enable a web server on port 80.
 NGINX_DIR := $(CURDIR)/build/nginx
 NGINX := $(NGINX_DIR)/usr/sbin/nginx
+# nmcli (--offline), ifquery and udevadm check the network files netrender
+# writes; unpacked from Debian's packages under build/, not installed: the
+# packages would start NetworkManager, networking and udevd on this machine.
+NETTOOLS_DIR := $(CURDIR)/build/nettools
+NETTOOLS_PACKAGES := network-manager libnm0 ifupdown udev
+NETTOOLS := $(NETTOOLS_DIR)/usr/bin/nmcli
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
@@ -78,6 +87,12 @@ $(NGINX):
 	rm -rf $(NGINX_DIR) && mv $(NGINX_DIR).tmp/root $(NGINX_DIR) && rm -rf $(NGINX_DIR).tmp
 	$(NGINX) -v
 
+$(NETTOOLS):
+	rm -rf $(NETTOOLS_DIR).tmp && mkdir -p $(NETTOOLS_DIR).tmp
+	cd $(NETTOOLS_DIR).tmp && { apt-get download -q $(NETTOOLS_PACKAGES) || { echo "apt-get download $(NETTOOLS_PACKAGES) failed: run apt-get update (as root), then make again" >&2; exit 1; }; } && for d in *.deb; do dpkg-deb -x $$d root; done
+	rm -rf $(NETTOOLS_DIR) && mv $(NETTOOLS_DIR).tmp/root $(NETTOOLS_DIR) && rm -rf $(NETTOOLS_DIR).tmp
+	LD_LIBRARY_PATH=$(NETTOOLS_DIR)/usr/lib/x86_64-linux-gnu $(NETTOOLS) --version
+
 build: check-go
 	mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wwclient ./wwclient
@@ -115,8 +130,8 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-unit: check-go deps-test build $(NGINX)
-	PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+unit: check-go deps-test build $(NGINX) $(NETTOOLS)
+	WW_NETTOOLS=$(NETTOOLS_DIR) PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
 integration: check-go deps-test build image image-systemd bootloaders
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/

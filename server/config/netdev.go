@@ -322,3 +322,14 @@ func checkGateway(d NetDev) error {
 	}
 	return nil
 }
+
+// defaultPrimary is the index of the device that is primary when none is
+// marked: the first ethernet device (the one that PXE-boots), else the first.
+func defaultPrimary(devs []NetDev) int {
+	for i, d := range devs {
+		if d.Type == NetEthernet {
+			return i
+		}
+	}
+	return 0
+}

@@ -588,7 +588,9 @@ func (c *nodeCheck) resolveNetwork(n *Node) {
 	}
 	c.checkDevLinks(n) // netdev.go: bonds, vlans, gateways
 	if primaries == 0 && len(n.Network) > 0 {
-		n.Network[0].Primary = true // a single or first device is primary by default
+		// a single or first device is primary by default (netdev.go: an
+		// ethernet card before bonds, vlans and IPoIB)
+		n.Network[defaultPrimary(n.Network)].Primary = true
 	}
 	if len(n.Network) > 1 {
 		sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })

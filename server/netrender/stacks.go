@@ -169,9 +169,9 @@ func networkdNetwork(n *config.Node, d config.NetDev) string {
 	if !d.Primary {
 		s.kv("RequiredForOnline", "no")
 	}
-	if d.Type == config.NetInfiniband && connectedMode(d) {
-		s.head("IPoIB").kv("Mode", "connected")
-	}
+	// systemd 252 (Debian 12) has no [IPoIB] section in .network files
+	// (checked: "Unknown section"): an MTU above 4092 needs connected mode,
+	// set by the ipoib driver's defaults or a udev rule in the image.
 	s.head("Network")
 	if m := d.Master(n.Network); m != "" {
 		s.kv("Bond", m)

@@ -47,6 +47,7 @@ var Modes = map[string]fs.FileMode{
 	"generic/root":                         0o700,
 	"generic/root/.ssh":                    0o700,
 	"generic/root/.ssh/authorized_keys.ww": 0o600,
+	"generic/etc/ssh/ww-host-keys.ww":      0o600, // private host keys
 	// only present when a build copied the binary into the source tree
 	// (it is git-ignored); embedded files lose their x bit
 	"wwinit/" + ClientBinary: 0o755,

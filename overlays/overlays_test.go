@@ -79,7 +79,13 @@ var funcs = template.FuncMap{
 		return netrender.Files(kind, config.StackIfupdown, n)
 	},
 	"file": func(name string) string { return "\n=== file " + name + "\n" },
+	// server/hostkeys (tested there and in server/artifact)
+	"hostkeys": func(kind string, d data) ([]struct{ Name, Content string }, error) { return nil, nil },
 }
+
+// KnownHosts and ClusterRootKey mirror the server's (server/artifact/hostkeys.go).
+func (d data) KnownHosts() (string, error)     { return "", nil }
+func (d data) ClusterRootKey() (string, error) { return "", nil }
 
 func render(t *testing.T, p string, d data) string {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -348,6 +349,7 @@ func (b *Builder) overlay(ctx context.Context, fps *fingerprints, snap *config.S
 	if err != nil {
 		return nil, err
 	}
+	rc.data.runtime = ok.what == runtimeOverlay.what // host keys only there (hostkeys.go)
 	set, err := b.overlaySet(ctx, fps, ok.names(n))
 	if err != nil {
 		return nil, fmt.Errorf("%s overlay: %w", ok.what, err)
@@ -422,6 +424,7 @@ func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay s
 	if err := checkName("overlay", overlay); err != nil {
 		return err
 	}
+	rc.data.runtime = slices.Contains(n.RuntimeOverlays, overlay) && !slices.Contains(n.SystemOverlays, overlay)
 	dir := b.overlayDir(overlay)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {

@@ -16,6 +16,7 @@ import (
 	"text/template/parse"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/hostkeys"
 	"github.com/wwcluster/ww/server/netrender"
 )
 
@@ -27,6 +28,11 @@ type TemplateData struct {
 
 	imageDir string // the node's image rootfs, for ImageFile
 	netStack string // the stack the node's devices are rendered for (netfiles.go)
+	// hostkeys.go: the tree's key store, whether this is a runtime overlay
+	// (the only one host keys go into), the node's key files' stamp
+	keys      *hostkeys.Store
+	runtime   bool
+	keysStamp string
 }
 
 // ImageFile returns the content of a file of the node's image, name being a
@@ -180,6 +186,7 @@ var templateFuncs = template.FuncMap{
 	"lockmissing": lockMissing,
 	"file":        templateFile, // multifile.go
 	"netfiles":    netFiles,     // netfiles.go
+	"hostkeys":    hostKeyFiles, // hostkeys.go
 }
 
 // renderCtx is what one build renders templates with.
@@ -223,6 +230,7 @@ func (b *Builder) renderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, 
 	}
 	if err == nil {
 		rc.data.netStack = netrender.Resolve(n.NetworkStack, rc.data.imageDir)
+		b.withKeys(rc) // hostkeys.go
 	}
 	return rc, err
 }
@@ -236,7 +244,9 @@ func (rc *renderCtx) nodeInputs() string {
 		AssetKey string
 		Shared   string
 		NetStack string
-	}{rc.data.Node, rc.data.Node.AssetKey, rc.shared, rc.data.netStack})
+		Runtime  bool
+		Keys     string
+	}{rc.data.Node, rc.data.Node.AssetKey, rc.shared, rc.data.netStack, rc.data.runtime, rc.data.keysStamp})
 }
 
 func mustJSON(v any) string {

@@ -330,3 +330,48 @@ func SSHDConfig(files []File) File {
 	}
 	return File{"ww-hostkeys.conf", b.String()}
 }
+
+// EnsureAll makes the missing keys of types for every node in names,
+// workers at a time, and returns how many nodes got new keys.
+func (s *Store) EnsureAll(names []string, types []string, workers int) (int, error) {
+	if workers < 1 {
+		workers = 1
+	}
+	type result struct {
+		made bool
+		err  error
+	}
+	jobs := make(chan string)
+	results := make(chan result)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range jobs {
+				before := s.NodeStamp(n)
+				_, err := s.Ensure(n, types)
+				results <- result{err == nil && s.NodeStamp(n) != before, err}
+			}
+		}()
+	}
+	go func() {
+		for _, n := range names {
+			jobs <- n
+		}
+		close(jobs)
+		wg.Wait()
+		close(results)
+	}()
+	made := 0
+	var errs []error
+	for r := range results {
+		if r.made {
+			made++
+		}
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	return made, errors.Join(errs...)
+}

@@ -80,6 +80,7 @@ nodes, image list, profile list) also take it as DIR.`,
 		newRenderCmd(),
 		newBuildCmd(),
 		newCheckCmd(),
+		newSSHCmd(), // ssh.go
 	)
 	return root
 }

@@ -62,7 +62,9 @@ type Store struct {
 func New(root string) *Store { return &Store{dir: filepath.Join(root, Dir)} }
 
 // Path returns the path of name inside the store.
-func (s *Store) Path(name ...string) string { return filepath.Join(append([]string{s.dir}, name...)...) }
+func (s *Store) Path(name ...string) string {
+	return filepath.Join(append([]string{s.dir}, name...)...)
+}
 
 // File is one key file as delivered to a node (name in /etc/ssh).
 type File struct {

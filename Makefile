@@ -27,6 +27,8 @@ TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hp
 # server/netrender's tool checks: systemd-networkd (systemd) and the libraries
 # of the network tools unpacked under build/nettools (see NETTOOLS below).
 TEST_PACKAGES += systemd libglib2.0-0 libgnutls30
+# test-cluster: ssh and ping from the lab's namespace to the nodes.
+CLUSTER_PACKAGES := $(TEST_PACKAGES) openssh-client iputils-ping
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
@@ -44,7 +46,7 @@ NETTOOLS := $(NETTOOLS_DIR)/usr/bin/nmcli
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: test-cluster deps-cluster bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -67,7 +69,8 @@ deps-debian-image: PKGS = $(DEBIAN_IMAGE_PACKAGES)
 deps-test: PKGS = $(TEST_PACKAGES)
 deps-bench: PKGS = $(BENCH_PACKAGES)
 deps-storm: PKGS = $(STORM_PACKAGES)
-deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm:
+deps-cluster: PKGS = $(CLUSTER_PACKAGES)
+deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm deps-cluster:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -147,6 +150,16 @@ fuzz:
 test-selinux: check-go deps-lab build image image-selinux
 	$(GO) test -count=1 -v -run TestLookupMatchesLibselinux ./wwclient/selabel/
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 25m -v -run TestSELinuxEnforcingBoot ./integration/
+
+# QEMU nodes with NetworkManager and with systemd-networkd (Debian 12 images
+# net-nm, net-networkd: initramfs/debian-image.sh), four NICs each: second NIC
+# with address and MTU, VLAN, bond; root logs in over ssh with the rendered
+# host keys, before and after a restart. One QEMU at a time; not part of make test.
+test-cluster: check-go deps-cluster deps-debian-image build image
+	./initramfs/debian-image.sh net-nm $(CURDIR)/build/debian-net-nm
+	./initramfs/debian-image.sh net-networkd $(CURDIR)/build/debian-net-networkd
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_NET_NM_IMAGE=$(CURDIR)/build/debian-net-nm WW_NET_NETWORKD_IMAGE=$(CURDIR)/build/debian-net-networkd \
+	  $(GO) test -count=1 -timeout 50m -v -run 'TestCluster' ./integration/
 
 # Opt-in measurements and the firmware-against-servers boots that make test
 # leaves out (minutes each): DHCP exchanges per second, TFTP throughput

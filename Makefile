@@ -25,10 +25,11 @@ DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
 # kea-admin ships perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus.
 TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
 # server/netrender's tool checks: systemd-networkd (systemd) and the libraries
-# of the network tools unpacked under build/nettools (see NETTOOLS below).
-TEST_PACKAGES += systemd libglib2.0-0 libgnutls30
+# of the network tools unpacked under build/nettools (see NETTOOLS below);
+# ssh-keygen reads the host keys server/hostkeys writes.
+TEST_PACKAGES += systemd libglib2.0-0 libgnutls30 openssh-client
 # test-cluster: ssh and ping from the lab's namespace to the nodes.
-CLUSTER_PACKAGES := $(TEST_PACKAGES) openssh-client iputils-ping
+CLUSTER_PACKAGES := $(TEST_PACKAGES) iputils-ping
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0

@@ -31,6 +31,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/wwcluster/ww/server/atomicfile"
 )
 
 // Key types, in the order sshd's default HostKey lines name them.
@@ -183,26 +185,9 @@ func generate(typ, comment string) (*pem.Block, []byte, error) {
 	return block, []byte(line), nil
 }
 
-// writeFile writes a 0600 file atomically (temporary name, fsync, rename).
+// writeFile writes a 0600 file atomically (server/atomicfile).
 func writeFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 func mkdirPrivate(dirs ...string) error {

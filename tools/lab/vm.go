@@ -75,6 +75,19 @@ type VM struct {
 	Started   time.Time
 }
 
+// tapNICArgs appends a virtio NIC on a new tap, without boot ROM, per MAC.
+func (l *Lab) tapNICArgs(ctx context.Context, args []string, macs []string) ([]string, error) {
+	for i, mac := range macs {
+		tap, err := l.AddTap(ctx)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-netdev", fmt.Sprintf("tap,id=t%d,ifname=%s,script=no,downscript=no", i, tap),
+			"-device", fmt.Sprintf("virtio-net-pci,mac=%s,netdev=t%d,romfile=", mac, i))
+	}
+	return args, nil
+}
+
 // WaitForLine waits for a serial console line containing substr.
 func (v *VM) WaitForLine(ctx context.Context, substr string) (string, error) {
 	return WaitForLine(ctx, v.SerialLog, substr, v.Done())
@@ -170,13 +183,9 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	for _, m := range o.ExtraNICs {
 		args = append(args, "-device", m)
 	}
-	for i, mac := range o.TapNICs {
-		tap, err := l.AddTap(ctx)
-		if err != nil {
-			return nil, err
-		}
-		args = append(args, "-netdev", fmt.Sprintf("tap,id=t%d,ifname=%s,script=no,downscript=no", i, tap),
-			"-device", fmt.Sprintf("virtio-net-pci,mac=%s,netdev=t%d,romfile=", mac, i))
+	args, err := l.tapNICArgs(ctx, args, o.TapNICs)
+	if err != nil {
+		return nil, err
 	}
 	if o.AssetTag != "" {
 		if strings.ContainsAny(o.AssetTag, ",=") {

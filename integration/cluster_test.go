@@ -111,9 +111,7 @@ func clusterNode(t *testing.T, imageEnv, stackWord string) {
 		}
 	}
 	for _, addr := range []string{"10.98.0.11", "10.97.0.11"} {
-		if out, err := exec.CommandContext(e.ctx, "ip", "netns", "exec", l.NS, "ping", "-c", "1", "-W", "5", addr).CombinedOutput(); err != nil {
-			t.Errorf("ping %s from the server's namespace: %v\n%s", addr, err, out)
-		}
+		e.ping(l, addr)
 	}
 	if t.Failed() {
 		t.Logf("node report:\n%s", report)
@@ -126,6 +124,25 @@ func clusterNode(t *testing.T, imageEnv, stackWord string) {
 	if out := e.ssh(l, n.IP, "cat /proc/sys/kernel/random/boot_id"); len(strings.TrimSpace(out)) < 32 {
 		t.Errorf("second login: %q", out)
 	}
+}
+
+// ping waits up to a minute (the stack may still be configuring the device)
+// for one echo reply from addr to the server's namespace.
+func (e *env) ping(l *lab.Lab, addr string) {
+	e.t.Helper()
+	var out []byte
+	var err error
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		// each try waits up to 5 s for its reply: no other pause needed
+		out, err = exec.CommandContext(e.ctx, "ip", "netns", "exec", l.NS, "ping", "-c", "1", "-W", "5", addr).CombinedOutput()
+		if err == nil {
+			return
+		}
+		if strings.Contains(string(out), "exec of") {
+			break // no ping binary (iputils-ping, in CLUSTER_PACKAGES)
+		}
+	}
+	e.t.Errorf("ping %s from the server's namespace: %v\n%s", addr, err, out)
 }
 
 // ssh runs a command on the node as root from the server's namespace with

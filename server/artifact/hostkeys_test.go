@@ -115,7 +115,7 @@ func TestHostKeysStableRuntimeOnly(t *testing.T) {
 		t.Fatalf("prune: %v %v", gone, err)
 	}
 	kh = runtime(b2, "n001")["etc/ssh/ssh_known_hosts"].data
-	if strings.Contains(kh, "n002") || !strings.Contains(kh, "n001,10.0.2.11 ssh-ed25519 ") {
+	if strings.Contains(kh, "\nn002,") || !strings.Contains(kh, "n001,10.0.2.11 ssh-ed25519 ") {
 		t.Errorf("known_hosts after prune:\n%s", kh)
 	}
 }

@@ -60,7 +60,7 @@ func TestKeysOpenSSHFormatStablePruned(t *testing.T) {
 	}
 	kh, err := s.KnownHosts([]*config.PublicNode{{Name: "n1", Network: []config.NetDev{{IPAddr: "10.0.0.1",
 		NetDevExtra: config.NetDevExtra{IPAddr6: "fd00::1"}}}}, {Name: "n3"}})
-	if err != nil || !strings.Contains(kh, "n1,10.0.0.1,fd00::1 ssh-ed25519 ") || strings.Contains(kh, "n3") {
+	if err != nil || !strings.Contains(kh, "n1,10.0.0.1,fd00::1 ssh-ed25519 ") || strings.Contains(kh, "\nn3") {
 		t.Fatalf("known hosts %q %v", kh, err)
 	}
 	gone, err := s.Prune([]string{"n1"})

@@ -362,3 +362,17 @@ func (s *Store) EnsureAll(names []string, types []string, workers int) (int, err
 	}
 	return made, errors.Join(errs...)
 }
+
+// Remove deletes the keys of the named nodes (`wwserver node delete`);
+// names without keys are skipped.
+func (s *Store) Remove(names []string) error {
+	for _, n := range names {
+		if checkName(n) != nil {
+			continue
+		}
+		if err := os.RemoveAll(s.Path("nodes", n)); err != nil {
+			return fmt.Errorf("host keys of %s: %w", n, err)
+		}
+	}
+	return nil
+}

@@ -84,6 +84,7 @@ nodes, image list, profile list) also take it as DIR.`,
 		newUpgradeCmd(),
 		newPowerCmd(),
 		newConsoleCmd(),
+		newSSHCmd(), // ssh.go
 	)
 	return root
 }

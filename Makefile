@@ -39,6 +39,12 @@ TEST_PACKAGES += rpm
 # power (wwserver power/console): OpenIPMI's BMC simulator ipmi_sim, the BMC
 # of the unit tests in make test and of the QEMU node in make test-power.
 TEST_PACKAGES += openipmi
+# server/netrender's tool checks: systemd-networkd (systemd) and the libraries
+# of the network tools unpacked under build/nettools (see NETTOOLS below);
+# ssh-keygen reads the host keys server/hostkeys writes.
+TEST_PACKAGES += systemd libglib2.0-0 libgnutls30 openssh-client
+# test-cluster: ssh and ping from the lab's namespace to the nodes.
+CLUSTER_PACKAGES := $(TEST_PACKAGES) iputils-ping
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
@@ -49,10 +55,16 @@ ARM64_PACKAGES := qemu-system-arm qemu-efi-aarch64
 # package would start and enable a web server on port 80.
 NGINX_DIR := $(CURDIR)/build/nginx
 NGINX := $(NGINX_DIR)/usr/sbin/nginx
+# nmcli (--offline), ifquery and udevadm check the network files netrender
+# writes; unpacked from Debian's packages under build/, not installed: the
+# packages would start NetworkManager, networking and udevd on this machine.
+NETTOOLS_DIR := $(CURDIR)/build/nettools
+NETTOOLS_PACKAGES := network-manager libnm0 ifupdown udev
+NETTOOLS := $(NETTOOLS_DIR)/usr/bin/nmcli
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: packages pkgroot test-packages image-arm64 test-arm64 bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: packages pkgroot test-packages image-arm64 test-arm64 test-cluster deps-cluster bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -76,7 +88,8 @@ deps-test: PKGS = $(TEST_PACKAGES)
 deps-bench: PKGS = $(BENCH_PACKAGES)
 deps-storm: PKGS = $(STORM_PACKAGES)
 deps-arm64: PKGS = $(ARM64_PACKAGES)
-deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm deps-arm64:
+deps-cluster: PKGS = $(CLUSTER_PACKAGES)
+deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm deps-arm64 deps-cluster:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -95,6 +108,12 @@ $(NGINX):
 	cd $(NGINX_DIR).tmp && { apt-get download -q nginx || { echo "apt-get download nginx failed: run apt-get update (as root), then make again" >&2; exit 1; }; } && dpkg-deb -x nginx_*.deb root
 	rm -rf $(NGINX_DIR) && mv $(NGINX_DIR).tmp/root $(NGINX_DIR) && rm -rf $(NGINX_DIR).tmp
 	$(NGINX) -v
+
+$(NETTOOLS):
+	rm -rf $(NETTOOLS_DIR).tmp && mkdir -p $(NETTOOLS_DIR).tmp
+	cd $(NETTOOLS_DIR).tmp && { apt-get download -q $(NETTOOLS_PACKAGES) || { echo "apt-get download $(NETTOOLS_PACKAGES) failed: run apt-get update (as root), then make again" >&2; exit 1; }; } && for d in *.deb; do dpkg-deb -x $$d root; done
+	rm -rf $(NETTOOLS_DIR) && mv $(NETTOOLS_DIR).tmp/root $(NETTOOLS_DIR) && rm -rf $(NETTOOLS_DIR).tmp
+	LD_LIBRARY_PATH=$(NETTOOLS_DIR)/usr/lib/x86_64-linux-gnu $(NETTOOLS) --version
 
 build: check-go
 	mkdir -p $(BIN)
@@ -159,8 +178,8 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-unit: check-go deps-test build $(NGINX)
-	PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+unit: check-go deps-test build $(NGINX) $(NETTOOLS)
+	WW_NETTOOLS=$(NETTOOLS_DIR) PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
 integration: check-go deps-test build image image-systemd bootloaders packages pkgroot
 	WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
@@ -180,15 +199,23 @@ test-selinux: check-go deps-lab build image image-selinux
 # IPMI power and console through the BMC: a QEMU lab node whose BMC is
 # ipmi_sim (power on/cycle/reset/off, SOL console, wrong password; a few
 # minutes, not part of make test; part of make test-cluster).
-.PHONY: test-power test-cluster
+.PHONY: test-power
 test-power: check-go deps-test build image
 	WW_TEST_POWER=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 15m -v -run 'TestIPMIPowerConsole' ./integration/
-test-cluster: test-power
 
 # arm64 node (QEMU virt, cortex-a57, EDK2, TCG) PXE-boots through DHCP,
 # TFTP, shim, GRUB to a two-stage boot (~1.5 min; not part of make test).
 test-arm64: check-go deps-test deps-arm64 build image image-arm64 bootloaders
 	WW_ARM64=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_ARM64_IMAGE=$(CURDIR)/build/image-arm64 WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v -run 'ARM64|SecureBootGRUBInitrd' ./integration/
+# QEMU nodes with NetworkManager and with systemd-networkd (Debian 12 images
+# net-nm, net-networkd: initramfs/debian-image.sh), four NICs each: second NIC
+# with address and MTU, VLAN, bond; root logs in over ssh with the rendered
+# host keys, before and after a restart. One QEMU at a time; not part of make test. Runs test-power first.
+test-cluster: test-power check-go deps-cluster deps-debian-image build image
+	./initramfs/debian-image.sh net-nm $(CURDIR)/build/debian-net-nm
+	./initramfs/debian-image.sh net-networkd $(CURDIR)/build/debian-net-networkd
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_NET_NM_IMAGE=$(CURDIR)/build/debian-net-nm WW_NET_NETWORKD_IMAGE=$(CURDIR)/build/debian-net-networkd \
+	  $(GO) test -count=1 -timeout 50m -v -run 'TestCluster' ./integration/
 
 # Opt-in measurements and the firmware-against-servers boots that make test
 # leaves out (minutes each): DHCP exchanges per second, TFTP throughput

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"text/template"
 
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/netrender"
 	"github.com/wwcluster/ww/wwclient/nodeconf"
 )
 
@@ -65,7 +67,25 @@ var funcs = template.FuncMap{
 	// on these templates (TestRuntimeOverlayAccountsFromImage).
 	"mergelines":  func(base string, extra ...string) string { return base + strings.Join(extra, "") },
 	"lockmissing": func(accounts, shadow string) string { return shadow },
+	// server/netrender renders the network files (tested there and in
+	// server/artifact); here as for an image with ifupdown.
+	"netfiles": func(kind string, d data) ([]netrender.File, error) {
+		n := &config.Node{Name: d.Node.Name}
+		for _, x := range d.Node.Network {
+			n.Network = append(n.Network, config.NetDev{Name: x.Name, HWAddr: x.HWAddr, IPAddr: x.IPAddr,
+				Netmask: x.Netmask, Gateway: x.Gateway, Primary: x.Primary,
+				NetDevExtra: config.NetDevExtra{Type: config.NetEthernet, OnBoot: true}})
+		}
+		return netrender.Files(kind, config.StackIfupdown, n)
+	},
+	"file": func(name string) string { return "\n=== file " + name + "\n" },
+	// server/hostkeys (tested there and in server/artifact)
+	"hostkeys": func(kind string, d data) ([]struct{ Name, Content string }, error) { return nil, nil },
 }
+
+// KnownHosts and ClusterRootKey mirror the server's (server/artifact/hostkeys.go).
+func (d data) KnownHosts() (string, error)     { return "", nil }
+func (d data) ClusterRootKey() (string, error) { return "", nil }
 
 func render(t *testing.T, p string, d data) string {
 	t.Helper()

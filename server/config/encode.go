@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,6 +101,7 @@ func (e *encoder) entry(kind, name string, en *Entry) {
 	e.str("asset_key", en.AssetKey)
 	e.str("ipxe_template", en.IPXETemplate)
 	e.boolean("discoverable", en.Discoverable)
+	e.networkEntry(&en.NetworkEntry) // netdev_encode.go
 	if len(en.Tags) > 0 {
 		e.line("[" + head + ".tags]")
 		keys := make([]string, 0, len(en.Tags))
@@ -127,6 +129,7 @@ func (e *encoder) entry(kind, name string, en *Entry) {
 		e.str("netmask", nd.Netmask)
 		e.str("gateway", nd.Gateway)
 		e.boolean("primary", nd.Primary)
+		e.devExtra(&nd.NetDevExtraEntry)
 	}
 	e.bmc(head, en.BMC)
 }
@@ -257,6 +260,9 @@ func SameEntry(a, b *Entry) bool {
 		}
 		return out
 	}
+	if !reflect.DeepEqual(a.NetworkEntry, b.NetworkEntry) {
+		return false
+	}
 	da, db := devs(a.Network), devs(b.Network)
 	if len(da) != len(db) {
 		return false
@@ -264,7 +270,8 @@ func SameEntry(a, b *Entry) bool {
 	for k, x := range da {
 		y, ok := db[k]
 		if !ok || !sameStr(x.HWAddr, y.HWAddr) || !sameStr(x.IPAddr, y.IPAddr) || !sameStr(x.Netmask, y.Netmask) ||
-			!sameStr(x.Gateway, y.Gateway) || !sameBool(x.Primary, y.Primary) {
+			!sameStr(x.Gateway, y.Gateway) || !sameBool(x.Primary, y.Primary) ||
+			!reflect.DeepEqual(x.NetDevExtraEntry, y.NetDevExtraEntry) {
 			return false
 		}
 	}

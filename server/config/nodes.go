@@ -25,6 +25,7 @@ type NetDev struct {
 	Netmask string `json:"netmask,omitempty"`
 	Gateway string `json:"gateway,omitempty"`
 	Primary bool   `json:"primary"`
+	NetDevExtra
 }
 
 // Node is a node with its profiles merged in; resolved once per config load.
@@ -45,6 +46,7 @@ type Node struct {
 	IPXETemplate string            `json:"ipxe_template,omitempty"`
 	Tags         map[string]string `json:"tags,omitempty"`
 	Network      []NetDev          `json:"network"` // primary first, then by name
+	NetworkConf
 	// Discoverable nodes without a primary MAC are given to the next unknown
 	// MAC that asks for an iPXE script (see server/nodeedit).
 	Discoverable bool `json:"discoverable,omitempty"`
@@ -83,9 +85,10 @@ type PublicNode struct {
 	IPXETemplate    string            `json:"ipxe_template,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
 	Network         []NetDev          `json:"network"`
-	Discoverable    bool              `json:"discoverable,omitempty"`
-	File            string            `json:"-"`
-	BMC             *BMC              `json:"bmc,omitempty"`
+	NetworkConf
+	Discoverable bool   `json:"discoverable,omitempty"`
+	File         string `json:"-"`
+	BMC          *BMC   `json:"bmc,omitempty"`
 }
 
 // Primary returns the node's primary network device (zero value if none).
@@ -102,7 +105,7 @@ func (n *Node) Public() *PublicNode {
 	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
 		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
 		Root: n.Root, Boot: n.Boot, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
-		Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader, BMC: n.BMC}
+		NetworkConf: n.NetworkConf, Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader, BMC: n.BMC}
 }
 
 // Nodes is the resolved node database of one config generation.
@@ -141,6 +144,7 @@ type Entry struct {
 	Tags            map[string]string       `toml:"tags"`
 	Network         map[string]*NetDevEntry `toml:"network"`
 	BMC             *BMCEntry               `toml:"bmc"`
+	NetworkEntry
 }
 
 // NetDevEntry is one [nodes.X.network.DEV] table as written.
@@ -150,6 +154,7 @@ type NetDevEntry struct {
 	Netmask *string `toml:"netmask"`
 	Gateway *string `toml:"gateway"`
 	Primary *bool   `toml:"primary"`
+	NetDevExtraEntry
 }
 
 // File is the content of one nodes file as written.
@@ -580,6 +585,7 @@ func (c *nodeCheck) checkKeys(n *Node, e *Entry, unresolved bool) {
 			}
 		}
 	}
+	c.checkNetworkConf(n) // netdev.go
 	if n.Kernel != "" && (strings.HasPrefix(n.Kernel, "/") || strings.Contains("/"+n.Kernel+"/", "/../")) {
 		c.nfail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
 	}
@@ -612,8 +618,11 @@ func (c *nodeCheck) resolveNetwork(n *Node) {
 	if primaries > 1 {
 		c.nfail(c.key+".network", "%d devices are marked primary; at most one may be", primaries)
 	}
+	c.checkDevLinks(n) // netdev.go: bonds, vlans, gateways
 	if primaries == 0 && len(n.Network) > 0 {
-		n.Network[0].Primary = true // a single or first device is primary by default
+		// a single or first device is primary by default (netdev.go: an
+		// ethernet card before bonds, vlans and IPoIB)
+		n.Network[defaultPrimary(n.Network)].Primary = true
 	}
 	if len(n.Network) > 1 {
 		sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
@@ -624,7 +633,7 @@ func (c *nodeCheck) resolveNetwork(n *Node) {
 func (c *nodeCheck) checkDev(d string, rd *NetDevEntry) NetDev {
 	dk := c.key + ".network." + d
 	dev := NetDev{Name: d}
-	if rd.HWAddr != nil {
+	if rd.HWAddr != nil && !rd.infiniband() { // netdev.go checks an IPoIB address
 		mac, err := nodeapi.NormalizeMAC(*rd.HWAddr)
 		if err == nil {
 			err = CheckUnicastMAC(mac)
@@ -655,6 +664,7 @@ func (c *nodeCheck) checkDev(d string, rd *NetDevEntry) NetDev {
 		c.nfail(dk+".ipaddr", "%v", err)
 	}
 	dev.Primary = rd.Primary != nil && *rd.Primary
+	c.checkDevExtra(dk, rd, &dev) // netdev.go
 	return dev
 }
 
@@ -742,7 +752,9 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 		if d.Primary != nil {
 			cur.Primary = d.Primary
 		}
+		cur.NetDevExtraEntry.merge(&d.NetDevExtraEntry)
 	}
+	n.NetworkConf.merge(&r.NetworkEntry)
 }
 
 // ipxeMeta are the character sequences iPXE's script parser gives a

@@ -297,7 +297,7 @@ func TestPublicNodeIsNodeWithoutSecrets(t *testing.T) {
 	}
 	for i, n := range ns.List {
 		p := ns.Public[i]
-		if p.Name != n.Name || p.Primary() != n.Primary() || !reflect.DeepEqual(p.Tags, n.Tags) {
+		if p.Name != n.Name || !reflect.DeepEqual(p.Primary(), n.Primary()) || !reflect.DeepEqual(p.Tags, n.Tags) {
 			t.Errorf("public %+v does not match %+v", p, n)
 		}
 	}

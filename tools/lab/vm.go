@@ -57,6 +57,9 @@ type VMOptions struct {
 	// ExtraNICs are QEMU NIC models (e1000, rtl8139, …) added without a
 	// backend, to check that the image has their drivers.
 	ExtraNICs []string
+	// TapNICs are MACs of more virtio NICs, each on its own tap on the
+	// lab's bridge, without a boot ROM (second NICs, bond members).
+	TapNICs []string
 	// AssetTag sets the SMBIOS chassis asset tag (type 3), where wwclient
 	// reads a node's asset key.
 	AssetTag string
@@ -77,6 +80,19 @@ type VM struct {
 	Firmware  Firmware
 	SerialLog string
 	Started   time.Time
+}
+
+// tapNICArgs appends a virtio NIC on a new tap, without boot ROM, per MAC.
+func (l *Lab) tapNICArgs(ctx context.Context, args []string, macs []string) ([]string, error) {
+	for i, mac := range macs {
+		tap, err := l.AddTap(ctx)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-netdev", fmt.Sprintf("tap,id=t%d,ifname=%s,script=no,downscript=no", i, tap),
+			"-device", fmt.Sprintf("virtio-net-pci,mac=%s,netdev=t%d,romfile=", mac, i))
+	}
+	return args, nil
 }
 
 // WaitForLine waits for a serial console line containing substr.
@@ -184,6 +200,10 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	args = append(args, "-device", nic)
 	for _, m := range o.ExtraNICs {
 		args = append(args, "-device", m)
+	}
+	args, err := l.tapNICArgs(ctx, args, o.TapNICs)
+	if err != nil {
+		return nil, err
 	}
 	if o.AssetTag != "" {
 		if strings.ContainsAny(o.AssetTag, ",=") {

@@ -85,6 +85,7 @@ nodes, image list, profile list) also take it as DIR.`,
 		newUpgradeCmd(),
 		newPowerCmd(),
 		newConsoleCmd(),
+		newSSHCmd(), // ssh.go
 		newGenDocsCmd(),
 	)
 	root.Version = buildinfo.Version(buildVersion)

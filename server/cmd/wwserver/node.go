@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/hostkeys"
 	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/nodeedit"
 )
@@ -146,6 +147,11 @@ func newEntryDeleteCmd(kind nodeedit.Kind) *cobra.Command {
 			}
 			if err := nodeedit.New(root).DeleteEntries(kind, names); err != nil {
 				return err
+			}
+			if kind == nodeedit.Node { // their SSH host keys go with them (ssh.go)
+				if err := hostkeys.New(root).Remove(names); err != nil {
+					return fmt.Errorf("deleted, but: %w", err)
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d %s(s): %s\n", len(names), kind, hostlist.Compress(names))
 			return nil

@@ -50,6 +50,8 @@ type Node struct {
 	Discoverable bool `json:"discoverable,omitempty"`
 	// File is the config file the node is defined in (nodes.toml or nodes.d/X.toml).
 	File string `json:"-"`
+	// bootDefaulted: Boot was set by defaultBoot, not written.
+	bootDefaulted bool
 }
 
 // Primary returns the node's primary network device (zero value if none).
@@ -175,7 +177,8 @@ const (
 	BootTwoStage = "twostage"
 )
 
-// TwoStage reports whether the node boots in two stages.
+// TwoStage reports whether the node boots in two stages (the default for
+// iPXE nodes with a tmpfs root).
 func (n *Node) TwoStage() bool { return n.Boot == BootTwoStage }
 
 // LoadNodes reads and resolves one nodes file at path.

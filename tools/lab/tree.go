@@ -52,7 +52,7 @@ type TreeOptions struct {
 	// TreeDir/overlays/ by the caller before nodes boot.
 	SystemOverlays, RuntimeOverlays []string
 	// Boot is the default profile's boot key ("initrd" or "twostage";
-	// empty: not set, i.e. initrd).
+	// empty: not set, i.e. twostage for iPXE nodes).
 	Boot string
 	// Shim and GRUB, when set, are wwserver.toml's grub.shim and grub.grub
 	// (e.g. build/secureboot from make bootloaders).

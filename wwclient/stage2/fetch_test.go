@@ -209,3 +209,36 @@ func TestFetchCancel(t *testing.T) {
 		t.Fatal("Read after Close succeeded")
 	}
 }
+
+// TestFetchFailoverToUnbuiltServer: the server in use loses a chunk mid-image;
+// the next one has not built the image yet (wwserver builds the chunks
+// when a node asks for the index). The node asks it for the index first,
+// so its chunks are there, and the boot goes on from it.
+func TestFetchFailoverToUnbuiltServer(t *testing.T) {
+	img := sharedImage(t)
+	a, b := newImgServer(t, img), newImgServer(t, img)
+	c := img.ix.Chunks[3]
+	a.set(func(s *imgServer) { s.missing[c.SHA256] = true })
+	b.set(func(s *imgServer) { s.lazy = true })
+	f := fetcher(t, img, a, b)
+	f.o.Rounds = 2
+	got, err := fetchAll(t, f)
+	if err != nil || !bytes.Equal(got, img.stream) {
+		t.Fatalf("err %v, stream equal %v", err, bytes.Equal(got, img.stream))
+	}
+	if n := b.hits(c.SHA256); n != 1 {
+		t.Errorf("chunk asked of b %d times, want once (after its index)", n)
+	}
+	idx, chunk := -1, -1
+	for i, r := range b.log() {
+		if strings.HasPrefix(r, "GET /index/") && idx < 0 {
+			idx = i
+		}
+		if strings.HasPrefix(r, "GET /chunk/") && chunk < 0 {
+			chunk = i
+		}
+	}
+	if idx < 0 || chunk < idx {
+		t.Errorf("b: index asked at %d, first chunk at %d: %q", idx, chunk, b.log())
+	}
+}

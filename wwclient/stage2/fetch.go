@@ -77,6 +77,20 @@ type Fetcher struct {
 	// to mid-image may not hold them yet.
 	indexMu sync.Mutex
 	indexed []bool
+	// sleep waits between attempts (a seam: tests record the waits).
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // NewFetcher checks o and fills in defaults.
@@ -111,7 +125,7 @@ func NewFetcher(o FetchOptions) (*Fetcher, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Fetcher{o: o, indexed: make([]bool, len(o.Servers))}, nil
+	return &Fetcher{o: o, indexed: make([]bool, len(o.Servers)), sleep: sleepCtx}, nil
 }
 
 // base is server i's base URL (no trailing slash).
@@ -144,14 +158,10 @@ func (r *retrier) fail(ctx context.Context, err error) (bool, error) {
 		return false, fmt.Errorf("gave up after %d attempts on %d server(s): %w", r.failures, len(r.f.o.Servers), err)
 	}
 	r.server = (r.server + 1) % len(r.f.o.Servers)
-	t := time.NewTimer(r.bo.Next())
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true, nil
-	case <-ctx.Done():
-		return false, ctx.Err()
+	if err := r.f.sleep(ctx, r.bo.Next()); err != nil {
+		return false, err
 	}
+	return true, nil
 }
 
 // ok makes the server that just answered the one to use next.

@@ -2,8 +2,12 @@ package stage2
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -240,5 +244,48 @@ func TestFetchFailoverToUnbuiltServer(t *testing.T) {
 	}
 	if idx < 0 || chunk < idx {
 		t.Errorf("b: index asked at %d, first chunk at %d: %q", idx, chunk, b.log())
+	}
+}
+
+// TestFetchBackoffAcrossServers: with every server failing, attempts go
+// round the servers in wwserver= order, each wait drawn from the capped
+// exponential backoff, until rounds × servers attempts have failed.
+func TestFetchBackoffAcrossServers(t *testing.T) {
+	img := sharedImage(t)
+	var mu sync.Mutex
+	var order []string
+	var urls []*url.URL
+	for _, name := range []string{"a", "b", "c"} {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			http.Error(w, "down for the test", http.StatusServiceUnavailable)
+		}))
+		t.Cleanup(s.Close)
+		u, _ := url.Parse(s.URL)
+		urls = append(urls, u)
+	}
+	f, err := NewFetcher(FetchOptions{Servers: urls, MAC: testMAC, Digest: img.digest, Rounds: 3,
+		BackoffMin: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waits []time.Duration
+	f.sleep = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	if _, err := f.Index(t.Context()); err == nil || !strings.Contains(err.Error(), "gave up after 9 attempts on 3 server(s)") {
+		t.Fatalf("err %v", err)
+	}
+	if got := strings.Join(order, ""); got != "abcabcabc" {
+		t.Errorf("servers asked in order %q, want abcabcabc", got)
+	}
+	if len(waits) != 8 {
+		t.Fatalf("%d waits, want 8 (between 9 attempts): %v", len(waits), waits)
+	}
+	for i, d := range waits {
+		ceil := min(100*time.Millisecond<<i, 400*time.Millisecond)
+		if d < ceil/2 || d > ceil {
+			t.Errorf("wait %d: %v, want within [%v, %v]", i, d, ceil/2, ceil)
+		}
 	}
 }

@@ -158,3 +158,18 @@ storm: check-go deps-storm deps-debian-image build $(NGINX)
 
 clean:
 	rm -rf $(BIN) build/image
+
+# An image whose compressed archive is over 4 GiB through the second stage: a
+# real wwserver on loopback builds it, stage2 fetches and unpacks it into a
+# tmpfs (~10 GB of disk under TMPDIR, 5 GiB of RAM, minutes; not part of make test).
+.PHONY: test-big
+test-big: check-go deps-test build image
+	WW_BIG=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 60m -v -run 'TestSecondStageBigImage$$' ./integration/
+
+# Node boot time under QEMU TCG, single-stage vs two-stage, BIOS and UEFI, side
+# by side against one wwserver (BENCH_ROUNDS boots of each; ~1-2 min a boot;
+# not part of make test). The table goes to build/bench-boot.md.
+BENCH_ROUNDS ?= 3
+.PHONY: bench-boot
+bench-boot: check-go deps-lab build image
+	WW_BENCH_BOOT=$(BENCH_ROUNDS) WW_BENCH_OUT=$(CURDIR)/build/bench-boot.md WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 0 -v -run 'TestBootTimeBench$$' ./integration/

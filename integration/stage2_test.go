@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -142,7 +143,7 @@ func tailFile(path string, n int) string {
 // chunked image) and returns its wwimage=.
 func imageDigest(t *testing.T, ctx context.Context, base string) string {
 	t.Helper()
-	body, err := get(ctx, &http.Client{Timeout: 2 * time.Minute}, base+"/ipxe/"+realMAC)
+	body, err := getLong(ctx, base+"/ipxe/"+realMAC)
 	if err != nil {
 		t.Fatalf("iPXE script: %v", err)
 	}
@@ -151,6 +152,25 @@ func imageDigest(t *testing.T, ctx context.Context, base string) string {
 		t.Fatalf("the script has no wwimage=:\n%s", body)
 	}
 	return m[1]
+}
+
+// getLong is a GET bounded by ctx only (a script request waits for the
+// image build).
+func getLong(ctx context.Context, u string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s: %s", u, resp.Status, body)
+	}
+	return string(body), err
 }
 
 // cutProxy forwards 127.0.0.1 connections to a server and acts on what
@@ -327,22 +347,36 @@ func memInfoFile(t *testing.T, avail int64) string {
 // progress posts) against servers, unpacking into a new directory.
 func loadVia(t *testing.T, ctx context.Context, digest string, memAvail int64, servers ...*url.URL) (string, string, error) {
 	t.Helper()
+	f := newFetcher(t, digest, servers...)
+	dir := filepath.Join(t.TempDir(), "newroot")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	console, err := loadInto(t, ctx, f, memAvail, dir)
+	return dir, console, err
+}
+
+// newFetcher is the second stage's fetcher of image digest from servers.
+func newFetcher(t *testing.T, digest string, servers ...*url.URL) *stage2.Fetcher {
+	t.Helper()
 	f, err := stage2.NewFetcher(stage2.FetchOptions{Servers: servers, MAC: realMAC, Digest: digest,
 		Client: stage2.NewDownloadClient(0), Log: testLog(t), BackoffMin: 20 * time.Millisecond, BackoffMax: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "newroot")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	return f
+}
+
+// loadInto is loadVia's second stage into dir.
+func loadInto(t *testing.T, ctx context.Context, f *stage2.Fetcher, memAvail int64, dir string) (string, error) {
+	t.Helper()
 	var con sayLines
 	l := &stage2.Loader{Log: testLog(t), MemInfo: memInfoFile(t, memAvail)}
 	// Progress posts as wwclient sends them in secure mode (the default):
 	// from a privileged source port.
 	post := agent.NewHTTPClient(agent.ClientOptions{Secure: true})
-	err = l.Load(ctx, f, f.NewReporter(post, "", 10*time.Millisecond), dir, con.say)
-	return dir, con.String(), err
+	err := l.Load(ctx, f, f.NewReporter(post, "", 10*time.Millisecond), dir, con.say)
+	return con.String(), err
 }
 
 // sameTree compares the unpacked tree with the image (the image's /boot is

@@ -1,0 +1,92 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wwcluster/ww/tools/lab"
+)
+
+// TestBootTimeBench (make bench-boot; WW_BENCH_BOOT=ROUNDS): node boot time
+// under QEMU TCG, single-stage vs two-stage, BIOS and UEFI, side by side in
+// one run against one wwserver: QEMU start to the image's "booted: node"
+// line. Each round boots the four cases once, in a rotated order; the
+// server has built both forms of the image before the first boot (warm).
+func TestBootTimeBench(t *testing.T) {
+	rounds, _ := strconv.Atoi(os.Getenv("WW_BENCH_BOOT"))
+	if rounds <= 0 {
+		t.Skip("boot time benchmark (many QEMU boots): run by make bench-boot")
+	}
+	two, one := lab.LabNode(1), lab.LabNode(2)
+	one.Boot = "initrd"
+	e := newEnvWith(t, time.Duration(rounds)*20*time.Minute, envOptions{Tree: lab.TreeOptions{Nodes: []lab.Node{two, one}}})
+	warm := func(path string) {
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Minute)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.lab.ServerURL()+path, nil)
+		resp, err := e.lab.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatalf("warm %s: %v", path, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for _, p := range []string{"/ipxe/" + two.MAC, "/modules/" + two.MAC, "/image/" + one.MAC, "/overlay/system/" + one.MAC} {
+		warm(p)
+	}
+	type kase struct {
+		fw   lab.Firmware
+		node lab.Node
+		mode string
+	}
+	cases := []kase{{lab.BIOS, one, "single-stage"}, {lab.BIOS, two, "two-stage"}, {lab.UEFI, one, "single-stage"}, {lab.UEFI, two, "two-stage"}}
+	times := map[kase][]time.Duration{}
+	for r := range rounds {
+		for i := range cases {
+			c := cases[(i+r)%len(cases)]
+			vm := e.startVM(lab.VMOptions{Name: fmt.Sprintf("%s-%s-%d", c.node.Name, c.fw, r), MAC: c.node.MAC, Firmware: c.fw})
+			if _, err := vm.WaitForLine(e.ctx, "booted: node "+c.node.Name); err != nil {
+				t.Fatalf("%s %s round %d: %v", c.fw, c.mode, r, err)
+			}
+			d := time.Since(vm.Started)
+			vm.Stop(5 * time.Second)
+			two := strings.Contains(vm.SerialTail(1000000), "wwinit: image unpacked:")
+			if two != (c.mode == "two-stage") {
+				t.Fatalf("%s %s round %d: second stage ran: %v", c.fw, c.mode, r, two)
+			}
+			times[c] = append(times[c], d)
+			t.Logf("round %d: %s %s: booted %s after QEMU started (load %s)", r, c.fw, c.mode, d.Round(100*time.Millisecond), loadAvg())
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| firmware | boot | runs | median | min | max |\n|---|---|---|---|---|---|\n")
+	for _, c := range cases {
+		ds := slices.Clone(times[c])
+		slices.Sort(ds)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.1f s | %.1f s | %.1f s |\n", c.fw, c.mode, len(ds), ds[len(ds)/2].Seconds(), ds[0].Seconds(), ds[len(ds)-1].Seconds())
+	}
+	t.Logf("boot time, QEMU TCG, QEMU start to \"booted: node\":\n%s", b.String())
+	if out := os.Getenv("WW_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// loadAvg is the first field of /proc/loadavg.
+func loadAvg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}

@@ -173,3 +173,14 @@ BENCH_ROUNDS ?= 3
 .PHONY: bench-boot
 bench-boot: check-go deps-lab build image
 	WW_BENCH_BOOT=$(BENCH_ROUNDS) WW_BENCH_OUT=$(CURDIR)/build/bench-boot.md WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 0 -v -run 'TestBootTimeBench$$' ./integration/
+
+# Cold image build by wwserver build, gzip cpio (single-stage) vs zstd chunks
+# (two-stage), side by side (BENCH_IMAGE, default the hpc image; not part of make test).
+BENCH_IMAGE ?= $(CURDIR)/build/debian-hpc
+BENCH_IMAGE_PACKAGES := time
+.PHONY: bench-image deps-bench-image
+deps-bench-image: PKGS = $(BENCH_IMAGE_PACKAGES)
+deps-bench-image:
+	@dpkg-query -W -f='$${Status}' $(PKGS) 2>/dev/null | grep -q "install ok installed" || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(PKGS); }
+bench-image: check-go deps-bench-image build
+	WW_BIN=$(BIN) ./tools/bench/imagebuild.sh $(BENCH_IMAGE) $${BENCH_RUNS:-2}

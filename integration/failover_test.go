@@ -91,13 +91,17 @@ func TestFailoverServerKilled(t *testing.T) {
 			return false
 		}
 		node, _ := st.Node(n.Name)
-		switch node.Stage {
-		case "IMAGE":
+		// Two-stage: iPXE fetches the kernel, drivers and overlays first;
+		// IMAGE is the second stage's index request and progress posts.
+		switch {
+		case node.Heartbeat != nil,
+			node.Stage == "IMAGE" && node.Progress != nil && node.Progress.Total > 0 && node.Progress.Done == node.Progress.Total:
+			t.Fatalf("the node got past the image before A was killed (stage %s, progress %s)", node.Stage, progressOf(node))
+		case node.Stage == "IMAGE":
 			e.lab.KillServer()
 			killedAt = time.Now()
+			t.Logf("A killed at progress %s", progressOf(node))
 			return true
-		case "SYSTEM_OVERLAY", "RUNTIME_OVERLAY":
-			t.Fatalf("the node got past the image before A was killed (stage %s)", node.Stage)
 		}
 		return false
 	})

@@ -97,7 +97,8 @@ func TestFailoverServerKilled(t *testing.T) {
 		case node.Heartbeat != nil,
 			node.Stage == "IMAGE" && node.Progress != nil && node.Progress.Total > 0 && node.Progress.Done == node.Progress.Total:
 			t.Fatalf("the node got past the image before A was killed (stage %s, progress %s)", node.Stage, progressOf(node))
-		case node.Stage == "IMAGE":
+		case node.Stage == "IMAGE" && node.Progress != nil && node.Progress.Done > 0:
+			// mid-image: the node has reported chunks unpacked
 			e.lab.KillServer()
 			killedAt = time.Now()
 			t.Logf("A killed at progress %s", progressOf(node))

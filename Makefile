@@ -168,7 +168,9 @@ test-big: check-go deps-test build image
 
 # Node boot time under QEMU TCG, single-stage vs two-stage, BIOS and UEFI, side
 # by side against one wwserver (BENCH_ROUNDS boots of each; ~1-2 min a boot;
-# not part of make test). The table goes to build/bench-boot.md.
+# not part of make test). The table goes to build/bench-boot.md. Environment:
+# WW_BENCH_IMAGE=build/debian-systemd (timed to the exec of /sbin/init),
+# WW_BENCH_FW=bios (default bios,uefi).
 BENCH_ROUNDS ?= 3
 .PHONY: bench-boot
 bench-boot: check-go deps-lab build image

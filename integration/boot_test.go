@@ -41,7 +41,7 @@ func TestImageDirectBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	vm := e.startVM(lab.VMOptions{Name: "direct", MAC: "52:54:00:99:dd:01", Kernel: p.Kernel, Initrd: initrd,
-		Append: "console=ttyS0 panic=-1", NoTap: true, MemoryMB: 512,
+		Append: strings.Join(lab.DefaultKernelArgs(), " "), NoTap: true, MemoryMB: 512,
 		// the common NICs of QEMU and real hardware need drivers in the image
 		ExtraNICs: []string{"e1000", "rtl8139", "e1000e", "vmxnet3"}})
 	e.waitBooted(vm, "direct")

@@ -148,7 +148,7 @@ func TestSELinuxEnforcingBoot(t *testing.T) {
 		Tree: lab.TreeOptions{
 			Nodes:          []lab.Node{n},
 			SystemOverlays: []string{"wwinit", "wwcheck"},
-			KernelArgs:     []string{"console=ttyS0", "panic=-1", "security=selinux", "selinux=1"},
+			KernelArgs:     append(lab.DefaultKernelArgs(), "security=selinux", "selinux=1"),
 			// The labels set while the root is copied to the tmpfs are
 			// what this checks: the single-stage path (two-stage labels
 			// in place after the switch, wwclient/bootstrap's tests).

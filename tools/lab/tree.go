@@ -44,8 +44,10 @@ type TreeOptions struct {
 	// UpdateInterval is wwclient's heartbeat/runtime overlay interval
 	// (default "5s").
 	UpdateInterval string
-	// KernelArgs for the default profile (default console=ttyS0 panic=-1:
-	// with QEMU's -no-reboot a panic ends the VM at once).
+	// KernelArgs for the default profile (default console=ttyS0 panic=-1
+	// no_timer_check: with QEMU's -no-reboot a panic ends the VM at once;
+	// under TCG on a loaded host the kernel's IO-APIC timer check can run
+	// out of time and panic "IO-APIC + timer doesn't work", so skip it).
 	KernelArgs []string
 	// ImageName under images/ (default: the one `wwserver init` made).
 	ImageName string
@@ -61,6 +63,9 @@ type TreeOptions struct {
 	Shim, GRUB string
 }
 
+// DefaultKernelArgs are the lab nodes' kernel arguments (see TreeOptions.KernelArgs).
+func DefaultKernelArgs() []string { return []string{"console=ttyS0", "panic=-1", "no_timer_check"} }
+
 // WriteTree runs `wwserver init DIR --wwclient BIN` into Dir/tree, packages
 // the lab image as an OCI archive and imports it over the placeholder image
 // with `wwserver image import` (so every lab boot runs through import), and adapts wwserver.toml and nodes.toml to the lab: the server
@@ -72,7 +77,7 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 		opts.UpdateInterval = "5s"
 	}
 	if opts.KernelArgs == nil {
-		opts.KernelArgs = []string{"console=ttyS0", "panic=-1"}
+		opts.KernelArgs = DefaultKernelArgs()
 	}
 	dir := filepath.Join(l.Dir, "tree")
 	if _, err := os.Stat(dir); err == nil {

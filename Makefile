@@ -24,9 +24,14 @@ DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
 # libraries of the nginx binary unpacked for TestStorm20 (see NGINX below);
 # kea-admin ships perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus.
 TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
+# power (wwserver power/console): OpenIPMI's BMC simulator ipmi_sim, the BMC
+# of the unit tests in make test and of the QEMU node in make test-power.
+TEST_PACKAGES += openipmi
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
+# test-arm64: QEMU for arm64 and its UEFI firmware (EDK2 for QEMU virt).
+ARM64_PACKAGES := qemu-system-arm qemu-efi-aarch64
 # nginx (the reference static server of TestStorm20, bench and storm) is
 # unpacked from Debian's nginx package under build/, not installed: the
 # package would start and enable a web server on port 80.
@@ -35,7 +40,7 @@ NGINX := $(NGINX_DIR)/usr/sbin/nginx
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: image-arm64 test-arm64 bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -58,7 +63,8 @@ deps-debian-image: PKGS = $(DEBIAN_IMAGE_PACKAGES)
 deps-test: PKGS = $(TEST_PACKAGES)
 deps-bench: PKGS = $(BENCH_PACKAGES)
 deps-storm: PKGS = $(STORM_PACKAGES)
-deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm:
+deps-arm64: PKGS = $(ARM64_PACKAGES)
+deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm deps-arm64:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -81,6 +87,7 @@ $(NGINX):
 build: check-go
 	mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wwclient ./wwclient
+	CGO_ENABLED=0 GOARCH=arm64 $(GO) build -trimpath -o $(BIN)/arm64/wwclient ./wwclient
 	$(GO) build -trimpath -o $(BIN)/wwserver ./server/cmd/wwserver
 
 # The lab node image (Debian kernel + busybox), cached under build/.
@@ -97,6 +104,11 @@ image-systemd image-selinux image-hpc: image-%: deps-debian-image
 # installed: shim-signed's maintainer scripts would install a boot loader.
 bootloaders:
 	./initramfs/bootloaders.sh $(CURDIR)/build/secureboot
+
+# The arm64 lab node image (Debian linux-image-arm64 + busybox-static:arm64,
+# dpkg --add-architecture arm64 once), cached under build/.
+image-arm64: deps-image
+	WW_ARCH=arm64 ./initramfs/build.sh $(CURDIR)/build/image-arm64
 
 # LAB_ARGS, e.g. --firmware uefi-secureboot (needs make bootloaders) --nodes 2
 lab: check-go deps-lab build image
@@ -132,6 +144,19 @@ fuzz:
 test-selinux: check-go deps-lab build image image-selinux
 	$(GO) test -count=1 -v -run TestLookupMatchesLibselinux ./wwclient/selabel/
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 25m -v -run TestSELinuxEnforcingBoot ./integration/
+
+# IPMI power and console through the BMC: a QEMU lab node whose BMC is
+# ipmi_sim (power on/cycle/reset/off, SOL console, wrong password; a few
+# minutes, not part of make test; part of make test-cluster).
+.PHONY: test-power test-cluster
+test-power: check-go deps-test build image
+	WW_TEST_POWER=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 15m -v -run 'TestIPMIPowerConsole' ./integration/
+test-cluster: test-power
+
+# arm64 node (QEMU virt, cortex-a57, EDK2, TCG) PXE-boots through DHCP,
+# TFTP, shim, GRUB to a two-stage boot (~1.5 min; not part of make test).
+test-arm64: check-go deps-test deps-arm64 build image image-arm64 bootloaders
+	WW_ARM64=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_ARM64_IMAGE=$(CURDIR)/build/image-arm64 WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v -run 'ARM64|SecureBootGRUBInitrd' ./integration/
 
 # Opt-in measurements and the firmware-against-servers boots that make test
 # leaves out (minutes each): DHCP exchanges per second, TFTP throughput

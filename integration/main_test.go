@@ -153,9 +153,10 @@ func newEnvWith(t *testing.T, timeout time.Duration, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("create lab: %v", err)
 	}
+	// A boot written in the tree wins; unset, GRUB nodes default to initrd.
 	e := &env{t: t, ctx: ctx, lab: l, single: o.Tree.Boot == "initrd"}
 	for _, n := range o.Tree.Nodes {
-		e.single = e.single || n.Bootloader == "grub"
+		e.single = e.single || (o.Tree.Boot == "" && n.Boot == "" && n.Bootloader == "grub") || n.Boot == "initrd"
 	}
 	t.Cleanup(func() {
 		if t.Failed() {

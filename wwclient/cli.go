@@ -206,6 +206,11 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 		return nil, fmt.Errorf("server: %w (set server in %s, wwserver= on the kernel command line, or --server)", err, f.config)
 	}
 	lo, hi := eff.Config.SourcePorts()
+	pin := ""
+	if eff.Config.TLSPort > 0 {
+		// Never plain HTTP then: the server refuses it, and the overlay is private.
+		servers, pin = nodeconf.WithTLS(servers, eff.Config.TLSPort), eff.Config.TLSPin()
+	}
 	stateDir := f.stateDir
 	if f.once {
 		stateDir = ""
@@ -228,7 +233,7 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 		Root:       f.root,
 		Version:    version(),
 		Interval:   eff.Config.Interval(),
-		HTTPClient: agent.NewHTTPClient(agent.ClientOptions{Secure: eff.Config.Secure, PortMin: lo, PortMax: hi}),
+		HTTPClient: agent.NewHTTPClient(agent.ClientOptions{Secure: eff.Config.Secure, PortMin: lo, PortMax: hi, TLSPin: pin}),
 		StateDir:   stateDir,
 		Apply:      apply.Options{NoOwner: os.Geteuid() != 0},
 		Logger:     log,

@@ -159,6 +159,7 @@ type TemplateServer struct {
 	Port           int
 	Secure         bool
 	UpdateInterval int // seconds
+	TLSPort        int // HTTPS port of the runtime overlay and heartbeats; 0: TLS off
 }
 
 // Template limits: a template source and its output are small files.
@@ -203,6 +204,7 @@ func newRenderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, error) {
 			Port:           s.Port,
 			Secure:         s.IsSecure(),
 			UpdateInterval: int(s.UpdateInterval.Seconds()),
+			TLSPort:        s.TLSPort(),
 		},
 	}
 	return &renderCtx{data: d, shared: mustJSON(struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -19,6 +20,9 @@ import (
 func WriteNodesFile(w io.Writer, f *File) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	e := encoder{w: bw}
+	if f.Schema != 0 {
+		e.line(SchemaKey + " = " + strconv.Itoa(f.Schema))
+	}
 	for _, kind := range []struct {
 		name string
 		m    map[string]*Entry
@@ -91,6 +95,8 @@ func (e *encoder) entry(kind, name string, en *Entry) {
 	e.list("system_overlays", en.SystemOverlays)
 	e.list("runtime_overlays", en.RuntimeOverlays)
 	e.str("root", en.Root)
+	e.str("boot", en.Boot)
+	e.str("bootloader", en.Bootloader)
 	e.str("asset_key", en.AssetKey)
 	e.str("ipxe_template", en.IPXETemplate)
 	e.boolean("discoverable", en.Discoverable)
@@ -122,6 +128,7 @@ func (e *encoder) entry(kind, name string, en *Entry) {
 		e.str("gateway", nd.Gateway)
 		e.boolean("primary", nd.Primary)
 	}
+	e.bmc(head, en.BMC)
 }
 
 func (e *encoder) str(key string, v *string) {
@@ -232,7 +239,8 @@ func SameEntry(a, b *Entry) bool {
 	if !sameList(a.Profiles, b.Profiles) || !sameStr(a.Image, b.Image) || !sameStr(a.Kernel, b.Kernel) ||
 		!sameList(a.KernelArgs, b.KernelArgs) || !sameList(a.SystemOverlays, b.SystemOverlays) ||
 		!sameList(a.RuntimeOverlays, b.RuntimeOverlays) || !sameStr(a.Root, b.Root) || !sameStr(a.AssetKey, b.AssetKey) ||
-		!sameStr(a.IPXETemplate, b.IPXETemplate) || !sameBool(a.Discoverable, b.Discoverable) || len(a.Tags) != len(b.Tags) {
+		!sameStr(a.IPXETemplate, b.IPXETemplate) || !sameBool(a.Discoverable, b.Discoverable) || len(a.Tags) != len(b.Tags) ||
+		!sameBMC(a.BMC, b.BMC) || !sameStr(a.Boot, b.Boot) || !sameStr(a.Bootloader, b.Bootloader) {
 		return false
 	}
 	for k, v := range a.Tags {

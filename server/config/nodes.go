@@ -50,6 +50,8 @@ type Node struct {
 	Discoverable bool `json:"discoverable,omitempty"`
 	// File is the config file the node is defined in (nodes.toml or nodes.d/X.toml).
 	File string `json:"-"`
+	// BMC: power and console (nil: none); never the password (bmc.go).
+	BMC *BMC `json:"bmc,omitempty"`
 	// bootDefaulted: Boot was set by defaultBoot, not written.
 	bootDefaulted bool
 }
@@ -85,6 +87,7 @@ type PublicNode struct {
 	Network         []NetDev          `json:"network"`
 	Discoverable    bool              `json:"discoverable,omitempty"`
 	File            string            `json:"-"`
+	BMC             *BMC              `json:"bmc,omitempty"`
 }
 
 // Primary returns the node's primary network device (zero value if none).
@@ -101,7 +104,7 @@ func (n *Node) Public() *PublicNode {
 	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
 		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
 		Root: n.Root, Boot: n.Boot, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
-		Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader}
+		Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader, BMC: n.BMC}
 }
 
 // Nodes is the resolved node database of one config generation.
@@ -117,6 +120,9 @@ type Nodes struct {
 	AnyGRUB bool
 	// Hash identifies this generation's content (nodes and profiles).
 	Hash string
+	// bmcPasswords are the inline BMC passwords by node name, kept out of
+	// Node (template data); see BMCPassword.
+	bmcPasswords map[string]string
 }
 
 // Entry is one [nodes.X] or [profiles.X] table as written (nil: not set).
@@ -136,6 +142,7 @@ type Entry struct {
 	Discoverable    *bool                   `toml:"discoverable"`
 	Tags            map[string]string       `toml:"tags"`
 	Network         map[string]*NetDevEntry `toml:"network"`
+	BMC             *BMCEntry               `toml:"bmc"`
 }
 
 // NetDevEntry is one [nodes.X.network.DEV] table as written.
@@ -149,6 +156,7 @@ type NetDevEntry struct {
 
 // File is the content of one nodes file as written.
 type File struct {
+	Schema   int               `toml:"schema,omitempty"` // 0: not written (SchemaLegacy); see schema.go
 	Profiles map[string]*Entry `toml:"profiles,omitempty"`
 	Nodes    map[string]*Entry `toml:"nodes,omitempty"`
 }
@@ -260,12 +268,25 @@ func DecodeNodesFile(src Source) (*File, error) {
 // File: it did not parse).
 func decodeNodesFile(src Source, o *origin, errs *errList) *File {
 	if f, ok := fastParseNodes(src.Data); ok {
+		if msg := schemaProblem(f.Schema, f.Schema != 0); msg != "" {
+			errs.add(&Error{File: src.Path, Line: o.line(SchemaKey), Key: SchemaKey, Msg: msg})
+			return nil
+		}
 		return f
 	}
 	var f File
 	md, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f)
 	if err != nil {
+		if e := newerSchemaError(src.Path, src.Data); e != nil {
+			errs.add(e)
+			return nil
+		}
 		errs.add(tomlError(src.Path, err))
+		return nil
+	}
+	if msg := schemaProblem(f.Schema, md.IsDefined(SchemaKey)); msg != "" {
+		// A newer file may mean anything: nothing else of it is read.
+		errs.add(&Error{File: src.Path, Line: o.line(SchemaKey), Key: SchemaKey, Msg: msg})
 		return nil
 	}
 	for _, k := range md.Undecoded() {
@@ -336,6 +357,7 @@ func resolveNodes(files []Decoded, errs *errList, broken bool) (*Nodes, error) {
 	r.collect(files)
 	names := r.checkNames()
 	r.checkKernelArgs()
+	r.checkBMCEntries()
 	r.ns = &Nodes{ByName: make(map[string]*Node, len(names)), ByMAC: make(map[string]*Node, len(names)),
 		ByIP: make(map[string]*Node, len(names)), List: make([]*Node, 0, len(names)), Public: make([]*PublicNode, 0, len(names))}
 	for _, name := range names {
@@ -456,6 +478,7 @@ type nodeCheck struct {
 	*resolver
 	key string // "nodes.NAME"
 	bad bool
+	bmc BMCEntry // the node's merged bmc tables
 }
 
 func (c *nodeCheck) nfail(k, format string, a ...any) {
@@ -487,6 +510,13 @@ func (r *resolver) resolveNode(name string) {
 	if n.Discoverable && n.Primary().HWAddr == "" {
 		ns.Undiscovered = append(ns.Undiscovered, n)
 	}
+	var pw string
+	if n.BMC, pw = resolveBMC(&c.bmc); pw != "" {
+		if ns.bmcPasswords == nil {
+			ns.bmcPasswords = map[string]string{}
+		}
+		ns.bmcPasswords[name] = pw
+	}
 	ns.List = append(ns.List, n)
 	ns.Public = append(ns.Public, n.Public())
 	ns.ByName[name] = n
@@ -514,8 +544,10 @@ func (c *nodeCheck) merge(n *Node, e *Entry) (unresolved bool) {
 			continue
 		}
 		n.merge(pw.e, c.devs)
+		mergeBMC(&c.bmc, pw.e.BMC)
 	}
 	n.merge(e, c.devs)
+	mergeBMC(&c.bmc, e.BMC)
 	return unresolved
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/image"
+	"github.com/wwcluster/ww/server/tlscert"
 )
 
 // Image is the image init creates; nodes.toml's default profile uses it.
@@ -88,6 +89,10 @@ func Write(o Options) (*Result, error) {
 		return nil, err
 	}
 	if err := r.writeImage(dir, o.ImageFrom); err != nil {
+		return nil, err
+	}
+	// The HTTPS certificate and its pin (kept when --force finds one).
+	if _, err := tlscert.Create(dir, []string{addr}); err != nil && !errors.Is(err, tlscert.ErrExists) {
 		return nil, err
 	}
 	r.URL = "http://" + net.JoinHostPort(addr, portOf(o.Listen))

@@ -35,6 +35,9 @@ type RenderOptions struct {
 	// Now is the time ages are measured from; zero means the report's Now,
 	// or the current time when the report has none.
 	Now time.Time
+	// Power, when not nil, adds a POWER column: the node's power state by
+	// name ("--" for nodes not in it). Unknown MACs have no BMC.
+	Power map[string]string
 }
 
 // Column widths of the table. The name column widens to the longest name
@@ -81,6 +84,7 @@ func Render(w io.Writer, r *Report, opts RenderOptions) error {
 	table(bw, "NODENAME", r.Nodes, r.UpdateIntervalSeconds, now, opts, nw)
 	if len(r.Unknown) > 0 {
 		bw.WriteString("\n")
+		opts.Power = nil
 		table(bw, "UNKNOWN MAC", r.Unknown, r.UpdateIntervalSeconds, now, opts, nw)
 	}
 	return bw.Flush()
@@ -90,8 +94,20 @@ func table(w *bufio.Writer, title string, rows []NodeStatus, interval int64, now
 	row := func(name, stage, sent, last string) string {
 		return fmt.Sprintf("%-*s %-*s %-*s %s", nw, name, stageWidth, stage, sentWidth, sent, last)
 	}
+	width := nw + stageWidth + sentWidth + 3 + len(lastHeader)
+	if opts.Power != nil { // POWER last, LASTSEEN padded to its header
+		plain := row
+		row = func(name, stage, sent, last string) string {
+			p := "POWER"
+			if name != title {
+				p = dash(opts.Power[name])
+			}
+			return fmt.Sprintf("%s%-*s %s", plain(name, stage, sent, ""), len(lastHeader), last, p)
+		}
+		width += len(" POWER")
+	}
 	w.WriteString(row(title, "STAGE", "SENT", lastHeader) + "\n")
-	w.WriteString(strings.Repeat("=", nw+stageWidth+sentWidth+3+len(lastHeader)) + "\n")
+	w.WriteString(strings.Repeat("=", width) + "\n")
 	rows = sorted(rows, opts.Sort)
 	for _, ns := range rows {
 		stage, sent, last := clip(StageText(ns), stageWidth), clip(ShortSent(dash(ns.Sent)), sentWidth), "--"

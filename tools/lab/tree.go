@@ -61,6 +61,15 @@ type TreeOptions struct {
 	// Shim and GRUB, when set, are wwserver.toml's grub.shim and grub.grub
 	// (e.g. build/secureboot from make bootloaders).
 	Shim, GRUB string
+	// ShimARM64 and GRUBARM64, when set, are grub.shim_arm64 and
+	// grub.grub_arm64.
+	ShimARM64, GRUBARM64 string
+	// Arch is the image's architecture (GOARCH name; default amd64): the
+	// OCI archive says so and the import picks it with --platform linux/ARCH.
+	Arch string
+	// TLS enables [tls] (runtime overlay and heartbeats over HTTPS on
+	// :9874, the certificate and pin `wwserver init` made).
+	TLS bool
 }
 
 // DefaultKernelArgs are the lab nodes' kernel arguments (see TreeOptions.KernelArgs).
@@ -91,10 +100,14 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	l.Log.Info("wwserver init", "dir", dir, "out", string(bytes.TrimSpace([]byte(out))))
 	l.TreeDir = dir
 	archive := filepath.Join(l.Dir, "image.oci.tar")
-	if err := WriteOCIArchive(l.Paths.Image, archive); err != nil {
+	arch := opts.Arch
+	if arch == "" {
+		arch = "amd64"
+	}
+	if err := WriteOCIArchiveFor(l.Paths.Image, archive, arch); err != nil {
 		return err
 	}
-	out, err = run(ctx, l.Paths.Wwserver, "image", "import", "--quiet", archive, "default", "--root", dir)
+	out, err = run(ctx, l.Paths.Wwserver, "image", "import", "--quiet", "--platform", "linux/"+arch, archive, "default", "--root", dir)
 	os.Remove(archive) // as large as the image; the imported tree is what serves
 	if err != nil {
 		return err
@@ -122,14 +135,15 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	tftp["enabled"] = true
 	tftp["listen"] = ":69"
 	tftp["dir"] = l.Paths.IPXEDir
-	if opts.Shim != "" || opts.GRUB != "" {
-		g := subTable(srv, "grub")
-		if opts.Shim != "" {
-			g["shim"] = opts.Shim
+	for _, f := range []struct{ key, val string }{
+		{"shim", opts.Shim}, {"grub", opts.GRUB}, {"shim_arm64", opts.ShimARM64}, {"grub_arm64", opts.GRUBARM64},
+	} {
+		if f.val != "" {
+			subTable(srv, "grub")[f.key] = f.val
 		}
-		if opts.GRUB != "" {
-			g["grub"] = opts.GRUB
-		}
+	}
+	if opts.TLS {
+		subTable(srv, "tls")["enabled"] = true
 	}
 	if err := encodeFile(filepath.Join(dir, "wwserver.toml"), srv); err != nil {
 		return err

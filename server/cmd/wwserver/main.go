@@ -80,6 +80,10 @@ nodes, image list, profile list) also take it as DIR.`,
 		newRenderCmd(),
 		newBuildCmd(),
 		newCheckCmd(),
+		newTLSCmd(),
+		newUpgradeCmd(),
+		newPowerCmd(),
+		newConsoleCmd(),
 	)
 	return root
 }

@@ -39,6 +39,7 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringVar(&f.NetDev, "netdev", "eth0", "network device the network flags apply to")
 	fl.StringVar(&f.Netmask, "netmask", "", "netmask of the network device")
 	fl.StringVar(&f.Gateway, "gateway", "", "gateway of the network device")
+	addBMCFlags(cmd, &f.BMC)
 }
 
 func newNodeCmd() *cobra.Command {

@@ -242,3 +242,31 @@ storm: check-go deps-storm deps-debian-image build $(NGINX)
 
 clean:
 	rm -rf $(BIN) build/image
+
+# An image whose compressed archive is over 4 GiB through the second stage: a
+# real wwserver on loopback builds it, stage2 fetches and unpacks it into a
+# tmpfs (~10 GB of disk under TMPDIR, 5 GiB of RAM, minutes; not part of make test).
+.PHONY: test-big
+test-big: check-go deps-test build image
+	WW_BIG=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 60m -v -run 'TestSecondStageBigImage$$' ./integration/
+
+# Node boot time under QEMU TCG, single-stage vs two-stage, BIOS and UEFI, side
+# by side against one wwserver (BENCH_ROUNDS boots of each; ~1-2 min a boot;
+# not part of make test). The table goes to build/bench-boot.md. Environment:
+# WW_BENCH_IMAGE=build/debian-systemd (timed to the exec of /sbin/init),
+# WW_BENCH_FW=bios (default bios,uefi).
+BENCH_ROUNDS ?= 3
+.PHONY: bench-boot
+bench-boot: check-go deps-lab build image
+	WW_BENCH_BOOT=$(BENCH_ROUNDS) WW_BENCH_OUT=$(CURDIR)/build/bench-boot.md WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 0 -v -run 'TestBootTimeBench$$' ./integration/
+
+# Cold image build by wwserver build, gzip cpio (single-stage) vs zstd chunks
+# (two-stage), side by side (BENCH_IMAGE, default the hpc image; not part of make test).
+BENCH_IMAGE ?= $(CURDIR)/build/debian-hpc
+BENCH_IMAGE_PACKAGES := time
+.PHONY: bench-image deps-bench-image
+deps-bench-image: PKGS = $(BENCH_IMAGE_PACKAGES)
+deps-bench-image:
+	@dpkg-query -W -f='$${Status}' $(PKGS) 2>/dev/null | grep -q "install ok installed" || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(PKGS); }
+bench-image: check-go deps-bench-image build
+	WW_BIN=$(BIN) ./tools/bench/imagebuild.sh $(BENCH_IMAGE) $${BENCH_RUNS:-2}

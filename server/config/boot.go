@@ -1,5 +1,31 @@
 package config
 
+// defaultBoot is the boot mode of a node that sets none (nor do its
+// profiles): two-stage, unless the root stays in the initramfs (two-stage
+// unpacks into a tmpfs) or the node boots with GRUB, whose two-stage path
+// is not proven yet (Load also applies the server's default loader: see
+// applyServerLoader).
+func defaultBoot(n *Node) string {
+	if n.Root == RootInitramfs || n.Bootloader == LoaderGRUB {
+		return BootInitrd
+	}
+	n.bootDefaulted = true
+	return BootTwoStage
+}
+
+// applyServerLoader gives the nodes whose boot mode was defaulted and
+// whose loader is the server's default GRUB the single-stage boot.
+func applyServerLoader(srv *Server, ns *Nodes) {
+	if srv == nil || ns == nil || srv.Bootloader != LoaderGRUB {
+		return
+	}
+	for _, n := range ns.ByName {
+		if n.bootDefaulted && n.Bootloader == "" {
+			n.Boot = BootInitrd
+		}
+	}
+}
+
 // checkBoot defaults and validates the merged boot mode of node n (key
 // "nodes.NAME", written as r), blaming the node or profile entry that set
 // the value, so the error's file:line is where the value is written.
@@ -15,7 +41,7 @@ func checkBoot(n *Node, key string, r *Entry, profileBoot func(profile string) *
 		}
 	}
 	if n.Boot == "" {
-		n.Boot = BootInitrd
+		n.Boot = defaultBoot(n)
 	}
 	switch n.Boot {
 	case BootInitrd:

@@ -54,6 +54,8 @@ type Node struct {
 	File string `json:"-"`
 	// BMC: power and console (nil: none); never the password (bmc.go).
 	BMC *BMC `json:"bmc,omitempty"`
+	// bootDefaulted: Boot was set by defaultBoot, not written.
+	bootDefaulted bool
 }
 
 // Primary returns the node's primary network device (zero value if none).
@@ -188,7 +190,8 @@ const (
 	BootTwoStage = "twostage"
 )
 
-// TwoStage reports whether the node boots in two stages.
+// TwoStage reports whether the node boots in two stages (the default for
+// iPXE nodes with a tmpfs root).
 func (n *Node) TwoStage() bool { return n.Boot == BootTwoStage }
 
 // LoadNodes reads and resolves one nodes file at path.

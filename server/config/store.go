@@ -315,6 +315,7 @@ func Load(root string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	applyServerLoader(srv, nodes) // boot.go
 	return &Snapshot{Server: srv, Nodes: nodes}, nil
 }
 

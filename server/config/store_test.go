@@ -279,7 +279,9 @@ func TestPublicNodeIsNodeWithoutSecrets(t *testing.T) {
 		m := map[string]reflect.Type{}
 		rt := reflect.TypeOf(v)
 		for i := range rt.NumField() {
-			m[rt.Field(i).Name] = rt.Field(i).Type
+			if rt.Field(i).IsExported() { // unexported: load bookkeeping
+				m[rt.Field(i).Name] = rt.Field(i).Type
+			}
 		}
 		return m
 	}

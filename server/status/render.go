@@ -126,12 +126,29 @@ func table(w *bufio.Writer, title string, rows []NodeStatus, interval int64, now
 }
 
 // StageText is how the table shows a row's stage: the stage, followed by
-// the node's download progress when it reported one ("IMAGE 41%").
+// the node's download progress when it reported one, in percent and bytes
+// ("IMAGE 41% 420M/1.0G": at most 20 characters, the column's width).
 func StageText(ns NodeStatus) string {
 	if ns.Progress == nil || ns.Stage == "" {
 		return dash(ns.Stage)
 	}
-	return ns.Stage + " " + strconv.FormatInt(ns.Progress.Percent(), 10) + "%"
+	return ns.Stage + " " + strconv.FormatInt(ns.Progress.Percent(), 10) + "% " +
+		shortBytes(ns.Progress.Done) + "/" + shortBytes(ns.Progress.Total)
+}
+
+// shortBytes is n in at most 4 characters: 512, 9.5K, 420M, 1.2G, 35G.
+func shortBytes(n int64) string {
+	v, unit := float64(max(n, 0)), ""
+	for _, u := range []string{"K", "M", "G", "T", "P"} {
+		if v < 1000 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	if unit != "" && v < 9.95 {
+		return strconv.FormatFloat(v, 'f', 1, 64) + unit
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + unit
 }
 
 // ShortSent is how the table shows a SENT value: the boot file URL DHCP

@@ -22,6 +22,8 @@ type Node struct {
 	AssetKey string
 	// Bootloader, when set, is the node's bootloader ("ipxe" or "grub").
 	Bootloader string
+	// Boot, when set, is the node's boot mode ("initrd" or "twostage").
+	Boot string
 }
 
 // LabNode returns node i (1-based): n00i, MAC 52:54:00:99:00:i, 10.99.0.(10+i).
@@ -54,7 +56,7 @@ type TreeOptions struct {
 	// TreeDir/overlays/ by the caller before nodes boot.
 	SystemOverlays, RuntimeOverlays []string
 	// Boot is the default profile's boot key ("initrd" or "twostage";
-	// empty: not set, i.e. initrd).
+	// empty: not set, i.e. twostage for iPXE nodes).
 	Boot string
 	// Shim and GRUB, when set, are wwserver.toml's grub.shim and grub.grub
 	// (e.g. build/secureboot from make bootloaders).
@@ -209,6 +211,9 @@ func (l *Lab) SetNodes(nodes []Node) error {
 		}
 		if n.Bootloader != "" {
 			entry["bootloader"] = n.Bootloader
+		}
+		if n.Boot != "" {
+			entry["boot"] = n.Boot
 		}
 		nt[n.Name] = entry
 	}

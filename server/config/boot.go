@@ -1,29 +1,13 @@
 package config
 
 // defaultBoot is the boot mode of a node that sets none (nor do its
-// profiles): two-stage, unless the root stays in the initramfs (two-stage
-// unpacks into a tmpfs) or the node boots with GRUB, whose two-stage path
-// is not proven yet (Load also applies the server's default loader: see
-// applyServerLoader).
+// profiles): two-stage for every loader (iPXE and GRUB, x86 and arm64),
+// unless the root stays in the initramfs (two-stage unpacks into a tmpfs).
 func defaultBoot(n *Node) string {
-	if n.Root == RootInitramfs || n.Bootloader == LoaderGRUB {
+	if n.Root == RootInitramfs {
 		return BootInitrd
 	}
-	n.bootDefaulted = true
 	return BootTwoStage
-}
-
-// applyServerLoader gives the nodes whose boot mode was defaulted and
-// whose loader is the server's default GRUB the single-stage boot.
-func applyServerLoader(srv *Server, ns *Nodes) {
-	if srv == nil || ns == nil || srv.Bootloader != LoaderGRUB {
-		return
-	}
-	for _, n := range ns.ByName {
-		if n.bootDefaulted && n.Bootloader == "" {
-			n.Boot = BootInitrd
-		}
-	}
 }
 
 // checkBoot defaults and validates the merged boot mode of node n (key

@@ -14,7 +14,7 @@ func TestBootMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"a": BootTwoStage, "b": BootTwoStage, "c": BootInitrd, "d": BootInitrd, "e": BootInitrd} {
+	for name, want := range map[string]string{"a": BootTwoStage, "b": BootTwoStage, "c": BootInitrd, "d": BootInitrd, "e": BootTwoStage} {
 		if got := ns.ByName[name].Boot; got != want {
 			t.Errorf("node %s: boot %q, want %q", name, got, want)
 		}
@@ -42,17 +42,16 @@ func TestBootMode(t *testing.T) {
 	}
 }
 
-// TestBootDefaultServerGRUB: a node that sets neither boot nor bootloader
-// boots single-stage when the server's default loader is GRUB; one that
-// writes boot = "twostage" keeps it.
-func TestBootDefaultServerGRUB(t *testing.T) {
-	ns, err := ParseNodes("nodes.toml", []byte("[nodes.a]\nimage = \"x\"\n[nodes.b]\nimage = \"x\"\nboot = \"twostage\"\n"+
-		"[nodes.c]\nimage = \"x\"\nbootloader = \"ipxe\"\n"))
+// TestBootDefaultGRUB: a node that sets no boot mode boots two-stage
+// whatever its loader; root = "initramfs" keeps single-stage; a written
+// boot = "initrd" is kept.
+func TestBootDefaultGRUB(t *testing.T) {
+	ns, err := ParseNodes("nodes.toml", []byte("[nodes.a]\nimage = \"x\"\nbootloader = \"grub\"\n"+
+		"[nodes.b]\nimage = \"x\"\nroot = \"initramfs\"\n[nodes.c]\nimage = \"x\"\nbootloader = \"grub\"\nboot = \"initrd\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	applyServerLoader(&Server{Bootloader: LoaderGRUB}, ns)
-	for name, want := range map[string]bool{"a": false, "b": true, "c": true} {
+	for name, want := range map[string]bool{"a": true, "b": false, "c": false} {
 		if got := ns.ByName[name].TwoStage(); got != want {
 			t.Errorf("node %s: TwoStage %v, want %v", name, got, want)
 		}

@@ -54,8 +54,6 @@ type Node struct {
 	File string `json:"-"`
 	// BMC: power and console (nil: none); never the password (bmc.go).
 	BMC *BMC `json:"bmc,omitempty"`
-	// bootDefaulted: Boot was set by defaultBoot, not written.
-	bootDefaulted bool
 }
 
 // Primary returns the node's primary network device (zero value if none).

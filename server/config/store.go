@@ -315,7 +315,6 @@ func Load(root string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	applyServerLoader(srv, nodes) // boot.go
 	return &Snapshot{Server: srv, Nodes: nodes}, nil
 }
 

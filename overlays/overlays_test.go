@@ -43,6 +43,7 @@ type server struct {
 	Port           int
 	UpdateInterval int
 	Secure         bool
+	TLSPort        int // a method on the server's config.Server
 }
 
 type data struct {
@@ -126,6 +127,9 @@ node = "n001"
 server = "10.0.2.1:9873"
 update_interval = 60          # seconds
 secure = true
+# wwserver.toml [tls]: heartbeats and the runtime overlay over HTTPS at this
+# port (0: plain HTTP), trusting only the CA in /etc/wwclient/tls-ca.pem.
+tls_port = 0
 # The asset key is never written here (this overlay is served to anyone who
 # asks for the MAC): wwclient reads it from the SMBIOS chassis asset tag.
 asset_key = ""

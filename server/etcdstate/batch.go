@@ -65,7 +65,7 @@ type claimReq struct {
 	ctx    context.Context
 	queued time.Time
 	tries  int
-	done  chan claimResult // buffered: the batcher never blocks on it
+	done   chan claimResult // buffered: the batcher never blocks on it
 }
 
 // batcher collects claims and commits them in batches, one batch in

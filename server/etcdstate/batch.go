@@ -21,7 +21,9 @@ import (
 // with its own compare-and-swap (ModRevision of every key it read), so one
 // conflicting claim fails alone and the others commit. A failed claim's
 // Else branch returns the keys' current values, so it is decided again in
-// the next batch without another read.
+// the next batch without another read. Keys the batcher has not seen are
+// taken to be absent (a new MAC, a free address): a wrong guess costs one
+// failed nested transaction, never a wrong answer.
 
 // ErrBusy: the claim was not tried because the batcher's queue was full
 // or the claim waited its whole timeout in the queue. It says nothing about
@@ -68,8 +70,12 @@ type claimReq struct {
 	done   chan claimResult // buffered: the batcher never blocks on it
 }
 
-// batcher collects claims and commits them in batches, one batch in
-// flight at a time (etcd groups the two servers' batches itself).
+// inflight is how many batches one server has in etcd at once: while one
+// is being replicated and fsynced the next one fills.
+const inflight = 4
+
+// batcher collects claims and commits them in batches, up to inflight
+// batches at a time, no key in two of them.
 type batcher struct {
 	c     *Client
 	max   int
@@ -78,13 +84,15 @@ type batcher struct {
 
 	mu    sync.Mutex
 	cache map[string]kvState // key → value and ModRevision last seen
+	busy  map[string]bool    // keys of the batches in flight
 }
 
 func newBatcher(c *Client, max int, m *batchMetrics) *batcher {
 	if max > MaxLeaseBatch {
 		max = MaxLeaseBatch
 	}
-	return &batcher{c: c, max: max, queue: make(chan *claimReq, batchQueue), m: m, cache: map[string]kvState{}}
+	return &batcher{c: c, max: max, queue: make(chan *claimReq, batchQueue), m: m,
+		cache: map[string]kvState{}, busy: map[string]bool{}}
 }
 
 // claim queues l and waits for its batch.
@@ -116,32 +124,84 @@ func (b *batcher) forget(keys ...string) {
 
 // run commits batches until ctx ends; claims still queued then fail.
 func (b *batcher) run(ctx context.Context) {
-	var pending []*claimReq // carried over: deferred or lost a race
+	var (
+		pending []*claimReq                        // queued, deferred or lost a race
+		back    = make(chan []*claimReq, inflight) // what a finished batch leaves
+		slots   = make(chan struct{}, inflight)
+		wg      sync.WaitGroup
+	)
+	defer func() {
+		wg.Wait()
+		for len(back) > 0 {
+			pending = append(pending, <-back...)
+		}
+		b.failAll(pending)
+	}()
 	for {
-		if len(pending) == 0 {
-			select {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		var batch []*planned
+		for {
+			pending = b.gather(pending, back)
+			if batch, pending = b.take(pending); len(batch) > 0 {
+				break
+			}
+			select { // nothing to send, or every claim's key is in flight: wait for news
 			case r := <-b.queue:
 				pending = append(pending, r)
+			case rs := <-back:
+				pending = append(pending, rs...)
 			case <-ctx.Done():
-				b.failAll(pending)
 				return
 			}
 		}
-	drain:
-		for len(pending) < 4*b.max {
-			select {
-			case r := <-b.queue:
-				pending = append(pending, r)
-			default:
-				break drain
-			}
-		}
-		if ctx.Err() != nil {
-			b.failAll(pending)
-			return
-		}
-		pending = b.round(ctx, pending)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			back <- b.commitBatch(ctx, batch)
+			<-slots
+		}()
 	}
+}
+
+// gather adds what is queued and what finished batches left, without
+// waiting, up to a few batches' worth.
+func (b *batcher) gather(pending []*claimReq, back <-chan []*claimReq) []*claimReq {
+	for len(pending) < 4*b.max {
+		select {
+		case rs := <-back:
+			pending = append(pending, rs...)
+		case r := <-b.queue:
+			pending = append(pending, r)
+		default:
+			return pending
+		}
+	}
+	return pending
+}
+
+// take drops claims whose caller left or that waited too long, then
+// composes a batch of the rest.
+func (b *batcher) take(pending []*claimReq) ([]*planned, []*claimReq) {
+	live := pending[:0]
+	now := time.Now()
+	for _, r := range pending {
+		switch {
+		case r.ctx.Err() != nil: // its Claim has returned already
+		case now.Sub(r.queued) > b.c.timeout:
+			b.m.busy.Inc()
+			r.done <- claimResult{err: fmt.Errorf("claim %s for %s: %w (waited %s)", r.l.IP, r.l.MAC, ErrBusy, now.Sub(r.queued).Round(time.Millisecond))}
+		default:
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return nil, nil
+	}
+	return b.compose(live, now)
 }
 
 func (b *batcher) failAll(pending []*claimReq) {
@@ -160,36 +220,28 @@ func (b *batcher) failAll(pending []*claimReq) {
 
 // round commits one batch from pending and returns what is left for the
 // next: claims that did not fit, shared a key with an earlier one, or lost
-// a race and have tries left.
+// a race and have tries left. (run pipelines the same steps.)
 func (b *batcher) round(ctx context.Context, pending []*claimReq) []*claimReq {
-	live := pending[:0]
-	now := time.Now()
-	for _, r := range pending {
-		switch {
-		case r.ctx.Err() != nil: // its Claim has returned already
-		case now.Sub(r.queued) > b.c.timeout:
-			b.m.busy.Inc()
-			r.done <- claimResult{err: fmt.Errorf("claim %s for %s: %w (waited %s)", r.l.IP, r.l.MAC, ErrBusy, now.Sub(r.queued).Round(time.Millisecond))}
-		default:
-			live = append(live, r)
-		}
-	}
-	if len(live) == 0 {
-		return nil
-	}
-	tctx, cancel := context.WithTimeout(ctx, b.c.timeout)
-	defer cancel()
-	if err := b.readUnknown(tctx, live); err != nil {
-		for _, r := range live {
-			r.done <- claimResult{err: err}
-		}
-		return nil
-	}
-	batch, rest := b.compose(live, time.Now())
+	batch, rest := b.take(pending)
 	if len(batch) == 0 {
 		return rest
 	}
-	return append(rest, b.commit(tctx, batch)...)
+	return append(rest, b.commitBatch(ctx, batch)...)
+}
+
+// commitBatch commits batch (keys marked busy by compose) and frees its keys.
+func (b *batcher) commitBatch(ctx context.Context, batch []*planned) []*claimReq {
+	tctx, cancel := context.WithTimeout(ctx, b.c.timeout)
+	defer cancel()
+	retry := b.commit(tctx, batch)
+	b.mu.Lock()
+	for _, p := range batch {
+		for _, k := range p.keys {
+			delete(b.busy, k)
+		}
+	}
+	b.mu.Unlock()
+	return retry
 }
 
 // planned is one claim's nested transaction.
@@ -202,67 +254,6 @@ type planned struct {
 	readErr error // the claim cannot be made (bad input)
 }
 
-// needed lists the keys claim l depends on, as far as the cache tells:
-// the MAC's key, the address the MAC holds, the address asked for.
-func (b *batcher) needed(l Lease) []string {
-	var keys []string
-	if l.MAC != "" {
-		mk := b.c.macKey(l.MAC)
-		keys = append(keys, mk)
-		if st, ok := b.cache[mk]; ok && st.rev != 0 {
-			if held, err := netip.ParseAddr(string(st.val)); err == nil && held != l.IP {
-				keys = append(keys, b.c.ipKey(held))
-			}
-		}
-	}
-	return append(keys, b.c.ipKey(l.IP))
-}
-
-// readUnknown reads, in one transaction per step, the keys the claims
-// depend on that the cache does not know; a MAC's key may name an address
-// whose key is then read in the next step.
-func (b *batcher) readUnknown(ctx context.Context, reqs []*claimReq) error {
-	for step := 0; step < 3; step++ {
-		b.mu.Lock()
-		if len(b.cache) > cacheMax {
-			b.cache = map[string]kvState{}
-		}
-		seen := map[string]bool{}
-		var keys []string
-		for _, r := range reqs {
-			for _, k := range b.needed(r.l) {
-				if _, ok := b.cache[k]; !ok && !seen[k] {
-					seen[k] = true
-					keys = append(keys, k)
-				}
-			}
-		}
-		b.mu.Unlock()
-		if len(keys) == 0 {
-			return nil
-		}
-		for len(keys) > 0 {
-			n := min(len(keys), MaxLeaseBatch)
-			ops := make([]clientv3.Op, n)
-			for i, k := range keys[:n] {
-				ops[i] = clientv3.OpGet(k)
-			}
-			b.m.reads.Inc()
-			resp, err := b.c.cli.Txn(ctx).Then(ops...).Commit()
-			if err != nil {
-				return b.c.wrap("claim read", err)
-			}
-			b.mu.Lock()
-			for i, k := range keys[:n] {
-				b.cache[k] = stateOf(resp.Responses[i].GetResponseRange().GetKvs())
-			}
-			b.mu.Unlock()
-			keys = keys[n:]
-		}
-	}
-	return nil
-}
-
 func stateOf(kvs []*mvccpb.KeyValue) kvState {
 	if kv := firstKV(kvs); kv != nil {
 		return kvState{val: kv.Value, rev: kv.ModRevision}
@@ -271,8 +262,9 @@ func stateOf(kvs []*mvccpb.KeyValue) kvState {
 }
 
 // compose decides each claim from the cache, up to b.max of them with no
-// key in common (etcd refuses a transaction that writes a key twice, and
-// a later claim must see an earlier one's write), and returns the rest.
+// key in common with each other or a batch in flight (etcd refuses a
+// transaction that writes a key twice, and a later claim must see an
+// earlier one's write), marks their keys busy and returns the rest.
 func (b *batcher) compose(reqs []*claimReq, now time.Time) (batch []*planned, rest []*claimReq) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -289,14 +281,14 @@ func (b *batcher) compose(reqs []*claimReq, now time.Time) (batch []*planned, re
 		}
 		clash := false
 		for _, k := range p.keys {
-			clash = clash || used[k]
+			clash = clash || used[k] || b.busy[k]
 		}
 		if clash {
 			rest = append(rest, r)
 			continue
 		}
 		for _, k := range p.keys {
-			used[k] = true
+			used[k], b.busy[k] = true, true
 		}
 		batch = append(batch, p)
 	}

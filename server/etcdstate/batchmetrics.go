@@ -12,7 +12,6 @@ type batchMetrics struct {
 	commitSeconds prometheus.Histogram
 	conflicts     prometheus.Counter
 	busy          prometheus.Counter
-	reads         prometheus.Counter
 }
 
 func newBatchMetrics(reg prometheus.Registerer) (*batchMetrics, error) {
@@ -35,15 +34,11 @@ func newBatchMetrics(reg prometheus.Registerer) (*batchMetrics, error) {
 			Name: "wwserver_etcd_lease_busy_total",
 			Help: "Lease claims refused because the lease writer's queue was full or they timed out waiting in it.",
 		}),
-		reads: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wwserver_etcd_lease_reads_total",
-			Help: "Read transactions for lease keys the lease writer had not seen.",
-		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.batchSize, m.commitSeconds, m.conflicts, m.busy, m.reads} {
+	for _, c := range []prometheus.Collector{m.batchSize, m.commitSeconds, m.conflicts, m.busy} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -241,7 +241,82 @@ func (b *batcher) commitBatch(ctx context.Context, batch []*planned) []*claimReq
 		}
 	}
 	b.mu.Unlock()
-	return retry
+	if len(retry) == 0 {
+		return nil
+	}
+	return b.resolveByRead(tctx, retry)
+}
+
+// resolveByRead settles, with one read, claims that lost a race and whose
+// answer needs no write: the usual loser is the second server answering a
+// DISCOVER, whose MAC the first server has just given an address; its
+// claim only confirms that lease (or finds the address in use). The MAC's
+// key, the address it names and the address asked for are read in one
+// transaction; a claim whose decision rests on those keys alone and
+// writes nothing is answered from them, as the unbatched Claim answers
+// from its reads. The rest go to the next batch, their keys now known.
+func (b *batcher) resolveByRead(ctx context.Context, reqs []*claimReq) []*claimReq {
+	const perRead = MaxLeaseBatch / 3
+	b.mu.Lock()
+	var keys []string
+	seen := map[string]bool{}
+	for _, r := range reqs[:min(len(reqs), perRead)] {
+		ks := []string{b.c.ipKey(r.l.IP)}
+		if r.l.MAC != "" {
+			mk := b.c.macKey(r.l.MAC)
+			ks = append(ks, mk)
+			if held, err := netip.ParseAddr(string(b.cache[mk].val)); err == nil {
+				ks = append(ks, b.c.ipKey(held))
+			}
+		}
+		for _, k := range ks {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	b.mu.Unlock()
+	if len(keys) == 0 {
+		return reqs
+	}
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpGet(k)
+	}
+	resp, err := b.c.cli.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return reqs // the next batch will tell
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, k := range keys {
+		b.cache[k] = stateOf(resp.Responses[i].GetResponseRange().GetKvs())
+	}
+	left := reqs[:0]
+	now := time.Now()
+	for _, r := range reqs {
+		if p := b.plan(r, now); p.readErr == nil && p.puts == nil && allSeen(p.keys, seen) {
+			b.m.readAnswers.Inc()
+			if p.inUse != nil {
+				r.done <- claimResult{err: p.inUse}
+			} else {
+				r.done <- claimResult{l: p.result}
+			}
+			continue
+		}
+		left = append(left, r)
+	}
+	return left
+}
+
+func allSeen(keys []string, seen map[string]bool) bool {
+	for _, k := range keys {
+		if !seen[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // planned is one claim's nested transaction.
@@ -268,6 +343,9 @@ func stateOf(kvs []*mvccpb.KeyValue) kvState {
 func (b *batcher) compose(reqs []*claimReq, now time.Time) (batch []*planned, rest []*claimReq) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(b.cache) > cacheMax {
+		b.cache = map[string]kvState{} // forgotten keys are taken for absent: at worst one lost race each
+	}
 	used := map[string]bool{}
 	for _, r := range reqs {
 		if len(batch) == b.max {

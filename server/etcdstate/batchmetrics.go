@@ -12,6 +12,7 @@ type batchMetrics struct {
 	commitSeconds prometheus.Histogram
 	conflicts     prometheus.Counter
 	busy          prometheus.Counter
+	readAnswers   prometheus.Counter
 }
 
 func newBatchMetrics(reg prometheus.Registerer) (*batchMetrics, error) {
@@ -34,11 +35,15 @@ func newBatchMetrics(reg prometheus.Registerer) (*batchMetrics, error) {
 			Name: "wwserver_etcd_lease_busy_total",
 			Help: "Lease claims refused because the lease writer's queue was full or they timed out waiting in it.",
 		}),
+		readAnswers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wwserver_etcd_lease_read_answers_total",
+			Help: "Lease claims that lost a race and were then answered by a read (the lease they asked for was already theirs, or the address another's).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.batchSize, m.commitSeconds, m.conflicts, m.busy} {
+	for _, c := range []prometheus.Collector{m.batchSize, m.commitSeconds, m.conflicts, m.busy, m.readAnswers} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

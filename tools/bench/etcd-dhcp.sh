@@ -121,7 +121,7 @@ for batch in $batches; do
 	fi
 	per=$(awk "BEGIN{ if ($n > 0) printf \"%.1f\", $s / $n; else print \"1 (unbatched)\" }")
 	stop_served
-	check=$("$work/leasecheck" -endpoints "$(IFS=,; echo "${members[*]}")" -prefix "/b$batch/" -acks "$out" 2>&1) || status=1
+	check=$(ip netns exec "$base-0" "$work/leasecheck" -endpoints "$(IFS=,; echo "${members[*]}")" -prefix "/b$batch/" -acks "$out" 2>&1) || status=1
 	printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$batch" "$rate" "$(awk "BEGIN{print ${acks:-0} / $secs}")" \
 		"$lost" "$p99" "$per" "${conflicts%.*}" \
 		"$(sed -n 's/.*leases in etcd: \([0-9]*\) addresses.*ACKed leases read: \([0-9]*\).*/\1 \/ \2/p' <<<"$check")" \

@@ -312,6 +312,14 @@ func setTOML(t *testing.T, path string, kv map[string]string) {
 func startSharedServers(t *testing.T, sn *sharedNet) *etcdtest.Process {
 	t.Helper()
 	etcd := etcdtest.StartProcessIn(t, []string{"ip", "netns", "exec", sn.servers[0]}, "10.203.0.1", 2379, 2380)
+	startServersOn(t, sn, func(int) []string { return []string{etcd.Endpoint} })
+	return etcd
+}
+
+// startServersOn starts a wwserver in each server namespace, server i
+// using etcd at endpoints(i).
+func startServersOn(t *testing.T, sn *sharedNet, endpoints func(i int) []string) {
+	t.Helper()
 	wwserver, wwclient := sharedBinaries(t)
 	for i, ns := range sn.servers {
 		root := filepath.Join(t.TempDir(), "tree")
@@ -321,10 +329,11 @@ func startSharedServers(t *testing.T, sn *sharedNet) *etcdtest.Process {
 		if err != nil {
 			t.Fatal(err)
 		}
+		eps, _ := json.Marshal(endpoints(i)) // a JSON list of strings is a TOML array
 		// init wrote [dhcp] and [tftp] sections; override by appending
 		// a complete [state] section and rewriting dhcp keys below.
-		fmt.Fprintf(f, "\n[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = [%q]\nserver_id = \"srv%d\"\nprefix = \"/e2e/\"\n",
-			etcd.Endpoint, i)
+		fmt.Fprintf(f, "\n[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = %s\nserver_id = \"srv%d\"\nprefix = \"/e2e/\"\n",
+			eps, i)
 		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +346,6 @@ func startSharedServers(t *testing.T, sn *sharedNet) *etcdtest.Process {
 		setTOML(t, filepath.Join(root, "nodes.toml"), map[string]string{"ipaddr": `"10.203.0.11"`}) // n001
 		startNSServer(t, ns, wwserver, root)
 	}
-	return etcd
 }
 
 // leasesInEtcd reads every unexpired lease from etcd (the test binary run in

@@ -25,7 +25,7 @@ DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
 # kea-admin ships perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus.
 TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
 # bench and storm: the load generators and peers measured side by side.
-BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
+BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl iproute2 libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
 # nginx (the reference static server of TestStorm20, bench and storm) is
 # unpacked from Debian's nginx package under build/, not installed: the
@@ -35,7 +35,7 @@ NGINX := $(NGINX_DIR)/usr/sbin/nginx
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: bench-etcd bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -144,6 +144,13 @@ test-measure: check-go deps-test deps-bench build
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: check-go deps-bench build $(NGINX)
 	BENCH_NGINX=$${BENCH_NGINX:-$(NGINX)} GO=$(GO) ./tools/bench/run.sh
+
+# DHCP leases shared by two wwservers through a 3-member etcd cluster (fsync
+# on), perfdhcp offering RATE DORA/s (default 2000), the lease writer
+# unbatched (lease_batch = 1) and batched side by side; every lease checked
+# for an address bound twice (root; ~2 min; not part of make test).
+bench-etcd: check-go deps-bench
+	GO=$(GO) ./tools/bench/etcd-dhcp.sh $(RATE)
 
 # What editing 10,000 and 100,000 nodes costs (node import/add/set, check;
 # wall, CPU and peak RSS; a few minutes; not part of make test).

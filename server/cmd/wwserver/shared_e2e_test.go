@@ -367,6 +367,28 @@ func leasesInEtcd(t *testing.T, sn *sharedNet, etcd *etcdtest.Process) []etcdsta
 	return ls
 }
 
+// uniqueLeases fails the test for an address held by two MACs or a MAC
+// holding two addresses, and returns the leases by MAC.
+func uniqueLeases(t *testing.T, ls []etcdstate.Lease) map[string]etcdstate.Lease {
+	t.Helper()
+	held := map[string]etcdstate.Lease{} // MAC → lease
+	byIP := map[netip.Addr]string{}
+	for _, l := range ls {
+		if m, dup := byIP[l.IP]; dup {
+			t.Errorf("address %s held by %s and %s", l.IP, m, l.MAC)
+		}
+		byIP[l.IP] = l.MAC
+		if l.MAC == "" {
+			continue
+		}
+		if o, dup := held[l.MAC]; dup {
+			t.Errorf("MAC %s holds %s and %s", l.MAC, o.IP, l.IP)
+		}
+		held[l.MAC] = l
+	}
+	return held
+}
+
 // doraEnv makes the test binary run DORAs (doraArgs, JSON) with
 // insomniacslk's nclient4, all at once, and print a doraResult per MAC.
 const doraEnv = "WW_TEST_DORA"
@@ -505,22 +527,7 @@ func TestTwoServersLateOffersKeepBindings(t *testing.T) {
 			macs = append(macs, fmt.Sprintf("52:54:00:20:%02x:%02x", round, i))
 		}
 		res := runDoras(t, sn, macs)
-		ls := leasesInEtcd(t, sn, etcd)
-		held := map[string]etcdstate.Lease{} // MAC → lease
-		byIP := map[netip.Addr]string{}
-		for _, l := range ls {
-			if m, dup := byIP[l.IP]; dup {
-				t.Errorf("address %s held by %s and %s", l.IP, m, l.MAC)
-			}
-			byIP[l.IP] = l.MAC
-			if l.MAC == "" {
-				continue
-			}
-			if o, dup := held[l.MAC]; dup {
-				t.Errorf("MAC %s holds %s and %s", l.MAC, o.IP, l.IP)
-			}
-			held[l.MAC] = l
-		}
+		held := uniqueLeases(t, leasesInEtcd(t, sn, etcd))
 		downgraded := 0
 		for _, r := range res {
 			if r.Err != "" {

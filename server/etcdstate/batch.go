@@ -237,7 +237,9 @@ func (b *batcher) commitBatch(ctx context.Context, batch []*planned) []*claimReq
 	b.mu.Lock()
 	for _, p := range batch {
 		for _, k := range p.keys {
-			delete(b.busy, k)
+			if p.puts != nil { // compose marked only writers' keys
+				delete(b.busy, k)
+			}
 		}
 	}
 	b.mu.Unlock()
@@ -336,10 +338,10 @@ func stateOf(kvs []*mvccpb.KeyValue) kvState {
 	return kvState{}
 }
 
-// compose decides each claim from the cache, up to b.max of them with no
-// key in common with each other or a batch in flight (etcd refuses a
-// transaction that writes a key twice, and a later claim must see an
-// earlier one's write), marks their keys busy and returns the rest.
+// compose decides each claim from the cache, up to b.max of them, no
+// written key in common with each other or a batch in flight (etcd refuses
+// a transaction that writes a key twice, and a later claim must see an
+// earlier one's write), marks written keys busy and returns the rest.
 func (b *batcher) compose(reqs []*claimReq, now time.Time) (batch []*planned, rest []*claimReq) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -357,16 +359,21 @@ func (b *batcher) compose(reqs []*claimReq, now time.Time) (batch []*planned, re
 			r.done <- claimResult{err: p.readErr}
 			continue
 		}
-		clash := false
+		// A claim that writes nothing (in use elsewhere, or a confirmation)
+		// may share keys: it only compares them. It waits only for a write
+		// earlier in this batch, which would make its compare fail.
+		writes, clash := p.puts != nil, false
 		for _, k := range p.keys {
-			clash = clash || used[k] || b.busy[k]
+			clash = clash || used[k] || (writes && b.busy[k])
 		}
 		if clash {
 			rest = append(rest, r)
 			continue
 		}
 		for _, k := range p.keys {
-			used[k], b.busy[k] = true, true
+			if writes {
+				used[k], b.busy[k] = true, true
+			}
 		}
 		batch = append(batch, p)
 	}

@@ -39,7 +39,7 @@ func histCount(t *testing.T, h prometheus.Histogram) (count uint64, sum float64)
 }
 
 // A DHCP storm on a 3-member cluster, batched and not: two servers, each
-// on its own member, offer then bind 120 MACs, each MAC asked of both
+// on its own member, offer then bind 80 MACs, each MAC asked of both
 // servers at once. No address may have two MACs, both servers must tell a
 // MAC the same address, every binding must be in etcd, and the batched
 // writer must have put several claims in a transaction.
@@ -51,8 +51,8 @@ func TestBatchedClaimsOnThreeMembers(t *testing.T) {
 			a := connectBatch(t, e.Endpoints[0], "a", batch, nil)
 			b := connectBatch(t, e.Endpoints[1], "b", batch, nil)
 			a.prefix, b.prefix = prefix, prefix
-			addrs := pool(150)
-			const macs = 120
+			addrs := pool(100)
+			const macs = 80
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			got := map[string][]netip.Addr{}

@@ -325,6 +325,7 @@ func allSeen(keys []string, seen map[string]bool) bool {
 type planned struct {
 	r       *claimReq
 	keys    []string // every key compared (the Else branch reads them back)
+	revs    []int64  // their ModRevisions as the decision saw them
 	puts    map[string][]byte
 	result  Lease
 	inUse   error // non-nil: the decision is "held by another MAC"
@@ -380,8 +381,19 @@ func (b *batcher) compose(reqs []*claimReq, now time.Time) (batch []*planned, re
 	return batch, rest
 }
 
-// plan is claimOnce's decision made on the cache; b.mu is held.
+// plan is claimOnce's decision made on the cache, with the revisions of
+// the keys it rests on; b.mu is held.
 func (b *batcher) plan(r *claimReq, now time.Time) *planned {
+	p := b.decide(r, now)
+	p.revs = make([]int64, len(p.keys))
+	for i, k := range p.keys {
+		p.revs[i] = b.cache[k].rev
+	}
+	return p
+}
+
+// decide is plan's decision; b.mu is held.
+func (b *batcher) decide(r *claimReq, now time.Time) *planned {
 	l := r.l
 	p := &planned{r: r}
 	if l.MAC != "" {
@@ -492,7 +504,10 @@ func (b *batcher) sub(ctx context.Context, p *planned) (clientv3.Op, error) {
 	conds := make([]clientv3.Cmp, len(p.keys))
 	gets := make([]clientv3.Op, len(p.keys))
 	for i, k := range p.keys {
-		conds[i] = clientv3.Compare(clientv3.ModRevision(k), "=", b.cacheRev(k))
+		// The revision the decision was made on, not the cache's now: another
+		// batch may have updated the cache since, and comparing with that
+		// would let a decision on an older value overwrite a newer one.
+		conds[i] = clientv3.Compare(clientv3.ModRevision(k), "=", p.revs[i])
 		gets[i] = clientv3.OpGet(k)
 	}
 	var puts []clientv3.Op
@@ -508,12 +523,6 @@ func (b *batcher) sub(ctx context.Context, p *planned) (clientv3.Op, error) {
 		}
 	}
 	return clientv3.OpTxn(conds, puts, gets), nil
-}
-
-func (b *batcher) cacheRev(k string) int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.cache[k].rev
 }
 
 // settle delivers a committed claim's result and records its writes; b.mu

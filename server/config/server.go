@@ -188,7 +188,17 @@ type Etcd struct {
 	Prefix    string   `toml:"prefix"`    // default "/wwserver/"
 	ServerID  string   `toml:"server_id"` // default: the host name
 	Timeout   Duration `toml:"timeout"`   // per request, default 2s
+	// LeaseBatch: most DHCP lease claims per etcd transaction (default
+	// 64, 1..100); 1 writes each claim alone, as before batching.
+	LeaseBatch int `toml:"lease_batch"`
 }
+
+// Lease batching in etcd (state.etcd.lease_batch): the default and the
+// most (etcd's default --max-txn-ops is 128 operations per transaction).
+const (
+	DefaultLeaseBatch = 64
+	MaxLeaseBatch     = 100
+)
 
 // State backends.
 const (
@@ -366,6 +376,9 @@ func (s *Server) applyDefaults() {
 	if s.State.Backend == "" {
 		s.State.Backend = BackendFiles
 	}
+	if s.State.Etcd.LeaseBatch == 0 {
+		s.State.Etcd.LeaseBatch = DefaultLeaseBatch
+	}
 	if s.Bootloader == "" {
 		s.Bootloader = LoaderIPXE
 	}
@@ -405,6 +418,11 @@ func (s *Server) applyDefaults() {
 	}
 	if d.Workers == 0 {
 		d.Workers = 8
+		if s.State.Backend == BackendEtcd {
+			// Each worker waits for its claim's batch to commit: a storm
+			// needs many claims in flight to fill the batches.
+			d.Workers = 256
+		}
 	}
 	if d.AnswerRouterSolicitations == "" {
 		d.AnswerRouterSolicitations = AnswerRSAuto
@@ -480,6 +498,9 @@ func checkState(st *State, fail failFunc) {
 			if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
 				fail("state.etcd.endpoints", "%q: want http://HOST:PORT or https://HOST:PORT", e)
 			}
+		}
+		if st.Etcd.LeaseBatch < 1 || st.Etcd.LeaseBatch > MaxLeaseBatch {
+			fail("state.etcd.lease_batch", "must be 1..%d, got %d", MaxLeaseBatch, st.Etcd.LeaseBatch)
 		}
 		if tls := [3]bool{st.Etcd.CAFile != "", st.Etcd.CertFile != "", st.Etcd.KeyFile != ""}; tls != [3]bool{} && tls != [3]bool{true, true, true} {
 			fail("state.etcd.ca_file", "ca_file, cert_file and key_file go together")

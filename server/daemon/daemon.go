@@ -203,7 +203,7 @@ func (s *server) watchConfig() {
 // addServices creates the etcd cluster member and DHCP as wwserver.toml
 // asks (TFTP: addTFTP, once the handler exists).
 func (s *server) addServices() error {
-	sh, err := cluster.Open(s.snap.Server, s.log.With("svc", "etcd"))
+	sh, err := cluster.Open(s.snap.Server, s.log.With("svc", "etcd"), s.reg)
 	if err != nil {
 		return fmt.Errorf("state backend: %w", err)
 	}

@@ -220,7 +220,7 @@ func TestCheckReportsEveryError(t *testing.T) {
 		}
 	}
 	edit("wwserver.toml", `update_interval = "60s"`, `update_interval = "1ms"`)
-	edit("wwserver.toml", "workers = 8", "workers = 2000")
+	edit("wwserver.toml", "workers = 0", "workers = 2000")
 	edit("nodes.toml", `hwaddr = "52:54:00:00:00:02"`, `hwaddr = "52:54:00:00:00"`)
 	edit("nodes.toml", `root = "tmpfs"`, `root = "nfs"`)
 	if err := os.MkdirAll(filepath.Join(dir, "nodes.d"), 0o755); err != nil {

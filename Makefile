@@ -181,8 +181,8 @@ fmt-check:
 unit: check-go deps-test build $(NGINX) $(NETTOOLS)
 	WW_NETTOOLS=$(NETTOOLS_DIR) PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-integration: check-go deps-test build image image-systemd bootloaders packages pkgroot
-	WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
+integration: check-go deps-test deps-arm64 build image image-systemd image-arm64 bootloaders packages pkgroot
+	WW_ARM64_IMAGE=$(CURDIR)/build/image-arm64 WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet staticcheck unit integration
 

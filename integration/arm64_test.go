@@ -16,12 +16,13 @@ import (
 // image-arm64) and wwclient built for arm64 (make build: bin/arm64).
 type arm64Inputs struct{ shim, grub, image, client string }
 
-// arm64Prereqs skips unless WW_ARM64=1 (make test-arm64 sets it: an arm64
-// boot under TCG takes minutes, too long for make test), then finds the
-// inputs; missing ones fail the test.
-func arm64Prereqs(t *testing.T) arm64Inputs {
+// arm64Prereqs skips unless WW_ARM64=1 (make test-arm64 sets it) or, for
+// the one arm64 boot make test runs (inMakeTest), WW_ARM64_IMAGE is set
+// (make integration sets it); then it finds the inputs: missing ones fail
+// the test.
+func arm64Prereqs(t *testing.T, inMakeTest bool) arm64Inputs {
 	t.Helper()
-	if os.Getenv("WW_ARM64") != "1" {
+	if os.Getenv("WW_ARM64") != "1" && !(inMakeTest && os.Getenv("WW_ARM64_IMAGE") != "") {
 		t.Skip("arm64 QEMU boot (TCG, minutes): run by make test-arm64")
 	}
 	sb := envOr("WW_SECUREBOOT", "../build/secureboot")
@@ -80,7 +81,7 @@ func arm64Tree(in arm64Inputs, nodes []lab.Node, boot string) envOptions {
 // TFTP -> wwclient (arm64) as /init brings the NIC up and fetches the
 // chunked image over HTTP -> booted, heartbeats, RUNTIME_OVERLAY.
 func TestARM64GRUBTwoStage(t *testing.T) {
-	in := arm64Prereqs(t)
+	in := arm64Prereqs(t, true)
 	n := lab.LabNode(1)
 	n.Bootloader = "grub"
 	e := newEnvWith(t, 20*time.Minute, arm64Tree(in, []lab.Node{n}, "twostage"))
@@ -123,7 +124,7 @@ func TestARM64GRUBTwoStage(t *testing.T) {
 // console, reports it (status GRUB, sent WRONG_ARCH:arm64) and exits to
 // the firmware, without loading the kernel.
 func TestARM64WrongArch(t *testing.T) {
-	in := arm64Prereqs(t)
+	in := arm64Prereqs(t, false)
 	n := lab.LabNode(1)
 	n.Bootloader = "grub"
 	o := arm64Tree(in, []lab.Node{n}, "twostage")
@@ -160,7 +161,7 @@ func TestARM64WrongArch(t *testing.T) {
 // stays at its prompt: PXE (arch 11) is the arm64 path that boots; this
 // checks the part wwserver answers.
 func TestARM64HTTPBoot(t *testing.T) {
-	in := arm64Prereqs(t)
+	in := arm64Prereqs(t, false)
 	n := lab.LabNode(1)
 	n.Bootloader = "grub"
 	e := newEnvWith(t, 10*time.Minute, arm64Tree(in, []lab.Node{n}, "twostage"))

@@ -97,7 +97,7 @@ type env struct {
 	ctx context.Context
 	lab *lab.Lab
 	vms []*lab.VM
-	// single: the nodes boot single-stage (boot = "initrd", GRUB, or no
+	// single: the nodes boot single-stage (boot = "initrd", or no
 	// server); otherwise waitBooted checks they came through the second
 	// stage, the default.
 	single bool
@@ -162,7 +162,7 @@ func newEnvWith(t *testing.T, timeout time.Duration, o envOptions) *env {
 	// A boot written in the tree wins; unset, GRUB nodes default to initrd.
 	e := &env{t: t, ctx: ctx, lab: l, single: o.Tree.Boot == "initrd"}
 	for _, n := range o.Tree.Nodes {
-		e.single = e.single || (o.Tree.Boot == "" && n.Boot == "" && n.Bootloader == "grub") || n.Boot == "initrd"
+		e.single = e.single || n.Boot == "initrd"
 	}
 	t.Cleanup(func() {
 		if t.Failed() {

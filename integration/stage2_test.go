@@ -509,10 +509,13 @@ func TestSecondStageServerCutAndKilled(t *testing.T) {
 	if n := requestCount(t, ctx, srv.url(), "chunk"); n != chunksBefore {
 		t.Errorf("%v chunk requests for a refused image", n-chunksBefore)
 	}
-	st = wwStatus(t, ctx, srv.url())
-	if !regexp.MustCompile(`r001 +IMAGE 0% 0/2\dM +NO_MEMORY `).MatchString(st) {
-		t.Errorf("status does not show the refusal:\n%s", st)
-	}
+	// The status JSON may serve cached bytes for status.DefaultCacheAge
+	// while it changes: wait for the refusal rather than read once.
+	refused := regexp.MustCompile(`r001 +IMAGE 0% 0/2\dM +NO_MEMORY `)
+	waitFor(t, ctx, 30*time.Second, "status shows the refusal (IMAGE 0% NO_MEMORY)", func() bool {
+		st = wwStatus(t, ctx, srv.url())
+		return refused.MatchString(st)
+	})
 }
 
 // requestCount is the server's count of answered requests of a stage

@@ -39,14 +39,26 @@ func hostKeyFiles(kind string, d *TemplateData) ([]hostkeys.File, error) {
 	return []hostkeys.File{hostkeys.SSHDConfig(files)}, nil
 }
 
-// KnownHosts is ssh_known_hosts of every node that has host keys
-// ({{.KnownHosts}}: the same for every node, rendered once per change).
+// KnownHosts is ssh_known_hosts of every node ({{.KnownHosts}}: the same
+// for every node, rendered once per change). The nodes' cheap keys are made
+// first, so the file (and every runtime overlay's ETag) depends on the
+// config alone, not on which nodes happened to be rendered before.
 func (d *TemplateData) KnownHosts() (string, error) {
 	if d.keys == nil {
 		return "", nil
 	}
+	names := make([]string, len(d.Nodes))
+	for i, n := range d.Nodes {
+		names[i] = n.Name
+	}
+	if _, err := d.keys.EnsureAll(names, hostkeys.Cheap, knownHostsWorkers); err != nil {
+		return "", fmt.Errorf("known hosts: %w", err)
+	}
 	return d.keys.KnownHosts(d.Nodes)
 }
+
+// knownHostsWorkers bounds the key makers of one known_hosts render.
+const knownHostsWorkers = 4
 
 // ClusterRootKey is root's public key on the head node (made the first
 // time), for root's authorized_keys on the nodes.

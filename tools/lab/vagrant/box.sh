@@ -93,7 +93,9 @@ if [ "${FORCE:-0}" = 1 ] || [ "$(cat "$boxfile.stamp" 2>/dev/null)" != "$stamp" 
 	# Host keys are made on each VM's first boot, not shared by every VM of the box.
 	rm -f "$root"/etc/ssh/ssh_host_*
 	mkdir -p "$root/etc/systemd/system/ssh.service.d"
-	printf '[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n' >"$root/etc/systemd/system/ssh.service.d/host-keys.conf"
+	# (before Debian's own `sshd -t`, which fails without keys)
+	printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+		>"$root/etc/systemd/system/ssh.service.d/host-keys.conf"
 	# DHCP on NICs Vagrant leaves alone (its own files, 50-vagrant-*, come first).
 	cat >"$root/etc/systemd/network/99-dhcp.network" <<-'EOF'
 		[Match]
@@ -103,6 +105,9 @@ if [ "${FORCE:-0}" = 1 ] || [ "$(cat "$boxfile.stamp" 2>/dev/null)" != "$stamp" 
 		DHCP=ipv4
 	EOF
 	chroot "$root" systemctl enable systemd-networkd ssh >/dev/null 2>&1
+	# Nothing a lab VM needs, and minutes each under TCG.
+	chroot "$root" systemctl mask e2scrub_reap.service e2scrub_all.timer apt-daily.timer \
+		apt-daily-upgrade.timer fstrim.timer systemd-networkd-wait-online.service >/dev/null 2>&1
 	echo wwbox >"$root/etc/hostname"
 	printf '127.0.0.1\tlocalhost\n127.0.1.1\twwbox\n' >"$root/etc/hosts"
 	: >"$root/etc/machine-id"
@@ -150,10 +155,11 @@ if [ "${FORCE:-0}" = 1 ] || [ "$(cat "$boxfile.stamp" 2>/dev/null)" != "$stamp" 
 	log "built $boxfile ($(du -h "$boxfile" | cut -f1)) in $(($(date +%s) - start)) s"
 fi
 
-# A volume of an older box with this name in libvirt's pool would be used
-# instead of the new box.img: remove it (libvirt may not be running: fine).
-vol=${box//\//-VAGRANTSLASH-}_vagrant_box_image_0_box.img
-virsh -q vol-delete --pool default "$vol" >/dev/null 2>&1 || true
+# Volumes of older boxes of this name in libvirt's pool: removed (libvirt
+# may not be running: fine).
+for vol in $(virsh -q vol-list --pool default 2>/dev/null | awk '{print $1}'); do
+	case $vol in "${box//\//-VAGRANTSLASH-}_vagrant_box_image_"*) virsh -q vol-delete --pool default "$vol" >/dev/null 2>&1 || true ;; esac
+done
 vagrant box add --force --name "$box" "$boxfile" >&2
 [ "$(cat "$added" 2>/dev/null)" = "$stamp" ] || die "vagrant box add did not install $added"
 log "box $box added"

@@ -10,6 +10,7 @@
 #                               pools, volumes and nvram files, one a line
 # libvirt_leftovers TAG BEFORE  what is new since BEFORE, apart from the
 #                               box's image volume (vagrant-libvirt's cache)
+#                               and the pool holding it
 # libvirt_purge TAG BEFORE      removes what is new since BEFORE and belongs
 #                               to the run (names starting with TAG, the box
 #                               volume, a pool made by vagrant-libvirt)
@@ -91,7 +92,9 @@ libvirt_snapshot() {
 	} | sort >"$1"
 }
 
-box_volume() { echo "${WW_BOX//\//-VAGRANTSLASH-}_vagrant_box_image_0_box.img"; }
+# The start of the box's volume names (vagrant-libvirt adds the box version,
+# a timestamp for a box added from a file).
+box_volume() { echo "${WW_BOX//\//-VAGRANTSLASH-}_vagrant_box_image_"; }
 
 # new_since BEFORE: the snapshot's lines that BEFORE does not have.
 new_since() {
@@ -103,7 +106,7 @@ new_since() {
 }
 
 libvirt_leftovers() {
-	new_since "$2" | grep -v -e "^volume [^/]*/$(box_volume)\$" -e '^pool ' | tr '\n' ' ' | sed 's/ $//'
+	new_since "$2" | grep -v -e "^volume [^/]*/$(box_volume)" -e '^pool ' | tr '\n' ' ' | sed 's/ $//'
 }
 
 libvirt_purge() {
@@ -118,7 +121,7 @@ libvirt_purge() {
 			virsh -q net-destroy "$name" >/dev/null 2>&1
 			virsh -q net-undefine "$name" >/dev/null 2>&1
 			;;
-		"volume "*/"$tag"* | "volume "*/"$(box_volume)")
+		"volume "*/"$tag"* | "volume "*/"$(box_volume)"*)
 			virsh -q vol-delete --pool "${name%%/*}" "${name#*/}" >/dev/null 2>&1
 			;;
 		"nvram $tag"*) rm -f "${NVRAM_DIR:?}/$name" ;;

@@ -76,15 +76,19 @@ t_box=$(date +%s)
 libvirt_start_if_needed "$work"
 libvirt_snapshot "$work/before"
 if [ -z "${WW_LIBVIRT_DRIVER:-}" ]; then
+	# kvm when libvirt offers it and its QEMU user may open /dev/kvm (no udev: root only)
 	WW_LIBVIRT_DRIVER=qemu
-	virsh -q domcapabilities --virttype kvm >/dev/null 2>&1 && WW_LIBVIRT_DRIVER=kvm
+	if virsh -q domcapabilities --virttype kvm >/dev/null 2>&1 &&
+		runuser -u libvirt-qemu -- test -r /dev/kvm -a -w /dev/kvm 2>/dev/null; then
+		WW_LIBVIRT_DRIVER=kvm
+	fi
 fi
 export WW_LIBVIRT_DRIVER
 log "driver $WW_LIBVIRT_DRIVER, box $WW_BOX, domains $WW_PREFIX*, work $work"
 
 # --- 3. up -------------------------------------------------------------------
 vagrant validate >/dev/null
-if ! timeout 2700 vagrant up --no-parallel server n001 n002 2>&1 | tee "$work/up.log" | sed 's/^/  up: /'; then
+if ! timeout 2700 vagrant up --no-parallel server n001 n002 2>&1 | tee "$work/up.log" | sed -u 's/\x1b\[KProgress:[^\x1b]*//g; s/^/  up: /'; then
 	die "vagrant up failed (log: $work/up.log)"
 fi
 up_done=1

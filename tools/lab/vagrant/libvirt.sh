@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tools/lab/vagrant/libvirt.sh: shell functions of test.sh around libvirt's
 # system instance (qemu:///system). Sourced, not run.
 #

@@ -98,7 +98,7 @@ log "vagrant up took $((t_up - t_box)) s"
 # The firmware each node was given: n001 SeaBIOS, n002 OVMF with its own nvram.
 virsh dumpxml "${tag}-n001" | grep -q '<loader' && die "n001 has a <loader>: it should boot SeaBIOS"
 nvram=$(virsh dumpxml "${tag}-n002" | sed -n 's:.*<nvram[^>]*>\(.*\)</nvram>.*:\1:p')
-[ -n "$nvram" ] && [ -f "$nvram" ] || die "n002 has no nvram file (<nvram>$nvram</nvram>)"
+if [ -z "$nvram" ] || [ ! -f "$nvram" ]; then die "n002 has no nvram file (<nvram>$nvram</nvram>)"; fi
 
 # --- 4. both nodes reach RUNTIME_OVERLAY, read from the server VM ------------
 status() {

@@ -107,7 +107,7 @@ new_since() {
 }
 
 libvirt_leftovers() {
-	new_since "$2" | grep -v -e "^volume [^/]*/$(box_volume)" -e '^pool ' | tr '\n' ' ' | sed 's/ $//'
+	new_since "$2" | { grep -v -e "^volume [^/]*/$(box_volume)" -e '^pool ' || true; } | tr '\n' ' ' | sed 's/ $//'
 }
 
 libvirt_purge() {

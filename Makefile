@@ -8,6 +8,16 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # PATH for tools and tests that run go or nginx themselves.
 GO_WANT := $(shell sed -n 's/^go \([0-9.]*\)$$/\1/p' go.mod)
 BIN := $(CURDIR)/bin
+# The version linked into wwserver and wwclient (--version) and, turned into
+# a dpkg/rpm version by tools/pkg, the packages'; the commit time dates an
+# untagged build's package version and every packaged file.
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION_TIME := $(shell git log -1 --format=%ct 2>/dev/null || echo 1)
+LDFLAGS := -X main.buildVersion=$(VERSION)
+# make packages: .deb and .rpm of wwserver (amd64) and wwclient (amd64, arm64).
+PKG_DIR := $(CURDIR)/build/packages
+# The fresh Debian 12 root the package tests install into (tools/pkg/testroot.sh), outside the clone.
+PKG_ROOT := /var/cache/ww/pkgtest/debian12-root
 IMAGE := $(CURDIR)/build/image
 # Debian packages per target, installed with --no-install-recommends (deps-%).
 # lab: QEMU (qemu-system-x86_64; seabios and ipxe-qemu's efi-virtio.rom come
@@ -24,23 +34,42 @@ DEBIAN_IMAGE_PACKAGES := mmdebstrap kmod
 # libraries of the nginx binary unpacked for TestStorm20 (see NGINX below);
 # kea-admin ships perfdhcp, the DHCP load client of TestTwoServersShareLeasesAndStatus.
 TEST_PACKAGES := $(LAB_PACKAGES) $(DEBIAN_IMAGE_PACKAGES) busybox-static tftp-hpa curl cpio libssl3 libpcre2-8-0 kea-admin
+# rpm: the package tests install the .rpm into a temporary root (rpm --root).
+TEST_PACKAGES += rpm
+# power (wwserver power/console): OpenIPMI's BMC simulator ipmi_sim, the BMC
+# of the unit tests in make test and of the QEMU node in make test-power.
+TEST_PACKAGES += openipmi
+# server/netrender's tool checks: systemd-networkd (systemd) and the libraries
+# of the network tools unpacked under build/nettools (see NETTOOLS below);
+# ssh-keygen reads the host keys server/hostkeys writes.
+TEST_PACKAGES += systemd libglib2.0-0 libgnutls30 openssh-client
+# test-cluster: ssh and ping from the lab's namespace to the nodes.
+CLUSTER_PACKAGES := $(TEST_PACKAGES) iputils-ping
 # bench and storm: the load generators and peers measured side by side.
-BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl libssl3 libpcre2-8-0
+BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl iproute2 libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
 # vagrant (make test-vagrant, vagrant-lab): Vagrant with vagrant-libvirt and
 # libvirt's QEMU driver (dnsmasq-base for its networks), OVMF (UEFI nodes),
 # and what tools/lab/vagrant/box.sh builds the server's box with.
 VAGRANT_PACKAGES := vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 \
 	qemu-utils ovmf mmdebstrap extlinux syslinux-common fdisk e2fsprogs rsync
+# test-arm64: QEMU for arm64 and its UEFI firmware (EDK2 for QEMU virt).
+ARM64_PACKAGES := qemu-system-arm qemu-efi-aarch64
 # nginx (the reference static server of TestStorm20, bench and storm) is
 # unpacked from Debian's nginx package under build/, not installed: the
 # package would start and enable a web server on port 80.
 NGINX_DIR := $(CURDIR)/build/nginx
 NGINX := $(NGINX_DIR)/usr/sbin/nginx
+# nmcli (--offline), ifquery and udevadm check the network files netrender
+# writes; unpacked from Debian's packages under build/, not installed: the
+# packages would start NetworkManager, networking and udevd on this machine.
+NETTOOLS_DIR := $(CURDIR)/build/nettools
+NETTOOLS_PACKAGES := network-manager libnm0 ifupdown udev
+NETTOOLS := $(NETTOOLS_DIR)/usr/bin/nmcli
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: vagrant-files vagrant-box vagrant-lab test-vagrant deps-vagrant bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: vagrant-files vagrant-box vagrant-lab test-vagrant deps-vagrant bench-etcd packages pkgroot test-packages image-arm64 test-arm64 test-cluster deps-cluster bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -64,7 +93,9 @@ deps-test: PKGS = $(TEST_PACKAGES)
 deps-bench: PKGS = $(BENCH_PACKAGES)
 deps-storm: PKGS = $(STORM_PACKAGES)
 deps-vagrant: PKGS = $(VAGRANT_PACKAGES)
-deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm deps-vagrant:
+deps-arm64: PKGS = $(ARM64_PACKAGES)
+deps-cluster: PKGS = $(CLUSTER_PACKAGES)
+deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm deps-arm64 deps-cluster deps-vagrant:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -84,10 +115,37 @@ $(NGINX):
 	rm -rf $(NGINX_DIR) && mv $(NGINX_DIR).tmp/root $(NGINX_DIR) && rm -rf $(NGINX_DIR).tmp
 	$(NGINX) -v
 
+$(NETTOOLS):
+	rm -rf $(NETTOOLS_DIR).tmp && mkdir -p $(NETTOOLS_DIR).tmp
+	cd $(NETTOOLS_DIR).tmp && { apt-get download -q $(NETTOOLS_PACKAGES) || { echo "apt-get download $(NETTOOLS_PACKAGES) failed: run apt-get update (as root), then make again" >&2; exit 1; }; } && for d in *.deb; do dpkg-deb -x $$d root; done
+	rm -rf $(NETTOOLS_DIR) && mv $(NETTOOLS_DIR).tmp/root $(NETTOOLS_DIR) && rm -rf $(NETTOOLS_DIR).tmp
+	LD_LIBRARY_PATH=$(NETTOOLS_DIR)/usr/lib/x86_64-linux-gnu $(NETTOOLS) --version
+
 build: check-go
 	mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/wwclient ./wwclient
-	$(GO) build -trimpath -o $(BIN)/wwserver ./server/cmd/wwserver
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/wwclient ./wwclient
+	CGO_ENABLED=0 GOARCH=arm64 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/arm64/wwclient ./wwclient
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/wwserver ./server/cmd/wwserver
+
+# Static (CGO_ENABLED=0), stripped binaries, man pages and completions from
+# the cobra commands (wwserver __gendocs), then the packages (tools/pkg,
+# nfpm): build/packages/wwserver_*.deb, wwserver-*.rpm, wwclient_* (README).
+packages: check-go
+	rm -rf $(PKG_DIR) && mkdir -p $(PKG_DIR)/bin
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKG_DIR)/bin/wwserver ./server/cmd/wwserver
+	for a in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(PKG_DIR)/bin/wwclient-$$a ./wwclient || exit 1; \
+	done
+	$(PKG_DIR)/bin/wwserver __gendocs $(PKG_DIR)/docs
+	$(GO) run ./tools/pkg --bin $(PKG_DIR)/bin --docs $(PKG_DIR)/docs --out $(PKG_DIR) --version $(VERSION) --time $(VERSION_TIME)
+
+# The Debian 12 root (minbase, ipxe, systemd; mmdebstrap, cached) the package tests install into.
+pkgroot: deps-debian-image
+	./tools/pkg/testroot.sh $(PKG_ROOT)
+
+# The package tests alone (integration/package_*_test.go; also part of make integration).
+test-packages: check-go deps-test build image packages pkgroot
+	WW_PKG_BOOT=1 WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 15m -v -run 'TestPackage' ./integration/
 
 # The lab node image (Debian kernel + busybox), cached under build/.
 image: deps-image
@@ -103,6 +161,11 @@ image-systemd image-selinux image-hpc: image-%: deps-debian-image
 # installed: shim-signed's maintainer scripts would install a boot loader.
 bootloaders:
 	./initramfs/bootloaders.sh $(CURDIR)/build/secureboot
+
+# The arm64 lab node image (Debian linux-image-arm64 + busybox-static:arm64,
+# dpkg --add-architecture arm64 once), cached under build/.
+image-arm64: deps-image
+	WW_ARCH=arm64 ./initramfs/build.sh $(CURDIR)/build/image-arm64
 
 # LAB_ARGS, e.g. --firmware uefi-secureboot (needs make bootloaders) --nodes 2
 lab: check-go deps-lab build image
@@ -121,11 +184,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-unit: check-go deps-test build $(NGINX)
-	PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+unit: check-go deps-test build $(NGINX) $(NETTOOLS)
+	WW_NETTOOLS=$(NETTOOLS_DIR) PATH=$(TOOL_PATH) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
-integration: check-go deps-test build image image-systemd bootloaders
-	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
+integration: check-go deps-test deps-arm64 build image image-systemd image-arm64 bootloaders packages pkgroot
+	WW_ARM64_IMAGE=$(CURDIR)/build/image-arm64 WW_PACKAGES=$(PKG_DIR) WW_PKG_ROOT=$(PKG_ROOT) WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SYSTEMD_IMAGE=$(CURDIR)/build/debian-systemd WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v ./integration/
 
 test: fmt-check vet staticcheck unit integration
 
@@ -139,6 +202,27 @@ test-selinux: check-go deps-lab build image image-selinux
 	$(GO) test -count=1 -v -run TestLookupMatchesLibselinux ./wwclient/selabel/
 	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_SELINUX_IMAGE=$(CURDIR)/build/debian-selinux $(GO) test -race -count=1 -timeout 25m -v -run TestSELinuxEnforcingBoot ./integration/
 
+# IPMI power and console through the BMC: a QEMU lab node whose BMC is
+# ipmi_sim (power on/cycle/reset/off, SOL console, wrong password; a few
+# minutes, not part of make test; part of make test-cluster).
+.PHONY: test-power
+test-power: check-go deps-test build image
+	WW_TEST_POWER=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -race -count=1 -timeout 15m -v -run 'TestIPMIPowerConsole' ./integration/
+
+# arm64 node (QEMU virt, cortex-a57, EDK2, TCG) PXE-boots through DHCP,
+# TFTP, shim, GRUB to a two-stage boot (~1.5 min; not part of make test).
+test-arm64: check-go deps-test deps-arm64 build image image-arm64 bootloaders
+	WW_ARM64=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_ARM64_IMAGE=$(CURDIR)/build/image-arm64 WW_SECUREBOOT=$(CURDIR)/build/secureboot $(GO) test -race -count=1 -timeout 30m -v -run 'ARM64|SecureBootGRUBInitrd' ./integration/
+# QEMU nodes with NetworkManager and with systemd-networkd (Debian 12 images
+# net-nm, net-networkd: initramfs/debian-image.sh), four NICs each: second NIC
+# with address and MTU, VLAN, bond; root logs in over ssh with the rendered
+# host keys, before and after a restart. One QEMU at a time; not part of make test. Runs test-power first.
+test-cluster: test-power check-go deps-cluster deps-debian-image build image
+	./initramfs/debian-image.sh net-nm $(CURDIR)/build/debian-net-nm
+	./initramfs/debian-image.sh net-networkd $(CURDIR)/build/debian-net-networkd
+	WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) WW_NET_NM_IMAGE=$(CURDIR)/build/debian-net-nm WW_NET_NETWORKD_IMAGE=$(CURDIR)/build/debian-net-networkd \
+	  $(GO) test -count=1 -timeout 50m -v -run 'TestCluster' ./integration/
+
 # Opt-in measurements and the firmware-against-servers boots that make test
 # leaves out (minutes each): DHCP exchanges per second, TFTP throughput
 # (dnsmasq beside), QEMU firmware DHCP/TFTP against the servers.
@@ -150,6 +234,13 @@ test-measure: check-go deps-test deps-bench build
 # Load benchmarks against the figures in BENCHMARKS.md (loopback only; ~10 min; not part of make test).
 bench: check-go deps-bench build $(NGINX)
 	BENCH_NGINX=$${BENCH_NGINX:-$(NGINX)} GO=$(GO) ./tools/bench/run.sh
+
+# DHCP leases shared by two wwservers through a 3-member etcd cluster (fsync
+# on), perfdhcp offering RATE DORA/s (default 2000), the lease writer
+# unbatched (lease_batch = 1) and batched side by side; every lease checked
+# for an address bound twice (root; ~2 min; not part of make test).
+bench-etcd: check-go deps-bench
+	GO=$(GO) ./tools/bench/etcd-dhcp.sh $(RATE)
 
 # What editing 10,000 and 100,000 nodes costs (node import/add/set, check;
 # wall, CPU and peak RSS; a few minutes; not part of make test).
@@ -187,3 +278,31 @@ test-vagrant: deps-vagrant vagrant-files
 
 clean:
 	rm -rf $(BIN) build/image
+
+# An image whose compressed archive is over 4 GiB through the second stage: a
+# real wwserver on loopback builds it, stage2 fetches and unpacks it into a
+# tmpfs (~10 GB of disk under TMPDIR, 5 GiB of RAM, minutes; not part of make test).
+.PHONY: test-big
+test-big: check-go deps-test build image
+	WW_BIG=1 WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 60m -v -run 'TestSecondStageBigImage$$' ./integration/
+
+# Node boot time under QEMU TCG, single-stage vs two-stage, BIOS and UEFI, side
+# by side against one wwserver (BENCH_ROUNDS boots of each; ~1-2 min a boot;
+# not part of make test). The table goes to build/bench-boot.md. Environment:
+# WW_BENCH_IMAGE=build/debian-systemd (timed to the exec of /sbin/init),
+# WW_BENCH_FW=bios (default bios,uefi).
+BENCH_ROUNDS ?= 3
+.PHONY: bench-boot
+bench-boot: check-go deps-lab build image
+	WW_BENCH_BOOT=$(BENCH_ROUNDS) WW_BENCH_OUT=$(CURDIR)/build/bench-boot.md WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 0 -v -run 'TestBootTimeBench$$' ./integration/
+
+# Cold image build by wwserver build, gzip cpio (single-stage) vs zstd chunks
+# (two-stage), side by side (BENCH_IMAGE, default the hpc image; not part of make test).
+BENCH_IMAGE ?= $(CURDIR)/build/debian-hpc
+BENCH_IMAGE_PACKAGES := time
+.PHONY: bench-image deps-bench-image
+deps-bench-image: PKGS = $(BENCH_IMAGE_PACKAGES)
+deps-bench-image:
+	@dpkg-query -W -f='$${Status}' $(PKGS) 2>/dev/null | grep -q "install ok installed" || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(PKGS); }
+bench-image: check-go deps-bench-image build
+	WW_BIN=$(BIN) ./tools/bench/imagebuild.sh $(BENCH_IMAGE) $${BENCH_RUNS:-2}

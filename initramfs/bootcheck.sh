@@ -56,7 +56,7 @@ serial=$outdir/bootcheck.log
 start=$(date +%s)
 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -nodefaults \
 	-kernel "$kernel" -initrd "$work/initrd.gz" \
-	-append "console=ttyS0 panic=-1" \
+	-append "console=ttyS0 panic=-1 no_timer_check" \
 	-device virtio-net-pci,mac=52:54:00:99:00:01 -device e1000,mac=52:54:00:99:00:02 \
 	-serial "file:$serial" -monitor none </dev/null &
 qpid=$!

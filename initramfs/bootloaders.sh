@@ -1,15 +1,21 @@
 #!/bin/bash
 # initramfs/bootloaders.sh OUTDIR
 #
-# Puts Debian's signed Secure Boot chain for x86-64 UEFI into OUTDIR, for
-# nodes with bootloader = "grub" (wwserver.toml [grub] shim/grub point here
-# in the lab; on a server, installing the packages puts them at the
-# defaults):
+# Puts Debian's signed Secure Boot chain for x86-64 and arm64 UEFI into
+# OUTDIR, for nodes with bootloader = "grub" and arm64 nodes (wwserver.toml
+# [grub] shim/grub, shim_arm64/grub_arm64 point here in the lab; on a
+# server, installing the packages puts them at the defaults):
 #
 #   OUTDIR/shimx64.efi.signed     package shim-signed (signed by Microsoft's UEFI CA)
 #   OUTDIR/grubnetx64.efi.signed  package grub-efi-amd64-signed (signed by Debian's
 #                                 key, which shim trusts): tftp, efinet and linux
 #                                 built in (no http module)
+#   OUTDIR/shimaa64.efi.signed    package shim-signed:arm64
+#   OUTDIR/grubnetaa64.efi.signed package grub-efi-arm64-signed (arm64; the same
+#                                 modules, no http)
+#
+# The arm64 packages need dpkg --add-architecture arm64 (done here once,
+# as root, followed by apt-get update).
 #
 # The packages are downloaded (apt-get download) and unpacked with dpkg-deb,
 # never installed: shim-signed's maintainer scripts would install a boot
@@ -26,32 +32,59 @@ umask 022
 export LC_ALL=C
 init_outdir "$@"
 need_pkgs dpkg-deb:dpkg
+foreign_arch arm64
 
+# package (NAME[:ARCH]), file in the package, name in OUTDIR
+files=(
+	"shim-signed usr/lib/shim/shimx64.efi.signed shimx64.efi.signed"
+	"grub-efi-amd64-signed usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed grubnetx64.efi.signed"
+	"shim-signed:arm64 usr/lib/shim/shimaa64.efi.signed shimaa64.efi.signed"
+	"grub-efi-arm64-signed:arm64 usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed grubnetaa64.efi.signed"
+)
+declare -A ver
 resolve() {
-	shimver=$(candidate_record shim-signed | sed -n 's/^Version: //p')
-	grubver=$(candidate_record grub-efi-amd64-signed | sed -n 's/^Version: //p')
+	local f pkg
+	for f in "${files[@]}"; do
+		pkg=${f%% *}
+		ver[$pkg]=$(candidate_record "$pkg" | sed -n 's/^Version: //p')
+	done
 }
-stamp() { printf '%s\n' "shim-signed=$shimver" "grub-efi-amd64-signed=$grubver" | cat - "$0" | sha256sum | cut -d' ' -f1; }
+stamp() {
+	local f
+	for f in "${files[@]}"; do printf '%s=%s\n' "${f%% *}" "${ver[${f%% *}]}"; done | cat - "$0" | sha256sum | cut -d' ' -f1
+}
+# have_outputs, have_debs: every file is in OUTDIR, every .deb in the cache
+have_outputs() {
+	local f
+	for f in "${files[@]}"; do [ -s "$outdir/${f##* }" ] || return 1; done
+}
+have_debs() {
+	local f
+	for f in "${files[@]}"; do [ -s "$(debpath "${f%% *}" "${ver[${f%% *}]}")" ] || return 1; done
+}
 resolve
-if [ "${FORCE:-0}" != 1 ] && [ -s "$outdir/shimx64.efi.signed" ] && [ -s "$outdir/grubnetx64.efi.signed" ] &&
-	[ "$(cat "$outdir/.stamp" 2>/dev/null)" = "$(stamp)" ]; then
-	log "$outdir is up to date (shim-signed $shimver, grub-efi-amd64-signed $grubver)"
+if [ "${FORCE:-0}" != 1 ] && have_outputs && [ "$(cat "$outdir/.stamp" 2>/dev/null)" = "$(stamp)" ]; then
+	log "$outdir is up to date ($(for f in "${files[@]}"; do printf '%s %s; ' "${f%% *}" "${ver[${f%% *}]}"; done))"
 	exit 0
 fi
-if [ ! -s "$(debpath shim-signed "$shimver")" ] || [ ! -s "$(debpath grub-efi-amd64-signed "$grubver")" ]; then
+if ! have_debs; then
 	apt_update_once # download the mirror's current versions
 	resolve
 fi
-shimdeb=$(fetch shim-signed "$shimver")
-grubdeb=$(fetch grub-efi-amd64-signed "$grubver")
 
 work=$(mktemp -d "$outdir/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-dpkg-deb -x "$shimdeb" "$work/shim"
-dpkg-deb -x "$grubdeb" "$work/grub"
-install -m 0644 "$work/shim/usr/lib/shim/shimx64.efi.signed" "$outdir/shimx64.efi.signed.new"
-install -m 0644 "$work/grub/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed" "$outdir/grubnetx64.efi.signed.new"
-mv "$outdir/shimx64.efi.signed.new" "$outdir/shimx64.efi.signed"
-mv "$outdir/grubnetx64.efi.signed.new" "$outdir/grubnetx64.efi.signed"
+i=0
+for f in "${files[@]}"; do
+	read -r pkg src dst <<<"$f"
+	deb=$(fetch "$pkg" "${ver[$pkg]}")
+	i=$((i + 1))
+	dpkg-deb -x "$deb" "$work/$i"
+	install -m 0644 "$work/$i/$src" "$outdir/$dst.new"
+done
+for f in "${files[@]}"; do
+	dst=${f##* }
+	mv "$outdir/$dst.new" "$outdir/$dst"
+	log "$outdir/$dst (${f%% *} ${ver[${f%% *}]})"
+done
 stamp >"$outdir/.stamp"
-log "$outdir: shimx64.efi.signed (shim-signed $shimver), grubnetx64.efi.signed (grub-efi-amd64-signed $grubver)"

@@ -32,7 +32,10 @@
 # versions, this script) nothing is done; FORCE=1 rebuilds.
 #
 # Environment: WW_CACHE, WW_MODULES (module names, default NIC_MODULES),
-# FORCE=1, SOURCE_DATE_EPOCH.
+# FORCE=1, SOURCE_DATE_EPOCH, WW_ARCH (Debian architecture, default amd64;
+# arm64: linux-image-arm64 and busybox-static:arm64 via dpkg
+# --add-architecture arm64, console ttyAMA0, NIC_MODULES_ARM64; the applet
+# list comes from the same busybox version for amd64, which runs here).
 set -euo pipefail
 
 LOG_PREFIX=initramfs
@@ -42,16 +45,22 @@ LOG_PREFIX=initramfs
 umask 022
 export LC_ALL=C
 init_outdir "$@"
-modules=${WW_MODULES:-$NIC_MODULES}
+arch=${WW_ARCH:-amd64}
+case $arch in
+amd64) q="" console=ttyS0 serialcfg=SERIAL_8250_CONSOLE modules=${WW_MODULES:-$NIC_MODULES} ;;
+arm64) q=":arm64" console=ttyAMA0 serialcfg=SERIAL_AMBA_PL011_CONSOLE modules=${WW_MODULES:-$NIC_MODULES_ARM64} ;;
+*) die "WW_ARCH=$arch: amd64 or arm64" ;;
+esac
 need_pkgs depmod:kmod modprobe:kmod dpkg-deb:dpkg
+foreign_arch "$arch"
 
 # --- resolve inputs ------------------------------------------------------
 resolve() {
-	resolve_kernel
-	bbver=$(candidate_record busybox-static | sed -n 's/^Version: //p')
+	resolve_kernel "$arch"
+	bbver=$(candidate_record "busybox-static$q" | sed -n 's/^Version: //p')
 }
 stamp() {
-	printf '%s\n' "$kpkg=$kver" "busybox-static=$bbver" "modules=$modules" \
+	printf '%s\n' "$kpkg=$kver" "busybox-static$q=$bbver" "modules=$modules" \
 		"epoch=${SOURCE_DATE_EPOCH:-}" | cat - "$0" "$here/lib.sh" | sha256sum | cut -d' ' -f1
 }
 up_to_date() {
@@ -59,20 +68,23 @@ up_to_date() {
 		[ "$(cat "$outdir/.stamp" 2>/dev/null)" = "$(stamp)" ]
 }
 resolve
-if ! up_to_date && { [ ! -s "$(debpath "$kpkg" "$kver")" ] || [ ! -s "$(debpath busybox-static "$bbver")" ]; }; then
+if ! up_to_date && { [ ! -s "$(debpath "$kpkg" "$kver")" ] || [ ! -s "$(debpath "busybox-static$q" "$bbver")" ]; }; then
 	# Downloading anyway: refresh apt's lists first, so that the versions
 	# are the mirror's current ones (stale lists name files it dropped).
 	apt_update_once
 	resolve
 fi
 if up_to_date; then
-	log "$outdir/rootfs is up to date ($kpkg $kver, busybox-static $bbver)"
+	log "$outdir/rootfs is up to date ($kpkg $kver, busybox-static$q $bbver)"
 	exit 0
 fi
 stamp_want=$(stamp)
 
 kdeb=$(fetch "$kpkg" "$kver")
-bbdeb=$(fetch busybox-static "$bbver")
+bbdeb=$(fetch "busybox-static$q" "$bbver")
+# the applet list: busybox --list-full of this version, run on this machine
+bbhost=$bbdeb
+[ -z "$q" ] || bbhost=$(fetch busybox-static "$bbver")
 
 work=$(mktemp -d "$outdir/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -86,7 +98,7 @@ kv=$(ls "$work/kernel/lib/modules")
 kcfg=$work/kernel/boot/config-$kv
 [ -f "$kcfg" ] || die "no config-$kv in $kpkg"
 cfg() { sed -n "s/^CONFIG_$1=//p" "$kcfg"; }
-for opt in DEVTMPFS TMPFS BLK_DEV_INITRD RD_GZIP PACKET UNIX INET BINFMT_SCRIPT SERIAL_8250_CONSOLE; do
+for opt in DEVTMPFS TMPFS BLK_DEV_INITRD RD_GZIP PACKET UNIX INET BINFMT_SCRIPT "$serialcfg"; do
 	[ "$(cfg $opt)" = y ] || die "kernel $kv: CONFIG_$opt is not y"
 done
 log "kernel $kv: DEVTMPFS=$(cfg DEVTMPFS) DEVTMPFS_MOUNT=$(cfg DEVTMPFS_MOUNT || true)" \
@@ -114,18 +126,19 @@ log "modules: $subset"
 # --- busybox ---------------------------------------------------------------
 dpkg -x "$bbdeb" "$work/bb"
 install -m 0755 "$work/bb/bin/busybox" "$root/bin/busybox"
-"$root/bin/busybox" --list-full | sort | while read -r app; do
+dpkg -x "$bbhost" "$work/bbhost"
+"$work/bbhost/bin/busybox" --list-full | sort | while read -r app; do
 	case $app in bin/busybox | linuxrc) continue ;; esac
 	[ -e "$root/$app" ] || [ -L "$root/$app" ] || ln -s /bin/busybox "$root/$app"
 done
 [ -L "$root/sbin/init" ] || die "busybox has no init applet"
 
 # --- /etc ----------------------------------------------------------------
-cat >"$root/etc/inittab" <<'EOF'
+cat >"$root/etc/inittab" <<EOF
 # busybox init: system start, then a shell on the serial console.
 # The boot never waits for the shell.
 ::sysinit:/etc/init.d/rcS
-ttyS0::respawn:-/bin/sh
+$console::respawn:-/bin/sh
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/umount -a -r
 ::restart:/sbin/init

@@ -15,6 +15,8 @@
 #             SELINUXTYPE=default. Labels are set on the node: the bootstrap
 #             labels its tmpfs root from the policy's file_contexts (cpio
 #             carries no xattrs, so labels made here would not travel).
+#   net-nm, net-networkd  systemd + openssh-server, ping, the bonding and
+#             8021q modules; net-nm also NetworkManager (make test-cluster).
 #   hpc       systemd + every kernel module + a common HPC userland (Open MPI,
 #             compilers, Python with NumPy/SciPy, Perl, Slurm and munge, RDMA
 #             tools, OpenSSH, NFS client). A realistic 1–3 GB image with
@@ -63,7 +65,12 @@ hpc)
 	pkgs=$pkgs,rdma-core,ibverbs-utils,infiniband-diags,libfabric1,libhdf5-openmpi-dev,libopenblas0
 	pkgs=$pkgs,munge,slurmd,slurm-client,environment-modules
 	;;
-*) die "unknown variant $variant (systemd, selinux or hpc)" ;;
+# make test-cluster: a node per network stack, with sshd (host keys) and the
+# bonding and 802.1Q modules; net-networkd has neither NetworkManager nor
+# ifupdown, so network_stack auto picks systemd-networkd
+net-nm) pkgs=$base,network-manager,openssh-server,iputils-ping ;;
+net-networkd) pkgs=$base,openssh-server,iputils-ping ;;
+*) die "unknown variant $variant (systemd, selinux, hpc, net-nm or net-networkd)" ;;
 esac
 # The small images boot in QEMU tests: no manuals, docs or translations
 # (copyright files stay). The hpc image keeps everything, as a site would.
@@ -137,8 +144,10 @@ if [ "$variant" = hpc ]; then
 	depmod -b "$root" "$kv"
 	log "modules: all of $kpkg"
 else
+	extra=""
+	case $variant in net-*) extra="bonding 8021q" ;; esac
 	# shellcheck disable=SC2086 # a list
-	log "modules: $(copy_modules "$work/kernel" "$kv" "$root" $NIC_MODULES)"
+	log "modules: $(copy_modules "$work/kernel" "$kv" "$root" $NIC_MODULES $extra)"
 fi
 
 # --- node settings ---------------------------------------------------------

@@ -59,9 +59,15 @@ candidate_record() {
 	printf '%s\n' "$r"
 }
 
-debpath() { printf '%s/%s_%s_amd64.deb\n' "$cache" "$1" "${2//:/%3a}"; }
+# debpath NAME[:ARCH] VERSION: the cached .deb's path (ARCH default amd64).
+debpath() {
+	local name=${1%%:*} arch=amd64
+	[ "$name" = "$1" ] || arch=${1#*:}
+	printf '%s/%s_%s_%s.deb\n' "$cache" "$name" "${2//:/%3a}" "$arch"
+}
 
-# fetch NAME VERSION -> prints path of the cached .deb
+# fetch NAME[:ARCH] VERSION -> prints path of the cached .deb (a foreign
+# ARCH needs dpkg --add-architecture ARCH and apt-get update first)
 fetch() {
 	local name=$1 ver=$2 f tmp got
 	f=$(debpath "$name" "$ver")
@@ -80,20 +86,39 @@ fetch() {
 	printf '%s\n' "$f"
 }
 
-# resolve_kernel: sets kpkg and kver to the kernel package linux-image-amd64
-# depends on (the lab kernel) and its candidate version.
+# resolve_kernel [ARCH]: sets kpkg and kver to the kernel package
+# linux-image-ARCH depends on (the lab kernel; ARCH default amd64) and its
+# candidate version. A foreign ARCH's kpkg is qualified (NAME:arm64).
 resolve_kernel() {
-	local meta
-	meta=$(candidate_record linux-image-amd64)
+	local arch=${1:-amd64} meta q=""
+	[ "$arch" = amd64 ] || q=":$arch"
+	meta=$(candidate_record "linux-image-$arch$q")
 	kpkg=$(printf '%s\n' "$meta" | sed -n 's/^Depends: //p' | head -n1 |
-		tr ',' '\n' | sed 's/^ *//; s/ .*//' | grep -E '^linux-image-[0-9].*-amd64$' | head -n1)
-	[ -n "$kpkg" ] || die "cannot find the kernel package linux-image-amd64 depends on"
+		tr ',' '\n' | sed 's/^ *//; s/ .*//' | grep -E "^linux-image-[0-9].*-$arch\$" | head -n1)
+	[ -n "$kpkg" ] || die "cannot find the kernel package linux-image-$arch depends on"
+	kpkg=$kpkg$q
 	kver=$(candidate_record "$kpkg" | sed -n 's/^Version: //p')
+}
+
+# foreign_arch ARCH: makes sure dpkg knows ARCH (apt-get download of its
+# packages), adding it and updating apt's lists once if not (root only).
+foreign_arch() {
+	[ "$1" = "$(dpkg --print-architecture)" ] && return 0
+	dpkg --print-foreign-architectures | grep -qx "$1" && return 0
+	[ "$(id -u)" = 0 ] || die "dpkg does not know architecture $1: run dpkg --add-architecture $1 && apt-get update as root"
+	log "dpkg --add-architecture $1"
+	dpkg --add-architecture "$1"
+	apt_updated=0
+	apt_update_once
 }
 
 # The NIC drivers every node image carries (QEMU's and the common real
 # ones Debian builds as modules), plus virtio_pci which virtio_net needs.
 NIC_MODULES="virtio_net virtio_pci e1000 e1000e 8139too 8139cp igb vmxnet3"
+# arm64 (QEMU virt's virtio-net-pci, common server NICs). virtio_net pulls
+# in failover and net_failover, virtio_pci virtio_pci_legacy_dev and
+# virtio_pci_modern_dev: all modules in Debian's arm64 kernel.
+NIC_MODULES_ARM64="virtio_net virtio_pci e1000e igb"
 
 # copy_modules KROOT KV ROOT MODULE...: copies the dependency closure of the
 # modules from the unpacked kernel package KROOT into ROOT/lib/modules/KV

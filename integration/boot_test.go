@@ -25,7 +25,7 @@ func TestImageDirectBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: ctx, lab: l}
+	e := &env{t: t, ctx: ctx, lab: l, single: true}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, vm := range e.vms {
@@ -41,7 +41,7 @@ func TestImageDirectBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	vm := e.startVM(lab.VMOptions{Name: "direct", MAC: "52:54:00:99:dd:01", Kernel: p.Kernel, Initrd: initrd,
-		Append: "console=ttyS0 panic=-1", NoTap: true, MemoryMB: 512,
+		Append: strings.Join(lab.DefaultKernelArgs(), " "), NoTap: true, MemoryMB: 512,
 		// the common NICs of QEMU and real hardware need drivers in the image
 		ExtraNICs: []string{"e1000", "rtl8139", "e1000e", "vmxnet3"}})
 	e.waitBooted(vm, "direct")
@@ -60,22 +60,28 @@ func TestImageDirectBoot(t *testing.T) {
 }
 
 // TestBIOSBoot: SeaBIOS + QEMU's iPXE ROM -> DHCP -> iPXE script -> kernel,
-// image, overlays over HTTP -> wwclient bootstrap -> /sbin/init. The node
-// reaches RUNTIME_OVERLAY and keeps heartbeating.
+// network drivers, overlays over HTTP -> wwclient (/init) fetches the
+// chunked image into the tmpfs root (the default two-stage boot; status
+// shows IMAGE with progress) -> /sbin/init. The node reaches
+// RUNTIME_OVERLAY and keeps heartbeating.
 func TestBIOSBoot(t *testing.T) {
 	t.Parallel()
 	bootNode(t, lab.BIOS, 5*time.Minute, "[script]") // iPXE (the NIC's option ROM) fetched the per-node script
 }
 
-// bootNode boots lab node 1 with firmware fw, waits until it has booted and
-// reached RUNTIME_OVERLAY, and checks its serial console shows each of want.
+// bootNode boots lab node 1 with firmware fw (two-stage, the default),
+// waits until it has booted and reached RUNTIME_OVERLAY, checks the second
+// stage (console, progress in status, what was served) and that its serial
+// console shows each of want.
 func bootNode(t *testing.T, fw lab.Firmware, timeout time.Duration, want ...string) *env {
 	t.Helper()
 	n := lab.LabNode(1)
 	e := newEnv(t, timeout, []lab.Node{n})
+	watch := e.watchImage(n.Name)
 	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: fw})
 	e.waitBooted(vm, n.Name)
 	e.waitRuntime(n.Name)
+	e.checkTwoStage(vm, watch)
 	for _, w := range want {
 		if !strings.Contains(vm.SerialTail(100000), w) {
 			t.Errorf("serial console does not show %q", w)

@@ -27,9 +27,10 @@ const (
 
 // TestFailoverServerKilled: two wwservers share state through etcd in the
 // lab namespace; the one serving the node (A, which also answers DHCP and
-// TFTP) is killed with SIGKILL while the node downloads its image. The iPXE
-// script A sent names B as the fallback of every download, so the node
-// fetches the image from B, boots, and its wwclient (wwserver=A,B) sends
+// TFTP) is killed with SIGKILL while the node's second stage downloads the
+// image. The iPXE script A sent names B in wwserver=, so the second stage
+// asks B for the index (B builds the image then) and the rest of the
+// chunks, boots, and its wwclient (wwserver=A,B) sends
 // its heartbeats to B; `wwserver status` on B shows the node.
 func TestFailoverServerKilled(t *testing.T) {
 	t.Parallel()
@@ -77,7 +78,8 @@ func TestFailoverServerKilled(t *testing.T) {
 	// (both publish every 10 s).
 	waitFor(t, e.ctx, 30*time.Second, "A's iPXE script names B", func() bool {
 		body, err := get(e.ctx, c, e.lab.ServerURL()+"/ipxe/"+n.MAC)
-		return err == nil && strings.Contains(body, fmt.Sprintf("%s:%d/image/", serverBIP, serverBPort))
+		return err == nil && strings.Contains(body, fmt.Sprintf("%s:%d/modules/", serverBIP, serverBPort)) &&
+			strings.Contains(body, fmt.Sprintf("wwserver=%s:%d,%s:%d", e.lab.ServerIP, lab.DefaultPort, serverBIP, serverBPort))
 	})
 
 	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.BIOS})
@@ -89,13 +91,18 @@ func TestFailoverServerKilled(t *testing.T) {
 			return false
 		}
 		node, _ := st.Node(n.Name)
-		switch node.Stage {
-		case "IMAGE":
+		// Two-stage: iPXE fetches the kernel, drivers and overlays first;
+		// IMAGE is the second stage's index request and progress posts.
+		switch {
+		case node.Heartbeat != nil,
+			node.Stage == "IMAGE" && node.Progress != nil && node.Progress.Total > 0 && node.Progress.Done == node.Progress.Total:
+			t.Fatalf("the node got past the image before A was killed (stage %s, progress %s)", node.Stage, progressOf(node))
+		case node.Stage == "IMAGE" && node.Progress != nil && node.Progress.Done > 0:
+			// mid-image: the node has reported chunks unpacked
 			e.lab.KillServer()
 			killedAt = time.Now()
+			t.Logf("A killed at progress %s", progressOf(node))
 			return true
-		case "SYSTEM_OVERLAY", "RUNTIME_OVERLAY":
-			t.Fatalf("the node got past the image before A was killed (stage %s)", node.Stage)
 		}
 		return false
 	})
@@ -115,8 +122,14 @@ func TestFailoverServerKilled(t *testing.T) {
 	t.Logf("failover: the node's next request reached B %s after A was killed", failover.Round(10*time.Millisecond))
 
 	e.waitBooted(vm, n.Name)
-	if !strings.Contains(vm.SerialTail(100000), fmt.Sprintf("%s:%d/image/", serverBIP, serverBPort)) {
-		t.Errorf("the serial console does not show the image fetched from B")
+	// The second stage went on from B (B had not built the image before:
+	// the node asked it for the index first).
+	switched := false
+	for _, l := range strings.Split(vm.SerialTail(100000), "\n") {
+		switched = switched || (strings.Contains(l, `msg="image: switched server"`) && strings.Contains(l, fmt.Sprintf("to=%s:%d", serverBIP, serverBPort)))
+	}
+	if !switched {
+		t.Errorf("the serial console does not show the image download moving to B")
 	}
 
 	// Heartbeats go on at B: two, with uptime moving forward.

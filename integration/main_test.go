@@ -97,6 +97,10 @@ type env struct {
 	ctx context.Context
 	lab *lab.Lab
 	vms []*lab.VM
+	// single: the nodes boot single-stage (boot = "initrd", GRUB, or no
+	// server); otherwise waitBooted checks they came through the second
+	// stage, the default.
+	single bool
 }
 
 // newEnv creates a lab with the given nodes and the lab image, and starts
@@ -119,6 +123,9 @@ type envOptions struct {
 	// SetupLab, if set, runs after Setup with the lab (namespace up,
 	// tree written, wwserver not started yet).
 	SetupLab func(l *lab.Lab) error
+	// Paths, if set, changes the found paths before the lab is created
+	// (e.g. a wwserver from an installed package).
+	Paths func(p *lab.Paths)
 }
 
 // newEnvWith creates a lab and starts wwserver. The test's hard timeout
@@ -133,6 +140,9 @@ func newEnvWith(t *testing.T, timeout time.Duration, o envOptions) *env {
 			unavailable(t, err)
 		}
 		p.Image, p.Kernel = img.Image, img.Kernel
+	}
+	if o.Paths != nil {
+		o.Paths(&p)
 	}
 	ctx, cancel := context.WithTimeout(rootCtx, timeout)
 	t.Cleanup(cancel)
@@ -149,7 +159,11 @@ func newEnvWith(t *testing.T, timeout time.Duration, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("create lab: %v", err)
 	}
-	e := &env{t: t, ctx: ctx, lab: l}
+	// A boot written in the tree wins; unset, GRUB nodes default to initrd.
+	e := &env{t: t, ctx: ctx, lab: l, single: o.Tree.Boot == "initrd"}
+	for _, n := range o.Tree.Nodes {
+		e.single = e.single || (o.Tree.Boot == "" && n.Boot == "" && n.Bootloader == "grub") || n.Boot == "initrd"
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.dumpLogs()
@@ -217,7 +231,28 @@ func (e *env) waitBooted(vm *lab.VM, name string) time.Duration {
 	}
 	d := time.Since(vm.Started).Round(time.Second)
 	e.t.Logf("%s (%s): %q %s after QEMU started", vm.Name, vm.Firmware, line, d)
+	e.checkPath(vm)
 	return d
+}
+
+// checkPath checks from the console which way the node got its image:
+// through the second stage (wwclient fetched the chunked image) unless the
+// env boots single-stage (the kernel unpacked image.img.gz).
+func (e *env) checkPath(vm *lab.VM) {
+	e.t.Helper()
+	serial := vm.SerialTail(1000000)
+	twoStage := strings.Contains(serial, "wwinit: image unpacked:")
+	if e.single && twoStage {
+		e.t.Errorf("%s: booted through the second stage, want single-stage", vm.Name)
+	}
+	if !e.single && (!twoStage || strings.Contains(serial, "image.img.gz")) {
+		e.t.Errorf("%s: did not boot through the second stage (no \"wwinit: image unpacked:\" on the console, or iPXE loaded image.img.gz)", vm.Name)
+	}
+	for _, l := range strings.Split(serial, "\n") {
+		if strings.Contains(l, "wwinit: image") {
+			e.t.Logf("%s console: %s", vm.Name, strings.TrimSpace(l))
+		}
+	}
 }
 
 // waitRuntime waits until status shows the node at RUNTIME_OVERLAY with a

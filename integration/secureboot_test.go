@@ -39,12 +39,33 @@ func secureBootFiles(t *testing.T) (shim, grub string) {
 // /grub/grub.cfg (made by wwserver), then /grub/MAC, then the signed
 // kernel and the initrds, all over TFTP -> the kernel runs with Secure
 // Boot enabled -> the node boots and wwclient heartbeats.
+//
+// The node boots two-stage, the default (no boot key is written): GRUB loads the signed
+// kernel, its network drivers (modules/MAC) and the overlays over TFTP and
+// passes wwimage=; wwclient, as /init, fetches the chunked image over HTTP
+// (Debian's signed GRUB has no http: the large part of the boot leaves
+// TFTP).
 func TestSecureBootGRUB(t *testing.T) {
 	t.Parallel()
+	secureBootGRUB(t, "")
+}
+
+// TestSecureBootGRUBInitrd: the same with boot = "initrd" (the image as
+// one initrd over GRUB's TFTP). One more Secure Boot VM under TCG: run by
+// make test-arm64 (with the other GRUB boots), not make test.
+func TestSecureBootGRUBInitrd(t *testing.T) {
+	if os.Getenv("WW_ARM64") != "1" {
+		t.Skip("GRUB single-stage boot (one more TCG VM): run by make test-arm64")
+	}
+	t.Parallel()
+	secureBootGRUB(t, "initrd")
+}
+
+func secureBootGRUB(t *testing.T, boot string) {
 	shim, grub := secureBootFiles(t)
 	n := lab.LabNode(1)
 	n.Bootloader = "grub"
-	e := newEnvWith(t, 15*time.Minute, envOptions{Tree: lab.TreeOptions{Nodes: []lab.Node{n}, Shim: shim, GRUB: grub}})
+	e := newEnvWith(t, 15*time.Minute, envOptions{Tree: lab.TreeOptions{Nodes: []lab.Node{n}, Shim: shim, GRUB: grub, Boot: boot}})
 	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.UEFI, SecureBoot: true})
 	e.waitBooted(vm, n.Name)
 	e.waitRuntime(n.Name)
@@ -60,13 +81,30 @@ func TestSecureBootGRUB(t *testing.T) {
 		}
 	}
 	server := lab.Tail(e.lab.ServerLog(), 100000)
-	for _, want := range []string{"grubx64.efi", "grub/grub.cfg", "grub/" + n.MAC, "kernel/" + n.MAC, "image/" + n.MAC, "overlay/system/" + n.MAC} {
+	image, notImage := "image/"+n.MAC, "modules/"+n.MAC
+	if boot == "twostage" {
+		image, notImage = notImage, image
+	}
+	for _, want := range []string{"grubx64.efi", "grub/grub.cfg", "grub/" + n.MAC, "kernel/" + n.MAC, image, "overlay/system/" + n.MAC} {
 		if !tftpSent(server, want) {
 			t.Errorf("wwserver log has no TFTP transfer of %q", want)
 		}
 	}
 	if tftpSent(server, "snponly.efi") {
 		t.Errorf("the node was handed iPXE")
+	}
+	if tftpSent(server, notImage) {
+		t.Errorf("boot %q: GRUB fetched %s", boot, notImage)
+	}
+	if boot == "twostage" {
+		for _, want := range []string{"wwimage=", "wwinit: two-stage boot: fetching image", "wwinit: image unpacked:"} {
+			if !strings.Contains(console, want) {
+				t.Errorf("serial console does not show %q", want)
+			}
+		}
+		if m := metrics(t, e); !strings.Contains(m, `code="200",stage="chunk"`) {
+			t.Errorf("no chunk served over HTTP:\n%s", m)
+		}
 	}
 }
 

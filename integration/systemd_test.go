@@ -98,6 +98,7 @@ func TestSystemdBoot(t *testing.T) {
 		t.Fatalf("no boot report from systemd: %v", err)
 	}
 	t.Logf("%s: %q %s after QEMU started", n.Name, line, time.Since(vm.Started).Round(time.Second))
+	e.checkPath(vm)
 	m := wwcheckLine.FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("malformed report %q", line)
@@ -147,7 +148,11 @@ func TestSELinuxEnforcingBoot(t *testing.T) {
 		Tree: lab.TreeOptions{
 			Nodes:          []lab.Node{n},
 			SystemOverlays: []string{"wwinit", "wwcheck"},
-			KernelArgs:     []string{"console=ttyS0", "panic=-1", "security=selinux", "selinux=1"},
+			KernelArgs:     append(lab.DefaultKernelArgs(), "security=selinux", "selinux=1"),
+			// The labels set while the root is copied to the tmpfs are
+			// what this checks: the single-stage path (two-stage labels
+			// in place after the switch, wwclient/bootstrap's tests).
+			Boot: "initrd",
 		},
 		Setup: func(tree string) error { return writeBootReport(tree, "wwcheck") },
 	})

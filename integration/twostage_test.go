@@ -13,35 +13,43 @@ import (
 	"github.com/wwcluster/ww/tools/lab"
 )
 
-// TestTwoStageBIOSBoot: boot = "twostage": iPXE loads only the kernel, the
-// network drivers and the overlays; wwclient (/init) brings the NIC up,
-// fetches the chunked image over HTTP into the tmpfs root, lays the
-// overlays over it and boots it. Status shows IMAGE with the node's
-// progress while it downloads.
-func TestTwoStageBIOSBoot(t *testing.T) {
+// TestSingleStageBIOSBoot: boot = "initrd" keeps the single-stage path:
+// iPXE loads the image as one gzip initrd and the kernel unpacks it; no
+// wwimage=, no chunk served. (TestBIOSBoot, TestUEFIBoot and the others
+// boot two-stage, the default.)
+func TestSingleStageBIOSBoot(t *testing.T) {
 	t.Parallel()
-	twoStageBoot(t, lab.BIOS, 6*time.Minute)
-}
-
-// TestTwoStageUEFIBoot: the same with OVMF (PXE, snponly.efi).
-func TestTwoStageUEFIBoot(t *testing.T) {
-	t.Parallel()
-	twoStageBoot(t, lab.UEFI, 7*time.Minute)
-}
-
-func twoStageBoot(t *testing.T, fw lab.Firmware, timeout time.Duration) {
 	n := lab.LabNode(1)
-	e := newEnvWith(t, timeout, envOptions{Tree: lab.TreeOptions{Nodes: []lab.Node{n}, Boot: "twostage"}})
+	e := newEnvWith(t, 5*time.Minute, envOptions{Tree: lab.TreeOptions{Nodes: []lab.Node{n}, Boot: "initrd"}})
+	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.BIOS})
+	e.waitBooted(vm, n.Name) // checkPath: not through the second stage
+	e.waitRuntime(n.Name)
+	serial := vm.SerialTail(100000)
+	if !strings.Contains(serial, "image.img.gz") || strings.Contains(serial, "wwimage=") {
+		t.Error("iPXE did not load the single-stage image (image.img.gz, no wwimage=)")
+	}
+	m := metrics(t, e)
+	if !strings.Contains(m, `code="200",stage="image"}`) || strings.Contains(m, `stage="chunk"`) {
+		t.Errorf("want the image served whole and no chunk; metrics:\n%s", m)
+	}
+}
 
-	// Watch status from the start: the lab image is small, its download
-	// takes a second or two.
+// imageWatch polls status from the start of a two-stage boot and keeps
+// each distinct IMAGE state (sent, progress) of one node: the lab image is
+// small, its download takes a second or two.
+type imageWatch struct {
+	stop func()
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	seen []lab.NodeStatus
+}
+
+func (e *env) watchImage(name string) *imageWatch {
 	wctx, stop := context.WithCancel(e.ctx)
-	var mu sync.Mutex
-	var seen []lab.NodeStatus
-	var wg sync.WaitGroup
-	wg.Add(1)
+	w := &imageWatch{stop: stop}
+	w.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer w.wg.Done()
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -49,12 +57,12 @@ func twoStageBoot(t *testing.T, fw lab.Firmware, timeout time.Duration) {
 			st, err := e.lab.Status(qctx)
 			cancel()
 			if err == nil {
-				if ns, ok := st.Node(n.Name); ok && ns.Stage == "IMAGE" {
-					mu.Lock()
-					if len(seen) == 0 || seen[len(seen)-1].Sent != ns.Sent || progressOf(seen[len(seen)-1]) != progressOf(ns) {
-						seen = append(seen, ns)
+				if ns, ok := st.Node(name); ok && ns.Stage == "IMAGE" {
+					w.mu.Lock()
+					if len(w.seen) == 0 || w.seen[len(w.seen)-1].Sent != ns.Sent || progressOf(w.seen[len(w.seen)-1]) != progressOf(ns) {
+						w.seen = append(w.seen, ns)
 					}
-					mu.Unlock()
+					w.mu.Unlock()
 				}
 			}
 			select {
@@ -64,17 +72,25 @@ func twoStageBoot(t *testing.T, fw lab.Firmware, timeout time.Duration) {
 			}
 		}
 	}()
-	defer func() {
-		stop()
-		wg.Wait()
-	}()
+	e.t.Cleanup(func() { w.end() })
+	return w
+}
 
-	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: fw})
-	e.waitBooted(vm, n.Name)
-	e.waitRuntime(n.Name)
-	stop()
-	wg.Wait()
+// end stops the watch and returns what it saw.
+func (w *imageWatch) end() []lab.NodeStatus {
+	w.stop()
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen
+}
 
+// checkTwoStage checks a node that booted through the second stage: the
+// console, status showing IMAGE with progress up to 100%, and the server's
+// counters (chunks, index, modules and progress served; no whole image).
+func (e *env) checkTwoStage(vm *lab.VM, w *imageWatch) {
+	t := e.t
+	t.Helper()
 	serial := vm.SerialTail(100000)
 	for _, want := range []string{"modules.img.gz", "wwimage=", "wwinit: two-stage boot: fetching image", "wwinit: network: ",
 		"wwinit: image unpacked:", "wwinit: root: image and overlays in tmpfs"} {
@@ -82,16 +98,7 @@ func twoStageBoot(t *testing.T, fw lab.Firmware, timeout time.Duration) {
 			t.Errorf("serial console does not show %q", want)
 		}
 	}
-	if strings.Contains(serial, "image.img.gz") {
-		t.Error("iPXE downloaded the single-stage image")
-	}
-	for _, l := range strings.Split(serial, "\n") {
-		if strings.Contains(l, "wwinit: ") && (strings.Contains(l, "image") || strings.Contains(l, "network")) {
-			t.Logf("console: %s", strings.TrimSpace(l))
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	seen := w.end()
 	withProgress := 0
 	for _, s := range seen {
 		t.Logf("status: stage %s, sent %s, progress %s", s.Stage, s.Sent, progressOf(s))
@@ -102,15 +109,11 @@ func twoStageBoot(t *testing.T, fw lab.Firmware, timeout time.Duration) {
 	if withProgress == 0 {
 		t.Errorf("status never showed IMAGE with progress (seen %d IMAGE states)", len(seen))
 	}
-	if len(seen) == 0 {
-		return
+	if len(seen) > 0 {
+		if last := seen[len(seen)-1]; last.Progress == nil || last.Progress.Done != last.Progress.Total {
+			t.Errorf("last IMAGE status: %+v, want done = total", last.Progress)
+		}
 	}
-	last := seen[len(seen)-1]
-	if last.Progress == nil || last.Progress.Done != last.Progress.Total {
-		t.Errorf("last IMAGE status: %+v, want done = total", last.Progress)
-	}
-
-	// The server served chunks and took progress posts.
 	m := metrics(t, e)
 	for _, want := range []string{`code="200",stage="chunk"`, `code="204",stage="progress"`, `code="200",stage="image-index"`, `code="200",stage="modules"`} {
 		if !strings.Contains(m, want) {

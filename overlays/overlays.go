@@ -40,11 +40,14 @@ var Symlinks = map[string]string{
 // or 0755 (directories). Keys are paths in FS.
 var Modes = map[string]fs.FileMode{
 	"wwinit/etc/wwclient/wwclient.toml.ww": 0o600, // holds the asset key
+	// NetworkManager ignores keyfiles others can read
+	"wwinit/etc/NetworkManager/system-connections/ww.nmconnection.ww": 0o600,
 	"generic/etc/shadow.ww":                0o600,
 	"generic/etc/gshadow.ww":               0o600,
 	"generic/root":                         0o700,
 	"generic/root/.ssh":                    0o700,
 	"generic/root/.ssh/authorized_keys.ww": 0o600,
+	"generic/etc/ssh/ww-host-keys.ww":      0o600, // private host keys
 	// only present when a build copied the binary into the source tree
 	// (it is git-ignored); embedded files lose their x bit
 	"wwinit/" + ClientBinary: 0o755,

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"text/template"
 
+	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/netrender"
 	"github.com/wwcluster/ww/wwclient/nodeconf"
 )
 
@@ -41,6 +43,7 @@ type server struct {
 	Port           int
 	UpdateInterval int
 	Secure         bool
+	TLSPort        int // a method on the server's config.Server
 }
 
 type data struct {
@@ -65,7 +68,25 @@ var funcs = template.FuncMap{
 	// on these templates (TestRuntimeOverlayAccountsFromImage).
 	"mergelines":  func(base string, extra ...string) string { return base + strings.Join(extra, "") },
 	"lockmissing": func(accounts, shadow string) string { return shadow },
+	// server/netrender renders the network files (tested there and in
+	// server/artifact); here as for an image with ifupdown.
+	"netfiles": func(kind string, d data) ([]netrender.File, error) {
+		n := &config.Node{Name: d.Node.Name}
+		for _, x := range d.Node.Network {
+			n.Network = append(n.Network, config.NetDev{Name: x.Name, HWAddr: x.HWAddr, IPAddr: x.IPAddr,
+				Netmask: x.Netmask, Gateway: x.Gateway, Primary: x.Primary,
+				NetDevExtra: config.NetDevExtra{Type: config.NetEthernet, OnBoot: true}})
+		}
+		return netrender.Files(kind, config.StackIfupdown, n)
+	},
+	"file": func(name string) string { return "\n=== file " + name + "\n" },
+	// server/hostkeys (tested there and in server/artifact)
+	"hostkeys": func(kind string, d data) ([]struct{ Name, Content string }, error) { return nil, nil },
 }
+
+// KnownHosts and ClusterRootKey mirror the server's (server/artifact/hostkeys.go).
+func (d data) KnownHosts() (string, error)     { return "", nil }
+func (d data) ClusterRootKey() (string, error) { return "", nil }
 
 func render(t *testing.T, p string, d data) string {
 	t.Helper()
@@ -106,6 +127,9 @@ node = "n001"
 server = "10.0.2.1:9873"
 update_interval = 60          # seconds
 secure = true
+# wwserver.toml [tls]: heartbeats and the runtime overlay over HTTPS at this
+# port (0: plain HTTP), trusting only the CA in /etc/wwclient/tls-ca.pem.
+tls_port = 0
 # The asset key is never written here (this overlay is served to anyone who
 # asks for the MAC): wwclient reads it from the SMBIOS chassis asset tag.
 asset_key = ""

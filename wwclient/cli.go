@@ -11,12 +11,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/wwcluster/ww/internal/buildinfo"
 	"github.com/wwcluster/ww/wwclient/agent"
 	"github.com/wwcluster/ww/wwclient/apply"
 	"github.com/wwcluster/ww/wwclient/kmod"
@@ -28,22 +28,7 @@ import (
 // buildVersion is set at link time: -ldflags "-X main.buildVersion=v1.2.3".
 var buildVersion string
 
-func version() string {
-	if buildVersion != "" {
-		return buildVersion
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			return bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
-			}
-		}
-	}
-	return "dev"
-}
+func version() string { return buildinfo.Version(buildVersion) }
 
 type flags struct {
 	config, root, server, cmdline, stateDir, lock, logLevel, dmiAssetTag string
@@ -206,6 +191,11 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 		return nil, fmt.Errorf("server: %w (set server in %s, wwserver= on the kernel command line, or --server)", err, f.config)
 	}
 	lo, hi := eff.Config.SourcePorts()
+	pin := ""
+	if eff.Config.TLSPort > 0 {
+		// Never plain HTTP then: the server refuses it, and the overlay is private.
+		servers, pin = nodeconf.WithTLS(servers, eff.Config.TLSPort), eff.Config.TLSPin()
+	}
 	stateDir := f.stateDir
 	if f.once {
 		stateDir = ""
@@ -228,7 +218,7 @@ func newAgent(f *flags, eff nodeconf.Effective, log *slog.Logger) (*agent.Agent,
 		Root:       f.root,
 		Version:    version(),
 		Interval:   eff.Config.Interval(),
-		HTTPClient: agent.NewHTTPClient(agent.ClientOptions{Secure: eff.Config.Secure, PortMin: lo, PortMax: hi}),
+		HTTPClient: agent.NewHTTPClient(agent.ClientOptions{Secure: eff.Config.Secure, PortMin: lo, PortMax: hi, TLSPin: pin}),
 		StateDir:   stateDir,
 		Apply:      apply.Options{NoOwner: os.Geteuid() != 0},
 		Logger:     log,

@@ -125,7 +125,8 @@ type Builder struct {
 
 	pruneMu sync.RWMutex // held for writing while Prune checks and deletes one file
 
-	chunks chunked // chunked images for the two-stage boot (chunked.go)
+	chunks chunked   // chunked images for the two-stage boot (chunked.go)
+	arches archCache // kernel architectures by ETag (kernelarch.go)
 
 	tmplMu      sync.Mutex
 	tmpls       map[[32]byte]*parsedTemplate // by name and content

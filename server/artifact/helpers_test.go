@@ -28,6 +28,7 @@ secure = true
 const testNodesTOML = `
 [profiles.default]
 image = "debian"
+boot = "initrd"
 kernel_args = ["console=ttyS0", "quiet"]
 system_overlays = ["wwinit"]
 runtime_overlays = ["generic"]

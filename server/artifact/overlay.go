@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -236,7 +237,7 @@ func (m *merged) writeArchive(w io.Writer, b *Builder, mb member, rc *renderCtx)
 			if out, err = m.execute(b, e, pt, perr, rc); err != nil {
 				break
 			}
-			err = writeData(cw, &e.entry, e.out, out)
+			err = writeRendered(cw, pt, e, out) // multifile.go
 		}
 		if err != nil {
 			if errors.Is(err, ErrTemplate) {
@@ -348,6 +349,7 @@ func (b *Builder) overlay(ctx context.Context, fps *fingerprints, snap *config.S
 	if err != nil {
 		return nil, err
 	}
+	rc.data.runtime = ok.what == runtimeOverlay.what // host keys only there (hostkeys.go)
 	set, err := b.overlaySet(ctx, fps, ok.names(n))
 	if err != nil {
 		return nil, fmt.Errorf("%s overlay: %w", ok.what, err)
@@ -422,6 +424,7 @@ func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay s
 	if err := checkName("overlay", overlay); err != nil {
 		return err
 	}
+	rc.data.runtime = slices.Contains(n.RuntimeOverlays, overlay) && !slices.Contains(n.SystemOverlays, overlay)
 	dir := b.overlayDir(overlay)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
@@ -447,13 +450,16 @@ func (b *Builder) RenderOverlay(snap *config.Snapshot, n *config.Node, overlay s
 				fmt.Fprintf(w, "%s %-9s %10s %s (template %s: ERROR)\n", e.mode, owner, "-", e.out, e.rel)
 				continue
 			}
-			fmt.Fprintf(w, "%s %-9s %10d %s (template %s)\n", e.mode, owner, len(out), e.out, e.rel)
-			fmt.Fprintf(w, "--- %s\n", e.out)
-			w.Write(out)
-			if len(out) > 0 && out[len(out)-1] != '\n' {
-				io.WriteString(w, "\n")
+			pt, _ := m.template(b, e)
+			for _, f := range outputFiles(pt, e, out) {
+				fmt.Fprintf(w, "%s %-9s %10d %s (template %s)\n", e.mode, owner, len(f.data), f.name, e.rel)
+				fmt.Fprintf(w, "--- %s\n", f.name)
+				w.Write(f.data)
+				if len(f.data) > 0 && f.data[len(f.data)-1] != '\n' {
+					io.WriteString(w, "\n")
+				}
+				fmt.Fprintf(w, "--- end %s\n", f.name)
 			}
-			fmt.Fprintf(w, "--- end %s\n", e.out)
 		case e.mode&fs.ModeSymlink != 0:
 			fmt.Fprintf(w, "%s %-9s %10s %s -> %s\n", e.mode, owner, "-", e.out, e.link)
 		case e.mode.IsDir():

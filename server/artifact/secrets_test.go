@@ -33,3 +33,47 @@ func TestNodesHoldNoAssetKeys(t *testing.T) {
 		t.Errorf("hosts-like template = %q", got)
 	}
 }
+
+// TestBMCPasswordNotInTemplates: a node's BMC password (inline, on the node
+// or its profile) is in no template data: not in .Node, not in .Nodes,
+// not even printed whole with %#v; the rendered overlays do not hold it.
+func TestBMCPasswordNotInTemplates(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	dump := `{{printf "%#v %+v %#v" .Node .Node.BMC .Node.BMC}}{{range .Nodes}}{{printf "%#v %+v" . .BMC}}{{end}}` + "\n"
+	tt.file("overlays/wwinit/etc/dump.ww", dump, 0o644)
+	tt.file("overlays/generic/etc/dump.ww", dump+"{{.Node.BMC.Address}} {{.Node.BMC.Password}}\n", 0o600)
+	nodes := testNodesTOML + `
+[profiles.default.bmc]
+username = "admin"
+password = "bmc-secret-profile"
+[nodes.n001.bmc]
+address = "10.9.0.1"
+password = "bmc-secret-node"
+`
+	snap := snapshot(t, nodes)
+	b, _ := newBuilder(t, tt.root)
+	for _, name := range []string{"n001", "n002"} {
+		n := snap.Nodes.ByName[name]
+		sys, err := b.SystemOverlay(bg, snap, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, err := b.RuntimeOverlay(bg, snap, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, a := range map[string]*Artifact{"system": sys, "runtime": run} {
+			raw := unpack(t, a)["etc/dump"].data
+			if strings.Contains(raw, "bmc-secret") {
+				t.Fatalf("%s's %s overlay holds a BMC password: %q", name, what, raw)
+			}
+			if !strings.Contains(raw, `Username:"admin"`) {
+				t.Errorf("%s's %s overlay: the dump shows no BMC settings at all (test broken?): %q", name, what, raw)
+			}
+		}
+	}
+	if got := snap.Nodes.BMCPassword("n001"); got != "bmc-secret-node" {
+		t.Errorf("BMCPassword(n001) = %q", got)
+	}
+}

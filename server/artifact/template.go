@@ -16,6 +16,8 @@ import (
 	"text/template/parse"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/hostkeys"
+	"github.com/wwcluster/ww/server/netrender"
 )
 
 // TemplateData is what overlay templates (*.ww) see as ".".
@@ -25,6 +27,12 @@ type TemplateData struct {
 	Server TemplateServer
 
 	imageDir string // the node's image rootfs, for ImageFile
+	netStack string // the stack the node's devices are rendered for (netfiles.go)
+	// hostkeys.go: the tree's key store, whether this is a runtime overlay
+	// (the only one host keys go into), the node's key files' stamp
+	keys      *hostkeys.Store
+	runtime   bool
+	keysStamp string
 }
 
 // ImageFile returns the content of a file of the node's image, name being a
@@ -159,6 +167,7 @@ type TemplateServer struct {
 	Port           int
 	Secure         bool
 	UpdateInterval int // seconds
+	TLSPort        int // HTTPS port of the runtime overlay and heartbeats; 0: TLS off
 }
 
 // Template limits: a template source and its output are small files.
@@ -176,6 +185,9 @@ var templateFuncs = template.FuncMap{
 	// account files: see accounts.go
 	"mergelines":  mergeLines,
 	"lockmissing": lockMissing,
+	"file":        templateFile, // multifile.go
+	"netfiles":    netFiles,     // netfiles.go
+	"hostkeys":    hostKeyFiles, // hostkeys.go
 }
 
 // renderCtx is what one build renders templates with.
@@ -203,6 +215,7 @@ func newRenderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, error) {
 			Port:           s.Port,
 			Secure:         s.IsSecure(),
 			UpdateInterval: int(s.UpdateInterval.Seconds()),
+			TLSPort:        s.TLSPort(),
 		},
 	}
 	return &renderCtx{data: d, shared: mustJSON(struct {
@@ -217,6 +230,10 @@ func (b *Builder) renderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, 
 	if err == nil && n.Image != "" && checkName("image", n.Image) == nil {
 		rc.data.imageDir = b.imageDir(n.Image)
 	}
+	if err == nil {
+		rc.data.netStack = netrender.Resolve(n.NetworkStack, rc.data.imageDir)
+		b.withKeys(rc) // hostkeys.go
+	}
 	return rc, err
 }
 
@@ -228,7 +245,10 @@ func (rc *renderCtx) nodeInputs() string {
 		Node     *config.Node
 		AssetKey string
 		Shared   string
-	}{rc.data.Node, rc.data.Node.AssetKey, rc.shared})
+		NetStack string
+		Runtime  bool
+		Keys     string
+	}{rc.data.Node, rc.data.Node.AssetKey, rc.shared, rc.data.netStack, rc.data.runtime, rc.data.keysStamp})
 }
 
 func mustJSON(v any) string {
@@ -245,6 +265,7 @@ type parsedTemplate struct {
 	key        [32]byte // name and source
 	perNode    bool     // may depend on .Node (or its image)
 	imageFiles []string // files of the node's image it reads (ImageFile)
+	multiFile  bool     // calls file: its output is split (multifile.go)
 }
 
 // parse parses a template source; name (overlays/NAME/path.ww) appears in
@@ -272,7 +293,8 @@ func (b *Builder) parse(name string, src []byte) (*parsedTemplate, error) {
 	if err != nil {
 		return nil, err
 	}
-	pt = &parsedTemplate{t: t, key: key, perNode: usesNode(t) || len(files) > 0, imageFiles: files}
+	pt = &parsedTemplate{t: t, key: key, perNode: usesNode(t) || len(files) > 0, imageFiles: files,
+		multiFile: slices.ContainsFunc(t.Templates(), func(tt *template.Template) bool { return tt.Tree != nil && callsFile(tt.Tree.Root) })}
 	b.tmplMu.Lock()
 	if len(b.tmpls) >= 4096 { // old versions pile up; start over
 		clear(b.tmpls)

@@ -52,6 +52,12 @@ type Firmware struct {
 	HasArch bool
 }
 
+// ARM64 reports whether the firmware is arm64 UEFI (option 93 = 11 PXE,
+// 19 HTTP boot).
+func (f Firmware) ARM64() bool {
+	return f.HasArch && (f.Arch == iana.EFI_ARM64 || f.Arch == iana.EFI_ARM64_HTTP)
+}
+
 // Netboot reports whether the client is firmware or a boot loader (as
 // opposed to an OS DHCP client renewing its lease). Only netboot clients
 // get a boot file, so a booted node's renewals don't reset its status.
@@ -72,6 +78,9 @@ const (
 	// server, handed out under the name config.ShimName. Not one of
 	// Slots (those name files in tftp.dir).
 	SlotShim Slot = "grub.shim"
+	// SlotShimARM64 is the shim of arm64 UEFI nodes (option 93 = 11, 19):
+	// wwserver.toml grub.shim_arm64, served as config.ShimARM64Name.
+	SlotShimARM64 Slot = "grub.shim_arm64"
 )
 
 // Slots lists the dhcp.* slots (files of tftp.dir), in the order of the
@@ -81,8 +90,9 @@ func Slots() []Slot { return []Slot{SlotBIOS, SlotEFI, SlotARM64, SlotHTTP} }
 // Files are the configured boot file names ("" = none configured).
 type Files struct {
 	BIOS, EFI, ARM64, HTTP string
-	// Shim is the name the shim is served under (SlotShim).
-	Shim string
+	// Shim is the name the shim is served under (SlotShim); ShimARM64
+	// the arm64 shim's (SlotShimARM64).
+	Shim, ShimARM64 string
 }
 
 // File is the name configured for slot s.
@@ -98,6 +108,8 @@ func (f Files) File(s Slot) string {
 		return f.HTTP
 	case SlotShim:
 		return f.Shim
+	case SlotShimARM64:
+		return f.ShimARM64
 	}
 	return ""
 }

@@ -33,6 +33,16 @@ func Rules() []Rule {
 			Protocol: Script, Route: nodeapi.IPXE,
 		},
 		{
+			// UEFI HTTP boot on arm64 of a GRUB node: the arm64 shim over
+			// HTTP (/ipxe-bin/shimaa64.efi), which fetches grubaa64.efi.
+			// Debian's signed GRUB has no http module and stops at grub>
+			// there: PXE (arch 11) is the arm64 path that boots; this row
+			// serves a GRUB with http built in (grub.grub_arm64).
+			Name: "grub-http-arm64", Loader: GRUB,
+			Match:    func(f Firmware) bool { return f.HTTP && f.HasArch && f.Arch == iana.EFI_ARM64_HTTP },
+			Protocol: HTTP, File: SlotShimARM64,
+		},
+		{
 			// UEFI HTTP boot on ARM64: the ARM64 iPXE binary over HTTP.
 			Name: "http-arm64", Match: func(f Firmware) bool { return f.HTTP && f.HasArch && f.Arch == iana.EFI_ARM64_HTTP },
 			Protocol: HTTP, File: SlotARM64,
@@ -72,6 +82,12 @@ func Rules() []Rule {
 			Protocol: TFTP, File: SlotEFI,
 		},
 		{
+			// arm64 UEFI PXE of a GRUB node: the signed arm64 shim over
+			// TFTP; shim asks for grubaa64.efi, GRUB for /grub/grub.cfg.
+			Name: "grub-arm64", Loader: GRUB, Match: func(f Firmware) bool { return f.HasArch && f.Arch == iana.EFI_ARM64 },
+			Protocol: TFTP, File: SlotShimARM64,
+		},
+		{
 			Name: "arm64", Match: func(f Firmware) bool { return f.HasArch && f.Arch == iana.EFI_ARM64 },
 			Protocol: TFTP, File: SlotARM64,
 		},
@@ -101,9 +117,13 @@ func Decide(files Files, fw Firmware) Decision { return DecideFor(files, fw, IPX
 
 // DecideFor runs the decision table for firmware fw with the boot files
 // files, for a node booting with loader: rows of another loader are
-// skipped. A GRUB node on firmware without a GRUB row (BIOS, ARM64) gets
-// the iPXE rows.
+// skipped. A GRUB node on firmware without a GRUB row (BIOS, IA32) gets
+// the iPXE rows. arm64 firmware boots GRUB unless dhcp.arm64_file names
+// an arm64 iPXE (Debian ships none).
 func DecideFor(files Files, fw Firmware, loader Loader) Decision {
+	if fw.ARM64() && files.ARM64 == "" {
+		loader = GRUB
+	}
 	var d Decision
 	switch {
 	case fw.HTTP:

@@ -77,7 +77,24 @@ type Plan struct {
 	// the image.
 	ImageDigest string
 	Modules     File
+	// Arch is the image's CPU architecture (GOARCH names: amd64, arm64;
+	// "" unknown), from its kernel: a boot loader running on another
+	// architecture stops with a message instead of loading it
+	// (WrongArchPath reports it).
+	Arch string
 }
+
+// WrongArchPath is the path (at every server; GRUB over TFTP or HTTP,
+// iPXE over HTTP) where a boot loader reports that it runs on loaderArch
+// (its own name: GRUB's $grub_cpu, iPXE's ${buildarch}), which cannot boot
+// the node's image: the server records it in status.
+func (p *Plan) WrongArchPath(loaderRoute nodeapi.Route, loaderArch string) string {
+	return loaderRoute.Path(p.MAC) + "/" + WrongArchSegment + "/" + loaderArch
+}
+
+// WrongArchSegment separates a MAC from the reporting boot loader's
+// architecture in WrongArchPath.
+const WrongArchSegment = "wrongarch"
 
 // New returns the plan of node n booting from mac, served by srv, with
 // the other live servers (HOST:PORT each, see Servers) as fallbacks of
@@ -96,7 +113,8 @@ func New(srv *config.Server, n *config.Node, mac string, others []string) *Plan 
 	for _, o := range others {
 		p.ServerURLs = append(p.ServerURLs, nodeapi.BaseURL(o))
 	}
-	p.FetchRuntime = !s.Secure && !p.AssetKey
+	// With TLS the runtime overlay goes only over HTTPS, which boot loaders lack.
+	p.FetchRuntime = !s.Secure && !p.AssetKey && !srv.TLS.Enabled
 	p.Kernel = p.file("kernel", NameKernel, "kernel", nodeapi.Kernel)
 	p.Image = p.file("image", NameImage, "image", nodeapi.Image)
 	p.SystemOverlay = p.file("system", NameSystem, "system overlay", nodeapi.SystemOverlay)

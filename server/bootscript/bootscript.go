@@ -31,6 +31,9 @@ type Request struct {
 	// Via is how a GRUB config's files are fetched (ViaTFTP, the default,
 	// or ViaHTTP); iPXE ignores it.
 	Via string
+	// ImageArch is the architecture of the node's image (its kernel's;
+	// "" unknown: no check in the script).
+	ImageArch string
 }
 
 // plan is req's boot plan.
@@ -39,6 +42,7 @@ func (req Request) plan() *bootplan.Plan {
 	if req.ImageDigest != "" && req.Node.TwoStage() {
 		p.TwoStage(req.ImageDigest)
 	}
+	p.Arch = req.ImageArch
 	return p
 }
 

@@ -46,4 +46,5 @@ type renderKey struct {
 	mac    string
 	via    string // GRUB's transport ("" for iPXE)
 	digest string // two-stage image digest
+	arch   string // the image's architecture
 }

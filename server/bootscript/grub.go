@@ -13,6 +13,7 @@ import (
 
 	"github.com/wwcluster/ww/server/bootplan"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 //go:embed templates/default.grub templates/unknown.grub templates/bootstrap.grub
@@ -58,6 +59,10 @@ type GRUBData struct {
 	SecureMode   bool
 	Retries      int
 	Tries        []int // 1 … Retries
+	// Arch is the image's architecture, CPU the $grub_cpu that can boot
+	// it ("" when unknown: no check); WrongArch the path at this server
+	// where GRUB reports another $grub_cpu (appended).
+	Arch, CPU, WrongArch string
 }
 
 // GRUBBootstrapData is what /grub/grub.cfg's template sees.
@@ -175,6 +180,10 @@ func NewGRUBData(p *bootplan.Plan, via string) *GRUBData {
 	}
 	if len(servers) > 0 {
 		d.Server = servers[0]
+		if d.CPU = grubCPU(p.Arch); d.CPU != "" {
+			d.Arch = p.Arch
+			d.WrongArch = grubDevice(via, servers[0]) + p.WrongArchPath(nodeapi.GRUB, "")
+		}
 	}
 	for i := 1; i <= d.Retries; i++ {
 		d.Tries = append(d.Tries, i)
@@ -241,7 +250,7 @@ func (g *GRUB) Script(req Request) (script []byte, sent string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	key := renderKey{tmpl: g.def, node: req.Node, mac: req.MAC, via: via, digest: req.ImageDigest}
+	key := renderKey{tmpl: g.def, node: req.Node, mac: req.MAC, via: via, digest: req.ImageDigest, arch: req.ImageArch}
 	serversKey := strings.Join(req.Servers, ",")
 	script, ok := g.rendered.get(req.Snap, serversKey, key)
 	if !ok {

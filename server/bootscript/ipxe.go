@@ -11,6 +11,7 @@ import (
 
 	"github.com/wwcluster/ww/server/bootplan"
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/nodeapi"
 )
 
 //go:embed templates/default.ipxe templates/unknown.ipxe
@@ -60,6 +61,12 @@ type IPXEData struct {
 	// sha256 of the image's chunk index, wwimage= on the kernel command
 	// line; the image download is then the network drivers' (ModulesURL).
 	ImageDigest, ModulesURL string
+	// Arch is the image's architecture and ArchOK the iPXE ${buildarch}
+	// values that boot it (nil when unknown: no check); WrongArchURL is
+	// where iPXE reports another one (${buildarch} appended).
+	Arch         string
+	ArchOK       []string
+	WrongArchURL string
 }
 
 // UnknownData is what the unknown-node script sees.
@@ -142,6 +149,10 @@ func NewIPXEData(p *bootplan.Plan) *IPXEData {
 		ImageDigest:       p.ImageDigest,
 		ModulesURL:        p.Modules.URL,
 	}
+	if d.ArchOK = ipxeArches(p.Arch); d.ArchOK != nil {
+		d.Arch = p.Arch
+		d.WrongArchURL = p.Server.URL + p.WrongArchPath(nodeapi.IPXE, "")
+	}
 	d.Fetches = []IPXEFetch{ipxeFetch("kernel", p.Kernel)}
 	for _, f := range p.Initrds() {
 		d.Fetches = append(d.Fetches, ipxeFetch("initrd", f))
@@ -187,7 +198,7 @@ func (t *IPXE) Script(req Request) (script []byte, sent string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	key := renderKey{tmpl: tp, node: req.Node, mac: req.MAC, digest: req.ImageDigest}
+	key := renderKey{tmpl: tp, node: req.Node, mac: req.MAC, digest: req.ImageDigest, arch: req.ImageArch}
 	serversKey := strings.Join(req.Servers, ",")
 	script, ok := t.rendered.get(req.Snap, serversKey, key)
 	if !ok {

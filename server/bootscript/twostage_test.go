@@ -13,8 +13,10 @@ import (
 func TestTwoStageScripts(t *testing.T) {
 	const d = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	snap := snapshot(t, false)
-	single := snap.Nodes.ByMAC[macN002]
-	two := *single
+	one := *snap.Nodes.ByMAC[macN002]
+	one.Boot = config.BootInitrd
+	single := &one
+	two := one
 	two.Boot = config.BootTwoStage
 	ipxe, err := NewIPXE(t.TempDir())
 	if err != nil {

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/dhcp"
 	"github.com/wwcluster/ww/server/etcdstate"
@@ -56,7 +58,8 @@ type Member struct {
 }
 
 // Open connects to etcd when wwserver.toml asks for it (nil otherwise).
-func Open(srv *config.Server, log *slog.Logger) (*Member, error) {
+// reg receives the lease writer's metrics (may be nil).
+func Open(srv *config.Server, log *slog.Logger, reg prometheus.Registerer) (*Member, error) {
 	if srv.State.Backend != config.BackendEtcd {
 		return nil, nil
 	}
@@ -68,11 +71,12 @@ func Open(srv *config.Server, log *slog.Logger) (*Member, error) {
 	c, err := etcdstate.Connect(etcdstate.Options{
 		Endpoints: e.Endpoints, CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile,
 		Prefix: e.Prefix, Timeout: e.Timeout.Duration, ServerID: id, Log: log,
+		LeaseBatch: e.LeaseBatch, Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("state shared through etcd", "endpoints", e.Endpoints, "server_id", id)
+	log.Info("state shared through etcd", "endpoints", e.Endpoints, "server_id", id, "lease_batch", e.LeaseBatch)
 	return &Member{c: c, log: log}, nil
 }
 
@@ -87,6 +91,9 @@ func (e etcdLeases) Claim(ctx context.Context, l dhcp.Lease) (dhcp.Lease, error)
 	got, err := e.c.Claim(ctx, etcdstate.Lease{IP: l.IP, MAC: l.MAC, Node: l.Node, State: l.State, Expires: l.Expires})
 	if errors.Is(err, etcdstate.ErrInUse) {
 		return dhcp.Lease{}, dhcp.ErrSharedInUse
+	}
+	if errors.Is(err, etcdstate.ErrBusy) {
+		return dhcp.Lease{}, fmt.Errorf("%w: %v", dhcp.ErrSharedBusy, err)
 	}
 	if err != nil {
 		return dhcp.Lease{}, err

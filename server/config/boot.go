@@ -1,5 +1,15 @@
 package config
 
+// defaultBoot is the boot mode of a node that sets none (nor do its
+// profiles): two-stage for every loader (iPXE and GRUB, x86 and arm64),
+// unless the root stays in the initramfs (two-stage unpacks into a tmpfs).
+func defaultBoot(n *Node) string {
+	if n.Root == RootInitramfs {
+		return BootInitrd
+	}
+	return BootTwoStage
+}
+
 // checkBoot defaults and validates the merged boot mode of node n (key
 // "nodes.NAME", written as r), blaming the node or profile entry that set
 // the value, so the error's file:line is where the value is written.
@@ -15,7 +25,7 @@ func checkBoot(n *Node, key string, r *Entry, profileBoot func(profile string) *
 		}
 	}
 	if n.Boot == "" {
-		n.Boot = BootInitrd
+		n.Boot = defaultBoot(n)
 	}
 	switch n.Boot {
 	case BootInitrd:

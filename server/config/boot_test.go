@@ -8,12 +8,13 @@ import (
 
 func TestBootMode(t *testing.T) {
 	in := "[profiles.p]\nboot = \"twostage\"\n[nodes.a]\nimage = \"x\"\n[nodes.b]\nimage = \"x\"\nprofiles = [\"p\"]\n" +
-		"[nodes.c]\nimage = \"x\"\nprofiles = [\"p\"]\nboot = \"initrd\"\n"
+		"[nodes.c]\nimage = \"x\"\nprofiles = [\"p\"]\nboot = \"initrd\"\n" +
+		"[nodes.d]\nimage = \"x\"\nroot = \"initramfs\"\n[nodes.e]\nimage = \"x\"\nbootloader = \"grub\"\n"
 	ns, err := ParseNodes("nodes.toml", []byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"a": BootInitrd, "b": BootTwoStage, "c": BootInitrd} {
+	for name, want := range map[string]string{"a": BootTwoStage, "b": BootTwoStage, "c": BootInitrd, "d": BootInitrd, "e": BootTwoStage} {
 		if got := ns.ByName[name].Boot; got != want {
 			t.Errorf("node %s: boot %q, want %q", name, got, want)
 		}
@@ -37,6 +38,22 @@ func TestBootMode(t *testing.T) {
 		var ce *Error
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestBootDefaultGRUB: a node that sets no boot mode boots two-stage
+// whatever its loader; root = "initramfs" keeps single-stage; a written
+// boot = "initrd" is kept.
+func TestBootDefaultGRUB(t *testing.T) {
+	ns, err := ParseNodes("nodes.toml", []byte("[nodes.a]\nimage = \"x\"\nbootloader = \"grub\"\n"+
+		"[nodes.b]\nimage = \"x\"\nroot = \"initramfs\"\n[nodes.c]\nimage = \"x\"\nbootloader = \"grub\"\nboot = \"initrd\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"a": true, "b": false, "c": false} {
+		if got := ns.ByName[name].TwoStage(); got != want {
+			t.Errorf("node %s: TwoStage %v, want %v", name, got, want)
 		}
 	}
 }

@@ -24,6 +24,11 @@ const (
 const (
 	DefaultShim = "/usr/lib/shim/shimx64.efi.signed"
 	DefaultGRUB = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
+	// arm64 (packages shim-signed:arm64 and grub-efi-arm64-signed, after
+	// dpkg --add-architecture arm64): Debian has no arm64 iPXE, so arm64
+	// nodes boot GRUB, behind shim (Secure Boot or not).
+	DefaultShimARM64 = "/usr/lib/shim/shimaa64.efi.signed"
+	DefaultGRUBARM64 = "/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed"
 )
 
 // The names under which the shim and GRUB are served (TFTP and
@@ -32,6 +37,9 @@ const (
 const (
 	ShimName = "shimx64.efi"
 	GRUBName = "grubx64.efi"
+	// arm64: shimaa64 asks for grubaa64.efi next to itself.
+	ShimARM64Name = "shimaa64.efi"
+	GRUBARM64Name = "grubaa64.efi"
 )
 
 // GRUB is the [grub] section of wwserver.toml: where the Secure Boot chain
@@ -40,6 +48,10 @@ const (
 type GRUB struct {
 	Shim string `toml:"shim"` // served as shimx64.efi; default DefaultShim
 	GRUB string `toml:"grub"` // served as grubx64.efi; default DefaultGRUB (a GRUB with http, tftp, efinet, linux built in)
+	// ShimARM64 and GRUBARM64: the same for arm64 UEFI (option 93 = 11,
+	// 19), served as shimaa64.efi and grubaa64.efi.
+	ShimARM64 string `toml:"shim_arm64"`
+	GRUBARM64 string `toml:"grub_arm64"`
 }
 
 // LoaderFor is the boot loader of node n: its own (or its profiles')
@@ -55,6 +67,11 @@ func (s *Server) LoaderFor(n *Node) string {
 // readable regular file (errors name file, line and key). They matter only
 // when a node boots with GRUB: wwserver check reports them then.
 func (s *Server) GRUBFileProblems() []error { return s.grubProblems }
+
+// GRUBARM64FileProblems: the same for grub.shim_arm64 and grub.grub_arm64,
+// which matter only when an arm64 node boots (most servers have no arm64
+// packages installed).
+func (s *Server) GRUBARM64FileProblems() []error { return s.grubARM64Problems }
 
 func checkLoader(v string) error {
 	if v != LoaderIPXE && v != LoaderGRUB {
@@ -87,12 +104,17 @@ func checkBootloader(n *Node, key string, r *Entry, profile func(name string) *E
 // resolveGRUBFiles follows the [grub] files' symlinks once and adds them
 // to the boot files served under ShimName and GRUBName.
 func (s *Server) resolveGRUBFiles(file string, loc *locator) {
-	for _, f := range []struct{ key, name, path string }{
-		{"grub.shim", ShimName, s.GRUB.Shim}, {"grub.grub", GRUBName, s.GRUB.GRUB},
+	for _, f := range []struct {
+		key, name, path string
+		problems        *[]error
+	}{
+		{"grub.shim", ShimName, s.GRUB.Shim, &s.grubProblems}, {"grub.grub", GRUBName, s.GRUB.GRUB, &s.grubProblems},
+		{"grub.shim_arm64", ShimARM64Name, s.GRUB.ShimARM64, &s.grubARM64Problems},
+		{"grub.grub_arm64", GRUBARM64Name, s.GRUB.GRUBARM64, &s.grubARM64Problems},
 	} {
 		p, err := resolveRegular(filepath.Clean(f.path))
 		if err != nil {
-			s.grubProblems = append(s.grubProblems, &Error{File: file, Line: loc.line(f.key), Key: f.key,
+			*f.problems = append(*f.problems, &Error{File: file, Line: loc.line(f.key), Key: f.key,
 				Msg: fmt.Sprintf("%s (served as %s): %v", f.path, f.name, err)})
 			continue
 		}

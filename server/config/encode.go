@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -19,6 +21,9 @@ import (
 func WriteNodesFile(w io.Writer, f *File) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	e := encoder{w: bw}
+	if f.Schema != 0 {
+		e.line(SchemaKey + " = " + strconv.Itoa(f.Schema))
+	}
 	for _, kind := range []struct {
 		name string
 		m    map[string]*Entry
@@ -91,9 +96,12 @@ func (e *encoder) entry(kind, name string, en *Entry) {
 	e.list("system_overlays", en.SystemOverlays)
 	e.list("runtime_overlays", en.RuntimeOverlays)
 	e.str("root", en.Root)
+	e.str("boot", en.Boot)
+	e.str("bootloader", en.Bootloader)
 	e.str("asset_key", en.AssetKey)
 	e.str("ipxe_template", en.IPXETemplate)
 	e.boolean("discoverable", en.Discoverable)
+	e.networkEntry(&en.NetworkEntry) // netdev_encode.go
 	if len(en.Tags) > 0 {
 		e.line("[" + head + ".tags]")
 		keys := make([]string, 0, len(en.Tags))
@@ -121,7 +129,9 @@ func (e *encoder) entry(kind, name string, en *Entry) {
 		e.str("netmask", nd.Netmask)
 		e.str("gateway", nd.Gateway)
 		e.boolean("primary", nd.Primary)
+		e.devExtra(&nd.NetDevExtraEntry)
 	}
+	e.bmc(head, en.BMC)
 }
 
 func (e *encoder) str(key string, v *string) {
@@ -232,7 +242,8 @@ func SameEntry(a, b *Entry) bool {
 	if !sameList(a.Profiles, b.Profiles) || !sameStr(a.Image, b.Image) || !sameStr(a.Kernel, b.Kernel) ||
 		!sameList(a.KernelArgs, b.KernelArgs) || !sameList(a.SystemOverlays, b.SystemOverlays) ||
 		!sameList(a.RuntimeOverlays, b.RuntimeOverlays) || !sameStr(a.Root, b.Root) || !sameStr(a.AssetKey, b.AssetKey) ||
-		!sameStr(a.IPXETemplate, b.IPXETemplate) || !sameBool(a.Discoverable, b.Discoverable) || len(a.Tags) != len(b.Tags) {
+		!sameStr(a.IPXETemplate, b.IPXETemplate) || !sameBool(a.Discoverable, b.Discoverable) || len(a.Tags) != len(b.Tags) ||
+		!sameBMC(a.BMC, b.BMC) || !sameStr(a.Boot, b.Boot) || !sameStr(a.Bootloader, b.Bootloader) {
 		return false
 	}
 	for k, v := range a.Tags {
@@ -249,6 +260,9 @@ func SameEntry(a, b *Entry) bool {
 		}
 		return out
 	}
+	if !reflect.DeepEqual(a.NetworkEntry, b.NetworkEntry) {
+		return false
+	}
 	da, db := devs(a.Network), devs(b.Network)
 	if len(da) != len(db) {
 		return false
@@ -256,7 +270,8 @@ func SameEntry(a, b *Entry) bool {
 	for k, x := range da {
 		y, ok := db[k]
 		if !ok || !sameStr(x.HWAddr, y.HWAddr) || !sameStr(x.IPAddr, y.IPAddr) || !sameStr(x.Netmask, y.Netmask) ||
-			!sameStr(x.Gateway, y.Gateway) || !sameBool(x.Primary, y.Primary) {
+			!sameStr(x.Gateway, y.Gateway) || !sameBool(x.Primary, y.Primary) ||
+			!reflect.DeepEqual(x.NetDevExtraEntry, y.NetDevExtraEntry) {
 			return false
 		}
 	}

@@ -118,7 +118,7 @@ func (p *fastParser) entryHeader(keys []string) bool {
 	var table string // which table of the entry
 	switch {
 	case len(keys) == 2:
-	case len(keys) == 3 && (keys[2] == "tags" || keys[2] == "network"):
+	case len(keys) == 3 && (keys[2] == "tags" || keys[2] == "network" || keys[2] == "bmc"):
 		table = keys[2]
 	case len(keys) == 4 && keys[2] == "network":
 		table = "network." + keys[3]
@@ -154,6 +154,9 @@ func (p *fastParser) enterTable(keys []string) bool {
 		if e.Tags == nil {
 			e.Tags = map[string]string{}
 		}
+	case len(keys) == 3 && keys[2] == "bmc":
+		p.entry, p.sub = e, "bmc"
+		e.BMC = &BMCEntry{}
 	case len(keys) == 3 && keys[2] == "network":
 		p.entry, p.sub = e, "network"
 		if e.Network == nil {
@@ -190,6 +193,9 @@ func (p *fastParser) entryMap(kind string) map[string]*Entry {
 // keyValue handles "key = value" in the current table.
 func (p *fastParser) keyValue(s string) bool {
 	keys, rest, ok := parseDottedKey(s)
+	if ok && len(keys) == 1 && p.entry == nil && p.curKind == "" && p.topSeen == [2]bool{} {
+		return fastSchema(p.file, keys[0], rest) // the one top-level key (schema.go)
+	}
 	if !ok || len(keys) != 1 || p.entry == nil {
 		return false
 	}
@@ -217,6 +223,8 @@ func (p *fastParser) keyValue(s string) bool {
 		return false // devices are tables, not values
 	case "dev":
 		return p.devValue(key, rest)
+	case "bmc":
+		return bmcValue(p.entry.BMC, key, rest)
 	}
 	return p.entryValue(key, rest)
 }
@@ -290,6 +298,10 @@ func (p *fastParser) entryValue(key, rest string) bool {
 		e.Kernel = &v
 	case "root":
 		e.Root = &v
+	case "boot":
+		e.Boot = &v
+	case "bootloader":
+		e.Bootloader = &v
 	case "asset_key":
 		e.AssetKey = &v
 	case "ipxe_template":

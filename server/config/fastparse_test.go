@@ -131,6 +131,9 @@ func FuzzFastParse(f *testing.F) {
 	f.Add([]byte(managedText(2)))
 	f.Add([]byte(goodNodes))
 	f.Add([]byte("[nodes.\"a.b\".tags]\n\"k\" = 'v' # c\n"))
+	f.Add([]byte(bmcNodes))
+	f.Add([]byte("[nodes.a.bmc]\ncipher_suite = 03\n"))
+	f.Add([]byte("[nodes.a.bmc]\ncipher_suite = 1_7 # x\ninsecure = false\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkFast(t, data)
 	})

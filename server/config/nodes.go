@@ -25,6 +25,7 @@ type NetDev struct {
 	Netmask string `json:"netmask,omitempty"`
 	Gateway string `json:"gateway,omitempty"`
 	Primary bool   `json:"primary"`
+	NetDevExtra
 }
 
 // Node is a node with its profiles merged in; resolved once per config load.
@@ -45,11 +46,14 @@ type Node struct {
 	IPXETemplate string            `json:"ipxe_template,omitempty"`
 	Tags         map[string]string `json:"tags,omitempty"`
 	Network      []NetDev          `json:"network"` // primary first, then by name
+	NetworkConf
 	// Discoverable nodes without a primary MAC are given to the next unknown
 	// MAC that asks for an iPXE script (see server/nodeedit).
 	Discoverable bool `json:"discoverable,omitempty"`
 	// File is the config file the node is defined in (nodes.toml or nodes.d/X.toml).
 	File string `json:"-"`
+	// BMC: power and console (nil: none); never the password (bmc.go).
+	BMC *BMC `json:"bmc,omitempty"`
 }
 
 // Primary returns the node's primary network device (zero value if none).
@@ -81,8 +85,10 @@ type PublicNode struct {
 	IPXETemplate    string            `json:"ipxe_template,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
 	Network         []NetDev          `json:"network"`
-	Discoverable    bool              `json:"discoverable,omitempty"`
-	File            string            `json:"-"`
+	NetworkConf
+	Discoverable bool   `json:"discoverable,omitempty"`
+	File         string `json:"-"`
+	BMC          *BMC   `json:"bmc,omitempty"`
 }
 
 // Primary returns the node's primary network device (zero value if none).
@@ -99,7 +105,7 @@ func (n *Node) Public() *PublicNode {
 	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
 		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
 		Root: n.Root, Boot: n.Boot, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
-		Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader}
+		NetworkConf: n.NetworkConf, Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader, BMC: n.BMC}
 }
 
 // Nodes is the resolved node database of one config generation.
@@ -115,6 +121,9 @@ type Nodes struct {
 	AnyGRUB bool
 	// Hash identifies this generation's content (nodes and profiles).
 	Hash string
+	// bmcPasswords are the inline BMC passwords by node name, kept out of
+	// Node (template data); see BMCPassword.
+	bmcPasswords map[string]string
 }
 
 // Entry is one [nodes.X] or [profiles.X] table as written (nil: not set).
@@ -134,6 +143,8 @@ type Entry struct {
 	Discoverable    *bool                   `toml:"discoverable"`
 	Tags            map[string]string       `toml:"tags"`
 	Network         map[string]*NetDevEntry `toml:"network"`
+	BMC             *BMCEntry               `toml:"bmc"`
+	NetworkEntry
 }
 
 // NetDevEntry is one [nodes.X.network.DEV] table as written.
@@ -143,10 +154,12 @@ type NetDevEntry struct {
 	Netmask *string `toml:"netmask"`
 	Gateway *string `toml:"gateway"`
 	Primary *bool   `toml:"primary"`
+	NetDevExtraEntry
 }
 
 // File is the content of one nodes file as written.
 type File struct {
+	Schema   int               `toml:"schema,omitempty"` // 0: not written (SchemaLegacy); see schema.go
 	Profiles map[string]*Entry `toml:"profiles,omitempty"`
 	Nodes    map[string]*Entry `toml:"nodes,omitempty"`
 }
@@ -175,7 +188,8 @@ const (
 	BootTwoStage = "twostage"
 )
 
-// TwoStage reports whether the node boots in two stages.
+// TwoStage reports whether the node boots in two stages (the default for
+// iPXE nodes with a tmpfs root).
 func (n *Node) TwoStage() bool { return n.Boot == BootTwoStage }
 
 // LoadNodes reads and resolves one nodes file at path.
@@ -257,12 +271,25 @@ func DecodeNodesFile(src Source) (*File, error) {
 // File: it did not parse).
 func decodeNodesFile(src Source, o *origin, errs *errList) *File {
 	if f, ok := fastParseNodes(src.Data); ok {
+		if msg := schemaProblem(f.Schema, f.Schema != 0); msg != "" {
+			errs.add(&Error{File: src.Path, Line: o.line(SchemaKey), Key: SchemaKey, Msg: msg})
+			return nil
+		}
 		return f
 	}
 	var f File
 	md, err := toml.NewDecoder(bytes.NewReader(src.Data)).Decode(&f)
 	if err != nil {
+		if e := newerSchemaError(src.Path, src.Data); e != nil {
+			errs.add(e)
+			return nil
+		}
 		errs.add(tomlError(src.Path, err))
+		return nil
+	}
+	if msg := schemaProblem(f.Schema, md.IsDefined(SchemaKey)); msg != "" {
+		// A newer file may mean anything: nothing else of it is read.
+		errs.add(&Error{File: src.Path, Line: o.line(SchemaKey), Key: SchemaKey, Msg: msg})
 		return nil
 	}
 	for _, k := range md.Undecoded() {
@@ -333,6 +360,7 @@ func resolveNodes(files []Decoded, errs *errList, broken bool) (*Nodes, error) {
 	r.collect(files)
 	names := r.checkNames()
 	r.checkKernelArgs()
+	r.checkBMCEntries()
 	r.ns = &Nodes{ByName: make(map[string]*Node, len(names)), ByMAC: make(map[string]*Node, len(names)),
 		ByIP: make(map[string]*Node, len(names)), List: make([]*Node, 0, len(names)), Public: make([]*PublicNode, 0, len(names))}
 	for _, name := range names {
@@ -453,6 +481,7 @@ type nodeCheck struct {
 	*resolver
 	key string // "nodes.NAME"
 	bad bool
+	bmc BMCEntry // the node's merged bmc tables
 }
 
 func (c *nodeCheck) nfail(k, format string, a ...any) {
@@ -484,6 +513,13 @@ func (r *resolver) resolveNode(name string) {
 	if n.Discoverable && n.Primary().HWAddr == "" {
 		ns.Undiscovered = append(ns.Undiscovered, n)
 	}
+	var pw string
+	if n.BMC, pw = resolveBMC(&c.bmc); pw != "" {
+		if ns.bmcPasswords == nil {
+			ns.bmcPasswords = map[string]string{}
+		}
+		ns.bmcPasswords[name] = pw
+	}
 	ns.List = append(ns.List, n)
 	ns.Public = append(ns.Public, n.Public())
 	ns.ByName[name] = n
@@ -511,8 +547,10 @@ func (c *nodeCheck) merge(n *Node, e *Entry) (unresolved bool) {
 			continue
 		}
 		n.merge(pw.e, c.devs)
+		mergeBMC(&c.bmc, pw.e.BMC)
 	}
 	n.merge(e, c.devs)
+	mergeBMC(&c.bmc, e.BMC)
 	return unresolved
 }
 
@@ -548,6 +586,7 @@ func (c *nodeCheck) checkKeys(n *Node, e *Entry, unresolved bool) {
 			}
 		}
 	}
+	c.checkNetworkConf(n) // netdev.go
 	if n.Kernel != "" && (strings.HasPrefix(n.Kernel, "/") || strings.Contains("/"+n.Kernel+"/", "/../")) {
 		c.nfail(key+".kernel", "%q must be a path inside the image rootfs", n.Kernel)
 	}
@@ -580,8 +619,11 @@ func (c *nodeCheck) resolveNetwork(n *Node) {
 	if primaries > 1 {
 		c.nfail(c.key+".network", "%d devices are marked primary; at most one may be", primaries)
 	}
+	c.checkDevLinks(n) // netdev.go: bonds, vlans, gateways
 	if primaries == 0 && len(n.Network) > 0 {
-		n.Network[0].Primary = true // a single or first device is primary by default
+		// a single or first device is primary by default (netdev.go: an
+		// ethernet card before bonds, vlans and IPoIB)
+		n.Network[defaultPrimary(n.Network)].Primary = true
 	}
 	if len(n.Network) > 1 {
 		sort.SliceStable(n.Network, func(i, j int) bool { return n.Network[i].Primary && !n.Network[j].Primary })
@@ -592,7 +634,7 @@ func (c *nodeCheck) resolveNetwork(n *Node) {
 func (c *nodeCheck) checkDev(d string, rd *NetDevEntry) NetDev {
 	dk := c.key + ".network." + d
 	dev := NetDev{Name: d}
-	if rd.HWAddr != nil {
+	if rd.HWAddr != nil && !rd.infiniband() { // netdev.go checks an IPoIB address
 		mac, err := nodeapi.NormalizeMAC(*rd.HWAddr)
 		if err == nil {
 			err = CheckUnicastMAC(mac)
@@ -623,6 +665,7 @@ func (c *nodeCheck) checkDev(d string, rd *NetDevEntry) NetDev {
 		c.nfail(dk+".ipaddr", "%v", err)
 	}
 	dev.Primary = rd.Primary != nil && *rd.Primary
+	c.checkDevExtra(dk, rd, &dev) // netdev.go
 	return dev
 }
 
@@ -710,7 +753,9 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 		if d.Primary != nil {
 			cur.Primary = d.Primary
 		}
+		cur.NetDevExtraEntry.merge(&d.NetDevExtraEntry)
 	}
+	n.NetworkConf.merge(&r.NetworkEntry)
 }
 
 // ipxeMeta are the character sequences iPXE's script parser gives a

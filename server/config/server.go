@@ -44,6 +44,8 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // Server is wwserver.toml.
 type Server struct {
+	// Schema is the file's format version (schema.go); 0: not written.
+	Schema int `toml:"schema"`
 	// Address is the IP nodes use to reach the server.
 	Address string `toml:"address"`
 	// Listen is the HTTP listen address (default ":9873").
@@ -64,6 +66,7 @@ type Server struct {
 	TFTP  TFTP  `toml:"tftp"`
 	GRUB  GRUB  `toml:"grub"`
 	State State `toml:"state"`
+	TLS   TLS   `toml:"tls"`
 
 	// Port is the HTTP port nodes connect to, derived from Listen.
 	Port int `toml:"-"`
@@ -74,6 +77,8 @@ type Server struct {
 	bootFiles    map[string]string
 	bootProblems []error
 	grubProblems []error
+	// grubARM64Problems: grub.shim_arm64, grub.grub_arm64 (GRUBARM64FileProblems).
+	grubARM64Problems []error
 	// anticipateSet: tftp.anticipate is written in wwserver.toml (not 0).
 	anticipateSet bool
 }
@@ -183,7 +188,17 @@ type Etcd struct {
 	Prefix    string   `toml:"prefix"`    // default "/wwserver/"
 	ServerID  string   `toml:"server_id"` // default: the host name
 	Timeout   Duration `toml:"timeout"`   // per request, default 2s
+	// LeaseBatch: most DHCP lease claims per etcd transaction (default
+	// 64, 1..100); 1 writes each claim alone, as before batching.
+	LeaseBatch int `toml:"lease_batch"`
 }
+
+// Lease batching in etcd (state.etcd.lease_batch): the default and the
+// most (etcd's default --max-txn-ops is 128 operations per transaction).
+const (
+	DefaultLeaseBatch = 64
+	MaxLeaseBatch     = 100
+)
 
 // State backends.
 const (
@@ -234,7 +249,7 @@ func (s *Server) BootFileProblems() []error { return s.bootProblems }
 // table (server/bootfile).
 func (s *Server) BootFiles() bootfile.Files {
 	d := &s.DHCP
-	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile, Shim: ShimName}
+	return bootfile.Files{BIOS: d.BIOSFile, EFI: d.EFIFile, ARM64: d.ARM64File, HTTP: d.HTTPBootFile, Shim: ShimName, ShimARM64: ShimARM64Name}
 }
 
 // BootFileKeys are the wwserver.toml keys naming a boot file (the
@@ -298,10 +313,17 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	var s Server
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&s)
 	if err != nil {
+		if e := newerSchemaError(path, data); e != nil {
+			return nil, e
+		}
 		return nil, tomlError(path, err)
 	}
 	loc := newLocator(data)
 	var errs errList
+	if msg := schemaProblem(s.Schema, md.IsDefined(SchemaKey)); msg != "" {
+		// A newer file may mean anything: nothing else of it is read.
+		return nil, &Error{File: path, Line: loc.line(SchemaKey), Key: SchemaKey, Msg: msg}
+	}
 	for _, k := range md.Undecoded() {
 		errs.add(&Error{File: path, Line: loc.line(k.String()), Key: k.String(), Msg: "unknown key"})
 	}
@@ -330,12 +352,14 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	if err := checkLoader(s.Bootloader); err != nil {
 		fail("bootloader", "%v", err)
 	}
-	for _, f := range []struct{ key, val string }{{"grub.shim", s.GRUB.Shim}, {"grub.grub", s.GRUB.GRUB}} {
+	for _, f := range []struct{ key, val string }{{"grub.shim", s.GRUB.Shim}, {"grub.grub", s.GRUB.GRUB},
+		{"grub.shim_arm64", s.GRUB.ShimARM64}, {"grub.grub_arm64", s.GRUB.GRUBARM64}} {
 		if !filepath.IsAbs(f.val) {
 			fail(f.key, "%q: want an absolute path on this server", f.val)
 		}
 	}
 	checkState(&s.State, fail)
+	checkTLS(&s.TLS, s.Port, fail)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
@@ -352,6 +376,9 @@ func (s *Server) applyDefaults() {
 	if s.State.Backend == "" {
 		s.State.Backend = BackendFiles
 	}
+	if s.State.Etcd.LeaseBatch == 0 {
+		s.State.Etcd.LeaseBatch = DefaultLeaseBatch
+	}
 	if s.Bootloader == "" {
 		s.Bootloader = LoaderIPXE
 	}
@@ -360,6 +387,12 @@ func (s *Server) applyDefaults() {
 	}
 	if s.GRUB.GRUB == "" {
 		s.GRUB.GRUB = DefaultGRUB
+	}
+	if s.GRUB.ShimARM64 == "" {
+		s.GRUB.ShimARM64 = DefaultShimARM64
+	}
+	if s.GRUB.GRUBARM64 == "" {
+		s.GRUB.GRUBARM64 = DefaultGRUBARM64
 	}
 	d := &s.DHCP
 	if d.Mode == "" {
@@ -385,6 +418,11 @@ func (s *Server) applyDefaults() {
 	}
 	if d.Workers == 0 {
 		d.Workers = 8
+		if s.State.Backend == BackendEtcd {
+			// Each worker waits for its claim's batch to commit: a storm
+			// needs many claims in flight to fill the batches.
+			d.Workers = 256
+		}
 	}
 	if d.AnswerRouterSolicitations == "" {
 		d.AnswerRouterSolicitations = AnswerRSAuto
@@ -460,6 +498,9 @@ func checkState(st *State, fail failFunc) {
 			if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
 				fail("state.etcd.endpoints", "%q: want http://HOST:PORT or https://HOST:PORT", e)
 			}
+		}
+		if st.Etcd.LeaseBatch < 1 || st.Etcd.LeaseBatch > MaxLeaseBatch {
+			fail("state.etcd.lease_batch", "must be 1..%d, got %d", MaxLeaseBatch, st.Etcd.LeaseBatch)
 		}
 		if tls := [3]bool{st.Etcd.CAFile != "", st.Etcd.CertFile != "", st.Etcd.KeyFile != ""}; tls != [3]bool{} && tls != [3]bool{true, true, true} {
 			fail("state.etcd.ca_file", "ca_file, cert_file and key_file go together")

@@ -279,7 +279,9 @@ func TestPublicNodeIsNodeWithoutSecrets(t *testing.T) {
 		m := map[string]reflect.Type{}
 		rt := reflect.TypeOf(v)
 		for i := range rt.NumField() {
-			m[rt.Field(i).Name] = rt.Field(i).Type
+			if rt.Field(i).IsExported() { // unexported: load bookkeeping
+				m[rt.Field(i).Name] = rt.Field(i).Type
+			}
 		}
 		return m
 	}
@@ -297,7 +299,7 @@ func TestPublicNodeIsNodeWithoutSecrets(t *testing.T) {
 	}
 	for i, n := range ns.List {
 		p := ns.Public[i]
-		if p.Name != n.Name || p.Primary() != n.Primary() || !reflect.DeepEqual(p.Tags, n.Tags) {
+		if p.Name != n.Name || !reflect.DeepEqual(p.Primary(), n.Primary()) || !reflect.DeepEqual(p.Tags, n.Tags) {
 			t.Errorf("public %+v does not match %+v", p, n)
 		}
 	}

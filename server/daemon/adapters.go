@@ -161,3 +161,6 @@ func (a builderAdapter) artifact(art *artifact.Artifact, err error) (*provision.
 	}
 	return &provision.Artifact{Name: art.Name, ETag: art.ETag, Size: art.Size, ModTime: art.ModTime, Open: art.Open}, nil
 }
+
+// ImageArch: provision.ArchBuilder (the scripts' architecture check).
+func (a builderAdapter) ImageArch(n *config.Node) (string, error) { return a.b.ImageArch(n) }

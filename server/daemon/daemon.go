@@ -111,6 +111,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if err := s.addTFTP(); err != nil {
 		return err
 	}
+	if err := s.addHTTPS(); err != nil {
+		return err
+	}
 	ln, srv, err := s.listen()
 	if err != nil {
 		return err
@@ -200,7 +203,7 @@ func (s *server) watchConfig() {
 // addServices creates the etcd cluster member and DHCP as wwserver.toml
 // asks (TFTP: addTFTP, once the handler exists).
 func (s *server) addServices() error {
-	sh, err := cluster.Open(s.snap.Server, s.log.With("svc", "etcd"))
+	sh, err := cluster.Open(s.snap.Server, s.log.With("svc", "etcd"), s.reg)
 	if err != nil {
 		return fmt.Errorf("state backend: %w", err)
 	}
@@ -256,7 +259,7 @@ func (s *server) newHandler() error {
 	h, err := provision.New(provision.Options{
 		Config: s.store, Builder: builderAdapter{b: s.builder, health: s.health, boot: s.boot}, Status: s.status, Log: s.log,
 		Registry: s.reg, Leases: s.leases, Discoverer: nodeedit.NewDiscoverer(s.store, s.log), Health: s.health,
-		FreshEvery: provision.DefaultFreshEvery, Peers: s.peers,
+		FreshEvery: provision.DefaultFreshEvery, Peers: s.peers, TLSPort: s.snap.Server.TLSPort(),
 	})
 	if err != nil {
 		return err

@@ -24,6 +24,9 @@ func warnRestartNeeded(log *slog.Logger, was, now *config.Server, listenOverridd
 	if was.DHCP.AnswerRouterSolicitations != now.DHCP.AnswerRouterSolicitations {
 		log.Warn("dhcp.answer_router_solicitations changed; restart wwserver to apply", "now", now.DHCP.AnswerRouterSolicitations)
 	}
+	if was.TLS != now.TLS {
+		log.Warn("[tls] changed; restart wwserver to apply", "enabled", now.TLS.Enabled, "listen", now.TLS.Listen)
+	}
 	if was.TFTP.Enabled != now.TFTP.Enabled {
 		log.Warn("tftp.enabled changed; restart wwserver to apply", "now", now.TFTP.Enabled)
 	}

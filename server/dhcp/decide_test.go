@@ -157,10 +157,11 @@ func TestBootFilesByArch(t *testing.T) {
 	if o.reply.ClassIdentifier() != vendorHTTP {
 		t.Errorf("option 60 = %q", o.reply.ClassIdentifier())
 	}
-	// No arm64 file configured: no boot file at all.
+	// No arm64 iPXE configured: the arm64 shim (Debian has no arm64 iPXE;
+	// shim, then GRUB).
 	e2 := newEnv(t, testConfig{})
 	o = e2.do(t, discover(t, mac, withArch(11)))
-	checkReply(t, o, dhcpv4.MessageTypeOffer, "10.201.0.11", "")
+	checkReply(t, o, dhcpv4.MessageTypeOffer, "10.201.0.11", "shimaa64.efi")
 }
 
 func TestUnknownMAC(t *testing.T) {

@@ -180,6 +180,9 @@ func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, s
 		if errors.Is(err, errSharedUnavailable) {
 			return nil, &silence{"shared_leases_unavailable"} // no NAK: the lease may well be good
 		}
+		if errors.Is(err, ErrSharedBusy) {
+			return nil, &silence{"shared_leases_busy"}
+		}
 		if err != nil {
 			return nil, errNotTheirs
 		}
@@ -220,6 +223,9 @@ func (h *reservationHandler) allocateFree(x *exchange, pl *pool, p *params, node
 		l, d, err := h.leases.allocate(pl, x.mac, node, want, state, expires, x.now)
 		if errors.Is(err, errSharedUnavailable) {
 			return nil, &silence{"shared_leases_unavailable"}
+		}
+		if errors.Is(err, ErrSharedBusy) {
+			return nil, &silence{"shared_leases_busy"}
 		}
 		if err != nil {
 			return nil, &silence{"pool_exhausted"}

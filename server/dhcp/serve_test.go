@@ -193,6 +193,7 @@ func TestServeQueueFullDrops(t *testing.T) {
 	}
 	srv.guard = &probeGuard{prober: bp, until: time.Now().Add(time.Hour), reason: "test"}
 	srv.handlers[config.ModeReservation] = &reservationHandler{leases: srv.leases, m: srv.m, guard: srv.guard}
+	srv.staleAfter = time.Hour // the queued packets wait as long as the test takes
 	c := startServe(t, srv, 1)
 	pkt := discover(t, "02:00:00:00:00:01").ToBytes()
 	c.in <- pkt
@@ -207,6 +208,29 @@ func TestServeQueueFullDrops(t *testing.T) {
 	close(bp.release)
 	for i := 0; i < 3; i++ {
 		c.recv(t)
+	}
+}
+
+// TestServeDropsStalePackets: a queued packet that waited longer than
+// staleAfter for a worker is dropped unanswered and counted.
+func TestServeDropsStalePackets(t *testing.T) {
+	e := newEnv(t, testConfig{rangeStart: "10.201.0.100", rangeEnd: "10.201.0.110"})
+	srv, err := New(Options{Store: e.store, Log: quietLog(), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.guard = &probeGuard{prober: &blockingProber{entered: make(chan struct{}, 8), release: make(chan struct{})},
+		until: time.Now().Add(time.Hour), reason: "test"} // packets go through the queue
+	srv.staleAfter = time.Nanosecond // every queued packet is too old
+	c := startServe(t, srv, 1)
+	for i := 0; i < 3; i++ {
+		c.in <- discover(t, "02:00:00:00:00:02").ToBytes()
+	}
+	waitFor(t, "stale drops", func() bool {
+		return counterValue(srv.m.dropped.WithLabelValues("stale")) == 3
+	})
+	if n := counterValue(srv.m.sentByType[dhcpv4.MessageTypeOffer]); n != 0 {
+		t.Fatalf("%v OFFERs sent for stale packets", n)
 	}
 }
 

@@ -75,6 +75,7 @@ type Server struct {
 	handlers    map[string]handler
 	queueSize   int
 	pxePort     int
+	staleAfter  time.Duration // staleAfter; tests change it
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -98,6 +99,8 @@ func New(o Options) (*Server, error) {
 		queueSize: o.QueueSize,
 		pxePort:   o.PXEPort,
 		ready:     make(chan struct{}),
+
+		staleAfter: staleAfter,
 	}
 	if s.status == nil {
 		s.status = nopRecorder{}
@@ -235,7 +238,15 @@ type packet struct {
 	src     *net.UDPAddr
 	conn    net.PacketConn
 	pxePort bool
+	at      time.Time // when it was read (queued packets)
 }
+
+// staleAfter: a packet that waited this long for a worker is dropped
+// unanswered (reason "stale"). In a storm the queue is where overload
+// shows: answering seconds-old requests, whose clients have given up or
+// sent them again, would make every answer late; dropping them keeps the
+// answers to the rest on time (a client retransmits, firmware after 4 s).
+const staleAfter = time.Second
 
 // serve runs the read loops, the worker pool and the lease writer on conns
 // until ctx is done. It closes conns.
@@ -264,6 +275,10 @@ func (s *Server) serve(ctx context.Context, conns []servedConn, workers int) err
 		go func() {
 			defer workWG.Done()
 			for p := range jobs {
+				if time.Since(p.at) > s.staleAfter {
+					s.m.dropped.WithLabelValues("stale").Inc()
+					continue
+				}
 				s.handlePacket(p)
 			}
 		}()
@@ -326,6 +341,7 @@ func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet)
 			s.handlePacket(p)
 			continue
 		}
+		p.at = time.Now()
 		select {
 		case jobs <- p:
 		default:

@@ -29,6 +29,11 @@ type SharedLeases interface {
 // the address.
 var ErrSharedInUse = errors.New("address held by another client")
 
+// ErrSharedBusy is what a SharedLeases returns when it did not try the
+// change because too much was waiting (its queue was full): the request is
+// dropped, but the database is not taken for down.
+var ErrSharedBusy = errors.New("shared lease database busy")
+
 // errSharedUnavailable: the shared database did not answer (or did not
 // recently): no pool address is handed out.
 var errSharedUnavailable = errors.New("shared lease database unavailable")
@@ -89,6 +94,8 @@ func (s *sharedStore) call(f func(ctx context.Context) error) error {
 	defer s.mu.Unlock()
 	s.probing = false
 	switch {
+	case errors.Is(err, ErrSharedBusy):
+		return err
 	case err == nil || errors.Is(err, ErrSharedInUse):
 		if s.downErr != nil {
 			s.log.Info("dhcp: shared lease database reachable again; pool leases resume")

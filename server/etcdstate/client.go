@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -43,7 +44,16 @@ type Options struct {
 	Timeout   time.Duration // per request, default 2 s
 	ServerID  string        // this server's name in status and servers/ (default: host name)
 	Log       *slog.Logger
+	// LeaseBatch is the most lease claims written in one transaction
+	// (batch.go; default 64, at most MaxLeaseBatch); 1 writes each claim
+	// in its own transactions, read then write, as before batching.
+	LeaseBatch int
+	// Registerer receives the lease writer's metrics; nil: none.
+	Registerer prometheus.Registerer
 }
+
+// DefaultLeaseBatch is Options.LeaseBatch's default.
+const DefaultLeaseBatch = 64
 
 // Client is one server's connection to the shared state.
 type Client struct {
@@ -55,6 +65,10 @@ type Client struct {
 
 	grantMu sync.Mutex
 	grants  map[int64]clientv3.LeaseID // expiry bucket (unix s) → etcd lease
+
+	batch     *batcher // nil: LeaseBatch 1
+	stopBatch context.CancelFunc
+	batchDone chan struct{}
 }
 
 // Connect dials etcd. It does not wait for etcd to answer: a server starts
@@ -96,8 +110,26 @@ func Connect(o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
-	return &Client{cli: cli, prefix: o.Prefix, timeout: o.Timeout, id: o.ServerID, log: o.Log,
-		grants: map[int64]clientv3.LeaseID{}}, nil
+	c := &Client{cli: cli, prefix: o.Prefix, timeout: o.Timeout, id: o.ServerID, log: o.Log,
+		grants: map[int64]clientv3.LeaseID{}}
+	if o.LeaseBatch == 0 {
+		o.LeaseBatch = DefaultLeaseBatch
+	}
+	if o.LeaseBatch > 1 {
+		m, err := newBatchMetrics(o.Registerer)
+		if err != nil {
+			cli.Close()
+			return nil, fmt.Errorf("etcd lease writer metrics: %w", err)
+		}
+		c.batch = newBatcher(c, o.LeaseBatch, m)
+		ctx, cancel := context.WithCancel(context.Background())
+		c.stopBatch, c.batchDone = cancel, make(chan struct{})
+		go func() {
+			defer close(c.batchDone)
+			c.batch.run(ctx)
+		}()
+	}
+	return c, nil
 }
 
 // reconnect is how the client dials etcd again after losing it. gRPC's
@@ -110,8 +142,14 @@ var reconnect = grpc.ConnectParams{
 	MinConnectTimeout: 2 * time.Second,
 }
 
-// Close ends the connection.
-func (c *Client) Close() error { return c.cli.Close() }
+// Close stops the lease writer (queued claims fail) and ends the connection.
+func (c *Client) Close() error {
+	if c.batch != nil {
+		c.stopBatch()
+		<-c.batchDone
+	}
+	return c.cli.Close()
+}
 
 // ID is this server's name.
 func (c *Client) ID() string { return c.id }

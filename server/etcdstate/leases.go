@@ -57,6 +57,9 @@ func (c *Client) Claim(ctx context.Context, l Lease) (Lease, error) {
 	if l.Server == "" {
 		l.Server = c.id
 	}
+	if c.batch != nil {
+		return c.batch.claim(ctx, l) // bounded by the batch's timeouts
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	for try := 0; try < 8; try++ {
@@ -161,6 +164,9 @@ func (c *Client) Release(ctx context.Context, ip netip.Addr, mac string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	ipKey, macKey := c.ipKey(ip), c.macKey(mac)
+	if c.batch != nil {
+		defer c.batch.forget(ipKey, macKey) // changed behind the lease writer
+	}
 	for try := 0; try < 8; try++ {
 		r, err := c.cli.Get(ctx, ipKey)
 		if err != nil {

@@ -58,6 +58,10 @@ type Meta struct {
 	ImportedAt time.Time `json:"imported_at"`
 	// Warnings about the imported tree (no kernel, no /sbin/init).
 	Warnings []string `json:"warnings,omitempty"`
+	// Architecture is the image config's (GOARCH names, e.g. arm64; ""
+	// when the source has none): `image list` shows it when the kernel
+	// does not say.
+	Architecture string `json:"architecture,omitempty"`
 }
 
 // Import builds images/NAME/rootfs from opts.Source in a temporary
@@ -143,7 +147,7 @@ func importLocked(ctx context.Context, opts Options, dir string, platform *v1.Pl
 		return nil, err
 	}
 	meta := &Meta{Source: opts.Source, Kind: src.kind, Digest: src.digest, Layers: len(src.layers),
-		Files: a.files, Bytes: a.bytes, ImportedAt: time.Now().UTC(), Warnings: warnings}
+		Files: a.files, Bytes: a.bytes, ImportedAt: time.Now().UTC(), Warnings: warnings, Architecture: src.arch}
 	data, _ := json.MarshalIndent(meta, "", "  ")
 	if err := atomicfile.WriteFile(filepath.Join(dir, MetaFile), append(data, '\n'), 0o644); err != nil {
 		return nil, err

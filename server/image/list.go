@@ -19,12 +19,15 @@ import (
 
 // Info describes one image of the tree.
 type Info struct {
-	Name   string   `json:"name"`
-	Size   int64    `json:"size"`   // bytes of regular files (hard links once)
-	Files  int64    `json:"files"`  // entries of any type
-	Kernel string   `json:"kernel"` // what a node boots by default; "" when none
-	Nodes  []string `json:"nodes"`  // nodes that use it
-	Meta   *Meta    `json:"import,omitempty"`
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`   // bytes of regular files (hard links once)
+	Files  int64  `json:"files"`  // entries of any type
+	Kernel string `json:"kernel"` // what a node boots by default; "" when none
+	// Arch is the CPU architecture of the image (GOARCH names: amd64,
+	// arm64): its kernel's, else what its import source said; "" unknown.
+	Arch  string   `json:"arch"`
+	Nodes []string `json:"nodes"` // nodes that use it
+	Meta  *Meta    `json:"import,omitempty"`
 }
 
 // List walks every images/NAME/rootfs. nodes may be nil (no usage shown).
@@ -59,6 +62,7 @@ func List(tree string, nodes *config.Nodes) ([]Info, error) {
 				info.Meta = &m
 			}
 		}
+		info.Arch = imageArch(rootfs, info.Kernel, info.Meta)
 		out = append(out, info)
 	}
 	return out, nil
@@ -140,9 +144,12 @@ func Delete(tree, name string, nodes *config.Nodes, force bool) error {
 // the nodes that use each (a hostlist) and where it was imported from.
 func WriteList(w io.Writer, infos []Info) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSIZE\tFILES\tKERNEL\tNODES\tSOURCE")
+	fmt.Fprintln(tw, "NAME\tARCH\tSIZE\tFILES\tKERNEL\tNODES\tSOURCE")
 	for _, i := range infos {
-		kernel, users, src := "(none)", "-", "-"
+		kernel, users, src, arch := "(none)", "-", "-", "?"
+		if i.Arch != "" {
+			arch = i.Arch
+		}
 		if i.Kernel != "" {
 			kernel = filepath.Base(i.Kernel)
 		}
@@ -152,7 +159,32 @@ func WriteList(w io.Writer, infos []Info) error {
 		if i.Meta != nil {
 			src = i.Meta.Source
 		}
-		fmt.Fprintf(tw, "%s\t%.1f MiB\t%d\t%s\t%s\t%s\n", i.Name, float64(i.Size)/(1<<20), i.Files, kernel, users, src)
+		fmt.Fprintf(tw, "%s\t%s\t%.1f MiB\t%d\t%s\t%s\t%s\n", i.Name, arch, float64(i.Size)/(1<<20), i.Files, kernel, users, src)
 	}
 	return tw.Flush()
+}
+
+// imageArch is the architecture of the image at rootfs: its kernel's
+// (kernel is the rootfs path NewestKernel found, read inside the rootfs
+// only), else meta's (the import source's config); "" unknown.
+func imageArch(rootfs, kernel string, meta *Meta) string {
+	if kernel != "" {
+		if root, err := os.OpenRoot(rootfs); err == nil {
+			defer root.Close()
+			rel, err := filepath.Rel(rootfs, kernel)
+			if err != nil || !filepath.IsLocal(rel) {
+				rel = kernel
+			}
+			if f, err := root.Open(rel); err == nil {
+				defer f.Close()
+				if arch, err := artifact.KernelArch(f); err == nil && arch != "" {
+					return arch
+				}
+			}
+		}
+	}
+	if meta != nil {
+		return meta.Architecture
+	}
+	return ""
 }

@@ -40,6 +40,9 @@ type source struct {
 	digest string // manifest digest (docker archive: the image ID, its config's digest); "" for a rootfs tar
 	layers []layerSource
 	closer io.Closer
+	// arch is the image config's architecture ("" when it has none, e.g.
+	// a rootfs tar).
+	arch string
 }
 
 func (s *source) Close() error {
@@ -292,7 +295,7 @@ func fromManifest(kind string, digest v1.Hash, raw []byte, blob func(v1.Hash) (i
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return nil, fmt.Errorf("config %s lists %d diff_ids for the manifest's %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
 	}
-	s := &source{kind: kind, digest: digest.String()}
+	s := &source{kind: kind, digest: digest.String(), arch: cfg.Architecture}
 	for i, l := range m.Layers {
 		if l.MediaType != "" && !l.MediaType.IsLayer() {
 			return nil, fmt.Errorf("layer %d (%s): media type %s is not a layer this import can read", i+1, l.Digest, l.MediaType)
@@ -350,7 +353,7 @@ func fromDockerArchive(a *tarArchive) (*source, error) {
 	if len(cfg.RootFS.DiffIDs) != len(d.Layers) {
 		return nil, fmt.Errorf("config %s lists %d diff_ids for manifest.json's %d layers", d.Config, len(cfg.RootFS.DiffIDs), len(d.Layers))
 	}
-	s := &source{kind: "docker-archive", digest: id.String()}
+	s := &source{kind: "docker-archive", digest: id.String(), arch: cfg.Architecture}
 	for i, p := range d.Layers {
 		l := layerSource{name: p, diffID: cfg.RootFS.DiffIDs[i], open: func() (io.ReadCloser, error) { return a.open(p) }}
 		if e, err := a.resolve(p); err == nil {

@@ -29,6 +29,12 @@ func ChunkPattern() string { return "GET " + Chunk + "{" + ChunkWildcard + "}" }
 // lower-case hex digits.
 const ArgImage = "wwimage"
 
+// ArgTmpfsSize is the size of the node's tmpfs root, as tmpfs' size=
+// option: bytes with an optional k, m or g suffix, or N% of the RAM
+// (default: the kernel's, half the RAM). Set it in kernel_args
+// ("wwtmpfs_size=90%") for an image larger than half the node's memory.
+const ArgTmpfsSize = "wwtmpfs_size"
+
 // ProgressMessage is the JSON body wwclient posts to Progress while it
 // fetches the image: {"done","total"[,"error","message"]}.
 type ProgressMessage struct {

@@ -33,6 +33,7 @@ type Fields struct {
 	IPAddr          string
 	Netmask         string
 	Gateway         string
+	BMC             BMCFields // --bmc-* (bmcfields.go)
 
 	// Given reports whether the user gave a flag ("image", "kernel-args", …).
 	Given func(flag string) bool
@@ -54,6 +55,9 @@ func (f *Fields) setString(flag, v string, dst **string) {
 // name's index for --ipaddr.
 func (f *Fields) Apply(e *config.Entry, name string, i int) error {
 	if err := f.applyKeys(e); err != nil {
+		return err
+	}
+	if err := f.applyBMC(e, name, i); err != nil {
 		return err
 	}
 	return f.applyNetwork(e, name, i)

@@ -95,7 +95,8 @@ func (h *Handler) grubScript(ctx context.Context, c *call, via string) (script [
 	if err != nil {
 		return nil, "", err
 	}
-	req := bootscript.Request{Snap: c.snap, Node: c.node, MAC: c.mac, Servers: h.servers(c.snap), Via: via, ImageDigest: digest}
+	req := bootscript.Request{Snap: c.snap, Node: c.node, MAC: c.mac, Servers: h.servers(c.snap), Via: via, ImageDigest: digest,
+		ImageArch: h.imageArch(c)}
 	return h.grub.Script(req)
 }
 
@@ -133,6 +134,9 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 		return memFile(buf.Bytes(), nil), true, nil
 	}
 	if rest, ok := strings.CutPrefix(name, nodeapi.TFTPName(string(nodeapi.GRUB))); ok {
+		if f, ok := h.tftpWrongArch(rest, ip); ok {
+			return f, true, nil
+		}
 		c, ok := h.tftpCall(rest, ip, status.StageGRUB)
 		if !ok {
 			return nil, false, nil
@@ -168,10 +172,13 @@ func (h *Handler) TFTPFile(ctx context.Context, name, ip string) (*tftp.File, bo
 			// (no privileged port) or for a node with an asset key.
 			// Counted and logged, never recorded: whoever asked cannot
 			// be shown to be the node (as for HTTP refusals, call.deny).
-			if c.snap.Server.IsSecure() || c.node.HasAssetKey() {
+			tlsOnly := h.tlsPort != 0 && c.snap.Server.TLS.Enabled
+			if c.snap.Server.IsSecure() || c.node.HasAssetKey() || tlsOnly {
 				reason := ReasonInsecurePort
 				if c.node.HasAssetKey() {
 					reason = ReasonBadAsset
+				} else if tlsOnly {
+					reason = ReasonTLSRequired
 				}
 				h.metrics.refusals.WithLabelValues(reason).Inc()
 				h.logs.Log("refused|tftp|"+reason, slog.LevelInfo, "refused", "stage", c.stage, "mac", c.mac, "node", c.node.Name,

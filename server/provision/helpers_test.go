@@ -24,6 +24,7 @@ import (
 const testNodes = `
 [profiles.default]
 image = "debian"
+boot = "initrd"
 kernel_args = ["console=ttyS0", "quiet"]
 system_overlays = ["wwinit"]
 runtime_overlays = ["generic"]

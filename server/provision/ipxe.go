@@ -51,7 +51,8 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 			h.fail(c, "build", err)
 			return
 		}
-		req := bootscript.Request{Snap: c.snap, Node: c.node, MAC: c.mac, Servers: h.servers(c.snap), ImageDigest: digest}
+		req := bootscript.Request{Snap: c.snap, Node: c.node, MAC: c.mac, Servers: h.servers(c.snap), ImageDigest: digest,
+			ImageArch: h.imageArch(c)}
 		if script, sent, err = h.ipxe.Script(req); err != nil {
 			if errors.Is(err, bootscript.ErrNoTemplate) {
 				err = notFound{err}

@@ -3,7 +3,9 @@ package provision
 import (
 	"net/http"
 	"os"
+	"strings"
 
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/server/regularfile"
 )
 
@@ -45,4 +47,21 @@ func (h *Handler) serveIPXEBin(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	h.serveContent(w, r, fi.Name(), fi.ModTime(), f, fi.Size())
+}
+
+// collapseBootBinSlashes turns repeated slashes of a /ipxe-bin/ path into
+// one. shim under UEFI HTTP boot asks for the next stage as the boot URL's
+// directory + "/" + its name ("/ipxe-bin//grubaa64.efi"), and http.ServeMux
+// would answer that with a redirect to the clean path, which shim does not
+// follow ("HTTP Error"). Only slashes are collapsed: ".." still goes to
+// the mux's redirect, and the file is still opened inside the directory.
+func collapseBootBinSlashes(r *http.Request) {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, nodeapi.IPXEBin) || !strings.Contains(p, "//") {
+		return
+	}
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	r.URL.Path, r.URL.RawPath = p, ""
 }

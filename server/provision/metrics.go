@@ -48,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("register: %w", err)
 		}
 	}
-	for _, r := range []string{ReasonNotFound, ReasonBadAsset, ReasonInsecurePort, ReasonWrongSource, ReasonBadMAC, reasonBadRange, reasonBadRequest} {
+	for _, r := range []string{ReasonNotFound, ReasonBadAsset, ReasonInsecurePort, ReasonWrongSource, ReasonTLSRequired, ReasonBadMAC, reasonBadRange, reasonBadRequest} {
 		m.refusals.WithLabelValues(r)
 	}
 	for _, k := range []string{"panic", "build", "template", "open", "status"} {

@@ -85,6 +85,8 @@ func TestIPXEBin(t *testing.T) {
 
 	for path, want := range map[string]string{
 		"/ipxe-bin/snponly.efi": "EFI-BINARY", "/ipxe-bin/qemu/x.rom": "ROM", "/ipxe-bin/ipxe.efi": "EFI-BINARY",
+		"/ipxe-bin//snponly.efi": "EFI-BINARY", // shim's next stage under UEFI HTTP boot: no redirect
+		"/ipxe-bin/qemu//x.rom":  "ROM",
 	} {
 		resp, body := e.get(path)
 		wantCode(t, resp, body, http.StatusOK)
@@ -94,7 +96,8 @@ func TestIPXEBin(t *testing.T) {
 	}
 	resp, body := e.get("/ipxe-bin/snponly.efi", "Range", "bytes=0-2")
 	wantCode(t, resp, body, http.StatusPartialContent)
-	for _, path := range []string{"/ipxe-bin/escape", "/ipxe-bin/qemu", "/ipxe-bin/missing", "/ipxe-bin/qemu/..%2f..%2fsecret"} {
+	for _, path := range []string{"/ipxe-bin/escape", "/ipxe-bin/qemu", "/ipxe-bin/missing", "/ipxe-bin/qemu/..%2f..%2fsecret",
+		"/ipxe-bin//..%2f..%2fsecret", "/ipxe-bin//qemu//..//..//escape"} {
 		resp, body := e.get(path)
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: %d %q", path, resp.StatusCode, body)

@@ -56,5 +56,5 @@ import (
 // accepted requests may change those. Nothing is built for a refused
 // request, and a node only ever gets its own files.
 func (h *Handler) serveRuntimeOverlay(w http.ResponseWriter, r *http.Request) {
-	h.serveArtifact(w, r, status.StageRuntimeOverlay, labelRuntime, h.builder.RuntimeOverlay, authorize)
+	h.serveArtifact(w, r, status.StageRuntimeOverlay, labelRuntime, h.builder.RuntimeOverlay, authorizePrivate)
 }

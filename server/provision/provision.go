@@ -118,6 +118,10 @@ type Options struct {
 	// through etcd: iPXE scripts name them all, this one first, and each
 	// download falls back to the next. nil: this server alone.
 	Peers Peers
+	// TLSPort, when not 0, is the HTTPS port this server also serves the
+	// handler on: the runtime overlay and heartbeats are then refused on
+	// plain HTTP (403 TLS_REQUIRED; see tls.go).
+	TLSPort int
 }
 
 // DefaultFreshEvery is how often serve's node routes look at the config
@@ -150,6 +154,7 @@ type Handler struct {
 	ipxe     bootscript.Renderer
 	grub     *bootscript.GRUB
 	peers    Peers // nil: this server alone
+	tlsPort  int   // 0: no HTTPS listener
 	minRate  int64
 	mux      http.Handler
 	stages   map[string]http.Handler // /provision?stage= → stage handler
@@ -194,6 +199,7 @@ func New(opts Options) (*Handler, error) {
 		builder:  opts.Builder,
 		status:   opts.Status,
 		leases:   opts.Leases,
+		tlsPort:  opts.TLSPort,
 		log:      opts.Log,
 		logs:     newLogThrottle(opts.Log, opts.LogEvery),
 		reg:      opts.Registry,
@@ -212,4 +218,7 @@ func New(opts Options) (*Handler, error) {
 func (h *Handler) FlushLogs() { h.logs.Flush() }
 
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	collapseBootBinSlashes(r)
+	h.mux.ServeHTTP(w, r)
+}

@@ -19,6 +19,7 @@ const (
 	ReasonBadAsset     = "BAD_ASSET"
 	ReasonInsecurePort = "INSECURE_PORT"
 	ReasonWrongSource  = "WRONG_SOURCE"
+	ReasonTLSRequired  = "TLS_REQUIRED"
 	// ReasonBadMAC: a MAC no network card has (all zeros, broadcast,
 	// multicast) in the URL; never looked up, recorded or discovered.
 	ReasonBadMAC     = "BAD_MAC"

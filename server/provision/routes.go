@@ -44,6 +44,7 @@ func (h *Handler) routes() http.Handler {
 	// signed GRUB fetches the same over TFTP: Handler.TFTPFile.)
 	mux.Handle("GET "+nodeapi.GRUBConfig, h.instrument(labelGRUB, h.serveGRUBBootstrap))
 	stage(nodeapi.GRUB.Pattern(get), labelGRUB, h.serveGRUB)
+	h.wrongArchRoutes(mux) // wrongarch.go
 	stage(nodeapi.Kernel.Pattern(get), labelKernel, h.serveKernel)
 	stage(nodeapi.Image.Pattern(get), labelImage, h.serveImage)
 	stage(nodeapi.SystemOverlay.Pattern(get), labelSystem, h.serveSystemOverlay)

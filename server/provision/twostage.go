@@ -217,7 +217,7 @@ func (h *Handler) serveChunk(w http.ResponseWriter, r *http.Request) {
 const MaxProgressBytes = 4 << 10
 
 // serveProgress answers POST /progress/{mac}[?assetkey=K] from wwclient in
-// stage 2: the bytes of the image unpacked so far, shown as "IMAGE 41%" by
+// stage 2: the bytes of the image unpacked so far, shown as "IMAGE 41% 420M/1.0G" by
 // `wwserver status`. Same guard as the heartbeat (secure.go). 204.
 func (h *Handler) serveProgress(w http.ResponseWriter, r *http.Request) {
 	var p nodeapi.ProgressMessage

@@ -25,6 +25,7 @@ import (
 	"github.com/wwcluster/ww/server/bootscript"
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/image"
+	"github.com/wwcluster/ww/server/tlscert"
 )
 
 // Image is the image init creates; nodes.toml's default profile uses it.
@@ -88,6 +89,10 @@ func Write(o Options) (*Result, error) {
 		return nil, err
 	}
 	if err := r.writeImage(dir, o.ImageFrom); err != nil {
+		return nil, err
+	}
+	// The HTTPS certificate and its pin (kept when --force finds one).
+	if _, err := tlscert.Create(dir, []string{addr}); err != nil && !errors.Is(err, tlscert.ErrExists) {
 		return nil, err
 	}
 	r.URL = "http://" + net.JoinHostPort(addr, portOf(o.Listen))
@@ -222,6 +227,11 @@ func findWWClient(flag string) (string, error) {
 			return "", fmt.Errorf("locate wwclient: %w; pass --wwclient PATH", err)
 		}
 		p = filepath.Join(filepath.Dir(exe), "wwclient")
+		// The packages install the nodes' wwclient off the server's PATH:
+		// /usr/sbin/wwserver finds /usr/lib/wwserver/wwclient.
+		if pkg := filepath.Join(filepath.Dir(exe), "..", "lib", "wwserver", "wwclient"); !isRegular(p) && isRegular(pkg) {
+			p = filepath.Clean(pkg)
+		}
 	}
 	fi, err := os.Stat(p)
 	if err != nil || !fi.Mode().IsRegular() {
@@ -232,6 +242,11 @@ func findWWClient(flag string) (string, error) {
 		return "", fmt.Errorf("--wwclient %s: not a regular file", p)
 	}
 	return p, nil
+}
+
+func isRegular(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // elfInterpreter is the dynamic loader an ELF executable asks for, "" for a

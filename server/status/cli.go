@@ -127,6 +127,9 @@ type ShowOptions struct {
 	Timeout time.Duration // per request; 0 means 10 s
 	Client  *http.Client
 	Stderr  io.Writer // warnings; nil discards them
+	// Power, when set, is asked for the power state of the listed nodes
+	// (by name) after each fetch: the table's POWER column.
+	Power func(ctx context.Context, nodes []string) map[string]string
 }
 
 // Show fetches the report, filters it and writes it to w; with Watch it
@@ -199,6 +202,13 @@ func showOnce(ctx context.Context, w io.Writer, o ShowOptions, warn bool) error 
 		if warn && len(missing) > 0 {
 			fmt.Fprintf(o.Stderr, "warning: no such node: %s\n", abbreviate(missing))
 		}
+	}
+	if o.Power != nil && !o.JSON {
+		names := make([]string, len(rep.Nodes))
+		for i, n := range rep.Nodes {
+			names[i] = n.Name
+		}
+		o.Render.Power = o.Power(ctx, names)
 	}
 	if o.JSON {
 		enc := json.NewEncoder(w)

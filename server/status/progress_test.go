@@ -29,8 +29,8 @@ func TestProgress(t *testing.T) {
 		}
 		return buf.String()
 	}
-	if out := table(); !strings.Contains(out, "IMAGE 41%") {
-		t.Fatalf("table lacks IMAGE 41%%:\n%s", out)
+	if out := table(); !strings.Contains(out, "IMAGE 41% 41M/100M ") {
+		t.Fatalf("table lacks IMAGE 41%% 41M/100M:\n%s", out)
 	}
 	data, err := s.JSON(nodes)
 	if err != nil {
@@ -54,5 +54,14 @@ func TestProgress(t *testing.T) {
 		if got := c.p.Percent(); got != c.want {
 			t.Errorf("%+v: %d%%, want %d%%", c.p, got, c.want)
 		}
+	}
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1.0K", 9700: "9.5K", 420 << 20: "420M",
+		1288490189: "1.2G", 5 << 40: "5.0T", 35 << 30: "35G", 999 << 30: "999G", 1023 << 30: "1.0T"} {
+		if got := shortBytes(n); got != want {
+			t.Errorf("shortBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if got := StageText(NodeStatus{Stage: StageImage, Progress: &Progress{Done: 100 << 30, Total: 100 << 30}}); len(got) > stageWidth {
+		t.Errorf("%q is wider than the STAGE column (%d)", got, stageWidth)
 	}
 }

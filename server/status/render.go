@@ -35,6 +35,9 @@ type RenderOptions struct {
 	// Now is the time ages are measured from; zero means the report's Now,
 	// or the current time when the report has none.
 	Now time.Time
+	// Power, when not nil, adds a POWER column: the node's power state by
+	// name ("--" for nodes not in it). Unknown MACs have no BMC.
+	Power map[string]string
 }
 
 // Column widths of the table. The name column widens to the longest name
@@ -81,6 +84,7 @@ func Render(w io.Writer, r *Report, opts RenderOptions) error {
 	table(bw, "NODENAME", r.Nodes, r.UpdateIntervalSeconds, now, opts, nw)
 	if len(r.Unknown) > 0 {
 		bw.WriteString("\n")
+		opts.Power = nil
 		table(bw, "UNKNOWN MAC", r.Unknown, r.UpdateIntervalSeconds, now, opts, nw)
 	}
 	return bw.Flush()
@@ -90,8 +94,20 @@ func table(w *bufio.Writer, title string, rows []NodeStatus, interval int64, now
 	row := func(name, stage, sent, last string) string {
 		return fmt.Sprintf("%-*s %-*s %-*s %s", nw, name, stageWidth, stage, sentWidth, sent, last)
 	}
+	width := nw + stageWidth + sentWidth + 3 + len(lastHeader)
+	if opts.Power != nil { // POWER last, LASTSEEN padded to its header
+		plain := row
+		row = func(name, stage, sent, last string) string {
+			p := "POWER"
+			if name != title {
+				p = dash(opts.Power[name])
+			}
+			return fmt.Sprintf("%s%-*s %s", plain(name, stage, sent, ""), len(lastHeader), last, p)
+		}
+		width += len(" POWER")
+	}
 	w.WriteString(row(title, "STAGE", "SENT", lastHeader) + "\n")
-	w.WriteString(strings.Repeat("=", nw+stageWidth+sentWidth+3+len(lastHeader)) + "\n")
+	w.WriteString(strings.Repeat("=", width) + "\n")
 	rows = sorted(rows, opts.Sort)
 	for _, ns := range rows {
 		stage, sent, last := clip(StageText(ns), stageWidth), clip(ShortSent(dash(ns.Sent)), sentWidth), "--"
@@ -110,12 +126,29 @@ func table(w *bufio.Writer, title string, rows []NodeStatus, interval int64, now
 }
 
 // StageText is how the table shows a row's stage: the stage, followed by
-// the node's download progress when it reported one ("IMAGE 41%").
+// the node's download progress when it reported one, in percent and bytes
+// ("IMAGE 41% 420M/1.0G": at most 20 characters, the column's width).
 func StageText(ns NodeStatus) string {
 	if ns.Progress == nil || ns.Stage == "" {
 		return dash(ns.Stage)
 	}
-	return ns.Stage + " " + strconv.FormatInt(ns.Progress.Percent(), 10) + "%"
+	return ns.Stage + " " + strconv.FormatInt(ns.Progress.Percent(), 10) + "% " +
+		shortBytes(ns.Progress.Done) + "/" + shortBytes(ns.Progress.Total)
+}
+
+// shortBytes is n in at most 4 characters: 512, 9.5K, 420M, 1.2G, 35G.
+func shortBytes(n int64) string {
+	v, unit := float64(max(n, 0)), ""
+	for _, u := range []string{"K", "M", "G", "T", "P"} {
+		if v < 1000 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	if unit != "" && v < 9.95 {
+		return strconv.FormatFloat(v, 'f', 1, 64) + unit
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + unit
 }
 
 // ShortSent is how the table shows a SENT value: the boot file URL DHCP

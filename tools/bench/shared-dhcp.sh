@@ -22,32 +22,14 @@ command -v perfdhcp >/dev/null || { echo "shared-dhcp: perfdhcp missing (apt-get
 work=$(mktemp -d /tmp/wwshared.XXXXXX)
 base=wwsd-$$
 pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	for n in c 0 1; do ip netns del "$base-$n" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=tools/bench/dhcp-net.sh
+. "$repo/tools/bench/dhcp-net.sh"
+trap dhcp_cleanup EXIT
 
 (cd "$repo" && go build -o "$work/wwserver" ./server/cmd/wwserver && go build -o "$work/etcdrun" ./tools/bench/cmd/etcdrun)
 CGO_ENABLED=0 go -C "$repo" build -o "$work/wwclient" ./wwclient
 
-ip netns add "$base-c"
-ip -n "$base-c" link set lo up
-ip -n "$base-c" link add br0 type bridge
-ip -n "$base-c" addr add 10.204.0.250/16 dev br0
-ip -n "$base-c" link set br0 up
-for i in 0 1; do
-	ns=$base-$i
-	ip netns add "$ns"
-	ip -n "$ns" link set lo up
-	ip -n "$ns" link add eth0 type veth peer name v$i netns "$base-c"
-	ip -n "$ns" addr add 10.204.0.$((i + 1))/16 dev eth0
-	ip -n "$ns" link set eth0 up
-	ip -n "$base-c" link set v$i master br0
-	ip -n "$base-c" link set v$i up
-done
+dhcp_net "$base" 10.204
 
 ip netns exec "$base-0" "$work/etcdrun" -dir "$work/etcd" -host 10.204.0.1 >"$work/etcd.log" 2>&1 &
 pids+=($!)

@@ -24,7 +24,12 @@ import (
 // The layer is streamed through a temporary file next to out (images of
 // gigabytes never sit in memory) and stored with gzip's no-compression
 // level: the archive is read once, by the import, on the same machine.
-func WriteOCIArchive(rootfs, out string) error {
+// The image is linux/amd64; WriteOCIArchiveFor names another architecture.
+func WriteOCIArchive(rootfs, out string) error { return WriteOCIArchiveFor(rootfs, out, "amd64") }
+
+// WriteOCIArchiveFor is WriteOCIArchive for an image of architecture arch
+// (GOARCH names: amd64, arm64), written in its config and index entry.
+func WriteOCIArchiveFor(rootfs, out, arch string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(out), ".layer-*.tar")
 	if err != nil {
 		return err
@@ -50,7 +55,7 @@ func WriteOCIArchive(rootfs, out string) error {
 		return err
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.OS, cf.Architecture = "linux", arch
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return err
 	}
@@ -63,7 +68,7 @@ func WriteOCIArchive(rootfs, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := p.AppendImage(img, layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"})); err != nil {
+	if err := p.AppendImage(img, layout.WithPlatform(v1.Platform{OS: "linux", Architecture: arch})); err != nil {
 		return err
 	}
 	f, err := os.Create(out)

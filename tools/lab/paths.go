@@ -23,7 +23,13 @@ type Paths struct {
 	// required) and a variable store with Microsoft's keys enrolled (Secure
 	// Boot on): VMOptions.SecureBoot. Empty when this OVMF has none.
 	OVMFSecureCode, OVMFMSVars string
+	// QEMUARM64 (qemu-system-aarch64) and AAVMF (EDK2 for QEMU virt) boot
+	// arm64 nodes (Firmware ARM64); empty when not installed.
+	QEMUARM64, AAVMF string
 }
+
+// aavmf is the arm64 UEFI firmware of package qemu-efi-aarch64.
+const aavmf = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
 
 // Secure Boot firmware: OVMF built with SMM and a variable store with
 // Microsoft's UEFI CA (which signed Debian's shim) enrolled.
@@ -98,6 +104,9 @@ func FindPaths(binDir, image string) (Paths, error) {
 	}
 	if p.OVMFCode == "" {
 		errs = append(errs, errors.New("OVMF firmware missing (apt-get install ovmf)"))
+	}
+	if q, err := exec.LookPath("qemu-system-aarch64"); err == nil && fileExists(aavmf) {
+		p.QEMUARM64, p.AAVMF = q, aavmf
 	}
 	if fileExists(ovmfSecureCode) && fileExists(ovmfMSVars) {
 		p.OVMFSecureCode, p.OVMFMSVars = ovmfSecureCode, ovmfMSVars

@@ -22,6 +22,8 @@ type Node struct {
 	AssetKey string
 	// Bootloader, when set, is the node's bootloader ("ipxe" or "grub").
 	Bootloader string
+	// Boot, when set, is the node's boot mode ("initrd" or "twostage").
+	Boot string
 }
 
 // LabNode returns node i (1-based): n00i, MAC 52:54:00:99:00:i, 10.99.0.(10+i).
@@ -42,8 +44,10 @@ type TreeOptions struct {
 	// UpdateInterval is wwclient's heartbeat/runtime overlay interval
 	// (default "5s").
 	UpdateInterval string
-	// KernelArgs for the default profile (default console=ttyS0 panic=-1:
-	// with QEMU's -no-reboot a panic ends the VM at once).
+	// KernelArgs for the default profile (default console=ttyS0 panic=-1
+	// no_timer_check: with QEMU's -no-reboot a panic ends the VM at once;
+	// under TCG on a loaded host the kernel's IO-APIC timer check can run
+	// out of time and panic "IO-APIC + timer doesn't work", so skip it).
 	KernelArgs []string
 	// ImageName under images/ (default: the one `wwserver init` made).
 	ImageName string
@@ -52,12 +56,24 @@ type TreeOptions struct {
 	// TreeDir/overlays/ by the caller before nodes boot.
 	SystemOverlays, RuntimeOverlays []string
 	// Boot is the default profile's boot key ("initrd" or "twostage";
-	// empty: not set, i.e. initrd).
+	// empty: not set, i.e. twostage for iPXE nodes).
 	Boot string
 	// Shim and GRUB, when set, are wwserver.toml's grub.shim and grub.grub
 	// (e.g. build/secureboot from make bootloaders).
 	Shim, GRUB string
+	// ShimARM64 and GRUBARM64, when set, are grub.shim_arm64 and
+	// grub.grub_arm64.
+	ShimARM64, GRUBARM64 string
+	// Arch is the image's architecture (GOARCH name; default amd64): the
+	// OCI archive says so and the import picks it with --platform linux/ARCH.
+	Arch string
+	// TLS enables [tls] (runtime overlay and heartbeats over HTTPS on
+	// :9874, the certificate and pin `wwserver init` made).
+	TLS bool
 }
+
+// DefaultKernelArgs are the lab nodes' kernel arguments (see TreeOptions.KernelArgs).
+func DefaultKernelArgs() []string { return []string{"console=ttyS0", "panic=-1", "no_timer_check"} }
 
 // WriteTree runs `wwserver init DIR --wwclient BIN` into Dir/tree, packages
 // the lab image as an OCI archive and imports it over the placeholder image
@@ -70,7 +86,7 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 		opts.UpdateInterval = "5s"
 	}
 	if opts.KernelArgs == nil {
-		opts.KernelArgs = []string{"console=ttyS0", "panic=-1"}
+		opts.KernelArgs = DefaultKernelArgs()
 	}
 	dir := filepath.Join(l.Dir, "tree")
 	if _, err := os.Stat(dir); err == nil {
@@ -84,10 +100,14 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	l.Log.Info("wwserver init", "dir", dir, "out", string(bytes.TrimSpace([]byte(out))))
 	l.TreeDir = dir
 	archive := filepath.Join(l.Dir, "image.oci.tar")
-	if err := WriteOCIArchive(l.Paths.Image, archive); err != nil {
+	arch := opts.Arch
+	if arch == "" {
+		arch = "amd64"
+	}
+	if err := WriteOCIArchiveFor(l.Paths.Image, archive, arch); err != nil {
 		return err
 	}
-	out, err = run(ctx, l.Paths.Wwserver, "image", "import", "--quiet", archive, "default", "--root", dir)
+	out, err = run(ctx, l.Paths.Wwserver, "image", "import", "--quiet", "--platform", "linux/"+arch, archive, "default", "--root", dir)
 	os.Remove(archive) // as large as the image; the imported tree is what serves
 	if err != nil {
 		return err
@@ -115,14 +135,15 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	tftp["enabled"] = true
 	tftp["listen"] = ":69"
 	tftp["dir"] = l.Paths.IPXEDir
-	if opts.Shim != "" || opts.GRUB != "" {
-		g := subTable(srv, "grub")
-		if opts.Shim != "" {
-			g["shim"] = opts.Shim
+	for _, f := range []struct{ key, val string }{
+		{"shim", opts.Shim}, {"grub", opts.GRUB}, {"shim_arm64", opts.ShimARM64}, {"grub_arm64", opts.GRUBARM64},
+	} {
+		if f.val != "" {
+			subTable(srv, "grub")[f.key] = f.val
 		}
-		if opts.GRUB != "" {
-			g["grub"] = opts.GRUB
-		}
+	}
+	if opts.TLS {
+		subTable(srv, "tls")["enabled"] = true
 	}
 	if err := encodeFile(filepath.Join(dir, "wwserver.toml"), srv); err != nil {
 		return err
@@ -190,6 +211,9 @@ func (l *Lab) SetNodes(nodes []Node) error {
 		}
 		if n.Bootloader != "" {
 			entry["bootloader"] = n.Bootloader
+		}
+		if n.Boot != "" {
+			entry["boot"] = n.Boot
 		}
 		nt[n.Name] = entry
 	}

@@ -27,6 +27,13 @@ const (
 	// boot manager's network option is UEFI HTTP boot: DHCP with vendor
 	// class HTTPClient, then the boot file URL (/ipxe-bin/ipxe.efi).
 	UEFIHTTP Firmware = "uefi-http"
+	// ARM64 is an arm64 QEMU virt machine (cortex-a57) with the EDK2
+	// firmware of qemu-efi-aarch64 and no option ROM on the NIC: its own
+	// PXE asks DHCP with arch 11 and TFTPs the arm64 shim.
+	ARM64 Firmware = "arm64"
+	// ARM64HTTP is ARM64 with its PXE turned off (fw_cfg, as UEFIHTTP):
+	// UEFI HTTP boot, DHCP arch 19.
+	ARM64HTTP Firmware = "arm64-http"
 )
 
 // VMOptions for StartVM.
@@ -50,6 +57,9 @@ type VMOptions struct {
 	// ExtraNICs are QEMU NIC models (e1000, rtl8139, …) added without a
 	// backend, to check that the image has their drivers.
 	ExtraNICs []string
+	// TapNICs are MACs of more virtio NICs, each on its own tap on the
+	// lab's bridge, without a boot ROM (second NICs, bond members).
+	TapNICs []string
 	// AssetTag sets the SMBIOS chassis asset tag (type 3), where wwclient
 	// reads a node's asset key.
 	AssetTag string
@@ -72,6 +82,19 @@ type VM struct {
 	Started   time.Time
 }
 
+// tapNICArgs appends a virtio NIC on a new tap, without boot ROM, per MAC.
+func (l *Lab) tapNICArgs(ctx context.Context, args []string, macs []string) ([]string, error) {
+	for i, mac := range macs {
+		tap, err := l.AddTap(ctx)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-netdev", fmt.Sprintf("tap,id=t%d,ifname=%s,script=no,downscript=no", i, tap),
+			"-device", fmt.Sprintf("virtio-net-pci,mac=%s,netdev=t%d,romfile=", mac, i))
+	}
+	return args, nil
+}
+
 // WaitForLine waits for a serial console line containing substr.
 func (v *VM) WaitForLine(ctx context.Context, substr string) (string, error) {
 	return WaitForLine(ctx, v.SerialLog, substr, v.Done())
@@ -92,8 +115,12 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	if o.MemoryMB == 0 {
 		o.MemoryMB = 1024
 	}
-	if l.Paths.QEMU == "" {
-		return nil, errors.New("no QEMU path (FindPaths)")
+	qemu := l.Paths.QEMU
+	if o.Firmware == ARM64 || o.Firmware == ARM64HTTP {
+		qemu = l.Paths.QEMUARM64
+	}
+	if qemu == "" {
+		return nil, fmt.Errorf("no QEMU for firmware %s (FindPaths; arm64: apt-get install qemu-system-arm qemu-efi-aarch64)", o.Firmware)
 	}
 	v := &VM{Name: o.Name, MAC: o.MAC, Firmware: o.Firmware, SerialLog: filepath.Join(l.Dir, o.Name+".serial.log")}
 	if err := os.WriteFile(v.SerialLog, nil, 0o644); err != nil {
@@ -153,19 +180,30 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 		nic += ",romfile="
 		if o.Firmware == UEFIHTTP {
-			args = append(args,
-				"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
-				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
+			args = append(args, noPXE...)
+		}
+	case ARM64, ARM64HTTP:
+		if l.Paths.AAVMF == "" {
+			return nil, errors.New("no arm64 UEFI firmware " + aavmf + " (apt-get install qemu-efi-aarch64)")
+		}
+		args = append(args, "-machine", "virt", "-cpu", "cortex-a57", "-bios", l.Paths.AAVMF)
+		nic += ",romfile="
+		if o.Firmware == ARM64HTTP {
+			args = append(args, noPXE...)
 		}
 	default:
 		return nil, fmt.Errorf("unknown firmware %q", o.Firmware)
 	}
-	if o.SecureBoot && o.Firmware == BIOS {
-		return nil, errors.New("secure boot needs UEFI firmware")
+	if o.SecureBoot && o.Firmware != UEFI && o.Firmware != UEFIHTTP {
+		return nil, errors.New("secure boot needs x86 UEFI firmware (OVMF)")
 	}
 	args = append(args, "-device", nic)
 	for _, m := range o.ExtraNICs {
 		args = append(args, "-device", m)
+	}
+	args, err := l.tapNICArgs(ctx, args, o.TapNICs)
+	if err != nil {
+		return nil, err
 	}
 	if o.AssetTag != "" {
 		if strings.ContainsAny(o.AssetTag, ",=") {
@@ -189,7 +227,7 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		return nil, err
 	}
 	defer out.Close()
-	cmd := l.nsCommand(l.Paths.QEMU, args...)
+	cmd := l.nsCommand(qemu, args...)
 	cmd.Stderr = out
 	var serial *os.File
 	if o.Console != nil {
@@ -224,6 +262,13 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 	}
 	l.Log.Info("VM started", "vm", o.Name, "mac", o.MAC, "firmware", o.Firmware, "secure_boot", o.SecureBoot, "tap", v.Tap, "serial", v.SerialLog)
 	return v, nil
+}
+
+// noPXE turns EDK2's PXE off (its boot manager's network entry is then
+// UEFI HTTP boot).
+var noPXE = []string{
+	"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+	"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
 }
 
 // QEMULog is the path of a VM's QEMU stderr.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,10 @@ type ClientOptions struct {
 	Secure           bool
 	PortMin, PortMax int
 	DialTimeout      time.Duration // default 10 s
+	// TLSPin, when set, is a PEM file of the CAs the server's certificate
+	// must chain to (the system roots are never used); the client then
+	// speaks only HTTPS, and reads the file again when it changes.
+	TLSPin string
 }
 
 // NewHTTPClient returns the client used to talk to wwserver: no proxy, no
@@ -33,17 +38,24 @@ func NewHTTPClient(o ClientOptions) *http.Client {
 	if o.Secure {
 		dial = PrivilegedDialer(base, o.PortMin, o.PortMax)
 	}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dial,
-		DisableCompression:    true,
-		MaxIdleConns:          2,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       5 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}}
+	build := func(tc *tls.Config) *http.Transport {
+		return &http.Transport{
+			Proxy:                 nil,
+			DialContext:           dial,
+			TLSClientConfig:       tc,
+			DisableCompression:    true,
+			MaxIdleConns:          2,
+			MaxIdleConnsPerHost:   2,
+			IdleConnTimeout:       5 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 30 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	if o.TLSPin != "" {
+		return &http.Client{Transport: &pinnedTransport{path: o.TLSPin, build: build}}
+	}
+	return &http.Client{Transport: build(nil)}
 }
 
 // ErrNoSourcePort is returned when no port of the range could be bound.

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wwcluster/ww/server/nodeapi"
 	"github.com/wwcluster/ww/wwclient/nodeconf"
 )
 
@@ -153,6 +154,10 @@ func (b *Bootstrap) boot() error {
 		node = "(unnamed)"
 	}
 	b.say("node %s, hwaddr %s, server %s, root %s", node, orNone(eff.MAC), orNone(eff.Server), eff.Root)
+	if eff.BadTmpfsSize != "" {
+		b.say("warning: %s=%q ignored (want bytes with k, m or g, or N%%); the tmpfs root takes the kernel's default, half the RAM",
+			nodeapi.ArgTmpfsSize, eff.BadTmpfsSize)
+	}
 	if eff.Image != "" {
 		return b.bootTwoStage(eff) // twostage.go
 	}
@@ -178,7 +183,7 @@ func (b *Bootstrap) boot() error {
 	case nodeconf.RootInitramfs:
 		b.say("root: staying in the initramfs")
 	default:
-		if label, err = b.toTmpfs(label); err != nil {
+		if label, err = b.toTmpfs(label, eff.TmpfsSize); err != nil {
 			return err
 		}
 	}
@@ -220,9 +225,9 @@ func (b *Bootstrap) finish(eff nodeconf.Effective, sel SELinuxDecision, loaded b
 // toTmpfs switches to a tmpfs root, labelling the copy with label when set.
 // It returns nil for label when the copy could not be labelled: setfiles
 // relabels then.
-func (b *Bootstrap) toTmpfs(label LabelFunc) (LabelFunc, error) {
+func (b *Bootstrap) toTmpfs(label LabelFunc, size string) (LabelFunc, error) {
 	start := time.Now()
-	err := b.switchRoot(label)
+	err := b.switchRoot(label, size)
 	var lerr *LabelError
 	if errors.As(err, &lerr) {
 		b.say("warning: SELinux: %v; relabelling with setfiles", lerr)
@@ -322,20 +327,25 @@ func (b *Bootstrap) settings() (nodeconf.Effective, error) {
 	return nodeconf.Merge(cfg, cl, ""), nil
 }
 
-func (b *Bootstrap) switchRoot(label LabelFunc) error {
-	if err := b.mountNewRoot(); err != nil {
+func (b *Bootstrap) switchRoot(label LabelFunc, size string) error {
+	if err := b.mountNewRoot(size); err != nil {
 		return err
 	}
 	b.say("copying the root file system to tmpfs")
 	return b.enterNewRoot(labelErr(b.Sys.CopyTree("/", NewRoot, label)))
 }
 
-// mountNewRoot mounts the tmpfs the root goes to.
-func (b *Bootstrap) mountNewRoot() error {
+// mountNewRoot mounts the tmpfs the root goes to, with size= when size is
+// set (wwtmpfs_size=; else the kernel's default, half the RAM).
+func (b *Bootstrap) mountNewRoot(size string) error {
 	if err := b.Sys.MkdirAll(NewRoot, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", NewRoot, err)
 	}
-	if err := b.Sys.Mount("tmpfs", NewRoot, "tmpfs", 0, "mode=0755"); err != nil {
+	opts := "mode=0755"
+	if size != "" {
+		opts += ",size=" + size
+	}
+	if err := b.Sys.Mount("tmpfs", NewRoot, "tmpfs", 0, opts); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", NewRoot, err)
 	}
 	return nil

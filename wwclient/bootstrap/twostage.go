@@ -33,7 +33,7 @@ func (b *Bootstrap) bootTwoStage(eff nodeconf.Effective) error {
 		b.say("warning: root %q ignored: a two-stage boot unpacks the image into a tmpfs root", eff.Root)
 	}
 	eff.Root = nodeconf.RootTmpfs
-	if err := b.mountNewRoot(); err != nil {
+	if err := b.mountNewRoot(eff.TmpfsSize); err != nil {
 		return err
 	}
 	timeout := b.ImageTimeout

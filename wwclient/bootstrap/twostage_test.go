@@ -118,3 +118,30 @@ func TestBootTwoStageFailures(t *testing.T) {
 		t.Errorf("console:\n%s", console)
 	}
 }
+
+// TestTmpfsSize: wwtmpfs_size= becomes the tmpfs root's size= option
+// (two-stage and single-stage); an invalid value is ignored with a console
+// warning.
+func TestTmpfsSize(t *testing.T) {
+	f := newFake()
+	f.files["/proc/cmdline"] = "wwid=52:54:00:00:00:01 wwserver=10.0.2.1:9873 wwtmpfs_size=90% wwimage=" + testDigest
+	bootTwoStage(t, f, &fakeLoader{f: f})
+	if got := strings.Join(f.calls, "\n"); !strings.Contains(got, "mount tmpfs /newroot - mode=0755,size=90%\n") {
+		t.Errorf("two-stage: calls:\n%s", got)
+	}
+	f = newFake()
+	f.files["/proc/cmdline"] = "wwid=52:54:00:00:00:01 wwserver=10.0.2.1:9873 wwtmpfs_size=12G wwroot=tmpfs"
+	bootTwoStage(t, f, nil)
+	if got := strings.Join(f.calls, "\n"); !strings.Contains(got, "mount tmpfs /newroot - mode=0755,size=12G\n") {
+		t.Errorf("single-stage: calls:\n%s", got)
+	}
+	f = newFake()
+	f.files["/proc/cmdline"] = "wwid=52:54:00:00:00:01 wwserver=10.0.2.1:9873 wwtmpfs_size=lots,nr_inodes=1 wwimage=" + testDigest
+	console := bootTwoStage(t, f, &fakeLoader{f: f})
+	if got := strings.Join(f.calls, "\n"); !strings.Contains(got, "mount tmpfs /newroot - mode=0755\n") {
+		t.Errorf("invalid size: calls:\n%s", got)
+	}
+	if !strings.Contains(console, `warning: wwtmpfs_size="lots,nr_inodes=1" ignored`) {
+		t.Errorf("console:\n%s", console)
+	}
+}

@@ -24,6 +24,9 @@ type Cmdline struct {
 	// Image is wwimage=SHA256: a two-stage boot, the sha256 of the image
 	// index wwclient fetches (see package chunkimage).
 	Image string
+	// TmpfsSize is wwtmpfs_size=: the tmpfs root's size= option ("" for
+	// the kernel's default; BadTmpfsSize keeps an invalid value).
+	TmpfsSize, BadTmpfsSize string
 }
 
 // ReadCmdline reads and parses the kernel command line at path.
@@ -102,6 +105,13 @@ func ParseCmdline(s string) Cmdline {
 			if validDigest(val) {
 				c.Image = val
 			}
+		case nodeapi.ArgTmpfsSize:
+			c.TmpfsSize, c.BadTmpfsSize = "", ""
+			if ValidTmpfsSize(val) {
+				c.TmpfsSize = val
+			} else {
+				c.BadTmpfsSize = val
+			}
 		}
 	}
 	return c
@@ -118,6 +128,9 @@ type Effective struct {
 	SELinux bool   // cmdline selinux=1
 	Image   string // cmdline wwimage= (two-stage boot), "" otherwise
 	WWID    string // cmdline wwid=: the MAC that booted (its URLs, its NIC)
+	// TmpfsSize is wwtmpfs_size= (the tmpfs root's size= option), "" for
+	// the kernel's default; BadTmpfsSize an invalid value (ignored).
+	TmpfsSize, BadTmpfsSize string
 }
 
 // DefaultInit is the image's init when the command line names none.
@@ -155,7 +168,26 @@ func Merge(c *Config, cl Cmdline, serverFlag string) Effective {
 	e.SELinux = cl.SELinux
 	e.Image = cl.Image
 	e.WWID = cl.WWID
+	e.TmpfsSize, e.BadTmpfsSize = cl.TmpfsSize, cl.BadTmpfsSize
 	return e
+}
+
+// ValidTmpfsSize reports whether s is a tmpfs size= value wwclient passes
+// on: digits with an optional k, m or g suffix (not 0: unlimited), or 1 to
+// 100 followed by %.
+func ValidTmpfsSize(s string) bool {
+	num, pct := strings.CutSuffix(s, "%")
+	if !pct {
+		num = strings.TrimRight(s, "kKmMgG")
+		if len(s)-len(num) > 1 {
+			return false
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || n == 0 || (pct && n > 100) {
+		return false
+	}
+	return true
 }
 
 // validDigest: 64 lower-case hex digits.

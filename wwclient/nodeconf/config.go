@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -62,6 +63,34 @@ type Config struct {
 	SourcePortMax  int   `toml:"source_port_max"`   // secure mode: highest local port tried (default 1023)
 	NetworkTimeout int   `toml:"network_timeout"`   // seconds to wait for the primary interface (default 120)
 	ConfigureNet   *bool `toml:"configure_network"` // let wwclient set the address itself (default true)
+
+	// TLS (wwserver.toml [tls]): heartbeats and the runtime overlay over
+	// HTTPS at this port of each server, trusting only the pinned CA.
+	TLSPort int    `toml:"tls_port"` // 0: plain HTTP
+	TLSCA   string `toml:"tls_ca"`   // pin file (default DefaultTLSCA)
+}
+
+// DefaultTLSCA is where the wwinit overlay puts the server's pinned CA.
+const DefaultTLSCA = "/etc/wwclient/tls-ca.pem"
+
+// TLSPin is the pin file, defaulted.
+func (c *Config) TLSPin() string {
+	if c.TLSCA == "" {
+		return DefaultTLSCA
+	}
+	return c.TLSCA
+}
+
+// WithTLS turns base URLs into https URLs at port of the same hosts.
+func WithTLS(servers []*url.URL, port int) []*url.URL {
+	out := make([]*url.URL, len(servers))
+	for i, s := range servers {
+		u := *s
+		u.Scheme = "https"
+		u.Host = net.JoinHostPort(s.Hostname(), strconv.Itoa(port))
+		out[i] = &u
+	}
+	return out
 }
 
 // Load reads and validates the file at path.
@@ -141,6 +170,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SourcePortMin != 0 && c.SourcePortMax != 0 && c.SourcePortMin > c.SourcePortMax {
 		errs = append(errs, fmt.Errorf("source_port_min %d > source_port_max %d", c.SourcePortMin, c.SourcePortMax))
+	}
+	if c.TLSPort < 0 || c.TLSPort > 65535 {
+		errs = append(errs, fmt.Errorf("tls_port: must be 0 (off) or a port, got %d", c.TLSPort))
 	}
 	if c.NetworkTimeout < 0 {
 		errs = append(errs, fmt.Errorf("network_timeout: must not be negative"))

@@ -268,3 +268,15 @@ func TestServerURLs(t *testing.T) {
 		t.Errorf("config with two servers: %v", err)
 	}
 }
+
+func TestValidTmpfsSize(t *testing.T) {
+	for s, want := range map[string]bool{"90%": true, "100%": true, "101%": false, "0%": false, "12G": true, "512m": true,
+		"1048576": true, "0": false, "": false, "1GG": false, "1T": false, "-1": false, "1,nr_inodes=5": false, "%": false} {
+		if got := ValidTmpfsSize(s); got != want {
+			t.Errorf("ValidTmpfsSize(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if c := ParseCmdline("wwtmpfs_size=80% wwtmpfs_size=bad"); c.TmpfsSize != "" || c.BadTmpfsSize != "bad" {
+		t.Errorf("later value wins: %+v", c)
+	}
+}

@@ -71,6 +71,26 @@ type FetchOptions struct {
 type Fetcher struct {
 	o       FetchOptions
 	current atomic.Int32 // index into o.Servers of the server in use
+	// indexed[i]: server i served the index wwimage= names. A server is
+	// asked for it before its first chunk: a server builds an image's
+	// chunks when its index is asked for, so a peer the node fails over
+	// to mid-image may not hold them yet.
+	indexMu sync.Mutex
+	indexed []bool
+	// sleep waits between attempts (a seam: tests record the waits).
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // NewFetcher checks o and fills in defaults.
@@ -105,7 +125,7 @@ func NewFetcher(o FetchOptions) (*Fetcher, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Fetcher{o: o}, nil
+	return &Fetcher{o: o, indexed: make([]bool, len(o.Servers)), sleep: sleepCtx}, nil
 }
 
 // base is server i's base URL (no trailing slash).
@@ -138,19 +158,17 @@ func (r *retrier) fail(ctx context.Context, err error) (bool, error) {
 		return false, fmt.Errorf("gave up after %d attempts on %d server(s): %w", r.failures, len(r.f.o.Servers), err)
 	}
 	r.server = (r.server + 1) % len(r.f.o.Servers)
-	t := time.NewTimer(r.bo.Next())
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true, nil
-	case <-ctx.Done():
-		return false, ctx.Err()
+	if err := r.f.sleep(ctx, r.bo.Next()); err != nil {
+		return false, err
 	}
+	return true, nil
 }
 
 // ok makes the server that just answered the one to use next.
 func (r *retrier) ok() {
-	r.f.current.Store(int32(r.server))
+	if old := r.f.current.Swap(int32(r.server)); int(old) != r.server {
+		r.f.o.Log.Info("image: switched server", "from", r.f.host(int(old)), "to", r.f.host(r.server))
+	}
 	r.bo.Reset()
 }
 
@@ -161,6 +179,7 @@ func (f *Fetcher) Index(ctx context.Context) (*chunkimage.Index, error) {
 	for {
 		ix, err := f.indexFrom(ctx, r.server)
 		if err == nil {
+			f.setIndexed(r.server)
 			r.ok()
 			return ix, nil
 		}
@@ -193,6 +212,28 @@ func (f *Fetcher) indexFrom(ctx context.Context, server int) (*chunkimage.Index,
 		return nil, fmt.Errorf("this server has another image than the boot started with (its index is not wwimage=%s; rebuilt meanwhile?): %w", f.o.Digest[:12], err)
 	}
 	return ix, err
+}
+
+func (f *Fetcher) setIndexed(server int) {
+	f.indexMu.Lock()
+	defer f.indexMu.Unlock()
+	f.indexed[server] = true
+}
+
+// ensureIndexed asks server for the index once before its first chunk (it
+// builds the image's chunks there if it has not yet); the lock makes the
+// workers wait for one request instead of sending one each.
+func (f *Fetcher) ensureIndexed(ctx context.Context, server int) error {
+	f.indexMu.Lock()
+	defer f.indexMu.Unlock()
+	if f.indexed[server] {
+		return nil
+	}
+	if _, err := f.indexFrom(ctx, server); err != nil {
+		return fmt.Errorf("index before chunks: %w", err)
+	}
+	f.indexed[server] = true
+	return nil
 }
 
 // response is a GET's answer whose body fails when idle too long.
@@ -287,7 +328,10 @@ func (f *Fetcher) chunk(ctx context.Context, c chunkimage.Chunk) ([]byte, error)
 	buf := make([]byte, 0, c.Size)
 	r := f.retrier()
 	for {
-		err := f.chunkFrom(ctx, r.server, c, &buf)
+		err := f.ensureIndexed(ctx, r.server)
+		if err == nil {
+			err = f.chunkFrom(ctx, r.server, c, &buf)
+		}
 		if err == nil {
 			if err = c.Verify(buf); err == nil {
 				r.ok()

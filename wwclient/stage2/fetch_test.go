@@ -2,8 +2,12 @@ package stage2
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -207,5 +211,81 @@ func TestFetchCancel(t *testing.T) {
 	st.Close() // cancels the stalled fetch and waits for the workers
 	if err := <-done; err == nil {
 		t.Fatal("Read after Close succeeded")
+	}
+}
+
+// TestFetchFailoverToUnbuiltServer: the server in use loses a chunk mid-image;
+// the next one has not built the image yet (wwserver builds the chunks
+// when a node asks for the index). The node asks it for the index first,
+// so its chunks are there, and the boot goes on from it.
+func TestFetchFailoverToUnbuiltServer(t *testing.T) {
+	img := sharedImage(t)
+	a, b := newImgServer(t, img), newImgServer(t, img)
+	c := img.ix.Chunks[3]
+	a.set(func(s *imgServer) { s.missing[c.SHA256] = true })
+	b.set(func(s *imgServer) { s.lazy = true })
+	f := fetcher(t, img, a, b)
+	f.o.Rounds = 2
+	got, err := fetchAll(t, f)
+	if err != nil || !bytes.Equal(got, img.stream) {
+		t.Fatalf("err %v, stream equal %v", err, bytes.Equal(got, img.stream))
+	}
+	if n := b.hits(c.SHA256); n != 1 {
+		t.Errorf("chunk asked of b %d times, want once (after its index)", n)
+	}
+	idx, chunk := -1, -1
+	for i, r := range b.log() {
+		if strings.HasPrefix(r, "GET /index/") && idx < 0 {
+			idx = i
+		}
+		if strings.HasPrefix(r, "GET /chunk/") && chunk < 0 {
+			chunk = i
+		}
+	}
+	if idx < 0 || chunk < idx {
+		t.Errorf("b: index asked at %d, first chunk at %d: %q", idx, chunk, b.log())
+	}
+}
+
+// TestFetchBackoffAcrossServers: with every server failing, attempts go
+// round the servers in wwserver= order, each wait drawn from the capped
+// exponential backoff, until rounds × servers attempts have failed.
+func TestFetchBackoffAcrossServers(t *testing.T) {
+	img := sharedImage(t)
+	var mu sync.Mutex
+	var order []string
+	var urls []*url.URL
+	for _, name := range []string{"a", "b", "c"} {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			http.Error(w, "down for the test", http.StatusServiceUnavailable)
+		}))
+		t.Cleanup(s.Close)
+		u, _ := url.Parse(s.URL)
+		urls = append(urls, u)
+	}
+	f, err := NewFetcher(FetchOptions{Servers: urls, MAC: testMAC, Digest: img.digest, Rounds: 3,
+		BackoffMin: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waits []time.Duration
+	f.sleep = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	if _, err := f.Index(t.Context()); err == nil || !strings.Contains(err.Error(), "gave up after 9 attempts on 3 server(s)") {
+		t.Fatalf("err %v", err)
+	}
+	if got := strings.Join(order, ""); got != "abcabcabc" {
+		t.Errorf("servers asked in order %q, want abcabcabc", got)
+	}
+	if len(waits) != 8 {
+		t.Fatalf("%d waits, want 8 (between 9 attempts): %v", len(waits), waits)
+	}
+	for i, d := range waits {
+		ceil := min(100*time.Millisecond<<i, 400*time.Millisecond)
+		if d < ceil/2 || d > ceil {
+			t.Errorf("wait %d: %v, want within [%v, %v]", i, d, ceil/2, ceil)
+		}
 	}
 }

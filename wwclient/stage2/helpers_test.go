@@ -128,6 +128,7 @@ type imgServer struct {
 	corrupt   map[string]bool // chunk digest: always served with a byte flipped
 	missing   map[string]bool // chunk digest: 404
 	noRange   bool            // ignore Range
+	lazy      bool            // chunks: 404 until the index was asked for (wwserver builds on the index request)
 	released  chan struct{}   // closed by the test to end stalls
 	chunkHits map[string]int  // requests per chunk digest
 }
@@ -205,6 +206,9 @@ func (s *imgServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		if data == nil {
 			data = s.img.index
+			s.mu.Lock()
+			s.lazy = false // built
+			s.mu.Unlock()
 		}
 		w.Write(data)
 	case strings.HasPrefix(r.URL.Path, "/chunk/"):
@@ -222,7 +226,7 @@ func (s *imgServer) serveChunk(w http.ResponseWriter, r *http.Request, d string)
 	delete(s.dropAfter, d)
 	stall, stallOK := s.stallAt[d]
 	delete(s.stallAt, d)
-	corrupt, missing, noRange := s.corrupt[d], s.missing[d], s.noRange
+	corrupt, missing, noRange := s.corrupt[d], s.missing[d] || s.lazy, s.noRange
 	s.mu.Unlock()
 	if !ok || missing {
 		http.Error(w, "chunk not in this server's store", http.StatusNotFound)

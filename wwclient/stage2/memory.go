@@ -70,7 +70,7 @@ func CheckFits(ix *chunkimage.Index, memAvail, fsFree int64, parallel int) error
 			ErrTooBig, gib(need), gib(onDisk), gib(bufs), gib(reserveBytes), gib(memAvail))
 	}
 	if fsFree >= 0 && onDisk > fsFree {
-		return fmt.Errorf("%w: the image needs %s unpacked, the tmpfs root has %s free (a tmpfs takes at most half the memory by default)",
+		return fmt.Errorf("%w: the image needs %s unpacked, the tmpfs root has %s free (a tmpfs takes at most half the memory by default; kernel_args = [\"wwtmpfs_size=90%%\"] raises that)",
 			ErrTooBig, gib(onDisk), gib(fsFree))
 	}
 	return nil

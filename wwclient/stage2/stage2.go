@@ -89,12 +89,12 @@ func (l *Loader) LoadImage(ctx context.Context, eff nodeconf.Effective, dir stri
 	if l.AssetKey != nil {
 		key = l.AssetKey(eff)
 	}
-	return l.load(ctx, f, f.NewReporter(post, key, 0), dir, say)
+	return l.Load(ctx, f, f.NewReporter(post, key, 0), dir, say)
 }
 
-// load fetches the index, checks that the image fits, and streams it into
+// Load fetches the index, checks that the image fits, and streams it into
 // dir, reporting progress through rep.
-func (l *Loader) load(ctx context.Context, f *Fetcher, rep *Reporter, dir string, say func(format string, args ...any)) error {
+func (l *Loader) Load(ctx context.Context, f *Fetcher, rep *Reporter, dir string, say func(format string, args ...any)) error {
 	ix, err := f.Index(ctx)
 	if err != nil {
 		return err

@@ -51,7 +51,7 @@ func TestLoadUnpacksAndReports(t *testing.T) {
 	dir := t.TempDir()
 	l := &Loader{MemInfo: memInfo(t, 8<<30)}
 	var con consoleLines
-	if err := l.load(t.Context(), f, f.NewReporter(nil, "", time.Millisecond), dir, con.say); err != nil {
+	if err := l.Load(t.Context(), f, f.NewReporter(nil, "", time.Millisecond), dir, con.say); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(filepath.Join(dir, "usr/lib/f007"))
@@ -82,7 +82,7 @@ func TestLoadRefusesTooBig(t *testing.T) {
 	f := fetcher(t, img, s)
 	l := &Loader{MemInfo: memInfo(t, 64<<20)}
 	var con consoleLines
-	err := l.load(t.Context(), f, f.NewReporter(nil, "", 0), t.TempDir(), con.say)
+	err := l.Load(t.Context(), f, f.NewReporter(nil, "", 0), t.TempDir(), con.say)
 	if !errors.Is(err, ErrTooBig) {
 		t.Fatalf("err %v, want ErrTooBig", err)
 	}

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wwcluster/ww/server/config"
 )
 
 // TestCheckBootFilesAndKernel: check verifies every configured boot file
@@ -217,7 +220,7 @@ func TestCheckReportsEveryError(t *testing.T) {
 		}
 	}
 	edit("wwserver.toml", `update_interval = "60s"`, `update_interval = "1ms"`)
-	edit("wwserver.toml", "workers = 8", "workers = 2000")
+	edit("wwserver.toml", "workers = 0", "workers = 2000")
 	edit("nodes.toml", `hwaddr = "52:54:00:00:00:02"`, `hwaddr = "52:54:00:00:00"`)
 	edit("nodes.toml", `root = "tmpfs"`, `root = "nfs"`)
 	if err := os.MkdirAll(filepath.Join(dir, "nodes.d"), 0o755); err != nil {
@@ -231,8 +234,9 @@ func TestCheckReportsEveryError(t *testing.T) {
 		t.Errorf("check exit %d", code)
 	}
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	srvText, _ := os.ReadFile(filepath.Join(dir, "wwserver.toml"))
 	wants := []string{
-		"wwserver.toml:15: update_interval: must be at least 1s",
+		fmt.Sprintf("wwserver.toml:%d: update_interval: must be at least 1s", config.KeyLine(srvText, "update_interval")),
 		"wwserver.toml:", "dhcp.workers: must be 1..1024, got 2000",
 		"nodes.toml:", "nodes.n001.root: must be", "nodes.n002.root: must be",
 		"nodes.n002.network.eth0.hwaddr: ",

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wwcluster/ww/internal/buildinfo"
 	"github.com/wwcluster/ww/server/config"
 )
 
@@ -80,7 +81,14 @@ nodes, image list, profile list) also take it as DIR.`,
 		newRenderCmd(),
 		newBuildCmd(),
 		newCheckCmd(),
+		newTLSCmd(),
+		newUpgradeCmd(),
+		newPowerCmd(),
+		newConsoleCmd(),
+		newSSHCmd(), // ssh.go
+		newGenDocsCmd(),
 	)
+	root.Version = buildinfo.Version(buildVersion)
 	return root
 }
 

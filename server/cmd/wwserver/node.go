@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wwcluster/ww/server/config"
+	"github.com/wwcluster/ww/server/hostkeys"
 	"github.com/wwcluster/ww/server/hostlist"
 	"github.com/wwcluster/ww/server/nodeedit"
 )
@@ -39,6 +40,7 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	fl.StringVar(&f.NetDev, "netdev", "eth0", "network device the network flags apply to")
 	fl.StringVar(&f.Netmask, "netmask", "", "netmask of the network device")
 	fl.StringVar(&f.Gateway, "gateway", "", "gateway of the network device")
+	addBMCFlags(cmd, &f.BMC)
 }
 
 func newNodeCmd() *cobra.Command {
@@ -145,6 +147,11 @@ func newEntryDeleteCmd(kind nodeedit.Kind) *cobra.Command {
 			}
 			if err := nodeedit.New(root).DeleteEntries(kind, names); err != nil {
 				return err
+			}
+			if kind == nodeedit.Node { // their SSH host keys go with them (ssh.go)
+				if err := hostkeys.New(root).Remove(names); err != nil {
+					return fmt.Errorf("deleted, but: %w", err)
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d %s(s): %s\n", len(names), kind, hostlist.Compress(names))
 			return nil

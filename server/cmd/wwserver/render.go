@@ -76,7 +76,7 @@ func newRenderIPXECmd() *cobra.Command {
 				return err
 			}
 			script, _, err := t.Script(bootscript.Request{Snap: snap, Node: n, MAC: mac, ImageDigest: digest,
-				Servers: []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}})
+				ImageArch: artifact.ImageArchOf(cliBuilderOptions(root), n), Servers: []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}})
 			if err == nil {
 				_, err = cmd.OutOrStdout().Write(script)
 			}
@@ -132,7 +132,7 @@ func newRenderGRUBCmd() *cobra.Command {
 				return err
 			}
 			script, _, err := g.Script(bootscript.Request{Snap: snap, Node: n, MAC: mac, ImageDigest: digest, Via: via,
-				Servers: []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}})
+				ImageArch: artifact.ImageArchOf(cliBuilderOptions(root), n), Servers: []string{nodeapi.HostPort(snap.Server.Address, snap.Server.Port)}})
 			if err == nil {
 				_, err = out.Write(script)
 			}

@@ -312,6 +312,14 @@ func setTOML(t *testing.T, path string, kv map[string]string) {
 func startSharedServers(t *testing.T, sn *sharedNet) *etcdtest.Process {
 	t.Helper()
 	etcd := etcdtest.StartProcessIn(t, []string{"ip", "netns", "exec", sn.servers[0]}, "10.203.0.1", 2379, 2380)
+	startServersOn(t, sn, func(int) []string { return []string{etcd.Endpoint} })
+	return etcd
+}
+
+// startServersOn starts a wwserver in each server namespace, server i
+// using etcd at endpoints(i).
+func startServersOn(t *testing.T, sn *sharedNet, endpoints func(i int) []string) {
+	t.Helper()
 	wwserver, wwclient := sharedBinaries(t)
 	for i, ns := range sn.servers {
 		root := filepath.Join(t.TempDir(), "tree")
@@ -321,10 +329,11 @@ func startSharedServers(t *testing.T, sn *sharedNet) *etcdtest.Process {
 		if err != nil {
 			t.Fatal(err)
 		}
+		eps, _ := json.Marshal(endpoints(i)) // a JSON list of strings is a TOML array
 		// init wrote [dhcp] and [tftp] sections; override by appending
 		// a complete [state] section and rewriting dhcp keys below.
-		fmt.Fprintf(f, "\n[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = [%q]\nserver_id = \"srv%d\"\nprefix = \"/e2e/\"\n",
-			etcd.Endpoint, i)
+		fmt.Fprintf(f, "\n[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = %s\nserver_id = \"srv%d\"\nprefix = \"/e2e/\"\n",
+			eps, i)
 		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +346,6 @@ func startSharedServers(t *testing.T, sn *sharedNet) *etcdtest.Process {
 		setTOML(t, filepath.Join(root, "nodes.toml"), map[string]string{"ipaddr": `"10.203.0.11"`}) // n001
 		startNSServer(t, ns, wwserver, root)
 	}
-	return etcd
 }
 
 // leasesInEtcd reads every unexpired lease from etcd (the test binary run in
@@ -357,6 +365,28 @@ func leasesInEtcd(t *testing.T, sn *sharedNet, etcd *etcdtest.Process) []etcdsta
 		t.Fatalf("leases from etcd %q: %v", js, err)
 	}
 	return ls
+}
+
+// uniqueLeases fails the test for an address held by two MACs or a MAC
+// holding two addresses, and returns the leases by MAC.
+func uniqueLeases(t *testing.T, ls []etcdstate.Lease) map[string]etcdstate.Lease {
+	t.Helper()
+	held := map[string]etcdstate.Lease{} // MAC → lease
+	byIP := map[netip.Addr]string{}
+	for _, l := range ls {
+		if m, dup := byIP[l.IP]; dup {
+			t.Errorf("address %s held by %s and %s", l.IP, m, l.MAC)
+		}
+		byIP[l.IP] = l.MAC
+		if l.MAC == "" {
+			continue
+		}
+		if o, dup := held[l.MAC]; dup {
+			t.Errorf("MAC %s holds %s and %s", l.MAC, o.IP, l.IP)
+		}
+		held[l.MAC] = l
+	}
+	return held
 }
 
 // doraEnv makes the test binary run DORAs (doraArgs, JSON) with
@@ -497,22 +527,7 @@ func TestTwoServersLateOffersKeepBindings(t *testing.T) {
 			macs = append(macs, fmt.Sprintf("52:54:00:20:%02x:%02x", round, i))
 		}
 		res := runDoras(t, sn, macs)
-		ls := leasesInEtcd(t, sn, etcd)
-		held := map[string]etcdstate.Lease{} // MAC → lease
-		byIP := map[netip.Addr]string{}
-		for _, l := range ls {
-			if m, dup := byIP[l.IP]; dup {
-				t.Errorf("address %s held by %s and %s", l.IP, m, l.MAC)
-			}
-			byIP[l.IP] = l.MAC
-			if l.MAC == "" {
-				continue
-			}
-			if o, dup := held[l.MAC]; dup {
-				t.Errorf("MAC %s holds %s and %s", l.MAC, o.IP, l.IP)
-			}
-			held[l.MAC] = l
-		}
+		held := uniqueLeases(t, leasesInEtcd(t, sn, etcd))
 		downgraded := 0
 		for _, r := range res {
 			if r.Err != "" {

@@ -19,7 +19,7 @@ import (
 func newStatusCmd() *cobra.Command {
 	var (
 		root, server, sortBy string
-		asJSON, watch        bool
+		asJSON, watch, pwr   bool
 		interval, timeout    time.Duration
 	)
 	cmd := &cobra.Command{
@@ -75,6 +75,7 @@ oldest last contact).`,
 				Clear:    tty,
 				Timeout:  timeout,
 				Stderr:   cmd.ErrOrStderr(),
+				Power:    powerColumn(pwr, root, timeout, cmd.ErrOrStderr()),
 			})
 		},
 	}
@@ -87,6 +88,8 @@ oldest last contact).`,
 	f.BoolVarP(&watch, "watch", "w", false, "refresh every --interval until interrupted (Ctrl-C)")
 	f.DurationVar(&interval, "interval", 2*time.Second, "refresh interval for --watch")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server's answer")
+	f.BoolVar(&pwr, "power", false, "add a POWER column: each node's BMC asked (nodes.toml of --root), up to 32 at once, within --timeout")
+	cmd.MarkFlagsMutuallyExclusive("power", "json") // power status NODES gives the states alone
 	return cmd
 }
 

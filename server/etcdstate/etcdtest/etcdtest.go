@@ -1,6 +1,8 @@
-// Package etcdtest runs a real single-member etcd (go.etcd.io/etcd/server/v3/embed)
-// on loopback for tests: in process (Start) or as a child process that a test
-// can SIGKILL and restart on the same data directory (StartProcess).
+// Package etcdtest runs a real etcd (go.etcd.io/etcd/server/v3/embed) on
+// loopback for tests: one member or a cluster of several (real Raft, each
+// member fsyncing its own WAL), in process (Start, StartCluster) or as a
+// child process that a test can SIGKILL and restart on the same data
+// directory (StartProcess, StartClusterProcessIn).
 package etcdtest
 
 import (
@@ -21,9 +23,10 @@ import (
 
 // Etcd is a running test etcd.
 type Etcd struct {
-	Endpoint string // http://127.0.0.1:PORT
-	Dir      string
-	e        *embed.Etcd
+	Endpoint  string   // http://127.0.0.1:PORT (the first member's)
+	Endpoints []string // every member's
+	Dir       string
+	e         *embed.Etcd
 }
 
 // freePort asks the kernel for an unused loopback port. Another process may
@@ -100,7 +103,8 @@ func Start(t testing.TB) *Etcd {
 }
 
 // ChildEnv is the environment variable that makes a test binary run etcd
-// (see MaybeRunChild): "DIR HOST CLIENTPORT PEERPORT".
+// (see MaybeRunChild): "DIR HOST CLIENTPORTS PEERPORTS", the ports one per
+// member, separated by commas.
 const ChildEnv = "WW_ETCDTEST_CHILD"
 
 // MaybeRunChild must be called from TestMain of a package that uses
@@ -115,9 +119,19 @@ func MaybeRunChild() {
 		fmt.Fprintln(os.Stderr, "bad", ChildEnv, v)
 		os.Exit(2)
 	}
-	cp, _ := strconv.Atoi(f[2])
-	pp, _ := strconv.Atoi(f[3])
-	if err := Run(f[0], f[1], cp, pp); err != nil {
+	cps, err1 := splitPorts(f[2])
+	pps, err2 := splitPorts(f[3])
+	if err := errors.Join(err1, err2); err != nil || len(cps) != len(pps) {
+		fmt.Fprintln(os.Stderr, "bad", ChildEnv, v, err)
+		os.Exit(2)
+	}
+	var err error
+	if len(cps) == 1 {
+		err = Run(f[0], f[1], cps[0], pps[0])
+	} else {
+		err = RunCluster(f[0], f[1], cps, pps)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "etcd:", err)
 		os.Exit(1)
 	}
@@ -126,14 +140,15 @@ func MaybeRunChild() {
 
 // Process is etcd in a child process (the test binary re-executed).
 type Process struct {
-	Endpoint   string
-	dir        string
-	host       string
-	prefix     []string // command prefix, e.g. ip netns exec NS
-	clientPort int
-	peerPort   int
-	cmd        *exec.Cmd
-	t          testing.TB
+	Endpoint    string   // the first member's
+	Endpoints   []string // every member's
+	dir         string
+	host        string
+	prefix      []string // command prefix, e.g. ip netns exec NS
+	clientPorts []int
+	peerPorts   []int
+	cmd         *exec.Cmd
+	t           testing.TB
 }
 
 // StartProcess starts etcd as a child process; Kill and Restart it at will.
@@ -153,8 +168,18 @@ func StartProcess(t testing.TB) *Process {
 // host:clientPort.
 func StartProcessIn(t testing.TB, prefix []string, host string, clientPort, peerPort int) *Process {
 	t.Helper()
-	p := &Process{dir: t.TempDir(), host: host, prefix: prefix, clientPort: clientPort, peerPort: peerPort, t: t,
-		Endpoint: "http://" + net.JoinHostPort(host, strconv.Itoa(clientPort))}
+	return StartClusterProcessIn(t, prefix, host, []int{clientPort}, []int{peerPort})
+}
+
+// StartClusterProcessIn is StartProcessIn for a cluster: one member per
+// client and peer port, all in one child process.
+func StartClusterProcessIn(t testing.TB, prefix []string, host string, clientPorts, peerPorts []int) *Process {
+	t.Helper()
+	p := &Process{dir: t.TempDir(), host: host, prefix: prefix, clientPorts: clientPorts, peerPorts: peerPorts, t: t}
+	for _, cp := range clientPorts {
+		p.Endpoints = append(p.Endpoints, "http://"+net.JoinHostPort(host, strconv.Itoa(cp)))
+	}
+	p.Endpoint = p.Endpoints[0]
 	t.Cleanup(func() { p.Kill() })
 	p.Restart()
 	return p
@@ -165,7 +190,7 @@ func (p *Process) Restart() {
 	p.t.Helper()
 	args := append(append([]string{}, p.prefix...), os.Args[0], "-test.run=^$")
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %d", ChildEnv, p.dir, p.host, p.clientPort, p.peerPort))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %s %s", ChildEnv, p.dir, p.host, joinPorts(p.clientPorts), joinPorts(p.peerPorts)))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		p.t.Fatal(err)

@@ -42,6 +42,8 @@ kernel_args = ["console=ttyS0", "console=tty0"]
 system_overlays = ["wwinit"]
 runtime_overlays = ["generic"]
 root = "tmpfs"
+# The storm and the server benches simulate iPXE fetching the whole image.
+boot = "initrd"
 `
 
 // WriteNodes writes nodes.toml text for n nodes: profile "default" (as

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# tools/bench/etcd-dhcp.sh (make bench-etcd): DHCP pool leases shared by two
+# wwserver processes through a 3-member etcd cluster (three embedded members
+# in one etcdrun process, real Raft, each fsyncing its own WAL), perfdhcp
+# offering RATE DORA/s for SECONDS over a bridge between network namespaces
+# this script creates (and removes, also on failure). One run measures the
+# writer without batching (state.etcd.lease_batch = 1: one claim per
+# transaction) and with it (BATCH, default 64) side by side, each on a
+# fresh key prefix: completed DORA/s, lost %, p99 DISCOVER→ACK latency,
+# claims per transaction; then every lease in etcd and every lease perfdhcp
+# received is checked: no address bound or ACKed to two MACs.
+#
+# Usage: tools/bench/etcd-dhcp.sh [RATE]   (default 2000)
+# Environment: ETCD_BENCH_SECONDS (15), ETCD_BENCH_CLIENTS (60000),
+#   ETCD_BENCH_BATCHES ("1 64"). Needs root, iproute2, curl, perfdhcp (kea-admin).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+rate=${1:-2000}
+secs=${ETCD_BENCH_SECONDS:-15}
+clients=${ETCD_BENCH_CLIENTS:-60000}
+batches=${ETCD_BENCH_BATCHES:-1 64}
+GO=${GO:-go}
+[[ $(id -u) == 0 ]] || { echo "etcd-dhcp: needs root (network namespaces)" >&2; exit 1; }
+for c in perfdhcp curl ip; do command -v $c >/dev/null || { echo "etcd-dhcp: $c missing (make deps-bench)" >&2; exit 1; }; done
+
+work=$(mktemp -d /tmp/wwetcdb.XXXXXX)
+base=wwe-$$
+pids=()
+# shellcheck source=tools/bench/dhcp-net.sh
+. "$repo/tools/bench/dhcp-net.sh"
+trap dhcp_cleanup EXIT
+
+(cd "$repo" && $GO build -o "$work/wwserver" ./server/cmd/wwserver && $GO build -o "$work/etcdrun" ./tools/bench/cmd/etcdrun &&
+	$GO build -o "$work/leasecheck" ./tools/bench/cmd/leasecheck && CGO_ENABLED=0 $GO build -o "$work/wwclient" ./wwclient)
+
+dhcp_net "$base" 10.205
+
+# The cluster lives in server 0's namespace: members on 2379, 2381, 2383.
+ip netns exec "$base-0" "$work/etcdrun" -dir "$work/etcd" -host 10.205.0.1 -members 3 >"$work/etcd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 600); do grep -q "ETCD READY" "$work/etcd.log" && break; sleep 0.1; done
+grep -q "ETCD READY" "$work/etcd.log" || { cat "$work/etcd.log" >&2; exit 1; }
+members=(http://10.205.0.1:2379 http://10.205.0.1:2381 http://10.205.0.1:2383)
+
+# tree I BATCH: a served tree for server I, its own member listed first
+tree() {
+	local i=$1 batch=$2 root=$work/tree-$1-$2
+	"$work/wwserver" init "$root" --wwclient "$work/wwclient" --address 10.205.0.$((i + 1)) >/dev/null
+	sed -i '0,/^enabled = false/s//enabled = true/; 0,/^interface = .*/s//interface = "eth0"/;
+		0,/^range_start = .*/s//range_start = "10.205.1.0"/; 0,/^range_end = .*/s//range_end = "10.205.250.255"/;
+		0,/^netmask = .*/s//netmask = "255.255.0.0"/' "$root/wwserver.toml"
+	printf '\n[state]\nbackend = "etcd"\n[state.etcd]\nendpoints = ["%s", "%s"]\nprefix = "/b%s/"\nserver_id = "srv%s"\nlease_batch = %s\n' \
+		"${members[$i]}" "${members[2]}" "$batch" "$i" "$batch" >>"$root/wwserver.toml"
+	echo "$root"
+}
+
+SERVED=()
+serve() { # serve I ROOT: start, wait until HTTP answers (/healthz says degraded: placeholder image)
+	ip netns exec "$base-$1" "$work/wwserver" serve --root "$2" --log-level warn >"$work/serve-$1.log" 2>&1 &
+	pids+=($!)
+	SERVED+=($!)
+	for _ in $(seq 300); do
+		ip netns exec "$base-c" curl -s -o /dev/null "http://10.205.0.$(($1 + 1)):9873/healthz" && return
+		sleep 0.1
+	done
+	cat "$work/serve-$1.log" >&2
+	exit 1
+}
+
+stop_served() {
+	for p in "${SERVED[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	SERVED=()
+}
+
+# metric NAME: the sum over both servers of a /metrics sample
+metric() {
+	local sum=0 v
+	for i in 0 1; do
+		v=$(ip netns exec "$base-c" curl -sf "http://10.205.0.$((i + 1)):9873/metrics" | awk -v n="$1" '$1 == n {print $2}')
+		sum=$(awk "BEGIN{print $sum + ${v:-0}}")
+	done
+	echo "$sum"
+}
+
+echo "| lease writer (state.etcd.lease_batch) | offered DORA/s | completed DORA/s | lost (no ACK) | p99 DISCOVER→ACK | claims per transaction (mean) | CAS conflicts | leases checked (etcd / ACKed) | duplicates |"
+echo "|---|---|---|---|---|---|---|---|---|"
+status=0
+for batch in $batches; do
+	serve 0 "$(tree 0 "$batch")"
+	serve 1 "$(tree 1 "$batch")"
+	out=$work/perfdhcp-$batch.out
+	ip netns exec "$base-c" nice -n -5 perfdhcp -4 -l br0 -r "$rate" -R "$clients" -p "$secs" -W 2000000 -x tl >"$out" 2>&1 || true
+	sent=$(awk '/Statistics for: DISCOVER-OFFER/{f=1} f && /sent packets:/{print $3; exit}' "$out")
+	acks=$(awk '/Statistics for: REQUEST-ACK/{f=1} f && /received packets:/{print $3; exit}' "$out")
+	lost=$(awk "BEGIN{ if (${sent:-0} > 0) printf \"%.2f %%\", 100 * (1 - ${acks:-0} / ${sent}); else print \"?\" }")
+	p99=$("$work/leasecheck" -p99 "$out" 2>/dev/null || echo "?")
+	n=$(metric wwserver_etcd_lease_batch_size_count)
+	s=$(metric wwserver_etcd_lease_batch_size_sum)
+	conflicts=$(metric wwserver_etcd_lease_conflicts_total)
+	if [[ -n ${ETCD_BENCH_KEEP:-} ]]; then
+		for i in 0 1; do ip netns exec "$base-c" curl -sf "http://10.205.0.$((i + 1)):9873/metrics" >"$ETCD_BENCH_KEEP/metrics-$batch-$i.txt" || true; done
+	fi
+	per=$(awk "BEGIN{ if ($n > 0) printf \"%.1f\", $s / $n; else print \"1 (unbatched)\" }")
+	stop_served
+	check=$(ip netns exec "$base-0" "$work/leasecheck" -endpoints "$(IFS=,; echo "${members[*]}")" -prefix "/b$batch/" -acks "$out" 2>&1) || status=1
+	printf '| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$batch" "$rate" "$(awk "BEGIN{print ${acks:-0} / $secs}")" \
+		"$lost" "$p99" "$per" "${conflicts%.*}" \
+		"$(sed -n 's/.*leases in etcd: \([0-9]*\) addresses.*ACKed leases read: \([0-9]*\).*/\1 \/ \2/p' <<<"$check")" \
+		"$(sed -n 's/.*duplicates: \([0-9]*\).*/\1/p' <<<"$check")"
+	grep DUPLICATE <<<"$check" >&2 || true
+	if [[ -n ${ETCD_BENCH_KEEP:-} ]]; then cp "$out" "$ETCD_BENCH_KEEP/"; fi
+done
+exit $status

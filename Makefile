@@ -48,6 +48,11 @@ CLUSTER_PACKAGES := $(TEST_PACKAGES) iputils-ping
 # bench and storm: the load generators and peers measured side by side.
 BENCH_PACKAGES := wrk kea-dhcp4-server kea-admin dnsmasq-base curl iproute2 libssl3 libpcre2-8-0
 STORM_PACKAGES := iproute2 ipxe libssl3 libpcre2-8-0
+# vagrant (make test-vagrant, vagrant-lab): Vagrant with vagrant-libvirt and
+# libvirt's QEMU driver (dnsmasq-base for its networks), OVMF (UEFI nodes),
+# and what tools/lab/vagrant/box.sh builds the server's box with.
+VAGRANT_PACKAGES := vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 \
+	qemu-utils ovmf mmdebstrap extlinux syslinux-common fdisk e2fsprogs rsync
 # test-arm64: QEMU for arm64 and its UEFI firmware (EDK2 for QEMU virt).
 ARM64_PACKAGES := qemu-system-arm qemu-efi-aarch64
 # nginx (the reference static server of TestStorm20, bench and storm) is
@@ -64,7 +69,7 @@ NETTOOLS := $(NETTOOLS_DIR)/usr/bin/nmcli
 # PATH for tests and scripts that run go or nginx themselves.
 TOOL_PATH := $(dir $(NGINX)):$(dir $(shell command -v $(GO) 2>/dev/null || echo $(GO))):$(PATH)
 
-.PHONY: bench-etcd packages pkgroot test-packages image-arm64 test-arm64 test-cluster deps-cluster bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
+.PHONY: vagrant-files vagrant-box vagrant-lab test-vagrant deps-vagrant bench-etcd packages pkgroot test-packages image-arm64 test-arm64 test-cluster deps-cluster bench-edit all check-go deps deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm build image image-systemd image-selinux image-hpc bootloaders lab test test-selinux test-measure unit integration vet staticcheck fmt-check fuzz bench storm clean
 
 all: build
 
@@ -87,9 +92,10 @@ deps-debian-image: PKGS = $(DEBIAN_IMAGE_PACKAGES)
 deps-test: PKGS = $(TEST_PACKAGES)
 deps-bench: PKGS = $(BENCH_PACKAGES)
 deps-storm: PKGS = $(STORM_PACKAGES)
+deps-vagrant: PKGS = $(VAGRANT_PACKAGES)
 deps-arm64: PKGS = $(ARM64_PACKAGES)
 deps-cluster: PKGS = $(CLUSTER_PACKAGES)
-deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm deps-arm64 deps-cluster:
+deps-lab deps-image deps-debian-image deps-test deps-bench deps-storm deps-arm64 deps-cluster deps-vagrant:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -246,6 +252,29 @@ bench-edit: check-go build
 # and nginx in one run (tools/bootstorm; root; ~15-30 min; not part of make test).
 storm: check-go deps-storm deps-debian-image build $(NGINX)
 	GO=$(GO) PATH=$(TOOL_PATH) ./tools/bootstorm/storm.sh
+
+# The Vagrant lab (Vagrantfile, tools/lab/vagrant): the server VM gets static
+# binaries and the node image (a tar: symlinks kept) built here, staged in
+# build/vagrant; its box is built from Debian packages (cached in
+# /var/cache/ww/vagrant). WW_LIBVIRT_DRIVER=qemu without KVM.
+VAGRANT_FILES := $(CURDIR)/build/vagrant
+vagrant-files: check-go image
+	mkdir -p $(VAGRANT_FILES)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(VAGRANT_FILES)/wwclient ./wwclient
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(VAGRANT_FILES)/wwserver ./server/cmd/wwserver
+	tar -C $(IMAGE)/rootfs --numeric-owner -cf $(VAGRANT_FILES)/image.tar.tmp . && mv $(VAGRANT_FILES)/image.tar.tmp $(VAGRANT_FILES)/image.tar
+
+vagrant-box: deps-vagrant
+	./tools/lab/vagrant/box.sh
+
+vagrant-lab: deps-vagrant vagrant-files vagrant-box
+	VAGRANT_DEFAULT_PROVIDER=libvirt vagrant up --no-parallel
+
+# The Vagrant lab end to end: box, libvirt (started if nothing runs it),
+# vagrant up of the server and two nodes (BIOS, UEFI), both at RUNTIME_OVERLAY,
+# vagrant destroy, nothing left behind (root; 10-40 min; not part of make test).
+test-vagrant: deps-vagrant vagrant-files
+	./tools/lab/vagrant/test.sh
 
 clean:
 	rm -rf $(BIN) build/image

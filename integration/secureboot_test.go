@@ -81,8 +81,9 @@ func secureBootGRUB(t *testing.T, boot string) {
 		}
 	}
 	server := lab.Tail(e.lab.ServerLog(), 100000)
+	twoStage := boot != "initrd" // two-stage is the default
 	image, notImage := "image/"+n.MAC, "modules/"+n.MAC
-	if boot == "twostage" {
+	if twoStage {
 		image, notImage = notImage, image
 	}
 	for _, want := range []string{"grubx64.efi", "grub/grub.cfg", "grub/" + n.MAC, "kernel/" + n.MAC, image, "overlay/system/" + n.MAC} {
@@ -96,7 +97,7 @@ func secureBootGRUB(t *testing.T, boot string) {
 	if tftpSent(server, notImage) {
 		t.Errorf("boot %q: GRUB fetched %s", boot, notImage)
 	}
-	if boot == "twostage" {
+	if twoStage {
 		for _, want := range []string{"wwimage=", "wwinit: two-stage boot: fetching image", "wwinit: image unpacked:"} {
 			if !strings.Contains(console, want) {
 				t.Errorf("serial console does not show %q", want)

@@ -127,6 +127,7 @@ type Builder struct {
 
 	chunks chunked   // chunked images for the two-stage boot (chunked.go)
 	arches archCache // kernel architectures by ETag (kernelarch.go)
+	keys   keysMade  // the node set whose host keys all exist (hostkeys.go)
 
 	tmplMu      sync.Mutex
 	tmpls       map[[32]byte]*parsedTemplate // by name and content

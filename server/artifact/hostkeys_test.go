@@ -119,3 +119,31 @@ func TestHostKeysStableRuntimeOnly(t *testing.T) {
 		t.Errorf("known_hosts after prune:\n%s", kh)
 	}
 }
+
+// TestRuntimeETagIndependentOfRenderOrder: a node's runtime overlay (its
+// ETag and known_hosts) depends on the config alone. Rendering another node
+// for the first time, which used to make that node's keys then, must not
+// change what the first node is served (TestRuntimeOverlayUpdate saw a
+// node apply one ETag while the server already served another).
+func TestRuntimeETagIndependentOfRenderOrder(t *testing.T) {
+	tt := keyTree(t)
+	snap := snapshot(t, keyNodesTOML)
+	b, _ := newBuilder(t, tt.root)
+	first, err := b.RuntimeOverlay(bg, snap, snap.Nodes.ByName["n001"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.RuntimeOverlay(bg, snap, snap.Nodes.ByName["n002"]); err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.RuntimeOverlay(bg, snap, snap.Nodes.ByName["n001"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.ETag != again.ETag {
+		t.Errorf("n001's runtime overlay ETag changed from %s to %s after n002's first render", first.ETag, again.ETag)
+	}
+	if kh := unpack(t, first)["etc/ssh/ssh_known_hosts"].data; !strings.Contains(kh, "\nn002,") {
+		t.Errorf("n001's first known_hosts lacks n002 (never rendered yet):\n%s", kh)
+	}
+}

@@ -232,7 +232,7 @@ func (b *Builder) renderCtx(snap *config.Snapshot, n *config.Node) (*renderCtx, 
 	}
 	if err == nil {
 		rc.data.netStack = netrender.Resolve(n.NetworkStack, rc.data.imageDir)
-		b.withKeys(rc) // hostkeys.go
+		b.withKeys(rc, snap.Nodes) // hostkeys.go
 	}
 	return rc, err
 }

@@ -73,48 +73,11 @@ func writeRendered(cw *cpio.Writer, pt *parsedTemplate, e *mergedEntry, out []by
 // callsFile reports whether a parsed template calls the file function.
 func callsFile(root parse.Node) bool {
 	found := false
-	var walk func(n parse.Node)
-	walk = func(n parse.Node) {
-		if found || n == nil {
-			return
+	inspectTemplate(root, func(n parse.Node) bool {
+		if id, ok := n.(*parse.IdentifierNode); ok && id.Ident == "file" {
+			found = true
 		}
-		switch n := n.(type) {
-		case *parse.IdentifierNode:
-			found = n.Ident == "file"
-		case *parse.ListNode:
-			if n != nil {
-				for _, c := range n.Nodes {
-					walk(c)
-				}
-			}
-		case *parse.ActionNode:
-			walk(n.Pipe)
-		case *parse.PipeNode:
-			if n != nil {
-				for _, c := range n.Cmds {
-					walk(c)
-				}
-			}
-		case *parse.CommandNode:
-			for _, a := range n.Args {
-				walk(a)
-			}
-		case *parse.IfNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.RangeNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.WithNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.TemplateNode:
-			walk(n.Pipe)
-		}
-	}
-	walk(root)
+		return !found
+	})
 	return found
 }

@@ -100,58 +100,30 @@ func imageStamp(dir string, names []string) (string, error) {
 func imageFileArgs(t *template.Template) ([]string, error) {
 	var out []string
 	var bad error
-	var walk func(n parse.Node)
-	walk = func(n parse.Node) {
-		switch n := n.(type) {
-		case *parse.ListNode:
-			if n != nil {
-				for _, c := range n.Nodes {
-					walk(c)
+	visit := func(n parse.Node) bool {
+		c, ok := n.(*parse.CommandNode)
+		if !ok {
+			return true
+		}
+		for i, a := range c.Args {
+			if f, ok := a.(*parse.FieldNode); ok && slices.Contains(f.Ident, "ImageFile") {
+				if i != 0 || len(c.Args) != 2 {
+					bad = fmt.Errorf("ImageFile takes one string literal: %s", c)
+					return false
 				}
-			}
-		case *parse.ActionNode:
-			walk(n.Pipe)
-		case *parse.PipeNode:
-			if n != nil {
-				for _, c := range n.Cmds {
-					walk(c)
+				lit, ok := c.Args[1].(*parse.StringNode)
+				if !ok {
+					bad = fmt.Errorf("ImageFile takes one string literal, not %s", c.Args[1])
+					return false
 				}
-			}
-		case *parse.IfNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.RangeNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.WithNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.TemplateNode:
-			walk(n.Pipe)
-		case *parse.CommandNode:
-			for i, a := range n.Args {
-				if f, ok := a.(*parse.FieldNode); ok && slices.Contains(f.Ident, "ImageFile") {
-					if i != 0 || len(n.Args) != 2 {
-						bad = fmt.Errorf("ImageFile takes one string literal: %s", n)
-						return
-					}
-					lit, ok := n.Args[1].(*parse.StringNode)
-					if !ok {
-						bad = fmt.Errorf("ImageFile takes one string literal, not %s", n.Args[1])
-						return
-					}
-					out = append(out, lit.Text)
-				}
-				walk(a)
+				out = append(out, lit.Text)
 			}
 		}
+		return true
 	}
 	for _, tt := range t.Templates() {
 		if tt.Tree != nil {
-			walk(tt.Tree.Root)
+			inspectTemplate(tt.Tree.Root, visit)
 		}
 	}
 	if bad != nil {

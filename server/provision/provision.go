@@ -157,6 +157,7 @@ type Handler struct {
 	tlsPort  int   // 0: no HTTPS listener
 	minRate  int64
 	mux      http.Handler
+	arches   *archMemo // image architectures, see archmemo.go
 	stages   map[string]http.Handler // /provision?stage= → stage handler
 
 	healthMu sync.Mutex
@@ -196,6 +197,7 @@ func New(opts Options) (*Handler, error) {
 		discover: opts.Discoverer,
 		cfg:      opts.Config,
 		fresh:    newFreshSnapshot(opts.Config, opts.FreshEvery),
+		arches:   &archMemo{every: opts.FreshEvery},
 		builder:  opts.Builder,
 		status:   opts.Status,
 		leases:   opts.Leases,

@@ -34,11 +34,13 @@ func (h *Handler) imageArch(c *call) string {
 	if !ok || c.node == nil {
 		return ""
 	}
-	arch, err := ab.ImageArch(c.node)
-	if err != nil {
-		return ""
-	}
-	return arch
+	return h.arches.get(c.snap, c.node, func() string {
+		arch, err := ab.ImageArch(c.node)
+		if err != nil {
+			return ""
+		}
+		return arch
+	})
 }
 
 // wrongArchRoutes registers the HTTP reports (see routes.go).

@@ -246,7 +246,8 @@ func handler(b *testing.B, n int) (http.Handler, *config.Nodes) {
 		b.Fatal(err)
 	}
 	warm(b, bl, st.Current())
-	h, err := provision.New(provision.Options{Config: st, Builder: builderAdapter{bl}, Status: status.New(quiet()), Log: quiet()})
+	h, err := provision.New(provision.Options{Config: st, Builder: builderAdapter{bl}, Status: status.New(quiet()), Log: quiet(),
+		FreshEvery: provision.DefaultFreshEvery}) // as serve
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -365,7 +366,8 @@ func BenchmarkHandlerImageRange67k(b *testing.B) {
 			if mode == "walked" {
 				bl.Close()
 			}
-			h, err := provision.New(provision.Options{Config: st, Builder: builderAdapter{bl}, Status: status.New(quiet()), Log: quiet()})
+			h, err := provision.New(provision.Options{Config: st, Builder: builderAdapter{bl}, Status: status.New(quiet()), Log: quiet(),
+		FreshEvery: provision.DefaultFreshEvery}) // as serve
 			if err != nil {
 				b.Fatal(err)
 			}

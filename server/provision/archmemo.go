@@ -29,7 +29,7 @@ type archKey struct{ image, kernel string }
 
 type archEntry struct {
 	arch  string
-	until int64 // unix nanoseconds
+	until atomic.Int64 // unix nanoseconds
 }
 
 // get returns n's image architecture, asking find when the remembered one
@@ -49,12 +49,27 @@ func (a *archMemo) get(snap *config.Snapshot, n *config.Node, find func() string
 	}
 	key := archKey{n.Image, n.Kernel}
 	now := time.Now().UnixNano()
-	if v, ok := g.m.Load(key); ok {
-		if e := v.(*archEntry); now < e.until {
+	v, ok := g.m.Load(key)
+	if ok {
+		e := v.(*archEntry)
+		if now < e.until.Load() {
 			return e.arch
 		}
+		// Expired: the request that moves until on looks again, the
+		// others use the old answer meanwhile (one walk, not one each).
+		if old := e.until.Load(); now >= old && e.until.CompareAndSwap(old, now+int64(a.every)) {
+			e = newArchEntry(find(), now+int64(a.every))
+			g.m.Store(key, e)
+		}
+		return e.arch
 	}
-	arch := find()
-	g.m.Store(key, &archEntry{arch: arch, until: now + int64(a.every)})
-	return arch
+	e := newArchEntry(find(), now+int64(a.every))
+	g.m.Store(key, e)
+	return e.arch
+}
+
+func newArchEntry(arch string, until int64) *archEntry {
+	e := &archEntry{arch: arch}
+	e.until.Store(until)
+	return e
 }

@@ -157,7 +157,7 @@ type Handler struct {
 	tlsPort  int   // 0: no HTTPS listener
 	minRate  int64
 	mux      http.Handler
-	arches   *archMemo // image architectures, see archmemo.go
+	arches   *archMemo               // image architectures, see archmemo.go
 	stages   map[string]http.Handler // /provision?stage= → stage handler
 
 	healthMu sync.Mutex

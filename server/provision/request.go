@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strings"
 
 	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/nodeapi"
@@ -117,6 +118,13 @@ func (c *call) unknownNode() {
 
 // remoteIP is the address part of a RemoteAddr ("1.2.3.4:5678").
 func remoteIP(remote string) string {
+	// IPv4 "a.b.c.d:port" (every request of an IPv4 network): the
+	// address is a substring, no parse and no allocation.
+	if i := strings.LastIndexByte(remote, ':'); i > 0 && strings.IndexByte(remote[:i], ':') < 0 {
+		if _, err := netip.ParseAddr(remote[:i]); err == nil {
+			return remote[:i]
+		}
+	}
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		return remote

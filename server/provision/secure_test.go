@@ -175,6 +175,11 @@ func TestSourcePort(t *testing.T) {
 			t.Errorf("sourcePort(%q) = %d", in, got)
 		}
 	}
+	for remote, want := range map[string]string{"10.0.0.2:700": "10.0.0.2", "[fe80::1]:5": "fe80::1", "noport": "noport"} {
+		if got := remoteIP(remote); got != want {
+			t.Errorf("remoteIP(%q) = %q, want %q", remote, got, want)
+		}
+	}
 	if got := remoteIP("[::ffff:10.0.0.1]:5"); got != "10.0.0.1" {
 		t.Errorf("remoteIP = %q", got)
 	}

@@ -22,6 +22,7 @@
 #                   none: skipped). Without installing it: apt-get download nginx
 #                   && dpkg-deb -x nginx_*.deb DIR; BENCH_NGINX=DIR/usr/sbin/nginx
 #   BENCH_ONLY      space-separated phases to run (default: "targets ten one build nginx")
+#   BENCH_TARGETS   rows of the targets phase (default: "wrk dhcp image build10k")
 #   BENCH_BIG_IMAGE the realistic image of the targets phase (default
 #                   build/hpc-image/rootfs, built by initramfs/debian-image.sh hpc)
 #   BENCH_DHCP_RATE, BENCH_DHCP_SECONDS  perfdhcp's offered rate (6000) and length (10)
@@ -60,10 +61,9 @@ T1K=$BENCH_DIR/tree1k
 # --- the issue-8 targets, each with its peer in the same run ------------------
 if [[ " $ONLY " == *" targets "* ]]; then
 	targets_header
-	targets_wrk
-	targets_dhcp
-	targets_image
-	targets_build10k
+	for t in $TARGETS_ONLY; do
+		"targets_$t"
+	done
 	cat "$TARGETS" >&2
 fi
 

@@ -11,6 +11,7 @@
 #          (2 workers), then /image Range latency vs /kernel
 #   build  `wwserver build` of 10,000 nodes: time and state/ size
 
+TARGETS_ONLY=${BENCH_TARGETS:-"wrk dhcp image build10k"}
 WRK_CONNS=${BENCH_WRK_CONNS:-50}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 DHCP_RATE=${BENCH_DHCP_RATE:-6000}
@@ -260,10 +261,10 @@ JSON
 
 	local r
 	r=$(awk "BEGIN{printf \"%.2f\", $ww_cpu / $kea_cpu}")
-	target_row "DHCP server CPU per DORA, perfdhcp $DHCP_RATE/s offered, ${DHCP_SECONDS}s, leases on disk: ≤ Kea" \
+	target_row "DHCP server CPU per DORA, perfdhcp $DHCP_RATE/s offered, ${DHCP_SECONDS}s, leases on disk: ≤ 0.8× Kea (issue 16)" \
 		"$ww_cpu µs/DORA ($ww_rate DORA/s, ${ww_drop}% lost)" \
 		"Kea $kea_cpu µs/DORA ($kea_rate DORA/s, ${kea_drop}% lost); dnsmasq $dm_cpu µs/DORA ($dm_rate DORA/s, ${dm_drop}% lost)" \
-		"${r}× Kea" "$(awk "BEGIN{print ($r <= 1) ? \"yes\" : \"no\"}")"
+		"${r}× Kea" "$(awk "BEGIN{print ($r <= 0.8) ? \"yes\" : \"no\"}")"
 }
 
 # --- the realistic image: cold build, /image Range latency ---------------------

@@ -367,7 +367,7 @@ func BenchmarkHandlerImageRange67k(b *testing.B) {
 				bl.Close()
 			}
 			h, err := provision.New(provision.Options{Config: st, Builder: builderAdapter{bl}, Status: status.New(quiet()), Log: quiet(),
-		FreshEvery: provision.DefaultFreshEvery}) // as serve
+				FreshEvery: provision.DefaultFreshEvery}) // as serve
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -72,6 +72,7 @@ build_tools() {
 		fi
 		CGO_ENABLED=0 $GO build -o "$BIN/wwclient" ./wwclient
 		$GO build -o "$BIN/httpload" ./tools/bench/cmd/httpload
+		$GO build -o "$BIN/httpfloor" ./tools/bench/cmd/httpfloor
 		$GO build -o "$BIN/gentree" ./tools/bench/cmd/gentree
 		$GO build -o "$BIN/benchreport" ./tools/bench/cmd/benchreport
 	)

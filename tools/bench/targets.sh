@@ -2,7 +2,8 @@
 # the same run. Sourced by run.sh (phase "targets"); writes $RES/targets.md.
 # shellcheck shell=bash
 #
-#   wrk    iPXE script (1,000 MACs) vs nginx 300-byte static file;
+#   wrk    iPXE script (1,000 MACs) vs nginx 300-byte static file (and
+#          httpfloor: bare net/http, the same 300 bytes);
 #          kernel vs nginx serving the same 8 MiB file (same wrk settings)
 #   dhcp   perfdhcp at $DHCP_RATE/s offered for $DHCP_SECONDS s over a veth
 #          between two namespaces: server CPU per DORA of wwserver, Kea and
@@ -109,11 +110,22 @@ LUA
 	read -r n_k n_k_cpu n_k_p99 < <(wrk_run nginx-kernel "http://127.0.0.1:$NGINX_PORT/kernel" "" $pids)
 	stop_nginx
 
+	# The floor: net/http with wwserver's timeouts and nothing else, the
+	# same 300 bytes (how much of the iPXE row is Go's HTTP stack).
+	# (Held in NGINX_PID so that cleanup stops it on failure too.)
+	local floor_port=$((NGINX_PORT + 1))
+	"$BIN/httpfloor" -listen "127.0.0.1:$floor_port" -size 300 &
+	NGINX_PID=$!
+	"$BIN/httpload" -ready -max-wait 10s "http://127.0.0.1:$floor_port/small" >/dev/null
+	read -r f_small f_small_cpu _ < <(wrk_run floor-small "http://127.0.0.1:$floor_port/small" "$lua_small" "$NGINX_PID")
+	stop_nginx
+
 	local r1 r2
 	r1=$(awk "BEGIN{printf \"%.2f\", $w_ipxe / $n_small}")
 	r2=$(awk "BEGIN{printf \"%.2f\", $w_k / $n_k}")
 	target_row "iPXE script (1,000 MACs) vs nginx 300 B static file, wrk $WRK_CONNS conns: ≥ 0.8×" \
-		"$w_ipxe req/s, p99 $w_ipxe_p99, $w_ipxe_cpu µs CPU/req" "$n_small req/s, p99 $n_small_p99, $n_small_cpu µs CPU/req" \
+		"$w_ipxe req/s, p99 $w_ipxe_p99, $w_ipxe_cpu µs CPU/req" \
+		"$n_small req/s, p99 $n_small_p99, $n_small_cpu µs CPU/req (bare Go net/http, same 300 B: $f_small req/s, $f_small_cpu µs CPU/req, $(awk "BEGIN{printf \"%.2f\", $f_small / $n_small}")×)" \
 		"${r1}×" "$(awk "BEGIN{print ($r1 >= 0.8) ? \"yes\" : \"no\"}")"
 	target_row "kernel ($ksize B) vs nginx, same file, wrk $WRK_CONNS conns: ≥ 0.95× bytes/s" \
 		"$(awk "BEGIN{printf \"%.2f GB/s\", $w_k * $ksize / 1e9}"), p99 $w_k_p99, $w_k_cpu µs CPU/req" \

@@ -12,6 +12,7 @@
 #          (2 workers), then /image Range latency vs /kernel
 #   build  `wwserver build` of 10,000 nodes: time and state/ size
 
+# shellcheck disable=SC2034 # read by run.sh
 TARGETS_ONLY=${BENCH_TARGETS:-"wrk dhcp image build10k"}
 WRK_CONNS=${BENCH_WRK_CONNS:-50}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}

@@ -446,7 +446,10 @@ func (x *exchange) pool() *pool {
 				return true // network or broadcast address
 			}
 		}
-		_, reserved := nodes.ByIP[ip.String()]
+		// The key in a stack buffer: a map index by string(bytes) does
+		// not allocate (this runs for every candidate address).
+		var buf [len("255.255.255.255")]byte
+		_, reserved := nodes.ByIP[string(ip.AppendTo(buf[:0]))]
 		return reserved
 	}}
 }

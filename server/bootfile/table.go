@@ -26,7 +26,18 @@ type Rule struct {
 // other than iPXE names its Loader and its own slot (and, for a script,
 // its route).
 func Rules() []Rule {
-	return []Rule{
+	t := table()
+	return t[:]
+}
+
+// ruleCount is the number of rows of table (TestRulesWellFormed fails on an
+// empty row, which a too large count would leave).
+const ruleCount = 11
+
+// table is the decision table as an array: DecideFor, which runs for every
+// DHCP packet, keeps it on the stack instead of allocating ~1 KB per packet.
+func table() [ruleCount]Rule {
+	return [ruleCount]Rule{
 		{
 			// iPXE is already running: hand it its per-node script.
 			Name: "ipxe", Match: func(f Firmware) bool { return f.IPXE },
@@ -131,7 +142,8 @@ func DecideFor(files Files, fw Firmware, loader Loader) Decision {
 	case fw.PXE:
 		d.Vendor = VendorPXE
 	}
-	for _, r := range Rules() {
+	t := table()
+	for _, r := range &t {
 		if r.Loader != "" && r.Loader != loader {
 			continue
 		}

@@ -95,8 +95,17 @@ rcvbuf_errors() {
 	ip netns exec "$base-c" awk '$1 == "Udp:" && !h {for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1; next} $1 == "Udp:" {print $c}' /proc/net/snmp
 }
 
-echo "| lease writer (state.etcd.lease_batch) | who answers a DISCOVER | offered DORA/s | completed DORA/s | lost (no ACK) | p99 DISCOVER→ACK | claims per transaction (mean) | CAS conflicts | stale drops (> 1 s queued) | leases checked (etcd / ACKed) | replies sent by the servers (OFFER / ACK) | client receive-buffer drops | duplicates |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+# cpu PID...: user+system CPU seconds the processes have used
+cpu() {
+	local tck sum=0 p
+	tck=$(getconf CLK_TCK)
+	for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+	awk "BEGIN{printf \"%.1f\", $sum / $tck}"
+}
+etcdpid=${pids[0]}
+
+echo "| lease writer (state.etcd.lease_batch) | who answers a DISCOVER | offered DORA/s | completed DORA/s | lost (no ACK) | p99 DISCOVER→ACK | claims per transaction (mean) | CAS conflicts | stale drops (> 1 s queued) | leases checked (etcd / ACKed) | replies sent by the servers (OFFER / ACK) | client receive-buffer drops | CPU s (wwservers / etcd) | duplicates |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 status=0
 for row in $rows; do
 	batch=${row%%:*} mode=${row#*:}
@@ -107,6 +116,7 @@ for row in $rows; do
 	fi
 	out=$work/perfdhcp-$batch-$mode.out
 	rcv0=$(rcvbuf_errors)
+	ecpu0=$(cpu "$etcdpid")
 	ip netns exec "$base-c" nice -n -5 perfdhcp -4 -l br0 -r "$rate" -R "$clients" -p "$secs" -W 2000000 -x tl >"$out" 2>&1 || true
 	sent=$(awk '/Statistics for: DISCOVER-OFFER/{f=1} f && /sent packets:/{print $3; exit}' "$out")
 	acks=$(awk '/Statistics for: REQUEST-ACK/{f=1} f && /received packets:/{print $3; exit}' "$out")
@@ -123,15 +133,17 @@ for row in $rows; do
 	if [[ -n ${ETCD_BENCH_KEEP:-} ]]; then
 		for i in 0 1; do ip netns exec "$base-c" curl -sf "http://10.205.0.$((i + 1)):9873/metrics" >"$ETCD_BENCH_KEEP/metrics-$batch-$mode-$i.txt" || true; done
 	fi
+	scpu=$(cpu "${SERVED[@]}")
+	ecpu=$(awk "BEGIN{printf \"%.1f\", $(cpu "$etcdpid") - $ecpu0}")
 	per=$(awk "BEGIN{ if ($n > 0) printf \"%.1f\", $s / $n; else print \"1 (unbatched)\" }")
 	stop_served
 	check=$(ip netns exec "$base-0" "$work/leasecheck" -endpoints "$(IFS=,; echo "${members[*]}")" -prefix "/b$batch$mode/" -acks "$out" 2>&1) || status=1
 	who="every server"
 	[[ $mode == split ]] && who="one server (hash bucket; $takeovers takeovers)"
-	printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s |\n' "$batch" "$who" "$rate" "$(awk "BEGIN{print ${acks:-0} / $secs}")" \
+	printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s / %s | %s |\n' "$batch" "$who" "$rate" "$(awk "BEGIN{print ${acks:-0} / $secs}")" \
 		"$lost" "$p99" "$per" "${conflicts%.*}" "${stale%.*}" \
 		"$(sed -n 's/.*leases in etcd: \([0-9]*\) addresses.*ACKed leases read: \([0-9]*\).*/\1 \/ \2/p' <<<"$check")" \
-		"${offers%.*}" "${ackss%.*}" "$rcv" \
+		"${offers%.*}" "${ackss%.*}" "$rcv" "$scpu" "$ecpu" \
 		"$(sed -n 's/.*duplicates: \([0-9]*\).*/\1/p' <<<"$check")"
 	grep DUPLICATE <<<"$check" >&2 || true
 	if [[ -n ${ETCD_BENCH_KEEP:-} ]]; then cp "$out" "$ETCD_BENCH_KEEP/"; fi

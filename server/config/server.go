@@ -423,8 +423,9 @@ func (s *Server) applyDefaults() {
 		d.Workers = 8
 		if s.State.Backend == BackendEtcd {
 			// Each worker waits for its claim's batch to commit: a storm
-			// needs many claims in flight to fill the batches.
-			d.Workers = 256
+			// needs many claims in flight to fill the batches (8 batches
+			// of 64 in flight per server).
+			d.Workers = 512
 		}
 	}
 	if d.AnswerRouterSolicitations == "" {

@@ -104,8 +104,8 @@ cpu() {
 }
 etcdpid=${pids[0]}
 
-echo "| lease writer (state.etcd.lease_batch) | who answers a DISCOVER | offered DORA/s | completed DORA/s | lost (no ACK) | p99 DISCOVER→ACK | claims per transaction (mean) | CAS conflicts | stale drops (> 1 s queued) | leases checked (etcd / ACKed) | replies sent by the servers (OFFER / ACK) | client receive-buffer drops | CPU s (wwservers / etcd) | duplicates |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| lease writer (state.etcd.lease_batch) | who answers a DISCOVER | offered DORA/s | completed DORA/s | lost (no ACK received) | lost at the servers (no ACK sent) | p99 DISCOVER→ACK | claims per transaction (mean) | CAS conflicts | stale drops (> 1 s queued) | leases checked (etcd / ACKed) | replies sent by the servers (OFFER / ACK) | client receive-buffer drops | CPU s (wwservers / etcd) | duplicates |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 status=0
 for row in $rows; do
 	batch=${row%%:*} mode=${row#*:}
@@ -135,13 +135,14 @@ for row in $rows; do
 	fi
 	scpu=$(cpu "${SERVED[@]}")
 	ecpu=$(awk "BEGIN{printf \"%.1f\", $(cpu "$etcdpid") - $ecpu0}")
+	srvlost=$(awk "BEGIN{ if (${sent:-0} > 0) printf \"%.2f %%\", 100 * (1 - ${ackss:-0} / ${sent}); else print \"?\" }")
 	per=$(awk "BEGIN{ if ($n > 0) printf \"%.1f\", $s / $n; else print \"1 (unbatched)\" }")
 	stop_served
 	check=$(ip netns exec "$base-0" "$work/leasecheck" -endpoints "$(IFS=,; echo "${members[*]}")" -prefix "/b$batch$mode/" -acks "$out" 2>&1) || status=1
 	who="every server"
 	[[ $mode == split ]] && who="one server (hash bucket; $takeovers takeovers)"
-	printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s / %s | %s |\n' "$batch" "$who" "$rate" "$(awk "BEGIN{print ${acks:-0} / $secs}")" \
-		"$lost" "$p99" "$per" "${conflicts%.*}" "${stale%.*}" \
+	printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s / %s | %s |\n' "$batch" "$who" "$rate" "$(awk "BEGIN{print ${acks:-0} / $secs}")" \
+		"$lost" "$srvlost" "$p99" "$per" "${conflicts%.*}" "${stale%.*}" \
 		"$(sed -n 's/.*leases in etcd: \([0-9]*\) addresses.*ACKed leases read: \([0-9]*\).*/\1 \/ \2/p' <<<"$check")" \
 		"${offers%.*}" "${ackss%.*}" "$rcv" "$scpu" "$ecpu" \
 		"$(sed -n 's/.*duplicates: \([0-9]*\).*/\1/p' <<<"$check")"

@@ -6,6 +6,7 @@
 # this script creates (and removes, also on failure). One run measures, side
 # by side, each on a fresh key prefix: the writer without batching
 # (state.etcd.lease_batch = 1: one claim per transaction), with it (64),
+# each row on a fresh 3-member cluster,
 # both with every server answering every DISCOVER
 # (state.etcd.answer_every_discover = true), and batched with the DISCOVERs
 # split between the servers by hash bucket (the default): completed DORA/s,
@@ -40,16 +41,28 @@ trap dhcp_cleanup EXIT
 
 dhcp_net "$base" 10.205
 
-# The cluster lives in server 0's namespace: members on 2379, 2381, 2383.
-ip netns exec "$base-0" "$work/etcdrun" -dir "$work/etcd" -host 10.205.0.1 -members 3 >"$work/etcd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 600); do grep -q "ETCD READY" "$work/etcd.log" && break; sleep 0.1; done
-grep -q "ETCD READY" "$work/etcd.log" || { cat "$work/etcd.log" >&2; exit 1; }
+# start_etcd ROW: a fresh cluster for each row (a row's offers expire a
+# minute later: etcd revoking the leases of ~30,000 keys slowed whichever
+# row came next to half its rate). It lives in server 0's namespace:
+# members on 2379, 2381, 2383.
 members=(http://10.205.0.1:2379 http://10.205.0.1:2381 http://10.205.0.1:2383)
+etcdpid=
+start_etcd() {
+	ip netns exec "$base-0" "$work/etcdrun" -dir "$work/etcd-$1" -host 10.205.0.1 -members 3 >"$work/etcd-$1.log" 2>&1 &
+	etcdpid=$!
+	pids+=($etcdpid)
+	for _ in $(seq 600); do grep -q "ETCD READY" "$work/etcd-$1.log" && break; sleep 0.1; done
+	grep -q "ETCD READY" "$work/etcd-$1.log" || { cat "$work/etcd-$1.log" >&2; exit 1; }
+}
+stop_etcd() {
+	kill "$etcdpid" 2>/dev/null || true
+	wait "$etcdpid" 2>/dev/null || true
+	rm -rf "$work/etcd-$1"
+}
 
-# tree I BATCH MODE: a served tree for server I, its own member listed first
+# tree I BATCH MODE ROW: a served tree for server I, its own member listed first
 tree() {
-	local i=$1 batch=$2 every=false root=$work/tree-$1-$2-$3
+	local i=$1 batch=$2 every=false root=$work/tree-$1-$2-$3-$4
 	[[ $3 == all ]] && every=true
 	"$work/wwserver" init "$root" --wwclient "$work/wwclient" --address 10.205.0.$((i + 1)) >/dev/null
 	sed -i '0,/^enabled = false/s//enabled = true/; 0,/^interface = .*/s//interface = "eth0"/;
@@ -102,19 +115,20 @@ cpu() {
 	for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
 	awk "BEGIN{printf \"%.1f\", $sum / $tck}"
 }
-etcdpid=${pids[0]}
 
 echo "| lease writer (state.etcd.lease_batch) | who answers a DISCOVER | offered DORA/s | completed DORA/s | lost (no ACK received) | lost at the servers (no ACK sent) | p99 DISCOVER→ACK | claims per transaction (mean) | CAS conflicts | stale drops (> 1 s queued) | leases checked (etcd / ACKed) | replies sent by the servers (OFFER / ACK) | client receive-buffer drops | CPU s (wwservers / etcd) | duplicates |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 status=0
+rown=0
 for row in $rows; do
-	batch=${row%%:*} mode=${row#*:}
-	serve 0 "$(tree 0 "$batch" "$mode")"
-	serve 1 "$(tree 1 "$batch" "$mode")"
+	batch=${row%%:*} mode=${row#*:} rown=$((rown + 1))
+	start_etcd "$rown"
+	serve 0 "$(tree 0 "$batch" "$mode" "$rown")"
+	serve 1 "$(tree 1 "$batch" "$mode" "$rown")"
 	if [[ $mode == split ]]; then # both servers have read the other's registration (every 2 s)
 		for _ in $(seq 100); do [[ $(metric wwserver_dhcp_balance_servers) == 4 ]] && break; sleep 0.1; done
 	fi
-	out=$work/perfdhcp-$batch-$mode.out
+	out=$work/perfdhcp-$rown-$batch-$mode.out
 	rcv0=$(rcvbuf_errors)
 	ecpu0=$(cpu "$etcdpid")
 	ip netns exec "$base-c" nice -n -5 perfdhcp -4 -l br0 -r "$rate" -R "$clients" -p "$secs" -W 2000000 -x tl >"$out" 2>&1 || true
@@ -131,7 +145,7 @@ for row in $rows; do
 	stale=$(metric 'wwserver_dhcp_dropped_total{reason="stale"}')
 	takeovers=$(metric wwserver_dhcp_balance_takeovers_total)
 	if [[ -n ${ETCD_BENCH_KEEP:-} ]]; then
-		for i in 0 1; do ip netns exec "$base-c" curl -sf "http://10.205.0.$((i + 1)):9873/metrics" >"$ETCD_BENCH_KEEP/metrics-$batch-$mode-$i.txt" || true; done
+		for i in 0 1; do ip netns exec "$base-c" curl -sf "http://10.205.0.$((i + 1)):9873/metrics" >"$ETCD_BENCH_KEEP/metrics-$rown-$batch-$mode-$i.txt" || true; done
 	fi
 	scpu=$(cpu "${SERVED[@]}")
 	ecpu=$(awk "BEGIN{printf \"%.1f\", $(cpu "$etcdpid") - $ecpu0}")
@@ -148,5 +162,6 @@ for row in $rows; do
 		"$(sed -n 's/.*duplicates: \([0-9]*\).*/\1/p' <<<"$check")"
 	grep DUPLICATE <<<"$check" >&2 || true
 	if [[ -n ${ETCD_BENCH_KEEP:-} ]]; then cp "$out" "$ETCD_BENCH_KEEP/"; fi
+	stop_etcd "$rown"
 done
 exit $status

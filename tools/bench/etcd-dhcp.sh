@@ -16,7 +16,8 @@
 #
 # Usage: tools/bench/etcd-dhcp.sh [RATE]   (default 2000)
 # Environment: ETCD_BENCH_SECONDS (15), ETCD_BENCH_CLIENTS (60000),
-#   ETCD_BENCH_ROWS ("1:all 64:all 64:split": lease_batch:who answers).
+#   ETCD_BENCH_ROWS ("1:all 64:all 64:split 64:split 64:all": lease_batch:who
+#   answers; the batched pair twice, in A B B A order, against drift in load).
 #   Needs root, iproute2, curl, perfdhcp (kea-admin).
 set -euo pipefail
 
@@ -24,7 +25,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 rate=${1:-2000}
 secs=${ETCD_BENCH_SECONDS:-15}
 clients=${ETCD_BENCH_CLIENTS:-60000}
-rows=${ETCD_BENCH_ROWS:-1:all 64:all 64:split}
+rows=${ETCD_BENCH_ROWS:-1:all 64:all 64:split 64:split 64:all}
 GO=${GO:-go}
 [[ $(id -u) == 0 ]] || { echo "etcd-dhcp: needs root (network namespaces)" >&2; exit 1; }
 for c in perfdhcp curl ip; do command -v $c >/dev/null || { echo "etcd-dhcp: $c missing (make deps-bench)" >&2; exit 1; }; done

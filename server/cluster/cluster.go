@@ -35,6 +35,11 @@ import (
 // reads the list of live servers.
 const publishEvery = 10 * time.Second
 
+// serversEvery is how often the list of live servers is read between
+// publications: a server that joins or leaves changes who answers which
+// DHCP clients (dhcp.PoolPeers) within this time, not publishEvery.
+const serversEvery = 2 * time.Second
+
 // retryEvery is how often it tries again while etcd is unreachable, so
 // /healthz recovers within about a second of etcd answering again (it
 // waited for the next publishEvery tick, and longer while the etcd client's
@@ -50,6 +55,9 @@ const statusPublishEvery = 500 * time.Millisecond
 type Member struct {
 	c   *etcdstate.Client
 	log *slog.Logger
+	// balance: publish the DHCP pool so that the servers sharing it split
+	// its DISCOVERs (state.etcd.answer_every_discover = false).
+	balance bool
 
 	mu       sync.Mutex
 	servers  []etcdstate.ServerInfo // live servers, by ID
@@ -77,15 +85,48 @@ func Open(srv *config.Server, log *slog.Logger, reg prometheus.Registerer) (*Mem
 		return nil, err
 	}
 	log.Info("state shared through etcd", "endpoints", e.Endpoints, "server_id", id, "lease_batch", e.LeaseBatch)
-	return &Member{c: c, log: log}, nil
+	return &Member{c: c, log: log, balance: !e.AnswerEveryDiscover}, nil
 }
 
 func (s *Member) Close() error { return s.c.Close() }
 
 // DHCPLeases adapts the etcd lease operations to the DHCP server.
-func (s *Member) DHCPLeases() dhcp.SharedLeases { return etcdLeases{s.c} }
+func (s *Member) DHCPLeases() dhcp.SharedLeases { return etcdLeases{s.c, s} }
 
-type etcdLeases struct{ c *etcdstate.Client }
+type etcdLeases struct {
+	c *etcdstate.Client
+	m *Member
+}
+
+// PoolPeers: the servers that publish this server's DHCP pool, by ID.
+func (e etcdLeases) PoolPeers() (self, n int) { return e.m.poolPeers() }
+
+func (s *Member) poolPeers() (self, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return 0, 1 // not knowing who is alive: answer all (etcd decides)
+	}
+	pool := ""
+	for _, sv := range s.servers {
+		if sv.ID == s.c.ID() {
+			pool = sv.DHCPPool
+		}
+	}
+	if pool == "" {
+		return 0, 1
+	}
+	self = -1
+	for _, sv := range s.servers { // sorted by ID
+		if sv.DHCPPool == pool {
+			if sv.ID == s.c.ID() {
+				self = n
+			}
+			n++
+		}
+	}
+	return self, n
+}
 
 func (e etcdLeases) Claim(ctx context.Context, l dhcp.Lease) (dhcp.Lease, error) {
 	got, err := e.c.Claim(ctx, etcdstate.Lease{IP: l.IP, MAC: l.MAC, Node: l.Node, State: l.State, Expires: l.Expires})
@@ -139,14 +180,29 @@ func (s *Member) Run(ctx context.Context, store *config.Store, b Fingerprinter) 
 			Address:           net.JoinHostPort(snap.Server.Address, strconv.Itoa(snap.Server.Port)),
 			ConfigFingerprint: nodesFingerprint(store.Root()),
 			ImagesFingerprint: treesFP,
+			DHCPPool:          s.dhcpPool(snap.Server),
 		}
 	})
 }
 
+// dhcpPool names the pool whose DISCOVERs this server splits with the
+// servers that name the same ("": it answers all of its own).
+func (s *Member) dhcpPool(srv *config.Server) string {
+	d := srv.DHCP
+	if !s.balance || !d.Enabled || d.Mode != config.ModeReservation || d.RangeStart == "" {
+		return ""
+	}
+	return d.RangeStart + "-" + d.RangeEnd
+}
+
 // loop is run with what to publish coming from info: every publishEvery,
-// every retryEvery while the last try failed.
+// every retryEvery while the last try failed; the list of servers is read
+// every serversEvery.
 func (s *Member) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
-	var lease clientv3.LeaseID
+	var (
+		lease     clientv3.LeaseID
+		published time.Time
+	)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -157,7 +213,11 @@ func (s *Member) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
 		}
 		start := time.Now()
 		var err error
-		lease, err = s.c.PublishServer(ctx, info(), lease)
+		if lease == 0 || start.Sub(published) >= publishEvery || s.failing() {
+			if lease, err = s.c.PublishServer(ctx, info(), lease); err == nil {
+				published = start
+			}
+		}
 		var servers []etcdstate.ServerInfo
 		if err == nil {
 			servers, err = s.c.Servers(ctx)
@@ -180,7 +240,7 @@ func (s *Member) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
 			}
 		}
 		s.mu.Unlock()
-		next := publishEvery
+		next := serversEvery
 		if err != nil {
 			next = retryEvery
 		}
@@ -188,6 +248,12 @@ func (s *Member) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
 		// the next one further away.
 		t.Reset(max(next-time.Since(start), 0))
 	}
+}
+
+func (s *Member) failing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err != nil
 }
 
 // Health is /healthz's view: etcd reachable and every server serving the

@@ -191,6 +191,9 @@ type Etcd struct {
 	// LeaseBatch: most DHCP lease claims per etcd transaction (default
 	// 64, 1..100); 1 writes each claim alone, as before batching.
 	LeaseBatch int `toml:"lease_batch"`
+	// AnswerEveryDiscover: every server answers every pool DISCOVER (the
+	// path before load balancing); false splits them by hash bucket.
+	AnswerEveryDiscover bool `toml:"answer_every_discover"`
 }
 
 // Lease batching in etcd (state.etcd.lease_batch): the default and the
@@ -420,8 +423,9 @@ func (s *Server) applyDefaults() {
 		d.Workers = 8
 		if s.State.Backend == BackendEtcd {
 			// Each worker waits for its claim's batch to commit: a storm
-			// needs many claims in flight to fill the batches.
-			d.Workers = 256
+			// needs many claims in flight to fill the batches (8 batches
+			// of 64 in flight per server).
+			d.Workers = 512
 		}
 	}
 	if d.AnswerRouterSolicitations == "" {

@@ -16,7 +16,7 @@ func TestStateBackend(t *testing.T) {
 		t.Fatalf("etcd backend: %+v %v", s, err)
 	}
 	// With etcd each DHCP worker waits for its lease's batch: many workers.
-	if s.State.Etcd.LeaseBatch != DefaultLeaseBatch || s.DHCP.Workers != 256 {
+	if s.State.Etcd.LeaseBatch != DefaultLeaseBatch || s.DHCP.Workers != 512 {
 		t.Fatalf("etcd defaults: lease_batch %d, dhcp.workers %d", s.State.Etcd.LeaseBatch, s.DHCP.Workers)
 	}
 	s, err = ParseServer("wwserver.toml", []byte(base+"[dhcp]\nworkers = 16\n[state]\nbackend = \"etcd\"\n[state.etcd]\nendpoints = [\"http://e:2379\"]\nlease_batch = 1\n"))

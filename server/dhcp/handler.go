@@ -108,6 +108,9 @@ type reservationHandler struct {
 	// guard probes pool addresses before they are offered while the
 	// lease table is not trusted (nil: never).
 	guard *probeGuard
+	// balance leaves pool DISCOVERs of other servers' hash buckets to
+	// them (nil: answer all).
+	balance *balancer
 }
 
 func (h *reservationHandler) handle(x *exchange) result {
@@ -259,6 +262,10 @@ func onLink(p *params) string {
 }
 
 func (h *reservationHandler) discover(x *exchange) result {
+	reserved := x.node != nil && x.dev.IPAddr != ""
+	if !reserved && !h.balance.answers(x.mac, x.req.NumSeconds, x.now) {
+		return ignored("peer_bucket") // another server shares the pool and owns this client
+	}
 	hint := addrOf(x.req.RequestedIPAddress())
 	p, err := h.assign(x, hint, false, StateOffered, x.now.Add(offerHold))
 	if err != nil {

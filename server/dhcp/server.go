@@ -120,6 +120,12 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	var bal *balancer
+	if pp, ok := o.Shared.(PoolPeers); ok {
+		if bal, err = newBalancer(pp, reg); err != nil {
+			return nil, fmt.Errorf("dhcp: register metrics: %w", err)
+		}
+	}
 	if o.Shared != nil {
 		s.leases = newSharedStore(o.Shared, s.log)
 		s.storeBlocks = true // pool changes wait for the shared database
@@ -138,7 +144,7 @@ func New(o Options) (*Server, error) {
 		s.log.Warn("dhcp: pool addresses are probed with ARP before being offered", "until", s.guard.until.Format(time.RFC3339))
 	}
 	s.handlers = map[string]handler{
-		config.ModeReservation: &reservationHandler{leases: s.leases, m: s.m, guard: s.guard},
+		config.ModeReservation: &reservationHandler{leases: s.leases, m: s.m, guard: s.guard, balance: bal},
 		config.ModeProxy:       proxyHandler{},
 	}
 	return s, nil

@@ -184,8 +184,26 @@ func (s *sharedStore) allocate(p *pool, mac, node string, want netip.Addr, state
 	return Lease{}, nil, errors.New("pool exhausted")
 }
 
-// candidate picks the next address to try; caller does not hold t.mu.
+// share is this server's part of the pool when the servers split it
+// (PoolPeers): the addresses whose offset in the pool is self modulo n.
+// Two servers allocating at once would otherwise walk the pool in the same
+// order and race for the same next free address at every DISCOVER.
+func (s *sharedStore) share() (self, n uint64) {
+	pp, ok := s.shared.(PoolPeers)
+	if !ok {
+		return 0, 1
+	}
+	i, k := pp.PoolPeers()
+	if k <= 1 || i < 0 || i >= k {
+		return 0, 1
+	}
+	return uint64(i), uint64(k)
+}
+
+// candidate picks the next address to try, first from this server's
+// share; caller does not hold t.mu.
 func (s *sharedStore) candidate(p *pool, mac string, want netip.Addr, now time.Time, tried map[netip.Addr]bool) (netip.Addr, bool) {
+	self, n := s.share()
 	t := s.leaseTable
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -200,14 +218,22 @@ func (s *sharedStore) candidate(p *pool, mac string, want netip.Addr, now time.T
 	if c := t.cursor; c >= p.start && c <= p.end {
 		off = uint64(c - p.start)
 	}
-	for i := uint64(0); i < size; i++ {
-		v := p.start + uint32((off+i)%size)
-		ip := addrFrom(v)
-		if p.skip(ip) || tried[ip] || !t.freeFor(ip, mac, now) {
-			continue
+	for pass := 0; pass < 2; pass++ { // own share, then any address
+		for i := uint64(0); i < size; i++ {
+			o := (off + i) % size
+			if pass == 0 && o%n != self {
+				continue
+			}
+			ip := addrFrom(p.start + uint32(o))
+			if p.skip(ip) || tried[ip] || !t.freeFor(ip, mac, now) {
+				continue
+			}
+			t.cursor = p.start + uint32(o) + 1
+			return ip, true
 		}
-		t.cursor = v + 1
-		return ip, true
+		if n == 1 {
+			break
+		}
 	}
 	return netip.Addr{}, false
 }

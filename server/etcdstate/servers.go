@@ -13,11 +13,14 @@ import (
 // ServerInfo is what each server publishes about itself, so that any server
 // can say when the servers disagree about what they serve.
 type ServerInfo struct {
-	ID                string    `json:"id"`
-	Address           string    `json:"address"` // host:port nodes use
-	ConfigFingerprint string    `json:"config_fingerprint"`
-	ImagesFingerprint string    `json:"images_fingerprint"`
-	Updated           time.Time `json:"updated"`
+	ID                string `json:"id"`
+	Address           string `json:"address"` // host:port nodes use
+	ConfigFingerprint string `json:"config_fingerprint"`
+	ImagesFingerprint string `json:"images_fingerprint"`
+	// DHCPPool is the DHCP pool whose DISCOVERs this server shares by hash
+	// bucket with the servers publishing the same ("": none).
+	DHCPPool string    `json:"dhcp_pool,omitempty"`
+	Updated  time.Time `json:"updated"`
 }
 
 // serverTTL: a server that stops renewing disappears from servers/ after this.

@@ -57,6 +57,7 @@ func TestMain(m *testing.M) {
 type sharedNet struct {
 	client  string
 	servers []string
+	started []*server // by startServersOn
 }
 
 // sharedNets numbers the networks of one test process (namespace names).
@@ -318,8 +319,9 @@ func startSharedServers(t *testing.T, sn *sharedNet) *etcdtest.Process {
 
 // startServersOn starts a wwserver in each server namespace, server i
 // using etcd at endpoints(i).
-func startServersOn(t *testing.T, sn *sharedNet, endpoints func(i int) []string) {
+func startServersOn(t *testing.T, sn *sharedNet, endpoints func(i int) []string) []*server {
 	t.Helper()
+	var started []*server
 	wwserver, wwclient := sharedBinaries(t)
 	for i, ns := range sn.servers {
 		root := filepath.Join(t.TempDir(), "tree")
@@ -344,8 +346,10 @@ func startServersOn(t *testing.T, sn *sharedNet, endpoints func(i int) []string)
 			"range_end":   `"10.203.0.199"`,
 		})
 		setTOML(t, filepath.Join(root, "nodes.toml"), map[string]string{"ipaddr": `"10.203.0.11"`}) // n001
-		startNSServer(t, ns, wwserver, root)
+		started = append(started, startNSServer(t, ns, wwserver, root))
 	}
+	sn.started = started
+	return started
 }
 
 // leasesInEtcd reads every unexpired lease from etcd (the test binary run in
@@ -397,6 +401,8 @@ type doraArgs struct {
 	Iface   string
 	MACs    []string
 	Timeout time.Duration
+	// NoReoffer: stop once bound (no DISCOVER again after the ACK).
+	NoReoffer bool
 }
 
 type doraResult struct {
@@ -423,7 +429,7 @@ func runDoraHelper(raw string) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = dora(a.Iface, mac, a.Timeout)
+			out[i] = dora(a.Iface, mac, a.Timeout, a.NoReoffer)
 		}()
 	}
 	wg.Wait()
@@ -438,7 +444,7 @@ func runDoraHelper(raw string) int {
 // then, bound, it broadcasts a DISCOVER again (as a delayed copy of the
 // first, or a client that restarts its DORA) and waits for both servers'
 // offers: neither may undo the binding.
-func dora(iface, mac string, timeout time.Duration) doraResult {
+func dora(iface, mac string, timeout time.Duration, noReoffer bool) doraResult {
 	r := doraResult{MAC: mac, Start: time.Now()}
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
@@ -463,6 +469,9 @@ func dora(iface, mac string, timeout time.Duration) doraResult {
 		r.ServerID = id.String()
 	}
 	r.LeaseSec = int(lease.ACK.IPAddressLeaseTime(0).Seconds())
+	if noReoffer {
+		return r
+	}
 	disc, err := dhcpv4.NewDiscovery(hw)
 	if err != nil {
 		r.Err = err.Error()
@@ -484,7 +493,13 @@ func dora(iface, mac string, timeout time.Duration) doraResult {
 // runDoras runs one DORA per MAC at once in the client namespace.
 func runDoras(t *testing.T, sn *sharedNet, macs []string) []doraResult {
 	t.Helper()
-	raw, err := json.Marshal(doraArgs{Iface: "br0", MACs: macs, Timeout: 20 * time.Second})
+	return runDorasWith(t, sn, doraArgs{Iface: "br0", MACs: macs, Timeout: 20 * time.Second})
+}
+
+func runDorasWith(t *testing.T, sn *sharedNet, args doraArgs) []doraResult {
+	t.Helper()
+	macs := args.MACs
+	raw, err := json.Marshal(args)
 	if err != nil {
 		t.Fatal(err)
 	}

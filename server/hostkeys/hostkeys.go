@@ -31,6 +31,7 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 
 	"github.com/wwcluster/ww/server/atomicfile"
 )
@@ -105,38 +106,101 @@ func (s *Store) Ensure(name string, types []string) ([]File, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
+	if s.hasAll(name, types) {
+		return s.Node(name)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	nodes := s.Path("nodes")
-	if err := mkdirPrivate(s.dir, nodes); err != nil {
-		return nil, err
-	}
-	dir := filepath.Join(nodes, name)
+	dir := s.Path("nodes", name)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		// made whole in a temporary directory, then renamed into place:
-		// a reader sees no keys or all of them
-		tmp, err := os.MkdirTemp(nodes, ".new-"+name+"-")
+		tmp, err := s.prepare(name, types)
 		if err != nil {
-			return nil, fmt.Errorf("host keys of %s: %w", name, err)
-		}
-		defer os.RemoveAll(tmp)
-		if err := writeKeys(tmp, name, types); err != nil {
 			return nil, err
 		}
-		if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, fs.ErrExist) && !isNotEmpty(err) {
-			return nil, fmt.Errorf("host keys of %s: %w", name, err)
+		if err := s.commit(map[string]string{name: tmp}); err != nil {
+			return nil, err
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("host keys of %s: %w", name, err)
-	} else if err := writeKeys(dir, name, types); err != nil {
+	} else if err := writeKeys(dir, name, types, writeFile); err != nil {
 		return nil, err
 	}
 	return s.Node(name)
 }
 
-// writeKeys writes the keys of types that dir lacks, each pair through a
-// temporary name and a rename (the .pub last: its presence means the pair).
-func writeKeys(dir, node string, types []string) error {
+// hasAll reports whether the node has every key type of types (the .pub of
+// a pair is written last): the common case, answered without the lock.
+func (s *Store) hasAll(name string, types []string) bool {
+	for _, typ := range types {
+		if _, err := os.Stat(s.Path("nodes", name, keyFile(typ)+".pub")); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// prepare makes a new node's keys whole in a temporary directory (not yet
+// synced): commit syncs and renames it into place, so a reader sees no
+// keys or all of them.
+func (s *Store) prepare(name string, types []string) (string, error) {
+	nodes := s.Path("nodes")
+	if err := mkdirPrivate(s.dir, nodes); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(nodes, ".new-"+name+"-")
+	if err != nil {
+		return "", fmt.Errorf("host keys of %s: %w", name, err)
+	}
+	plain := func(path string, data []byte) error {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return fmt.Errorf("host keys: %w", err)
+		}
+		return nil
+	}
+	if err := writeKeys(tmp, name, types, plain); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// commit puts prepared directories (node name → temporary directory) in
+// place: one syncfs makes all their files durable before any is renamed
+// (one disk flush for a whole generation instead of one per file), then the
+// renames and one sync of the nodes directory. A node another process made
+// meanwhile keeps its keys; the temporary directories are removed.
+func (s *Store) commit(prepared map[string]string) error {
+	if len(prepared) == 0 {
+		return nil
+	}
+	defer func() {
+		for _, tmp := range prepared {
+			os.RemoveAll(tmp)
+		}
+	}()
+	nodes, err := os.Open(s.Path("nodes"))
+	if err != nil {
+		return fmt.Errorf("host keys: %w", err)
+	}
+	defer nodes.Close()
+	if err := unix.Syncfs(int(nodes.Fd())); err != nil {
+		return fmt.Errorf("host keys: syncfs: %w", err)
+	}
+	for name, tmp := range prepared {
+		err := os.Rename(tmp, s.Path("nodes", name))
+		if err != nil && !errors.Is(err, fs.ErrExist) && !isNotEmpty(err) {
+			return fmt.Errorf("host keys of %s: %w", name, err)
+		}
+	}
+	if err := nodes.Sync(); err != nil {
+		return fmt.Errorf("host keys: %w", err)
+	}
+	return nil
+}
+
+// writeKeys writes the keys of types that dir lacks with write (the .pub
+// last: its presence means the pair).
+func writeKeys(dir, node string, types []string, write func(string, []byte) error) error {
 	for _, typ := range types {
 		priv := filepath.Join(dir, keyFile(typ))
 		if _, err := os.Stat(priv + ".pub"); err == nil {
@@ -146,10 +210,10 @@ func writeKeys(dir, node string, types []string) error {
 		if err != nil {
 			return fmt.Errorf("host key %s of %s: %w", typ, node, err)
 		}
-		if err := writeFile(priv, pem.EncodeToMemory(pemBlock)); err != nil {
+		if err := write(priv, pem.EncodeToMemory(pemBlock)); err != nil {
 			return err
 		}
-		if err := writeFile(priv+".pub", pub); err != nil {
+		if err := write(priv+".pub", pub); err != nil {
 			return err
 		}
 	}
@@ -319,14 +383,53 @@ func SSHDConfig(files []File) File {
 }
 
 // EnsureAll makes the missing keys of types for every node in names,
-// workers at a time, and returns how many nodes got new keys.
+// workers at a time, and returns how many nodes got new keys. New nodes'
+// keys are prepared in parallel and committed together (one disk flush);
+// a node that has some keys gets the missing types through Ensure.
 func (s *Store) EnsureAll(names []string, types []string, workers int) (int, error) {
-	if workers < 1 {
-		workers = 1
+	var fresh, partial []string
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if err := checkName(n); err != nil {
+			return 0, err
+		}
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		switch _, err := os.Stat(s.Path("nodes", n)); {
+		case errors.Is(err, fs.ErrNotExist):
+			fresh = append(fresh, n)
+		case err != nil:
+			return 0, fmt.Errorf("host keys of %s: %w", n, err)
+		case !s.hasAll(n, types):
+			partial = append(partial, n)
+		}
 	}
+	s.mu.Lock()
+	prepared, err := s.prepareAll(fresh, types, workers)
+	if err == nil {
+		err = s.commit(prepared)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	for _, n := range partial {
+		if _, err := s.Ensure(n, types); err != nil {
+			return len(fresh), err
+		}
+	}
+	return len(fresh) + len(partial), nil
+}
+
+// prepareAll runs prepare for names, workers at a time (key generation is
+// the CPU part): node name → temporary directory.
+func (s *Store) prepareAll(names []string, types []string, workers int) (map[string]string, error) {
+	workers = max(1, min(workers, len(names)))
 	type result struct {
-		made bool
-		err  error
+		name, tmp string
+		err       error
 	}
 	jobs := make(chan string)
 	results := make(chan result)
@@ -336,9 +439,8 @@ func (s *Store) EnsureAll(names []string, types []string, workers int) (int, err
 		go func() {
 			defer wg.Done()
 			for n := range jobs {
-				before := s.NodeStamp(n)
-				_, err := s.Ensure(n, types)
-				results <- result{err == nil && s.NodeStamp(n) != before, err}
+				tmp, err := s.prepare(n, types)
+				results <- result{n, tmp, err}
 			}
 		}()
 	}
@@ -350,17 +452,22 @@ func (s *Store) EnsureAll(names []string, types []string, workers int) (int, err
 		wg.Wait()
 		close(results)
 	}()
-	made := 0
+	prepared := make(map[string]string, len(names))
 	var errs []error
 	for r := range results {
-		if r.made {
-			made++
-		}
 		if r.err != nil {
 			errs = append(errs, r.err)
+			continue
 		}
+		prepared[r.name] = r.tmp
 	}
-	return made, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		for _, tmp := range prepared {
+			os.RemoveAll(tmp)
+		}
+		return nil, err
+	}
+	return prepared, nil
 }
 
 // Remove deletes the keys of the named nodes (`wwserver node delete`);

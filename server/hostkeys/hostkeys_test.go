@@ -79,3 +79,42 @@ func TestKeysOpenSSHFormatStablePruned(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// EnsureAll makes a whole generation's new nodes in one commit, completes
+// a node that lacks a type, leaves no temporary directory behind, and
+// changes nothing the second time.
+func TestEnsureAllBatchesNewAndCompletesPartial(t *testing.T) {
+	s := New(t.TempDir())
+	if _, err := s.Ensure("old", []string{Ed25519}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(s.Path("nodes", "old", keyFile(Ed25519)+".pub"))
+	names := []string{"old"}
+	for i := range 40 {
+		names = append(names, "n"+string(rune('a'+i%26))+strings.Repeat("x", i/26))
+	}
+	names = append(names, "na") // listed twice
+	made, err := s.EnsureAll(names, Cheap, 4)
+	if err != nil || made != 41 {
+		t.Fatalf("EnsureAll: made %d, %v; want 41 (40 new, old completed)", made, err)
+	}
+	for _, n := range names {
+		files, err := s.Node(n)
+		if err != nil || len(files) != 4 {
+			t.Fatalf("%s: %d key files (%v), want 4", n, len(files), err)
+		}
+	}
+	after, _ := os.ReadFile(s.Path("nodes", "old", keyFile(Ed25519)+".pub"))
+	if string(before) != string(after) {
+		t.Error("an existing key was replaced")
+	}
+	ents, _ := os.ReadDir(s.Path("nodes"))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+	if made, err := s.EnsureAll(names, Cheap, 4); err != nil || made != 0 {
+		t.Errorf("second EnsureAll: made %d, %v; want 0", made, err)
+	}
+}

@@ -121,10 +121,13 @@ $(NETTOOLS):
 	rm -rf $(NETTOOLS_DIR) && mv $(NETTOOLS_DIR).tmp/root $(NETTOOLS_DIR) && rm -rf $(NETTOOLS_DIR).tmp
 	LD_LIBRARY_PATH=$(NETTOOLS_DIR)/usr/lib/x86_64-linux-gnu $(NETTOOLS) --version
 
+# wwclient is stripped (-s -w) as in the packages: every node downloads it in
+# its system overlay and the kernel unpacks it (12 MB with DWARF, 7.1 MB gzip;
+# 8.4 MB, 3.8 MB gzip without). Panics still print symbolised stacks.
 build: check-go
 	mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/wwclient ./wwclient
-	CGO_ENABLED=0 GOARCH=arm64 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/arm64/wwclient ./wwclient
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/wwclient ./wwclient
+	CGO_ENABLED=0 GOARCH=arm64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/arm64/wwclient ./wwclient
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/wwserver ./server/cmd/wwserver
 
 # Static (CGO_ENABLED=0), stripped binaries, man pages and completions from

@@ -85,6 +85,18 @@ type TreeOptions struct {
 // DefaultKernelArgs are the lab nodes' kernel arguments (see TreeOptions.KernelArgs).
 func DefaultKernelArgs() []string { return []string{"console=ttyS0", "panic=-1", "no_timer_check"} }
 
+// kernelArgs is the default profile's kernel_args; written is what
+// wwserver init wrote.
+func (opts TreeOptions) kernelArgs(written any) []string {
+	switch {
+	case opts.KernelArgs != nil:
+		return opts.KernelArgs
+	case opts.InitKernelArgs:
+		return withInitKernelArgs(written)
+	}
+	return DefaultKernelArgs()
+}
+
 // withInitKernelArgs is DefaultKernelArgs followed by the entries of
 // written (the kernel_args wwserver init wrote) that are not console= (the
 // lab reads the serial console: ttyS0 must stay the last console) and not
@@ -187,14 +199,7 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 		}
 	}
 	def["image"] = img
-	if opts.InitKernelArgs && opts.KernelArgs == nil {
-		def["kernel_args"] = withInitKernelArgs(def["kernel_args"])
-	} else {
-		if opts.KernelArgs == nil {
-			opts.KernelArgs = DefaultKernelArgs()
-		}
-		def["kernel_args"] = opts.KernelArgs
-	}
+	def["kernel_args"] = opts.kernelArgs(def["kernel_args"])
 	if opts.SystemOverlays != nil {
 		def["system_overlays"] = opts.SystemOverlays
 	} else if _, ok := def["system_overlays"]; !ok {

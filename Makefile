@@ -293,7 +293,10 @@ test-big: check-go deps-test build image
 # by side against one wwserver (BENCH_ROUNDS boots of each; ~1-2 min a boot;
 # not part of make test). The table goes to build/bench-boot.md. Environment:
 # WW_BENCH_IMAGE=build/debian-systemd (timed to the exec of /sbin/init),
-# WW_BENCH_FW=bios (default bios,uefi).
+# WW_BENCH_FW=bios (default bios,uefi). Both nodes boot the kernel_args of
+# wwserver init. WW_BENCH_AB=1: the second node boots two-stage with the
+# earlier defaults instead (no quiet; WW_BENCH_OLD_WWCLIENT=PATH: an earlier
+# wwclient build in its wwinit overlay), side by side with the shipped ones.
 BENCH_ROUNDS ?= 3
 .PHONY: bench-boot
 bench-boot: check-go deps-lab build image

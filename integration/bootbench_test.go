@@ -123,7 +123,7 @@ func TestBootTimeBench(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| firmware | boot | runs | %s: median (min–max) | first heartbeat: median (min–max) |\n|---|---|---|---|---|\n", until(one))
+	fmt.Fprintf(&b, "| firmware | boot | runs | %s: median (min–max) | first heartbeat: median (min–max) |\n|---|---|---|---|---|\n", strings.TrimSuffix(until(one), " "+one.Name))
 	for _, c := range cases {
 		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s |\n", c.fw, c.mode, len(times[c]), spread(times[c]), spread(hbs[c]))
 	}

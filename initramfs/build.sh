@@ -157,11 +157,14 @@ mkdir -p /dev/pts /dev/shm
 mounted /dev/pts || mount -t devpts devpts /dev/pts
 mounted /run || mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 # NIC drivers for the devices present (virtio_pci first creates the virtio
-# devices that virtio_net binds to)
+# devices that virtio_net binds to). One modprobe per pass, read without cat:
+# a fork+exec per device cost ~0.5 s of a boot under QEMU TCG.
 for bus in pci virtio pci virtio; do
+	set --
 	for f in /sys/bus/$bus/devices/*/modalias; do
-		[ -r "$f" ] && modprobe -q "$(cat "$f")" 2>/dev/null
+		[ -r "$f" ] && read -r m <"$f" && set -- "$@" "$m"
 	done
+	[ $# -eq 0 ] || modprobe -q -a "$@" 2>/dev/null
 done
 ip link set lo up 2>/dev/null
 echo "booted: node $(hostname)"

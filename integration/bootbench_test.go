@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +28,24 @@ func TestBootTimeBench(t *testing.T) {
 		t.Skip("boot time benchmark (many QEMU boots): run by make bench-boot")
 	}
 	two, one := lab.LabNode(1), lab.LabNode(2)
-	one.Boot = "initrd"
+	// Both nodes boot the shipped kernel_args (what wwserver init writes,
+	// with the lab's serial console). WW_BENCH_AB=1: instead of
+	// single-stage, n002 boots two-stage with the earlier defaults (the
+	// kernel_args without quiet, and WW_BENCH_OLD_WWCLIENT, when set, as
+	// its wwclient: an earlier build), side by side with n001.
+	ab, oldClient := os.Getenv("WW_BENCH_AB") == "1", os.Getenv("WW_BENCH_OLD_WWCLIENT")
+	newMode, oneMode := "two-stage", "single-stage"
+	var setup func(string) error
+	if ab {
+		newMode, oneMode = "shipped defaults", "earlier defaults"
+		one.KernelArgs = lab.DefaultKernelArgs()
+		if oldClient != "" {
+			one.SystemOverlays = []string{"wwinit-old"}
+			setup = func(tree string) error { return oldWwinitOverlay(tree, oldClient) }
+		}
+	} else {
+		one.Boot = "initrd"
+	}
 	// WW_BENCH_IMAGE: another image (e.g. build/debian-systemd), timed to
 	// the bootstrap's exec of /sbin/init (the image is in place then);
 	// WW_BENCH_FW: the firmware list (default bios,uefi).
@@ -36,7 +55,8 @@ func TestBootTimeBench(t *testing.T) {
 		mem = 1536
 		until = func(lab.Node) string { return "wwinit: exec /sbin/init" }
 	}
-	e := newEnvWith(t, time.Duration(rounds)*40*time.Minute, envOptions{Image: img, Tree: lab.TreeOptions{Nodes: []lab.Node{two, one}}})
+	e := newEnvWith(t, time.Duration(rounds)*40*time.Minute, envOptions{Image: img, Setup: setup,
+		Tree: lab.TreeOptions{Nodes: []lab.Node{two, one}, InitKernelArgs: true}})
 	warm := func(path string) {
 		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Minute)
 		defer cancel()
@@ -48,17 +68,21 @@ func TestBootTimeBench(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	for _, p := range []string{"/ipxe/" + two.MAC, "/modules/" + two.MAC, "/image/" + one.MAC, "/overlay/system/" + one.MAC} {
+	warmOne := "/image/" + one.MAC
+	if ab {
+		warmOne = "/modules/" + one.MAC
+	}
+	for _, p := range []string{"/ipxe/" + two.MAC, "/modules/" + two.MAC, "/overlay/system/" + two.MAC, warmOne, "/overlay/system/" + one.MAC} {
 		warm(p)
 	}
 	type kase struct {
 		fw   lab.Firmware
-		node lab.Node
+		node *lab.Node
 		mode string
 	}
 	var cases []kase
 	for _, fw := range strings.Split(envOr("WW_BENCH_FW", "bios,uefi"), ",") {
-		cases = append(cases, kase{lab.Firmware(fw), one, "single-stage"}, kase{lab.Firmware(fw), two, "two-stage"})
+		cases = append(cases, kase{lab.Firmware(fw), &one, oneMode}, kase{lab.Firmware(fw), &two, newMode})
 	}
 	times, hbs := map[kase][]time.Duration{}, map[kase][]time.Duration{}
 	bootIDs := map[string]string{}
@@ -68,7 +92,7 @@ func TestBootTimeBench(t *testing.T) {
 			var vm *lab.VM
 			for try := 0; ; try++ {
 				vm = e.startVM(lab.VMOptions{Name: fmt.Sprintf("%s-%s-%d-%d", c.node.Name, c.fw, r, try), MAC: c.node.MAC, Firmware: c.fw, MemoryMB: mem})
-				_, err := vm.WaitForLine(e.ctx, until(c.node))
+				_, err := vm.WaitForLine(e.ctx, until(*c.node))
 				if err == nil {
 					break
 				}
@@ -89,7 +113,7 @@ func TestBootTimeBench(t *testing.T) {
 			bootIDs[c.node.Name] = hb.id
 			vm.Stop(5 * time.Second)
 			two := strings.Contains(vm.SerialTail(1000000), "wwinit: image unpacked:")
-			if two != (c.mode == "two-stage") {
+			if two != (ab || c.mode == "two-stage") {
 				t.Fatalf("%s %s round %d: second stage ran: %v", c.fw, c.mode, r, two)
 			}
 			times[c] = append(times[c], d)
@@ -99,7 +123,7 @@ func TestBootTimeBench(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| firmware | boot | runs | %s: median (min–max) | first heartbeat: median (min–max) |\n|---|---|---|---|---|\n", until(one))
+	fmt.Fprintf(&b, "| firmware | boot | runs | %s: median (min–max) | first heartbeat: median (min–max) |\n|---|---|---|---|---|\n", strings.TrimSuffix(until(one), " "+one.Name))
 	for _, c := range cases {
 		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s |\n", c.fw, c.mode, len(times[c]), spread(times[c]), spread(hbs[c]))
 	}
@@ -109,6 +133,20 @@ func TestBootTimeBench(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// oldWwinitOverlay makes overlays/wwinit-old in tree: overlays/wwinit with
+// the wwclient binary at path (an earlier build) in place of the current one.
+func oldWwinitOverlay(tree, path string) error {
+	src, dst := filepath.Join(tree, "overlays", "wwinit"), filepath.Join(tree, "overlays", "wwinit-old")
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy %s: %v: %s", src, err, out)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dst, "usr", "sbin", "wwclient"), data, 0o755)
 }
 
 // loadAvg is the first field of /proc/loadavg.

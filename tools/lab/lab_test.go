@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -120,5 +121,24 @@ func TestStatusCommand(t *testing.T) {
 	want := []string{"ip", "netns", "exec", "wwlab-1-1", "/repo/bin/wwserver", "status", "--server", "http://10.99.0.1:9873"}
 	if got := l.StatusCommand(); !reflect.DeepEqual(got, want) {
 		t.Errorf("StatusCommand() = %q, want %q", got, want)
+	}
+}
+
+// TestInitKernelArgs: the lab keeps what wwserver init wrote except its
+// consoles (ttyS0 must be the last one: the lab reads the serial console),
+// after its own arguments, without duplicates.
+func TestInitKernelArgs(t *testing.T) {
+	written := []any{"console=ttyS0", "console=tty0", "quiet", "panic=-1", 7}
+	got := TreeOptions{InitKernelArgs: true}.kernelArgs(written)
+	want := []string{"console=ttyS0", "panic=-1", "no_timer_check", "quiet"}
+	if !slices.Equal(got, want) {
+		t.Errorf("kernel args %q, want %q", got, want)
+	}
+	if got := (TreeOptions{}).kernelArgs(written); !slices.Equal(got, DefaultKernelArgs()) {
+		t.Errorf("without InitKernelArgs: %q, want the lab's %q", got, DefaultKernelArgs())
+	}
+	own := []string{"console=ttyS0", "x"}
+	if got := (TreeOptions{InitKernelArgs: true, KernelArgs: own}).kernelArgs(written); !slices.Equal(got, own) {
+		t.Errorf("with KernelArgs: %q, want %q", got, own)
 	}
 }

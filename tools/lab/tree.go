@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 )
@@ -24,6 +26,9 @@ type Node struct {
 	Bootloader string
 	// Boot, when set, is the node's boot mode ("initrd" or "twostage").
 	Boot string
+	// KernelArgs and SystemOverlays, when set, replace the profile's
+	// (make bench-boot boots one node with the earlier defaults).
+	KernelArgs, SystemOverlays []string
 }
 
 // LabNode returns node i (1-based): n00i, MAC 52:54:00:99:00:i, 10.99.0.(10+i).
@@ -49,6 +54,11 @@ type TreeOptions struct {
 	// under TCG on a loaded host the kernel's IO-APIC timer check can run
 	// out of time and panic "IO-APIC + timer doesn't work", so skip it).
 	KernelArgs []string
+	// InitKernelArgs (with KernelArgs nil): the kernel_args `wwserver init`
+	// wrote (the shipped default, e.g. quiet) without its console= entries,
+	// after DefaultKernelArgs (the lab's serial console and TCG workarounds):
+	// make lab and make bench-boot boot what a new user's tree boots.
+	InitKernelArgs bool
 	// ImageName under images/ (default: the one `wwserver init` made).
 	ImageName string
 	// SystemOverlays and RuntimeOverlays of the default profile (default
@@ -75,6 +85,34 @@ type TreeOptions struct {
 // DefaultKernelArgs are the lab nodes' kernel arguments (see TreeOptions.KernelArgs).
 func DefaultKernelArgs() []string { return []string{"console=ttyS0", "panic=-1", "no_timer_check"} }
 
+// kernelArgs is the default profile's kernel_args; written is what
+// wwserver init wrote.
+func (opts TreeOptions) kernelArgs(written any) []string {
+	switch {
+	case opts.KernelArgs != nil:
+		return opts.KernelArgs
+	case opts.InitKernelArgs:
+		return withInitKernelArgs(written)
+	}
+	return DefaultKernelArgs()
+}
+
+// withInitKernelArgs is DefaultKernelArgs followed by the entries of
+// written (the kernel_args wwserver init wrote) that are not console= (the
+// lab reads the serial console: ttyS0 must stay the last console) and not
+// already there.
+func withInitKernelArgs(written any) []string {
+	args := DefaultKernelArgs()
+	list, _ := written.([]any)
+	for _, v := range list {
+		a, ok := v.(string)
+		if ok && !strings.HasPrefix(a, "console=") && !slices.Contains(args, a) {
+			args = append(args, a)
+		}
+	}
+	return args
+}
+
 // WriteTree runs `wwserver init DIR --wwclient BIN` into Dir/tree, packages
 // the lab image as an OCI archive and imports it over the placeholder image
 // with `wwserver image import` (so every lab boot runs through import), and adapts wwserver.toml and nodes.toml to the lab: the server
@@ -84,9 +122,6 @@ func DefaultKernelArgs() []string { return []string{"console=ttyS0", "panic=-1",
 func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 	if opts.UpdateInterval == "" {
 		opts.UpdateInterval = "5s"
-	}
-	if opts.KernelArgs == nil {
-		opts.KernelArgs = DefaultKernelArgs()
 	}
 	dir := filepath.Join(l.Dir, "tree")
 	if _, err := os.Stat(dir); err == nil {
@@ -164,7 +199,7 @@ func (l *Lab) WriteTree(ctx context.Context, opts TreeOptions) error {
 		}
 	}
 	def["image"] = img
-	def["kernel_args"] = opts.KernelArgs
+	def["kernel_args"] = opts.kernelArgs(def["kernel_args"])
 	if opts.SystemOverlays != nil {
 		def["system_overlays"] = opts.SystemOverlays
 	} else if _, ok := def["system_overlays"]; !ok {
@@ -214,6 +249,12 @@ func (l *Lab) SetNodes(nodes []Node) error {
 		}
 		if n.Boot != "" {
 			entry["boot"] = n.Boot
+		}
+		if n.KernelArgs != nil {
+			entry["kernel_args"] = n.KernelArgs
+		}
+		if n.SystemOverlays != nil {
+			entry["system_overlays"] = n.SystemOverlays
 		}
 		nt[n.Name] = entry
 	}

@@ -313,7 +313,7 @@ func (w *waiter) check(ctx context.Context) (bool, string) {
 			}
 		}
 	}
-	if a.RawFlags&unix.IFF_RUNNING == 0 && a.OperState != netlink.OperUp {
+	if !hasCarrier(a) {
 		return false, a.Name + ": no carrier"
 	}
 	if w.t.Addr != nil {
@@ -332,6 +332,17 @@ func (w *waiter) check(ctx context.Context) (bool, string) {
 		}
 	}
 	return true, a.Name + ": ready"
+}
+
+// hasCarrier: IFF_LOWER_UP is the driver's carrier, set at once.
+// IFF_RUNNING and operstate UP follow through the kernel's linkwatch, which
+// delays an event up to 1 s after the previous one: a virtual NIC whose
+// carrier came up at probe time (virtio-net) waited ~1 s here for nothing.
+// Sending on LOWER_UP is safe: a carrier present at open gets its queue
+// attached by the open itself; one arriving later is an urgent linkwatch
+// event, handled before its netlink update reaches us.
+func hasCarrier(a *netlink.LinkAttrs) bool {
+	return a.RawFlags&(unix.IFF_RUNNING|unix.IFF_LOWER_UP) != 0 || a.OperState == netlink.OperUp
 }
 
 func (w *waiter) hasAddr(link netlink.Link) (bool, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 var nsCounter atomic.Int32
@@ -329,5 +330,49 @@ func TestWaitLogsErrorAndKeepsWaiting(t *testing.T) {
 	ipCmd(t, "-n", ns.name, "link", "set", ns.peer, "address", missing.String())
 	if r := awaitResult(t, done); r.err != nil || r.res.Name != ns.peer {
 		t.Fatalf("after the interface appeared: %+v", r)
+	}
+}
+
+// TestHasCarrier: the carrier counts from IFF_LOWER_UP on, without waiting
+// for linkwatch's IFF_RUNNING / operstate UP (up to 1 s later).
+func TestHasCarrier(t *testing.T) {
+	for _, c := range []struct {
+		flags uint32
+		oper  netlink.LinkOperState
+		want  bool
+	}{
+		{unix.IFF_UP, netlink.OperDown, false},
+		{unix.IFF_UP, netlink.OperUnknown, false},
+		{unix.IFF_UP | unix.IFF_LOWER_UP, netlink.OperDown, true},
+		{unix.IFF_UP | unix.IFF_RUNNING, netlink.OperDown, true},
+		{unix.IFF_UP, netlink.OperUp, true},
+	} {
+		if got := hasCarrier(&netlink.LinkAttrs{RawFlags: c.flags, OperState: c.oper}); got != c.want {
+			t.Errorf("flags %#x oper %v: carrier %v, want %v", c.flags, c.oper, got, c.want)
+		}
+	}
+}
+
+// TestWaitNoCarrierUntilPeerUp: a link that is up but whose veth peer is
+// down has no carrier (no IFF_LOWER_UP): Wait keeps waiting until the peer
+// comes up.
+func TestWaitNoCarrierUntilPeerUp(t *testing.T) {
+	ns := newTestNS(t)
+	host := "wwa" + strings.TrimPrefix(ns.peer, "wwb")
+	ipCmd(t, "link", "set", host, "down")
+	done, status := startWait(t, ns, Target{HWAddr: ns.mac, Configure: true}, 30*time.Second, nil)
+	awaitStatus(t, status, ns.peer+": no carrier")
+	select {
+	case r := <-done:
+		t.Fatalf("Wait returned without a carrier: %+v", r)
+	default:
+	}
+	ipCmd(t, "link", "set", host, "up")
+	r := awaitResult(t, done)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.res.Name != ns.peer {
+		t.Fatalf("result %+v", r.res)
 	}
 }

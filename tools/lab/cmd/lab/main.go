@@ -99,7 +99,7 @@ func run() int {
 		}
 		ns = append(ns, n)
 	}
-	tree := lab.TreeOptions{Nodes: ns, UpdateInterval: *interval}
+	tree := lab.TreeOptions{Nodes: ns, UpdateInterval: *interval, InitKernelArgs: true}
 	if secureBoot {
 		dir, err := filepath.Abs(*sbDir)
 		if err != nil {

@@ -9,7 +9,7 @@ import (
 // writeNginxConf writes an nginx configuration under prefix that serves
 // docroot on the storm's address and port as a tuned static server would
 // (sendfile, no access log, keep-alive) and answers wwclient's heartbeat
-// POSTs with 204, so the same clients can storm it.
+// and progress POSTs with 204, so the same clients can storm it.
 func writeNginxConf(prefix, docroot string, p netPlan) (string, error) {
 	for _, d := range []string{"logs", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(prefix, d), 0o755); err != nil {
@@ -41,6 +41,7 @@ http {
 		listen %[2]s:%[3]d backlog=16384;
 		root %[4]s;
 		location /heartbeat/ { return 204; }
+		location /progress/ { return 204; }
 	}
 }
 `, prefix, p.ServerIP, p.Port, docroot)

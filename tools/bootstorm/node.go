@@ -38,6 +38,10 @@ type runner struct {
 // failed step ends the node's boot and is counted.
 func (r *runner) boot(ctx context.Context, n simNode) {
 	r.stats.Started()
+	if r.cfg.Mode == modeRaw {
+		r.rawBoot(ctx, n)
+		return
+	}
 	t0 := time.Now()
 	fail := func(stage string, d time.Duration, err error) {
 		r.stats.Done(stage, d, 0, err)
@@ -107,7 +111,11 @@ func (r *runner) boot(ctx context.Context, n simNode) {
 		fail(stageScript, 0, err)
 		return
 	}
+	digest := ""
 	for _, d := range downloads {
+		if d.ImageDigest != "" {
+			digest = d.ImageDigest
+		}
 		if d.Stage == stageFile && d.Command == "chain" {
 			fail(stageScript, 0, fmt.Errorf("script chains to %s: not followed", d.URL))
 			return
@@ -126,12 +134,21 @@ func (r *runner) boot(ctx context.Context, n simNode) {
 	}
 	ipxe.CloseIdleConnections()
 
-	// wwclient: first heartbeat and runtime overlay; then the node is booted.
 	base, err := baseURL(scriptURL)
 	if err != nil {
 		fail(stageScript, 0, err)
 		return
 	}
+	// Two-stage: wwclient as /init fetches the chunked image.
+	if digest != "" {
+		if err := r.stage2Boot(ctx, n.MAC.String(), src, base, digest); err != nil {
+			r.stats.Done(stageBoot, time.Since(t0), 0, err)
+			r.stats.Failed()
+			return
+		}
+	}
+
+	// wwclient: first heartbeat and runtime overlay; then the node is booted.
 	ww := newHTTPClient(src, r.cfg.Secure, r.cfg.RequestTimeout)
 	defer ww.CloseIdleConnections()
 	bootID := fmt.Sprintf("bootstorm-%x", t0.UnixNano())
@@ -234,6 +251,12 @@ func (r *runner) tftpGet(ctx context.Context, server net.IP, file string) (int64
 // newHTTPClient is one node's HTTP client: from its own address when known,
 // and in secure mode from a privileged source port, as wwclient does.
 func newHTTPClient(src net.IP, privileged bool, timeout time.Duration) *http.Client {
+	return newHTTPClientConns(src, privileged, timeout, 1)
+}
+
+// newHTTPClientConns is newHTTPClient keeping up to idle connections alive
+// (wwclient's chunk fetch keeps one per worker).
+func newHTTPClientConns(src net.IP, privileged bool, timeout time.Duration, idle int) *http.Client {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if src != nil {
 		d.LocalAddr = &net.TCPAddr{IP: src}
@@ -245,7 +268,7 @@ func newHTTPClient(src net.IP, privileged bool, timeout time.Duration) *http.Cli
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy: nil, DialContext: dial, DisableCompression: true,
-			MaxIdleConnsPerHost: 1, IdleConnTimeout: 5 * time.Second, ResponseHeaderTimeout: timeout,
+			MaxIdleConnsPerHost: idle, IdleConnTimeout: 5 * time.Second, ResponseHeaderTimeout: timeout,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -29,14 +29,19 @@ const (
 	stageImage       = "image"        //
 	stageSystem      = "system"       //
 	stageRuntimeBoot = "runtime-ipxe" // runtime overlay fetched by iPXE (insecure mode)
+	stageModules     = "modules"      // two-stage: the kernel's network drivers (/modules/)
 	stageFile        = "file"         // any other download
+	stageIndex       = "index"        // two-stage: wwclient GET /index/ (the chunked image's index)
+	stageProgress    = "progress"     // two-stage: wwclient POST /progress/
+	stageRaw         = "raw"          // raw mode: one big static file, the veth's rate
 	stageHeartbeat   = "heartbeat"    // wwclient POST /heartbeat
 	stageRuntime     = "runtime"      // wwclient GET /overlay/runtime (200 or 304)
 	stageBoot        = "boot"         // whole boot: first packet to first runtime overlay
 )
 
-var stageOrder = []string{stageDHCPPXE, stageTFTP, stageDHCPIPXE, stageScript, stageKernel, stageImage,
-	stageSystem, stageRuntimeBoot, stageFile, stageHeartbeat, stageRuntime, stageBoot}
+var stageOrder = []string{stageDHCPPXE, stageTFTP, stageDHCPIPXE, stageScript, stageKernel, stageModules,
+	stageSystem, stageRuntimeBoot, stageFile, stageIndex, stageImage, stageProgress, stageRaw, stageHeartbeat,
+	stageRuntime, stageBoot}
 
 // stageStats is one stage's account; its histogram is not safe for
 // concurrent use, so Stats locks around it.

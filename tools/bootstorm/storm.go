@@ -45,11 +45,13 @@ func stormMain(args []string, log *slog.Logger) error {
 	fs.StringVar(&o.wwserver, "wwserver", "wwserver", "wwserver binary")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx binary: also serve the same files with nginx and storm it (mode nginx)")
 	fs.StringVar(&o.out, "out", "", "directory for logs, reports and the nginx document root (default: a new temporary directory)")
-	fs.StringVar(&o.modes, "modes", "full,http,nginx", "runs, in order: full (DHCP+TFTP+HTTP against wwserver), http (HTTP only against wwserver), nginx (HTTP only against nginx; needs -nginx)")
+	fs.StringVar(&o.modes, "modes", "full,http,nginx,raw", "runs, in order: full (DHCP+TFTP+HTTP against wwserver), http (HTTP only against wwserver), nginx (HTTP only against nginx; needs -nginx), raw (every node reads the image's chunks as one static file from nginx, -stage2-parallel ranges at once: the veth's rate; two-stage images only)")
 	fs.IntVar(&o.n, "n", 100, "simulated nodes (the first N of the tree, by name)")
 	fs.StringVar(&c.Arrival, "arrival", "all", "all: every node powers on at once (mass reboot); ramp: spread evenly over -ramp")
 	fs.DurationVar(&c.Ramp, "ramp", 30*time.Second, "with -arrival ramp: time from the first node's power-on to the last's")
-	fs.Int64Var(&c.ImageBytes, "image-bytes", 0, "each node reads only the first N bytes of the image (Range), 0: the whole image")
+	fs.Int64Var(&c.ImageBytes, "image-bytes", 0, "each node reads only the first N bytes of the image (Range; two-stage: the leading chunks holding N bytes), 0: the whole image")
+	fs.BoolVar(&c.Verify, "verify", true, "two-stage: check each chunk's sha256 as wwclient does")
+	fs.IntVar(&c.Stage2Parallel, "stage2-parallel", stage2Parallel, "two-stage: chunks fetched at once per node (wwclient's default)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", 5*time.Second, "wwclient's interval (heartbeat + runtime overlay with If-None-Match) after boot")
 	fs.DurationVar(&c.PollFor, "poll-for", 15*time.Second, "how long each booted node keeps polling (0: not at all)")
 	fs.DurationVar(&c.Timeout, "timeout", 20*time.Minute, "bound of each run; nodes not booted by then count as failed")
@@ -135,9 +137,14 @@ func parseModes(s string, haveNginx bool) ([]run, error) {
 				return nil, errors.New("mode nginx needs -nginx")
 			}
 			runs = append(runs, run{name: "nginx-http", target: "nginx", mode: modeHTTP})
+		case "raw":
+			if !haveNginx {
+				return nil, errors.New("mode raw needs -nginx")
+			}
+			runs = append(runs, run{name: "nginx-raw", target: "nginx", mode: modeRaw})
 		case "":
 		default:
-			return nil, fmt.Errorf("-modes: unknown %q (want full, http, nginx)", m)
+			return nil, fmt.Errorf("-modes: unknown %q (want full, http, nginx, raw)", m)
 		}
 	}
 	if len(runs) == 0 {
@@ -171,11 +178,12 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 				}
 			}
 			log.Info("mirroring what wwserver serves into a document root for nginx", "dir", docroot)
-			if err := o.mirror(ctx, ns, docroot); err != nil {
+			res, err := o.mirror(ctx, ns, docroot)
+			if err != nil {
 				return reports, fmt.Errorf("mirror: %w", err)
 			}
+			o.client.RawPath, o.client.RawBytes = res.RawPath, res.RawBytes
 			srv.stop(log)
-			var err error
 			if srv, err = o.startNginx(ns, docroot); err != nil {
 				srv = nil
 				return reports, err
@@ -186,6 +194,9 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 			if srv, err = o.startWwserver(ns); err != nil {
 				return reports, err
 			}
+		}
+		if r.mode == modeRaw && o.client.RawPath == "" {
+			return reports, errors.New("mode raw: the nodes boot no two-stage image (no chunks to read)")
 		}
 		log.Info("storm", "run", r.name, "nodes", len(o.client.Nodes), "arrival", o.client.Arrival)
 		cfg := o.client
@@ -254,17 +265,17 @@ func (o *stormOptions) startNginx(ns *namespaces, docroot string) (*serverProc, 
 
 // mirror fetches, from inside the client namespace, every file the nodes
 // get from wwserver and writes it under docroot at the same URL path.
-func (o *stormOptions) mirror(ctx context.Context, ns *namespaces, docroot string) error {
+func (o *stormOptions) mirror(ctx context.Context, ns *namespaces, docroot string) (mirrorResult, error) {
 	req := mirrorRequest{Base: o.plan.base(), Docroot: docroot, Nodes: o.client.Nodes, Secure: o.client.Secure,
-		ClientIP: o.plan.ClientIP, Iface: o.plan.ClientIf}
+		ClientIP: o.plan.ClientIP, Iface: o.plan.ClientIf, ImageBytes: o.client.ImageBytes}
 	var res mirrorResult
 	if err := ns.runSelf(ctx, "mirror", req, &res); err != nil {
-		return err
+		return res, err
 	}
 	if res.Files == 0 {
-		return errors.New("nothing mirrored")
+		return res, errors.New("nothing mirrored")
 	}
-	return nil
+	return res, nil
 }
 
 // commit is the git commit of the working directory, for the report.

@@ -118,6 +118,7 @@ type Report struct {
 	DHCPServerDrops  int64         `json:"dhcp_server_socket_drops"` // requests the server's port 67 socket dropped, since it started (-1: unknown)
 	TFTPServerDrops  int64         `json:"tftp_server_socket_drops"` // the same for port 69
 	Commit           string        `json:"commit,omitempty"`
+	Network          string        `json:"network,omitempty"` // TCP counters' changes during the run (tcpstats.go)
 }
 
 // runClients reads a clientConfig (JSON) from in, plays the storm and

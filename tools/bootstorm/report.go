@@ -34,6 +34,12 @@ func formatTable(reps []Report) string {
 				runName(r), r.DHCPUnmatched, r.DHCPMalformed, r.DHCPClientDrops, r.DHCPServerDrops, r.TFTPServerDrops)
 		}
 	}
+	b.WriteString("\nNetwork counters during each run (TCP in the server's and the nodes' namespace):\n\n")
+	for i := range reps {
+		if reps[i].Network != "" {
+			fmt.Fprintf(&b, "- %s: %s\n", runName(&reps[i]), reps[i].Network)
+		}
+	}
 	b.WriteString("\nPer stage (successful steps; latency p50 / p99 / max; failures by reason):\n\n")
 	b.WriteString("| run | stage | ok | failed | p50 / p99 / max | bytes | failures |\n|---|---|---|---|---|---|---|\n")
 	for i := range reps {

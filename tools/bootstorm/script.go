@@ -97,6 +97,12 @@ func parseScript(script []byte) ([]download, error) {
 		if d.URL == "" {
 			continue // e.g. "kernel" of an image fetched earlier by name
 		}
+		if strings.Contains(d.URL, "${") {
+			// A setting only iPXE knows: the architecture check's report
+			// (imgfetch …/wrongarch/${buildarch}), which a node of the
+			// image's architecture jumps past.
+			continue
+		}
 		u, err := url.Parse(d.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "tftp") {
 			return nil, fmt.Errorf("line %d: bad URL %q", line, d.URL)

@@ -97,6 +97,7 @@ func TestParseScriptTwoStageDigest(t *testing.T) {
 	const digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	script := "#!ipxe\nkernel --name kernel http://s/kernel/m && goto k_ok ||\n" +
 		"initrd --name modules.img.gz http://s/modules/m && goto m_ok ||\n" +
+		"iseq ${buildarch} x86_64 && goto ww_arch_ok ||\nimgfetch --name wrongarch http://s/ipxe/m/wrongarch/${buildarch} ||\n:ww_arch_ok\n" +
 		"boot kernel initrd=modules.img.gz console=ttyS0 wwserver=http://s wwimage=" + digest + " wwid=m || goto boot_failed\n"
 	got, err := parseScript([]byte(script))
 	if err != nil {

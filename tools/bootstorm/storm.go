@@ -68,6 +68,7 @@ func stormMain(args []string, log *slog.Logger) error {
 	fs.IntVar(&o.plan.PrefixLen, "prefix", 16, "prefix length of the storm network")
 	fs.IntVar(&o.plan.Port, "port", 9873, "HTTP port (of wwserver, then nginx)")
 	jsonOut := fs.String("json", "", "also write all reports as one JSON array to this file")
+	adaptOnly := fs.Bool("adapt-only", false, "only adapt the tree's wwserver.toml to the storm network and exit (before a cold `wwserver build`, so that the server does not rebuild what depends on it)")
 	fs.BoolVar(&o.perf, "perf", false, "profile the server during each run with perf (perf-RUN.data and perf-RUN.txt in -out)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -92,7 +93,7 @@ func stormMain(args []string, log *slog.Logger) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
-	if c.Secure, err = adaptTree(o.root, o.plan); err != nil {
+	if c.Secure, err = adaptTree(o.root, o.plan); err != nil || *adaptOnly {
 		return err
 	}
 	if c.Nodes, err = treeNodes(o.root, o.n); err != nil {
@@ -203,7 +204,9 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 		cfg.Mode, cfg.Target, cfg.Iface, cfg.Base, cfg.ServerPID = r.mode, r.target, o.plan.ClientIf, o.plan.base(), srv.pid()
 		var rep Report
 		stopPerf := o.startPerf(r.name, srv.pid(), log)
+		net0 := ns.netSnapshot(ctx)
 		err := ns.runSelf(ctx, "clients", cfg, &rep)
+		rep.Network = netDelta(net0, ns.netSnapshot(ctx))
 		stopPerf()
 		if err != nil {
 			return reports, fmt.Errorf("%s: %w", r.name, err)

@@ -79,6 +79,9 @@ if [ ! -f "$tree/.storm-stamp" ] || [ "$(cat "$tree/.storm-stamp")" != "$stamp" 
 	printf '%s\n' "$stamp" >"$tree/.storm-stamp"
 fi
 
+# The storm network's wwserver.toml (DHCP, TFTP, address) before the build:
+# what the server builds depends on it.
+"$bin/bootstorm" storm -root "$tree" -modes full -adapt-only
 log "cold build: wwserver build from an empty state/"
 rm -rf "$tree/state"
 sync

@@ -60,6 +60,9 @@ func adaptTree(root string, p netPlan) (secure bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("adapted wwserver.toml does not load: %w", err)
 	}
+	if bytes.Equal(buf.Bytes(), data) {
+		return s.IsSecure(), nil // adapted already (storm.sh does it before the cold build)
+	}
 	if err := atomicfile.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		return false, err
 	}

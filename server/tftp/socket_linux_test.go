@@ -29,7 +29,7 @@ func TestListenControlReceiveBuffer(t *testing.T) {
 	if err := raw.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) }); err != nil || gerr != nil {
 		t.Fatal(err, gerr)
 	}
-	want := receiveBuffer // the kernel reports twice what was set
+	want := receiveBuffer  // the kernel reports twice what was set
 	if os.Geteuid() != 0 { // SO_RCVBUF: capped by net.core.rmem_max
 		b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
 		if err != nil {

@@ -188,7 +188,12 @@ func (m *mirror) chunkedImage(ctx context.Context, mac, digest string) error {
 // chunks stores every chunk of ix; the first image's also go, in order,
 // into the raw file.
 func (m *mirror) chunks(ctx context.Context, ix *chunkimage.Index) error {
+	have := map[string]bool{} // an index lists a chunk once per place it occurs
 	for _, c := range ix.Chunks {
+		if have[c.SHA256] {
+			continue
+		}
+		have[c.SHA256] = true
 		if _, err := m.fetch(ctx, m.plain, nodeapi.ChunkURL(m.req.Base, c.SHA256), 0); err != nil {
 			return err
 		}
@@ -275,6 +280,10 @@ func (m *mirror) fetch(ctx context.Context, c *http.Client, u string, keep int64
 		m.mu.Lock()
 		have := m.byETag[etag]
 		m.mu.Unlock()
+		if have == dst {
+			m.count(0, false)
+			return nil, nil
+		}
 		if have != "" {
 			_ = os.Remove(dst)
 			if err := os.Link(have, dst); err != nil {

@@ -204,9 +204,9 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 		cfg.Mode, cfg.Target, cfg.Iface, cfg.Base, cfg.ServerPID = r.mode, r.target, o.plan.ClientIf, o.plan.base(), srv.pid()
 		var rep Report
 		stopPerf := o.startPerf(r.name, srv.pid(), log)
-		net0 := ns.netSnapshot(ctx)
+		net0 := ns.netSnapshot(ctx, o.plan)
 		err := ns.runSelf(ctx, "clients", cfg, &rep)
-		rep.Network = netDelta(net0, ns.netSnapshot(ctx))
+		rep.Network = netDelta(net0, ns.netSnapshot(ctx, o.plan))
 		stopPerf()
 		if err != nil {
 			return reports, fmt.Errorf("%s: %w", r.name, err)

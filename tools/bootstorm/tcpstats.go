@@ -14,16 +14,26 @@ import (
 // accept queue overflows; machine-wide, packets the network stack's input
 // queue (netdev_max_backlog, which a veth feeds) dropped.
 var netCounters = []string{"Tcp:RetransSegs", "TcpExt:TCPTimeouts", "TcpExt:TCPSynRetrans", "TcpExt:ListenOverflows",
-	"TcpExt:ListenDrops", "TcpExt:TCPLossProbes", "TcpExt:TCPBacklogDrop"}
+	"TcpExt:ListenDrops", "TcpExt:TCPLossProbes", "TcpExt:TCPBacklogDrop", "TcpExt:TCPSpuriousRTOs", "TcpExt:TCPDSACKRecv",
+	"TcpExt:TCPDSACKOldSent", "TcpExt:PruneCalled", "TcpExt:RcvPruned", "TcpExt:TCPRcvQDrop", "TcpExt:TCPOFODrop",
+	"TcpExt:TCPZeroWindowDrop", "TcpExt:TCPLostRetransmit"}
 
 // nsNetCounters reads netCounters in namespace ns (/proc/net/snmp and
 // /proc/net/netstat as seen from inside it). Missing files give nil.
-func nsNetCounters(ctx context.Context, ns string) map[string]int64 {
+func nsNetCounters(ctx context.Context, ns, iface string) map[string]int64 {
 	out, err := nsCommand(ctx, ns, "cat", "/proc/net/snmp", "/proc/net/netstat").Output()
 	if err != nil {
 		return nil
 	}
-	return parseNetCounters(string(out))
+	c := parseNetCounters(string(out))
+	// The veth's own drops (sysfs as `ip netns exec` mounts it for ns).
+	for _, dir := range []string{"rx_dropped", "tx_dropped"} {
+		b, err := nsCommand(ctx, ns, "cat", "/sys/class/net/"+iface+"/statistics/"+dir).Output()
+		if v, perr := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && perr == nil {
+			c[iface+":"+dir] = v
+		}
+	}
+	return c
 }
 
 // parseNetCounters reads the "Prefix: names" / "Prefix: values" line pairs
@@ -84,8 +94,9 @@ type netSnapshot struct {
 	softnet        int64
 }
 
-func (ns *namespaces) netSnapshot(ctx context.Context) netSnapshot {
-	return netSnapshot{server: nsNetCounters(ctx, ns.server), client: nsNetCounters(ctx, ns.client), softnet: softnetDrops()}
+func (ns *namespaces) netSnapshot(ctx context.Context, p netPlan) netSnapshot {
+	return netSnapshot{server: nsNetCounters(ctx, ns.server, p.ServerIf), client: nsNetCounters(ctx, ns.client, p.ClientIf),
+		softnet: softnetDrops()}
 }
 
 // netDelta is what changed between a and b, as "server X n, client Y m,

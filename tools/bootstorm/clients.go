@@ -48,8 +48,7 @@ type clientConfig struct {
 	ImageBytes      int64         `json:"image_bytes"` // >0: each node reads only this much of the image (Range; two-stage: the leading chunks)
 	Verify          bool          `json:"verify"`      // two-stage: check each chunk's sha256
 	Stage2Parallel  int           `json:"stage2_parallel"`
-	RawPath         string        `json:"raw_path"`  // raw mode: the one file every node reads
-	RawBytes        int64         `json:"raw_bytes"` // raw mode: its size
+	RawPath         string        `json:"raw_path"` // raw mode: the image's chunks as one file
 	PollInterval    time.Duration `json:"poll_interval"`
 	PollFor         time.Duration `json:"poll_for"`
 	Secure          bool          `json:"secure"`
@@ -69,7 +68,7 @@ func (c *clientConfig) check() error {
 	switch {
 	case c.Mode != modeFull && c.Mode != modeHTTP && c.Mode != modeRaw:
 		return fmt.Errorf("mode %q: want %s, %s or %s", c.Mode, modeFull, modeHTTP, modeRaw)
-	case c.Mode == modeRaw && (c.RawPath == "" || c.RawBytes <= 0):
+	case c.Mode == modeRaw && c.RawPath == "":
 		return errors.New("mode raw: no raw file")
 	case len(c.Nodes) == 0 || len(c.Nodes) > maxNodes:
 		return fmt.Errorf("%d nodes: want 1..%d", len(c.Nodes), maxNodes)

@@ -29,9 +29,6 @@ type mirrorRequest struct {
 	Secure   bool       `json:"secure"` // runtime overlays need a privileged source port
 	ClientIP string     `json:"client_ip"`
 	Iface    string     `json:"iface"` // where node addresses are added (secure mode serves a node only at its address)
-	// ImageBytes > 0: a two-stage node reads only the leading chunks that
-	// hold this many bytes (RawBytes is sized to match).
-	ImageBytes int64 `json:"image_bytes"`
 }
 
 type mirrorResult struct {
@@ -39,9 +36,8 @@ type mirrorResult struct {
 	Stored int   `json:"stored"` // distinct contents downloaded
 	Bytes  int64 `json:"bytes"`  // bytes downloaded
 	// Two-stage: RawPath (URL path) is every chunk of the first image, in
-	// order, as one file; RawBytes what one node reads of the chunks.
-	RawPath  string `json:"raw_path,omitempty"`
-	RawBytes int64  `json:"raw_bytes,omitempty"`
+	// index order, as one file (raw mode's).
+	RawPath string `json:"raw_path,omitempty"`
 }
 
 // mirrorWorkers bounds the mirror's concurrent downloads.
@@ -185,8 +181,8 @@ func (m *mirror) chunkedImage(ctx context.Context, mac, digest string) error {
 	return im.err
 }
 
-// chunks stores every chunk of ix; the first image's also go, in order,
-// into the raw file.
+// chunks stores every chunk of ix; the first image's also go, in index
+// order (a chunk listed twice twice), into the raw file.
 func (m *mirror) chunks(ctx context.Context, ix *chunkimage.Index) error {
 	have := map[string]bool{} // an index lists a chunk once per place it occurs
 	for _, c := range ix.Chunks {
@@ -226,13 +222,6 @@ func (m *mirror) chunks(ctx context.Context, ix *chunkimage.Index) error {
 	if err != nil {
 		return fmt.Errorf("raw file: %w", err)
 	}
-	var n int64
-	for _, c := range sliceChunks(ix.Chunks, m.req.ImageBytes) {
-		n += c.Size
-	}
-	m.mu.Lock()
-	m.res.RawBytes = n
-	m.mu.Unlock()
 	return nil
 }
 

@@ -31,6 +31,9 @@ http {
 	sendfile on;
 	tcp_nopush on;
 	keepalive_timeout 65;
+	# A storm shares 2 cores with its clients: a response may wait longer
+	# than the default 60 s between two writes.
+	send_timeout 10m;
 	default_type application/octet-stream;
 	client_body_temp_path %[1]s/tmp/body;
 	proxy_temp_path %[1]s/tmp/proxy;

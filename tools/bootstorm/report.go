@@ -61,7 +61,7 @@ func formatRatios(reps []Report, nginx, raw *Report) string {
 	rawRate := 0.0
 	if raw != nil && raw.FailedNodes == 0 && raw.AllBootedSeconds > 0 {
 		rawRate = float64(raw.BytesTotal) / raw.AllBootedSeconds
-		fmt.Fprintf(&b, "\n- raw rate (nginx, one static file, %d nodes x %d ranges at once): %s/s\n",
+		fmt.Fprintf(&b, "\n- raw rate (nginx, the chunks' bytes as ranges of one static file, %d nodes x %d at once): %s/s\n",
 			raw.Nodes, stage2Parallel, humanBytes(int64(rawRate)))
 	}
 	for i := range reps {

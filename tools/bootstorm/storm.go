@@ -45,7 +45,7 @@ func stormMain(args []string, log *slog.Logger) error {
 	fs.StringVar(&o.wwserver, "wwserver", "wwserver", "wwserver binary")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx binary: also serve the same files with nginx and storm it (mode nginx)")
 	fs.StringVar(&o.out, "out", "", "directory for logs, reports and the nginx document root (default: a new temporary directory)")
-	fs.StringVar(&o.modes, "modes", "full,http,nginx,raw", "runs, in order: full (DHCP+TFTP+HTTP against wwserver), http (HTTP only against wwserver), nginx (HTTP only against nginx; needs -nginx), raw (every node reads the image's chunks as one static file from nginx, -stage2-parallel ranges at once: the veth's rate; two-stage images only)")
+	fs.StringVar(&o.modes, "modes", "full,http,nginx,raw", "runs, in order: full (DHCP+TFTP+HTTP against wwserver), http (HTTP only against wwserver), nginx (HTTP only against nginx; needs -nginx), raw (every node reads its chunks' bytes as ranges of one static file from nginx, -stage2-parallel at a time: the veth's rate for the same bytes and requests; two-stage images only)")
 	fs.IntVar(&o.n, "n", 100, "simulated nodes (the first N of the tree, by name)")
 	fs.StringVar(&c.Arrival, "arrival", "all", "all: every node powers on at once (mass reboot); ramp: spread evenly over -ramp")
 	fs.DurationVar(&c.Ramp, "ramp", 30*time.Second, "with -arrival ramp: time from the first node's power-on to the last's")
@@ -183,7 +183,7 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 			if err != nil {
 				return reports, fmt.Errorf("mirror: %w", err)
 			}
-			o.client.RawPath, o.client.RawBytes = res.RawPath, res.RawBytes
+			o.client.RawPath = res.RawPath
 			srv.stop(log)
 			if srv, err = o.startNginx(ns, docroot); err != nil {
 				srv = nil
@@ -270,7 +270,7 @@ func (o *stormOptions) startNginx(ns *namespaces, docroot string) (*serverProc, 
 // get from wwserver and writes it under docroot at the same URL path.
 func (o *stormOptions) mirror(ctx context.Context, ns *namespaces, docroot string) (mirrorResult, error) {
 	req := mirrorRequest{Base: o.plan.base(), Docroot: docroot, Nodes: o.client.Nodes, Secure: o.client.Secure,
-		ClientIP: o.plan.ClientIP, Iface: o.plan.ClientIf, ImageBytes: o.client.ImageBytes}
+		ClientIP: o.plan.ClientIP, Iface: o.plan.ClientIf}
 	var res mirrorResult
 	if err := ns.runSelf(ctx, "mirror", req, &res); err != nil {
 		return res, err

@@ -38,8 +38,66 @@ type run struct {
 // stormMain parses the storm flags and runs every requested storm in one
 // pair of network namespaces that it creates and removes.
 func stormMain(args []string, log *slog.Logger) error {
-	fs := flag.NewFlagSet("storm", flag.ContinueOnError)
 	var o stormOptions
+	fs, jsonOut, adaptOnly := o.flags()
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.root == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("storm: -root is required; no arguments")
+	}
+	if o.n < 1 || o.n > maxNodes {
+		return fmt.Errorf("-n %d: want 1..%d", o.n, maxNodes)
+	}
+	runs, err := parseModes(o.modes, o.nginx != "")
+	if err != nil {
+		return err
+	}
+	o.plan.ServerIf, o.plan.ClientIf = "storm-srv", "storm-cli"
+	if o.out == "" {
+		if o.out, err = os.MkdirTemp("", "bootstorm-"); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	if o.client.Secure, err = adaptTree(o.root, o.plan); err != nil || *adaptOnly {
+		return err
+	}
+	if o.client.Nodes, err = treeNodes(o.root, o.n); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ns, err := newNamespaces(ctx, os.Getpid(), o.plan)
+	if err != nil {
+		return err
+	}
+	defer ns.remove(log)
+
+	reports, err := o.runAll(ctx, ns, runs, log)
+	if len(reports) > 0 {
+		table := formatTable(reports)
+		fmt.Print(table)
+		_ = os.WriteFile(filepath.Join(o.out, "storm.md"), []byte(table), 0o644)
+		all, _ := json.MarshalIndent(reports, "", "  ")
+		_ = os.WriteFile(filepath.Join(o.out, "storm.json"), all, 0o644)
+		if *jsonOut != "" {
+			if werr := os.WriteFile(*jsonOut, all, 0o644); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		log.Info("reports written", "dir", o.out)
+	}
+	return err
+}
+
+// flags defines the storm subcommand's flags into o.
+func (o *stormOptions) flags() (fs *flag.FlagSet, jsonOut *string, adaptOnly *bool) {
+	fs = flag.NewFlagSet("storm", flag.ContinueOnError)
 	c := &o.client
 	fs.StringVar(&o.root, "root", "", "served tree (wwserver init + gentree); its wwserver.toml is adapted to the storm network (required)")
 	fs.StringVar(&o.wwserver, "wwserver", "wwserver", "wwserver binary")
@@ -67,62 +125,10 @@ func stormMain(args []string, log *slog.Logger) error {
 	fs.StringVar(&o.plan.ClientIP, "client-ip", "10.100.0.2", "client namespace's own address")
 	fs.IntVar(&o.plan.PrefixLen, "prefix", 16, "prefix length of the storm network")
 	fs.IntVar(&o.plan.Port, "port", 9873, "HTTP port (of wwserver, then nginx)")
-	jsonOut := fs.String("json", "", "also write all reports as one JSON array to this file")
-	adaptOnly := fs.Bool("adapt-only", false, "only adapt the tree's wwserver.toml to the storm network and exit (before a cold `wwserver build`, so that the server does not rebuild what depends on it)")
+	jsonOut = fs.String("json", "", "also write all reports as one JSON array to this file")
+	adaptOnly = fs.Bool("adapt-only", false, "only adapt the tree's wwserver.toml to the storm network and exit (before a cold `wwserver build`, so that the server does not rebuild what depends on it)")
 	fs.BoolVar(&o.perf, "perf", false, "profile the server during each run with perf (perf-RUN.data and perf-RUN.txt in -out)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if o.root == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return errors.New("storm: -root is required; no arguments")
-	}
-	if o.n < 1 || o.n > maxNodes {
-		return fmt.Errorf("-n %d: want 1..%d", o.n, maxNodes)
-	}
-	runs, err := parseModes(o.modes, o.nginx != "")
-	if err != nil {
-		return err
-	}
-	o.plan.ServerIf, o.plan.ClientIf = "storm-srv", "storm-cli"
-	if o.out == "" {
-		if o.out, err = os.MkdirTemp("", "bootstorm-"); err != nil {
-			return err
-		}
-	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return err
-	}
-	if c.Secure, err = adaptTree(o.root, o.plan); err != nil || *adaptOnly {
-		return err
-	}
-	if c.Nodes, err = treeNodes(o.root, o.n); err != nil {
-		return err
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ns, err := newNamespaces(ctx, os.Getpid(), o.plan)
-	if err != nil {
-		return err
-	}
-	defer ns.remove(log)
-
-	reports, err := o.runAll(ctx, ns, runs, log)
-	if len(reports) > 0 {
-		table := formatTable(reports)
-		fmt.Print(table)
-		_ = os.WriteFile(filepath.Join(o.out, "storm.md"), []byte(table), 0o644)
-		all, _ := json.MarshalIndent(reports, "", "  ")
-		_ = os.WriteFile(filepath.Join(o.out, "storm.json"), all, 0o644)
-		if *jsonOut != "" {
-			if werr := os.WriteFile(*jsonOut, all, 0o644); werr != nil && err == nil {
-				err = werr
-			}
-		}
-		log.Info("reports written", "dir", o.out)
-	}
-	return err
+	return fs, jsonOut, adaptOnly
 }
 
 func parseModes(s string, haveNginx bool) ([]run, error) {

@@ -125,6 +125,7 @@ func (o *stormOptions) flags() (fs *flag.FlagSet, jsonOut *string, adaptOnly *bo
 	fs.StringVar(&o.plan.ClientIP, "client-ip", "10.100.0.2", "client namespace's own address")
 	fs.IntVar(&o.plan.PrefixLen, "prefix", 16, "prefix length of the storm network")
 	fs.IntVar(&o.plan.Port, "port", 9873, "HTTP port (of wwserver, then nginx)")
+	fs.IntVar(&o.plan.NodeRmem, "node-rmem", 256<<10, "each simulated node's TCP receive buffer maximum in bytes (tcp_rmem in the nodes' namespace: they all share this host's tcp_mem; 0: the host's)")
 	jsonOut = fs.String("json", "", "also write all reports as one JSON array to this file")
 	adaptOnly = fs.Bool("adapt-only", false, "only adapt the tree's wwserver.toml to the storm network and exit (before a cold `wwserver build`, so that the server does not rebuild what depends on it)")
 	fs.BoolVar(&o.perf, "perf", false, "profile the server during each run with perf (perf-RUN.data and perf-RUN.txt in -out)")

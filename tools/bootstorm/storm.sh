@@ -26,6 +26,8 @@
 #                      0 (default): not here, where the 2 cores the nodes
 #                      share with the server would pay ~15 CPU-s per 25 GB
 #                      (a real node hashes on its own CPU; TestStorm20 checks)
+#   STORM_NODE_RMEM    each node's TCP receive buffer maximum (default 262144;
+#                      the nodes share this host's tcp_mem; 0: the host's)
 #   STORM_BLOCK        BENCHMARKS.md block (default storm for the whole
 #                      image, storm-slice for a slice)
 #   STORM_ARRIVAL      all (default: mass reboot) or ramp; STORM_RAMP (default 60s)
@@ -100,7 +102,7 @@ log "storm: $nodes nodes, boot $boot, modes $modes, load: $(cut -d' ' -f1-3 /pro
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 rm -rf "$res/docroot" "$res/nginx"
 "$bin/bootstorm" storm -root "$tree" -wwserver "$bin/wwserver" -nginx "$nginx" -n "$nodes" \
-	-modes "$modes" -verify="$([ "${STORM_VERIFY:-0}" = 1 ] && echo true || echo false)" -arrival "${STORM_ARRIVAL:-all}" -ramp "${STORM_RAMP:-60s}" \
+	-modes "$modes" -node-rmem "${STORM_NODE_RMEM:-262144}" -verify="$([ "${STORM_VERIFY:-0}" = 1 ] && echo true || echo false)" -arrival "${STORM_ARRIVAL:-all}" -ramp "${STORM_RAMP:-60s}" \
 	-image-bytes "$image_bytes" -poll-interval "${STORM_POLL_INTERVAL:-10s}" -poll-for "${STORM_POLL_FOR:-30s}" \
 	-timeout "${STORM_TIMEOUT:-20m}" ${STORM_PERF:+-perf} -out "$res" -json "$res/storm.json" | tee "$res/table.md"
 {

@@ -21,6 +21,9 @@ type netPlan struct {
 	Port               int
 	ServerIf, ClientIf string
 	IPXEDir            string // TFTP directory (Debian's ipxe package)
+	// NodeRmem caps each simulated node's TCP receive buffer (the nodes'
+	// namespace's net.ipv4.tcp_rmem maximum; 0: the host's).
+	NodeRmem int
 }
 
 func (p netPlan) base() string { return fmt.Sprintf("http://%s:%d", p.ServerIP, p.Port) }

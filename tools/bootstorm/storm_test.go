@@ -134,7 +134,8 @@ func TestStorm20(t *testing.T) {
 		if r.Nodes != n || r.Booted != n || r.FailedNodes != 0 {
 			t.Errorf("%s: nodes %d booted %d failed %d, want %d/%d/0", name, r.Nodes, r.Booted, r.FailedNodes, n, n)
 		}
-		if r.AllBootedSeconds <= 0 || r.ServerCPUSeconds <= 0 || r.ServerPeakRSS < 1<<20 {
+		// The raw run of a 1 MiB image is over before nginx uses a clock tick.
+		if r.AllBootedSeconds <= 0 || (r.ServerCPUSeconds <= 0 && r.Mode != modeRaw) || r.ServerPeakRSS < 1<<20 {
 			t.Errorf("%s: all booted %vs, server CPU %vs, peak RSS %d: want all > 0", name, r.AllBootedSeconds, r.ServerCPUSeconds, r.ServerPeakRSS)
 		}
 		stages := map[string]StageReport{}

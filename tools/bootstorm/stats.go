@@ -233,7 +233,7 @@ func reason(err error) string {
 	case errors.Is(err, syscall.EADDRINUSE), errors.Is(err, syscall.EADDRNOTAVAIL):
 		return "no source address/port"
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
+		return "timeout" + timeoutKind(err)
 	case errors.Is(err, errNoAnswer):
 		return errNoAnswer.Error()
 	case errors.Is(err, io.EOF):
@@ -253,6 +253,22 @@ func reason(err error) string {
 		s = s[:80]
 	}
 	return s
+}
+
+// timeoutKind says which wait timed out, when the error tells: connecting,
+// waiting for the response header, or a body that stopped arriving.
+func timeoutKind(err error) string {
+	var op *net.OpError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return " (connect)"
+	case strings.Contains(msg, "awaiting headers"):
+		return " (response header)"
+	case strings.Contains(msg, "nothing received for"):
+		return " (idle body)"
+	}
+	return ""
 }
 
 // addrPort matches IPv4 address:port in error messages.

@@ -263,7 +263,7 @@ func timeoutKind(err error) string {
 	switch {
 	case errors.As(err, &op) && op.Op == "dial":
 		return " (connect)"
-	case strings.Contains(msg, "awaiting headers"):
+	case strings.Contains(msg, "awaiting response headers"):
 		return " (response header)"
 	case strings.Contains(msg, "nothing received for"):
 		return " (idle body)"

@@ -251,8 +251,10 @@ bench-etcd: check-go deps-bench
 bench-edit: check-go build
 	GO=$(GO) ./tools/bench/edit.sh
 
-# 1,000 simulated nodes reboot at once from a realistic image, against wwserver
-# and nginx in one run (tools/bootstorm; root; ~15-30 min; not part of make test).
+# Simulated nodes reboot at once from a realistic image, two-stage as nodes boot by
+# default, against wwserver and nginx in one run (tools/bootstorm; root; ~10-15 min;
+# not part of make test): 200 nodes x the whole hpc image by default;
+# STORM_NODES=1000 STORM_IMAGE_BYTES=33554432 for 1,000 nodes x a slice (storm.sh lists the knobs).
 storm: check-go deps-storm deps-debian-image build $(NGINX)
 	GO=$(GO) PATH=$(TOOL_PATH) ./tools/bootstorm/storm.sh
 

@@ -195,7 +195,8 @@ func (s *Server) Addr() *net.UDPAddr { return s.addr.Load() }
 // a network namespace on a locked thread keeps every socket in it.
 func (s *Server) Run(ctx context.Context) error {
 	cfg := s.store.Current().Server.TFTP
-	pc, err := net.ListenPacket("udp4", cfg.Listen)
+	lc := net.ListenConfig{Control: listenControl}
+	pc, err := lc.ListenPacket(ctx, "udp4", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("tftp: listen %s: %w", cfg.Listen, err)
 	}

@@ -24,6 +24,7 @@ import (
 const (
 	modeFull = "full" // DHCP, TFTP, iPXE's DHCP, then HTTP: against wwserver
 	modeHTTP = "http" // from the iPXE script on: against wwserver or a plain web server
+	modeRaw  = "raw"  // one big static file per node, in ranges: the network's rate
 )
 
 // maxNodes bounds a storm.
@@ -44,7 +45,10 @@ type clientConfig struct {
 	TFTPBlockSize   int           `json:"tftp_blksize"`
 	TFTPTimeout     time.Duration `json:"tftp_timeout"`
 	TFTPRetries     int           `json:"tftp_retries"`
-	ImageBytes      int64         `json:"image_bytes"` // >0: each node reads only this much of the image (Range)
+	ImageBytes      int64         `json:"image_bytes"` // >0: each node reads only this much of the image (Range; two-stage: the leading chunks)
+	Verify          bool          `json:"verify"`      // two-stage: check each chunk's sha256
+	Stage2Parallel  int           `json:"stage2_parallel"`
+	RawPath         string        `json:"raw_path"` // raw mode: the image's chunks as one file
 	PollInterval    time.Duration `json:"poll_interval"`
 	PollFor         time.Duration `json:"poll_for"`
 	Secure          bool          `json:"secure"`
@@ -62,8 +66,10 @@ type nodeSpec struct {
 
 func (c *clientConfig) check() error {
 	switch {
-	case c.Mode != modeFull && c.Mode != modeHTTP:
-		return fmt.Errorf("mode %q: want %s or %s", c.Mode, modeFull, modeHTTP)
+	case c.Mode != modeFull && c.Mode != modeHTTP && c.Mode != modeRaw:
+		return fmt.Errorf("mode %q: want %s, %s or %s", c.Mode, modeFull, modeHTTP, modeRaw)
+	case c.Mode == modeRaw && c.RawPath == "":
+		return errors.New("mode raw: no raw file")
 	case len(c.Nodes) == 0 || len(c.Nodes) > maxNodes:
 		return fmt.Errorf("%d nodes: want 1..%d", len(c.Nodes), maxNodes)
 	case c.Arrival != "all" && c.Arrival != "ramp":
@@ -111,6 +117,7 @@ type Report struct {
 	DHCPServerDrops  int64         `json:"dhcp_server_socket_drops"` // requests the server's port 67 socket dropped, since it started (-1: unknown)
 	TFTPServerDrops  int64         `json:"tftp_server_socket_drops"` // the same for port 69
 	Commit           string        `json:"commit,omitempty"`
+	Network          string        `json:"network,omitempty"` // TCP counters' changes during the run (tcpstats.go)
 }
 
 // runClients reads a clientConfig (JSON) from in, plays the storm and
@@ -130,7 +137,7 @@ func runClients(in io.Reader, out, progress io.Writer) error {
 			return fmt.Errorf("node %d: %w", i, err)
 		}
 		nodes[i] = simNode{MAC: mac}
-		if cfg.Mode == modeHTTP && n.IP != "" {
+		if cfg.Mode != modeFull && n.IP != "" {
 			if nodes[i].IP = net.ParseIP(n.IP).To4(); nodes[i].IP == nil {
 				return fmt.Errorf("node %s: bad IP %q", n.MAC, n.IP)
 			}

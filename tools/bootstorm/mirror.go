@@ -17,6 +17,7 @@ import (
 
 	"github.com/wwcluster/ww/server/atomicfile"
 	"github.com/wwcluster/ww/server/nodeapi"
+	"github.com/wwcluster/ww/server/nodeapi/chunkimage"
 )
 
 // mirrorRequest asks the client side to copy what the nodes get from
@@ -34,6 +35,9 @@ type mirrorResult struct {
 	Files  int   `json:"files"`  // files written (per-node paths included)
 	Stored int   `json:"stored"` // distinct contents downloaded
 	Bytes  int64 `json:"bytes"`  // bytes downloaded
+	// Two-stage: RawPath (URL path) is every chunk of the first image, in
+	// index order, as one file (raw mode's).
+	RawPath string `json:"raw_path,omitempty"`
 }
 
 // mirrorWorkers bounds the mirror's concurrent downloads.
@@ -58,7 +62,7 @@ func runMirror(in io.Reader, out io.Writer) error {
 	if err := waitHTTP(ctx, req.Base+nodeapi.Healthz, 60*time.Second); err != nil {
 		return err
 	}
-	m := &mirror{req: req, byETag: map[string]string{}}
+	m := &mirror{req: req, byETag: map[string]string{}, images: map[string]*imageMirror{}}
 	m.plain = newHTTPClient(net.ParseIP(req.ClientIP), false, time.Minute)
 	if req.Iface != "" {
 		add, err := addressAdder(req.Iface)
@@ -109,11 +113,19 @@ type mirror struct {
 	mu      sync.Mutex
 	byETag  map[string]string // ETag → file already stored
 	res     mirrorResult
+	images  map[string]*imageMirror // two-stage: index digest → its chunks, mirrored once
+}
+
+// imageMirror is one chunked image's chunks, mirrored by the first node
+// that boots it.
+type imageMirror struct {
+	once sync.Once
+	err  error
 }
 
 func (m *mirror) node(ctx context.Context, n nodeSpec) error {
 	scriptURL := nodeapi.IPXE.URL(m.req.Base, n.MAC)
-	script, err := m.fetch(ctx, m.plain, scriptURL, true)
+	script, err := m.fetch(ctx, m.plain, scriptURL, maxScript)
 	if err != nil {
 		return err
 	}
@@ -122,8 +134,13 @@ func (m *mirror) node(ctx context.Context, n nodeSpec) error {
 		return fmt.Errorf("%s: %w", scriptURL, err)
 	}
 	for _, d := range downloads {
-		if _, err := m.fetch(ctx, m.plain, d.URL, false); err != nil {
+		if _, err := m.fetch(ctx, m.plain, d.URL, 0); err != nil {
 			return err
+		}
+		if d.ImageDigest != "" {
+			if err := m.chunkedImage(ctx, n.MAC, d.ImageDigest); err != nil {
+				return err
+			}
 		}
 	}
 	// The runtime overlay as wwclient gets it: from the node's own address
@@ -138,13 +155,92 @@ func (m *mirror) node(ctx context.Context, n nodeSpec) error {
 	}
 	ww := newHTTPClient(src, m.req.Secure, time.Minute)
 	defer ww.CloseIdleConnections()
-	_, err = m.fetch(ctx, ww, nodeapi.RuntimeOverlay.URL(m.req.Base, n.MAC), false)
+	_, err = m.fetch(ctx, ww, nodeapi.RuntimeOverlay.URL(m.req.Base, n.MAC), 0)
 	return err
 }
 
-// fetch stores u under the docroot; with keep it also returns the body
-// (small files only: the scripts).
-func (m *mirror) fetch(ctx context.Context, c *http.Client, u string, keep bool) ([]byte, error) {
+// chunkedImage mirrors a two-stage node's index and, once per image, its
+// chunks, and writes the chunks in order as one file (raw mode's).
+func (m *mirror) chunkedImage(ctx context.Context, mac, digest string) error {
+	data, err := m.fetch(ctx, m.plain, nodeapi.ImageIndex.URL(m.req.Base, mac), chunkimage.MaxIndexSize)
+	if err != nil {
+		return err
+	}
+	ix, err := chunkimage.Parse(data, digest)
+	if err != nil {
+		return fmt.Errorf("index of %s: %w", mac, err)
+	}
+	m.mu.Lock()
+	im := m.images[digest]
+	if im == nil {
+		im = &imageMirror{}
+		m.images[digest] = im
+	}
+	m.mu.Unlock()
+	im.once.Do(func() { im.err = m.chunks(ctx, ix) })
+	return im.err
+}
+
+// chunks stores every chunk of ix; the first image's also go, in index
+// order (a chunk listed twice twice), into the raw file.
+func (m *mirror) chunks(ctx context.Context, ix *chunkimage.Index) error {
+	have := map[string]bool{} // an index lists a chunk once per place it occurs
+	for _, c := range ix.Chunks {
+		if have[c.SHA256] {
+			continue
+		}
+		have[c.SHA256] = true
+		if _, err := m.fetch(ctx, m.plain, nodeapi.ChunkURL(m.req.Base, c.SHA256), 0); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	first := m.res.RawPath == ""
+	if first {
+		m.res.RawPath = rawPath
+	}
+	m.mu.Unlock()
+	if !first {
+		return nil
+	}
+	raw, err := m.path(rawPath)
+	if err != nil {
+		return err
+	}
+	err = atomicfile.Write(raw, 0o644, func(w io.Writer) error {
+		for _, c := range ix.Chunks {
+			p, err := m.path(nodeapi.ChunkURL("", c.SHA256))
+			if err != nil {
+				return err
+			}
+			if err := appendFile(w, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("raw file: %w", err)
+	}
+	return nil
+}
+
+// rawPath is the URL path of the raw file in the document root.
+const rawPath = "/raw.bin"
+
+func appendFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// fetch stores u under the docroot; with keep > 0 it also returns the body,
+// up to keep bytes (small files only: the scripts, the index).
+func (m *mirror) fetch(ctx context.Context, c *http.Client, u string, keep int64) ([]byte, error) {
 	pu, err := url.Parse(u)
 	if err != nil {
 		return nil, err
@@ -169,10 +265,14 @@ func (m *mirror) fetch(ctx context.Context, c *http.Client, u string, keep bool)
 		return nil, err
 	}
 	etag := resp.Header.Get("ETag")
-	if !keep && etag != "" {
+	if keep == 0 && etag != "" {
 		m.mu.Lock()
 		have := m.byETag[etag]
 		m.mu.Unlock()
+		if have == dst {
+			m.count(0, false)
+			return nil, nil
+		}
 		if have != "" {
 			_ = os.Remove(dst)
 			if err := os.Link(have, dst); err != nil {
@@ -185,8 +285,8 @@ func (m *mirror) fetch(ctx context.Context, c *http.Client, u string, keep bool)
 	var body []byte
 	var n int64
 	err = atomicfile.Write(dst, 0o644, func(w io.Writer) error {
-		if keep {
-			b, err := io.ReadAll(io.LimitReader(resp.Body, maxScript))
+		if keep > 0 {
+			b, err := io.ReadAll(io.LimitReader(resp.Body, keep))
 			body, n = b, int64(len(b))
 			if err != nil {
 				return err
@@ -204,7 +304,7 @@ func (m *mirror) fetch(ctx context.Context, c *http.Client, u string, keep bool)
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
 		return nil, fmt.Errorf("GET %s: %w", u, errShort)
 	}
-	if !keep && etag != "" {
+	if keep == 0 && etag != "" {
 		m.mu.Lock()
 		m.byETag[etag] = dst
 		m.mu.Unlock()

@@ -67,6 +67,18 @@ func newNamespaces(ctx context.Context, pid int, p netPlan) (ns *namespaces, err
 			_ = exec.CommandContext(ctx, "ip", "netns", "exec", n, "sysctl", "-q", "-w", kv).Run()
 		}
 	}
+	// The simulated nodes are one host: their receive buffers all count
+	// against its tcp_mem, which a real node's do not. With this machine's
+	// tcp_rmem maximum (32 MiB) thousands of their connections drove TCP
+	// into memory pressure: receive-queue drops (TcpExt TCPRcvQDrop,
+	// PruneCalled), retransmissions lost again, RTO backoff, and one node
+	// waited 80 s for its network drivers in the 1,000-node storm.
+	if p.NodeRmem > 0 {
+		kv := fmt.Sprintf("net.ipv4.tcp_rmem=4096 %d %d", min(131072, p.NodeRmem), p.NodeRmem)
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.client, "sysctl", "-q", "-w", kv).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("sysctl %s in %s: %w: %s", kv, ns.client, err, bytes.TrimSpace(out))
+		}
+	}
 	if err := waitCarrier(ctx, ns.client, p.ClientIf); err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 // writeNginxConf writes an nginx configuration under prefix that serves
 // docroot on the storm's address and port as a tuned static server would
 // (sendfile, no access log, keep-alive) and answers wwclient's heartbeat
-// POSTs with 204, so the same clients can storm it.
+// and progress POSTs with 204, so the same clients can storm it.
 func writeNginxConf(prefix, docroot string, p netPlan) (string, error) {
 	for _, d := range []string{"logs", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(prefix, d), 0o755); err != nil {
@@ -31,6 +31,9 @@ http {
 	sendfile on;
 	tcp_nopush on;
 	keepalive_timeout 65;
+	# A storm shares 2 cores with its clients: a response may wait longer
+	# than the default 60 s between two writes.
+	send_timeout 10m;
 	default_type application/octet-stream;
 	client_body_temp_path %[1]s/tmp/body;
 	proxy_temp_path %[1]s/tmp/proxy;
@@ -41,6 +44,7 @@ http {
 		listen %[2]s:%[3]d backlog=16384;
 		root %[4]s;
 		location /heartbeat/ { return 204; }
+		location /progress/ { return 204; }
 	}
 }
 `, prefix, p.ServerIP, p.Port, docroot)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -38,100 +39,146 @@ type runner struct {
 // failed step ends the node's boot and is counted.
 func (r *runner) boot(ctx context.Context, n simNode) {
 	r.stats.Started()
-	t0 := time.Now()
-	fail := func(stage string, d time.Duration, err error) {
-		r.stats.Done(stage, d, 0, err)
-		r.stats.Done(stageBoot, time.Since(t0), 0, fmt.Errorf("%s: %s", stage, reason(err)))
-		r.stats.Failed()
+	if r.cfg.Mode == modeRaw {
+		r.rawBoot(ctx, n)
+		return
 	}
+	t0 := time.Now()
+	src, base, err := r.loadImage(ctx, n)
+	if err != nil {
+		var se *stepError
+		if errors.As(err, &se) {
+			r.stats.Done(se.stage, se.d, 0, se.err)
+			err = fmt.Errorf("%s: %s", se.stage, reason(se.err))
+		}
+		r.stats.Done(stageBoot, time.Since(t0), 0, err)
+		r.stats.Failed()
+		return
+	}
+	r.wwclient(ctx, n, src, base, t0)
+}
+
+// stepError is a failed step of the boot: its stage and how long it took.
+type stepError struct {
+	stage string
+	d     time.Duration
+	err   error
+}
+
+func (e *stepError) Error() string { return e.stage + ": " + reason(e.err) }
+func (e *stepError) Unwrap() error { return e.err }
+
+// loadImage plays the boot up to a running image: the firmware (full mode),
+// iPXE and, for a two-stage boot, wwclient's second stage. It returns the
+// node's address and the server's base URL.
+func (r *runner) loadImage(ctx context.Context, n simNode) (net.IP, string, error) {
 	src := n.IP
 	scriptURL := nodeapi.IPXE.URL(r.cfg.Base, n.MAC.String())
 	if r.cfg.Mode == modeFull {
-		// PXE firmware: DORA, then the iPXE binary over TFTP.
-		t := time.Now()
-		l, err := r.dhcp.dora(ctx, dhcpClient{MAC: n.MAC, Timeout: r.cfg.DHCPTimeout, Tries: r.cfg.DHCPTries})
-		if err != nil {
-			fail(stageDHCPPXE, time.Since(t), err)
-			return
+		var err error
+		if scriptURL, src, err = r.firmware(ctx, n); err != nil {
+			return nil, "", err
 		}
-		r.stats.Done(stageDHCPPXE, time.Since(t), 0, nil)
-		if l.BootFile == "" {
-			fail(stageDHCPPXE, 0, fmt.Errorf("no boot file offered"))
-			return
-		}
-		tftpServer := l.NextServer
-		if tftpServer == nil || tftpServer.IsUnspecified() {
-			tftpServer = l.Server
-		}
-		t = time.Now()
-		size, err := r.tftpGet(ctx, tftpServer, l.BootFile)
-		if err != nil {
-			fail(stageTFTP, time.Since(t), err)
-			return
-		}
-		r.stats.Done(stageTFTP, time.Since(t), size, nil)
-		// iPXE: its own DORA, whose boot file is the script URL.
-		t = time.Now()
-		l, err = r.dhcp.dora(ctx, dhcpClient{MAC: n.MAC, IPXE: true, Timeout: r.cfg.DHCPTimeout, Tries: r.cfg.DHCPTries})
-		if err != nil {
-			fail(stageDHCPIPXE, time.Since(t), err)
-			return
-		}
-		r.stats.Done(stageDHCPIPXE, time.Since(t), 0, nil)
-		scriptURL, src = l.BootFile, l.IP
 	}
 	if src != nil && r.addrs != nil {
 		if err := r.addrs(src); err != nil {
-			fail(stageScript, 0, fmt.Errorf("add address %s: %w", src, err))
-			return
+			return nil, "", &stepError{stageScript, 0, fmt.Errorf("add address %s: %w", src, err)}
 		}
 	}
 	if _, err := url.Parse(scriptURL); err != nil || scriptURL == "" {
-		fail(stageScript, 0, fmt.Errorf("bad script URL %q", scriptURL))
-		return
+		return nil, "", &stepError{stageScript, 0, fmt.Errorf("bad script URL %q", scriptURL)}
 	}
+	digest, err := r.ipxe(ctx, src, scriptURL)
+	if err != nil {
+		return nil, "", err
+	}
+	base, err := baseURL(scriptURL)
+	if err != nil {
+		return nil, "", &stepError{stageScript, 0, err}
+	}
+	// Two-stage: wwclient as /init fetches the chunked image.
+	if digest != "" {
+		if err := r.stage2Boot(ctx, n.MAC.String(), src, base, digest); err != nil {
+			return nil, "", err
+		}
+	}
+	return src, base, nil
+}
 
-	// iPXE: the script, then what it says.
-	ipxe := newHTTPClient(src, false, r.cfg.RequestTimeout)
-	defer ipxe.CloseIdleConnections()
+// firmware plays PXE firmware (DORA, the iPXE binary over TFTP) and iPXE's
+// own DORA; it returns the script URL and the node's address.
+func (r *runner) firmware(ctx context.Context, n simNode) (string, net.IP, error) {
+	t := time.Now()
+	l, err := r.dhcp.dora(ctx, dhcpClient{MAC: n.MAC, Timeout: r.cfg.DHCPTimeout, Tries: r.cfg.DHCPTries})
+	if err != nil {
+		return "", nil, &stepError{stageDHCPPXE, time.Since(t), err}
+	}
+	r.stats.Done(stageDHCPPXE, time.Since(t), 0, nil)
+	if l.BootFile == "" {
+		return "", nil, &stepError{stageDHCPPXE, 0, fmt.Errorf("no boot file offered")}
+	}
+	tftpServer := l.NextServer
+	if tftpServer == nil || tftpServer.IsUnspecified() {
+		tftpServer = l.Server
+	}
+	t = time.Now()
+	size, err := r.tftpGet(ctx, tftpServer, l.BootFile)
+	if err != nil {
+		return "", nil, &stepError{stageTFTP, time.Since(t), err}
+	}
+	r.stats.Done(stageTFTP, time.Since(t), size, nil)
+	// iPXE: its own DORA, whose boot file is the script URL.
+	t = time.Now()
+	l, err = r.dhcp.dora(ctx, dhcpClient{MAC: n.MAC, IPXE: true, Timeout: r.cfg.DHCPTimeout, Tries: r.cfg.DHCPTries})
+	if err != nil {
+		return "", nil, &stepError{stageDHCPIPXE, time.Since(t), err}
+	}
+	r.stats.Done(stageDHCPIPXE, time.Since(t), 0, nil)
+	return l.BootFile, l.IP, nil
+}
+
+// ipxe fetches the script, then every download it names, and returns the
+// image digest of a two-stage boot ("" for single-stage).
+func (r *runner) ipxe(ctx context.Context, src net.IP, scriptURL string) (string, error) {
+	c := newHTTPClient(src, false, r.cfg.RequestTimeout)
+	defer c.CloseIdleConnections()
 	t := time.Now()
 	var script bytes.Buffer
-	n64, _, err := httpGet(ctx, ipxe, scriptURL, nil, &limitedWriter{w: &script, n: maxScript}, r.cfg.DownloadTimeout)
+	n64, _, err := httpGet(ctx, c, scriptURL, nil, &limitedWriter{w: &script, n: maxScript}, r.cfg.DownloadTimeout)
 	if err != nil {
-		fail(stageScript, time.Since(t), err)
-		return
+		return "", &stepError{stageScript, time.Since(t), err}
 	}
 	r.stats.Done(stageScript, time.Since(t), n64, nil)
 	downloads, err := parseScript(script.Bytes())
 	if err != nil {
-		fail(stageScript, 0, err)
-		return
+		return "", &stepError{stageScript, 0, err}
 	}
+	digest := ""
 	for _, d := range downloads {
+		if d.ImageDigest != "" {
+			digest = d.ImageDigest
+		}
 		if d.Stage == stageFile && d.Command == "chain" {
-			fail(stageScript, 0, fmt.Errorf("script chains to %s: not followed", d.URL))
-			return
+			return "", &stepError{stageScript, 0, fmt.Errorf("script chains to %s: not followed", d.URL)}
 		}
 		var hdr http.Header
 		if d.Stage == stageImage && r.cfg.ImageBytes > 0 {
 			hdr = http.Header{"Range": {"bytes=0-" + strconv.FormatInt(r.cfg.ImageBytes-1, 10)}}
 		}
 		t := time.Now()
-		n, _, err := httpGet(ctx, ipxe, d.URL, hdr, io.Discard, r.cfg.DownloadTimeout)
+		n, _, err := httpGet(ctx, c, d.URL, hdr, io.Discard, r.cfg.DownloadTimeout)
 		if err != nil {
-			fail(d.Stage, time.Since(t), err)
-			return
+			return "", &stepError{d.Stage, time.Since(t), err}
 		}
 		r.stats.Done(d.Stage, time.Since(t), n, nil)
 	}
-	ipxe.CloseIdleConnections()
+	return digest, nil
+}
 
-	// wwclient: first heartbeat and runtime overlay; then the node is booted.
-	base, err := baseURL(scriptURL)
-	if err != nil {
-		fail(stageScript, 0, err)
-		return
-	}
+// wwclient plays the booted node's agent: the first heartbeat and runtime
+// overlay (then the node is booted), then the same every interval until
+// the poll time is over.
+func (r *runner) wwclient(ctx context.Context, n simNode, src net.IP, base string, t0 time.Time) {
 	ww := newHTTPClient(src, r.cfg.Secure, r.cfg.RequestTimeout)
 	defer ww.CloseIdleConnections()
 	bootID := fmt.Sprintf("bootstorm-%x", t0.UnixNano())
@@ -234,6 +281,12 @@ func (r *runner) tftpGet(ctx context.Context, server net.IP, file string) (int64
 // newHTTPClient is one node's HTTP client: from its own address when known,
 // and in secure mode from a privileged source port, as wwclient does.
 func newHTTPClient(src net.IP, privileged bool, timeout time.Duration) *http.Client {
+	return newHTTPClientConns(src, privileged, timeout, 1)
+}
+
+// newHTTPClientConns is newHTTPClient keeping up to idle connections alive
+// (wwclient's chunk fetch keeps one per worker).
+func newHTTPClientConns(src net.IP, privileged bool, timeout time.Duration, idle int) *http.Client {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if src != nil {
 		d.LocalAddr = &net.TCPAddr{IP: src}
@@ -245,7 +298,7 @@ func newHTTPClient(src net.IP, privileged bool, timeout time.Duration) *http.Cli
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy: nil, DialContext: dial, DisableCompression: true,
-			MaxIdleConnsPerHost: 1, IdleConnTimeout: 5 * time.Second, ResponseHeaderTimeout: timeout,
+			MaxIdleConnsPerHost: idle, IdleConnTimeout: 5 * time.Second, ResponseHeaderTimeout: timeout,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

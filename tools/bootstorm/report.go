@@ -12,10 +12,13 @@ func formatTable(reps []Report) string {
 	var b strings.Builder
 	b.WriteString("| run | nodes | booted | failed | time to all booted | boot p50 / p99 / max | server CPU | server peak RSS | bytes | client CPU | rest of the machine's CPU (other processes, softirq) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
-	var nginx *Report
+	var nginx, raw *Report
 	for i := range reps {
 		r := &reps[i]
-		if r.Target == "nginx" {
+		switch {
+		case r.Target == "nginx" && r.Mode == modeRaw:
+			raw = r
+		case r.Target == "nginx":
 			nginx = r
 		}
 		boot := stageReport(r, stageBoot)
@@ -23,29 +26,18 @@ func formatTable(reps []Report) string {
 			runName(r), r.Nodes, r.Booted, r.FailedNodes, r.AllBootedSeconds, lat3(boot),
 			r.ServerCPUSeconds, humanBytes(r.ServerPeakRSS), humanBytes(r.BytesTotal), r.ClientCPUSeconds, r.OtherCPUSeconds)
 	}
-	if nginx != nil && nginx.AllBootedSeconds > 0 {
-		b.WriteString("\n")
-		for i := range reps {
-			r := &reps[i]
-			if r.Target == "nginx" {
-				continue
-			}
-			note := ""
-			if r.FailedNodes > 0 {
-				note = fmt.Sprintf(" (not met: %d nodes failed, the target needs 0)", r.FailedNodes)
-			}
-			if nginx.FailedNodes > 0 {
-				note += fmt.Sprintf(" (nginx lost %d nodes)", nginx.FailedNodes)
-			}
-			fmt.Fprintf(&b, "- %s: time to all booted %.2fx nginx's (target <= 1.2x)%s, server CPU %.2fx nginx's\n",
-				runName(r), r.AllBootedSeconds/nginx.AllBootedSeconds, note, ratio(r.ServerCPUSeconds, nginx.ServerCPUSeconds))
-		}
-	}
+	b.WriteString(formatRatios(reps, nginx, raw))
 	for i := range reps {
 		r := &reps[i]
 		if r.Mode == modeFull {
 			fmt.Fprintf(&b, "\n%s: DHCP replies not matched %d, malformed %d; socket drops: client port 68 %d, server port 67 %d, server port 69 %d\n",
 				runName(r), r.DHCPUnmatched, r.DHCPMalformed, r.DHCPClientDrops, r.DHCPServerDrops, r.TFTPServerDrops)
+		}
+	}
+	b.WriteString("\nNetwork counters during each run (TCP in the server's and the nodes' namespace):\n\n")
+	for i := range reps {
+		if reps[i].Network != "" {
+			fmt.Fprintf(&b, "- %s: %s\n", runName(&reps[i]), reps[i].Network)
 		}
 	}
 	b.WriteString("\nPer stage (successful steps; latency p50 / p99 / max; failures by reason):\n\n")
@@ -58,6 +50,53 @@ func formatTable(reps []Report) string {
 		}
 	}
 	return b.String()
+}
+
+// formatRatios compares every run with its peers of the same run: wwserver
+// with nginx serving the same files (target <= 1.1x), every HTTP run with
+// the time its bytes need at the rate raw mode measured (target <= 1.2x),
+// and the full boot's time to all booted with its boot p99 (target <= 1.3x).
+func formatRatios(reps []Report, nginx, raw *Report) string {
+	var b strings.Builder
+	rawRate := 0.0
+	if raw != nil && raw.FailedNodes == 0 && raw.AllBootedSeconds > 0 {
+		rawRate = float64(raw.BytesTotal) / raw.AllBootedSeconds
+		fmt.Fprintf(&b, "\n- raw rate (nginx, the chunks' bytes as ranges of one static file, %d nodes x %d at once): %s/s\n",
+			raw.Nodes, stage2Parallel, humanBytes(int64(rawRate)))
+	}
+	for i := range reps {
+		r := &reps[i]
+		if r.Mode == modeRaw {
+			continue
+		}
+		var parts []string
+		if r.FailedNodes > 0 {
+			parts = append(parts, fmt.Sprintf("not met: %d nodes failed, the target needs 0", r.FailedNodes))
+		}
+		if r.Target != "nginx" && nginx != nil && nginx.AllBootedSeconds > 0 {
+			note := ""
+			if nginx.FailedNodes > 0 {
+				note = fmt.Sprintf(" (nginx lost %d nodes)", nginx.FailedNodes)
+			}
+			parts = append(parts, fmt.Sprintf("time to all booted %.2fx nginx's (target <= 1.1x)%s, server CPU %.2fx nginx's",
+				r.AllBootedSeconds/nginx.AllBootedSeconds, note, ratio(r.ServerCPUSeconds, nginx.ServerCPUSeconds)))
+		}
+		if rawRate > 0 && r.BytesTotal > 0 {
+			need := float64(r.BytesTotal) / rawRate
+			parts = append(parts, fmt.Sprintf("%.2fx the %.1f s its %s need at the raw rate (target <= 1.2x)",
+				r.AllBootedSeconds/need, need, humanBytes(r.BytesTotal)))
+		}
+		if boot := stageReport(r, stageBoot); r.Mode == modeFull && boot != nil && boot.P99ms > 0 {
+			parts = append(parts, fmt.Sprintf("time to all booted %.2fx the boot p99 (target <= 1.3x)", r.AllBootedSeconds*1000/boot.P99ms))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(&b, "- %s: %s\n", runName(r), strings.Join(parts, "; "))
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "\n" + strings.TrimPrefix(b.String(), "\n")
 }
 
 func runName(r *Report) string {

@@ -20,12 +20,35 @@ type download struct {
 	Name    string // --name, when given
 	URL     string
 	Stage   string // stage it is counted under (see stageOf)
+	// ImageDigest is the kernel command line's wwimage= (two-stage boot:
+	// the sha256 of the image index wwclient fetches after the kernel boots).
+	ImageDigest string
 }
 
 // fetchCommands are the iPXE commands that download an image.
 var fetchCommands = map[string]bool{
 	"kernel": true, "initrd": true, "imgfetch": true, "module": true,
 	"chain": true, "imgexec": true, "imgload": true,
+}
+
+// argCommands are the iPXE commands that pass kernel arguments without
+// downloading (boot [IMAGE] ARGS, imgargs IMAGE ARGS).
+var argCommands = map[string]bool{"boot": true, "imgargs": true}
+
+// imageDigest records a wwimage= among the words f of a kernel, boot or
+// imgargs line on the last kernel download of out (two-stage boot).
+func imageDigest(out []download, f []string) {
+	for i := len(out) - 1; i >= 0; i-- {
+		if out[i].Command != "kernel" {
+			continue
+		}
+		for _, w := range f[1:] {
+			if v, ok := strings.CutPrefix(w, nodeapi.ArgImage+"="); ok {
+				out[i].ImageDigest = v
+			}
+		}
+		return
+	}
 }
 
 // errNoKernel is returned for a script that boots nothing (e.g. the
@@ -49,6 +72,10 @@ func parseScript(script []byte) ([]download, error) {
 	for sc.Scan() {
 		line++
 		f := strings.Fields(sc.Text())
+		if len(f) > 0 && argCommands[f[0]] {
+			imageDigest(out, f)
+			continue
+		}
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") || !fetchCommands[f[0]] {
 			continue
 		}
@@ -70,6 +97,12 @@ func parseScript(script []byte) ([]download, error) {
 		if d.URL == "" {
 			continue // e.g. "kernel" of an image fetched earlier by name
 		}
+		if strings.Contains(d.URL, "${") {
+			// A setting only iPXE knows: the architecture check's report
+			// (imgfetch …/wrongarch/${buildarch}), which a node of the
+			// image's architecture jumps past.
+			continue
+		}
 		u, err := url.Parse(d.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "tftp") {
 			return nil, fmt.Errorf("line %d: bad URL %q", line, d.URL)
@@ -86,6 +119,9 @@ func parseScript(script []byte) ([]download, error) {
 		seen[key] = true
 		d.Stage = stageOf(u.Path)
 		out = append(out, d)
+		if d.Command == "kernel" {
+			imageDigest(out, f)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read script: %w", err)
@@ -111,6 +147,8 @@ func stageOf(path string) string {
 		return stageSystem
 	case strings.HasPrefix(path, string(nodeapi.RuntimeOverlay)):
 		return stageRuntimeBoot
+	case strings.HasPrefix(path, string(nodeapi.Modules)):
+		return stageModules
 	}
 	return stageFile
 }

@@ -90,3 +90,24 @@ func TestParseScriptTooLong(t *testing.T) {
 		t.Fatal("a line longer than the script limit parsed")
 	}
 }
+
+// A two-stage script passes wwimage= on its boot line: it belongs to the
+// kernel download, and the network drivers count as modules.
+func TestParseScriptTwoStageDigest(t *testing.T) {
+	const digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	script := "#!ipxe\nkernel --name kernel http://s/kernel/m && goto k_ok ||\n" +
+		"initrd --name modules.img.gz http://s/modules/m && goto m_ok ||\n" +
+		"iseq ${buildarch} x86_64 && goto ww_arch_ok ||\nimgfetch --name wrongarch http://s/ipxe/m/wrongarch/${buildarch} ||\n:ww_arch_ok\n" +
+		"boot kernel initrd=modules.img.gz console=ttyS0 wwserver=http://s wwimage=" + digest + " wwid=m || goto boot_failed\n"
+	got, err := parseScript([]byte(script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ImageDigest != digest || got[1].ImageDigest != "" || got[1].Stage != stageModules {
+		t.Fatalf("downloads %+v: want kernel with wwimage=%s, then modules", got, digest)
+	}
+	got, err = parseScript([]byte("#!ipxe\nkernel http://s/kernel/m console=ttyS0\nboot\n"))
+	if err != nil || got[0].ImageDigest != "" {
+		t.Fatalf("single-stage: %+v, %v: want no digest", got, err)
+	}
+}

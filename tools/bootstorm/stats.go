@@ -29,14 +29,19 @@ const (
 	stageImage       = "image"        //
 	stageSystem      = "system"       //
 	stageRuntimeBoot = "runtime-ipxe" // runtime overlay fetched by iPXE (insecure mode)
+	stageModules     = "modules"      // two-stage: the kernel's network drivers (/modules/)
 	stageFile        = "file"         // any other download
+	stageIndex       = "index"        // two-stage: wwclient GET /index/ (the chunked image's index)
+	stageProgress    = "progress"     // two-stage: wwclient POST /progress/
+	stageRaw         = "raw"          // raw mode: one big static file, the veth's rate
 	stageHeartbeat   = "heartbeat"    // wwclient POST /heartbeat
 	stageRuntime     = "runtime"      // wwclient GET /overlay/runtime (200 or 304)
 	stageBoot        = "boot"         // whole boot: first packet to first runtime overlay
 )
 
-var stageOrder = []string{stageDHCPPXE, stageTFTP, stageDHCPIPXE, stageScript, stageKernel, stageImage,
-	stageSystem, stageRuntimeBoot, stageFile, stageHeartbeat, stageRuntime, stageBoot}
+var stageOrder = []string{stageDHCPPXE, stageTFTP, stageDHCPIPXE, stageScript, stageKernel, stageModules,
+	stageSystem, stageRuntimeBoot, stageFile, stageIndex, stageImage, stageProgress, stageRaw, stageHeartbeat,
+	stageRuntime, stageBoot}
 
 // stageStats is one stage's account; its histogram is not safe for
 // concurrent use, so Stats locks around it.
@@ -228,7 +233,7 @@ func reason(err error) string {
 	case errors.Is(err, syscall.EADDRINUSE), errors.Is(err, syscall.EADDRNOTAVAIL):
 		return "no source address/port"
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
+		return "timeout" + timeoutKind(err)
 	case errors.Is(err, errNoAnswer):
 		return errNoAnswer.Error()
 	case errors.Is(err, io.EOF):
@@ -248,6 +253,22 @@ func reason(err error) string {
 		s = s[:80]
 	}
 	return s
+}
+
+// timeoutKind says which wait timed out, when the error tells: connecting,
+// waiting for the response header, or a body that stopped arriving.
+func timeoutKind(err error) string {
+	var op *net.OpError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return " (connect)"
+	case strings.Contains(msg, "awaiting response headers"):
+		return " (response header)"
+	case strings.Contains(msg, "nothing received for"):
+		return " (idle body)"
+	}
+	return ""
 }
 
 // addrPort matches IPv4 address:port in error messages.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,6 +90,8 @@ func TestReason(t *testing.T) {
 		{fmt.Errorf("read: %w", syscall.ECONNRESET), "connection reset"},
 		{fmt.Errorf("bind: %w", syscall.EADDRINUSE), "no source address/port"},
 		{context.DeadlineExceeded, "timeout"},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, "timeout (connect)"},
+		{fmt.Errorf("net/http: timeout awaiting response headers: %w", os.ErrDeadlineExceeded), "timeout (response header)"},
 		{fmt.Errorf("discover: %w", errNoAnswer), errNoAnswer.Error()},
 		{errNoKernel, errNoKernel.Error()},
 		{errors.New(strings.Repeat("z", 200)), strings.Repeat("z", 80)},

@@ -38,35 +38,8 @@ type run struct {
 // stormMain parses the storm flags and runs every requested storm in one
 // pair of network namespaces that it creates and removes.
 func stormMain(args []string, log *slog.Logger) error {
-	fs := flag.NewFlagSet("storm", flag.ContinueOnError)
 	var o stormOptions
-	c := &o.client
-	fs.StringVar(&o.root, "root", "", "served tree (wwserver init + gentree); its wwserver.toml is adapted to the storm network (required)")
-	fs.StringVar(&o.wwserver, "wwserver", "wwserver", "wwserver binary")
-	fs.StringVar(&o.nginx, "nginx", "", "nginx binary: also serve the same files with nginx and storm it (mode nginx)")
-	fs.StringVar(&o.out, "out", "", "directory for logs, reports and the nginx document root (default: a new temporary directory)")
-	fs.StringVar(&o.modes, "modes", "full,http,nginx", "runs, in order: full (DHCP+TFTP+HTTP against wwserver), http (HTTP only against wwserver), nginx (HTTP only against nginx; needs -nginx)")
-	fs.IntVar(&o.n, "n", 100, "simulated nodes (the first N of the tree, by name)")
-	fs.StringVar(&c.Arrival, "arrival", "all", "all: every node powers on at once (mass reboot); ramp: spread evenly over -ramp")
-	fs.DurationVar(&c.Ramp, "ramp", 30*time.Second, "with -arrival ramp: time from the first node's power-on to the last's")
-	fs.Int64Var(&c.ImageBytes, "image-bytes", 0, "each node reads only the first N bytes of the image (Range), 0: the whole image")
-	fs.DurationVar(&c.PollInterval, "poll-interval", 5*time.Second, "wwclient's interval (heartbeat + runtime overlay with If-None-Match) after boot")
-	fs.DurationVar(&c.PollFor, "poll-for", 15*time.Second, "how long each booted node keeps polling (0: not at all)")
-	fs.DurationVar(&c.Timeout, "timeout", 20*time.Minute, "bound of each run; nodes not booted by then count as failed")
-	fs.DurationVar(&c.DHCPTimeout, "dhcp-timeout", 4*time.Second, "first DHCP timeout; each retry doubles it (PXE: 4, 8, 16, 32 s)")
-	fs.IntVar(&c.DHCPTries, "dhcp-tries", 4, "DHCP tries per message")
-	fs.IntVar(&c.TFTPBlockSize, "tftp-blksize", 1432, "TFTP block size the firmware asks for")
-	fs.DurationVar(&c.TFTPTimeout, "tftp-timeout", 4*time.Second, "TFTP timeout per block")
-	fs.IntVar(&c.TFTPRetries, "tftp-retries", 5, "TFTP retries per block")
-	fs.DurationVar(&c.RequestTimeout, "request-timeout", 60*time.Second, "HTTP: time to response headers, and whole heartbeat")
-	fs.DurationVar(&c.DownloadTimeout, "download-timeout", 10*time.Minute, "HTTP: whole download")
-	fs.StringVar(&o.plan.IPXEDir, "ipxe-dir", "/usr/lib/ipxe", "TFTP directory with the iPXE binaries (Debian: ipxe)")
-	fs.StringVar(&o.plan.ServerIP, "server-ip", "10.100.0.1", "server address in the storm network (the nodes' subnet)")
-	fs.StringVar(&o.plan.ClientIP, "client-ip", "10.100.0.2", "client namespace's own address")
-	fs.IntVar(&o.plan.PrefixLen, "prefix", 16, "prefix length of the storm network")
-	fs.IntVar(&o.plan.Port, "port", 9873, "HTTP port (of wwserver, then nginx)")
-	jsonOut := fs.String("json", "", "also write all reports as one JSON array to this file")
-	fs.BoolVar(&o.perf, "perf", false, "profile the server during each run with perf (perf-RUN.data and perf-RUN.txt in -out)")
+	fs, jsonOut, adaptOnly := o.flags()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,10 +63,10 @@ func stormMain(args []string, log *slog.Logger) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
-	if c.Secure, err = adaptTree(o.root, o.plan); err != nil {
+	if o.client.Secure, err = adaptTree(o.root, o.plan); err != nil || *adaptOnly {
 		return err
 	}
-	if c.Nodes, err = treeNodes(o.root, o.n); err != nil {
+	if o.client.Nodes, err = treeNodes(o.root, o.n); err != nil {
 		return err
 	}
 
@@ -122,6 +95,43 @@ func stormMain(args []string, log *slog.Logger) error {
 	return err
 }
 
+// flags defines the storm subcommand's flags into o.
+func (o *stormOptions) flags() (fs *flag.FlagSet, jsonOut *string, adaptOnly *bool) {
+	fs = flag.NewFlagSet("storm", flag.ContinueOnError)
+	c := &o.client
+	fs.StringVar(&o.root, "root", "", "served tree (wwserver init + gentree); its wwserver.toml is adapted to the storm network (required)")
+	fs.StringVar(&o.wwserver, "wwserver", "wwserver", "wwserver binary")
+	fs.StringVar(&o.nginx, "nginx", "", "nginx binary: also serve the same files with nginx and storm it (mode nginx)")
+	fs.StringVar(&o.out, "out", "", "directory for logs, reports and the nginx document root (default: a new temporary directory)")
+	fs.StringVar(&o.modes, "modes", "full,http,nginx,raw", "runs, in order: full (DHCP+TFTP+HTTP against wwserver), http (HTTP only against wwserver), nginx (HTTP only against nginx; needs -nginx), raw (every node reads its chunks' bytes as ranges of one static file from nginx, -stage2-parallel at a time: the veth's rate for the same bytes and requests; two-stage images only)")
+	fs.IntVar(&o.n, "n", 100, "simulated nodes (the first N of the tree, by name)")
+	fs.StringVar(&c.Arrival, "arrival", "all", "all: every node powers on at once (mass reboot); ramp: spread evenly over -ramp")
+	fs.DurationVar(&c.Ramp, "ramp", 30*time.Second, "with -arrival ramp: time from the first node's power-on to the last's")
+	fs.Int64Var(&c.ImageBytes, "image-bytes", 0, "each node reads only the first N bytes of the image (Range; two-stage: the leading chunks holding N bytes), 0: the whole image")
+	fs.BoolVar(&c.Verify, "verify", true, "two-stage: check each chunk's sha256 as wwclient does")
+	fs.IntVar(&c.Stage2Parallel, "stage2-parallel", stage2Parallel, "two-stage: chunks fetched at once per node (wwclient's default)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", 5*time.Second, "wwclient's interval (heartbeat + runtime overlay with If-None-Match) after boot")
+	fs.DurationVar(&c.PollFor, "poll-for", 15*time.Second, "how long each booted node keeps polling (0: not at all)")
+	fs.DurationVar(&c.Timeout, "timeout", 20*time.Minute, "bound of each run; nodes not booted by then count as failed")
+	fs.DurationVar(&c.DHCPTimeout, "dhcp-timeout", 4*time.Second, "first DHCP timeout; each retry doubles it (PXE: 4, 8, 16, 32 s)")
+	fs.IntVar(&c.DHCPTries, "dhcp-tries", 4, "DHCP tries per message")
+	fs.IntVar(&c.TFTPBlockSize, "tftp-blksize", 1432, "TFTP block size the firmware asks for")
+	fs.DurationVar(&c.TFTPTimeout, "tftp-timeout", 4*time.Second, "TFTP timeout per block")
+	fs.IntVar(&c.TFTPRetries, "tftp-retries", 5, "TFTP retries per block")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 60*time.Second, "HTTP: time to response headers, and whole heartbeat")
+	fs.DurationVar(&c.DownloadTimeout, "download-timeout", 10*time.Minute, "HTTP: whole download")
+	fs.StringVar(&o.plan.IPXEDir, "ipxe-dir", "/usr/lib/ipxe", "TFTP directory with the iPXE binaries (Debian: ipxe)")
+	fs.StringVar(&o.plan.ServerIP, "server-ip", "10.100.0.1", "server address in the storm network (the nodes' subnet)")
+	fs.StringVar(&o.plan.ClientIP, "client-ip", "10.100.0.2", "client namespace's own address")
+	fs.IntVar(&o.plan.PrefixLen, "prefix", 16, "prefix length of the storm network")
+	fs.IntVar(&o.plan.Port, "port", 9873, "HTTP port (of wwserver, then nginx)")
+	fs.IntVar(&o.plan.NodeRmem, "node-rmem", 256<<10, "each simulated node's TCP receive buffer maximum in bytes (tcp_rmem in the nodes' namespace: they all share this host's tcp_mem; 0: the host's)")
+	jsonOut = fs.String("json", "", "also write all reports as one JSON array to this file")
+	adaptOnly = fs.Bool("adapt-only", false, "only adapt the tree's wwserver.toml to the storm network and exit (before a cold `wwserver build`, so that the server does not rebuild what depends on it)")
+	fs.BoolVar(&o.perf, "perf", false, "profile the server during each run with perf (perf-RUN.data and perf-RUN.txt in -out)")
+	return fs, jsonOut, adaptOnly
+}
+
 func parseModes(s string, haveNginx bool) ([]run, error) {
 	var runs []run
 	for _, m := range strings.Split(s, ",") {
@@ -135,9 +145,14 @@ func parseModes(s string, haveNginx bool) ([]run, error) {
 				return nil, errors.New("mode nginx needs -nginx")
 			}
 			runs = append(runs, run{name: "nginx-http", target: "nginx", mode: modeHTTP})
+		case "raw":
+			if !haveNginx {
+				return nil, errors.New("mode raw needs -nginx")
+			}
+			runs = append(runs, run{name: "nginx-raw", target: "nginx", mode: modeRaw})
 		case "":
 		default:
-			return nil, fmt.Errorf("-modes: unknown %q (want full, http, nginx)", m)
+			return nil, fmt.Errorf("-modes: unknown %q (want full, http, nginx, raw)", m)
 		}
 	}
 	if len(runs) == 0 {
@@ -171,11 +186,12 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 				}
 			}
 			log.Info("mirroring what wwserver serves into a document root for nginx", "dir", docroot)
-			if err := o.mirror(ctx, ns, docroot); err != nil {
+			res, err := o.mirror(ctx, ns, docroot)
+			if err != nil {
 				return reports, fmt.Errorf("mirror: %w", err)
 			}
+			o.client.RawPath = res.RawPath
 			srv.stop(log)
-			var err error
 			if srv, err = o.startNginx(ns, docroot); err != nil {
 				srv = nil
 				return reports, err
@@ -187,12 +203,17 @@ func (o *stormOptions) runAll(ctx context.Context, ns *namespaces, runs []run, l
 				return reports, err
 			}
 		}
+		if r.mode == modeRaw && o.client.RawPath == "" {
+			return reports, errors.New("mode raw: the nodes boot no two-stage image (no chunks to read)")
+		}
 		log.Info("storm", "run", r.name, "nodes", len(o.client.Nodes), "arrival", o.client.Arrival)
 		cfg := o.client
 		cfg.Mode, cfg.Target, cfg.Iface, cfg.Base, cfg.ServerPID = r.mode, r.target, o.plan.ClientIf, o.plan.base(), srv.pid()
 		var rep Report
 		stopPerf := o.startPerf(r.name, srv.pid(), log)
+		net0 := ns.netSnapshot(ctx, o.plan)
 		err := ns.runSelf(ctx, "clients", cfg, &rep)
+		rep.Network = netDelta(net0, ns.netSnapshot(ctx, o.plan))
 		stopPerf()
 		if err != nil {
 			return reports, fmt.Errorf("%s: %w", r.name, err)
@@ -254,17 +275,17 @@ func (o *stormOptions) startNginx(ns *namespaces, docroot string) (*serverProc, 
 
 // mirror fetches, from inside the client namespace, every file the nodes
 // get from wwserver and writes it under docroot at the same URL path.
-func (o *stormOptions) mirror(ctx context.Context, ns *namespaces, docroot string) error {
+func (o *stormOptions) mirror(ctx context.Context, ns *namespaces, docroot string) (mirrorResult, error) {
 	req := mirrorRequest{Base: o.plan.base(), Docroot: docroot, Nodes: o.client.Nodes, Secure: o.client.Secure,
 		ClientIP: o.plan.ClientIP, Iface: o.plan.ClientIf}
 	var res mirrorResult
 	if err := ns.runSelf(ctx, "mirror", req, &res); err != nil {
-		return err
+		return res, err
 	}
 	if res.Files == 0 {
-		return errors.New("nothing mirrored")
+		return res, errors.New("nothing mirrored")
 	}
-	return nil
+	return res, nil
 }
 
 // commit is the git commit of the working directory, for the report.

@@ -21,6 +21,9 @@ type netPlan struct {
 	Port               int
 	ServerIf, ClientIf string
 	IPXEDir            string // TFTP directory (Debian's ipxe package)
+	// NodeRmem caps each simulated node's TCP receive buffer (the nodes'
+	// namespace's net.ipv4.tcp_rmem maximum; 0: the host's).
+	NodeRmem int
 }
 
 func (p netPlan) base() string { return fmt.Sprintf("http://%s:%d", p.ServerIP, p.Port) }
@@ -59,6 +62,9 @@ func adaptTree(root string, p netPlan) (secure bool, err error) {
 	s, err := config.ParseServer(path, buf.Bytes())
 	if err != nil {
 		return false, fmt.Errorf("adapted wwserver.toml does not load: %w", err)
+	}
+	if bytes.Equal(buf.Bytes(), data) {
+		return s.IsSecure(), nil // adapted already (storm.sh does it before the cold build)
 	}
 	if err := atomicfile.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		return false, err

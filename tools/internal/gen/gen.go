@@ -42,15 +42,20 @@ kernel_args = ["console=ttyS0", "console=tty0"]
 system_overlays = ["wwinit"]
 runtime_overlays = ["generic"]
 root = "tmpfs"
-# The storm and the server benches simulate iPXE fetching the whole image.
-boot = "initrd"
+# initrd: the server benches simulate iPXE fetching the whole image;
+# twostage (make storm): wwclient fetches it in chunks, as nodes do by default.
+boot = "%s"
 `
 
 // WriteNodes writes nodes.toml text for n nodes: profile "default" (as
 // `wwserver init` writes it) and nodes n00001… with a rack tag and one
 // interface each.
-func WriteNodes(w io.Writer, n int) error {
-	if _, err := fmt.Fprintf(w, profile, n); err != nil {
+func WriteNodes(w io.Writer, n int) error { return WriteNodesBoot(w, n, config.BootInitrd) }
+
+// WriteNodesBoot is WriteNodes with the profile's boot (config.BootInitrd
+// or config.BootTwoStage).
+func WriteNodesBoot(w io.Writer, n int, boot string) error {
+	if _, err := fmt.Fprintf(w, profile, n, boot); err != nil {
 		return err
 	}
 	for i := 1; i <= n; i++ {
@@ -75,10 +80,13 @@ primary = true
 
 // WriteNodesFile writes ROOT/nodes.toml for n nodes atomically and checks
 // that wwserver's config package loads it.
-func WriteNodesFile(root string, n int) error {
+func WriteNodesFile(root string, n int) error { return WriteNodesFileBoot(root, n, config.BootInitrd) }
+
+// WriteNodesFileBoot is WriteNodesFile with the profile's boot.
+func WriteNodesFileBoot(root string, n int, boot string) error {
 	path := filepath.Join(root, config.NodesFile)
 	var b strings.Builder
-	if err := WriteNodes(&b, n); err != nil {
+	if err := WriteNodesBoot(&b, n, boot); err != nil {
 		return err
 	}
 	tmp := path + ".tmp"

@@ -32,19 +32,21 @@ func main() {
 		source    = flag.String("source-check", "false", `set "source_check = true|false" in wwserver.toml; false (default): load generators run on 127.0.0.1, never from a node's address, and secure mode's source check would refuse every runtime overlay and heartbeat (bootstorm's nodes do use their own addresses: true)`)
 		fakeImage = flag.Bool("fake-image", false, "replace images/default/rootfs with a fake image: a random boot/vmlinuz-6.1.0-1-amd64 and a few files")
 		kernelMiB = flag.Int("kernel-mib", 8, "with -fake-image: kernel size in MiB")
+		boot      = flag.String("boot", config.BootInitrd, `the profile's boot: initrd (iPXE loads the whole image) or twostage (wwclient fetches it in chunks; make storm)`)
 	)
 	flag.Parse()
-	if *root == "" || *n < 1 || *n > 1000000 || *kernelMiB < 1 || *kernelMiB > 1024 {
+	if *root == "" || *n < 1 || *n > 1000000 || *kernelMiB < 1 || *kernelMiB > 1024 ||
+		(*boot != config.BootInitrd && *boot != config.BootTwoStage) {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*root, *n, *macsOut, *secure, *interval, *source, *fakeImage, *kernelMiB); err != nil {
+	if err := run(*root, *n, *boot, *macsOut, *secure, *interval, *source, *fakeImage, *kernelMiB); err != nil {
 		fmt.Fprintln(os.Stderr, "gentree:", err)
 		os.Exit(1)
 	}
 }
 
-func run(root string, n int, macsOut, secure, interval, source string, fakeImage bool, kernelMiB int) error {
+func run(root string, n int, boot, macsOut, secure, interval, source string, fakeImage bool, kernelMiB int) error {
 	serverPath := filepath.Join(root, config.ServerFile)
 	if _, err := os.Stat(serverPath); err != nil {
 		return fmt.Errorf("%s: %w (run `wwserver init` first)", serverPath, err)
@@ -52,7 +54,7 @@ func run(root string, n int, macsOut, secure, interval, source string, fakeImage
 	if err := gen.EditServer(serverPath, secure, source, interval); err != nil {
 		return err
 	}
-	if err := gen.WriteNodesFile(root, n); err != nil {
+	if err := gen.WriteNodesFileBoot(root, n, boot); err != nil {
 		return err
 	}
 	if macsOut != "" {

@@ -6,16 +6,14 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wwcluster/ww/server/sockbuf"
 )
 
-// receiveBuffer is the DHCP socket's receive buffer: a mass reboot of
-// 1,000 nodes sends their DISCOVERs within a few milliseconds, and the
-// kernel's default (~200 KB) dropped 723 of them in the boot storm.
-const receiveBuffer = 8 << 20
-
-// socketControl sets SO_BROADCAST, a large receive buffer (SO_RCVBUFFORCE
-// as root, past net.core.rmem_max; else SO_RCVBUF, capped by it) and, for
-// a named interface, SO_BINDTODEVICE.
+// socketControl sets SO_BROADCAST, a large receive buffer (a mass reboot
+// of 1,000 nodes sends their DISCOVERs within a few milliseconds: the
+// kernel's default dropped 723 of them in the boot storm) and, for a named
+// interface, SO_BINDTODEVICE.
 func socketControl(iface string) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
 		var serr error
@@ -24,9 +22,7 @@ func socketControl(iface string) func(network, address string, c syscall.RawConn
 				serr = fmt.Errorf("set SO_BROADCAST: %w", serr)
 				return
 			}
-			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer) != nil {
-				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer) // best effort
-			}
+			sockbuf.SetReceive(fd, sockbuf.Burst)
 			if iface != "" {
 				if serr = unix.BindToDevice(int(fd), iface); serr != nil {
 					serr = fmt.Errorf("bind to device %s: %w", iface, serr)

@@ -3,7 +3,7 @@ package tftp
 import (
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/wwcluster/ww/server/sockbuf"
 )
 
 // receiveBuffer is the listening socket's receive buffer. A 1,000-node
@@ -11,14 +11,9 @@ import (
 // DHCP replies, and pin/tftp's read loop opens a socket per request before
 // it reads the next one: the kernel's default (~200 KB, ~200 queued
 // requests) dropped 489 of them in the boot storm (make storm).
-const receiveBuffer = 8 << 20
+const receiveBuffer = sockbuf.Burst
 
-// listenControl sets the large receive buffer: SO_RCVBUFFORCE as root
-// (past net.core.rmem_max), else SO_RCVBUF (capped by it). Best effort.
+// listenControl sets the large receive buffer (best effort).
 func listenControl(_, _ string, c syscall.RawConn) error {
-	return c.Control(func(fd uintptr) {
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer) != nil {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
-		}
-	})
+	return c.Control(func(fd uintptr) { sockbuf.SetReceive(fd, receiveBuffer) })
 }

@@ -113,6 +113,9 @@ func (s *Store) Ensure(name string, types []string) ([]File, error) {
 	defer s.mu.Unlock()
 	dir := s.Path("nodes", name)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := s.mkdirNodes(); err != nil {
+			return nil, err
+		}
 		tmp, err := s.prepare(name, types)
 		if err != nil {
 			return nil, err
@@ -141,13 +144,9 @@ func (s *Store) hasAll(name string, types []string) bool {
 
 // prepare makes a new node's keys whole in a temporary directory (not yet
 // synced): commit syncs and renames it into place, so a reader sees no
-// keys or all of them.
+// keys or all of them. The nodes directory exists (mkdirNodes).
 func (s *Store) prepare(name string, types []string) (string, error) {
-	nodes := s.Path("nodes")
-	if err := mkdirPrivate(s.dir, nodes); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(nodes, ".new-"+name+"-")
+	tmp, err := os.MkdirTemp(s.Path("nodes"), ".new-"+name+"-")
 	if err != nil {
 		return "", fmt.Errorf("host keys of %s: %w", name, err)
 	}
@@ -197,6 +196,9 @@ func (s *Store) commit(prepared map[string]string) error {
 	}
 	return nil
 }
+
+// mkdirNodes makes the store's directory and its nodes directory (0700).
+func (s *Store) mkdirNodes() error { return mkdirPrivate(s.dir, s.Path("nodes")) }
 
 // writeKeys writes the keys of types that dir lacks with write (the .pub
 // last: its presence means the pair).
@@ -426,6 +428,12 @@ func (s *Store) EnsureAll(names []string, types []string, workers int) (int, err
 // prepareAll runs prepare for names, workers at a time (key generation is
 // the CPU part): node name → temporary directory.
 func (s *Store) prepareAll(names []string, types []string, workers int) (map[string]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if err := s.mkdirNodes(); err != nil {
+		return nil, err
+	}
 	workers = max(1, min(workers, len(names)))
 	type result struct {
 		name, tmp string

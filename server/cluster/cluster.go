@@ -208,6 +208,11 @@ func (s *Member) loop(ctx context.Context, info func() etcdstate.ServerInfo) {
 	for {
 		select {
 		case <-ctx.Done():
+			if lease != 0 {
+				if err := s.c.WithdrawServer(lease); err != nil {
+					s.log.Warn("etcd: could not withdraw this server; the others see it gone when its lease runs out", "err", err)
+				}
+			}
 			return
 		case <-t.C:
 		}

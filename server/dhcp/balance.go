@@ -31,7 +31,7 @@ type PoolPeers interface {
 // Takeover: a server answers a DISCOVER it does not own when the client
 // has been trying for takeoverAfter (its secs field, or the first DISCOVER
 // this server left to the owner), so a dead owner costs a client one
-// retransmission, not the 15 s until its registration in etcd runs out.
+// retransmission, not the 10 s until its registration in etcd runs out.
 const (
 	takeoverAfter = 2 * time.Second
 	// forgetSkipped: a MAC seen this long ago starts afresh (it was

@@ -23,8 +23,11 @@ type ServerInfo struct {
 	Updated  time.Time `json:"updated"`
 }
 
-// serverTTL: a server that stops renewing disappears from servers/ after this.
-const serverTTL = 15 // seconds
+// ServerTTL: a server that stops renewing (it crashed, or lost etcd)
+// disappears from servers/ after this; one that stops cleanly withdraws at
+// once (WithdrawServer). The others deal its DHCP buckets out again then;
+// until that, its clients are taken over after one retransmission.
+const ServerTTL = 10 * time.Second
 
 // PublishServer writes info under servers/<id> attached to an etcd lease
 // kept alive until ctx ends; call it again whenever a fingerprint changes.
@@ -41,7 +44,7 @@ func (c *Client) PublishServer(ctx context.Context, info ServerInfo, lease clien
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if lease == 0 {
-		g, err := c.cli.Grant(cctx, serverTTL)
+		g, err := c.cli.Grant(cctx, int64(ServerTTL/time.Second))
 		if err != nil {
 			return 0, c.wrap("grant", err)
 		}
@@ -59,6 +62,17 @@ func (c *Client) PublishServer(ctx context.Context, info ServerInfo, lease clien
 		return 0, c.wrap("publish server", err) // lease may be gone: start over next time
 	}
 	return lease, nil
+}
+
+// WithdrawServer removes this server's registration now (a clean stop), so
+// the others stop leaving its share of DISCOVERs to it at their next read
+// instead of when the lease runs out. It does not use the caller's context,
+// which has usually ended by then.
+func (c *Client) WithdrawServer(lease clientv3.LeaseID) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	_, err := c.cli.Revoke(ctx, lease)
+	return c.wrap("withdraw server", err)
 }
 
 // Servers lists the servers that are alive, by ID.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"syscall"
 )
 
 // connKey is the request context key of the request's connection (set by
@@ -15,20 +14,28 @@ func withConn(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
 
-// rawTCP is the raw socket of r's connection when it is plain TCP (not
-// TLS, not a test's pipe), for socket options; nil otherwise.
-func rawTCP(r *http.Request) syscall.RawConn {
-	c, _ := r.Context().Value(connKey{}).(net.Conn)
-	if tc, ok := c.(*trackedConn); ok {
-		c = tc.Conn
-	}
-	tcp, ok := c.(*net.TCPConn)
-	if !ok {
-		return nil
-	}
-	rc, err := tcp.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
+// trackedOf is r's connection when it came through a ConnLimiter (as every
+// wwserver connection does); nil otherwise.
+func trackedOf(r *http.Request) *trackedConn {
+	c, _ := r.Context().Value(connKey{}).(*trackedConn)
+	return c
 }
+
+// Write is the connection's Write; after holdNextWrite, once with MSG_MORE.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.more {
+		c.more = false
+		if n, err, ok := writeMore(c.Conn, p); ok {
+			return n, err
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// holdNextWrite sends the connection's next Write with MSG_MORE (more_linux.go):
+// a response header flushed right before sendfile(2) then leaves in the
+// same segments as the start of the body instead of as one of its own.
+// Only the goroutine serving the connection may call it, and it must
+// call it again with false after the write it meant (so that a flush with
+// nothing to write cannot leave it set for a later response).
+func (c *trackedConn) holdNextWrite(on bool) { c.more = on }

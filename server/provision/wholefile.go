@@ -60,15 +60,15 @@ func serveWhole(w http.ResponseWriter, r *http.Request, modtime time.Time, conte
 	}
 	// The header is written now: then net/http's ReadFrom hands the whole
 	// body to sendfile(2) instead of first copying 512 bytes (its
-	// Content-Type sniffing) through a buffer. The socket is corked
-	// meanwhile, so that the header does not leave as a segment of its own.
-	rc := rawTCP(r)
-	if rc != nil {
-		setCork(rc, true)
+	// Content-Type sniffing) through a buffer. The header is written with
+	// MSG_MORE, so that it does not leave as a segment of its own.
+	tc := trackedOf(r)
+	if tc != nil {
+		tc.holdNextWrite(true)
 	}
 	_ = http.NewResponseController(w).Flush()
-	_, _ = io.CopyN(w, content, size)
-	if rc != nil {
-		setCork(rc, false)
+	if tc != nil {
+		tc.holdNextWrite(false)
 	}
+	_, _ = io.CopyN(w, content, size)
 }

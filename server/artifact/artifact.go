@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,11 @@ type Artifact struct {
 	sizes  []int64                       // expected size of each part; nil: take what is there
 	open   func(i int) (*os.File, error) // nil: os.Open(Parts[i])
 	forget func()                        // called when a part has gone missing
+	// opened, when set, is the single part already open and checked: the
+	// first Open returns it (a chunk request opens its file once); later
+	// Opens open the part again. An Artifact never opened leaves it to the
+	// os.File cleanup.
+	opened atomic.Pointer[os.File]
 }
 
 // Open returns one ReadSeeker over all parts, for http.ServeContent (it
@@ -37,6 +43,9 @@ type Artifact struct {
 // kernel replaced in the image tree, the state directory deleted), Open fails
 // and the next Builder call makes a fresh Artifact.
 func (a *Artifact) Open() (io.ReadSeekCloser, error) {
+	if f := a.opened.Swap(nil); f != nil {
+		return f, nil
+	}
 	m := &multiFile{files: make([]*os.File, 0, len(a.Parts)), starts: make([]int64, 0, len(a.Parts))}
 	var total int64
 	for i, p := range a.Parts {

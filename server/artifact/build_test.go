@@ -180,6 +180,47 @@ func TestImageWithSystemTools(t *testing.T) {
 	}
 }
 
+// TestKernelHandedOver: Kernel (the request's) opens the file once and
+// hands it to the first Open; a later Open opens it again; kernel (lookups
+// that only want to know about the kernel) leaves nothing open.
+func TestKernelHandedOver(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	snap := snapshot(t, testNodesTOML)
+	b, _ := newBuilder(t, tt.root)
+	n := snap.Nodes.ByName["n001"]
+	a, err := b.Kernel(bg, snap, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := a.opened.Load()
+	if first == nil {
+		t.Fatal("Kernel did not hand its open file over")
+	}
+	for i := range 2 {
+		f, err := a.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (i == 0) != (f == io.ReadSeekCloser(first)) {
+			t.Errorf("Open %d: handed-over file used: %v, want %v", i, f == io.ReadSeekCloser(first), i == 0)
+		}
+		got, err := io.ReadAll(f)
+		f.Close()
+		if err != nil || string(got) != "kernel 28" {
+			t.Errorf("Open %d: %q (%v), want the kernel", i, got, err)
+		}
+	}
+	meta, err := b.kernel(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := meta.opened.Load(); f != nil {
+		f.Close()
+		t.Error("kernel (no request) left the kernel file open")
+	}
+}
+
 func TestKernel(t *testing.T) {
 	tt := newTree(t)
 	tt.standard()

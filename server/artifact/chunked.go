@@ -314,15 +314,18 @@ func (b *Builder) Chunk(digest string) (*Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.Close() // Open reopens it (OpenChunk marked it served: Prune leaves it)
-	return &Artifact{
+	a := &Artifact{
 		Name:    digest,
 		ETag:    `"` + digest + `"`,
 		Size:    fi.Size(),
 		ModTime: fi.ModTime(),
 		Parts:   []string{f.Name()},
 		sizes:   []int64{fi.Size()},
-	}, nil
+	}
+	// The first Open serves this file (checked by OpenChunk, which marked it
+	// served: Prune leaves it) instead of opening it again.
+	a.opened.Store(f)
+	return a, nil
 }
 
 // pruneChunks removes index files and chunks no index in use needs: an

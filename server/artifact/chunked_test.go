@@ -141,6 +141,50 @@ func TestChunkNotFound(t *testing.T) {
 	}
 }
 
+// TestChunkOpenedOnce: the chunk Artifact hands its already open file to
+// the first Open (no second open per request); a later Open opens the
+// file again; both read the stored bytes.
+func TestChunkOpenedOnce(t *testing.T) {
+	tt := newTree(t)
+	tt.standard()
+	b, _ := newBuilder(t, tt.root)
+	snap := snapshot(t, testNodesTOML)
+	ix, err := b.ImageIndex(bg, snap, snap.Nodes.ByName["n001"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ix.Index.Chunks[0]
+	a, err := b.Chunk(c.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(a.Parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(want)) != a.Size || a.Size != c.Size {
+		t.Fatalf("chunk %d bytes on disk, Artifact says %d, index %d", len(want), a.Size, c.Size)
+	}
+	first := a.opened.Load()
+	if first == nil {
+		t.Fatal("Chunk did not keep its open file")
+	}
+	for i := range 2 {
+		f, err := a.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && f != io.ReadSeekCloser(first) {
+			t.Error("first Open opened the file again")
+		}
+		got, err := io.ReadAll(f)
+		f.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("Open %d: %d bytes (%v), want the chunk's %d", i, len(got), err, len(want))
+		}
+	}
+}
+
 // TestPruneChunks: chunks of an index in use stay; after the image changed
 // and the old index was not asked for, its own chunks go.
 func TestPruneChunks(t *testing.T) {

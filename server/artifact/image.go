@@ -111,14 +111,20 @@ func writeImage(w io.Writer, dir string) error {
 // are resolved inside the rootfs (an absolute target is taken relative to
 // the rootfs, as in a chroot); nothing outside it can be served.
 func (b *Builder) Kernel(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
-	a, err := b.kernel(n)
+	a, err := b.findKernel(n, true)
 	if err != nil {
 		b.m.errors.WithLabelValues("kernel").Inc()
 	}
 	return a, err
 }
 
-func (b *Builder) kernel(n *config.Node) (*Artifact, error) {
+// kernel is the node's kernel for what is known about it (name, size,
+// path): nothing is left open.
+func (b *Builder) kernel(n *config.Node) (*Artifact, error) { return b.findKernel(n, false) }
+
+// findKernel finds the node's kernel; with handOver, the kernel file is
+// opened here and handed to the first Open (Kernel: served right after).
+func (b *Builder) findKernel(n *config.Node, handOver bool) (*Artifact, error) {
 	if n == nil {
 		return nil, errors.New("build kernel: no node")
 	}
@@ -188,7 +194,22 @@ func (b *Builder) kernel(n *config.Node) (*Artifact, error) {
 		defer r.Close()
 		return openRead(r, real)
 	}
+	if handOver {
+		handOverOpen(a, root, real)
+	}
 	return a, nil
+}
+
+// handOverOpen opens a's file through root for a's first Open (the
+// request's, right after), instead of opening root and file again there.
+func handOverOpen(a *Artifact, root *os.Root, real string) {
+	if f, err := openRead(root, real); err == nil {
+		if ofi, err := f.Stat(); err == nil && ofi.Mode().IsRegular() && ofi.Size() == a.Size {
+			a.opened.Store(f)
+		} else {
+			f.Close()
+		}
+	}
 }
 
 // newestKernel returns "boot/vmlinuz-V" with the highest version V, or "".

@@ -107,6 +107,9 @@ type trackedConn struct {
 	busy     bool          // serving a request (or hijacked)
 	released bool          // its slot is given back (closed or evicted)
 	isNew    bool          // no complete request yet
+	// more: the next Write goes with MSG_MORE (conn.go). Only the
+	// goroutine serving the connection touches it.
+	more bool
 }
 
 // Accept accepts a connection and finds it a slot: a free one, or the

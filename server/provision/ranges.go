@@ -40,7 +40,7 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, name stri
 		http.Error(w, "Range not served: "+reason, http.StatusRequestedRangeNotSatisfiable)
 		return
 	}
-	http.ServeContent(w, r, name, modtime, content)
+	serveFile(w, r, name, modtime, content, size) // wholefile.go
 }
 
 // rangeProblem returns why a Range header is refused, or "" when

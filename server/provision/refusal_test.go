@@ -66,6 +66,13 @@ func send(t *testing.T, c *http.Client, method, url, body string) (int, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	resp, b := do(t, c, req)
+	return resp.StatusCode, string(b)
+}
+
+// do sends req and reads the whole answer.
+func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +82,7 @@ func send(t *testing.T, c *http.Client, method, url, body string) (int, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, string(b)
+	return resp, b
 }
 
 // TestRefusalsLeaveStatus (issue 20, Medium 4): a heartbeat or runtime

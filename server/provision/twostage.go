@@ -210,7 +210,7 @@ func (h *Handler) serveChunk(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Content-Type", "application/zstd")
 	hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
 	hdr.Set("ETag", quoteETag(art.ETag))
-	http.ServeContent(w, r, art.Name, art.ModTime, f)
+	serveFile(w, r, art.Name, art.ModTime, f, art.Size) // wholefile.go
 }
 
 // MaxProgressBytes bounds a progress body.

@@ -221,6 +221,12 @@ func (l *ConnLimiter) evictLocked(match func(*trackedConn) bool) (victim *tracke
 				}
 				continue
 			}
+			// Its request waits unread: the server is behind (a storm
+			// on busy cores), not the client. Closing it would reset a
+			// node that did nothing wrong; it counts as busy.
+			if hasUnread(c.Conn) {
+				continue
+			}
 		}
 		l.releaseLocked(c)
 		return c, 0

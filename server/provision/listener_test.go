@@ -384,3 +384,66 @@ func TestConnLimiterChurn(t *testing.T) {
 		t.Errorf("%d connections still booked after all closed", l.Open())
 	}
 }
+
+// A new connection whose request waits unread past NewGrace is a node the
+// server has not got to yet (a storm on busy cores), not a slowloris: it
+// must not be closed for a newcomer. Once served and idle, it may be.
+func TestConnLimiterKeepsUnreadRequest(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const grace = 20 * time.Millisecond
+	l, err := NewConnLimiter(inner, ConnLimits{Max: 1, PerClient: -1, NewGrace: grace}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := inner.Addr().String()
+	a := dialFrom(t, addr, "127.0.0.2")
+	const req = "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
+	if _, err := io.WriteString(a, req); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sa.Close()
+	time.Sleep(2 * grace) // the grace runs out: what is tested is the time, not an ordering
+	dialFrom(t, addr, "127.0.0.3")
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	if !stillOpen(a) {
+		t.Fatal("a connection whose request waited unread was closed for a newcomer")
+	}
+	select {
+	case <-accepted:
+		t.Fatal("the newcomer took the slot of a connection with an unread request")
+	default:
+	}
+	// The server catches up: reads the request, answers, goes idle.
+	if _, err := io.ReadFull(sa, make([]byte, len(req))); err != nil {
+		t.Fatal(err)
+	}
+	l.ConnState(sa, http.StateActive)
+	l.ConnState(sa, http.StateIdle)
+	select {
+	case c, ok := <-accepted:
+		if !ok {
+			t.Fatal("accept failed")
+		}
+		c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the newcomer was not let in once the first connection went idle")
+	}
+	if !closed(a) {
+		t.Error("the idle connection was not closed for the newcomer")
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -76,6 +77,7 @@ type Server struct {
 	queueSize   int
 	pxePort     int
 	staleAfter  time.Duration // staleAfter; tests change it
+	view        atomic.Pointer[snapView]
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -481,6 +483,18 @@ type outcome struct {
 	warn     bool // log at WARN
 }
 
+// viewOf returns what the handlers derive from snap, computed once per
+// snapshot (concurrent first callers may each compute it; the results are
+// equal).
+func (s *Server) viewOf(snap *config.Snapshot) *snapView {
+	if v := s.view.Load(); v != nil && v.snap == snap {
+		return v
+	}
+	v := newSnapView(snap)
+	s.view.Store(v)
+	return v
+}
+
 // maxHops drops requests that looped through too many relays.
 const maxHops = 16
 
@@ -520,7 +534,8 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 		o.drop = "bad_mode"
 		return o
 	}
-	serverIP := parseAddr(cfg.Address)
+	view := s.viewOf(snap)
+	serverIP := view.serverIP
 	if !serverIP.IsValid() {
 		o.drop = "bad_server_address"
 		return o
@@ -528,7 +543,7 @@ func (s *Server) decide(data []byte, src *net.UDPAddr, pxePort bool, snap *confi
 	mac := req.ClientHWAddr.String()
 	x := &exchange{
 		req: req, typ: typ, mac: mac, client: classify(req, mac),
-		snap: snap, cfg: cfg, serverIP: serverIP, now: now, src: src, pxePort: pxePort,
+		snap: snap, view: view, cfg: cfg, serverIP: serverIP, now: now, src: src, pxePort: pxePort,
 	}
 	if n := snap.Nodes.ByMAC[mac]; n != nil {
 		x.node = n

@@ -439,6 +439,7 @@ type snapView struct {
 	dns      []netip.Addr
 	router   netip.Addr
 	netmask  netip.Addr
+	opts     replyOptions
 }
 
 func newSnapView(snap *config.Snapshot) *snapView {
@@ -446,6 +447,7 @@ func newSnapView(snap *config.Snapshot) *snapView {
 	v := &snapView{snap: snap, serverIP: parseAddr(snap.Server.Address), dns: parseAddrs(d.DNS),
 		router: parseAddr(d.Router), netmask: parseAddr(d.Netmask)}
 	v.pool = newPool(d, v.serverIP, v.netmask, snap.Nodes)
+	v.opts = newReplyOptions(v, d)
 	return v
 }
 

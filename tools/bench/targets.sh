@@ -183,25 +183,33 @@ dhcp_ns_down() {
 	DNS_NS=""
 }
 
+# udp_rcvbuf_errors NETNS: the namespace's UDP receive-buffer drops so far.
+udp_rcvbuf_errors() {
+	ip netns exec "$1" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) col[$i] = i; h = 1 } else print $col["RcvbufErrors"] }' /proc/net/snmp
+}
+
 # dhcp_run NAME PID: perfdhcp for DHCP_SECONDS at DHCP_RATE; prints
-# "dora_per_s drops% cpu_per_dora_us"
+# "dora_per_s drops% cpu_per_dora_us client_rcvbuf_drops" (the last: replies
+# the kernel dropped because perfdhcp's socket was full, part of the loss).
 dhcp_run() {
-	local name=$1 pid=$2 c0 c1
+	local name=$1 pid=$2 c0 c1 b0 b1
 	sleep 1
 	c0=$(cpu_of "$pid")
+	b0=$(udp_rcvbuf_errors "$DNS_NS-c")
 	ip netns exec "$DNS_NS-c" perfdhcp -4 -l bcli -r "$DHCP_RATE" -R 1000000 -p "$DHCP_SECONDS" \
 		>"$RES/perfdhcp-$name.txt" 2>&1 || true
 	c1=$(cpu_of "$pid")
+	b1=$(udp_rcvbuf_errors "$DNS_NS-c")
 	kill -0 "$pid" 2>/dev/null || { echo "bench: $name died during perfdhcp" >&2; return 1; }
-	awk -v c0="$c0" -v c1="$c1" -v d="$DHCP_SECONDS" '
+	awk -v c0="$c0" -v c1="$c1" -v d="$DHCP_SECONDS" -v rb="$((b1 - b0))" '
 		/Statistics for: REQUEST-ACK/ { ra = 1 }
 		/Statistics for: DISCOVER-OFFER/ { ra = 0 }
 		ra && /sent packets:/ { sent = $3 }
 		ra && /received packets:/ { recv = $3 }
 		/^Rate:/ { rate = $2 }
 		END {
-			if (recv == 0) { print "0 100 0"; exit }
-			printf "%.0f %.1f %.1f\n", recv / d, (sent > 0 ? (sent - recv) * 100 / sent : 0), (c1 - c0) / recv * 1e6
+			if (recv == 0) { print "0 100 0 " rb; exit }
+			printf "%.0f %.1f %.1f %d\n", recv / d, (sent > 0 ? (sent - recv) * 100 / sent : 0), (c1 - c0) / recv * 1e6, rb
 		}' "$RES/perfdhcp-$name.txt"
 }
 
@@ -232,7 +240,7 @@ TOML
 	ip netns exec "$DNS_NS-s" "$1" serve --root "$d/tree" --log-level warn >>"$BENCH_DIR/dhcp/wwserver.log" 2>&1 &
 	local ww=$!
 	sleep 2
-	dhcp_run wwserver "$ww" || echo "0 100 0"
+	dhcp_run wwserver "$ww" || echo "0 100 0 0"
 	kill -TERM "$ww"
 	wait "$ww" 2>/dev/null || true
 }
@@ -254,7 +262,7 @@ JSON
 	KEA_PIDFILE_DIR=$d KEA_LOCKFILE_DIR=$d ip netns exec "$DNS_NS-s" kea-dhcp4 -c "$d/kea.json" >>"$d/kea.out" 2>&1 &
 	local kea=$!
 	sleep 2
-	dhcp_run kea "$kea" || echo "0 100 0"
+	dhcp_run kea "$kea" || echo "0 100 0 0"
 	kill -TERM "$kea"
 	wait "$kea" 2>/dev/null || true
 }
@@ -262,7 +270,7 @@ JSON
 # dhcp_dnsmasq: DHCP only (port=0), lease file on disk; "- - -" without dnsmasq.
 dhcp_dnsmasq() {
 	local d=$BENCH_DIR/dhcp/dnsmasq
-	command -v dnsmasq >/dev/null || { echo "- - -"; return 0; }
+	command -v dnsmasq >/dev/null || { echo "- - - -"; return 0; }
 	rm -rf "$d"
 	mkdir -p "$d"
 	ip netns exec "$DNS_NS-s" dnsmasq --no-daemon --port=0 --interface=bsrv --bind-interfaces --user=root \
@@ -271,7 +279,7 @@ dhcp_dnsmasq() {
 		--no-ping --quiet-dhcp --no-resolv --no-hosts >>"$d/dnsmasq.out" 2>&1 &
 	local dm=$!
 	sleep 2
-	dhcp_run dnsmasq "$dm" || echo "0 100 0"
+	dhcp_run dnsmasq "$dm" || echo "0 100 0 0"
 	kill -TERM "$dm"
 	wait "$dm" 2>/dev/null || true
 }
@@ -283,8 +291,8 @@ median_col() {
 
 # targets_dhcp: BENCH_DHCP_ROUNDS (default 1) rounds of wwserver and Kea,
 # alternating which goes first, medians reported (on a shared machine one
-# round of each is noise; the per-round figures go to
-# $RES/dhcp-rounds.txt). BENCH_DHCP_BASE=BINARY adds another wwserver build
+# round of each is noise; the per-round figures go to $RES/dhcp-rounds.txt:
+# who, DORA/s, lost %, µs/DORA, client receive-buffer drops, load average). BENCH_DHCP_BASE=BINARY adds another wwserver build
 # to every round (A/B). dnsmasq runs once, unless BENCH_DHCP_DNSMASQ=0.
 targets_dhcp() {
 	command -v perfdhcp >/dev/null || { echo "bench: perfdhcp missing (Debian: kea-admin)" >&2; return 1; }
@@ -307,7 +315,7 @@ targets_dhcp() {
 		done
 	done
 	local dm_rate="-" dm_drop="-" dm_cpu="-"
-	[[ ${BENCH_DHCP_DNSMASQ:-1} == 0 ]] || read -r dm_rate dm_drop dm_cpu < <(dhcp_dnsmasq)
+	[[ ${BENCH_DHCP_DNSMASQ:-1} == 0 ]] || read -r dm_rate dm_drop dm_cpu _ < <(dhcp_dnsmasq)
 	dhcp_ns_down
 	cat "$rf" >&2
 
@@ -319,7 +327,7 @@ targets_dhcp() {
 	kea_rate=$(median_col 1 "$rf.kea") kea_drop=$(median_col 2 "$rf.kea") kea_cpu=$(median_col 3 "$rf.kea")
 	base_cpu=$(median_col 3 "$rf.base")
 	local med="" r2
-	((rounds == 1)) || med="median of $rounds alternating rounds, "
+	((rounds == 1)) || med="medians (each column) of $rounds alternating rounds, "
 	r=$(awk "BEGIN{printf \"%.2f\", $ww_cpu / $kea_cpu}")
 	r2=""
 	[[ -z "$base" ]] || r2="; base build $base_cpu µs/DORA"

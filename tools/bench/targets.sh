@@ -289,14 +289,15 @@ median_col() {
 	awk -v c="$1" '{ print $c }' "$2" | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# targets_dhcp: BENCH_DHCP_ROUNDS (default 1) rounds of wwserver and Kea,
+# targets_dhcp: BENCH_DHCP_ROUNDS (default 3) rounds of wwserver and Kea,
 # alternating which goes first, medians reported (on a shared machine one
-# round of each is noise; the per-round figures go to $RES/dhcp-rounds.txt:
-# who, DORA/s, lost %, µs/DORA, client receive-buffer drops, load average). BENCH_DHCP_BASE=BINARY adds another wwserver build
+# round of each is noise). The per-round figures go to
+# $RES/dhcp-rounds.txt: who, DORA/s, lost %, µs/DORA, client receive-buffer
+# drops, load average. BENCH_DHCP_BASE=BINARY adds another wwserver build
 # to every round (A/B). dnsmasq runs once, unless BENCH_DHCP_DNSMASQ=0.
 targets_dhcp() {
 	command -v perfdhcp >/dev/null || { echo "bench: perfdhcp missing (Debian: kea-admin)" >&2; return 1; }
-	local rounds=${BENCH_DHCP_ROUNDS:-1} base=${BENCH_DHCP_BASE:-} r name
+	local rounds=${BENCH_DHCP_ROUNDS:-3} base=${BENCH_DHCP_BASE:-} r name
 	log "targets: DHCP, perfdhcp at $DHCP_RATE/s for ${DHCP_SECONDS}s, $rounds round(s): wwserver, Kea${base:+, base}, dnsmasq (leases on disk)"
 	rm -rf "$BENCH_DIR/dhcp"
 	mkdir -p "$BENCH_DIR/dhcp"

@@ -17,10 +17,11 @@ import (
 // Through net.UDPConn every call is announced to the Go scheduler
 // (entersyscall), and the first one after the process was idle wakes the
 // runtime's sysmon thread and sets it polling every 20 µs for the next
-// millisecond; under perfdhcp that polling was 11-15 % of the server's CPU
-// (BENCHMARKS.md, DHCP CPU). A raw call skips the announcement. Waiting for
-// the socket still parks the goroutine in the netpoller (syscall.RawConn),
-// so no thread ever blocks in a raw call.
+// millisecond (sysmon was 11-15 % of the server's CPU under perfdhcp). A raw
+// call skips the announcement. With the files backend the journal's fsyncs
+// keep sysmon polling anyway (no gain measured there, BENCHMARKS.md, DHCP
+// CPU). Waiting for the socket still parks the goroutine in the netpoller
+// (syscall.RawConn), so no thread ever blocks in a raw call.
 type rawUDP struct {
 	conn *net.UDPConn
 	rc   syscall.RawConn

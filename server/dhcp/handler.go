@@ -28,6 +28,7 @@ type exchange struct {
 	mac      string // normalised chaddr
 	client   client
 	snap     *config.Snapshot
+	view     *snapView // derived from snap
 	cfg      *config.Server
 	serverIP netip.Addr // wwserver.toml address: server identifier, siaddr
 	node     *config.Node
@@ -148,11 +149,7 @@ func (s *silence) Error() string { return s.reason }
 // not answer at all.
 func (h *reservationHandler) assign(x *exchange, want netip.Addr, strict bool, state string, expires time.Time) (*params, error) {
 	cfg := &x.cfg.DHCP
-	p := &params{lease: cfg.LeaseTime.Duration}
-	p.dns = parseAddrs(cfg.DNS)
-	p.domain = cfg.Domain
-	p.router = parseAddr(cfg.Router)
-	p.netmask = parseAddr(cfg.Netmask)
+	p := &params{lease: cfg.LeaseTime.Duration, dns: x.view.dns, domain: cfg.Domain, router: x.view.router, netmask: x.view.netmask}
 	node := ""
 	if x.node != nil {
 		node = x.node.Name
@@ -376,7 +373,7 @@ func (h *reservationHandler) inform(x *exchange) result {
 		return ignored("inform_without_ciaddr")
 	}
 	cfg := &x.cfg.DHCP
-	p := &params{dns: parseAddrs(cfg.DNS), domain: cfg.Domain, router: parseAddr(cfg.Router), netmask: parseAddr(cfg.Netmask)}
+	p := &params{dns: x.view.dns, domain: cfg.Domain, router: x.view.router, netmask: x.view.netmask}
 	if x.node != nil {
 		p.hostname = x.node.Name
 		if m := parseAddr(x.dev.Netmask); m.IsValid() {
@@ -431,8 +428,31 @@ func (proxyHandler) handle(x *exchange) result {
 func (x *exchange) giaddr() netip.Addr { return addrOf(x.req.GatewayIPAddr) }
 
 // pool returns the configured pool, or nil.
-func (x *exchange) pool() *pool {
-	d := &x.cfg.DHCP
+func (x *exchange) pool() *pool { return x.view.pool }
+
+// snapView is what the handlers derive from one config snapshot: parsed
+// once per snapshot (Server.viewOf), not once per packet.
+type snapView struct {
+	snap     *config.Snapshot
+	serverIP netip.Addr // wwserver.toml address; invalid: not an IPv4 address
+	pool     *pool      // nil: no pool configured
+	dns      []netip.Addr
+	router   netip.Addr
+	netmask  netip.Addr
+	opts     replyOptions
+}
+
+func newSnapView(snap *config.Snapshot) *snapView {
+	d := &snap.Server.DHCP
+	v := &snapView{snap: snap, serverIP: parseAddr(snap.Server.Address), dns: parseAddrs(d.DNS),
+		router: parseAddr(d.Router), netmask: parseAddr(d.Netmask)}
+	v.pool = newPool(d, v.serverIP, v.netmask, snap.Nodes)
+	v.opts = newReplyOptions(v, d)
+	return v
+}
+
+// newPool returns the pool of d, or nil.
+func newPool(d *config.DHCP, server, mask netip.Addr, nodes *config.Nodes) *pool {
 	if d.RangeStart == "" || d.RangeEnd == "" {
 		return nil
 	}
@@ -440,9 +460,6 @@ func (x *exchange) pool() *pool {
 	if !start.IsValid() || !end.IsValid() || u32(start) > u32(end) {
 		return nil
 	}
-	mask := parseAddr(d.Netmask)
-	server := x.serverIP
-	nodes := x.snap.Nodes
 	return &pool{start: u32(start), end: u32(end), skip: func(ip netip.Addr) bool {
 		if ip == server {
 			return true

@@ -78,7 +78,13 @@ func (b *commitBatch) onWritten(fn func(error), limit int) {
 
 // commitDelay is how long the writer lets lines gather before a write: it
 // adds at most this much to an ACK and saves an fdatasync per ACK under load.
-const commitDelay = 2 * time.Millisecond
+// 10 ms, not 2: every fdatasync blocks long enough for the Go runtime's
+// sysmon to take the P back and then poll every 20 µs for a millisecond,
+// so the fsync rate drives much of the CPU per lease. At 6,000 DORA/s,
+// 5 ms cost 18 % less CPU per DORA than 2 ms, and 10 ms 8 % less than 5 ms
+// (BENCHMARKS.md, DHCP CPU); a client waits a second or more before it
+// asks again.
+const commitDelay = 10 * time.Millisecond
 
 // maxWaiting bounds the replies held for one journal write (a stalled
 // disk must not make them pile up); more are answered with
@@ -190,7 +196,7 @@ func (j *journal) run(stop <-chan struct{}) {
 		}
 		select {
 		case <-j.wake:
-			// Group commit: let the lines of the next ~2 ms join this
+			// Group commit: let the lines of the next ~10 ms join this
 			// write, so one fdatasync (and one wake-up) serves them all.
 			time.Sleep(commitDelay)
 		case <-stop:

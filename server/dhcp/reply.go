@@ -3,9 +3,12 @@ package dhcp
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/wwcluster/ww/server/config"
 )
 
 // Ports (RFC 2131; PXE boot server discovery).
@@ -57,6 +60,65 @@ type params struct {
 	reserved bool
 }
 
+// replyOptions are the encoded values of the reply options that depend
+// only on the config snapshot, made once per snapshot by the library's own
+// option types (so the bytes are what UpdateOption would store). Replies
+// share these slices; nothing writes to them.
+type replyOptions struct {
+	serverID   []byte // 54
+	tftpServer []byte // 66: the server address as text
+	netmask    []byte // 1 for snapView.netmask
+	router     []byte // 3 for snapView.router
+	dns        []byte // 6 for snapView.dns
+	domain     []byte // 15 for dhcp.domain
+	lease      time.Duration
+	leaseTimes [3][]byte // 51, 58, 59 for lease
+}
+
+func newReplyOptions(v *snapView, d *config.DHCP) replyOptions {
+	o := replyOptions{domain: dhcpv4.OptDomainName(d.Domain).Value.ToBytes(), lease: d.LeaseTime.Duration}
+	if v.serverIP.IsValid() {
+		o.serverID = dhcpv4.OptServerIdentifier(v.serverIP.AsSlice()).Value.ToBytes()
+		o.tftpServer = dhcpv4.OptTFTPServerName(v.serverIP.String()).Value.ToBytes()
+	}
+	if v.netmask.IsValid() {
+		o.netmask = dhcpv4.OptSubnetMask(net.IPMask(v.netmask.AsSlice())).Value.ToBytes()
+	}
+	if v.router.IsValid() {
+		o.router = dhcpv4.OptRouter(v.router.AsSlice()).Value.ToBytes()
+	}
+	o.dns = dhcpv4.OptDNS(asIPs(v.dns)...).Value.ToBytes()
+	for i, opt := range leaseOptions(o.lease) {
+		o.leaseTimes[i] = opt.Value.ToBytes()
+	}
+	return o
+}
+
+// leaseOptions are the lease time (51), renewal (58) and rebinding (59)
+// time options for lease.
+func leaseOptions(lease time.Duration) [3]dhcpv4.Option {
+	return [3]dhcpv4.Option{dhcpv4.OptIPAddressLeaseTime(lease), dhcpv4.OptRenewTimeValue(lease / 2),
+		dhcpv4.OptRebindingTimeValue(lease * 7 / 8)}
+}
+
+func asIPs(as []netip.Addr) []net.IP {
+	ips := make([]net.IP, len(as))
+	for i, a := range as {
+		ips[i] = a.AsSlice()
+	}
+	return ips
+}
+
+// setOption stores opt's value, or cached when a equals the snapshot's
+// value it was encoded from.
+func setOption(r *dhcpv4.DHCPv4, code dhcpv4.OptionCode, a, snap netip.Addr, cached []byte, opt func() dhcpv4.Option) {
+	if a == snap && cached != nil {
+		r.Options[code.Code()] = cached
+		return
+	}
+	r.UpdateOption(opt())
+}
+
 // newReply starts a reply to req (RFC 2131 table 3): xid, flags, chaddr
 // and giaddr from the request; relay agent information (82) and client
 // identifier (61, RFC 6842) copied. It does not draw a random transaction
@@ -73,7 +135,7 @@ func newReply(x *exchange, typ dhcpv4.MessageType) *dhcpv4.DHCPv4 {
 		ServerIPAddr:  net.IPv4zero,
 		GatewayIPAddr: net.IPv4zero,
 		ClientHWAddr:  req.ClientHWAddr,
-		Options:       make(dhcpv4.Options),
+		Options:       make(dhcpv4.Options, 16), // sized for a full OFFER: no map growth
 	}
 	if gi := req.GatewayIPAddr; gi != nil && gi.To4() != nil {
 		r.GatewayIPAddr = gi
@@ -84,7 +146,8 @@ func newReply(x *exchange, typ dhcpv4.MessageType) *dhcpv4.DHCPv4 {
 		}
 	}
 	r.UpdateOption(dhcpv4.OptMessageType(typ))
-	r.UpdateOption(dhcpv4.OptServerIdentifier(x.serverIP.AsSlice()))
+	setOption(r, dhcpv4.OptionServerIdentifier, x.serverIP, x.view.serverIP, x.view.opts.serverID,
+		func() dhcpv4.Option { return dhcpv4.OptServerIdentifier(x.serverIP.AsSlice()) })
 	for _, code := range []dhcpv4.OptionCode{dhcpv4.OptionRelayAgentInformation, dhcpv4.OptionClientIdentifier} {
 		if v := req.Options.Get(code); v != nil {
 			r.UpdateOption(dhcpv4.OptGeneric(code, v))
@@ -96,39 +159,56 @@ func newReply(x *exchange, typ dhcpv4.MessageType) *dhcpv4.DHCPv4 {
 // buildReply makes an OFFER or ACK. All reply options are set here.
 func buildReply(x *exchange, typ dhcpv4.MessageType, p *params) *dhcpv4.DHCPv4 {
 	r := newReply(x, typ)
+	v := x.view
 	if p.yiaddr.IsValid() {
 		r.YourIPAddr = p.yiaddr.AsSlice()
 	}
 	if !p.proxy {
 		if p.netmask.IsValid() {
-			r.UpdateOption(dhcpv4.OptSubnetMask(net.IPMask(p.netmask.AsSlice())))
+			setOption(r, dhcpv4.OptionSubnetMask, p.netmask, v.netmask, v.opts.netmask,
+				func() dhcpv4.Option { return dhcpv4.OptSubnetMask(net.IPMask(p.netmask.AsSlice())) })
 		}
 		if p.router.IsValid() {
-			r.UpdateOption(dhcpv4.OptRouter(p.router.AsSlice()))
+			setOption(r, dhcpv4.OptionRouter, p.router, v.router, v.opts.router,
+				func() dhcpv4.Option { return dhcpv4.OptRouter(p.router.AsSlice()) })
 		}
 		if len(p.dns) > 0 {
-			ips := make([]net.IP, len(p.dns))
-			for i, a := range p.dns {
-				ips[i] = a.AsSlice()
+			if slices.Equal(p.dns, v.dns) {
+				r.Options[dhcpv4.OptionDomainNameServer.Code()] = v.opts.dns
+			} else {
+				r.UpdateOption(dhcpv4.OptDNS(asIPs(p.dns)...))
 			}
-			r.UpdateOption(dhcpv4.OptDNS(ips...))
 		}
 		if p.domain != "" {
-			r.UpdateOption(dhcpv4.OptDomainName(p.domain))
+			if p.domain == x.cfg.DHCP.Domain {
+				r.Options[dhcpv4.OptionDomainName.Code()] = v.opts.domain
+			} else {
+				r.UpdateOption(dhcpv4.OptDomainName(p.domain))
+			}
 		}
 		if p.hostname != "" {
 			r.UpdateOption(dhcpv4.OptHostName(p.hostname))
 		}
 		if p.lease > 0 {
-			r.UpdateOption(dhcpv4.OptIPAddressLeaseTime(p.lease))
-			r.UpdateOption(dhcpv4.OptRenewTimeValue(p.lease / 2))
-			r.UpdateOption(dhcpv4.OptRebindingTimeValue(p.lease * 7 / 8))
+			if p.lease == v.opts.lease {
+				for i, code := range [3]dhcpv4.OptionCode{dhcpv4.OptionIPAddressLeaseTime, dhcpv4.OptionRenewTimeValue, dhcpv4.OptionRebindingTimeValue} {
+					r.Options[code.Code()] = v.opts.leaseTimes[i]
+				}
+			} else {
+				for _, opt := range leaseOptions(p.lease) {
+					r.UpdateOption(opt)
+				}
+			}
 		}
 	}
 	if p.boot.File != "" {
 		r.ServerIPAddr = x.serverIP.AsSlice() // siaddr / next-server
 		r.BootFileName = p.boot.File
-		r.UpdateOption(dhcpv4.OptTFTPServerName(x.serverIP.String()))
+		if x.serverIP == v.serverIP && v.opts.tftpServer != nil {
+			r.Options[dhcpv4.OptionTFTPServerName.Code()] = v.opts.tftpServer
+		} else {
+			r.UpdateOption(dhcpv4.OptTFTPServerName(x.serverIP.String()))
+		}
 		r.UpdateOption(dhcpv4.OptBootFileName(p.boot.File))
 		if x.client.IPXE && !p.proxy {
 			// We are the DHCP server: iPXE need not wait for ProxyDHCP offers.

@@ -4,12 +4,16 @@
 # (default 10) over a veth between two namespaces, against wwserver, Kea
 # and dnsmasq, each with its leases on disk, one after the other in the
 # same run; prints the table row (server CPU per DORA, DORA/s, losses).
+# wwserver and Kea run BENCH_DHCP_ROUNDS times (default 3), alternating,
+# and the row gives medians; BENCH_DHCP_BASE=BINARY adds another wwserver
+# build to every round; BENCH_DHCP_DNSMASQ=0 skips dnsmasq.
 # Needs root, iproute2, perfdhcp (kea-admin), kea-dhcp4-server.
 #
 # BENCH_SERVER=BINARY measures that wwserver instead (A/B against a build
 # of another commit).
 # DHCP_BENCH_PERF=FILE additionally records wwserver with `perf record -g`
-# while perfdhcp runs (read with: perf report -i FILE).
+# while perfdhcp runs (read with: perf report -i FILE; with
+# BENCH_DHCP_ROUNDS=1, else the last round's profile is kept).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=tools/bench/lib.sh

@@ -183,39 +183,45 @@ dhcp_ns_down() {
 	DNS_NS=""
 }
 
+# udp_rcvbuf_errors NETNS: the namespace's UDP receive-buffer drops so far.
+udp_rcvbuf_errors() {
+	ip netns exec "$1" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) col[$i] = i; h = 1 } else print $col["RcvbufErrors"] }' /proc/net/snmp
+}
+
 # dhcp_run NAME PID: perfdhcp for DHCP_SECONDS at DHCP_RATE; prints
-# "dora_per_s drops% cpu_per_dora_us"
+# "dora_per_s drops% cpu_per_dora_us client_rcvbuf_drops" (the last: replies
+# the kernel dropped because perfdhcp's socket was full, part of the loss).
 dhcp_run() {
-	local name=$1 pid=$2 c0 c1
+	local name=$1 pid=$2 c0 c1 b0 b1
 	sleep 1
 	c0=$(cpu_of "$pid")
+	b0=$(udp_rcvbuf_errors "$DNS_NS-c")
 	ip netns exec "$DNS_NS-c" perfdhcp -4 -l bcli -r "$DHCP_RATE" -R 1000000 -p "$DHCP_SECONDS" \
 		>"$RES/perfdhcp-$name.txt" 2>&1 || true
 	c1=$(cpu_of "$pid")
+	b1=$(udp_rcvbuf_errors "$DNS_NS-c")
 	kill -0 "$pid" 2>/dev/null || { echo "bench: $name died during perfdhcp" >&2; return 1; }
-	awk -v c0="$c0" -v c1="$c1" -v d="$DHCP_SECONDS" '
+	awk -v c0="$c0" -v c1="$c1" -v d="$DHCP_SECONDS" -v rb="$((b1 - b0))" '
 		/Statistics for: REQUEST-ACK/ { ra = 1 }
 		/Statistics for: DISCOVER-OFFER/ { ra = 0 }
 		ra && /sent packets:/ { sent = $3 }
 		ra && /received packets:/ { recv = $3 }
 		/^Rate:/ { rate = $2 }
 		END {
-			if (recv == 0) { print "0 100 0"; exit }
-			printf "%.0f %.1f %.1f\n", recv / d, (sent > 0 ? (sent - recv) * 100 / sent : 0), (c1 - c0) / recv * 1e6
+			if (recv == 0) { print "0 100 0 " rb; exit }
+			printf "%.0f %.1f %.1f %d\n", recv / d, (sent > 0 ? (sent - recv) * 100 / sent : 0), (c1 - c0) / recv * 1e6, rb
 		}' "$RES/perfdhcp-$name.txt"
 }
 
-targets_dhcp() {
-	command -v perfdhcp >/dev/null || { echo "bench: perfdhcp missing (Debian: kea-admin)" >&2; return 1; }
-	log "targets: DHCP, perfdhcp at $DHCP_RATE/s for ${DHCP_SECONDS}s: wwserver, Kea, dnsmasq (leases on disk)"
-	local d=$BENCH_DIR/dhcp
+# dhcp_ww BINARY: one wwserver round (fresh tree and leases); prints
+# "dora_per_s drops% cpu_per_dora_us".
+dhcp_ww() {
+	local d=$BENCH_DIR/dhcp/ww
 	rm -rf "$d"
 	mkdir -p "$d"
-	dhcp_ns_up
-
-	# wwserver: reservation mode with a pool for unknown machines (perfdhcp's
-	# MACs are random), leases persisted under state/.
-	"$BIN/wwserver" init "$d/tree" --wwclient "$BIN/wwclient" --address 10.110.0.1 --listen :29990 >/dev/null
+	# Reservation mode with a pool for unknown machines (perfdhcp's MACs
+	# are random), leases persisted under state/.
+	"$1" init "$d/tree" --wwclient "$BIN/wwclient" --address 10.110.0.1 --listen :29990 >/dev/null
 	"$BIN/gentree" -root "$d/tree" -n 10 -fake-image >/dev/null
 	cat >"$d/tree/wwserver.toml" <<TOML
 address = "10.110.0.1"
@@ -231,16 +237,19 @@ lease_time = "1h"
 [tftp]
 enabled = false
 TOML
-	ip netns exec "$DNS_NS-s" "$BIN/wwserver" serve --root "$d/tree" --log-level warn >>"$d/wwserver.log" 2>&1 &
+	ip netns exec "$DNS_NS-s" "$1" serve --root "$d/tree" --log-level warn >>"$BENCH_DIR/dhcp/wwserver.log" 2>&1 &
 	local ww=$!
 	sleep 2
-	read -r ww_rate ww_drop ww_cpu < <(dhcp_run wwserver "$ww")
-	local ww_leases
-	ww_leases=$(du -sb "$d/tree/state" | cut -f1)
+	dhcp_run wwserver "$ww" || echo "0 100 0 0"
 	kill -TERM "$ww"
 	wait "$ww" 2>/dev/null || true
+}
 
-	# Kea: memfile leases persisted to a CSV file.
+# dhcp_kea: one Kea round, memfile leases persisted to a CSV file.
+dhcp_kea() {
+	local d=$BENCH_DIR/dhcp/kea
+	rm -rf "$d"
+	mkdir -p "$d"
 	cat >"$d/kea.json" <<JSON
 { "Dhcp4": {
   "interfaces-config": { "interfaces": [ "bsrv" ] },
@@ -253,30 +262,79 @@ JSON
 	KEA_PIDFILE_DIR=$d KEA_LOCKFILE_DIR=$d ip netns exec "$DNS_NS-s" kea-dhcp4 -c "$d/kea.json" >>"$d/kea.out" 2>&1 &
 	local kea=$!
 	sleep 2
-	read -r kea_rate kea_drop kea_cpu < <(dhcp_run kea "$kea")
+	dhcp_run kea "$kea" || echo "0 100 0 0"
 	kill -TERM "$kea"
 	wait "$kea" 2>/dev/null || true
+}
 
-	# dnsmasq: DHCP only (port=0), lease file on disk.
+# dhcp_dnsmasq: DHCP only (port=0), lease file on disk; "- - -" without dnsmasq.
+dhcp_dnsmasq() {
+	local d=$BENCH_DIR/dhcp/dnsmasq
+	command -v dnsmasq >/dev/null || { echo "- - - -"; return 0; }
+	rm -rf "$d"
+	mkdir -p "$d"
+	ip netns exec "$DNS_NS-s" dnsmasq --no-daemon --port=0 --interface=bsrv --bind-interfaces --user=root \
+		--dhcp-range=10.110.1.1,10.110.254.254,255.255.0.0,1h --dhcp-lease-max=100000 --dhcp-authoritative \
+		--dhcp-leasefile="$d/dnsmasq.leases" --pid-file="$d/dnsmasq.pid" --log-facility="$d/dnsmasq.log" \
+		--no-ping --quiet-dhcp --no-resolv --no-hosts >>"$d/dnsmasq.out" 2>&1 &
+	local dm=$!
+	sleep 2
+	dhcp_run dnsmasq "$dm" || echo "0 100 0 0"
+	kill -TERM "$dm"
+	wait "$dm" 2>/dev/null || true
+}
+
+# median_col N FILE: the median of column N of FILE's lines.
+median_col() {
+	awk -v c="$1" '{ print $c }' "$2" | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# targets_dhcp: BENCH_DHCP_ROUNDS (default 3) rounds of wwserver and Kea,
+# alternating which goes first, medians reported (on a shared machine one
+# round of each is noise). The per-round figures go to
+# $RES/dhcp-rounds.txt: who, DORA/s, lost %, µs/DORA, client receive-buffer
+# drops, load average. BENCH_DHCP_BASE=BINARY adds another wwserver build
+# to every round (A/B). dnsmasq runs once, unless BENCH_DHCP_DNSMASQ=0.
+targets_dhcp() {
+	command -v perfdhcp >/dev/null || { echo "bench: perfdhcp missing (Debian: kea-admin)" >&2; return 1; }
+	local rounds=${BENCH_DHCP_ROUNDS:-3} base=${BENCH_DHCP_BASE:-} r name
+	log "targets: DHCP, perfdhcp at $DHCP_RATE/s for ${DHCP_SECONDS}s, $rounds round(s): wwserver, Kea${base:+, base}, dnsmasq (leases on disk)"
+	rm -rf "$BENCH_DIR/dhcp"
+	mkdir -p "$BENCH_DIR/dhcp"
+	local rf=$RES/dhcp-rounds.txt
+	: >"$rf"
+	dhcp_ns_up
+	for ((r = 1; r <= rounds; r++)); do
+		local order="ww kea${base:+ base}"
+		((r % 2)) || order="kea${base:+ base} ww"
+		for name in $order; do
+			case $name in
+			ww) echo "ww $(dhcp_ww "$BIN/wwserver") $(cut -d' ' -f1-3 /proc/loadavg)" >>"$rf" ;;
+			kea) echo "kea $(dhcp_kea) $(cut -d' ' -f1-3 /proc/loadavg)" >>"$rf" ;;
+			base) echo "base $(dhcp_ww "$base") $(cut -d' ' -f1-3 /proc/loadavg)" >>"$rf" ;;
+			esac
+		done
+	done
 	local dm_rate="-" dm_drop="-" dm_cpu="-"
-	if command -v dnsmasq >/dev/null; then
-		ip netns exec "$DNS_NS-s" dnsmasq --no-daemon --port=0 --interface=bsrv --bind-interfaces --user=root \
-			--dhcp-range=10.110.1.1,10.110.254.254,255.255.0.0,1h --dhcp-lease-max=100000 --dhcp-authoritative \
-			--dhcp-leasefile="$d/dnsmasq.leases" --pid-file="$d/dnsmasq.pid" --log-facility="$d/dnsmasq.log" \
-			--no-ping --quiet-dhcp --no-resolv --no-hosts >>"$d/dnsmasq.out" 2>&1 &
-		local dm=$!
-		sleep 2
-		read -r dm_rate dm_drop dm_cpu < <(dhcp_run dnsmasq "$dm")
-		kill -TERM "$dm"
-		wait "$dm" 2>/dev/null || true
-	fi
+	[[ ${BENCH_DHCP_DNSMASQ:-1} == 0 ]] || read -r dm_rate dm_drop dm_cpu _ < <(dhcp_dnsmasq)
 	dhcp_ns_down
+	cat "$rf" >&2
 
-	local r
+	local who ww_rate ww_drop ww_cpu kea_rate kea_drop kea_cpu base_cpu
+	for who in ww kea base; do
+		grep "^$who " "$rf" | cut -d' ' -f2- >"$rf.$who" || true
+	done
+	ww_rate=$(median_col 1 "$rf.ww") ww_drop=$(median_col 2 "$rf.ww") ww_cpu=$(median_col 3 "$rf.ww")
+	kea_rate=$(median_col 1 "$rf.kea") kea_drop=$(median_col 2 "$rf.kea") kea_cpu=$(median_col 3 "$rf.kea")
+	base_cpu=$(median_col 3 "$rf.base")
+	local med="" r2
+	((rounds == 1)) || med="medians (each column) of $rounds alternating rounds, "
 	r=$(awk "BEGIN{printf \"%.2f\", $ww_cpu / $kea_cpu}")
-	target_row "DHCP server CPU per DORA, perfdhcp $DHCP_RATE/s offered, ${DHCP_SECONDS}s, leases on disk: ≤ 0.8× Kea (issue 16)" \
+	r2=""
+	[[ -z "$base" ]] || r2="; base build $base_cpu µs/DORA"
+	target_row "DHCP server CPU per DORA, perfdhcp $DHCP_RATE/s offered, ${DHCP_SECONDS}s, ${med}leases on disk: ≤ 0.8× Kea (issue 16)" \
 		"$ww_cpu µs/DORA ($ww_rate DORA/s, ${ww_drop}% lost)" \
-		"Kea $kea_cpu µs/DORA ($kea_rate DORA/s, ${kea_drop}% lost); dnsmasq $dm_cpu µs/DORA ($dm_rate DORA/s, ${dm_drop}% lost)" \
+		"Kea $kea_cpu µs/DORA ($kea_rate DORA/s, ${kea_drop}% lost); dnsmasq $dm_cpu µs/DORA ($dm_rate DORA/s, ${dm_drop}% lost)$r2" \
 		"${r}× Kea" "$(awk "BEGIN{print ($r <= 0.8) ? \"yes\" : \"no\"}")"
 }
 

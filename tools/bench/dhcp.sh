@@ -7,6 +7,9 @@
 # wwserver and Kea run BENCH_DHCP_ROUNDS times (default 3), alternating,
 # and the row gives medians; BENCH_DHCP_BASE=BINARY adds another wwserver
 # build to every round; BENCH_DHCP_DNSMASQ=0 skips dnsmasq.
+# BENCH_DHCP_CLIENT_RMEM (bytes, default 4194304; 0 = leave it):
+# net.core.rmem_default during the row, so perfdhcp's one socket does not
+# drop replies meant for many clients (tools/bench/rmem.sh).
 # Needs root, iproute2, perfdhcp (kea-admin), kea-dhcp4-server.
 #
 # BENCH_SERVER=BINARY measures that wwserver instead (A/B against a build

@@ -37,21 +37,11 @@ base=wwe-$$
 pids=()
 # shellcheck source=tools/bench/dhcp-net.sh
 . "$repo/tools/bench/dhcp-net.sh"
-# perfdhcp plays 60,000 clients through one socket with the kernel's default
-# receive buffer (212992 B), so at 2,000 DORA/s a burst of replies overflows
-# it: the tester's loss, not the servers' (real clients each have their own
-# socket). net.core.rmem_default is not settable inside a namespace here, so
-# it is raised for the run (ETCD_BENCH_CLIENT_RMEM, bytes; 0 = leave it) and
-# restored on exit; it only lets sockets queue more.
-rmem_old=$(sysctl -n net.core.rmem_default)
-rmem_new=${ETCD_BENCH_CLIENT_RMEM:-4194304}
-restore_rmem() { sysctl -qw net.core.rmem_default="$rmem_old" || true; }
-cleanup() { dhcp_cleanup; restore_rmem; }
+# shellcheck source=tools/bench/rmem.sh
+. "$repo/tools/bench/rmem.sh"
+cleanup() { dhcp_cleanup; client_rmem_restore; }
 trap cleanup EXIT
-if ((rmem_new > rmem_old)); then
-	rmem_max=$(sysctl -n net.core.rmem_max)
-	sysctl -qw net.core.rmem_default="$((rmem_new < rmem_max ? rmem_new : rmem_max))"
-fi
+client_rmem_raise "${ETCD_BENCH_CLIENT_RMEM:-4194304}" # bytes; 0 = leave it
 
 (cd "$repo" && $GO build -o "$work/wwserver" ./server/cmd/wwserver && $GO build -o "$work/etcdrun" ./tools/bench/cmd/etcdrun &&
 	$GO build -o "$work/leasecheck" ./tools/bench/cmd/leasecheck && CGO_ENABLED=0 $GO build -o "$work/wwclient" ./wwclient)
@@ -133,7 +123,7 @@ cpu() {
 	awk "BEGIN{printf \"%.1f\", $sum / $tck}"
 }
 
-echo "net.core.rmem_default during the run: $(sysctl -n net.core.rmem_default) B (the host's: $rmem_old B)"
+echo "net.core.rmem_default during the run: $(sysctl -n net.core.rmem_default) B (the host's: $RMEM_OLD B)"
 echo
 echo "| lease writer (state.etcd.lease_batch) | who answers a DISCOVER | offered DORA/s | completed DORA/s | lost (no ACK received) | lost at the servers (no ACK sent) | p99 DISCOVER→ACK | claims per transaction (mean) | CAS conflicts | stale drops (> 1 s queued) | leases checked (etcd / ACKed) | replies sent by the servers (OFFER / ACK) | client receive-buffer drops | CPU s (wwservers / etcd) | duplicates |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -163,6 +163,8 @@ CONF
 }
 
 # --- DHCP: perfdhcp against wwserver, Kea and dnsmasq --------------------------
+# shellcheck source=tools/bench/rmem.sh
+. "$(dirname "${BASH_SOURCE[0]}")/rmem.sh"
 DNS_NS=""
 dhcp_ns_up() {
 	DNS_NS=wwbench-$$
@@ -174,9 +176,11 @@ dhcp_ns_up() {
 	for n in "$DNS_NS-s" "$DNS_NS-c"; do ip -n "$n" link set lo up; done
 	ip -n "$DNS_NS-s" link set bsrv up
 	ip -n "$DNS_NS-c" link set bcli up
+	client_rmem_raise "${BENCH_DHCP_CLIENT_RMEM:-4194304}" # rmem.sh; bytes, 0 = leave it
 	sleep 1 # carrier
 }
 dhcp_ns_down() {
+	client_rmem_restore
 	[[ -n "$DNS_NS" ]] || return 0
 	ip netns del "$DNS_NS-s" 2>/dev/null || true
 	ip netns del "$DNS_NS-c" 2>/dev/null || true

@@ -69,6 +69,11 @@ type VMOptions struct {
 	// keys enrolled: Secure Boot enforcing, so only binaries signed for
 	// the Microsoft UEFI CA (shim) or by a key shim trusts start.
 	SecureBoot bool
+	// NoVGA leaves out QEMU's default VGA card (-vga none): a headless
+	// node with a serial console only. OVMF then has no graphics console
+	// to set up and draw (its GOP driver, the text rendered as pixels under
+	// TCG), and the kernel no EFI framebuffer.
+	NoVGA bool
 }
 
 // VM is a running QEMU.
@@ -134,6 +139,9 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		"-nographic",
 		"-no-reboot",
 		"-monitor", "none",
+	}
+	if o.NoVGA {
+		args = append(args, "-vga", "none")
 	}
 	if o.Console != nil {
 		args = append(args, "-serial", "mon:stdio")

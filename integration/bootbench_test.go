@@ -37,8 +37,8 @@ func TestBootTimeBench(t *testing.T) {
 	// WW_BENCH_UEFI_PATHS=1: the UEFI ways to the same two-stage boot, side
 	// by side: firmware PXE -> snponly.efi (n001), firmware PXE -> shim ->
 	// GRUB (n002, Secure Boot off: the Secure Boot path's loaders), and
-	// UEFI HTTP boot -> ipxe.efi (n001), and the first again without a
-	// VGA card (lab.VMOptions.NoVGA).
+	// UEFI HTTP boot -> ipxe.efi (n001), and OVMF starting the NIC's iPXE
+	// EFI option ROM (n001, lab.UEFIIPXE).
 	uefiPaths := os.Getenv("WW_BENCH_UEFI_PATHS") == "1"
 	newMode, oneMode := "two-stage", "single-stage"
 	var setup func(string) error
@@ -88,18 +88,17 @@ func TestBootTimeBench(t *testing.T) {
 		warm(p)
 	}
 	type kase struct {
-		fw    lab.Firmware
-		node  *lab.Node
-		mode  string
-		noVGA bool
+		fw   lab.Firmware
+		node *lab.Node
+		mode string
 	}
 	var cases []kase
 	for _, fw := range strings.Split(envOr("WW_BENCH_FW", "bios,uefi"), ",") {
-		cases = append(cases, kase{lab.Firmware(fw), &one, oneMode, false}, kase{lab.Firmware(fw), &two, newMode, false})
+		cases = append(cases, kase{lab.Firmware(fw), &one, oneMode}, kase{lab.Firmware(fw), &two, newMode})
 	}
 	if uefiPaths {
-		cases = []kase{{lab.UEFI, &two, newMode, false}, {lab.UEFI, &one, oneMode, false},
-			{lab.UEFIHTTP, &two, "HTTP boot → ipxe.efi (iPXE)", false}, {lab.UEFI, &two, newMode + ", no VGA", true}}
+		cases = []kase{{lab.UEFI, &two, newMode}, {lab.UEFI, &one, oneMode},
+			{lab.UEFIHTTP, &two, "HTTP boot → ipxe.efi (iPXE)"}, {lab.UEFIIPXE, &two, "NIC's iPXE EFI ROM"}}
 	}
 	times, hbs := map[kase][]time.Duration{}, map[kase][]time.Duration{}
 	// wwinit's line is in two-stage boots only.
@@ -117,11 +116,7 @@ func TestBootTimeBench(t *testing.T) {
 			c := cases[(i+r)%len(cases)]
 			var vm *lab.VM
 			for try := 0; ; try++ {
-				name := fmt.Sprintf("%s-%s-%d-%d", c.node.Name, c.fw, r, try)
-				if c.noVGA {
-					name += "-novga"
-				}
-				vm = e.startVM(lab.VMOptions{Name: name, MAC: c.node.MAC, Firmware: c.fw, MemoryMB: mem, NoVGA: c.noVGA})
+				vm = e.startVM(lab.VMOptions{Name: fmt.Sprintf("%s-%s-%d-%d", c.node.Name, c.fw, r, try), MAC: c.node.MAC, Firmware: c.fw, MemoryMB: mem})
 				at, err := waitPhases(e.ctx, vm, markers, until(*c.node))
 				if err == nil {
 					for i, d := range at {

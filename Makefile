@@ -300,7 +300,7 @@ test-big: check-go deps-test build image
 # earlier defaults instead (no quiet; WW_BENCH_OLD_WWCLIENT=PATH: an earlier
 # wwclient build in its wwinit overlay), side by side with the shipped ones.
 # WW_BENCH_UEFI_PATHS=1 (needs make bootloaders): the UEFI ways side by side
-# (PXE → snponly.efi, PXE → shim → GRUB, HTTP boot → ipxe.efi, no-VGA VM).
+# (PXE → snponly.efi, PXE → shim → GRUB, HTTP boot → ipxe.efi, NIC iPXE ROM).
 BENCH_ROUNDS ?= 3
 .PHONY: bench-boot
 bench-boot: check-go deps-lab build image

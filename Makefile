@@ -299,6 +299,8 @@ test-big: check-go deps-test build image
 # wwserver init. WW_BENCH_AB=1: the second node boots two-stage with the
 # earlier defaults instead (no quiet; WW_BENCH_OLD_WWCLIENT=PATH: an earlier
 # wwclient build in its wwinit overlay), side by side with the shipped ones.
+# WW_BENCH_UEFI_PATHS=1 (needs make bootloaders): the UEFI ways side by side
+# (PXE → snponly.efi, PXE → shim → GRUB, HTTP boot → ipxe.efi, NIC iPXE ROM).
 BENCH_ROUNDS ?= 3
 .PHONY: bench-boot
 bench-boot: check-go deps-lab build image

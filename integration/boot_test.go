@@ -230,6 +230,18 @@ func keys(m map[string][]byte) []string {
 	return out
 }
 
+// TestUEFIIPXEROMBoot: OVMF with QEMU's iPXE EFI ROM on the NIC (the
+// default of a QEMU or libvirt UEFI VM; make lab --firmware uefi-ipxe) ->
+// the ROM's iPXE asks DHCP itself (arch 7, user class iPXE) and gets the
+// script URL at once: no firmware PXE, no TFTP.
+func TestUEFIIPXEROMBoot(t *testing.T) {
+	t.Parallel()
+	e := bootNode(t, lab.UEFIIPXE, 6*time.Minute, "[script]")
+	if strings.Contains(lab.Tail(e.lab.ServerLog(), 100000), "tftp: sent") {
+		t.Errorf("the node used TFTP: the firmware's PXE ran, not the NIC's iPXE ROM")
+	}
+}
+
 // TestUEFIHTTPBoot: OVMF's UEFI HTTP boot (its PXE turned off) -> DHCP with
 // vendor class HTTPClient -> http://…/ipxe-bin/ipxe.efi, which on Debian 12
 // is a symlink to /boot/ipxe.efi (served because wwserver.toml names it) ->

@@ -34,16 +34,28 @@ func TestBootTimeBench(t *testing.T) {
 	// kernel_args without quiet, and WW_BENCH_OLD_WWCLIENT, when set, as
 	// its wwclient: an earlier build), side by side with n001.
 	ab, oldClient := os.Getenv("WW_BENCH_AB") == "1", os.Getenv("WW_BENCH_OLD_WWCLIENT")
+	// WW_BENCH_UEFI_PATHS=1: the UEFI ways to the same two-stage boot, side
+	// by side: firmware PXE -> snponly.efi (n001), firmware PXE -> shim ->
+	// GRUB (n002, Secure Boot off: the Secure Boot path's loaders), and
+	// UEFI HTTP boot -> ipxe.efi (n001), and OVMF starting the NIC's iPXE
+	// EFI option ROM (n001, lab.UEFIIPXE).
+	uefiPaths := os.Getenv("WW_BENCH_UEFI_PATHS") == "1"
 	newMode, oneMode := "two-stage", "single-stage"
 	var setup func(string) error
-	if ab {
+	var shim, grub string
+	switch {
+	case uefiPaths:
+		newMode, oneMode = "PXE → snponly.efi (iPXE)", "PXE → shim → GRUB"
+		one.Bootloader = "grub"
+		shim, grub = secureBootFiles(t)
+	case ab:
 		newMode, oneMode = "shipped defaults", "earlier defaults"
 		one.KernelArgs = lab.DefaultKernelArgs()
 		if oldClient != "" {
 			one.SystemOverlays = []string{"wwinit-old"}
 			setup = func(tree string) error { return oldWwinitOverlay(tree, oldClient) }
 		}
-	} else {
+	default:
 		one.Boot = "initrd"
 	}
 	// WW_BENCH_IMAGE: another image (e.g. build/debian-systemd), timed to
@@ -56,7 +68,7 @@ func TestBootTimeBench(t *testing.T) {
 		until = func(lab.Node) string { return "wwinit: exec /sbin/init" }
 	}
 	e := newEnvWith(t, time.Duration(rounds)*40*time.Minute, envOptions{Image: img, Setup: setup,
-		Tree: lab.TreeOptions{Nodes: []lab.Node{two, one}, InitKernelArgs: true}})
+		Tree: lab.TreeOptions{Nodes: []lab.Node{two, one}, InitKernelArgs: true, Shim: shim, GRUB: grub}})
 	warm := func(path string) {
 		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Minute)
 		defer cancel()
@@ -69,7 +81,7 @@ func TestBootTimeBench(t *testing.T) {
 		resp.Body.Close()
 	}
 	warmOne := "/image/" + one.MAC
-	if ab {
+	if ab || uefiPaths {
 		warmOne = "/modules/" + one.MAC
 	}
 	for _, p := range []string{"/ipxe/" + two.MAC, "/modules/" + two.MAC, "/overlay/system/" + two.MAC, warmOne, "/overlay/system/" + one.MAC} {
@@ -84,7 +96,20 @@ func TestBootTimeBench(t *testing.T) {
 	for _, fw := range strings.Split(envOr("WW_BENCH_FW", "bios,uefi"), ",") {
 		cases = append(cases, kase{lab.Firmware(fw), &one, oneMode}, kase{lab.Firmware(fw), &two, newMode})
 	}
+	if uefiPaths {
+		cases = []kase{{lab.UEFI, &two, newMode}, {lab.UEFI, &one, oneMode},
+			{lab.UEFIHTTP, &two, "HTTP boot → ipxe.efi (iPXE)"}, {lab.UEFIIPXE, &two, "NIC's iPXE EFI ROM"}}
+	}
 	times, hbs := map[kase][]time.Duration{}, map[kase][]time.Duration{}
+	// wwinit's line is in two-stage boots only.
+	markers := phaseMarkers
+	if !ab && !uefiPaths {
+		markers = markers[:2]
+	}
+	phases := map[kase][][]time.Duration{}
+	for _, c := range cases {
+		phases[c] = make([][]time.Duration, len(markers))
+	}
 	bootIDs := map[string]string{}
 	for r := range rounds {
 		for i := range cases {
@@ -92,8 +117,11 @@ func TestBootTimeBench(t *testing.T) {
 			var vm *lab.VM
 			for try := 0; ; try++ {
 				vm = e.startVM(lab.VMOptions{Name: fmt.Sprintf("%s-%s-%d-%d", c.node.Name, c.fw, r, try), MAC: c.node.MAC, Firmware: c.fw, MemoryMB: mem})
-				_, err := vm.WaitForLine(e.ctx, until(*c.node))
+				at, err := waitPhases(e.ctx, vm, markers, until(*c.node))
 				if err == nil {
+					for i, d := range at {
+						phases[c][i] = append(phases[c][i], d)
+					}
 					break
 				}
 				// On a loaded host, TCG's timer check can fail before the
@@ -113,7 +141,7 @@ func TestBootTimeBench(t *testing.T) {
 			bootIDs[c.node.Name] = hb.id
 			vm.Stop(5 * time.Second)
 			two := strings.Contains(vm.SerialTail(1000000), "wwinit: image unpacked:")
-			if two != (ab || c.mode == "two-stage") {
+			if two != (ab || uefiPaths || c.mode == "two-stage") {
 				t.Fatalf("%s %s round %d: second stage ran: %v", c.fw, c.mode, r, two)
 			}
 			times[c] = append(times[c], d)
@@ -123,9 +151,13 @@ func TestBootTimeBench(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| firmware | boot | runs | %s: median (min–max) | first heartbeat: median (min–max) |\n|---|---|---|---|---|\n", strings.TrimSuffix(until(one), " "+one.Name))
+	fmt.Fprintf(&b, "| firmware | boot | runs | %s: median (min–max) | first heartbeat: median (min–max) | medians: script / kernel started / wwinit (two-stage) |\n|---|---|---|---|---|---|\n", strings.TrimSuffix(until(one), " "+one.Name))
 	for _, c := range cases {
-		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s |\n", c.fw, c.mode, len(times[c]), spread(times[c]), spread(hbs[c]))
+		var ph []string
+		for _, ds := range phases[c] {
+			ph = append(ph, fmt.Sprintf("%.1f", median(ds).Seconds()))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s s |\n", c.fw, c.mode, len(times[c]), spread(times[c]), spread(hbs[c]), strings.Join(ph, " / "))
 	}
 	t.Logf("boot time, QEMU TCG, QEMU start to %q:\n%s", until(one), b.String())
 	if out := os.Getenv("WW_BENCH_OUT"); out != "" {
@@ -133,6 +165,36 @@ func TestBootTimeBench(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// phaseMarkers are serial console lines every boot path prints, in order:
+// the loader (iPXE or GRUB) runs the node's script, the loader starts the
+// kernel, the kernel runs wwinit.
+var phaseMarkers = []string{"wwserver: booting ", "wwserver: starting the kernel", "wwinit: starting"}
+
+// waitPhases waits for each of markers, then for the until line, and
+// returns when each marker was seen after QEMU started (to the serial log's
+// polling interval).
+func waitPhases(ctx context.Context, vm *lab.VM, markers []string, until string) ([]time.Duration, error) {
+	at := make([]time.Duration, len(markers))
+	for i, m := range markers {
+		if _, err := vm.WaitForLine(ctx, m); err != nil {
+			return at, err
+		}
+		at[i] = time.Since(vm.Started)
+	}
+	_, err := vm.WaitForLine(ctx, until)
+	return at, err
+}
+
+// median of ds (0 when empty).
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 // oldWwinitOverlay makes overlays/wwinit-old in tree: overlays/wwinit with

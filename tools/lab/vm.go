@@ -27,6 +27,11 @@ const (
 	// boot manager's network option is UEFI HTTP boot: DHCP with vendor
 	// class HTTPClient, then the boot file URL (/ipxe-bin/ipxe.efi).
 	UEFIHTTP Firmware = "uefi-http"
+	// UEFIIPXE is OVMF with QEMU's iPXE EFI option ROM on the NIC (its
+	// default efi-virtio.rom, as a QEMU or libvirt UEFI VM has it, and as
+	// the BIOS node has QEMU's iPXE ROM): the boot manager starts iPXE
+	// from the ROM, which does DHCP itself; no firmware PXE, no TFTP.
+	UEFIIPXE Firmware = "uefi-ipxe"
 	// ARM64 is an arm64 QEMU virt machine (cortex-a57) with the EDK2
 	// firmware of qemu-efi-aarch64 and no option ROM on the NIC: its own
 	// PXE asks DHCP with arch 11 and TFTPs the arm64 shim.
@@ -158,7 +163,7 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		if o.Kernel == "" {
 			args = append(args, "-boot", "n")
 		}
-	case UEFI, UEFIHTTP:
+	case UEFI, UEFIHTTP, UEFIIPXE:
 		if l.Paths.OVMFCode == "" {
 			return nil, errors.New("no OVMF firmware (FindPaths)")
 		}
@@ -178,7 +183,9 @@ func (l *Lab) StartVM(ctx context.Context, o VMOptions) (*VM, error) {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
-		nic += ",romfile="
+		if o.Firmware != UEFIIPXE {
+			nic += ",romfile="
+		}
 		if o.Firmware == UEFIHTTP {
 			args = append(args, noPXE...)
 		}

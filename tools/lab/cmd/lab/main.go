@@ -30,7 +30,7 @@ func run() int {
 	var (
 		binDir   = flag.String("bin", "bin", "directory with wwserver and wwclient")
 		image    = flag.String("image", "build/image", "image directory from initramfs/build.sh (or its rootfs/)")
-		firmware = flag.String("firmware", "bios", "node firmware: bios (SeaBIOS + iPXE ROM), uefi (OVMF PXE) or uefi-secureboot (OVMF Secure Boot: shim + GRUB)")
+		firmware = flag.String("firmware", "bios", "node firmware: bios (SeaBIOS + iPXE ROM), uefi (OVMF PXE), uefi-ipxe (OVMF + QEMU's iPXE EFI ROM) or uefi-secureboot (OVMF Secure Boot: shim + GRUB)")
 		sbDir    = flag.String("secureboot", "build/secureboot", "directory with shimx64.efi.signed and grubnetx64.efi.signed (make bootloaders), for uefi-secureboot")
 		nodes    = flag.Int("nodes", 1, "number of nodes to boot (the first one's console is shown)")
 		dir      = flag.String("dir", "", "work directory (default: a temporary one, removed at exit)")
@@ -53,7 +53,7 @@ func run() int {
 	if secureBoot {
 		fw = lab.UEFI
 	}
-	if fw != lab.BIOS && fw != lab.UEFI {
+	if fw != lab.BIOS && fw != lab.UEFI && fw != lab.UEFIIPXE {
 		log.Error("bad --firmware", "firmware", *firmware)
 		return 2
 	}

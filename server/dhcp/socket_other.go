@@ -4,7 +4,6 @@ package dhcp
 
 import (
 	"errors"
-	"net"
 	"os"
 	"syscall"
 )
@@ -27,6 +26,3 @@ func socketControl(iface string) func(network, address string, c syscall.RawConn
 }
 
 func syncData(f *os.File) error { return f.Sync() }
-
-// newRawIO: the raw socket path (rawio_linux.go) is Linux only.
-func newRawIO(net.PacketConn) (datagramReader, packetWriter, bool) { return nil, nil, false }

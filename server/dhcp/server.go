@@ -240,11 +240,46 @@ type servedConn struct {
 	pxePort bool
 }
 
+// datagramReader yields the datagrams of one socket, one at a time; the
+// returned bytes are valid until the next call.
+type datagramReader interface {
+	ReadFrom() ([]byte, *net.UDPAddr, error)
+}
+
+// packetWriter sends a reply (net.PacketConn has this method).
+type packetWriter interface {
+	WriteTo(b []byte, addr net.Addr) (int, error)
+}
+
+// ioFor returns how c is read and written: raw system calls for a UDP
+// socket on Linux (rawio_linux.go), else c's own methods.
+func ioFor(c net.PacketConn) (datagramReader, packetWriter) {
+	if r, w, ok := newRawIO(c); ok {
+		return r, w
+	}
+	return &connReader{c: c, buf: make([]byte, maxPacket+1)}, c
+}
+
+// connReader reads through net.PacketConn.ReadFrom.
+type connReader struct {
+	c   net.PacketConn
+	buf []byte
+}
+
+func (r *connReader) ReadFrom() ([]byte, *net.UDPAddr, error) {
+	n, addr, err := r.c.ReadFrom(r.buf)
+	if err != nil {
+		return nil, nil, err
+	}
+	src, _ := addr.(*net.UDPAddr)
+	return r.buf[:n], src, nil
+}
+
 // packet is one datagram queued for a worker.
 type packet struct {
 	data    []byte
 	src     *net.UDPAddr
-	conn    net.PacketConn
+	conn    packetWriter
 	pxePort bool
 	at      time.Time // when it was read (queued packets)
 }
@@ -318,9 +353,9 @@ func (s *Server) serve(ctx context.Context, conns []servedConn, workers int) err
 const maxPacket = 4096
 
 func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet) {
-	buf := make([]byte, maxPacket+1)
+	in, out := ioFor(c.conn)
 	for {
-		n, addr, err := c.conn.ReadFrom(buf)
+		data, src, err := in.ReadFrom()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -334,12 +369,11 @@ func (s *Server) readLoop(ctx context.Context, c servedConn, jobs chan<- packet)
 			}
 			continue
 		}
-		if n > maxPacket {
+		if len(data) > maxPacket {
 			s.m.dropped.WithLabelValues("oversize").Inc()
 			continue
 		}
-		src, _ := addr.(*net.UDPAddr)
-		p := packet{data: append([]byte(nil), buf[:n]...), src: src, conn: c.conn, pxePort: c.pxePort}
+		p := packet{data: append([]byte(nil), data...), src: src, conn: out, pxePort: c.pxePort}
 		if !s.storeBlocks && !s.guard.active(time.Now()) {
 			// Nothing in the handling can block (no probes, no shared
 			// store; the lease journal is waited for asynchronously; status

@@ -109,10 +109,10 @@ func asIPs(as []netip.Addr) []net.IP {
 	return ips
 }
 
-// setOption stores opt's value, or cached when a equals the snapshot's
-// value it was encoded from.
-func setOption(r *dhcpv4.DHCPv4, code dhcpv4.OptionCode, a, snap netip.Addr, cached []byte, opt func() dhcpv4.Option) {
-	if a == snap && cached != nil {
+// setOption stores cached as the value of code when same (the value is the
+// snapshot's, which cached was encoded from), else opt's value.
+func setOption(r *dhcpv4.DHCPv4, code dhcpv4.OptionCode, same bool, cached []byte, opt func() dhcpv4.Option) {
+	if same && cached != nil {
 		r.Options[code.Code()] = cached
 		return
 	}
@@ -146,7 +146,7 @@ func newReply(x *exchange, typ dhcpv4.MessageType) *dhcpv4.DHCPv4 {
 		}
 	}
 	r.UpdateOption(dhcpv4.OptMessageType(typ))
-	setOption(r, dhcpv4.OptionServerIdentifier, x.serverIP, x.view.serverIP, x.view.opts.serverID,
+	setOption(r, dhcpv4.OptionServerIdentifier, x.serverIP == x.view.serverIP, x.view.opts.serverID,
 		func() dhcpv4.Option { return dhcpv4.OptServerIdentifier(x.serverIP.AsSlice()) })
 	for _, code := range []dhcpv4.OptionCode{dhcpv4.OptionRelayAgentInformation, dhcpv4.OptionClientIdentifier} {
 		if v := req.Options.Get(code); v != nil {
@@ -165,26 +165,20 @@ func buildReply(x *exchange, typ dhcpv4.MessageType, p *params) *dhcpv4.DHCPv4 {
 	}
 	if !p.proxy {
 		if p.netmask.IsValid() {
-			setOption(r, dhcpv4.OptionSubnetMask, p.netmask, v.netmask, v.opts.netmask,
+			setOption(r, dhcpv4.OptionSubnetMask, p.netmask == v.netmask, v.opts.netmask,
 				func() dhcpv4.Option { return dhcpv4.OptSubnetMask(net.IPMask(p.netmask.AsSlice())) })
 		}
 		if p.router.IsValid() {
-			setOption(r, dhcpv4.OptionRouter, p.router, v.router, v.opts.router,
+			setOption(r, dhcpv4.OptionRouter, p.router == v.router, v.opts.router,
 				func() dhcpv4.Option { return dhcpv4.OptRouter(p.router.AsSlice()) })
 		}
 		if len(p.dns) > 0 {
-			if slices.Equal(p.dns, v.dns) {
-				r.Options[dhcpv4.OptionDomainNameServer.Code()] = v.opts.dns
-			} else {
-				r.UpdateOption(dhcpv4.OptDNS(asIPs(p.dns)...))
-			}
+			setOption(r, dhcpv4.OptionDomainNameServer, slices.Equal(p.dns, v.dns), v.opts.dns,
+				func() dhcpv4.Option { return dhcpv4.OptDNS(asIPs(p.dns)...) })
 		}
 		if p.domain != "" {
-			if p.domain == x.cfg.DHCP.Domain {
-				r.Options[dhcpv4.OptionDomainName.Code()] = v.opts.domain
-			} else {
-				r.UpdateOption(dhcpv4.OptDomainName(p.domain))
-			}
+			setOption(r, dhcpv4.OptionDomainName, p.domain == x.cfg.DHCP.Domain, v.opts.domain,
+				func() dhcpv4.Option { return dhcpv4.OptDomainName(p.domain) })
 		}
 		if p.hostname != "" {
 			r.UpdateOption(dhcpv4.OptHostName(p.hostname))
@@ -204,11 +198,8 @@ func buildReply(x *exchange, typ dhcpv4.MessageType, p *params) *dhcpv4.DHCPv4 {
 	if p.boot.File != "" {
 		r.ServerIPAddr = x.serverIP.AsSlice() // siaddr / next-server
 		r.BootFileName = p.boot.File
-		if x.serverIP == v.serverIP && v.opts.tftpServer != nil {
-			r.Options[dhcpv4.OptionTFTPServerName.Code()] = v.opts.tftpServer
-		} else {
-			r.UpdateOption(dhcpv4.OptTFTPServerName(x.serverIP.String()))
-		}
+		setOption(r, dhcpv4.OptionTFTPServerName, x.serverIP == v.serverIP, v.opts.tftpServer,
+			func() dhcpv4.Option { return dhcpv4.OptTFTPServerName(x.serverIP.String()) })
 		r.UpdateOption(dhcpv4.OptBootFileName(p.boot.File))
 		if x.client.IPXE && !p.proxy {
 			// We are the DHCP server: iPXE need not wait for ProxyDHCP offers.

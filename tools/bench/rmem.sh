@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tools/bench/rmem.sh, sourced by the DHCP benchmarks. perfdhcp plays tens
 # of thousands of clients through one socket with the kernel's default
 # receive buffer (212992 B), so a burst of replies (a batch of ACKs released

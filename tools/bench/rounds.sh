@@ -20,6 +20,8 @@ set -euo pipefail
 
 [[ $# -ge 2 ]] || { echo "usage: $0 OLD_WWSERVER NEW_WWSERVER [ROUNDS]" >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tools/bench/wrklua.sh
+. "$repo/tools/bench/wrklua.sh"
 old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-5}
 dir=${ROUNDS_DIR:-/tmp/wwrounds}
 dur=${ROUNDS_DURATION:-5}
@@ -122,25 +124,9 @@ if [[ " $rows " == *" chunk "* ]]; then
 	ls "$dir/tchunk/state/chunks/sha256" >"$dir/chunks.txt"
 fi
 chmod -R a+rX "$dir/ng/html"
-cat >"$dir/macs.lua" <<LUA
-local macs = {}
-for line in io.lines("$dir/t1k.macs") do macs[#macs + 1] = line end
-local i = 0
-request = function()
-	i = i % #macs + 1
-	return wrk.format("GET", "/ipxe/" .. macs[i])
-end
-LUA
+wrk_cycle_lua "$dir/macs.lua" "$dir/t1k.macs" /ipxe/
 printf 'request = function()\n\treturn wrk.format("GET", "/small")\nend\n' >"$dir/small.lua"
-cat >"$dir/chunks.lua" <<LUA
-local d = {}
-for line in io.lines("$dir/chunks.txt") do d[#d + 1] = line end
-local i = 0
-request = function()
-	i = i % #d + 1
-	return wrk.format("GET", "/chunk/" .. d[i])
-end
-LUA
+wrk_cycle_lua "$dir/chunks.lua" "$dir/chunks.txt" /chunk/
 cat >"$dir/ng/nginx.conf" <<CONF
 daemon off;
 worker_processes auto;

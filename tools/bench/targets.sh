@@ -60,6 +60,8 @@ targets_header() {
 }
 
 # --- wrk: iPXE script vs small static file; kernel vs 8 MiB file --------------
+# shellcheck source=tools/bench/wrklua.sh
+. "$(dirname "${BASH_SOURCE[0]}")/wrklua.sh"
 targets_wrk() {
 	command -v wrk >/dev/null || { echo "bench: wrk missing" >&2; return 1; }
 	log "targets: wrk, wwserver vs nginx ($WRK_CONNS connections, $WRK_THREADS threads, $DUR)"
@@ -67,16 +69,7 @@ targets_wrk() {
 	start_server "$T1K"
 	wait_ready "targets-ready"
 	local lua=$BENCH_DIR/macs.lua
-	cat >"$lua" <<LUA
--- Each request asks for the next node's iPXE script (1,000 MACs).
-local macs = {}
-for line in io.lines("$T1K.macs") do macs[#macs + 1] = line end
-local i = 0
-request = function()
-	i = i % #macs + 1
-	return wrk.format("GET", "/ipxe/" .. macs[i])
-end
-LUA
+	wrk_cycle_lua "$lua" "$T1K.macs" /ipxe/ # each request: the next node's iPXE script (1,000 MACs)
 	local first kernel ksize
 	first=$(head -1 "$T1K.macs")
 	# every node seen once, as in a boot (the script cache warm)

@@ -20,8 +20,8 @@ set -euo pipefail
 
 [[ $# -ge 2 ]] || { echo "usage: $0 OLD_WWSERVER NEW_WWSERVER [ROUNDS]" >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=tools/bench/wrklua.sh
-. "$repo/tools/bench/wrklua.sh"
+# shellcheck source=tools/bench/peers.sh
+. "$repo/tools/bench/peers.sh"
 old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-5}
 dir=${ROUNDS_DIR:-/tmp/wwrounds}
 dur=${ROUNDS_DURATION:-5}
@@ -127,30 +127,7 @@ chmod -R a+rX "$dir/ng/html"
 wrk_cycle_lua "$dir/macs.lua" "$dir/t1k.macs" /ipxe/
 printf 'request = function()\n\treturn wrk.format("GET", "/small")\nend\n' >"$dir/small.lua"
 wrk_cycle_lua "$dir/chunks.lua" "$dir/chunks.txt" /chunk/
-cat >"$dir/ng/nginx.conf" <<CONF
-daemon off;
-worker_processes auto;
-pid $dir/ng/nginx.pid;
-error_log $dir/ng/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	sendfile on;
-	tcp_nopush on;
-	keepalive_requests 1000000;
-	keepalive_timeout 120s;
-	client_body_temp_path $dir/ng/tmp/body;
-	proxy_temp_path $dir/ng/tmp/proxy;
-	fastcgi_temp_path $dir/ng/tmp/fastcgi;
-	uwsgi_temp_path $dir/ng/tmp/uwsgi;
-	scgi_temp_path $dir/ng/tmp/scgi;
-	default_type application/octet-stream;
-	server {
-		listen 127.0.0.1:$nport;
-		root $dir/ng/html;
-	}
-}
-CONF
+nginx_conf "$dir/ng" "$nport" >"$dir/ng/nginx.conf"
 
 res=$dir/rounds.txt
 : >"$res"

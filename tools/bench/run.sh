@@ -184,7 +184,7 @@ if [[ " $ONLY " == *" nginx "* && -n "$NGINX" && -x "$NGINX" ]]; then
 	mkdir -p "$nd/html" "$nd/logs" "$nd/tmp"
 	head -c 300 /dev/urandom >"$nd/html/small"
 	head -c $((256 << 20)) /dev/urandom >"$nd/html/big"
-	nginx_conf "$nd" >"$nd/nginx.conf" # targets.sh
+	nginx_conf "$nd" "$NGINX_PORT" >"$nd/nginx.conf" # peers.sh
 	# (nginx reads inherited sockets from $NGINX: keep it out of its environment)
 	env -u NGINX "$NGINX" -p "$nd" -e "$nd/logs/error.log" -c "$nd/nginx.conf" &
 	NGINX_PID=$!

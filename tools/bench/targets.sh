@@ -60,8 +60,8 @@ targets_header() {
 }
 
 # --- wrk: iPXE script vs small static file; kernel vs 8 MiB file --------------
-# shellcheck source=tools/bench/wrklua.sh
-. "$(dirname "${BASH_SOURCE[0]}")/wrklua.sh"
+# shellcheck source=tools/bench/peers.sh
+. "$(dirname "${BASH_SOURCE[0]}")/peers.sh"
 targets_wrk() {
 	command -v wrk >/dev/null || { echo "bench: wrk missing" >&2; return 1; }
 	log "targets: wrk, wwserver vs nginx ($WRK_CONNS connections, $WRK_THREADS threads, $DUR)"
@@ -85,7 +85,7 @@ targets_wrk() {
 	mkdir -p "$nd/html" "$nd/logs" "$nd/tmp"
 	head -c 300 /dev/urandom >"$nd/html/small"
 	cp "$BENCH_DIR/kernel.bin" "$nd/html/kernel"
-	nginx_conf "$nd" >"$nd/nginx.conf"
+	nginx_conf "$nd" "$NGINX_PORT" >"$nd/nginx.conf"
 	env -u NGINX "$NGINX" -p "$nd" -e "$nd/logs/error.log" -c "$nd/nginx.conf" &
 	NGINX_PID=$!
 	"$BIN/httpload" -ready -max-wait 10s "http://127.0.0.1:$NGINX_PORT/small" >/dev/null
@@ -127,33 +127,6 @@ LUA
 		"${r2}×" "$(awk "BEGIN{print ($r2 >= 0.95) ? \"yes\" : \"no\"}")"
 }
 
-nginx_conf() {
-	local nd=$1
-	cat <<CONF
-daemon off;
-worker_processes auto;
-pid $nd/nginx.pid;
-error_log $nd/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	sendfile on;
-	tcp_nopush on;
-	keepalive_requests 1000000;
-	keepalive_timeout 120s;
-	client_body_temp_path $nd/tmp/body;
-	proxy_temp_path $nd/tmp/proxy;
-	fastcgi_temp_path $nd/tmp/fastcgi;
-	uwsgi_temp_path $nd/tmp/uwsgi;
-	scgi_temp_path $nd/tmp/scgi;
-	default_type application/octet-stream;
-	server {
-		listen 127.0.0.1:$NGINX_PORT;
-		root $nd/html;
-	}
-}
-CONF
-}
 
 # --- DHCP: perfdhcp against wwserver, Kea and dnsmasq --------------------------
 # shellcheck source=tools/bench/rmem.sh

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -281,3 +282,41 @@ func TestUEFIHTTPBoot(t *testing.T) {
 		t.Errorf("no GET /ipxe-bin answered 200; metrics:\n%s", metrics)
 	}
 }
+
+// TestIPXERetriesDownload: the default script's shared retry loop in
+// Debian's iPXE. The image's kernel is missing when the node asks for it
+// (404), so the script counts the failed try and says so; the kernel is put
+// back and the next try (goto ${wwlabel}) fetches it, and the node boots.
+func TestIPXERetriesDownload(t *testing.T) {
+	t.Parallel()
+	n := lab.LabNode(1)
+	e := newEnv(t, 5*time.Minute, []lab.Node{n})
+	kernels, err := filepath.Glob(filepath.Join(e.lab.TreeDir, "images", "default", "rootfs", "boot", "vmlinuz-*"))
+	if err != nil || len(kernels) == 0 {
+		t.Fatalf("no kernel in the served image: %v", err)
+	}
+	for _, k := range kernels {
+		if err := os.Rename(k, heldKernel(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vm := e.startVM(lab.VMOptions{Name: n.Name, MAC: n.MAC, Firmware: lab.BIOS})
+	line, err := vm.WaitForLine(e.ctx, "wwserver: kernel download failed, try 1 of 5, retrying in 2s")
+	if err != nil {
+		t.Fatalf("the script did not report the failed try: %v", err)
+	}
+	t.Logf("%s: %q", vm.Name, strings.TrimSpace(line))
+	for _, k := range kernels {
+		if err := os.Rename(heldKernel(k), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitBooted(vm, n.Name)
+	if strings.Contains(vm.SerialTail(100000), "FAILED to download") {
+		t.Error("the script gave up although the kernel came back within its tries")
+	}
+}
+
+// heldKernel is where TestIPXERetriesDownload keeps kernel k meanwhile
+// (a name the server does not take for a kernel).
+func heldKernel(k string) string { return filepath.Join(filepath.Dir(k), "held-"+filepath.Base(k)) }

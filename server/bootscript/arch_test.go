@@ -27,7 +27,7 @@ func TestArchCheck(t *testing.T) {
 			"iseq ${buildarch} arm64 && goto ww_arch_ok ||\necho wwserver: node n002 cannot boot on this machine:\n",
 			"is arm64, this iPXE runs on ${buildarch}",
 			"imgfetch --name wrongarch http://10.0.2.1:9873/ipxe/" + macN002 + report + "${buildarch} ||",
-			"exit 1\n:ww_arch_ok\necho wwserver: booting n002"}},
+			"goto ww_exit\n:ww_arch_ok\necho wwserver: booting n002"}},
 		{"ipxe amd64", "amd64", ipxe.Script, []string{
 			"iseq ${buildarch} x86_64 && goto ww_arch_ok ||\niseq ${buildarch} i386 && goto ww_arch_ok ||\necho"}},
 		{"grub arm64", "arm64", g.Script, []string{

@@ -77,11 +77,23 @@ func (h *Handler) serveIPXE(w http.ResponseWriter, r *http.Request) {
 // servers are the node-facing addresses (host:port) of the live servers:
 // this one first, then the others Peers lists.
 func (h *Handler) servers(snap *config.Snapshot) []string {
-	var peers []string
 	if h.peers != nil {
-		peers = h.peers.Servers()
+		return bootplan.Servers(nodeapi.HostPort(snap.Server.Address, snap.Server.Port), h.peers.Servers())
 	}
-	return bootplan.Servers(nodeapi.HostPort(snap.Server.Address, snap.Server.Port), peers)
+	// Alone, the list changes only with the config: made once per
+	// snapshot, not per script request. Callers do not modify it.
+	if a := h.alone.Load(); a != nil && a.snap == snap {
+		return a.list
+	}
+	a := &aloneServers{snap: snap, list: bootplan.Servers(nodeapi.HostPort(snap.Server.Address, snap.Server.Port), nil)}
+	h.alone.Store(a)
+	return a.list
+}
+
+// aloneServers is servers()'s answer for one snapshot.
+type aloneServers struct {
+	snap *config.Snapshot
+	list []string
 }
 
 // notFound marks err as ErrNotFound, keeping its message.

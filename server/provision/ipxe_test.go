@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/wwcluster/ww/server/config"
 	"github.com/wwcluster/ww/server/status"
 )
 
@@ -242,5 +244,23 @@ func TestIPXEFallbackServers(t *testing.T) {
 	_, body = e.get("/ipxe/" + macN002)
 	if !strings.Contains(string(body), "wwserver=10.0.2.1:9873,10.0.2.5:9873 ") {
 		t.Errorf("script after a membership change does not name the new server:\n%s", body)
+	}
+}
+
+// TestServersPerSnapshot: a server without peers makes its list once per
+// config snapshot, and a new snapshot (a changed address) gets its own.
+func TestServersPerSnapshot(t *testing.T) {
+	h := &Handler{}
+	a := &config.Snapshot{Gen: 1, Server: &config.Server{Address: "10.0.2.1", Port: 9873}}
+	b := &config.Snapshot{Gen: 2, Server: &config.Server{Address: "10.0.9.9", Port: 9873}}
+	first := h.servers(a)
+	if !slices.Equal(first, []string{"10.0.2.1:9873"}) {
+		t.Fatalf("servers = %q", first)
+	}
+	if again := h.servers(a); &again[0] != &first[0] {
+		t.Error("the same snapshot made its list again")
+	}
+	if got := h.servers(b); !slices.Equal(got, []string{"10.0.9.9:9873"}) {
+		t.Errorf("after a new snapshot: servers = %q", got)
 	}
 }

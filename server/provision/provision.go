@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,8 +158,9 @@ type Handler struct {
 	tlsPort  int   // 0: no HTTPS listener
 	minRate  int64
 	mux      http.Handler
-	arches   *archMemo               // image architectures, see archmemo.go
-	stages   map[string]http.Handler // /provision?stage= → stage handler
+	arches   *archMemo                    // image architectures, see archmemo.go
+	alone    atomic.Pointer[aloneServers] // servers() without peers, per snapshot
+	stages   map[string]http.Handler      // /provision?stage= → stage handler
 
 	healthMu sync.Mutex
 	health   []HealthCheck // besides the config's: see AddHealthCheck

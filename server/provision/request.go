@@ -51,19 +51,23 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, stage string) (c
 		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
 		return nil, false
 	}
-	// No node can have such a MAC (config validation refuses them), so
-	// it must not claim a discoverable node or an unknown-MAC slot.
-	if err := config.CheckUnicastMAC(mac); err != nil {
-		h.metrics.refusals.WithLabelValues(ReasonBadMAC).Inc()
-		http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
-		return nil, false
-	}
 	snap := h.fresh.get()
+	node := snap.Nodes.ByMAC[mac]
+	// No node can have a MAC that is not a network card's (config
+	// validation refuses them), so only an unknown one needs the check: it
+	// must not claim a discoverable node or an unknown-MAC slot.
+	if node == nil {
+		if err := config.CheckUnicastMAC(mac); err != nil {
+			h.metrics.refusals.WithLabelValues(ReasonBadMAC).Inc()
+			http.Error(w, "bad MAC address in the URL: "+err.Error(), http.StatusBadRequest)
+			return nil, false
+		}
+	}
 	return &call{
 		h: h, w: w, r: r, stage: stage, mac: mac,
 		ip:   remoteIP(r.RemoteAddr),
 		snap: snap,
-		node: snap.Nodes.ByMAC[mac],
+		node: node,
 	}, true
 }
 

@@ -306,6 +306,18 @@ BENCH_ROUNDS ?= 3
 bench-boot: check-go deps-lab build image
 	WW_BENCH_BOOT=$(BENCH_ROUNDS) WW_BENCH_OUT=$(CURDIR)/build/bench-boot.md WW_BIN=$(BIN) WW_IMAGE=$(IMAGE) $(GO) test -count=1 -timeout 0 -v -run 'TestBootTimeBench$$' ./integration/
 
+# Where a lab node's boot time goes (tools/lab/cmd/bootgaps; not part of make
+# test): timed serial consoles under build/boot-gaps (each line with the time
+# its first byte and its end arrived), one QEMU at a time, kernel_args
+# variants alternated (--args, repeated). Default: one UEFI boot with the
+# kernel's initcall timings. E.g. A/B:
+#   make boot-gaps GAPS_ARGS="--firmware uefi --rounds 4 --args quiet --args 'quiet cryptomgr.notests'"
+GAPS_ARGS ?= --firmware uefi --args 'printk.time=1 initcall_debug ignore_loglevel'
+.PHONY: boot-gaps
+boot-gaps: check-go deps-lab build image
+	$(GO) build -o $(BIN)/bootgaps ./tools/lab/cmd/bootgaps
+	$(BIN)/bootgaps --bin $(BIN) --image $(IMAGE) --out $(CURDIR)/build/boot-gaps $(GAPS_ARGS)
+
 # Cold image build by wwserver build, gzip cpio (single-stage) vs zstd chunks
 # (two-stage), side by side (BENCH_IMAGE, default the hpc image; not part of make test).
 BENCH_IMAGE ?= $(CURDIR)/build/debian-hpc

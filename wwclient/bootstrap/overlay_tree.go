@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -240,7 +239,7 @@ func overlayFile(root *os.Root, src, target string, st *unix.Stat_t) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	if _, err := copyData(out, in); err != nil {
 		out.Close()
 		return fmt.Errorf("copy %s: %w", src, err)
 	}

@@ -196,6 +196,9 @@ func (p *Process) Restart() {
 		p.t.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
+	// The child dies with the test process, also when a test timeout's
+	// panic ends it before any Cleanup runs (it was left running etcd).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}

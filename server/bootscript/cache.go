@@ -15,7 +15,16 @@ type renderCache struct {
 	mu      sync.Mutex
 	snap    *config.Snapshot
 	servers string // the server list joined by ","
-	scripts map[renderKey][]byte
+	// scripts are found by node first: a pointer hashes in a few
+	// nanoseconds where the whole key (MAC, digest, …) would be hashed on
+	// every request; a node has one entry per MAC and transport it boots
+	// with, compared in turn.
+	scripts map[*config.Node][]rendered
+}
+
+type rendered struct {
+	key    renderKey
+	script []byte
 }
 
 // get returns the script cached for key; a new snapshot or server list
@@ -24,20 +33,30 @@ func (c *renderCache) get(snap *config.Snapshot, servers string, key renderKey) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.snap != snap || c.servers != servers {
-		c.snap, c.servers, c.scripts = snap, servers, map[renderKey][]byte{}
+		c.snap, c.servers, c.scripts = snap, servers, map[*config.Node][]rendered{}
 	}
-	script, ok := c.scripts[key]
-	return script, ok
+	for _, r := range c.scripts[key.node] {
+		if r.key == key {
+			return r.script, true
+		}
+	}
+	return nil, false
 }
 
 // put caches script unless the snapshot or server list moved on while it
-// was rendered.
+// was rendered (or another request cached it meanwhile).
 func (c *renderCache) put(snap *config.Snapshot, servers string, key renderKey, script []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.snap == snap && c.servers == servers {
-		c.scripts[key] = script
+	if c.snap != snap || c.servers != servers {
+		return
 	}
+	for _, r := range c.scripts[key.node] {
+		if r.key == key {
+			return
+		}
+	}
+	c.scripts[key.node] = append(c.scripts[key.node], rendered{key: key, script: script})
 }
 
 type renderKey struct {

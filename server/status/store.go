@@ -289,6 +289,11 @@ func (s *Store) update(ev Event, hb *Heartbeat) (from string, stageChanged bool,
 		r.LastSeen = seen
 	}
 	r.Server = s.serverID
+	if existed && r == old {
+		// The same answer again within the same second (a retry, a
+		// reloaded script): nothing to write, save or show differently.
+		return old.Stage, false, r
+	}
 	m[key] = r
 	s.version.Add(1)
 	// Unknown MACs are saved with the last-seen cadence: a flood of random

@@ -711,3 +711,38 @@ func BenchmarkRecordUnknownFlood(b *testing.B) {
 		st.Record(Event{MAC: macs[i%len(macs)], Stage: StageDHCP})
 	}
 }
+
+// TestRecordSameAnswerWritesNothing: the same event again within the same
+// second changes nothing (no new version to save); a later second moves
+// last seen, and another stage is a change.
+func TestRecordSameAnswerWritesNothing(t *testing.T) {
+	st, clk, _ := newTestStore(t, "")
+	ev := Event{Node: "c00001", MAC: mac(1), IP: "10.0.0.1", Stage: StageIPXE, Sent: "ipxe"}
+	st.Record(ev)
+	v := st.version.Load()
+	st.Record(ev)
+	if got := st.version.Load(); got != v {
+		t.Fatalf("the same event in the same second bumped the version %d → %d", v, got)
+	}
+	clk.Add(time.Second)
+	st.Record(ev)
+	if got := st.version.Load(); got != v+1 {
+		t.Fatalf("a later second: version %d, want %d", got, v+1)
+	}
+	if r := record(st, "c00001"); r.LastSeen != clk.Now().Unix() {
+		t.Errorf("last seen %d, want %d", r.LastSeen, clk.Now().Unix())
+	}
+	ev.Stage, ev.Sent = StageKernel, "vmlinuz"
+	st.Record(ev)
+	if r := record(st, "c00001"); r.Stage != StageKernel || st.version.Load() != v+2 {
+		t.Errorf("another stage: %+v, version %d", r, st.version.Load())
+	}
+}
+
+// record is node's record as the store holds it.
+func record(st *Store, node string) Record {
+	sh := st.shard(node)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[node]
+}

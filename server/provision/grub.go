@@ -91,7 +91,7 @@ func (h *Handler) grubScript(ctx context.Context, c *call, via string) (script [
 		h.logs.Log("grub-unknown", slog.LevelInfo, "unknown MAC asked for a GRUB config", "mac", c.mac, "remote", c.ip, "via", via)
 		return buf.Bytes(), ReasonNotFound, nil
 	}
-	digest, err := h.twoStageDigest(ctx, c) // twostage.go
+	digest, err := h.rememberedDigest(c, func() (string, error) { return h.twoStageDigest(ctx, c) }) // twostage.go
 	if err != nil {
 		return nil, "", err
 	}

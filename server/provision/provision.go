@@ -158,7 +158,8 @@ type Handler struct {
 	tlsPort  int   // 0: no HTTPS listener
 	minRate  int64
 	mux      http.Handler
-	arches   *archMemo                    // image architectures, see archmemo.go
+	arches   *snapMemo[archKey, string]   // image architectures, see snapmemo.go
+	digests  *snapMemo[string, string]    // two-stage image digests by image name, see snapmemo.go
 	alone    atomic.Pointer[aloneServers] // servers() without peers, per snapshot
 	stages   map[string]http.Handler      // /provision?stage= → stage handler
 
@@ -199,7 +200,8 @@ func New(opts Options) (*Handler, error) {
 		discover: opts.Discoverer,
 		cfg:      opts.Config,
 		fresh:    newFreshSnapshot(opts.Config, opts.FreshEvery),
-		arches:   &archMemo{every: opts.FreshEvery},
+		arches:   &snapMemo[archKey, string]{every: opts.FreshEvery},
+		digests:  &snapMemo[string, string]{every: opts.FreshEvery},
 		builder:  opts.Builder,
 		status:   opts.Status,
 		leases:   opts.Leases,

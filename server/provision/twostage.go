@@ -80,14 +80,23 @@ func (h *Handler) twoStageRoutes(mux *http.ServeMux) {
 // request's read deadline is lifted for the build (see serveArtifact) and
 // its write deadline restarted after it.
 func (h *Handler) imageDigest(c *call) (string, error) {
-	if !c.node.TwoStage() {
+	return h.rememberedDigest(c, func() (string, error) {
+		rc := http.NewResponseController(c.w)
+		_ = rc.SetReadDeadline(time.Time{})
+		d, err := h.twoStageDigest(c.r.Context(), c)
+		_ = rc.SetWriteDeadline(time.Now().Add(WriteTimeout))
+		return d, err
+	})
+}
+
+// rememberedDigest is the digest of a two-stage node's image as
+// remembered for the snapshot (see snapMemo), asking find when it is not;
+// "" for other nodes.
+func (h *Handler) rememberedDigest(c *call, find func() (string, error)) (string, error) {
+	if c.node == nil || !c.node.TwoStage() {
 		return "", nil
 	}
-	rc := http.NewResponseController(c.w)
-	_ = rc.SetReadDeadline(time.Time{})
-	d, err := h.twoStageDigest(c.r.Context(), c)
-	_ = rc.SetWriteDeadline(time.Now().Add(WriteTimeout))
-	return d, err
+	return h.digests.get(c.snap, c.node.Image, find)
 }
 
 // twoStageDigest is the image digest of c's node when it boots in two

@@ -34,14 +34,18 @@ func (h *Handler) imageArch(c *call) string {
 	if !ok || c.node == nil {
 		return ""
 	}
-	return h.arches.get(c.snap, c.node, func() string {
+	arch, _ := h.arches.get(c.snap, archKey{c.node.Image, c.node.Kernel}, func() (string, error) {
 		arch, err := ab.ImageArch(c.node)
 		if err != nil {
-			return ""
+			return "", nil // no check in the script, rather than no script
 		}
-		return arch
+		return arch, nil
 	})
+	return arch
 }
+
+// archKey is what an image's architecture depends on.
+type archKey struct{ image, kernel string }
 
 // wrongArchRoutes registers the HTTP reports (see routes.go).
 func (h *Handler) wrongArchRoutes(mux *http.ServeMux) {

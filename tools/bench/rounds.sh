@@ -9,6 +9,8 @@
 # over ROUNDS (default 5) are printed with the load average. Rows
 # (ROUNDS_ROWS, default "ipxe kernel chunk"):
 #   ipxe    wrk over 1,000 nodes' iPXE scripts vs nginx's 300 B static file
+#   ipxe2   the same over 50 two-stage nodes (the default boot: the script
+#           carries the image digest; the tchunk tree below)
 #   kernel  the 8 MiB fake kernel vs the same file from nginx
 #   chunk   wrk over every chunk of a two-stage image (ROUNDS_IMAGE, default
 #           build/hpc-image/rootfs; 50 nodes) vs the same files from nginx
@@ -70,22 +72,24 @@ cpu_ticks() { # user+system ticks of the PIDs
 measure() {
 	local who=$1 row=$2 port=$wport url lua="" conns=${ROUNDS_CONNS:-50} t=$dir/t1k pid ps
 	[[ $row == chunk ]] && { t=$dir/tchunk; conns=${ROUNDS_CHUNK_CONNS:-200}; }
+	[[ $row == ipxe2 ]] && t=$dir/tchunk
 	if [[ $who == nginx ]]; then
 		port=$nport
 		env -u NGINX "$nginx" -p "$dir/ng" -e "$dir/ng/logs/error.log" -c "$dir/ng/nginx.conf" &
 		pid=$!
 		"$bin/httpload" -ready -max-wait 10s "http://127.0.0.1:$port/small" >/dev/null
 		ps="$pid $(pgrep -P "$pid" | tr '\n' ' ')"
-		case $row in ipxe) lua=$dir/small.lua ;; kernel) url=/kernel ;; chunk) lua=$dir/chunks.lua ;; esac
+		case $row in ipxe | ipxe2) lua=$dir/small.lua ;; kernel) url=/kernel ;; chunk) lua=$dir/chunks.lua ;; esac
 	else
 		"$who" serve --root "$t" >>"$dir/wwserver.log" 2>&1 &
 		pid=$!
 		"$bin/httpload" -ready -max-wait 30s "http://127.0.0.1:$port/healthz" >/dev/null
 		ps=$pid
 		case $row in
-		ipxe)
+		ipxe | ipxe2)
 			lua=$dir/macs.lua
-			"$bin/httpload" -c 20 -n 1000 -order seq -macs "$t.macs" "http://127.0.0.1:$port/ipxe/{mac}" >/dev/null
+			[[ $row == ipxe2 ]] && lua=$dir/macs2.lua
+			"$bin/httpload" -c 20 -n "$(wc -l <"$t.macs")" -order seq -macs "$t.macs" "http://127.0.0.1:$port/ipxe/{mac}" >/dev/null
 			;;
 		kernel) url=/kernel/$(head -1 "$t.macs") ;;
 		chunk) lua=$dir/chunks.lua ;;
@@ -118,8 +122,9 @@ curl -sf -o "$dir/ng/html/kernel" "http://127.0.0.1:$wport/kernel/$first"
 kill "${pids[-1]}"
 wait "${pids[-1]}" 2>/dev/null || true
 head -c 300 /dev/urandom >"$dir/ng/html/small"
-if [[ " $rows " == *" chunk "* ]]; then
+if [[ " $rows " == *" chunk "* || " $rows " == *" ipxe2 "* ]]; then
 	tree tchunk 50 twostage
+	wrk_cycle_lua "$dir/macs2.lua" "$dir/tchunk.macs" /ipxe/
 	cp "$dir"/tchunk/state/chunks/sha256/* "$dir/ng/html/chunk/"
 	ls "$dir/tchunk/state/chunks/sha256" >"$dir/chunks.txt"
 fi

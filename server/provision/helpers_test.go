@@ -73,7 +73,7 @@ func (f *fakeConfig) LastError() error {
 	return nil
 }
 
-func newFakeConfig(t *testing.T, secure bool, extraServer string) *fakeConfig {
+func newFakeConfig(t testing.TB, secure bool, extraServer string) *fakeConfig {
 	t.Helper()
 	srvText := fmt.Sprintf("address = \"10.0.2.1\"\nsecure = %v\n%s", secure, extraServer)
 	srv, err := config.ParseServer("wwserver.toml", []byte(srvText))

@@ -112,9 +112,6 @@ const maxModuleDepLine = 1 << 20
 // network_drivers as config.NetworkDriverSet gives them (none: every
 // network driver).
 func writeModules(w io.Writer, dir, kver string, drivers []string) error {
-	if kver == "" || strings.Contains(kver, "/") || kver == "." || kver == ".." {
-		return notFound("kernel version %q: no lib/modules directory for it", kver)
-	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -122,27 +119,10 @@ func writeModules(w io.Writer, dir, kver string, drivers []string) error {
 	defer root.Close()
 	cw := newArchive(w)
 	m := &modWriter{root: root, cw: cw, done: map[string]bool{}}
-	modDir, err := m.resolve("lib/modules/" + kver)
-	if errors.Is(err, fs.ErrNotExist) {
-		if len(drivers) > 0 {
-			return &missingDriversError{modules: drivers, why: "the image has no lib/modules/" + kver}
-		}
+	modDir, want, err := m.index(kver, drivers)
+	if errors.Is(err, errNoModules) {
 		return cw.Close() // drivers built in, or no modules at all
 	}
-	if err != nil {
-		return fmt.Errorf("lib/modules/%s: %w", kver, err)
-	}
-	deps, err := readModulesDep(root, modDir+"/modules.dep")
-	if errors.Is(err, fs.ErrNotExist) {
-		if len(drivers) > 0 {
-			return &missingDriversError{modules: drivers, why: "the image has no lib/modules/" + kver + "/modules.dep"}
-		}
-		return cw.Close()
-	}
-	if err != nil {
-		return err
-	}
-	want, err := pickModules(root, modDir, deps, drivers)
 	if err != nil {
 		return err
 	}
@@ -171,6 +151,55 @@ func writeModules(w io.Writer, dir, kver string, drivers []string) error {
 		}
 	}
 	return cw.Close()
+}
+
+// errNoModules: the image has no modules for the kernel (and no
+// network_drivers asks for any).
+var errNoModules = errors.New("no modules")
+
+// index writes the module directory's path (through the image's symlinks)
+// and returns it, with the modules.dep paths the archive holds.
+func (m *modWriter) index(kver string, drivers []string) (string, map[string]bool, error) {
+	if kver == "" || strings.Contains(kver, "/") || kver == "." || kver == ".." {
+		return "", nil, notFound("kernel version %q: no lib/modules directory for it", kver)
+	}
+	modDir, err := m.resolve("lib/modules/" + kver)
+	if errors.Is(err, fs.ErrNotExist) {
+		if len(drivers) > 0 {
+			return "", nil, &missingDriversError{modules: drivers, why: "the image has no lib/modules/" + kver}
+		}
+		return "", nil, errNoModules
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("lib/modules/%s: %w", kver, err)
+	}
+	deps, err := readModulesDep(m.root, modDir+"/modules.dep")
+	if errors.Is(err, fs.ErrNotExist) {
+		if len(drivers) > 0 {
+			return "", nil, &missingDriversError{modules: drivers, why: "the image has no lib/modules/" + kver + "/modules.dep"}
+		}
+		return "", nil, errNoModules
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	want, err := pickModules(m.root, modDir, deps, drivers)
+	return modDir, want, err
+}
+
+// checkModules looks drivers up as writeModules does, writing nothing.
+func checkModules(dir, kver string, drivers []string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	m := &modWriter{root: root, cw: newArchive(io.Discard), done: map[string]bool{}}
+	_, _, err = m.index(kver, drivers)
+	if errors.Is(err, errNoModules) {
+		return nil
+	}
+	return err
 }
 
 // pickModules returns the modules.dep paths the archive holds: the

@@ -103,3 +103,29 @@ func readBuiltin(root *os.Root, name string) (map[string]struct{}, error) {
 	}
 	return names, nil
 }
+
+// MissingNetworkDrivers returns the modules of the node's network_drivers
+// that its image's kernel (version kver) has neither as a module nor built
+// in, without building anything (wwserver check). A node without a list,
+// or whose image or kernel cannot be found (other checks say so), has
+// none; err is a problem reading the image's module index.
+func (b *Builder) MissingNetworkDrivers(n *config.Node) (kver string, missing []string, err error) {
+	drivers := config.NetworkDriverSet(n.NetworkDrivers)
+	if len(drivers) == 0 {
+		return "", nil, nil
+	}
+	k, err := b.kernel(n)
+	if err != nil {
+		return "", nil, nil
+	}
+	kver = strings.TrimPrefix(k.Name, "vmlinuz-")
+	dir, err := b.rootfs(n)
+	if err != nil {
+		return kver, nil, nil
+	}
+	err = checkModules(dir, kver, drivers)
+	if me := (*missingDriversError)(nil); errors.As(err, &me) {
+		return kver, me.modules, nil
+	}
+	return kver, nil, err
+}

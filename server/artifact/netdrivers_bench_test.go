@@ -11,8 +11,8 @@ import (
 // BenchmarkNetworkDrivers builds the modules initrd of a real image's
 // kernel (WW_BENCH_ROOTFS, default the hpc image build/hpc-image/rootfs)
 // for the default (every network driver) and for typical network_drivers
-// lists, and reports its gzip bytes and module count next to the build
-// time. Run: WW_BENCH_ROOTFS=DIR go test -run XXX -bench NetworkDrivers -benchtime 3x ./server/artifact/
+// lists, and reports its gzip and cpio bytes and module count next to the
+// build time (one core: modules initrds are compressed on one). Run: WW_BENCH_ROOTFS=DIR go test -run XXX -bench NetworkDrivers -benchtime 3x ./server/artifact/
 func BenchmarkNetworkDrivers(b *testing.B) {
 	rootfs := os.Getenv("WW_BENCH_ROOTFS")
 	if rootfs == "" {
@@ -33,6 +33,10 @@ func BenchmarkNetworkDrivers(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			mods := moduleCount(b, rootfs, kver, c.drivers)
+			raw := &countWriter{w: io.Discard}
+			if err := writeModules(raw, rootfs, kver, c.drivers); err != nil {
+				b.Fatal(err)
+			}
 			var size int64
 			for b.Loop() {
 				cw := &countWriter{w: io.Discard}
@@ -44,6 +48,7 @@ func BenchmarkNetworkDrivers(b *testing.B) {
 				size = cw.n
 			}
 			b.ReportMetric(float64(size), "gzip-bytes")
+			b.ReportMetric(float64(raw.n), "cpio-bytes")
 			b.ReportMetric(float64(mods), "modules")
 		})
 	}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"io"
@@ -58,20 +59,16 @@ func TestNetworkDriversBoot(t *testing.T) {
 // names and its size.
 func modulesOf(t *testing.T, e *env, mac string) (map[string]bool, int64) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(e.ctx, http.MethodGet, nodeapi.Modules.URL(e.lab.ServerURL(), mac), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := e.lab.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := httpGet(t, e, nodeapi.Modules.URL(e.lab.ServerURL(), mac))
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET modules of %s: %s", mac, resp.Status)
 	}
-	cr := &countReader{r: resp.Body}
-	zr, err := gzip.NewReader(cr)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,19 +86,19 @@ func modulesOf(t *testing.T, e *env, mac string) (map[string]bool, int64) {
 			mods[strings.ReplaceAll(name, "-", "_")] = true
 		}
 	}
-	if _, err := io.Copy(io.Discard, zr); err != nil {
+	return mods, int64(len(data))
+}
+
+// httpGet GETs url from the lab's server (the response is the caller's).
+func httpGet(t *testing.T, e *env, url string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(e.ctx, http.MethodGet, url, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return mods, cr.n
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	resp, err := e.lab.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -135,14 +134,7 @@ func progressOf(s lab.NodeStatus) string {
 // metrics returns the request counters of /metrics.
 func metrics(t *testing.T, e *env) string {
 	t.Helper()
-	req, err := http.NewRequestWithContext(e.ctx, http.MethodGet, e.lab.ServerURL()+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := e.lab.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := httpGet(t, e, e.lab.ServerURL()+"/metrics")
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	var out []string

@@ -30,8 +30,10 @@ const ModulesName = "__MODULES__.img.gz"
 // modules.softdep copied as they are, every module under
 // kernel/drivers/net/ (but wireless, WWAN, CAN, USB and other non-Ethernet
 // link layers) and kernel/drivers/virtio/, and everything those depend on
-// (modules.dep). VERSION is the kernel's file name after "vmlinuz-". An
-// image without that directory (drivers built in) gives an empty archive.
+// (modules.dep). A node with network_drivers gets kernel/drivers/virtio/
+// and the listed modules instead of kernel/drivers/net/ (netdrivers.go).
+// VERSION is the kernel's file name after "vmlinuz-". An image without
+// that directory (drivers built in) gives an empty archive.
 // The files are the image's own, so laying them over the image later
 // changes nothing.
 func (b *Builder) KernelModules(ctx context.Context, snap *config.Snapshot, n *config.Node) (*Artifact, error) {
@@ -56,18 +58,26 @@ func (b *Builder) kernelModules(ctx context.Context, fps *fingerprints, n *confi
 	if err != nil {
 		return nil, b.treeError("image", n.Image, "images/"+n.Image+"/rootfs", err)
 	}
-	key := hashKey("ww-netmodules/1", strconv.Itoa(gzipLevel), kver, fp.hash)
-	p, err := b.get(ctx, kindModules, key, func(w io.Writer) error {
-		return writeModules(w, dir, kver)
+	drivers := config.NetworkDriverSet(n.NetworkDrivers)
+	fields := []string{"ww-netmodules/1", strconv.Itoa(gzipLevel), kver, fp.hash}
+	if len(drivers) > 0 { // the default's key stays what it was
+		fields = append(fields, "drivers", strings.Join(drivers, ","))
+	}
+	p, err := b.get(ctx, kindModules, hashKey(fields...), func(w io.Writer) error {
+		return writeModules(w, dir, kver, drivers)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("image %q: network modules of %s: %w", n.Image, kver, err)
+		return nil, driversError(n, kver, err)
 	}
 	return b.artifact(ModulesName, p), nil
 }
 
 // moduleDirs are the module trees whose modules stage 1 gets.
-var moduleDirs = []string{"kernel/drivers/net/", "kernel/drivers/virtio/"}
+var moduleDirs = []string{"kernel/drivers/net/", virtioModuleDir}
+
+// virtioModuleDir holds the virtio bus drivers (virtio_pci, …), which a
+// node with network_drivers gets too: small, and a virtio NIC needs them.
+const virtioModuleDir = "kernel/drivers/virtio/"
 
 // skippedNetDirs are link layers under kernel/drivers/net/ no node boots
 // over.
@@ -98,11 +108,10 @@ func wantModule(m string) bool {
 // maxModuleDepLine bounds a modules.dep line (a module and its dependencies).
 const maxModuleDepLine = 1 << 20
 
-// writeModules writes the archive KernelModules describes.
-func writeModules(w io.Writer, dir, kver string) error {
-	if kver == "" || strings.Contains(kver, "/") || kver == "." || kver == ".." {
-		return notFound("kernel version %q: no lib/modules directory for it", kver)
-	}
+// writeModules writes the archive KernelModules describes; drivers are
+// network_drivers as config.NetworkDriverSet gives them (none: every
+// network driver).
+func writeModules(w io.Writer, dir, kver string, drivers []string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -110,35 +119,12 @@ func writeModules(w io.Writer, dir, kver string) error {
 	defer root.Close()
 	cw := newArchive(w)
 	m := &modWriter{root: root, cw: cw, done: map[string]bool{}}
-	modDir, err := m.resolve("lib/modules/" + kver)
-	if errors.Is(err, fs.ErrNotExist) {
+	modDir, want, err := m.index(kver, drivers)
+	if errors.Is(err, errNoModules) {
 		return cw.Close() // drivers built in, or no modules at all
 	}
 	if err != nil {
-		return fmt.Errorf("lib/modules/%s: %w", kver, err)
-	}
-	deps, err := readModulesDep(root, modDir+"/modules.dep")
-	if errors.Is(err, fs.ErrNotExist) {
-		return cw.Close()
-	}
-	if err != nil {
 		return err
-	}
-	want := map[string]bool{}
-	var add func(mod string)
-	add = func(mod string) {
-		if want[mod] {
-			return
-		}
-		want[mod] = true
-		for _, d := range deps[mod] {
-			add(d)
-		}
-	}
-	for mod := range deps {
-		if wantModule(mod) {
-			add(mod)
-		}
 	}
 	for _, f := range moduleMeta {
 		if err := m.file(modDir + "/" + f); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -165,6 +151,93 @@ func writeModules(w io.Writer, dir, kver string) error {
 		}
 	}
 	return cw.Close()
+}
+
+// errNoModules: the image has no modules for the kernel (and no
+// network_drivers asks for any).
+var errNoModules = errors.New("no modules")
+
+// index writes the module directory's path (through the image's symlinks)
+// and returns it, with the modules.dep paths the archive holds.
+func (m *modWriter) index(kver string, drivers []string) (string, map[string]bool, error) {
+	if kver == "" || strings.Contains(kver, "/") || kver == "." || kver == ".." {
+		return "", nil, notFound("kernel version %q: no lib/modules directory for it", kver)
+	}
+	modDir, err := m.resolve("lib/modules/" + kver)
+	if errors.Is(err, fs.ErrNotExist) {
+		if len(drivers) > 0 {
+			return "", nil, &missingDriversError{modules: drivers, why: "the image has no lib/modules/" + kver}
+		}
+		return "", nil, errNoModules
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("lib/modules/%s: %w", kver, err)
+	}
+	deps, err := readModulesDep(m.root, modDir+"/modules.dep")
+	if errors.Is(err, fs.ErrNotExist) {
+		if len(drivers) > 0 {
+			return "", nil, &missingDriversError{modules: drivers, why: "the image has no lib/modules/" + kver + "/modules.dep"}
+		}
+		return "", nil, errNoModules
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	want, err := pickModules(m.root, modDir, deps, drivers)
+	return modDir, want, err
+}
+
+// checkModules looks drivers up as writeModules does, writing nothing.
+func checkModules(dir, kver string, drivers []string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	m := &modWriter{root: root, cw: newArchive(io.Discard), done: map[string]bool{}}
+	_, _, err = m.index(kver, drivers)
+	if errors.Is(err, errNoModules) {
+		return nil
+	}
+	return err
+}
+
+// pickModules returns the modules.dep paths the archive holds: the
+// network drivers (or the listed drivers and kernel/drivers/virtio/) and
+// everything they depend on.
+func pickModules(root *os.Root, modDir string, deps map[string][]string, drivers []string) (map[string]bool, error) {
+	want := map[string]bool{}
+	var add func(mod string)
+	add = func(mod string) {
+		if want[mod] {
+			return
+		}
+		want[mod] = true
+		for _, d := range deps[mod] {
+			add(d)
+		}
+	}
+	if len(drivers) == 0 {
+		for mod := range deps {
+			if wantModule(mod) {
+				add(mod)
+			}
+		}
+		return want, nil
+	}
+	listed, err := listedModules(root, modDir, deps, drivers)
+	if err != nil {
+		return nil, err
+	}
+	for mod := range deps {
+		if strings.HasPrefix(mod, virtioModuleDir) { // the bus drivers
+			add(mod)
+		}
+	}
+	for _, mod := range listed {
+		add(mod)
+	}
+	return want, nil
 }
 
 // readModulesDep parses modules.dep: "kernel/a.ko: kernel/b.ko kernel/c.ko".

@@ -62,6 +62,7 @@ func Tree(root string, log *slog.Logger) []string {
 	problems = append(problems, perNode(root, t, snap)...)
 	problems = append(problems, secureBoot(srvPath, b, snap)...)
 	problems = append(problems, archProblems(root, b, snap)...)
+	problems = append(problems, netDriverProblems(b, snap)...) // netdrivers.go
 	problems = append(problems, tlsProblems(srvPath, root, srv)...)
 	problems = append(problems, tlsPinless(root, snap)...)
 	if fi, err := os.Stat(srv.TFTP.Dir); (srv.TFTP.Enabled) && (err != nil || !fi.IsDir()) {

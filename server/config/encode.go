@@ -93,6 +93,7 @@ func (e *encoder) entry(kind, name string, en *Entry) {
 	e.str("image", en.Image)
 	e.str("kernel", en.Kernel)
 	e.list("kernel_args", en.KernelArgs)
+	e.list("network_drivers", en.NetworkDrivers)
 	e.list("system_overlays", en.SystemOverlays)
 	e.list("runtime_overlays", en.RuntimeOverlays)
 	e.str("root", en.Root)
@@ -240,7 +241,7 @@ func SameEntry(a, b *Entry) bool {
 		return true
 	}
 	if !sameList(a.Profiles, b.Profiles) || !sameStr(a.Image, b.Image) || !sameStr(a.Kernel, b.Kernel) ||
-		!sameList(a.KernelArgs, b.KernelArgs) || !sameList(a.SystemOverlays, b.SystemOverlays) ||
+		!sameList(a.KernelArgs, b.KernelArgs) || !sameList(a.NetworkDrivers, b.NetworkDrivers) || !sameList(a.SystemOverlays, b.SystemOverlays) ||
 		!sameList(a.RuntimeOverlays, b.RuntimeOverlays) || !sameStr(a.Root, b.Root) || !sameStr(a.AssetKey, b.AssetKey) ||
 		!sameStr(a.IPXETemplate, b.IPXETemplate) || !sameBool(a.Discoverable, b.Discoverable) || len(a.Tags) != len(b.Tags) ||
 		!sameBMC(a.BMC, b.BMC) || !sameStr(a.Boot, b.Boot) || !sameStr(a.Bootloader, b.Bootloader) {

@@ -263,7 +263,7 @@ func (p *fastParser) devValue(key, rest string) bool {
 func (p *fastParser) entryValue(key, rest string) bool {
 	e := p.entry
 	switch key {
-	case "profiles", "kernel_args", "system_overlays", "runtime_overlays":
+	case "profiles", "kernel_args", "network_drivers", "system_overlays", "runtime_overlays":
 		list, ok := arrayValue(rest)
 		if !ok {
 			return false
@@ -273,6 +273,8 @@ func (p *fastParser) entryValue(key, rest string) bool {
 			e.Profiles = list
 		case "kernel_args":
 			e.KernelArgs = list
+		case "network_drivers":
+			e.NetworkDrivers = list
 		case "system_overlays":
 			e.SystemOverlays = list
 		case "runtime_overlays":

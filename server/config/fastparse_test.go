@@ -109,7 +109,7 @@ func TestFastParseRandom(t *testing.T) {
 		`system_overlays = ['w']`, `runtime_overlays = ["g"] # c`, `discoverable = true`, `discoverable = false`,
 		`hwaddr = "52:54:00:00:00:01"`, `ipaddr = "10.0.0.1"`, `netmask = "255.255.255.0"`, `gateway = ""`,
 		`primary = true`, `rack = "r1"`, `"odd key" = "v"`, `image = "a\"b"`, `image = 1`, `x = "y"`,
-		`image="nospace"`, "\timage = \"tab\"",
+		`image="nospace"`, "\timage = \"tab\"", `network_drivers = ["virtio-net", "e1000e"]`,
 	}
 	accepted := 0
 	for range 20000 {

@@ -35,6 +35,7 @@ type Node struct {
 	Image           string   `json:"image"`
 	Kernel          string   `json:"kernel,omitempty"`
 	KernelArgs      []string `json:"kernel_args,omitempty"`
+	NetworkDrivers  []string `json:"network_drivers,omitempty"` // two-stage stage 1's modules (netdrivers.go); empty: all
 	SystemOverlays  []string `json:"system_overlays"`
 	RuntimeOverlays []string `json:"runtime_overlays"`
 	Root            string   `json:"root"`
@@ -77,6 +78,7 @@ type PublicNode struct {
 	Image           string            `json:"image"`
 	Kernel          string            `json:"kernel,omitempty"`
 	KernelArgs      []string          `json:"kernel_args,omitempty"`
+	NetworkDrivers  []string          `json:"network_drivers,omitempty"`
 	SystemOverlays  []string          `json:"system_overlays"`
 	RuntimeOverlays []string          `json:"runtime_overlays"`
 	Root            string            `json:"root"`
@@ -103,7 +105,7 @@ func (n *PublicNode) Primary() NetDev {
 // are read-only once loaded.
 func (n *Node) Public() *PublicNode {
 	return &PublicNode{Name: n.Name, Profiles: n.Profiles, Image: n.Image, Kernel: n.Kernel,
-		KernelArgs: n.KernelArgs, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
+		KernelArgs: n.KernelArgs, NetworkDrivers: n.NetworkDrivers, SystemOverlays: n.SystemOverlays, RuntimeOverlays: n.RuntimeOverlays,
 		Root: n.Root, Boot: n.Boot, IPXETemplate: n.IPXETemplate, Tags: n.Tags, Network: n.Network,
 		NetworkConf: n.NetworkConf, Discoverable: n.Discoverable, File: n.File, Bootloader: n.Bootloader, BMC: n.BMC}
 }
@@ -133,6 +135,7 @@ type Entry struct {
 	Image           *string                 `toml:"image"`
 	Kernel          *string                 `toml:"kernel"`
 	KernelArgs      []string                `toml:"kernel_args"`
+	NetworkDrivers  []string                `toml:"network_drivers"`
 	SystemOverlays  []string                `toml:"system_overlays"`
 	RuntimeOverlays []string                `toml:"runtime_overlays"`
 	Root            *string                 `toml:"root"`
@@ -360,6 +363,7 @@ func resolveNodes(files []Decoded, errs *errList, broken bool) (*Nodes, error) {
 	r.collect(files)
 	names := r.checkNames()
 	r.checkKernelArgs()
+	r.checkNetworkDrivers() // netdrivers.go
 	r.checkBMCEntries()
 	r.ns = &Nodes{ByName: make(map[string]*Node, len(names)), ByMAC: make(map[string]*Node, len(names)),
 		ByIP: make(map[string]*Node, len(names)), List: make([]*Node, 0, len(names)), Public: make([]*PublicNode, 0, len(names))}
@@ -719,6 +723,9 @@ func (n *Node) merge(r *Entry, devs map[string]*NetDevEntry) {
 	}
 	if r.KernelArgs != nil {
 		n.KernelArgs = append([]string(nil), r.KernelArgs...)
+	}
+	if r.NetworkDrivers != nil {
+		n.NetworkDrivers = append([]string(nil), r.NetworkDrivers...)
 	}
 	if r.SystemOverlays != nil {
 		n.SystemOverlays = append([]string(nil), r.SystemOverlays...)

@@ -19,6 +19,7 @@ type Fields struct {
 	Image           string
 	Kernel          string
 	KernelArgs      []string
+	NetworkDrivers  []string // kernel modules (config.CheckModuleName); "" alone unsets
 	SystemOverlays  []string
 	RuntimeOverlays []string
 	Root            string
@@ -81,6 +82,13 @@ func (f *Fields) applyKeys(e *config.Entry) error {
 			return err
 		}
 		e.KernelArgs = args
+	}
+	if ch("network-drivers") {
+		drivers, err := networkDrivers(f.NetworkDrivers)
+		if err != nil {
+			return err
+		}
+		e.NetworkDrivers = drivers
 	}
 	list("system-overlays", f.SystemOverlays, &e.SystemOverlays)
 	list("runtime-overlays", f.RuntimeOverlays, &e.RuntimeOverlays)
@@ -166,6 +174,21 @@ func kernelArgs(in []string) ([]string, error) {
 			return nil, fmt.Errorf("--kernel-args: %w", err)
 		}
 		out = append(out, a)
+	}
+	return out, nil
+}
+
+// networkDrivers checks the --network-drivers values and drops empty ones
+// (a lone "" unsets the key).
+func networkDrivers(in []string) ([]string, error) {
+	var out []string
+	for _, m := range in {
+		if m != "" {
+			out = append(out, m)
+		}
+	}
+	if err := config.CheckNetworkDrivers(out); err != nil {
+		return nil, fmt.Errorf("--network-drivers: %w", err)
 	}
 	return out, nil
 }

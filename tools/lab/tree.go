@@ -29,6 +29,8 @@ type Node struct {
 	// KernelArgs and SystemOverlays, when set, replace the profile's
 	// (make bench-boot boots one node with the earlier defaults).
 	KernelArgs, SystemOverlays []string
+	// NetworkDrivers, when set, is the node's network_drivers.
+	NetworkDrivers []string
 }
 
 // LabNode returns node i (1-based): n00i, MAC 52:54:00:99:00:i, 10.99.0.(10+i).
@@ -252,6 +254,9 @@ func (l *Lab) SetNodes(nodes []Node) error {
 		}
 		if n.KernelArgs != nil {
 			entry["kernel_args"] = n.KernelArgs
+		}
+		if n.NetworkDrivers != nil {
+			entry["network_drivers"] = n.NetworkDrivers
 		}
 		if n.SystemOverlays != nil {
 			entry["system_overlays"] = n.SystemOverlays

@@ -144,7 +144,9 @@ func eachLine(p string, fn func(string)) error {
 
 // Match returns the module names whose alias pattern matches modalias, in
 // modules.alias order, without duplicates. Modules that are not in
-// modules.dep (built in) are left out.
+// modules.dep (built in) are left out, and so are those whose file is not
+// there: a node with network_drivers gets only those modules, with the
+// image's whole modules.dep and modules.alias.
 func (ix *Index) Match(modalias string) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -154,7 +156,7 @@ func (ix *Index) Match(modalias string) []string {
 		}
 		if ok, err := path.Match(a.pattern, modalias); err == nil && ok {
 			seen[a.module] = true
-			if _, known := ix.paths[a.module]; known {
+			if p, known := ix.paths[a.module]; known && ix.present(p) {
 				out = append(out, a.module)
 			}
 		}
@@ -196,11 +198,25 @@ func (ix *Index) LoadOrder(module string) ([]string, error) {
 		return nil, err
 	}
 	for i, rel := range order {
-		if !filepath.IsAbs(rel) {
-			order[i] = filepath.Join(ix.dir, rel)
+		if !ix.present(rel) {
+			return nil, fmt.Errorf("module %s needs %s, which is not here", module, rel)
 		}
+		order[i] = ix.abs(rel)
 	}
 	return order, nil
+}
+
+func (ix *Index) abs(rel string) string {
+	if filepath.IsAbs(rel) {
+		return rel
+	}
+	return filepath.Join(ix.dir, rel)
+}
+
+// present reports whether the module file at rel (a modules.dep path) exists.
+func (ix *Index) present(rel string) bool {
+	_, err := os.Stat(ix.abs(rel))
+	return err == nil
 }
 
 // NetworkModaliases returns the modalias of every PCI network-class

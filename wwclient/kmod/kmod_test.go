@@ -131,7 +131,9 @@ func TestLoadNetworkDriversFailureSkipped(t *testing.T) {
 }
 
 func TestIndex(t *testing.T) {
-	ix, err := LoadIndex(modDir(t))
+	d := modDir(t)
+	touchModules(t, d)
+	ix, err := LoadIndex(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,5 +209,34 @@ func TestFinitLoaderErrors(t *testing.T) {
 	writeFile(t, p, "not a module")
 	if err := (FinitLoader{}).Load(p); err == nil {
 		t.Fatal("bogus module loaded?")
+	}
+}
+
+// TestIndexAbsentModules: a node with network_drivers gets the image's
+// whole modules.dep and modules.alias but only some module files; a module
+// whose file (or a dependency's) is not there is not matched or loaded.
+func TestIndexAbsentModules(t *testing.T) {
+	d := modDir(t)
+	touchModules(t, d)
+	for _, rm := range []string{"kernel/drivers/net/ethernet/intel/e1000/e1000.ko", "kernel/net/core/failover.ko"} {
+		if err := os.Remove(filepath.Join(d, rm)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix, err := LoadIndex(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ix.Match("pci:v00008086d000010B5sv00008086sd0000001Ebc02sc00i00"); len(got) != 0 {
+		t.Fatalf("absent e1000 matched: %v", got)
+	}
+	if got := ix.Match("virtio:d00000001v00001AF4"); !reflect.DeepEqual(got, []string{"virtio_net"}) {
+		t.Fatalf("virtio_net: %v", got)
+	}
+	if _, err := ix.LoadOrder("virtio_net"); err == nil || !strings.Contains(err.Error(), "failover.ko") {
+		t.Fatalf("missing dependency: %v", err)
+	}
+	if order, err := ix.LoadOrder("virtio_pci"); err != nil || len(order) != 5 {
+		t.Fatalf("virtio_pci: %v %v", order, err)
 	}
 }

@@ -28,6 +28,8 @@ func (f *entryFlags) add(cmd *cobra.Command, kind nodeedit.Kind) {
 	// split console=ttyS0,115200n8 in two and choked on quotes.
 	fl.StringArrayVar(&f.KernelArgs, "kernel-args", nil,
 		`kernel command line argument, taken whole (repeatable: --kernel-args console=ttyS0,115200n8 --kernel-args quiet; --kernel-args "" clears them)`)
+	fl.StringSliceVar(&f.NetworkDrivers, "network-drivers", nil,
+		`kernel modules a two-stage node's first stage gets, e.g. virtio_net,e1000e (--network-drivers "" unsets it)`)
 	fl.StringSliceVar(&f.SystemOverlays, "system-overlays", nil, "system overlays, in order")
 	fl.StringSliceVar(&f.RuntimeOverlays, "runtime-overlays", nil, "runtime overlays, in order")
 	fl.StringVar(&f.Root, "root-mode", "", `"tmpfs" or "initramfs" (the root key)`)

@@ -52,6 +52,11 @@ func startMembers(cfgs []*embed.Config) ([]*embed.Etcd, error) {
 	var es []*embed.Etcd
 	closeAll := func() {
 		for _, e := range es {
+			// Close waits for the client listeners to serve, which a member
+			// that was never ready only gives up once its server stops:
+			// Close alone hangs forever (a member after it failed to start,
+			// or the 60 s timeout below).
+			e.Server.HardStop()
 			e.Close()
 		}
 	}

@@ -9,8 +9,8 @@
 # over ROUNDS (default 5) are printed with the load average. Rows
 # (ROUNDS_ROWS, default "ipxe kernel chunk"):
 #   ipxe    wrk over 1,000 nodes' iPXE scripts vs nginx's 300 B static file
-#   ipxe2   the same over 50 two-stage nodes (the default boot: the script
-#           carries the image digest; the tchunk tree below)
+#   ipxe2   the same over 1,000 two-stage nodes (the default boot: the
+#           script carries the image digest of the fake image's chunks)
 #   kernel  the 8 MiB fake kernel vs the same file from nginx
 #   chunk   wrk over every chunk of a two-stage image (ROUNDS_IMAGE, default
 #           build/hpc-image/rootfs; 50 nodes) vs the same files from nginx
@@ -42,7 +42,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# tree NAME N BOOT: a served tree (fake 8 MiB kernel for initrd; ROUNDS_IMAGE for twostage).
+# tree NAME N BOOT: a served tree (fake 8 MiB kernel for initrd; ROUNDS_IMAGE for
+# twostage; fake-twostage: the fake image, chunked).
 tree() {
 	local t=$dir/$1
 	[[ -f $t/.done ]] && return
@@ -52,6 +53,9 @@ tree() {
 		"$bin/gentree" -root "$t" -n "$2" -macs "$t.macs" -source-check false -boot twostage
 		rm -rf "$t/images/default/rootfs"
 		cp -a "$image" "$t/images/default/rootfs"
+		"$new" build --root "$t" >/dev/null 2>&1
+	elif [[ $3 == fake-twostage ]]; then
+		"$bin/gentree" -root "$t" -n "$2" -macs "$t.macs" -source-check false -fake-image -boot twostage
 		"$new" build --root "$t" >/dev/null 2>&1
 	else
 		"$bin/gentree" -root "$t" -n "$2" -macs "$t.macs" -source-check false -fake-image
@@ -72,7 +76,7 @@ cpu_ticks() { # user+system ticks of the PIDs
 measure() {
 	local who=$1 row=$2 port=$wport url lua="" conns=${ROUNDS_CONNS:-50} t=$dir/t1k pid ps
 	[[ $row == chunk ]] && { t=$dir/tchunk; conns=${ROUNDS_CHUNK_CONNS:-200}; }
-	[[ $row == ipxe2 ]] && t=$dir/tchunk
+	[[ $row == ipxe2 ]] && t=$dir/t1k2
 	if [[ $who == nginx ]]; then
 		port=$nport
 		env -u NGINX "$nginx" -p "$dir/ng" -e "$dir/ng/logs/error.log" -c "$dir/ng/nginx.conf" &
@@ -122,9 +126,12 @@ curl -sf -o "$dir/ng/html/kernel" "http://127.0.0.1:$wport/kernel/$first"
 kill "${pids[-1]}"
 wait "${pids[-1]}" 2>/dev/null || true
 head -c 300 /dev/urandom >"$dir/ng/html/small"
-if [[ " $rows " == *" chunk "* || " $rows " == *" ipxe2 "* ]]; then
+if [[ " $rows " == *" ipxe2 "* ]]; then
+	tree t1k2 1000 fake-twostage
+	wrk_cycle_lua "$dir/macs2.lua" "$dir/t1k2.macs" /ipxe/
+fi
+if [[ " $rows " == *" chunk "* ]]; then
 	tree tchunk 50 twostage
-	wrk_cycle_lua "$dir/macs2.lua" "$dir/tchunk.macs" /ipxe/
 	cp "$dir"/tchunk/state/chunks/sha256/* "$dir/ng/html/chunk/"
 	ls "$dir/tchunk/state/chunks/sha256" >"$dir/chunks.txt"
 fi

@@ -34,7 +34,7 @@ type memoGen[K comparable, V any] struct {
 
 type memoEntry[V any] struct {
 	v     V
-	until atomic.Int64 // unix nanoseconds
+	until int64 // unix nanoseconds; entries are replaced, never changed
 }
 
 // get returns key's value for snap, asking find when the remembered one is
@@ -53,31 +53,21 @@ func (a *snapMemo[K, V]) get(snap *config.Snapshot, key K, find func() (V, error
 		}
 	}
 	now := time.Now().UnixNano()
-	if v, ok := g.m.Load(key); ok {
-		e := v.(*memoEntry[V])
-		old := e.until.Load()
-		// Expired: the request that moves until on looks again, the others
-		// use the old answer meanwhile (one lookup, not one each).
-		if now < old || !e.until.CompareAndSwap(old, now+int64(a.every)) {
-			return e.v, nil
-		}
-		return a.find(g, key, e, now, find)
+	v, ok := g.m.Load(key)
+	if ok && now < v.(*memoEntry[V]).until {
+		return v.(*memoEntry[V]).v, nil
 	}
-	return a.find(g, key, nil, now, find)
-}
-
-// find asks find and remembers its answer in place of old (nil: none); a
-// failed lookup forgets old, so that the next request asks again.
-func (a *snapMemo[K, V]) find(g *memoGen[K, V], key K, old *memoEntry[V], now int64, find func() (V, error)) (V, error) {
-	v, err := find()
+	// Missing or expired: every request asks until one remembers an
+	// answer. None gets the old one meanwhile: while an edited image is
+	// rebuilt (seconds), its nodes must wait for the new digest, not boot
+	// the old image (find shares the build among them).
+	found, err := find()
 	if err != nil {
-		if old != nil {
-			g.m.CompareAndDelete(key, old)
+		if ok {
+			g.m.CompareAndDelete(key, v) // the next request asks again
 		}
-		return v, err
+		return found, err
 	}
-	e := &memoEntry[V]{v: v}
-	e.until.Store(now + int64(a.every))
-	g.m.Store(key, e)
-	return v, nil
+	g.m.Store(key, &memoEntry[V]{v: found, until: now + int64(a.every)})
+	return found, nil
 }

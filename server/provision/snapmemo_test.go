@@ -71,13 +71,7 @@ func TestSnapMemoExpiryAndErrors(t *testing.T) {
 	answer := func(v string, err error) func() (string, error) {
 		return func() (string, error) { calls++; return v, err }
 	}
-	expire := func() {
-		v, ok := m.cur.Load().m.Load("img")
-		if !ok {
-			t.Fatal("nothing remembered")
-		}
-		v.(*memoEntry[string]).until.Store(0)
-	}
+	expire := func() { expireMemo(t, m, "img") }
 	boom := errors.New("boom")
 	steps := []struct {
 		name   string
@@ -103,6 +97,47 @@ func TestSnapMemoExpiryAndErrors(t *testing.T) {
 		if got != s.want || !errors.Is(err, s.err) || calls != s.calls {
 			t.Fatalf("%s: got %q, %v after %d lookups; want %q, %v after %d", s.name, got, err, calls, s.want, s.err, s.calls)
 		}
+	}
+}
+
+// expireMemo makes key's remembered answer expired.
+func expireMemo(t *testing.T, m *snapMemo[string, string], key string) {
+	t.Helper()
+	v, ok := m.cur.Load().m.Load(key)
+	if !ok {
+		t.Fatal("nothing remembered")
+	}
+	m.cur.Load().m.Store(key, &memoEntry[string]{v: v.(*memoEntry[string]).v})
+}
+
+// TestSnapMemoNoOldAnswerWhileLooking: while one request looks an expired
+// answer up again (an edited image being rebuilt), another gets a fresh
+// answer too, never the old one (a node would boot the old image).
+func TestSnapMemoNoOldAnswerWhileLooking(t *testing.T) {
+	snap := &config.Snapshot{Gen: 1}
+	m := &snapMemo[string, string]{every: time.Hour}
+	if v, err := m.get(snap, "img", func() (string, error) { return "old", nil }); v != "old" || err != nil {
+		t.Fatalf("first lookup: %q, %v", v, err)
+	}
+	expireMemo(t, m, "img")
+	inside, release := make(chan struct{}), make(chan struct{})
+	slow := make(chan string, 1)
+	go func() {
+		v, _ := m.get(snap, "img", func() (string, error) {
+			close(inside)
+			<-release
+			return "new", nil
+		})
+		slow <- v
+	}()
+	<-inside
+	v, err := m.get(snap, "img", func() (string, error) { return "new", nil })
+	close(release)
+	if v != "new" || err != nil {
+		t.Fatalf("during the slow lookup: %q, %v; want the new answer", v, err)
+	}
+	if v := <-slow; v != "new" {
+		t.Fatalf("slow lookup: %q", v)
 	}
 }
 

@@ -114,16 +114,11 @@ func resolveBMC(m *BMCEntry) (*BMC, string) {
 // checkBMCEntries checks every bmc table where it is written (a profile's
 // too, before any node uses it).
 func (r *resolver) checkBMCEntries() {
-	for _, kind := range []struct {
-		prefix  string
-		entries map[string]written
-	}{{"profiles.", r.profiles}, {"nodes.", r.nodes}} {
-		for name, w := range kind.entries {
-			if w.e.BMC != nil {
-				checkBMCEntry(kind.prefix+name+".bmc", w.e.BMC, r.fail)
-			}
+	r.eachWritten(func(key string, e *Entry) {
+		if e.BMC != nil {
+			checkBMCEntry(key+".bmc", e.BMC, r.fail)
 		}
-	}
+	})
 }
 
 // checkBMCEntry checks one bmc table's values; fail gets "KEY.bmc.FIELD".

@@ -62,17 +62,11 @@ func NetworkDriverSet(list []string) []string {
 	return out[:j]
 }
 
-// checkNetworkDrivers checks network_drivers where it is written (a
-// profile's is checked even when no node uses it yet).
+// checkNetworkDrivers checks network_drivers where it is written.
 func (r *resolver) checkNetworkDrivers() {
-	for _, kind := range []struct {
-		prefix  string
-		entries map[string]written
-	}{{"profiles.", r.profiles}, {"nodes.", r.nodes}} {
-		for name, w := range kind.entries {
-			if err := CheckNetworkDrivers(w.e.NetworkDrivers); err != nil {
-				r.fail(kind.prefix+name+".network_drivers", "%v", err)
-			}
+	r.eachWritten(func(key string, e *Entry) {
+		if err := CheckNetworkDrivers(e.NetworkDrivers); err != nil {
+			r.fail(key+".network_drivers", "%v", err)
 		}
-	}
+	})
 }

@@ -461,22 +461,30 @@ func (r *resolver) checkNames() []string {
 	return names
 }
 
-// checkKernelArgs checks kernel arguments where they are written (a
-// profile's are checked even when no node uses it yet).
-func (r *resolver) checkKernelArgs() {
+// eachWritten calls fn with every profile and node entry as written and its
+// key ("profiles.NAME", "nodes.NAME"): checks of values where they are
+// written (a profile's even when no node uses it yet).
+func (r *resolver) eachWritten(fn func(key string, e *Entry)) {
 	for _, kind := range []struct {
 		prefix  string
 		entries map[string]written
 	}{{"profiles.", r.profiles}, {"nodes.", r.nodes}} {
 		for name, w := range kind.entries {
-			for _, a := range w.e.KernelArgs {
-				if err := CheckKernelArg(a); err != nil {
-					r.fail(kind.prefix+name+".kernel_args", "%v", err)
-					break
-				}
-			}
+			fn(kind.prefix+name, w.e)
 		}
 	}
+}
+
+// checkKernelArgs checks kernel arguments where they are written.
+func (r *resolver) checkKernelArgs() {
+	r.eachWritten(func(key string, e *Entry) {
+		for _, a := range e.KernelArgs {
+			if err := CheckKernelArg(a); err != nil {
+				r.fail(key+".kernel_args", "%v", err)
+				return
+			}
+		}
+	})
 }
 
 // nodeCheck is the resolving of one node: bad records that it failed, so it
